@@ -1,0 +1,1 @@
+"""imgtag pipelines: image input, the tagger, and every stage that the ``imgtag`` command runs."""

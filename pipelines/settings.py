@@ -1,0 +1,43 @@
+"""Typed settings read once from the environment, where they are used; no import-time effects.
+
+| variable | default | meaning |
+|---|---|---|
+| ``IMGTAG_HOME`` | ``./var`` | folder holding the SQLite catalog and the original images |
+| ``DATABASE_URL`` | ``sqlite:///$IMGTAG_HOME/catalog.sqlite3`` | catalog database (``postgres://...`` in production) |
+| ``IMGTAG_STORAGE_URL`` | ``$IMGTAG_HOME/storage`` | fsspec URL of the content-addressed originals (``s3://bucket/prefix``) |
+| ``IMGTAG_MAX_UPLOAD_MB`` | ``50`` | largest accepted original, in MiB |
+| ``IMGTAG_MAX_PIXELS`` | ``100000000`` | largest accepted image, width x height (decompression bombs) |
+| ``IMGTAG_BATCH_SIZE`` | ``32`` | images per inference batch |
+| ``IMGTAG_DECODE_THREADS`` | number of CPUs | threads decoding images ahead of the model |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    storage_url: str
+    max_upload_bytes: int
+    max_pixels: int
+    batch_size: int
+    decode_threads: int
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        home = Path(env.get("IMGTAG_HOME", "var")).expanduser().resolve()
+        return cls(
+            home=home,
+            database_url=env.get("DATABASE_URL") or f"sqlite:///{home / 'catalog.sqlite3'}",
+            storage_url=env.get("IMGTAG_STORAGE_URL") or str(home / "storage"),
+            max_upload_bytes=int(float(env.get("IMGTAG_MAX_UPLOAD_MB", "50")) * 1024 * 1024),
+            max_pixels=int(env.get("IMGTAG_MAX_PIXELS", "100000000")),
+            batch_size=int(env.get("IMGTAG_BATCH_SIZE", "32")),
+            decode_threads=int(env.get("IMGTAG_DECODE_THREADS", str(os.cpu_count() or 2))),
+        )
