@@ -1,0 +1,197 @@
+"""The ``imgtag`` command: tag, import, search and serve images from one machine.
+
+Every stage of imgtag is a subcommand here, so the same code runs from a terminal, an
+Airflow task and a Kubernetes pod. Settings come from the environment (see
+:mod:`pipelines.settings`); ``IMGTAG_HOME`` (default ``./var``) holds the catalog database
+and the stored originals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="imgtag",
+    help=(
+        "Automated image tagging for digital asset management.\n\n"
+        "Start with `imgtag import FOLDER`, then `imgtag search cat` or `imgtag serve`. "
+        "IMGTAG_HOME (default ./var) holds the catalog and originals; DATABASE_URL selects "
+        "PostgreSQL instead of the embedded SQLite file."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _tagger():
+    _quiet_tensorflow()
+    from pipelines.tagger import get_tagger
+
+    with err.status("Loading the tagging model..."):
+        return get_tagger()
+
+
+def _catalog():
+    from catalog import runtime
+
+    runtime.setup(migrate=True)
+
+
+def _format_tags(tags, limit: int = 6) -> str:
+    return ", ".join(f"{t.name} {t.score:.2f}" for t in tags[:limit]) or "(no tag above its threshold)"
+
+
+@app.command()
+def tag(
+    files: list[Path] = typer.Argument(..., help="Image files to tag (JPEG, PNG, WebP, BMP, TIFF, GIF)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list: {path, tags:[{name, score}]} or {path, error}."),
+):
+    """Tag image files and print their tags, without storing anything.
+
+    Exits with status 1 when any file could not be tagged (the others are still tagged).
+    """
+    tagger = _tagger()
+    results = list(tagger.tag_images((str(p), Path(p), str(p)) for p in files))
+    if as_json:
+        payload = [
+            {"path": r.key, "tags": [{"name": t.name, "score": t.score} for t in r.tags]}
+            if r.ok else {"path": r.key, "error": str(r.error)}
+            for r in results
+        ]
+        print(json.dumps(payload, indent=2))
+    else:
+        table = Table("file", "tags")
+        for r in results:
+            table.add_row(r.key, _format_tags(r.tags, 10) if r.ok else f"[red]error: {r.error}[/red]")
+        out.print(table)
+    raise typer.Exit(1 if any(not r.ok for r in results) else 0)
+
+
+@app.command("import")
+def import_(
+    paths: list[Path] = typer.Argument(..., help="Files and folders; folders are searched recursively for images."),
+    as_json: bool = typer.Option(False, "--json", help='Print the summary as JSON: {"imported", "duplicates", "failed": [{path, error}]}.'),
+):
+    """Import images into the catalog: store each original once (by sha256) and tag it.
+
+    Running it again on the same folder imports nothing new. Exits with status 1 when any
+    file failed; the summary names each one and why.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from pipelines.importer import collect_files, import_files
+
+    try:
+        files = collect_files(paths)
+    except FileNotFoundError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2)
+    _catalog()
+    tagger = _tagger()
+    progress = Progress(
+        TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err, disable=not files,
+    )
+    with progress:
+        task = progress.add_task("import", total=len(files))
+        summary = import_files(files, tagger, on_progress=lambda n: progress.advance(task, n))
+    if as_json:
+        print(json.dumps(summary.as_dict(), indent=2))
+    else:
+        out.print(
+            f"Imported {summary.imported}, duplicates {summary.duplicates}, failed {len(summary.failed)} "
+            f"(of {len(files)} files)."
+        )
+        for failure in summary.failed:
+            out.print(f"  [red]failed[/red] {failure['error']}")
+    raise typer.Exit(1 if summary.failed else 0)
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help='Tags with AND / OR / NOT and parentheses, e.g. \'cat AND NOT "coffee mug"\'.'),
+    min_score: float = typer.Option(0.0, help="Only tags scored at least this."),
+    source: Optional[str] = typer.Option(None, help="Only tags from this source: model or human."),
+    review: Optional[str] = typer.Option(None, help="Only tags in this review state: suggested, accepted or rejected."),
+    limit: int = typer.Option(50, help="At most this many results."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+):
+    """Find assets in the catalog by tag."""
+    _catalog()
+    from catalog import services
+    from catalog.query import QuerySyntaxError
+
+    try:
+        assets = services.search(query, min_score=min_score, source=source, review=review)
+    except (QuerySyntaxError, ValueError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2)
+    total = assets.count()
+    rows = [services.asset_summary(a) for a in assets[:limit]]
+    if as_json:
+        print(json.dumps({"count": total, "results": rows}, indent=2, default=str))
+        return
+    table = Table("id", "file", "size", "tags", title=f"{total} asset(s) match {query!r}")
+    for row in rows:
+        tags = ", ".join(f"{t['name']} {t['score']:.2f}" for t in row["tags"][:6])
+        table.add_row(str(row["id"]), row["filename"], f"{row['width']}x{row['height']}", tags)
+    out.print(table)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+):
+    """Serve the REST API (/api/, schema at /api/schema/) and the admin (/admin/)."""
+    _catalog()
+    from django.core.management import call_command
+
+    out.print(f"API on http://{host}:{port}/api/  admin on http://{host}:{port}/admin/  (Ctrl+C stops)")
+    call_command("runserver", f"{host}:{port}", use_reloader=False, insecure_serving=True)
+
+
+@app.command()
+def createuser(
+    username: str = typer.Argument(..., help="Name of the new user."),
+    password: Optional[str] = typer.Option(None, help="Password for the web pages and admin (prompted when omitted and --superuser is given)."),
+    superuser: bool = typer.Option(False, "--superuser", help="Give access to the admin site."),
+):
+    """Create a user and print its API token (send it as 'Authorization: Token <token>')."""
+    _catalog()
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    users = get_user_model()
+    if users.objects.filter(username=username).exists():
+        err.print(f"[red]user {username!r} already exists[/red]")
+        raise typer.Exit(2)
+    if superuser and not password:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    create = users.objects.create_superuser if superuser else users.objects.create_user
+    user = create(username=username, password=password)
+    token, _ = Token.objects.get_or_create(user=user)
+    out.print(f"created {username}; API token: {token.key}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

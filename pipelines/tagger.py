@@ -1,0 +1,158 @@
+"""The tagger: a batched engine that turns image bytes into tags with scores.
+
+Decoding runs in a thread pool (OpenCV releases the GIL) a few batches ahead of the model;
+inference runs in fixed-shape batches through one traced ``tf.function`` (the last, short
+batch is padded), so the model never retraces and the CPU stays busy with both at once.
+Results come back in input order; a file that cannot be decoded yields its error and the
+rest of the batch is tagged.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from pipelines import imageio
+from pipelines.backbone import IMAGE_SIZE
+from pipelines.results import TagResult
+from pipelines.settings import Settings
+from pipelines.tagmap import TagMap
+
+PRETRAINED_MODEL_NAME = "efficientnet-lite0-imagenet"
+PRETRAINED_MODEL_VERSION = "pretrained"
+
+Item = tuple[Any, "bytes | Path", str]  # (key, encoded bytes or a file path, display name)
+
+
+class Tagger:
+    """Tags images with a classifier and a :class:`~pipelines.tagmap.TagMap`.
+
+    Args:
+        predict: ``(batch, size, size, 3) uint8 -> (batch, classes) probabilities``; called
+            with exactly ``batch_size`` images every time.
+        tagmap: turns class probabilities into tags.
+        model_name, model_version: recorded on every tag this tagger produces.
+    """
+
+    def __init__(
+        self,
+        predict: Callable[[np.ndarray], np.ndarray],
+        tagmap: TagMap,
+        model_name: str,
+        model_version: str,
+        *,
+        image_size: int = IMAGE_SIZE,
+        batch_size: int = 32,
+        decode_threads: int = 2,
+        max_pixels: int = imageio.DEFAULT_MAX_PIXELS,
+    ):
+        self._predict = predict
+        self.tagmap = tagmap
+        self.model_name = model_name
+        self.model_version = model_version
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.decode_threads = decode_threads
+        self.max_pixels = max_pixels
+
+    def _prepare(self, data: bytes | Path, name: str):
+        if isinstance(data, Path):
+            data = data.read_bytes()
+        return imageio.load_for_model(data, self.image_size, name, max_pixels=self.max_pixels)
+
+    def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Class probabilities for ``(n, size, size, 3)`` uint8 pixels, in fixed-shape batches."""
+        out = []
+        for start in range(0, len(pixels), self.batch_size):
+            chunk = pixels[start : start + self.batch_size]
+            n = len(chunk)
+            if n < self.batch_size:
+                pad = np.zeros((self.batch_size - n, *chunk.shape[1:]), dtype=np.uint8)
+                chunk = np.concatenate([chunk, pad])
+            out.append(np.asarray(self._predict(chunk))[:n])
+        return np.concatenate(out) if out else np.zeros((0, self.tagmap.matrix.shape[0]), np.float32)
+
+    def tag_images(self, items: Iterable[Item]) -> Iterator[TagResult]:
+        """Tag many images; yields one :class:`TagResult` per item, in input order.
+
+        Items are ``(key, data, name)`` where ``data`` is the encoded bytes or a
+        :class:`~pathlib.Path` to read (read in the decode threads too).
+        """
+        lookahead = self.batch_size * 2
+        source = iter(items)
+        pending: deque[tuple[Any, str, Future]] = deque()
+        with ThreadPoolExecutor(self.decode_threads, thread_name_prefix="decode") as pool:
+
+            def refill():
+                while len(pending) < lookahead:
+                    try:
+                        key, data, name = next(source)
+                    except StopIteration:
+                        return
+                    pending.append((key, name, pool.submit(self._prepare, data, name)))
+
+            refill()
+            while pending:
+                window = [pending.popleft() for _ in range(min(self.batch_size, len(pending)))]
+                refill()  # keep the pool decoding the next batch while the model runs
+                results, pixels, slots = [], [], []
+                for key, name, future in window:
+                    try:
+                        image, info = future.result()
+                    except imageio.ImageError as exc:
+                        results.append(TagResult(key, name, error=exc))
+                    except OSError as exc:
+                        results.append(TagResult(key, name, error=imageio.ImageError(name, f"cannot read: {exc}")))
+                    else:
+                        slots.append(len(results))
+                        results.append(TagResult(key, name, info=info))
+                        pixels.append(image)
+                if pixels:
+                    tags = self.tagmap.select(self.predict_pixels(np.stack(pixels)))
+                    for slot, image_tags in zip(slots, tags):
+                        results[slot].tags = image_tags
+                yield from results
+
+
+def keras_predictor(model, batch_size: int, image_size: int = IMAGE_SIZE):
+    """A fixed-shape ``tf.function`` returning softmax probabilities of a logits model."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([batch_size, image_size, image_size, 3], tf.uint8)],
+                 reduce_retracing=True)
+    def predict(pixels):
+        return tf.nn.softmax(model(tf.cast(pixels, tf.float32), training=False), axis=-1)
+
+    return lambda pixels: predict(tf.constant(pixels)).numpy()
+
+
+_lock = threading.Lock()
+
+
+@functools.cache
+def _cached_tagger(batch_size: int, decode_threads: int, max_pixels: int) -> Tagger:
+    from pipelines import backbone
+
+    model = backbone.load_pretrained(include_top=True)
+    return Tagger(
+        keras_predictor(model, batch_size),
+        TagMap.load(),
+        PRETRAINED_MODEL_NAME,
+        PRETRAINED_MODEL_VERSION,
+        batch_size=batch_size,
+        decode_threads=decode_threads,
+        max_pixels=max_pixels,
+    )
+
+
+def get_tagger(settings: Settings | None = None) -> Tagger:
+    """The process-wide tagger (the model is loaded once, on first use, in about 3 s)."""
+    settings = settings or Settings.from_env()
+    with _lock:
+        return _cached_tagger(settings.batch_size, settings.decode_threads, settings.max_pixels)

@@ -1,0 +1,131 @@
+"""From 1000 ImageNet class probabilities to the tags people search for in a DAM.
+
+The map is two CSV files in ``pipelines/data/`` that a user can edit (or replace, with
+``IMGTAG_TAGMAP_DIR``):
+
+- ``imagenet_tags.csv`` — ``index,wnid,label,tag,broader``: each class's readable tag and its
+  broader tags from specific to general, ``;``-separated (``egyptian cat`` → ``cat;animal``).
+  The tag right after another in a chain is its parent, and must be the same in every row.
+- ``tag_thresholds.csv`` — ``tag,threshold``: ``*`` is the default for class tags, ``**`` for
+  broader tags; other rows override one tag.
+
+A tag's score is the sum of the probabilities of every class under it (the classes tagged
+with it directly or through ``broader``), so broader tags collect the evidence of all their
+members: a photo split between "tabby" and "tiger cat" is still confidently a ``cat``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.results import TagScore
+
+DATA_DIR = Path(__file__).parent / "data"
+CLASS_FILE = "imagenet_tags.csv"
+THRESHOLD_FILE = "tag_thresholds.csv"
+DEFAULT_CLASS_KEY = "*"
+DEFAULT_BROADER_KEY = "**"
+
+
+class TagMapError(ValueError):
+    """The tag map files are inconsistent; the message names the file, row and problem."""
+
+
+@dataclass(frozen=True)
+class TagMap:
+    """The class-to-tag matrix, thresholds and tag hierarchy."""
+
+    tags: tuple[str, ...]
+    matrix: np.ndarray  # (num_classes, num_tags) of 0/1, float32
+    thresholds: np.ndarray  # (num_tags,)
+    parent: dict[str, str]  # tag -> its parent tag
+    class_tags: tuple[str, ...]  # index -> the class's own tag
+
+    def parents(self, tag: str) -> list[str]:
+        """Immediate parent tags of ``tag`` (empty for a top-level tag)."""
+        return [self.parent[tag]] if tag in self.parent else []
+
+    def scores(self, probabilities: np.ndarray) -> np.ndarray:
+        """``(n, num_classes)`` probabilities to ``(n, num_tags)`` tag scores in [0, 1]."""
+        return np.minimum(probabilities @ self.matrix, 1.0)
+
+    def select(self, probabilities: np.ndarray) -> list[list[TagScore]]:
+        """Tags at or above their threshold for each image, best first."""
+        scores = self.scores(probabilities)
+        out = []
+        for row in scores:
+            keep = np.flatnonzero(row >= self.thresholds)
+            keep = keep[np.argsort(-row[keep], kind="stable")]
+            out.append([TagScore(self.tags[i], round(float(row[i]), 4)) for i in keep])
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path | None = None) -> "TagMap":
+        """Read and check the two CSV files (default: the packaged ones)."""
+        directory = Path(directory or os.environ.get("IMGTAG_TAGMAP_DIR") or DATA_DIR)
+        class_file, threshold_file = directory / CLASS_FILE, directory / THRESHOLD_FILE
+        thresholds = _read_thresholds(threshold_file)
+
+        class_tags: list[str] = []
+        members: dict[str, set[int]] = {}
+        parent: dict[str, str] = {}
+        broader_tags: set[str] = set()
+        with open(class_file, newline="", encoding="utf-8") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                where = f"{class_file}:{line}"
+                try:
+                    index = int(row["index"])
+                    own = row["tag"].strip()
+                    chain = [t.strip() for t in (row.get("broader") or "").split(";") if t.strip()]
+                except (KeyError, ValueError, AttributeError) as exc:
+                    raise TagMapError(f"{where}: expected columns index,wnid,label,tag,broader ({exc})") from None
+                if index != len(class_tags):
+                    raise TagMapError(f"{where}: index {index} out of order, expected {len(class_tags)}")
+                if not own:
+                    raise TagMapError(f"{where}: empty tag")
+                class_tags.append(own)
+                path = [own, *chain]
+                for tag in path:
+                    members.setdefault(tag, set()).add(index)
+                for child, par in zip(path, path[1:]):
+                    if parent.setdefault(child, par) != par:
+                        raise TagMapError(
+                            f"{where}: tag {child!r} has parent {par!r} here but {parent[child]!r} elsewhere"
+                        )
+                broader_tags.update(chain)
+        tags = tuple(sorted(members))
+        matrix = np.zeros((len(class_tags), len(tags)), dtype=np.float32)
+        for j, tag in enumerate(tags):
+            matrix[sorted(members[tag]), j] = 1.0
+        own_tags = set(class_tags)
+        default_class = thresholds.get(DEFAULT_CLASS_KEY, 0.25)
+        default_broader = thresholds.get(DEFAULT_BROADER_KEY, 0.35)
+        limits = np.array(
+            [thresholds.get(t, default_class if t in own_tags and t not in broader_tags else default_broader)
+             for t in tags],
+            dtype=np.float32,
+        )
+        unknown = set(thresholds) - set(tags) - {DEFAULT_CLASS_KEY, DEFAULT_BROADER_KEY}
+        if unknown:
+            raise TagMapError(f"{threshold_file}: thresholds for unknown tags {sorted(unknown)[:5]}")
+        return cls(tags, matrix, limits, parent, tuple(class_tags))
+
+
+def _read_thresholds(path: Path) -> dict[str, float]:
+    thresholds: dict[str, float] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                value = float(row["threshold"])
+                tag = row["tag"].strip()
+            except (KeyError, ValueError, TypeError, AttributeError):
+                raise TagMapError(f"{path}:{line}: expected 'tag,threshold' with a number") from None
+            if not 0.0 < value <= 1.0:
+                raise TagMapError(f"{path}:{line}: threshold {value} for {tag!r} is not in (0, 1]")
+            thresholds[tag] = value
+    return thresholds
