@@ -37,6 +37,15 @@ _KNOWN_UNSUPPORTED = (
     (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
     (b"\x00\x00\x01\x00", "ICO"),
 )
+_SUPPORTED_MAGIC = (
+    (b"\xff\xd8", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
 _FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF"}
 
 
@@ -83,6 +92,12 @@ class ImageInfo:
     has_alpha: bool = False
 
 
+def _sniff_supported(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((label for magic, label in _SUPPORTED_MAGIC if data.startswith(magic)), None)
+
+
 def _sniff_unsupported(data: bytes) -> str | None:
     for magic, label in _KNOWN_UNSUPPORTED:
         if data.startswith(magic):
@@ -114,15 +129,30 @@ def probe(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXE
             warnings.simplefilter("ignore")  # Pillow's own bomb warning; we check below
             with Image.open(io.BytesIO(data)) as im:
                 fmt, (width, height), mode = im.format, im.size, im.mode
-                orientation = int(im.getexif().get(EXIF_ORIENTATION, 1) or 1) if fmt != "GIF" else 1
                 has_alpha = "A" in im.getbands() or "transparency" in im.info
+                _check_size(name, fmt, width, height, max_pixels)
+                orientation = _orientation(im)
+    except Image.DecompressionBombError as exc:
+        raise TooManyPixelsError(
+            name, f"more pixels than the limit of {max_pixels:,} (IMGTAG_MAX_PIXELS); downscale it first ({exc})"
+        ) from None
     except UnidentifiedImageError:
+        if fmt := _sniff_supported(data):
+            raise TruncatedImageError(name, f"the {fmt} header is truncated or damaged") from None
         raise NotAnImageError(
             name, f"not an image: no known image header (first bytes {data[:8]!r}); "
             f"supported formats are {', '.join(SUPPORTED_FORMATS)}"
         ) from None
     except (OSError, SyntaxError, ValueError, struct.error) as exc:
-        raise TruncatedImageError(name, f"the image header is damaged ({exc})") from None
+        if isinstance(exc, ImageError):
+            raise
+        raise TruncatedImageError(name, f"the image header is truncated or damaged ({exc})") from None
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    return ImageInfo(fmt, width, height, mode, orientation, has_alpha)
+
+
+def _check_size(name: str, fmt: str, width: int, height: int, max_pixels: int) -> None:
     if fmt not in SUPPORTED_FORMATS:
         raise UnsupportedFormatError(
             name, f"{fmt} is not supported; convert it to one of {', '.join(SUPPORTED_FORMATS)}"
@@ -134,9 +164,22 @@ def probe(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXE
             name, f"{width}x{height} is {width * height:,} pixels, more than the limit of "
             f"{max_pixels:,} (IMGTAG_MAX_PIXELS); downscale it first"
         )
-    if orientation in (5, 6, 7, 8):
-        width, height = height, width
-    return ImageInfo(fmt, width, height, mode, orientation if 1 <= orientation <= 8 else 1, has_alpha)
+
+
+def _orientation(im: Image.Image) -> int:
+    """EXIF orientation without decoding pixels (Pillow's ``getexif`` loads PNGs whole)."""
+    if im.format == "GIF":
+        return 1
+    if im.format == "PNG":
+        raw = im.info.get("exif")
+        if not raw:
+            return 1
+        exif = Image.Exif()
+        exif.load(raw)
+    else:
+        exif = im.getexif()
+    value = int(exif.get(EXIF_ORIENTATION, 1) or 1)
+    return value if 1 <= value <= 8 else 1
 
 
 def _reduction_for(info: ImageInfo, min_side: int | None) -> int:

@@ -1,0 +1,159 @@
+"""Tagging throughput, measured against baselines in the same run (``make bench``).
+
+On generated 640x480 JPEGs (photos that scikit-image ships, cropped, recoloured and resized,
+so every file is distinct) it measures:
+
+(a) the bare model, batched, on pre-decoded tensors: the ceiling;
+(b) ``imgtag import`` end to end into a fresh SQLite catalog (read, hash, dedupe, store,
+    decode, tag, commit), with the model already loaded;
+(c) a naive pipeline: PIL full decode, ``model.predict`` one image at a time, one commit per
+    row.
+
+On 12-megapixel JPEGs it compares decoding to the model's input size at reduced size
+(libjpeg DCT scaling) against a full decode and resize.
+
+The last line is ``ratio e2e/bare=<b/a> e2e/naive=<b/c> reduced/full_decode_12mp=<x>``.
+Targets: e2e/bare >= 0.8, e2e/naive >= 10, reduced/full >= 3. No asserts: machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import skimage.data  # noqa: E402
+
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "hubble_deep_field", "retina", "immunohistochemistry")
+
+
+def make_jpegs(folder: Path, count: int, size: tuple[int, int], seed: int = 0) -> list[Path]:
+    """Distinct photo-like JPEGs of ``size`` (width, height)."""
+    rng = np.random.default_rng(seed)
+    sources = [getattr(skimage.data, name)() for name in PHOTOS]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        src = sources[i % len(sources)]
+        h, w = src.shape[:2]
+        ch, cw = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
+        y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+        crop = src[y : y + ch, x : x + cw].astype(np.float32) * rng.uniform(0.8, 1.2, size=3)
+        image = cv2.resize(np.clip(crop, 0, 255).astype(np.uint8), size, interpolation=cv2.INTER_CUBIC)
+        image = cv2.add(image, rng.integers(0, 6, image.shape, dtype=np.uint8))  # camera-like noise
+        path = folder / f"img_{i:05d}.jpg"
+        cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        paths.append(path)
+    return paths
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def bench_bare(tagger, pixels: np.ndarray, repeats: int = 2) -> float:
+    tagger.predict_pixels(pixels[: tagger.batch_size])  # trace once
+    start = time.perf_counter()
+    for _ in range(repeats):
+        tagger.predict_pixels(pixels)
+    return rate(len(pixels) * repeats, time.perf_counter() - start)
+
+
+def setup_catalog(home: Path) -> None:
+    os.environ["IMGTAG_HOME"] = str(home)
+    os.environ.pop("DATABASE_URL", None)
+    from catalog import runtime
+
+    runtime.setup(migrate=True)
+
+
+def bench_import(tagger, files: list[Path]) -> float:
+    from pipelines.importer import import_files
+
+    start = time.perf_counter()
+    summary = import_files(files, tagger)
+    seconds = time.perf_counter() - start
+    assert summary.imported == len(files), summary.as_dict()
+    return rate(len(files), seconds)
+
+
+def bench_naive(model, tagger, files: list[Path]) -> float:
+    """PIL full decode, per-image ``model.predict``, and a commit per asset row."""
+    from PIL import Image
+
+    from catalog import services
+
+    start = time.perf_counter()
+    for path in files:
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as im:
+            image = np.asarray(im.convert("RGB").resize((224, 224), Image.BILINEAR), dtype=np.float32)
+        logits = model.predict(image[None], verbose=0)
+        probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        asset, _ = services.ingest(data, path.name)
+        services.record_tags(asset, tagger.tagmap.select(probabilities)[0], "naive", "1",
+                             parents=tagger.tagmap.parents)
+    return rate(len(files), time.perf_counter() - start)
+
+
+def bench_decode(files: list[Path], size: int = 224) -> tuple[float, float]:
+    from pipelines import imageio
+
+    blobs = [p.read_bytes() for p in files]
+    start = time.perf_counter()
+    for data in blobs:
+        rgb, _ = imageio.decode(data, "full.jpg")
+        cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+    full = rate(len(blobs), time.perf_counter() - start)
+    start = time.perf_counter()
+    for data in blobs:
+        imageio.load_for_model(data, size, "reduced.jpg")
+    reduced = rate(len(blobs), time.perf_counter() - start)
+    return reduced, full
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=640, help="640x480 images for (a) and (b)")
+    parser.add_argument("--naive-images", type=int, default=96, help="images for the naive baseline (c)")
+    parser.add_argument("--big-images", type=int, default=16, help="12 MP images for the decode comparison")
+    args = parser.parse_args(argv)
+
+    from pipelines import backbone
+    from pipelines.tagger import get_tagger
+
+    with tempfile.TemporaryDirectory(prefix="imgtag-bench-") as tmp:
+        tmp = Path(tmp)
+        print(f"generating {args.images} 640x480 and {args.big_images} 4000x3000 JPEGs ...", flush=True)
+        small = make_jpegs(tmp / "small", args.images, (640, 480))
+        naive_files = make_jpegs(tmp / "naive", args.naive_images, (640, 480), seed=1)
+        big = make_jpegs(tmp / "big", args.big_images, (4000, 3000), seed=2)
+        mb = sum(p.stat().st_size for p in big) / len(big) / 1e6
+
+        setup_catalog(tmp / "home")
+        tagger = get_tagger()
+        from pipelines import imageio
+
+        pixels = np.stack([imageio.load_for_model(p.read_bytes(), 224)[0] for p in small])
+        bare = bench_bare(tagger, pixels)
+        print(f"(a) bare model, batch {tagger.batch_size}: {bare:.1f} images/s", flush=True)
+        e2e = bench_import(tagger, small)
+        print(f"(b) imgtag import end to end into SQLite: {e2e:.1f} images/s", flush=True)
+        naive = bench_naive(backbone.load_pretrained(), tagger, naive_files)
+        print(f"(c) naive (PIL, predict per image, commit per row): {naive:.1f} images/s", flush=True)
+        reduced, full = bench_decode(big)
+        print(f"12 MP JPEG ({mb:.1f} MB) to 224 px: reduced decode {reduced:.1f}/s, full decode {full:.1f}/s")
+        print(f"ratio e2e/bare={e2e / bare:.2f} e2e/naive={e2e / naive:.2f} reduced/full_decode_12mp={reduced / full:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
