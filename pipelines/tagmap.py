@@ -17,6 +17,7 @@ members: a photo split between "tabby" and "tiger cat" is still confidently a ``
 from __future__ import annotations
 
 import csv
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ class TagMapError(ValueError):
     """The tag map files are inconsistent; the message names the file, row and problem."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TagMap:
     """The class-to-tag matrix, thresholds and tag hierarchy."""
 
@@ -45,6 +46,15 @@ class TagMap:
     thresholds: np.ndarray  # (num_tags,)
     parent: dict[str, str]  # tag -> its parent tag
     class_tags: tuple[str, ...]  # index -> the class's own tag
+
+    @functools.cached_property
+    def _tie_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """Ties in score list the narrower tag (fewer classes), then the deeper one, first."""
+
+        def depth(tag: str) -> int:
+            return 1 + depth(self.parent[tag]) if tag in self.parent else 0
+
+        return self.matrix.sum(axis=0), np.array([depth(t) for t in self.tags])
 
     def parents(self, tag: str) -> list[str]:
         """Immediate parent tags of ``tag`` (empty for a top-level tag)."""
@@ -57,10 +67,11 @@ class TagMap:
     def select(self, probabilities: np.ndarray) -> list[list[TagScore]]:
         """Tags at or above their threshold for each image, best first."""
         scores = self.scores(probabilities)
+        breadth, depth = self._tie_order
         out = []
         for row in scores:
             keep = np.flatnonzero(row >= self.thresholds)
-            keep = keep[np.argsort(-row[keep], kind="stable")]
+            keep = keep[np.lexsort((-depth[keep], breadth[keep], -row[keep]))]
             out.append([TagScore(self.tags[i], round(float(row[i]), 4)) for i in keep])
         return out
 

@@ -1,0 +1,112 @@
+"""The pretrained tagger on real photos, and the batched engine around it."""
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from pipelines.results import TagScore
+from pipelines.tagger import PRETRAINED_MODEL_NAME, Tagger, get_tagger
+from pipelines.tagmap import TagMap
+
+
+@pytest.fixture(scope="module")
+def tagger():
+    return get_tagger()
+
+
+def png(rgb: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return encoded.tobytes()
+
+
+def jpeg(rgb: np.ndarray, quality: int = 92) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return encoded.tobytes()
+
+
+def names(result) -> list[str]:
+    return [t.name for t in result.tags]
+
+
+def test_real_photos_get_the_tags_a_person_expects(tagger):
+    chelsea, coffee = tagger.tag_images([
+        ("chelsea", png(skimage.data.chelsea()), "chelsea.png"),
+        ("coffee", jpeg(skimage.data.coffee()), "coffee.jpg"),
+    ])
+    assert "cat" in names(chelsea) and "animal" in names(chelsea)
+    assert any(t in names(coffee) for t in ("coffee", "cup", "espresso", "coffee mug"))
+    assert "cat" not in names(coffee) and "coffee" not in names(chelsea)
+    for result in (chelsea, coffee):
+        scores = [t.score for t in result.tags]
+        assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
+    assert tagger.model_name == PRETRAINED_MODEL_NAME
+
+
+def test_tags_survive_a_flip_and_a_small_crop(tagger):
+    cat = skimage.data.chelsea()
+    h, w = cat.shape[:2]
+    variants = [cat[:, ::-1].copy(), cat[h // 20 : -h // 20, w // 20 : -w // 20].copy()]
+    for result in tagger.tag_images((i, png(v), f"v{i}.png") for i, v in enumerate(variants)):
+        assert "cat" in names(result)
+
+
+def test_a_bad_file_in_a_batch_does_not_stop_the_others(tagger):
+    cat = png(skimage.data.chelsea())
+    items = [(0, cat, "a.png"), (1, b"not an image", "notes.jpg"), (2, b"", "empty.png"), (3, cat, "b.png")]
+    results = list(tagger.tag_images(items))
+    assert [r.key for r in results] == [0, 1, 2, 3]  # input order
+    assert results[0].ok and results[3].ok and "cat" in names(results[3])
+    assert "notes.jpg" in str(results[1].error) and results[1].error.reason == "not_an_image"
+    assert "empty.png" in str(results[2].error) and results[2].error.reason == "empty"
+
+
+def test_paths_are_read_in_the_engine(tagger, tmp_path):
+    path = tmp_path / "cat.jpg"
+    path.write_bytes(jpeg(skimage.data.chelsea()))
+    (result,) = tagger.tag_images([("k", path, str(path))])
+    assert "cat" in names(result) and result.info.format == "JPEG"
+    (missing,) = tagger.tag_images([("m", tmp_path / "gone.jpg", "gone.jpg")])
+    assert not missing.ok and "gone.jpg" in str(missing.error)
+
+
+def tiny_tagmap(tmp_path) -> TagMap:
+    (tmp_path / "imagenet_tags.csv").write_text(
+        "index,wnid,label,tag,broader\n0,n0,a,tabby,cat;animal\n1,n1,b,lynx,wild cat;cat;animal\n2,n2,c,mug,cup\n"
+    )
+    (tmp_path / "tag_thresholds.csv").write_text("tag,threshold\n*,0.5\n**,0.6\nanimal,0.9\n")
+    return TagMap.load(tmp_path)
+
+
+def test_broader_tags_sum_their_classes_and_have_their_own_thresholds(tmp_path):
+    tagmap = tiny_tagmap(tmp_path)
+    (tags,) = tagmap.select(np.array([[0.4, 0.35, 0.25]], dtype=np.float32))
+    # No class reaches 0.5, but together they are a cat (0.75 >= 0.6); animal needs 0.9.
+    assert tags == [TagScore("cat", 0.75)]
+    assert tagmap.parents("lynx") == ["wild cat"] and tagmap.parents("wild cat") == ["cat"]
+    assert tagmap.parents("animal") == []
+
+
+def test_inconsistent_hierarchy_is_refused_with_the_row(tmp_path):
+    (tmp_path / "imagenet_tags.csv").write_text(
+        "index,wnid,label,tag,broader\n0,n0,a,tabby,cat;animal\n1,n1,b,toy,cat;object\n"
+    )
+    (tmp_path / "tag_thresholds.csv").write_text("tag,threshold\n*,0.5\n")
+    with pytest.raises(ValueError, match=r"imagenet_tags.csv:3: tag 'cat' has parent 'object'"):
+        TagMap.load(tmp_path)
+
+
+def test_inference_always_runs_in_fixed_shape_batches(tmp_path):
+    shapes = []
+
+    def predict(pixels):
+        shapes.append(pixels.shape)
+        return np.tile(np.array([[0.1, 0.1, 0.8]], np.float32), (len(pixels), 1))
+
+    engine = Tagger(predict, tiny_tagmap(tmp_path), "m", "1", image_size=32, batch_size=4, decode_threads=2)
+    image = png(np.full((40, 50, 3), 100, np.uint8))
+    results = list(engine.tag_images((i, image, f"{i}.png") for i in range(10)))
+    assert len(results) == 10 and all(names(r) == ["mug", "cup"] for r in results)
+    assert set(shapes) == {(4, 32, 32, 3)} and len(shapes) == 3  # 4 + 4 + (2 padded to 4)
