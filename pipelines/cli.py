@@ -75,7 +75,9 @@ def tag(
         ]
         print(json.dumps(payload, indent=2))
     else:
-        table = Table("file", "tags")
+        table = Table(expand=True)
+        table.add_column("file", overflow="fold", ratio=1)
+        table.add_column("tags", ratio=2)
         for r in results:
             table.add_row(r.key, _format_tags(r.tags, 10) if r.ok else f"[red]error: {r.error}[/red]")
         out.print(table)

@@ -138,7 +138,10 @@ def probe(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXE
         ) from None
     except UnidentifiedImageError:
         if fmt := _sniff_supported(data):
-            raise TruncatedImageError(name, f"the {fmt} header is truncated or damaged") from None
+            raise TruncatedImageError(
+                name, f"the {fmt} file is truncated, damaged or a variant that cannot be read "
+                "(for example 64-bit samples); re-save it as 8-bit RGB"
+            ) from None
         raise NotAnImageError(
             name, f"not an image: no known image header (first bytes {data[:8]!r}); "
             f"supported formats are {', '.join(SUPPORTED_FORMATS)}"

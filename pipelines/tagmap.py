@@ -65,13 +65,17 @@ class TagMap:
         return np.minimum(probabilities @ self.matrix, 1.0)
 
     def select(self, probabilities: np.ndarray) -> list[list[TagScore]]:
-        """Tags at or above their threshold for each image, best first."""
+        """Tags at or above their threshold for each image, best first.
+
+        Scores equal to two decimals list the more specific tag first (``espresso`` before
+        ``coffee`` before ``drink``).
+        """
         scores = self.scores(probabilities)
         breadth, depth = self._tie_order
         out = []
         for row in scores:
             keep = np.flatnonzero(row >= self.thresholds)
-            keep = keep[np.lexsort((-depth[keep], breadth[keep], -row[keep]))]
+            keep = keep[np.lexsort((-depth[keep], breadth[keep], -np.round(row[keep], 2)))]
             out.append([TagScore(self.tags[i], round(float(row[i]), 4)) for i in keep])
         return out
 

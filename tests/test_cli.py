@@ -1,0 +1,82 @@
+"""The ``imgtag`` command as a user runs it: real files, a real SQLite catalog, subprocesses."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+import skimage.data
+
+IMGTAG = [sys.executable, "-m", "pipelines.cli"]
+
+
+def run(args, home: Path, check_codes=(0,)) -> subprocess.CompletedProcess:
+    env = {**os.environ, "IMGTAG_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run([*IMGTAG, *args], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode in check_codes, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """A folder like a user's: photos in subfolders, a duplicate, a broken file, a text file."""
+    root = tmp_path_factory.mktemp("photos")
+    (root / "pets").mkdir()
+    (root / "kitchen" / "mugs").mkdir(parents=True)
+    cv2.imwrite(str(root / "pets" / "chelsea.jpg"), cv2.cvtColor(skimage.data.chelsea(), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(root / "kitchen" / "mugs" / "coffee.png"), cv2.cvtColor(skimage.data.coffee(), cv2.COLOR_RGB2BGR))
+    shutil.copy(root / "pets" / "chelsea.jpg", root / "pets" / "chelsea copy.jpg")
+    good = (root / "pets" / "chelsea.jpg").read_bytes()
+    (root / "pets" / "broken.jpg").write_bytes(good[: len(good) // 3])
+    (root / "notes.txt").write_text("not an image, and not an image extension either")
+    return root
+
+
+def test_tag_json_reports_tags_and_errors_per_file(photos, tmp_path):
+    bad = tmp_path / "fake.jpg"
+    bad.write_text("hello")
+    done = run(["tag", "--json", str(photos / "pets" / "chelsea.jpg"), str(bad)], tmp_path / "home", (1,))
+    cat, fake = json.loads(done.stdout)
+    assert cat["path"].endswith("chelsea.jpg") and "cat" in [t["name"] for t in cat["tags"]]
+    assert all(set(t) == {"name", "score"} for t in cat["tags"])
+    assert fake["path"] == str(bad) and "not an image" in fake["error"] and "tags" not in fake
+    assert not (tmp_path / "home").exists() or not list((tmp_path / "home").rglob("*.sqlite3"))  # stored nothing
+
+
+def test_import_twice_then_search(photos, tmp_path):
+    home = tmp_path / "home"
+    first = json.loads(run(["import", "--json", str(photos)], home, (1,)).stdout)
+    assert first["imported"] == 2 and first["duplicates"] == 1
+    assert [f["path"] for f in first["failed"]] == [str(photos / "pets" / "broken.jpg")]
+    assert "truncated" in first["failed"][0]["error"]
+
+    second = json.loads(run(["import", "--json", str(photos)], home, (1,)).stdout)
+    assert second["imported"] == 0 and second["duplicates"] == 4  # the broken one was kept as failed
+
+    stored = [p for p in (home / "storage").rglob("*") if p.is_file()]
+    assert len(stored) == 3  # chelsea, coffee, and the broken original (kept with its error)
+
+    found = json.loads(run(["search", "--json", "cat AND animal"], home).stdout)
+    assert [r["filename"] for r in found["results"]] == ["chelsea.jpg"]
+    assert found["results"][0]["tags"][0]["score"] > 0.3
+    none = json.loads(run(["search", "--json", "cat AND NOT cat"], home).stdout)
+    assert none["count"] == 0
+
+    bad = run(["search", "cat AND (dog"], home, (2,))
+    assert "expected" in bad.stderr.lower() or "expected" in bad.stdout.lower()
+
+
+def test_import_of_a_missing_folder_says_so(tmp_path):
+    done = run(["import", str(tmp_path / "nowhere")], tmp_path / "home", (2,))
+    assert "nowhere: no such file or folder" in done.stderr
+
+
+def test_help_explains_every_command(tmp_path):
+    text = run(["--help"], tmp_path).stdout
+    for command in ("tag", "import", "search", "serve", "createuser"):
+        assert command in text
