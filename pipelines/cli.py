@@ -34,12 +34,7 @@ out = Console()
 err = Console(stderr=True)
 
 
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
 def _tagger():
-    _quiet_tensorflow()
     from pipelines.tagger import get_tagger
 
     with err.status("Loading the tagging model..."):
@@ -192,6 +187,9 @@ def createuser(
 
 
 def main() -> None:
+    import cv2
+
+    cv2.setLogLevel(2)  # errors only: a bad file is reported by imgtag itself, once
     app()
 
 

@@ -137,6 +137,9 @@ _lock = threading.Lock()
 
 @functools.cache
 def _cached_tagger(batch_size: int, decode_threads: int, max_pixels: int) -> Tagger:
+    from pipelines.tf_runtime import import_tensorflow
+
+    import_tensorflow()
     from pipelines import backbone
 
     model = backbone.load_pretrained(include_top=True)

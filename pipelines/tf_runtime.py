@@ -1,0 +1,42 @@
+"""Import TensorFlow once, quietly.
+
+TensorFlow 2.21 prints start-up lines from C++ (oneDNN notes, "could not find cuda
+drivers", absl's "log messages before InitializeLog") before ``TF_CPP_MIN_LOG_LEVEL`` takes
+effect. A user tagging a folder should not read them, so the import runs with the process's
+stderr file descriptor pointed at /dev/null, unless ``IMGTAG_TF_VERBOSE=1``. Python errors
+raised by the import still surface (they are raised after stderr is restored).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+
+@contextlib.contextmanager
+def _stderr_fd_silenced():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow():
+    """``import tensorflow`` without its C++ start-up chatter; returns the module."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if os.environ.get("IMGTAG_TF_VERBOSE") == "1":
+        import tensorflow
+    else:
+        with _stderr_fd_silenced():
+            import tensorflow
+            tensorflow.config.list_logical_devices()  # cuInit and device start-up logs, now
+    return tensorflow
