@@ -30,8 +30,8 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # long paths and messages stay on one line
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _tagger():
@@ -189,7 +189,7 @@ def createuser(
 def main() -> None:
     import cv2
 
-    cv2.setLogLevel(2)  # errors only: a bad file is reported by imgtag itself, once
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # imgtag reports bad files itself
     app()
 
 

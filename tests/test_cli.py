@@ -55,14 +55,14 @@ def test_import_twice_then_search(photos, tmp_path):
     assert [f["path"] for f in first["failed"]] == [str(photos / "pets" / "broken.jpg")]
     assert "truncated" in first["failed"][0]["error"]
 
-    second = json.loads(run(["import", "--json", str(photos)], home, (1,)).stdout)
+    second = json.loads(run(["import", "--json", str(photos)], home).stdout)
     assert second["imported"] == 0 and second["duplicates"] == 4  # the broken one was kept as failed
 
     stored = [p for p in (home / "storage").rglob("*") if p.is_file()]
     assert len(stored) == 3  # chelsea, coffee, and the broken original (kept with its error)
 
     found = json.loads(run(["search", "--json", "cat AND animal"], home).stdout)
-    assert [r["filename"] for r in found["results"]] == ["chelsea.jpg"]
+    assert found["count"] == 1 and found["results"][0]["filename"].startswith("chelsea")
     assert found["results"][0]["tags"][0]["score"] > 0.3
     none = json.loads(run(["search", "--json", "cat AND NOT cat"], home).stdout)
     assert none["count"] == 0
