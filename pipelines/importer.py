@@ -102,17 +102,18 @@ def import_files(
                             to_tag.append((asset, path, str(path)))
             on_progress(len(chunk) - len(to_tag))
             with transaction.atomic():
+                tagged = []
                 for result in tagger.tag_images(to_tag):
                     if result.ok:
-                        services.record_tags(
-                            result.key, result.tags, tagger.model_name, tagger.model_version,
-                            parents=tagger.tagmap.parents,
-                        )
-                        summary.imported += 1
+                        tagged.append((result.key, result.tags))
                     else:
                         services.mark_failed(result.key, str(result.error))
                         summary.failed.append({"path": result.name, "error": _message(result.error, result.name)})
                     on_progress(1)
+                services.record_tags_batch(
+                    tagged, tagger.model_name, tagger.model_version, parents=tagger.tagmap.parents
+                )
+                summary.imported += len(tagged)
     return summary
 
 

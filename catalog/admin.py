@@ -1,0 +1,108 @@
+"""Admin pages: browse assets with their tags, edit tags and the tag hierarchy, see model versions.
+
+Assets are created by uploads and imports only (the admin cannot add one); their content
+fields are read-only, their tags editable inline.
+"""
+
+from django.contrib import admin
+from django.db.models import Count, Q
+from django.template.defaultfilters import filesizeformat
+
+from catalog.models import Asset, AssetTag, ModelVersion, Tag
+
+_COUNTED = Q(asset_tags__review__in=[AssetTag.Review.SUGGESTED, AssetTag.Review.ACCEPTED])
+
+
+class AssetTagInline(admin.TabularInline):
+    model = AssetTag
+    extra = 0
+    fields = ["tag", "score", "source", "model_version", "review", "reviewed_by", "updated_at"]
+    readonly_fields = ["updated_at"]
+    autocomplete_fields = ["tag"]
+    raw_id_fields = ["reviewed_by"]
+    ordering = ["-score"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("tag", "model_version", "reviewed_by")
+
+
+@admin.register(Asset)
+class AssetAdmin(admin.ModelAdmin):
+    list_display = ["filename", "status", "format", "dimensions", "file_size", "created_at"]
+    list_filter = ["status", "format", "created_at"]
+    search_fields = ["=sha256", "filename"]
+    readonly_fields = [
+        "sha256",
+        "uri",
+        "filename",
+        "size",
+        "width",
+        "height",
+        "format",
+        "created_at",
+        "updated_at",
+    ]
+    fields = [
+        "sha256",
+        "uri",
+        "filename",
+        "size",
+        "width",
+        "height",
+        "format",
+        "status",
+        "error",
+        "created_at",
+        "updated_at",
+    ]
+    inlines = [AssetTagInline]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="size", ordering="size")
+    def file_size(self, asset: Asset) -> str:
+        return filesizeformat(asset.size)
+
+    @admin.display(description="pixels")
+    def dimensions(self, asset: Asset) -> str:
+        return f"{asset.width}×{asset.height}"
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    list_display = ["name", "parent_names", "asset_count"]
+    search_fields = ["name"]
+    autocomplete_fields = ["parents"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(asset_count=Count("asset_tags", filter=_COUNTED))
+            .prefetch_related("parents")
+        )
+
+    @admin.display(description="parents")
+    def parent_names(self, tag: Tag) -> str:
+        return ", ".join(parent.name for parent in tag.parents.all())
+
+    @admin.display(description="assets (not rejected)", ordering="asset_count")
+    def asset_count(self, tag: Tag) -> int:
+        return tag.asset_count
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["name", "version", "created_at", "tag_count"]
+    list_filter = ["name"]
+    search_fields = ["name", "version"]
+    readonly_fields = ["created_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(tag_count=Count("asset_tags"))
+
+    @admin.display(description="tags produced", ordering="tag_count")
+    def tag_count(self, version: ModelVersion) -> int:
+        return version.tag_count

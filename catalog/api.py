@@ -1,0 +1,312 @@
+"""The REST API under ``/api/``: upload, search, asset detail, review, originals, tags.
+
+Views are thin: they check the request, call :mod:`catalog.services` and shape the answer.
+Reads are open; writes need an authenticated user (``Authorization: Token <key>``, or a
+session). Uploads are all-or-nothing: every file is checked before any is stored.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler
+from django.db import transaction
+from django.db.models import Count, Q
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from catalog import services
+from catalog.models import Asset, AssetTag, Tag
+from catalog.query import QueryError
+from catalog.serializers import (
+    AssetSerializer,
+    ReviewSerializer,
+    SearchParamsSerializer,
+    TagSerializer,
+    UploadedAssetSerializer,
+    UploadErrorsSerializer,
+    UploadRequestSerializer,
+    UploadResponseSerializer,
+)
+from catalog.storage import get_storage
+from pipelines.imageio import ImageError
+
+CONTENT_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+    "GIF": "image/gif",
+}
+
+
+def _error(file: str | None, reason: str, message: str) -> dict:
+    return {"file": file, "reason": reason, "error": message}
+
+
+def _upload_errors(code: int, errors: list[dict]) -> Response:
+    return Response({"errors": errors}, status=code)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """DRF's handler, plus JSON answers for Django's request-size limits (instead of a 400 page).
+
+    Args:
+        exc: the exception a view raised (reading the request body raises Django's own).
+        context: DRF's context (view, request).
+
+    Returns:
+        The error response, or ``None`` for exceptions that should become a 500.
+    """
+    if isinstance(exc, TooManyFilesSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+        message = f"more than {limit} files in one request; send them in several requests"
+        return _upload_errors(413, [_error(None, "too_many_files", message)])
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        message = (
+            f"the form fields (files not counted) exceed {limit:,} bytes; "
+            "send images as files in the 'files' field"
+        )
+        return _upload_errors(413, [_error(None, "request_too_large", message)])
+    if isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        return Response({"detail": f"more than {limit} form fields"}, status=400)
+    return drf_exception_handler(exc, context)
+
+
+class _KeepUpToLimit(FileUploadHandler):
+    """Passes on at most ``limit + 1`` bytes of each uploaded file to the next handlers.
+
+    An oversized file is then refused as too large without being held whole in memory or on
+    disk; the view sees a size above the limit and answers 413.
+    """
+
+    def __init__(self, request, limit: int):
+        super().__init__(request)
+        self.limit = limit
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
+        room = self.limit + 1 - start
+        return raw_data[:room] if room > 0 else None
+
+    def file_complete(self, file_size: int) -> None:
+        return None  # the next handler (memory or temporary file) builds the file object
+
+
+def _read(upload: UploadedFile) -> bytes:
+    upload.seek(0)
+    return upload.read()
+
+
+class AssetListView(generics.ListAPIView):
+    """Search assets (GET) and upload images (POST)."""
+
+    serializer_class = AssetSerializer
+
+    def initialize_request(self, request, *args, **kwargs) -> Request:
+        if request.method == "POST":  # before anything (a CSRF check included) reads the body
+            request.upload_handlers.insert(
+                0, _KeepUpToLimit(request, settings.IMGTAG_MAX_UPLOAD_BYTES)
+            )
+        return super().initialize_request(request, *args, **kwargs)
+
+    def get_queryset(self):
+        params = SearchParamsSerializer(data=self.request.query_params)
+        params.is_valid(raise_exception=True)
+        options = dict(params.validated_data)
+        try:
+            return services.search(options.pop("q"), **options)
+        except QueryError as exc:
+            raise ValidationError({"q": [str(exc)]}) from None
+
+    @extend_schema(
+        summary="Search assets by tag",
+        parameters=[SearchParamsSerializer],
+        responses={
+            200: AssetSerializer(many=True),
+            400: OpenApiResponse(description="bad query: the message says where"),
+        },
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Upload images",
+        description=(
+            "Checks every file first: any file over the size limit answers 413, any file that is "
+            "not a usable image 400, each error naming the file, and then nothing is stored. "
+            "Otherwise each original is stored once (the same bytes again are a duplicate of the "
+            "existing asset) and new assets are tagged before the answer."
+        ),
+        request={"multipart/form-data": UploadRequestSerializer},
+        responses={
+            201: UploadResponseSerializer,
+            400: OpenApiResponse(
+                UploadErrorsSerializer, description="a file is not a usable image, or no file"
+            ),
+            401: OpenApiResponse(description="no or bad token"),
+            413: OpenApiResponse(
+                UploadErrorsSerializer, description="a file or the request is too large"
+            ),
+        },
+    )
+    def post(self, request, *args, **kwargs):
+        uploads = [*request.FILES.getlist("files"), *request.FILES.getlist("file")]
+        if not uploads:
+            message = "no file in the request; send images as multipart/form-data fields 'files'"
+            return _upload_errors(400, [_error(None, "no_file", message)])
+        limit = settings.IMGTAG_MAX_UPLOAD_BYTES
+        errors, too_large = [], False
+        for upload in uploads:
+            try:
+                if upload.size > limit:
+                    raise services.UploadTooLarge(upload.name, limit)
+                services.validate(_read(upload), upload.name)
+            except services.UploadTooLarge as exc:
+                errors.append(_error(upload.name, exc.reason, str(exc)))
+                too_large = True
+            except ImageError as exc:
+                errors.append(_error(upload.name, exc.reason, str(exc)))
+        if errors:
+            return _upload_errors(413 if too_large else 400, errors)
+
+        with transaction.atomic():
+            ingested = [services.ingest(_read(upload), upload.name) for upload in uploads]
+        to_tag = {asset.pk: asset for asset, _ in ingested if asset.status == Asset.Status.PENDING}
+        services.tag_assets_in_process(to_tag.values())
+
+        fresh = services.with_tags(
+            Asset.objects.filter(pk__in=[asset.pk for asset, _ in ingested])
+        ).in_bulk()
+        answered = []
+        for asset, created in ingested:
+            item = copy.copy(fresh[asset.pk])
+            item.duplicate = not created
+            answered.append(item)
+        data = UploadedAssetSerializer(
+            answered, many=True, context=self.get_serializer_context()
+        ).data
+        return Response({"assets": data}, status=status.HTTP_201_CREATED)
+
+
+class AssetDetailView(generics.RetrieveAPIView):
+    """One asset with all its tags."""
+
+    serializer_class = AssetSerializer
+    queryset = services.with_tags(Asset.objects.all())
+
+    @extend_schema(summary="An asset with its tags")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class AssetReviewView(APIView):
+    """A person's decision about one tag of an asset."""
+
+    @extend_schema(
+        summary="Accept, reject or add a tag",
+        request=ReviewSerializer,
+        responses={
+            200: AssetSerializer,
+            400: OpenApiResponse(description="bad action or tag name"),
+            401: OpenApiResponse(description="no or bad token"),
+            404: OpenApiResponse(
+                description="no such asset, or it has no such tag (accept/reject)"
+            ),
+        },
+    )
+    def post(self, request, pk: int):
+        asset = get_object_or_404(Asset, pk=pk)
+        decision = ReviewSerializer(data=request.data)
+        decision.is_valid(raise_exception=True)
+        try:
+            services.review(
+                asset,
+                decision.validated_data["tag"],
+                decision.validated_data["action"],
+                request.user,
+            )
+        except services.TagNotOnAsset as exc:
+            raise NotFound(str(exc)) from None
+        except ValueError as exc:
+            raise ValidationError({"tag": [str(exc)]}) from None
+        asset = services.with_tags(Asset.objects.filter(pk=pk)).get()
+        return Response(AssetSerializer(asset, context={"request": request}).data)
+
+
+class _AnyAccept(BaseContentNegotiation):
+    """Serve the original whatever the client accepts (errors still come back as JSON)."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class AssetOriginalView(APIView):
+    """The original bytes of an asset, as uploaded."""
+
+    content_negotiation_class = _AnyAccept
+
+    @extend_schema(
+        summary="Download the original",
+        responses={
+            (200, "image/*"): OpenApiTypes.BINARY,
+            404: OpenApiResponse(
+                description="no such asset, or its original is missing from storage"
+            ),
+        },
+    )
+    def get(self, request, pk: int):
+        asset = get_object_or_404(Asset, pk=pk)
+        try:
+            original = get_storage().open(asset.uri)
+        except FileNotFoundError:
+            raise NotFound(
+                f"the original of asset {pk} is missing from storage at {asset.uri}"
+            ) from None
+        content_type = CONTENT_TYPES.get(asset.format, "application/octet-stream")
+        return FileResponse(original, content_type=content_type, filename=asset.filename)
+
+
+class TagListView(generics.ListAPIView):
+    """Tags in use, most used first, with how many assets carry each."""
+
+    serializer_class = TagSerializer
+
+    def get_queryset(self):
+        counted = Count(
+            "asset_tags",
+            filter=Q(asset_tags__review__in=[AssetTag.Review.SUGGESTED, AssetTag.Review.ACCEPTED]),
+        )
+        tags = Tag.objects.annotate(asset_count=counted).filter(asset_count__gt=0)
+        prefix = self.request.query_params.get("prefix", "").lstrip().lower()
+        if prefix:
+            tags = tags.filter(name__startswith=prefix)
+        return tags.prefetch_related("parents").order_by("-asset_count", "name")
+
+    @extend_schema(
+        summary="Tags with their asset counts",
+        parameters=[
+            OpenApiParameter(
+                "prefix", str, description="only tags whose name starts with this (autocomplete)"
+            )
+        ],
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)

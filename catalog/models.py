@@ -1,0 +1,127 @@
+"""Catalog tables: assets, tags and their hierarchy, tags on assets, model versions.
+
+An :class:`Asset` is identified by the sha256 of its original bytes. Every :class:`AssetTag`
+says where it came from (``source``: the model or a human, the :class:`ModelVersion` that
+scored it) and what a person decided about it (``review``), so retagging with a newer model
+can replace machine suggestions without ever touching a human decision.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class ModelVersion(models.Model):
+    """A tagging model that produced tags, e.g. ``efficientnet-lite0-imagenet`` ``pretrained``."""
+
+    name = models.CharField(max_length=200)
+    version = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="catalog_modelversion_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
+class Tag(models.Model):
+    """A tag name (lowercase, may contain spaces) and its broader tags (``tabby`` → ``cat``)."""
+
+    name = models.CharField(max_length=200, unique=True)
+    parents = models.ManyToManyField("self", symmetrical=False, related_name="children", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Asset(models.Model):
+    """One original image, stored once by content (see :mod:`catalog.storage`)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        TAGGED = "tagged", "tagged"
+        FAILED = "failed", "failed"
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    uri = models.CharField("storage URI", max_length=1024)
+    filename = models.CharField("original filename", max_length=255)
+    size = models.PositiveBigIntegerField(help_text="bytes")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=16)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True, default="", help_text="why tagging failed, when it did")
+    tags = models.ManyToManyField(Tag, through="AssetTag", related_name="assets")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status"], name="catalog_asset_status")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "tagged", "failed"]),
+                name="catalog_asset_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.sha256[:12]})"
+
+
+class AssetTag(models.Model):
+    """A tag on an asset, with its score and provenance."""
+
+    class Source(models.TextChoices):
+        MODEL = "model", "model"
+        HUMAN = "human", "human"
+
+    class Review(models.TextChoices):
+        SUGGESTED = "suggested", "suggested"
+        ACCEPTED = "accepted", "accepted"
+        REJECTED = "rejected", "rejected"
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="asset_tags")
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="asset_tags")
+    score = models.FloatField(help_text="0 to 1; 1 for a tag a person added")
+    source = models.CharField(max_length=8, choices=Source.choices)
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="asset_tags"
+    )
+    review = models.CharField(max_length=10, choices=Review.choices, default=Review.SUGGESTED)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tag", "score"], name="catalog_assettag_tag_score")]
+        constraints = [
+            models.UniqueConstraint(fields=["asset", "tag"], name="catalog_assettag_unique"),
+            models.CheckConstraint(
+                condition=Q(score__gte=0.0, score__lte=1.0), name="catalog_assettag_score_0_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(source__in=["model", "human"]), name="catalog_assettag_source_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(review__in=["suggested", "accepted", "rejected"]),
+                name="catalog_assettag_review_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.tag} on asset {self.asset_id}: {self.score:.2f} ({self.source}, {self.review})"
+        )

@@ -1,0 +1,278 @@
+"""Search by tag: a small query language compiled to Django ``Q`` objects on :class:`Asset`.
+
+Grammar (keywords are case-insensitive; NOT binds tightest, then AND, then OR)::
+
+    query    := or_expr END
+    or_expr  := and_expr ("OR" and_expr)*
+    and_expr := unary (["AND"] unary)*        -- adjacent terms are ANDed
+    unary    := ("NOT" | "-") unary | atom
+    atom     := TAG | '"' any text '"' | "(" or_expr ")"
+
+A bare tag is a run of characters other than spaces, parentheses and ``"``; a ``-`` starts a
+negation only at the start of a term (``t-shirt`` is one tag). Quote tag names that contain
+spaces or are a keyword: ``"coffee mug" AND NOT dog``, ``cat -"tiger cat"``, ``"or"``. Tag
+names are compared lowercase with runs of spaces collapsed.
+
+Each tag term becomes one ``id IN (SELECT asset_id FROM assettag ...)`` subquery that uses the
+``(tag, score)`` index, so the same SQL runs on SQLite and PostgreSQL. A term matches an asset
+that has the tag with ``score >= min_score`` (and the requested source and review state); a
+rejected tag never matches.
+
+The parser is written by hand (recursive descent, one function per grammar rule): the grammar
+has five kinds of token, so a parser library would be a dependency larger than the parser, and
+a hand-written one reports errors in our own words, with the position and what was expected.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db.models import Q
+
+from catalog.models import AssetTag
+
+KEYWORDS = ("AND", "OR", "NOT")
+SOURCES = tuple(AssetTag.Source.values)
+REVIEW_FILTERS = (AssetTag.Review.SUGGESTED.value, AssetTag.Review.ACCEPTED.value)
+
+
+class QueryError(ValueError):
+    """A search that cannot run: a bad option such as ``min_score=2``."""
+
+
+class QuerySyntaxError(QueryError):
+    """The query text does not follow the grammar.
+
+    Attributes:
+        query: the text as given.
+        position: 0-based offset of the offending token.
+        expected: what the parser wanted there.
+        found: what it found.
+    """
+
+    def __init__(self, query: str, position: int, expected: str, found: str, hint: str = ""):
+        self.query, self.position, self.expected, self.found = query, position, expected, found
+        where = f"invalid query {query!r} at character {position + 1}"
+        message = f"{where}: expected {expected}, found {found}"
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
+@dataclass(frozen=True)
+class Term:
+    """Assets that have the tag ``name``."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Not:
+    """Assets that do not match ``operand``."""
+
+    operand: Node
+
+
+@dataclass(frozen=True)
+class And:
+    """Assets that match every operand."""
+
+    operands: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    """Assets that match any operand."""
+
+    operands: tuple[Node, ...]
+
+
+Node = Term | Not | And | Or
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # "TAG", "AND", "OR", "NOT", "(", ")" or "END"
+    value: str
+    position: int
+
+
+def normalize_tag_name(name: str) -> str:
+    """The stored form of a tag name: lowercase, single spaces, no surrounding space."""
+    return " ".join(name.split()).lower()
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        if char.isspace():
+            i += 1
+        elif char in "()":
+            tokens.append(_Token(char, char, i))
+            i += 1
+        elif char == "-":
+            tokens.append(_Token("NOT", char, i))
+            i += 1
+        elif char == '"':
+            end = text.find('"', i + 1)
+            if end < 0:
+                raise QuerySyntaxError(
+                    text, i, 'a closing " for the quote opened here', "the end of the query"
+                )
+            name = normalize_tag_name(text[i + 1 : end])
+            if not name:
+                raise QuerySyntaxError(text, i, "a tag name between the quotes", "empty quotes")
+            tokens.append(_Token("TAG", name, i))
+            i = end + 1
+        else:
+            end = i
+            while end < n and not text[end].isspace() and text[end] not in '()"':
+                end += 1
+            word = text[i:end]
+            keyword = word.upper()
+            if keyword in KEYWORDS:
+                tokens.append(_Token(keyword, word, i))
+            else:
+                tokens.append(_Token("TAG", word.lower(), i))
+            i = end
+    tokens.append(_Token("END", "", n))
+    return tokens
+
+
+def _describe(token: _Token) -> str:
+    if token.kind == "END":
+        return "the end of the query"
+    if token.kind == "TAG":
+        return f"tag {token.value!r}"
+    return repr(token.value)
+
+
+class _Parser:
+    """Recursive descent over the token list, one method per grammar rule."""
+
+    TERM_START = "a tag, NOT, '-' or '('"
+
+    def __init__(self, text: str):
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.index = 0
+
+    @property
+    def current(self) -> _Token:
+        return self.tokens[self.index]
+
+    def advance(self) -> _Token:
+        token = self.current
+        self.index += 1
+        return token
+
+    def error(self, expected: str) -> QuerySyntaxError:
+        token = self.current
+        hint = ""
+        if token.kind in KEYWORDS:
+            name = token.value.lower()
+            hint = f'to search for a tag named {name!r}, quote it: "{name}"'
+        return QuerySyntaxError(self.text, token.position, expected, _describe(token), hint)
+
+    def parse(self) -> Node:
+        if self.current.kind == "END":
+            raise QuerySyntaxError(self.text, 0, "at least one tag", "an empty query")
+        node = self.or_expr()
+        if self.current.kind == ")":
+            raise self.error("a tag, AND, OR or the end of the query (this ')' closes nothing)")
+        return node
+
+    def or_expr(self) -> Node:
+        operands = [self.and_expr()]
+        while self.current.kind == "OR":
+            self.advance()
+            operands.append(self.and_expr())
+        return operands[0] if len(operands) == 1 else Or(tuple(operands))
+
+    def and_expr(self) -> Node:
+        operands = [self.unary()]
+        while True:
+            if self.current.kind == "AND":
+                self.advance()
+            elif self.current.kind not in ("TAG", "NOT", "("):
+                break
+            operands.append(self.unary())
+        return operands[0] if len(operands) == 1 else And(tuple(operands))
+
+    def unary(self) -> Node:
+        if self.current.kind == "NOT":
+            self.advance()
+            return Not(self.unary())
+        return self.atom()
+
+    def atom(self) -> Node:
+        token = self.current
+        if token.kind == "TAG":
+            self.advance()
+            return Term(token.value)
+        if token.kind == "(":
+            self.advance()
+            node = self.or_expr()
+            if self.current.kind != ")":
+                raise self.error(f"')' to close the '(' at character {token.position + 1}")
+            self.advance()
+            return node
+        raise self.error(self.TERM_START)
+
+
+def parse(text: str) -> Node:
+    """Parse a query into a tree of :class:`Term`, :class:`Not`, :class:`And` and :class:`Or`.
+
+    Raises:
+        QuerySyntaxError: the message says where and what was expected.
+    """
+    return _Parser(text).parse()
+
+
+def _to_q(node: Node, term: Callable[[str], Q]) -> Q:
+    if isinstance(node, Term):
+        return term(node.name)
+    if isinstance(node, Not):
+        return ~_to_q(node.operand, term)
+    combine = operator.and_ if isinstance(node, And) else operator.or_
+    return functools.reduce(combine, (_to_q(operand, term) for operand in node.operands))
+
+
+def compile_query(
+    text: str, *, min_score: float = 0.0, source: str | None = None, review: str | None = None
+) -> Q:
+    """Compile a query to a ``Q`` object that filters :class:`~catalog.models.Asset`.
+
+    Args:
+        text: the query, e.g. ``'"coffee mug" AND NOT dog'``.
+        min_score: a tag counts only with at least this score (0 to 1).
+        source: only tags from this source, ``model`` or ``human``.
+        review: only tags in this review state, ``suggested`` or ``accepted``.
+
+    Raises:
+        QuerySyntaxError: the text does not parse.
+        QueryError: an option is out of range.
+    """
+    if not 0.0 <= min_score <= 1.0:
+        raise QueryError(f"min_score must be between 0 and 1, got {min_score}")
+    if source is not None and source not in SOURCES:
+        raise QueryError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if review is not None and review not in REVIEW_FILTERS:
+        raise QueryError(
+            f"review must be one of {', '.join(REVIEW_FILTERS)}, got {review!r} "
+            "(rejected tags never match)"
+        )
+    tree = parse(text)
+    base = AssetTag.objects.filter(score__gte=min_score).exclude(review=AssetTag.Review.REJECTED)
+    if source is not None:
+        base = base.filter(source=source)
+    if review is not None:
+        base = base.filter(review=review)
+
+    def term(name: str) -> Q:
+        return Q(pk__in=base.filter(tag__name=name).values("asset_id"))
+
+    return _to_q(tree, term)

@@ -1,0 +1,146 @@
+"""JSON shapes of the REST API (also the source of the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from catalog.models import Asset, AssetTag, ModelVersion, Tag
+from catalog.query import REVIEW_FILTERS, SOURCES
+from catalog.services import REVIEW_ACTIONS
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = ["name", "version"]
+
+
+class AssetTagSerializer(serializers.ModelSerializer):
+    """A tag on an asset with its provenance."""
+
+    name = serializers.CharField(source="tag.name")
+    model_version = ModelVersionSerializer(
+        allow_null=True, help_text="the model that scored it; null for a human tag"
+    )
+    reviewed_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = AssetTag
+        fields = ["name", "score", "source", "model_version", "review", "reviewed_by", "updated_at"]
+
+
+class AssetSerializer(serializers.ModelSerializer):
+    """An asset and all its tags, rejected ones included (their ``review`` says so)."""
+
+    tags = AssetTagSerializer(source="asset_tags", many=True, read_only=True)
+    original = serializers.SerializerMethodField(help_text="URL of the original bytes")
+
+    class Meta:
+        model = Asset
+        fields = [
+            "id",
+            "sha256",
+            "filename",
+            "format",
+            "width",
+            "height",
+            "size",
+            "status",
+            "error",
+            "created_at",
+            "updated_at",
+            "original",
+            "tags",
+        ]
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_original(self, asset: Asset) -> str:
+        path = reverse("catalog:asset-original", args=[asset.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+
+class UploadedAssetSerializer(AssetSerializer):
+    """An uploaded asset; ``duplicate`` is true when the same bytes were already in the catalog."""
+
+    duplicate = serializers.BooleanField(read_only=True)
+
+    class Meta(AssetSerializer.Meta):
+        fields = [*AssetSerializer.Meta.fields, "duplicate"]
+
+
+class UploadRequestSerializer(serializers.Serializer):
+    """Multipart upload: repeat the ``files`` field for several images (``file`` works for one)."""
+
+    files = serializers.ListField(child=serializers.FileField(), required=False)
+    file = serializers.FileField(required=False)
+
+
+class UploadResponseSerializer(serializers.Serializer):
+    assets = UploadedAssetSerializer(many=True)
+
+
+class UploadErrorSerializer(serializers.Serializer):
+    file = serializers.CharField(allow_null=True, help_text="the file's name as uploaded")
+    reason = serializers.CharField(
+        help_text="too_large, not_an_image, unsupported_format, truncated, too_many_pixels, empty, "
+        "no_file, too_many_files or request_too_large"
+    )
+    error = serializers.CharField(help_text="what is wrong and what to do")
+
+
+class UploadErrorsSerializer(serializers.Serializer):
+    errors = UploadErrorSerializer(many=True)
+
+
+class SearchParamsSerializer(serializers.Serializer):
+    """Query parameters of the asset search."""
+
+    q = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="tags with AND, OR, NOT (or -tag) and parentheses; quote names with spaces: "
+        '"coffee mug" AND NOT dog. Blank lists every asset.',
+    )
+    min_score = serializers.FloatField(
+        required=False,
+        default=0.0,
+        min_value=0.0,
+        max_value=1.0,
+        help_text="a tag counts only with at least this score",
+    )
+    source = serializers.ChoiceField(
+        SOURCES, required=False, help_text="only tags from this source"
+    )
+    review = serializers.ChoiceField(
+        REVIEW_FILTERS,
+        required=False,
+        help_text="only tags in this review state (rejected tags never match)",
+    )
+
+
+class ReviewSerializer(serializers.Serializer):
+    """A decision about one tag of an asset."""
+
+    tag = serializers.CharField(max_length=200, help_text="tag name, e.g. coffee mug")
+    action = serializers.ChoiceField(
+        REVIEW_ACTIONS,
+        help_text="accept or reject a tag the asset has, or add one (a human tag, score 1)",
+    )
+
+
+class TagSerializer(serializers.ModelSerializer):
+    """A tag, its parents, and how many assets carry it (rejected tags not counted)."""
+
+    parents = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    asset_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Tag
+        fields = ["name", "parents", "asset_count"]

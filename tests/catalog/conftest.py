@@ -1,0 +1,193 @@
+"""Catalog test setup: real databases, a private IMGTAG_HOME per test, and small test doubles.
+
+- SQLite (default): the test database is a real file in a temporary folder.
+- PostgreSQL (``DATABASE_URL=postgres://...``): pytest-django creates ``test_<name>``. When the
+  server does not answer, the session stops with a message naming it when ``CI=true``, and
+  the database tests are skipped with that message otherwise.
+- Every test gets its own ``IMGTAG_HOME`` and storage folder, so stored files can be counted.
+- ``fake_tagger`` stands in for the model (same interface as :class:`pipelines.tagger.Tagger`):
+  it tags by dominant colour, so the tests do not load TensorFlow.
+"""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import dj_database_url
+import numpy as np
+import psycopg
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from pipelines import imageio
+from pipelines import tagger as tagging
+from pipelines.results import TagResult, TagScore
+
+POSTGRES_SCHEMES = ("postgres://", "postgresql://", "pgsql://")
+
+
+def _postgres_problem() -> str | None:
+    """Why the PostgreSQL server of DATABASE_URL cannot be used; None if it can or is not used."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(POSTGRES_SCHEMES):
+        return None
+    config = dj_database_url.parse(url)
+    host, port = config["HOST"] or "127.0.0.1", config["PORT"] or 5432
+    try:
+        psycopg.connect(
+            host=host,
+            port=port,
+            user=config["USER"] or "postgres",
+            password=config["PASSWORD"] or None,
+            dbname="postgres",
+            connect_timeout=3,
+        ).close()
+    except psycopg.OperationalError as exc:
+        reason = " ".join(str(exc).split()).rstrip(".?")
+        return (
+            f"PostgreSQL at {host}:{port} is not reachable (DATABASE_URL={url}): {reason}. "
+            "Start PostgreSQL there (user postgres, trust auth), "
+            "or unset DATABASE_URL to test on SQLite."
+        )
+    return None
+
+
+@pytest.fixture(scope="session")
+def _database_server_ready() -> None:
+    problem = _postgres_problem()
+    if problem:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.exit(problem, returncode=1)
+        pytest.skip(problem)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings, tmp_path_factory) -> None:
+    """On SQLite, test on a real database file rather than Django's in-memory default."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(
+            tmp_path_factory.mktemp("catalog-db") / "test_catalog.sqlite3"
+        )
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(_database_server_ready, django_db_setup):
+    """pytest-django's database setup, after checking the server answers."""
+    yield
+
+
+@pytest.fixture(autouse=True)
+def imgtag_home(tmp_path, monkeypatch, settings):
+    """A fresh IMGTAG_HOME (and storage folder under it) for every test; cheap password hashing."""
+    home = tmp_path / "imgtag-home"
+    monkeypatch.setenv("IMGTAG_HOME", str(home))
+    monkeypatch.delenv("IMGTAG_STORAGE_URL", raising=False)
+    settings.IMGTAG_HOME = str(home)
+    settings.IMGTAG_STORAGE_URL = str(home / "storage")
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
+    return home
+
+
+@pytest.fixture
+def stored_files(imgtag_home):
+    """A function listing the files in this test's storage (temporary files included)."""
+    root = imgtag_home / "storage"
+    return lambda: sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+COLOURS = {"red": (200, 30, 30), "blue": (30, 40, 200), "green": (30, 190, 40)}
+
+
+def make_image(
+    colour: str = "red", seed: int = 0, fmt: str = "png", size: tuple[int, int] = (48, 64)
+) -> bytes:
+    """Encoded image bytes (OpenCV): a colour with a little noise, distinct for each seed."""
+    rng = np.random.default_rng(seed)
+    rgb = np.clip(np.array(COLOURS[colour]) + rng.integers(-20, 20, (*size, 3)), 0, 255).astype(
+        np.uint8
+    )
+    ok, encoded = cv2.imencode(f".{fmt}", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return encoded.tobytes()
+
+
+@pytest.fixture
+def image():
+    """``image(colour="red", seed=0, fmt="png")`` -> encoded bytes."""
+    return make_image
+
+
+class FakeTagMap:
+    """The part of :class:`pipelines.tagmap.TagMap` the catalog uses."""
+
+    PARENTS = {
+        "egyptian cat": ["cat"],
+        "cat": ["animal"],
+        "dog": ["animal"],
+        "coffee mug": ["cup"],
+        "cup": ["container"],
+    }
+
+    def parents(self, tag: str) -> list[str]:
+        return list(self.PARENTS.get(tag, []))
+
+
+class FakeTagger:
+    """A tagger with the real interface that tags by dominant colour (decoding with imageio)."""
+
+    model_name = "fake-colour"
+    model_version = "1"
+    TAGS = {
+        "red": [TagScore("animal", 0.95), TagScore("cat", 0.93), TagScore("egyptian cat", 0.81)],
+        "blue": [TagScore("cup", 0.84), TagScore("coffee mug", 0.77)],
+        "green": [TagScore("animal", 0.9), TagScore("dog", 0.66)],
+    }
+
+    def __init__(self):
+        self.tagmap = FakeTagMap()
+        self.tagged: list[str] = []
+
+    def tag_images(self, items):
+        for key, data, name in items:
+            try:
+                rgb, info = imageio.decode(data, name)
+            except imageio.ImageError as exc:
+                yield TagResult(key, name, error=exc)
+                continue
+            self.tagged.append(name)
+            r, g, b = rgb.reshape(-1, 3).mean(axis=0)
+            colour = "red" if r > max(g, b) else "blue" if b > max(r, g) else "green"
+            yield TagResult(key, name, tags=list(self.TAGS[colour]), info=info)
+
+
+@pytest.fixture
+def fake_tagger(monkeypatch) -> FakeTagger:
+    """Replaces the process-wide tagger (``pipelines.tagger.get_tagger``) with a FakeTagger."""
+    fake = FakeTagger()
+    monkeypatch.setattr(tagging, "get_tagger", lambda settings=None: fake)
+    return fake
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(
+        username="alice", password="not-a-real-password-42"
+    )
+
+
+@pytest.fixture
+def client_with_token(user) -> APIClient:
+    """An API client sending alice's token."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+@pytest.fixture
+def anonymous() -> APIClient:
+    return APIClient()

@@ -1,0 +1,58 @@
+"""The admin pages load for a superuser, with tags inline and search by hash or filename."""
+
+import pytest
+
+from catalog import services
+from pipelines.results import TagScore
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def asset(image, user):
+    asset = services.ingest(image("red"), "chelsea.png")[0]
+    services.record_tags(
+        asset,
+        [TagScore("cat", 0.9), TagScore("egyptian cat", 0.8)],
+        "net",
+        "1",
+        parents=lambda t: ["cat"] if t == "egyptian cat" else [],
+    )
+    services.review(asset, "sofa", "add", user)
+    return asset
+
+
+@pytest.mark.parametrize("page", ["asset", "tag", "modelversion"])
+def test_changelists_load(admin_client, asset, page):
+    response = admin_client.get(f"/admin/catalog/{page}/")
+    assert response.status_code == 200
+    assert (
+        "chelsea.png" if page == "asset" else "cat" if page == "tag" else "net"
+    ) in response.content.decode()
+
+
+def test_the_asset_page_shows_its_tags_inline(admin_client, asset):
+    response = admin_client.get(f"/admin/catalog/asset/{asset.pk}/change/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert asset.sha256 in page and "egyptian cat" in page and "sofa" in page
+
+
+def test_assets_are_found_by_hash_and_by_filename(admin_client, asset, image):
+    services.ingest(image("blue"), "mug.png")
+    for term in (asset.sha256, "chelsea"):
+        page = admin_client.get("/admin/catalog/asset/", {"q": term}).content.decode()
+        assert "1 result" in page and "chelsea.png" in page and "mug.png" not in page
+    assert (
+        "0 results" in admin_client.get("/admin/catalog/asset/", {"q": "f" * 64}).content.decode()
+    )
+
+
+def test_filters_and_tag_counts(admin_client, asset):
+    assert admin_client.get("/admin/catalog/asset/", {"status__exact": "tagged"}).status_code == 200
+    page = admin_client.get("/admin/catalog/tag/", {"q": "egyptian"}).content.decode()
+    assert "egyptian cat" in page
+
+
+def test_assets_are_not_added_by_hand(admin_client):
+    assert admin_client.get("/admin/catalog/asset/add/").status_code == 403

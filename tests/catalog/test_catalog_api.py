@@ -1,0 +1,370 @@
+"""The REST API as a client sees it: uploads, search, review, tags, originals, schema, auth."""
+
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from catalog.models import Asset, AssetTag
+
+pytestmark = pytest.mark.django_db
+
+ASSETS = "/api/assets/"
+
+
+def upload(
+    name: str, data: bytes, content_type: str = "application/octet-stream"
+) -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, data, content_type=content_type)
+
+
+def post_files(client, files, field="files"):
+    return client.post(ASSETS, {field: files}, format="multipart")
+
+
+def tag_names(asset_json) -> set[str]:
+    return {t["name"] for t in asset_json["tags"]}
+
+
+def test_upload_many_stores_and_tags_each_image(
+    client_with_token, image, fake_tagger, stored_files
+):
+    files = [
+        upload("cat.png", image("red", seed=1), "image/png"),
+        upload("mug.jpg", image("blue", seed=2, fmt="jpg"), "image/jpeg"),
+        upload("dog.png", image("green", seed=3), "image/png"),
+    ]
+    response = post_files(client_with_token, files)
+    assert response.status_code == 201, response.content
+    assets = response.json()["assets"]
+    assert [(a["filename"], a["format"], a["status"], a["duplicate"]) for a in assets] == [
+        ("cat.png", "PNG", "tagged", False),
+        ("mug.jpg", "JPEG", "tagged", False),
+        ("dog.png", "PNG", "tagged", False),
+    ]
+    assert tag_names(assets[0]) == {"cat", "egyptian cat", "animal"}
+    assert tag_names(assets[1]) == {"cup", "coffee mug"}
+    first = assets[0]["tags"][0]
+    assert first == {
+        **first,
+        "name": "animal",
+        "score": 0.95,
+        "source": "model",
+        "review": "suggested",
+        "model_version": {"name": "fake-colour", "version": "1"},
+    }
+    assert (assets[0]["width"], assets[0]["height"]) == (64, 48)
+    assert Asset.objects.count() == 3 and len(stored_files()) == 3
+
+
+def test_uploading_the_same_bytes_again_is_a_duplicate_stored_once(
+    client_with_token, image, fake_tagger, stored_files
+):
+    data = image("red", seed=7)
+    first = post_files(client_with_token, [upload("a.png", data)]).json()["assets"][0]
+    response = post_files(client_with_token, [upload("again.png", data), upload("b.png", data)])
+    assert response.status_code == 201
+    again = response.json()["assets"]
+    assert [(a["id"], a["duplicate"], a["filename"]) for a in again] == [
+        (first["id"], True, "a.png")
+    ] * 2
+    assert Asset.objects.count() == 1 and len(stored_files()) == 1
+    assert fake_tagger.tagged == ["a.png"]  # tagged once
+
+
+def test_the_single_file_field_works_too(client_with_token, image, fake_tagger):
+    response = post_files(client_with_token, upload("one.png", image("blue")), field="file")
+    assert response.status_code == 201
+    assert [a["filename"] for a in response.json()["assets"]] == ["one.png"]
+
+
+def test_an_oversized_file_is_413_naming_it_and_nothing_is_stored(
+    client_with_token, image, settings, fake_tagger, stored_files
+):
+    small, big = image("red", seed=1), image("blue", seed=2, size=(300, 300))
+    settings.IMGTAG_MAX_UPLOAD_BYTES = len(small) + 100
+    assert len(big) > settings.IMGTAG_MAX_UPLOAD_BYTES
+    response = post_files(client_with_token, [upload("small.png", small), upload("big.png", big)])
+    assert response.status_code == 413
+    [error] = response.json()["errors"]
+    assert (error["file"], error["reason"]) == ("big.png", "too_large")
+    assert "big.png" in error["error"] and "upload limit" in error["error"]
+    assert Asset.objects.count() == 0 and stored_files() == []
+
+
+def test_oversized_and_bad_files_are_all_reported_with_413(
+    client_with_token, image, settings, stored_files
+):
+    settings.IMGTAG_MAX_UPLOAD_BYTES = 2000
+    big = image("blue", size=(300, 300))
+    response = post_files(
+        client_with_token, [upload("notes.txt", b"just some text"), upload("big.png", big)]
+    )
+    assert response.status_code == 413
+    assert [(e["file"], e["reason"]) for e in response.json()["errors"]] == [
+        ("notes.txt", "not_an_image"),
+        ("big.png", "too_large"),
+    ]
+    assert Asset.objects.count() == 0 and stored_files() == []
+
+
+def test_a_non_image_is_400_naming_it_and_nothing_is_stored(
+    client_with_token, image, fake_tagger, stored_files
+):
+    response = post_files(
+        client_with_token,
+        [
+            upload("good.png", image("red")),
+            upload("notes.txt", b"these are my notes, not a picture"),
+            upload("scan.pdf", b"%PDF-1.7 ..."),
+        ],
+    )
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert [(e["file"], e["reason"]) for e in errors] == [
+        ("notes.txt", "not_an_image"),
+        ("scan.pdf", "unsupported_format"),
+    ]
+    assert all(e["file"] in e["error"] for e in errors)
+    assert Asset.objects.count() == 0 and stored_files() == [] and fake_tagger.tagged == []
+
+
+def test_an_image_whose_pixels_cannot_be_decoded_is_stored_as_failed(
+    client_with_token, image, fake_tagger
+):
+    response = post_files(client_with_token, [upload("cut.png", image("red")[:120])])
+    assert response.status_code == 201
+    [asset] = response.json()["assets"]
+    assert asset["status"] == "failed" and "cut.png" in asset["error"] and asset["tags"] == []
+
+
+def test_an_upload_without_files_says_how_to_send_them(client_with_token):
+    response = client_with_token.post(ASSETS, {"note": "hello"}, format="multipart")
+    assert response.status_code == 400
+    assert (
+        response.json()["errors"][0]["reason"] == "no_file"
+        and "'files'" in response.json()["errors"][0]["error"]
+    )
+
+
+def test_too_many_files_in_one_request_is_a_413_json_error(
+    client_with_token, image, settings, stored_files
+):
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    response = post_files(
+        client_with_token, [upload(f"{i}.png", image("red", seed=i)) for i in range(3)]
+    )
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["reason"] == "too_many_files"
+    assert stored_files() == []
+
+
+def test_oversized_form_fields_are_a_413_json_error(client_with_token, image, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    response = client_with_token.post(
+        ASSETS, {"files": [upload("a.png", image("red"))], "note": "x" * 500}, format="multipart"
+    )
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["reason"] == "request_too_large"
+
+
+@pytest.mark.parametrize("credentials", [None, "Token 0123456789abcdef0123456789abcdef01234567"])
+def test_writes_need_a_valid_token(credentials, image, user, fake_tagger, stored_files):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    if credentials:
+        client.credentials(HTTP_AUTHORIZATION=credentials)
+    assert post_files(client, [upload("a.png", image("red"))]).status_code == 401
+    assert Asset.objects.count() == 0 and stored_files() == []
+    assert client.get(ASSETS).status_code == (200 if credentials is None else 401)
+
+
+def test_a_logged_in_session_can_write_too(image, user, fake_tagger):
+    from rest_framework.test import APIClient
+
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(user)
+    assert post_files(client, [upload("a.png", image("red"))]).status_code == 403  # no CSRF token
+    client = APIClient()
+    client.force_login(user)
+    assert post_files(client, [upload("a.png", image("red"))]).status_code == 201
+
+
+@pytest.fixture
+def uploaded(client_with_token, image, fake_tagger):
+    """Three tagged assets: a red one (cat), a blue one (coffee mug), a green one (dog)."""
+    files = [upload(f"{c}.png", image(c, seed=i)) for i, c in enumerate(["red", "blue", "green"])]
+    return {a["filename"][:-4]: a for a in post_files(client_with_token, files).json()["assets"]}
+
+
+def test_anyone_can_read_an_asset_with_its_tags(anonymous, uploaded):
+    red = uploaded["red"]
+    response = anonymous.get(f"{ASSETS}{red['id']}/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["sha256"] == red["sha256"] and tag_names(body) == {"cat", "egyptian cat", "animal"}
+    assert [t["score"] for t in body["tags"]] == sorted(
+        (t["score"] for t in body["tags"]), reverse=True
+    )
+    assert anonymous.get(f"{ASSETS}999999/").status_code == 404
+
+
+def test_search_with_pagination(anonymous, uploaded):
+    response = anonymous.get(ASSETS, {"q": "animal", "page_size": 1})
+    assert response.status_code == 200
+    page = response.json()
+    assert page["count"] == 2 and page["previous"] is None and "page=2" in page["next"]
+    assert [a["filename"] for a in page["results"]] == ["green.png"]
+    second = anonymous.get(ASSETS, {"q": "animal", "page_size": 1, "page": 2}).json()
+    assert [a["filename"] for a in second["results"]] == ["red.png"] and second["next"] is None
+    assert anonymous.get(ASSETS).json()["count"] == 3
+    everything_but = anonymous.get(ASSETS, {"q": '-"coffee mug" AND (cat OR dog)'}).json()
+    assert {a["filename"] for a in everything_but["results"]} == {"red.png", "green.png"}
+
+
+def test_search_filters_by_score_source_and_review(anonymous, client_with_token, uploaded):
+    assert anonymous.get(ASSETS, {"q": "animal", "min_score": 0.92}).json()["count"] == 1
+    assert anonymous.get(ASSETS, {"q": "animal", "source": "human"}).json()["count"] == 0
+    client_with_token.post(
+        f"{ASSETS}{uploaded['green']['id']}/review/",
+        {"tag": "animal", "action": "accept"},
+        format="json",
+    )
+    accepted = anonymous.get(ASSETS, {"q": "animal", "review": "accepted"}).json()
+    assert [a["filename"] for a in accepted["results"]] == ["green.png"]
+
+
+@pytest.mark.parametrize(
+    "params, field, message",
+    [
+        (
+            {"q": "cat AND"},
+            "q",
+            "at character 8: expected a tag, NOT, '-' or '(', found the end of the query",
+        ),
+        ({"q": "(cat"}, "q", "at character 5: expected ')' to close the '(' at character 1"),
+        ({"q": "cat", "min_score": 3}, "min_score", "less than or equal to 1"),
+        ({"q": "cat", "source": "robot"}, "source", "not a valid choice"),
+        ({"q": "cat", "review": "rejected"}, "review", "not a valid choice"),
+    ],
+)
+def test_a_bad_search_is_400_with_the_reason(anonymous, params, field, message):
+    response = anonymous.get(ASSETS, params)
+    assert response.status_code == 400
+    assert message in response.json()[field][0]
+
+
+def test_review_accept_reject_add_then_get_shows_them(client_with_token, anonymous, uploaded):
+    url = f"{ASSETS}{uploaded['red']['id']}/review/"
+    for tag, action in [("cat", "accept"), ("Egyptian Cat", "reject"), ("sofa", "add")]:
+        response = client_with_token.post(url, {"tag": tag, "action": action}, format="json")
+        assert response.status_code == 200, response.content
+    tags = {t["name"]: t for t in anonymous.get(f"{ASSETS}{uploaded['red']['id']}/").json()["tags"]}
+    assert (tags["cat"]["review"], tags["cat"]["reviewed_by"], tags["cat"]["source"]) == (
+        "accepted",
+        "alice",
+        "model",
+    )
+    assert tags["egyptian cat"]["review"] == "rejected"
+    assert {k: tags["sofa"][k] for k in ("score", "source", "review", "model_version")} == {
+        "score": 1.0,
+        "source": "human",
+        "review": "accepted",
+        "model_version": None,
+    }
+    assert tags["animal"]["review"] == "suggested"
+    assert anonymous.get(ASSETS, {"q": '"egyptian cat"'}).json()["count"] == 0
+    assert anonymous.get(ASSETS, {"q": "sofa"}).json()["count"] == 1
+
+
+def test_review_errors(client_with_token, anonymous, uploaded):
+    url = f"{ASSETS}{uploaded['red']['id']}/review/"
+    missing = client_with_token.post(url, {"tag": "dog", "action": "accept"}, format="json")
+    assert missing.status_code == 404 and "use the action 'add'" in missing.json()["detail"]
+    assert (
+        client_with_token.post(url, {"tag": "cat", "action": "maybe"}, format="json").status_code
+        == 400
+    )
+    assert (
+        client_with_token.post(url, {"tag": "   ", "action": "add"}, format="json").status_code
+        == 400
+    )
+    assert (
+        client_with_token.post(
+            f"{ASSETS}999999/review/", {"tag": "cat", "action": "add"}, format="json"
+        ).status_code
+        == 404
+    )
+    assert anonymous.post(url, {"tag": "cat", "action": "reject"}, format="json").status_code == 401
+    assert (
+        AssetTag.objects.get(asset_id=uploaded["red"]["id"], tag__name="cat").review == "suggested"
+    )
+
+
+def test_tags_with_counts_excluding_rejected(client_with_token, anonymous, uploaded):
+    client_with_token.post(
+        f"{ASSETS}{uploaded['green']['id']}/review/",
+        {"tag": "animal", "action": "reject"},
+        format="json",
+    )
+    response = anonymous.get("/api/tags/")
+    assert response.status_code == 200
+    counts = {t["name"]: t["asset_count"] for t in response.json()["results"]}
+    assert counts == {"animal": 1, "cat": 1, "egyptian cat": 1, "cup": 1, "coffee mug": 1, "dog": 1}
+    tags = {t["name"]: t for t in response.json()["results"]}
+    assert tags["egyptian cat"]["parents"] == ["cat"] and tags["cat"]["parents"] == ["animal"]
+    prefixed = anonymous.get("/api/tags/", {"prefix": "C"}).json()["results"]
+    assert sorted(t["name"] for t in prefixed) == ["cat", "coffee mug", "cup"]
+
+
+def test_the_original_downloads_with_its_content_type(
+    anonymous, client_with_token, image, fake_tagger
+):
+    data = image("blue", fmt="jpg")
+    asset = post_files(client_with_token, [upload("mug.jpg", data)]).json()["assets"][0]
+    assert asset["original"].endswith(f"/api/assets/{asset['id']}/original")
+    response = anonymous.get(f"{ASSETS}{asset['id']}/original", HTTP_ACCEPT="image/*")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/jpeg"
+    assert 'filename="mug.jpg"' in response["Content-Disposition"]
+    assert b"".join(response.streaming_content) == data
+    assert anonymous.get(f"{ASSETS}999999/original").status_code == 404
+
+
+def test_the_openapi_schema_documents_every_endpoint(anonymous):
+    response = anonymous.get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    schema = json.loads(response.content)
+    assert schema["openapi"].startswith("3.")
+    assert {
+        "/api/assets/",
+        "/api/assets/{id}/",
+        "/api/assets/{id}/review/",
+        "/api/assets/{id}/original",
+        "/api/tags/",
+    } <= set(schema["paths"])
+    upload_op = schema["paths"]["/api/assets/"]["post"]
+    assert {"201", "400", "413"} <= set(upload_op["responses"])
+    assert "multipart/form-data" in upload_op["requestBody"]["content"]
+    search_params = {p["name"] for p in schema["paths"]["/api/assets/"]["get"]["parameters"]}
+    assert {"q", "min_score", "source", "review", "page", "page_size"} <= search_params
+    assert "tokenAuth" in schema["components"]["securitySchemes"]
+
+
+def test_an_oversized_upload_is_not_kept_whole(rf):
+    from catalog.api import _KeepUpToLimit
+
+    request = rf.post(ASSETS, {"files": upload("big.bin", b"x" * 100_000)})
+    request.upload_handlers.insert(0, _KeepUpToLimit(request, 1000))
+    assert request.FILES["files"].size == 1001  # enough to know it is too large, no more
+
+
+def test_uploading_an_asset_left_pending_tags_it(client_with_token, image, fake_tagger):
+    from catalog import services
+
+    data = image("blue", seed=11)
+    pending, _ = services.ingest(data, "imported.png")  # stored, never tagged (e.g. a crash)
+    [asset] = post_files(client_with_token, [upload("again.png", data)]).json()["assets"]
+    assert (asset["id"], asset["duplicate"], asset["status"]) == (pending.pk, True, "tagged")
+    assert tag_names(asset) == {"cup", "coffee mug"}

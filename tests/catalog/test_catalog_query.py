@@ -1,0 +1,151 @@
+"""The tag query language: grammar, errors a person can act on, and search results."""
+
+import pytest
+
+from catalog import services
+from catalog.query import And, Not, Or, QueryError, QuerySyntaxError, Term, compile_query, parse
+from pipelines.results import TagScore
+
+cat, dog, mug, animal = Term("cat"), Term("dog"), Term("coffee mug"), Term("animal")
+
+
+@pytest.mark.parametrize(
+    "text, tree",
+    [
+        ("cat", cat),
+        ("cat AND dog", And((cat, dog))),
+        ("cat dog", And((cat, dog))),
+        ("cat OR dog", Or((cat, dog))),
+        ("cat or dog and animal", Or((cat, And((dog, animal))))),
+        ("cat dog OR animal", Or((And((cat, dog)), animal))),
+        ("NOT cat", Not(cat)),
+        ("-cat", Not(cat)),
+        ("animal -cat", And((animal, Not(cat)))),
+        ("not not cat", Not(Not(cat))),
+        ("NOT cat OR dog", Or((Not(cat), dog))),
+        ("NOT (cat OR dog)", Not(Or((cat, dog)))),
+        ("(cat OR dog) AND animal", And((Or((cat, dog)), animal))),
+        ("((cat))", cat),
+        ('"coffee mug" AND NOT dog', And((mug, Not(dog)))),
+        ('"Coffee   Mug"', mug),
+        ('-"coffee mug"', Not(mug)),
+        ("Cat", cat),
+        ("t-shirt", Term("t-shirt")),
+        ("jack-o'-lantern", Term("jack-o'-lantern")),
+        ('"and" OR "not"', Or((Term("and"), Term("not")))),
+        ("cat(dog)", And((cat, dog))),
+    ],
+)
+def test_grammar(text, tree):
+    assert parse(text) == tree
+
+
+@pytest.mark.parametrize(
+    "text, position, expected, found",
+    [
+        ("", 0, "at least one tag", "an empty query"),
+        ("   ", 0, "at least one tag", "an empty query"),
+        ("cat AND", 7, "a tag, NOT, '-' or '('", "the end of the query"),
+        ("cat OR OR dog", 7, "a tag, NOT, '-' or '('", "'OR'"),
+        ("AND cat", 0, "a tag, NOT, '-' or '('", "'AND'"),
+        ("(cat OR dog", 11, "')' to close the '(' at character 1", "the end of the query"),
+        ("cat)", 3, "a tag, AND, OR or the end of the query (this ')' closes nothing)", "')'"),
+        ("()", 1, "a tag, NOT, '-' or '('", "')'"),
+        ('"coffee mug', 0, 'a closing " for the quote opened here', "the end of the query"),
+        ('cat ""', 4, "a tag name between the quotes", "empty quotes"),
+        ("cat -", 5, "a tag, NOT, '-' or '('", "the end of the query"),
+    ],
+)
+def test_syntax_errors_say_where_and_what_was_expected(text, position, expected, found):
+    with pytest.raises(QuerySyntaxError) as error:
+        parse(text)
+    assert (error.value.position, error.value.expected, error.value.found) == (
+        position,
+        expected,
+        found,
+    )
+    assert f"at character {position + 1}" in str(error.value) and repr(text) in str(error.value)
+
+
+def test_a_keyword_where_a_tag_was_expected_suggests_quoting_it():
+    with pytest.raises(QuerySyntaxError, match='quote it: "or"'):
+        parse("cat AND or")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"min_score": 1.5}, "min_score must be between 0 and 1"),
+        ({"source": "robot"}, "source must be one of model, human"),
+        ({"review": "rejected"}, "rejected tags never match"),
+    ],
+)
+def test_bad_options_are_refused(options, message):
+    with pytest.raises(QueryError, match=message):
+        compile_query("cat", **options)
+
+
+@pytest.fixture
+def catalog(image, user):
+    """Five assets: a cat, a mug, a dog (tagged by a person), a rejected cat, an untagged one."""
+    made = {}
+    for i, name in enumerate(["cat", "mug", "dog", "rejected_cat", "untagged"]):
+        made[name] = services.ingest(image("red", seed=100 + i), f"{name}.png")[0]
+    services.record_tags(made["cat"], [TagScore("cat", 0.9), TagScore("animal", 0.95)], "net", "1")
+    services.record_tags(
+        made["mug"], [TagScore("coffee mug", 0.6), TagScore("cup", 0.7)], "net", "1"
+    )
+    services.record_tags(made["dog"], [TagScore("animal", 0.4)], "net", "1")
+    services.review(made["dog"], "dog", "add", user)
+    services.record_tags(
+        made["rejected_cat"], [TagScore("cat", 0.8), TagScore("animal", 0.3)], "net", "1"
+    )
+    services.review(made["rejected_cat"], "cat", "reject", user)
+    services.review(made["cat"], "animal", "accept", user)
+    return made
+
+
+def found(catalog, query, **options) -> set[str]:
+    names = {asset.pk: name for name, asset in catalog.items()}
+    return {names[asset.pk] for asset in services.search(query, **options)}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query, options, expected",
+    [
+        ("cat", {}, {"cat"}),  # the rejected cat never matches
+        ("CAT", {}, {"cat"}),
+        ("animal", {}, {"cat", "dog", "rejected_cat"}),
+        ("cat OR dog", {}, {"cat", "dog"}),
+        ("animal AND NOT cat", {}, {"dog", "rejected_cat"}),
+        ("animal -cat", {}, {"dog", "rejected_cat"}),
+        ("NOT animal", {}, {"mug", "untagged"}),
+        ('"coffee mug" AND NOT dog', {}, {"mug"}),
+        ("(cat OR cup) animal", {}, {"cat"}),
+        ("(cat OR cup) OR (dog -animal)", {}, {"cat", "mug"}),
+        (
+            "animal",
+            {"min_score": 0.5},
+            {"cat"},
+        ),  # the dog's animal scores 0.4, the rejected cat's 0.3
+        ("animal OR dog", {"min_score": 0.5}, {"cat", "dog"}),  # a human tag scores 1
+        ("animal", {"source": "model"}, {"cat", "dog", "rejected_cat"}),
+        ("dog OR cat", {"source": "human"}, {"dog"}),
+        ("animal OR dog", {"review": "accepted"}, {"cat", "dog"}),
+        ("animal", {"review": "suggested"}, {"dog", "rejected_cat"}),
+        ("unicorn", {}, set()),
+        ("", {}, {"cat", "mug", "dog", "rejected_cat", "untagged"}),
+    ],
+)
+def test_search(catalog, query, options, expected):
+    assert found(catalog, query, **options) == expected
+
+
+@pytest.mark.django_db
+def test_search_is_newest_first_with_tags_prefetched(catalog, django_assert_num_queries):
+    with django_assert_num_queries(2):  # the assets, then all their tags
+        assets = list(services.search("animal"))
+        summaries = [services.asset_summary(a) for a in assets]
+    assert [s["filename"] for s in summaries] == ["rejected_cat.png", "dog.png", "cat.png"]
+    assert [t["name"] for t in summaries[0]["tags"]] == ["animal"]
