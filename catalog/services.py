@@ -95,12 +95,74 @@ def validate(data: bytes, filename: str) -> ImageInfo:
     return probe(data, filename, settings.IMGTAG_MAX_PIXELS)
 
 
-def ingest(data: bytes, filename: str) -> tuple[Asset, bool]:
-    """Store an original and create its asset row (status ``pending``), once per content.
+@dataclass(frozen=True)
+class Prepared:
+    """An original that passed validation and is stored, waiting for its catalog row."""
+
+    sha256: str
+    uri: str
+    filename: str
+    size: int
+    info: ImageInfo
+
+
+def prepare(data: bytes, filename: str, sha256: str | None = None) -> Prepared:
+    """Validate and store an original; touches no database, so threads may call it.
 
     Args:
         data: the encoded image bytes.
         filename: the name it was uploaded or imported under (kept for display).
+        sha256: the hex digest of ``data`` when the caller has it already.
+
+    Raises:
+        UploadTooLarge, pipelines.imageio.ImageError: see :func:`validate`; nothing is stored.
+    """
+    info = validate(data, filename)
+    # The file goes first: a crash before the row leaves an orphan file that the next upload
+    # of the same bytes reuses, never a row without its file. ``put`` is a no-op when present.
+    stored_sha, uri = get_storage().put(data, sha256)
+    return Prepared(stored_sha, uri, clean_filename(filename), len(data), info)
+
+
+def register(prepared: Sequence[Prepared]) -> list[tuple[Asset, bool]]:
+    """Create the asset rows (status ``pending``) of stored originals, in few queries.
+
+    Returns:
+        ``(asset, created)`` per item, in order; content already in the catalog (or repeated
+        within ``prepared``) returns the existing asset and ``False``.
+    """
+    shas = [p.sha256 for p in prepared]
+    existing = {a.sha256: a for values in _chunks(list(set(shas))) for a in Asset.objects.filter(sha256__in=values)}
+    new = {p.sha256: p for p in prepared if p.sha256 not in existing}
+    rows = [
+        Asset(sha256=p.sha256, uri=p.uri, filename=p.filename, size=p.size,
+              width=p.info.width, height=p.info.height, format=p.info.format)
+        for p in new.values()
+    ]
+    try:
+        with transaction.atomic():
+            created = {a.sha256: a for a in Asset.objects.bulk_create(rows)}
+    except IntegrityError:  # the same bytes were registered concurrently: one at a time
+        created = {}
+        for row in rows:
+            try:
+                with transaction.atomic():
+                    row.save()
+                created[row.sha256] = row
+            except IntegrityError:
+                existing[row.sha256] = Asset.objects.get(sha256=row.sha256)
+    out, first = [], set()
+    for sha in shas:
+        if sha in created and sha not in first:
+            first.add(sha)
+            out.append((created[sha], True))
+        else:
+            out.append((existing.get(sha) or created[sha], False))
+    return out
+
+
+def ingest(data: bytes, filename: str) -> tuple[Asset, bool]:
+    """Store an original and create its asset row (status ``pending``), once per content.
 
     Returns:
         ``(asset, created)``; bytes already in the catalog return that asset and ``False``
@@ -109,28 +171,7 @@ def ingest(data: bytes, filename: str) -> tuple[Asset, bool]:
     Raises:
         UploadTooLarge, pipelines.imageio.ImageError: see :func:`validate`; nothing is stored.
     """
-    info = validate(data, filename)
-    sha256 = hashlib.sha256(data).hexdigest()
-    existing = Asset.objects.filter(sha256=sha256).first()
-    # The file goes first: a crash before the row leaves an orphan file that the next upload
-    # of the same bytes reuses, never a row without its file.
-    sha256, uri = get_storage().put(data)
-    if existing is not None:
-        return existing, False
-    try:
-        with transaction.atomic():
-            asset = Asset.objects.create(
-                sha256=sha256,
-                uri=uri,
-                filename=clean_filename(filename),
-                size=len(data),
-                width=info.width,
-                height=info.height,
-                format=info.format,
-            )
-    except IntegrityError:  # the same bytes were ingested concurrently
-        return Asset.objects.get(sha256=sha256), False
-    return asset, True
+    return register([prepare(data, filename)])[0]
 
 
 def _chunks(values: list) -> Iterator[list]:

@@ -45,13 +45,17 @@ class Storage:
         """Full URI of the original with this hash, e.g. ``file:///.../ab/cd/abcd...``."""
         return self.fs.unstrip_protocol(self.path_for(sha256))
 
-    def put(self, data: bytes) -> tuple[str, str]:
+    def put(self, data: bytes, sha256: str | None = None) -> tuple[str, str]:
         """Store ``data`` unless the same bytes are already stored.
+
+        Args:
+            data: the original's bytes.
+            sha256: their hex digest, when the caller computed it already.
 
         Returns:
             ``(sha256, uri)`` of the stored original.
         """
-        sha256 = hashlib.sha256(data).hexdigest()
+        sha256 = sha256 or hashlib.sha256(data).hexdigest()
         path = self.path_for(sha256)
         if not self.fs.exists(path):
             if self.is_local:

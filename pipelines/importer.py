@@ -1,21 +1,33 @@
 """Bulk import: files and folders into the catalog, deduplicated by sha256, tagged in process.
 
-Work goes in chunks. For each chunk the files are read and hashed in a thread pool, the
-catalog is asked once which hashes it already holds, the new originals are stored and their
-rows created in one transaction, and then the tagger decodes and tags them in batches, with
-the tags of the whole chunk committed in one transaction. Memory stays bounded by the chunk,
-whatever the size of the folder.
+Three things overlap so that the model is never idle waiting for the database:
+
+1. a thread pool reads, hashes, validates and stores the originals of the next chunk;
+2. the main thread creates their catalog rows (one query per chunk) and records the tags of
+   finished images (one transaction per group of results) — all database work stays on
+   this one thread and its connection;
+3. a tagger thread decodes and tags the queued images in fixed-size batches
+   (:meth:`pipelines.tagger.Tagger.tag_images`; TensorFlow releases the GIL).
+
+The main thread stays at most a few chunks ahead of the tagger, so memory is bounded
+whatever the size of the folder. An asset left ``pending`` by an interrupted import is
+tagged by the next import of the same files.
 """
 
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from pipelines.imageio import IMAGE_EXTENSIONS, ImageError
+from pipelines.tagger import lower_thread_priority
+
+_DONE = object()
 
 
 @dataclass
@@ -48,17 +60,44 @@ def collect_files(paths: Iterable[str | Path]) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def _read(path: Path) -> tuple[Path, bytes | None, str | None, str | None]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return path, None, None, f"cannot read: {exc.strerror or exc}"
-    return path, data, hashlib.sha256(data).hexdigest(), None
-
-
 def _chunks(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _message(exc: Exception, path) -> str:
+    text = str(exc)
+    return text if str(path) in text or Path(str(path)).name in text else f"{path}: {text}"
+
+
+class _TaggerThread:
+    """Runs ``tagger.tag_images`` over a queue in a thread; results come out of another."""
+
+    def __init__(self, tagger):
+        self.feed: queue.Queue = queue.Queue()
+        self.results: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, args=(tagger,), name="tagger", daemon=True)
+        self.thread.start()
+
+    def _run(self, tagger) -> None:
+        try:
+            for result in tagger.tag_images(iter(self.feed.get, _DONE)):
+                self.results.put(result)
+        except BaseException as exc:  # handed to the main thread, which raises it
+            self.results.put(exc)
+
+    def take(self, block: bool) -> list:
+        """Finished results: at least one if ``block``, else whatever is ready."""
+        out = [self.results.get()] if block else []
+        while True:
+            try:
+                out.append(self.results.get_nowait())
+            except queue.Empty:
+                break
+        for item in out:
+            if isinstance(item, BaseException):
+                raise item
+        return out
 
 
 def import_files(
@@ -73,50 +112,75 @@ def import_files(
     Args:
         files: from :func:`collect_files`.
         tagger: a :class:`pipelines.tagger.Tagger`.
+        chunk_size: files read and registered together.
         on_progress: called with the number of files finished after each step.
     """
     from django.db import transaction
 
     from catalog import services
+    from catalog.models import Asset
 
     summary = ImportSummary()
-    seen: set[str] = set()
-    with ThreadPoolExecutor(tagger.decode_threads, thread_name_prefix="read") as pool:
-        for chunk in _chunks(files, chunk_size):
-            loaded = list(pool.map(_read, chunk))
-            known = services.existing_sha256(sha for _, _, sha, _ in loaded if sha)
-            to_tag = []
-            with transaction.atomic():
-                for path, data, sha, error in loaded:
+
+    def prepare(path: Path):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            return path, None, f"{path}: cannot read: {exc.strerror or exc}"
+        try:
+            return path, services.prepare(data, path.name, hashlib.sha256(data).hexdigest()), None
+        except (ImageError, services.UploadTooLarge) as exc:
+            return path, None, _message(exc, path)
+
+    def record(results: list) -> int:
+        if not results:
+            return 0
+        with transaction.atomic():
+            tagged = []
+            for result in results:
+                if result.ok:
+                    tagged.append((result.key, result.tags))
+                else:
+                    services.mark_failed(result.key, str(result.error))
+                    summary.failed.append({"path": result.name, "error": _message(result.error, result.name)})
+            services.record_tags_batch(tagged, tagger.model_name, tagger.model_version, parents=tagger.tagmap.parents)
+        summary.imported += len(tagged)
+        on_progress(len(results))
+        return len(results)
+
+    queued: set[int] = set()
+    outstanding = 0
+    worker = _TaggerThread(tagger)
+    try:
+        with ThreadPoolExecutor(
+            tagger.decode_threads, thread_name_prefix="store", initializer=lower_thread_priority
+        ) as pool:
+            for chunk in _chunks(files, chunk_size):
+                prepared = []
+                for path, item, error in pool.map(prepare, chunk):
                     if error:
-                        summary.failed.append({"path": str(path), "error": f"{path}: {error}"})
-                    elif sha in known or sha in seen:
+                        summary.failed.append({"path": str(path), "error": error})
+                    else:
+                        prepared.append((path, item))
+                registered = services.register([item for _, item in prepared])
+                skipped = len(chunk) - len(prepared)
+                for (path, _), (asset, created) in zip(prepared, registered):
+                    # A pending asset is one an interrupted import stored but never tagged.
+                    if (created or asset.status == Asset.Status.PENDING) and asset.pk not in queued:
+                        queued.add(asset.pk)
+                        worker.feed.put((asset, path, str(path)))
+                        outstanding += 1
+                    else:
                         summary.duplicates += 1
-                    else:
-                        try:
-                            asset, _ = services.ingest(data, path.name)
-                        except (ImageError, services.UploadTooLarge) as exc:
-                            summary.failed.append({"path": str(path), "error": _message(exc, path)})
-                        else:
-                            seen.add(sha)
-                            to_tag.append((asset, path, str(path)))
-            on_progress(len(chunk) - len(to_tag))
-            with transaction.atomic():
-                tagged = []
-                for result in tagger.tag_images(to_tag):
-                    if result.ok:
-                        tagged.append((result.key, result.tags))
-                    else:
-                        services.mark_failed(result.key, str(result.error))
-                        summary.failed.append({"path": result.name, "error": _message(result.error, result.name)})
-                    on_progress(1)
-                services.record_tags_batch(
-                    tagged, tagger.model_name, tagger.model_version, parents=tagger.tagmap.parents
-                )
-                summary.imported += len(tagged)
+                        skipped += 1
+                on_progress(skipped)
+                outstanding -= record(worker.take(block=False))
+                while outstanding > 2 * chunk_size:  # stay a bounded distance ahead
+                    outstanding -= record(worker.take(block=True))
+        worker.feed.put(_DONE)
+        while outstanding > 0:
+            outstanding -= record(worker.take(block=True))
+    finally:
+        worker.feed.put(_DONE)
+        worker.thread.join(timeout=60)
     return summary
-
-
-def _message(exc: Exception, path) -> str:
-    text = str(exc)
-    return text if str(path) in text or Path(str(path)).name in text else f"{path}: {text}"

@@ -9,6 +9,7 @@
 | ``IMGTAG_MAX_PIXELS`` | ``100000000`` | largest accepted image, width x height (decompression bombs) |
 | ``IMGTAG_BATCH_SIZE`` | ``32`` | images per inference batch |
 | ``IMGTAG_DECODE_THREADS`` | number of CPUs | threads decoding images ahead of the model |
+| ``IMGTAG_RUNTIME`` | ``litert`` | in-process inference: ``litert`` (XNNPACK, about 2x faster on CPU) or ``tensorflow`` |
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Settings:
     max_pixels: int
     batch_size: int
     decode_threads: int
+    runtime: str
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -40,4 +42,12 @@ class Settings:
             max_pixels=int(env.get("IMGTAG_MAX_PIXELS", "100000000")),
             batch_size=int(env.get("IMGTAG_BATCH_SIZE", "32")),
             decode_threads=int(env.get("IMGTAG_DECODE_THREADS", str(os.cpu_count() or 2))),
+            runtime=_choice(env, "IMGTAG_RUNTIME", "litert", ("litert", "tensorflow")),
         )
+
+
+def _choice(env, name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, default).strip().lower()
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
+    return value

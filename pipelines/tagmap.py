@@ -48,6 +48,12 @@ class TagMap:
     class_tags: tuple[str, ...]  # index -> the class's own tag
 
     @functools.cached_property
+    def _sparse(self):
+        from scipy import sparse
+
+        return sparse.csr_array(self.matrix)
+
+    @functools.cached_property
     def _tie_order(self) -> tuple[np.ndarray, np.ndarray]:
         """Ties in score list the narrower tag (fewer classes), then the deeper one, first."""
 
@@ -62,7 +68,9 @@ class TagMap:
 
     def scores(self, probabilities: np.ndarray) -> np.ndarray:
         """``(n, num_classes)`` probabilities to ``(n, num_tags)`` tag scores in [0, 1]."""
-        return np.minimum(probabilities @ self.matrix, 1.0)
+        # A sparse product: each class has a handful of tags. A dense BLAS call here would
+        # start OpenBLAS threads that fight the decoder threads and the model for two cores.
+        return np.minimum(np.asarray(probabilities, np.float32) @ self._sparse, 1.0)
 
     def select(self, probabilities: np.ndarray) -> list[list[TagScore]]:
         """Tags at or above their threshold for each image, best first.

@@ -15,7 +15,8 @@ import sys
 
 
 @contextlib.contextmanager
-def _stderr_fd_silenced():
+def quiet_stderr():
+    """Point the process's stderr file descriptor at /dev/null while the block runs."""
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -36,7 +37,7 @@ def import_tensorflow():
     if os.environ.get("IMGTAG_TF_VERBOSE") == "1":
         import tensorflow
     else:
-        with _stderr_fd_silenced():
+        with quiet_stderr():
             import tensorflow
             tensorflow.config.list_logical_devices()  # cuInit and device start-up logs, now
     return tensorflow

@@ -89,3 +89,14 @@ def test_keras_graph_matches_independent_numpy_forward_pass(state, keras_model):
         record = stored["images"][name]
         assert top5 == record["top5_indices"]
         np.testing.assert_allclose(probabilities[top5], record["top5_probs"], atol=2e-3)
+
+
+def test_litert_runtime_gives_the_same_probabilities_as_tensorflow(keras_model):
+    """The default in-process runtime (LiteRT, XNNPACK) is a faster copy, not another model."""
+    from pipelines.tagger import keras_predictor, litert_predictor
+
+    images = np.stack([photo(n) for n in PHOTOS[:4]])
+    expected = keras_predictor(keras_model, 4)(images)
+    got = litert_predictor(keras_model, 4)(images)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert got.argmax(1).tolist() == expected.argmax(1).tolist()
