@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     folder = Path(argv[0]) if argv and argv[0] else sample_folder()
-    console = Console()
+    console = Console(soft_wrap=True)
     settings = Settings.from_env()
     console.print(f"[bold]imgtag demo[/bold]: importing images from {folder} into {settings.home}")
     files = collect_files([folder])
@@ -57,14 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     for failure in summary.failed:
         console.print(f"  [red]failed[/red] {failure['error']}")
-    home = f"IMGTAG_HOME={settings.home}"
-    console.print(
-        "\nNext:\n"
-        f"  {home} .venv/bin/imgtag search 'cat OR dog'        # find by tag (AND / OR / NOT)\n"
-        f"  {home} .venv/bin/imgtag createuser me --superuser   # a user and an API token\n"
-        f"  {home} .venv/bin/imgtag serve                       # http://127.0.0.1:8000/api/ and /admin/\n"
-        f"  .venv/bin/imgtag tag your.jpg --json                # tag a file without storing it"
-    )
+    home = f"IMGTAG_HOME={settings.home} .venv/bin/imgtag"
+    steps = [
+        (f"{home} search 'cat OR dog'", "find by tag (AND / OR / NOT, quotes for names with spaces)"),
+        (f"{home} createuser me --superuser", "a user for the admin, and an API token"),
+        (f"{home} serve", "REST API on http://127.0.0.1:8000/api/, admin on /admin/"),
+        (".venv/bin/imgtag tag your.jpg --json", "tag a file without storing it"),
+    ]
+    width = max(len(command) for command, _ in steps)
+    console.print("\nNext:")
+    for command, what in steps:
+        console.print(f"  {command:<{width}}  # {what}", markup=False, highlight=False)
     return 0
 
 
