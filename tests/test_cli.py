@@ -80,3 +80,52 @@ def test_help_explains_every_command(tmp_path):
     text = run(["--help"], tmp_path).stdout
     for command in ("tag", "import", "search", "serve", "createuser"):
         assert command in text
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_createuser_then_serve_upload_and_search_over_http(photos, tmp_path):
+    """What a client of the REST API does: get a token, upload, find the upload by tag."""
+    import time
+
+    import requests
+
+    home = tmp_path / "home"
+    created = run(["createuser", "robot"], home).stdout
+    token = created.strip().rsplit(" ", 1)[-1]
+    assert "API token" in created and len(token) == 40
+
+    port = free_port()
+    env = {**os.environ, "IMGTAG_HOME": str(home)}
+    env.pop("DATABASE_URL", None)
+    server = subprocess.Popen([*IMGTAG, "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}/api"
+    try:
+        for _ in range(120):
+            try:
+                if requests.get(f"{base}/tags/", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("imgtag serve did not answer within 60 s")
+        image = (photos / "kitchen" / "mugs" / "coffee.png").read_bytes()
+        anonymous = requests.post(f"{base}/assets/", files={"files": ("coffee.png", image)}, timeout=60)
+        assert anonymous.status_code in (401, 403)
+        upload = requests.post(f"{base}/assets/", files={"files": ("coffee.png", image)},
+                               headers={"Authorization": f"Token {token}"}, timeout=120)
+        assert upload.status_code == 201, upload.text
+        found = requests.get(f"{base}/assets/", params={"q": "coffee OR cup"}, timeout=30).json()
+        assert [a["filename"] for a in found["results"]] == ["coffee.png"]
+        schema = requests.get(f"{base}/schema/", timeout=30)
+        assert schema.status_code == 200 and "/api/assets/" in schema.text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
