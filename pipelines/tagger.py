@@ -168,12 +168,12 @@ def litert_predictor(model, batch_size: int, image_size: int = IMAGE_SIZE, threa
     from pipelines.tf_runtime import quiet_stderr
 
     function = _softmax_function(model, batch_size, image_size)
-    with quiet_stderr():  # the converter logs every pass from C++
+    with quiet_stderr():  # the converter logs every pass from C++, the interpreter its delegate
         flatbuffer = tf.lite.TFLiteConverter.from_concrete_functions(
             [function.get_concrete_function()], model
         ).convert()
-    interpreter = Interpreter(model_content=flatbuffer, num_threads=threads or os.cpu_count() or 2)
-    interpreter.allocate_tensors()
+        interpreter = Interpreter(model_content=flatbuffer, num_threads=threads or os.cpu_count() or 2)
+        interpreter.allocate_tensors()
     (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
     lock = threading.Lock()  # one interpreter, one invocation at a time
 

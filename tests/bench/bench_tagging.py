@@ -128,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from pipelines import backbone
-    from pipelines.tagger import get_tagger
+    from pipelines.settings import Settings
+    from pipelines.tagger import Tagger, get_tagger, keras_predictor
+
+    settings = Settings.from_env()
 
     with tempfile.TemporaryDirectory(prefix="imgtag-bench-") as tmp:
         tmp = Path(tmp)
@@ -144,7 +147,12 @@ def main(argv: list[str] | None = None) -> int:
 
         pixels = np.stack([imageio.load_for_model(p.read_bytes(), 224)[0] for p in small])
         bare = bench_bare(tagger, pixels)
-        print(f"(a) bare model, batch {tagger.batch_size}: {bare:.1f} images/s", flush=True)
+        print(f"(a) bare model ({settings.runtime}), batch {tagger.batch_size}: {bare:.1f} images/s", flush=True)
+        if settings.runtime != "tensorflow":
+            other = Tagger(keras_predictor(backbone.load_pretrained(), tagger.batch_size), tagger.tagmap,
+                           "tf", "tf", batch_size=tagger.batch_size)
+            print(f"    for reference, the same model on the tensorflow runtime: "
+                  f"{bench_bare(other, pixels, repeats=1):.1f} images/s", flush=True)
         e2e = bench_import(tagger, small)
         print(f"(b) imgtag import end to end into SQLite: {e2e:.1f} images/s", flush=True)
         naive = bench_naive(backbone.load_pretrained(), tagger, naive_files)
