@@ -119,9 +119,7 @@ class AssetListView(generics.ListAPIView):
 
     def initialize_request(self, request, *args, **kwargs) -> Request:
         if request.method == "POST":  # before anything (a CSRF check included) reads the body
-            request.upload_handlers.insert(
-                0, _KeepUpToLimit(request, settings.IMGTAG_MAX_UPLOAD_BYTES)
-            )
+            request.upload_handlers.insert(0, _KeepUpToLimit(request, settings.IMGTAG_MAX_UPLOAD_BYTES))
         return super().initialize_request(request, *args, **kwargs)
 
     def get_queryset(self):
@@ -159,9 +157,7 @@ class AssetListView(generics.ListAPIView):
                 UploadErrorsSerializer, description="a file is not a usable image, or no file"
             ),
             401: OpenApiResponse(description="no or bad token"),
-            413: OpenApiResponse(
-                UploadErrorsSerializer, description="a file or the request is too large"
-            ),
+            413: OpenApiResponse(UploadErrorsSerializer, description="a file or the request is too large"),
         },
     )
     def post(self, request, *args, **kwargs):
@@ -189,17 +185,13 @@ class AssetListView(generics.ListAPIView):
         to_tag = {asset.pk: asset for asset, _ in ingested if asset.status == Asset.Status.PENDING}
         services.tag_assets_in_process(to_tag.values())
 
-        fresh = services.with_tags(
-            Asset.objects.filter(pk__in=[asset.pk for asset, _ in ingested])
-        ).in_bulk()
+        fresh = services.with_tags(Asset.objects.filter(pk__in=[asset.pk for asset, _ in ingested])).in_bulk()
         answered = []
         for asset, created in ingested:
             item = copy.copy(fresh[asset.pk])
             item.duplicate = not created
             answered.append(item)
-        data = UploadedAssetSerializer(
-            answered, many=True, context=self.get_serializer_context()
-        ).data
+        data = UploadedAssetSerializer(answered, many=True, context=self.get_serializer_context()).data
         return Response({"assets": data}, status=status.HTTP_201_CREATED)
 
 
@@ -224,9 +216,7 @@ class AssetReviewView(APIView):
             200: AssetSerializer,
             400: OpenApiResponse(description="bad action or tag name"),
             401: OpenApiResponse(description="no or bad token"),
-            404: OpenApiResponse(
-                description="no such asset, or it has no such tag (accept/reject)"
-            ),
+            404: OpenApiResponse(description="no such asset, or it has no such tag (accept/reject)"),
         },
     )
     def post(self, request, pk: int):
@@ -267,9 +257,7 @@ class AssetOriginalView(APIView):
         summary="Download the original",
         responses={
             (200, "image/*"): OpenApiTypes.BINARY,
-            404: OpenApiResponse(
-                description="no such asset, or its original is missing from storage"
-            ),
+            404: OpenApiResponse(description="no such asset, or its original is missing from storage"),
         },
     )
     def get(self, request, pk: int):
@@ -277,9 +265,7 @@ class AssetOriginalView(APIView):
         try:
             original = get_storage().open(asset.uri)
         except FileNotFoundError:
-            raise NotFound(
-                f"the original of asset {pk} is missing from storage at {asset.uri}"
-            ) from None
+            raise NotFound(f"the original of asset {pk} is missing from storage at {asset.uri}") from None
         content_type = CONTENT_TYPES.get(asset.format, "application/octet-stream")
         return FileResponse(original, content_type=content_type, filename=asset.filename)
 

@@ -122,6 +122,4 @@ class AssetTag(models.Model):
         ]
 
     def __str__(self) -> str:
-        return (
-            f"{self.tag} on asset {self.asset_id}: {self.score:.2f} ({self.source}, {self.review})"
-        )
+        return f"{self.tag} on asset {self.asset_id}: {self.score:.2f} ({self.source}, {self.review})"

@@ -262,8 +262,7 @@ def compile_query(
         raise QueryError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
     if review is not None and review not in REVIEW_FILTERS:
         raise QueryError(
-            f"review must be one of {', '.join(REVIEW_FILTERS)}, got {review!r} "
-            "(rejected tags never match)"
+            f"review must be one of {', '.join(REVIEW_FILTERS)}, got {review!r} (rejected tags never match)"
         )
     tree = parse(text)
     base = AssetTag.objects.filter(score__gte=min_score).exclude(review=AssetTag.Review.REJECTED)

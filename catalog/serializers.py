@@ -25,9 +25,7 @@ class AssetTagSerializer(serializers.ModelSerializer):
     model_version = ModelVersionSerializer(
         allow_null=True, help_text="the model that scored it; null for a human tag"
     )
-    reviewed_by = serializers.SlugRelatedField(
-        slug_field="username", read_only=True, allow_null=True
-    )
+    reviewed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = AssetTag
@@ -115,9 +113,7 @@ class SearchParamsSerializer(serializers.Serializer):
         max_value=1.0,
         help_text="a tag counts only with at least this score",
     )
-    source = serializers.ChoiceField(
-        SOURCES, required=False, help_text="only tags from this source"
-    )
+    source = serializers.ChoiceField(SOURCES, required=False, help_text="only tags from this source")
     review = serializers.ChoiceField(
         REVIEW_FILTERS,
         required=False,

@@ -15,7 +15,6 @@ Tag provenance rules (the contract every caller relies on):
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -132,11 +131,20 @@ def register(prepared: Sequence[Prepared]) -> list[tuple[Asset, bool]]:
         within ``prepared``) returns the existing asset and ``False``.
     """
     shas = [p.sha256 for p in prepared]
-    existing = {a.sha256: a for values in _chunks(list(set(shas))) for a in Asset.objects.filter(sha256__in=values)}
+    existing = {
+        a.sha256: a for values in _chunks(list(set(shas))) for a in Asset.objects.filter(sha256__in=values)
+    }
     new = {p.sha256: p for p in prepared if p.sha256 not in existing}
     rows = [
-        Asset(sha256=p.sha256, uri=p.uri, filename=p.filename, size=p.size,
-              width=p.info.width, height=p.info.height, format=p.info.format)
+        Asset(
+            sha256=p.sha256,
+            uri=p.uri,
+            filename=p.filename,
+            size=p.size,
+            width=p.info.width,
+            height=p.info.height,
+            format=p.info.format,
+        )
         for p in new.values()
     ]
     try:
@@ -239,9 +247,7 @@ def _model_version_id(name: str, version: str) -> int:
     return model_version.pk
 
 
-def _with_ancestors(
-    names: Iterable[str], parents: Parents | None
-) -> tuple[set[str], set[tuple[str, str]]]:
+def _with_ancestors(names: Iterable[str], parents: Parents | None) -> tuple[set[str], set[tuple[str, str]]]:
     """Every tag in ``names`` and above it, and the (child, parent) links between them."""
     seen: set[str] = set()
     links: set[tuple[str, str]] = set()
@@ -268,17 +274,12 @@ def _tag_ids(names: set[str], parents: Parents | None) -> dict[str, int]:
     wanted, links = _with_ancestors(missing, parents)
     known = dict(Tag.objects.filter(name__in=wanted).values_list("name", "id"))
     if len(known) < len(wanted):
-        Tag.objects.bulk_create(
-            [Tag(name=n) for n in sorted(wanted - known.keys())], ignore_conflicts=True
-        )
+        Tag.objects.bulk_create([Tag(name=n) for n in sorted(wanted - known.keys())], ignore_conflicts=True)
         known = dict(Tag.objects.filter(name__in=wanted).values_list("name", "id"))
     if links:
         Link = Tag.parents.through
         Link.objects.bulk_create(
-            [
-                Link(from_tag_id=known[child], to_tag_id=known[parent])
-                for child, parent in sorted(links)
-            ],
+            [Link(from_tag_id=known[child], to_tag_id=known[parent]) for child, parent in sorted(links)],
             ignore_conflicts=True,
         )
     _tag_ids_cache.remember(known)
@@ -389,9 +390,7 @@ def record_tags_batch(
                     rescored.append(row)
             predicted = {tag_ids[name] for name in scores}
             stale += [
-                row.pk
-                for row in rows.values()
-                if _is_machine_suggestion(row) and row.tag_id not in predicted
+                row.pk for row in rows.values() if _is_machine_suggestion(row) and row.tag_id not in predicted
             ]
             if asset.status != Asset.Status.TAGGED or asset.error:
                 newly_tagged.append(asset)
@@ -401,15 +400,11 @@ def record_tags_batch(
         if rescored:  # only the score differs per row: a one-field bulk update is much cheaper
             AssetTag.objects.bulk_update(rescored, ["score"], batch_size=_SQL_IN_CHUNK)
         for chunk in _chunks([row.pk for row in rescored]):
-            AssetTag.objects.filter(pk__in=chunk).update(
-                model_version_id=version_id, updated_at=now
-            )
+            AssetTag.objects.filter(pk__in=chunk).update(model_version_id=version_id, updated_at=now)
         for chunk in _chunks(stale):
             AssetTag.objects.filter(pk__in=chunk).delete()
         for chunk in _chunks([asset.pk for asset in newly_tagged]):
-            Asset.objects.filter(pk__in=chunk).update(
-                status=Asset.Status.TAGGED, error="", updated_at=now
-            )
+            Asset.objects.filter(pk__in=chunk).update(status=Asset.Status.TAGGED, error="", updated_at=now)
         for asset in newly_tagged:
             asset.status, asset.error, asset.updated_at = Asset.Status.TAGGED, "", now
     return TagChanges(len(created), len(rescored), len(stale))
@@ -427,9 +422,7 @@ def mark_failed(asset: Asset, error: str) -> None:
         error: a message a person can act on (it names the file and the problem).
     """
     asset.status, asset.error, asset.updated_at = Asset.Status.FAILED, error, timezone.now()
-    Asset.objects.filter(pk=asset.pk).update(
-        status=asset.status, error=error, updated_at=asset.updated_at
-    )
+    Asset.objects.filter(pk=asset.pk).update(status=asset.status, error=error, updated_at=asset.updated_at)
 
 
 def tag_assets_in_process(assets: Iterable[Asset], tagger=None) -> list[TagResult]:
@@ -452,8 +445,7 @@ def tag_assets_in_process(assets: Iterable[Asset], tagger=None) -> list[TagResul
         except FileNotFoundError:
             mark_failed(
                 asset,
-                f"{asset.filename}: the original is missing from storage at {asset.uri}; "
-                "upload it again",
+                f"{asset.filename}: the original is missing from storage at {asset.uri}; upload it again",
             )
     if not items:
         return []
@@ -462,9 +454,7 @@ def tag_assets_in_process(assets: Iterable[Asset], tagger=None) -> list[TagResul
     results = list(tagger.tag_images(items))
     with transaction.atomic():
         tagged = [(result.key, result.tags) for result in results if result.ok]
-        record_tags_batch(
-            tagged, tagger.model_name, tagger.model_version, parents=tagger.tagmap.parents
-        )
+        record_tags_batch(tagged, tagger.model_name, tagger.model_version, parents=tagger.tagmap.parents)
         for result in results:
             if not result.ok:
                 mark_failed(result.key, str(result.error))
@@ -492,9 +482,7 @@ def review(asset: Asset, tag_name: str, action: str, user=None) -> AssetTag:
         TagNotOnAsset: ``accept``/``reject`` of a tag the asset does not have.
     """
     if action not in REVIEW_ACTIONS:
-        raise ValueError(
-            f"unknown review action {action!r}; use one of {', '.join(REVIEW_ACTIONS)}"
-        )
+        raise ValueError(f"unknown review action {action!r}; use one of {', '.join(REVIEW_ACTIONS)}")
     name = normalize_tag_name(tag_name)
     if not name:
         raise ValueError("the tag name is empty")
@@ -504,9 +492,7 @@ def review(asset: Asset, tag_name: str, action: str, user=None) -> AssetTag:
         row = rows.filter(asset=asset, tag__name=name).first()
         if row is None:
             if action != "add":
-                raise TagNotOnAsset(
-                    f"asset {asset.pk} has no tag {name!r}; use the action 'add' to add it"
-                )
+                raise TagNotOnAsset(f"asset {asset.pk} has no tag {name!r}; use the action 'add' to add it")
             tag, _ = Tag.objects.get_or_create(name=name)
             return AssetTag.objects.create(
                 asset=asset,
@@ -547,9 +533,7 @@ def search(
     """
     assets = Asset.objects.all()
     if query.strip():
-        assets = assets.filter(
-            compile_query(query, min_score=min_score, source=source, review=review)
-        )
+        assets = assets.filter(compile_query(query, min_score=min_score, source=source, review=review))
     return with_tags(assets)
 
 

@@ -32,8 +32,7 @@ IMGTAG_MAX_UPLOAD_BYTES = _imgtag.max_upload_bytes
 IMGTAG_MAX_PIXELS = _imgtag.max_pixels
 
 SECRET_KEY = (
-    os.environ.get("IMGTAG_SECRET_KEY")
-    or "django-insecure-imgtag-development-key-set-IMGTAG_SECRET_KEY"
+    os.environ.get("IMGTAG_SECRET_KEY") or "django-insecure-imgtag-development-key-set-IMGTAG_SECRET_KEY"
 )
 DEBUG = os.environ.get("IMGTAG_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
 ALLOWED_HOSTS = [
@@ -83,9 +82,7 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": dj_database_url.parse(_imgtag.database_url, conn_max_age=60, conn_health_checks=True)
-}
+DATABASES = {"default": dj_database_url.parse(_imgtag.database_url, conn_max_age=60, conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The API, the CLI and the worker may write at the same time: WAL lets readers go on while
     # one writes, and BEGIN IMMEDIATE takes the write lock up front (no deadlock on upgrade).

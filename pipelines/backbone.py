@@ -89,8 +89,9 @@ def build(include_top: bool = True, name: str = "efficientnet_lite0"):
         if expand != 1:
             x = layers.Conv2D(c_in * expand, 1, use_bias=False, name=prefix + "_expand_conv")(x)
             x = layers.ReLU(6.0)(bn(x, prefix + "_bn0"))
-        x = layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
-                                   name=prefix + "_depthwise_conv")(x)
+        x = layers.DepthwiseConv2D(
+            kernel, strides=stride, padding="same", use_bias=False, name=prefix + "_depthwise_conv"
+        )(x)
         x = layers.ReLU(6.0)(bn(x, prefix + "_bn1"))
         x = layers.Conv2D(c_out, 1, use_bias=False, name=prefix + "_project_conv")(x)
         x = bn(x, prefix + "_bn2")
@@ -138,7 +139,9 @@ def load_pretrained(include_top: bool = True, path: str | Path | None = None):
             if tuple(variable.shape) != array.shape:
                 raise ValueError(f"{layer.name}: weights {array.shape} do not fit {tuple(variable.shape)}")
         layer.set_weights(arrays)
-        used.update(k for k in state if k.startswith(layer.name + ".") and not k.endswith("num_batches_tracked"))
+        used.update(
+            k for k in state if k.startswith(layer.name + ".") and not k.endswith("num_batches_tracked")
+        )
     expected = {k for k in state if not k.endswith("num_batches_tracked")}
     if not include_top:
         expected = {k for k in expected if not k.startswith("_fc.")}

@@ -9,7 +9,6 @@ and the stored originals.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -54,7 +53,9 @@ def _format_tags(tags, limit: int = 6) -> str:
 @app.command()
 def tag(
     files: list[Path] = typer.Argument(..., help="Image files to tag (JPEG, PNG, WebP, BMP, TIFF, GIF)."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list: {path, tags:[{name, score}]} or {path, error}."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print a JSON list: {path, tags:[{name, score}]} or {path, error}."
+    ),
 ):
     """Tag image files and print their tags, without storing anything.
 
@@ -65,7 +66,8 @@ def tag(
     if as_json:
         payload = [
             {"path": r.key, "tags": [{"name": t.name, "score": t.score} for t in r.tags]}
-            if r.ok else {"path": r.key, "error": str(r.error)}
+            if r.ok
+            else {"path": r.key, "error": str(r.error)}
             for r in results
         ]
         print(json.dumps(payload, indent=2))
@@ -81,8 +83,14 @@ def tag(
 
 @app.command("import")
 def import_(
-    paths: list[Path] = typer.Argument(..., help="Files and folders; folders are searched recursively for images."),
-    as_json: bool = typer.Option(False, "--json", help='Print the summary as JSON: {"imported", "duplicates", "failed": [{path, error}]}.'),
+    paths: list[Path] = typer.Argument(
+        ..., help="Files and folders; folders are searched recursively for images."
+    ),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help='Print the summary as JSON: {"imported", "duplicates", "failed": [{path, error}]}.',
+    ),
 ):
     """Import images into the catalog: store each original once (by sha256) and tag it.
 
@@ -101,8 +109,12 @@ def import_(
     _catalog()
     tagger = _tagger()
     progress = Progress(
-        TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err, disable=not files,
+        TextColumn("importing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not files,
     )
     with progress:
         task = progress.add_task("import", total=len(files))
@@ -121,10 +133,14 @@ def import_(
 
 @app.command()
 def search(
-    query: str = typer.Argument(..., help='Tags with AND / OR / NOT and parentheses, e.g. \'cat AND NOT "coffee mug"\'.'),
+    query: str = typer.Argument(
+        ..., help="Tags with AND / OR / NOT and parentheses, e.g. 'cat AND NOT \"coffee mug\"'."
+    ),
     min_score: float = typer.Option(0.0, help="Only tags scored at least this."),
     source: Optional[str] = typer.Option(None, help="Only tags from this source: model or human."),
-    review: Optional[str] = typer.Option(None, help="Only tags in this review state: suggested, accepted or rejected."),
+    review: Optional[str] = typer.Option(
+        None, help="Only tags in this review state: suggested, accepted or rejected."
+    ),
     limit: int = typer.Option(50, help="At most this many results."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ):
@@ -166,7 +182,9 @@ def serve(
 @app.command()
 def createuser(
     username: str = typer.Argument(..., help="Name of the new user."),
-    password: Optional[str] = typer.Option(None, help="Password for the web pages and admin (prompted when omitted and --superuser is given)."),
+    password: Optional[str] = typer.Option(
+        None, help="Password for the web pages and admin (prompted when omitted and --superuser is given)."
+    ),
     superuser: bool = typer.Option(False, "--superuser", help="Give access to the admin site."),
 ):
     """Create a user and print its API token (send it as 'Authorization: Token <token>')."""

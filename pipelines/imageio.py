@@ -134,17 +134,20 @@ def probe(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXE
                 orientation = _orientation(im)
     except Image.DecompressionBombError as exc:
         raise TooManyPixelsError(
-            name, f"more pixels than the limit of {max_pixels:,} (IMGTAG_MAX_PIXELS); downscale it first ({exc})"
+            name,
+            f"more pixels than the limit of {max_pixels:,} (IMGTAG_MAX_PIXELS); downscale it first ({exc})",
         ) from None
     except UnidentifiedImageError:
         if fmt := _sniff_supported(data):
             raise TruncatedImageError(
-                name, f"the {fmt} file is truncated, damaged or a variant that cannot be read "
-                "(for example 64-bit samples); re-save it as 8-bit RGB"
+                name,
+                f"the {fmt} file is truncated, damaged or a variant that cannot be read "
+                "(for example 64-bit samples); re-save it as 8-bit RGB",
             ) from None
         raise NotAnImageError(
-            name, f"not an image: no known image header (first bytes {data[:8]!r}); "
-            f"supported formats are {', '.join(SUPPORTED_FORMATS)}"
+            name,
+            f"not an image: no known image header (first bytes {data[:8]!r}); "
+            f"supported formats are {', '.join(SUPPORTED_FORMATS)}",
         ) from None
     except (OSError, SyntaxError, ValueError, struct.error) as exc:
         if isinstance(exc, ImageError):
@@ -164,8 +167,9 @@ def _check_size(name: str, fmt: str, width: int, height: int, max_pixels: int) -
         raise TruncatedImageError(name, f"the header gives an empty size {width}x{height}")
     if width * height > max_pixels:
         raise TooManyPixelsError(
-            name, f"{width}x{height} is {width * height:,} pixels, more than the limit of "
-            f"{max_pixels:,} (IMGTAG_MAX_PIXELS); downscale it first"
+            name,
+            f"{width}x{height} is {width * height:,} pixels, more than the limit of "
+            f"{max_pixels:,} (IMGTAG_MAX_PIXELS); downscale it first",
         )
 
 
@@ -267,7 +271,9 @@ def _decode_bgr(data: bytes, name: str, info: ImageInfo, min_side: int | None) -
     return pixels
 
 
-def decode(data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, ImageInfo]:
+def decode(
+    data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray, ImageInfo]:
     """Decode an image at full size.
 
     Returns:

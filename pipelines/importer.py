@@ -143,7 +143,9 @@ def import_files(
                 else:
                     services.mark_failed(result.key, str(result.error))
                     summary.failed.append({"path": result.name, "error": _message(result.error, result.name)})
-            services.record_tags_batch(tagged, tagger.model_name, tagger.model_version, parents=tagger.tagmap.parents)
+            services.record_tags_batch(
+                tagged, tagger.model_name, tagger.model_version, parents=tagger.tagmap.parents
+            )
         summary.imported += len(tagged)
         on_progress(len(results))
         return len(results)

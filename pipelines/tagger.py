@@ -126,7 +126,9 @@ class Tagger:
                     except imageio.ImageError as exc:
                         results.append(TagResult(key, name, error=exc))
                     except OSError as exc:
-                        results.append(TagResult(key, name, error=imageio.ImageError(name, f"cannot read: {exc}")))
+                        results.append(
+                            TagResult(key, name, error=imageio.ImageError(name, f"cannot read: {exc}"))
+                        )
                     else:
                         slots.append(len(results))
                         results.append(TagResult(key, name, info=info))
@@ -218,4 +220,6 @@ def get_tagger(settings: Settings | None = None) -> Tagger:
     """The process-wide tagger (the model is loaded once, on first use, in about 3 s)."""
     settings = settings or Settings.from_env()
     with _lock:
-        return _cached_tagger(settings.batch_size, settings.decode_threads, settings.max_pixels, settings.runtime)
+        return _cached_tagger(
+            settings.batch_size, settings.decode_threads, settings.max_pixels, settings.runtime
+        )

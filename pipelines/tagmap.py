@@ -106,7 +106,9 @@ class TagMap:
                     own = row["tag"].strip()
                     chain = [t.strip() for t in (row.get("broader") or "").split(";") if t.strip()]
                 except (KeyError, ValueError, AttributeError) as exc:
-                    raise TagMapError(f"{where}: expected columns index,wnid,label,tag,broader ({exc})") from None
+                    raise TagMapError(
+                        f"{where}: expected columns index,wnid,label,tag,broader ({exc})"
+                    ) from None
                 if index != len(class_tags):
                     raise TagMapError(f"{where}: index {index} out of order, expected {len(class_tags)}")
                 if not own:
@@ -129,8 +131,12 @@ class TagMap:
         default_class = thresholds.get(DEFAULT_CLASS_KEY, 0.25)
         default_broader = thresholds.get(DEFAULT_BROADER_KEY, 0.35)
         limits = np.array(
-            [thresholds.get(t, default_class if t in own_tags and t not in broader_tags else default_broader)
-             for t in tags],
+            [
+                thresholds.get(
+                    t, default_class if t in own_tags and t not in broader_tags else default_broader
+                )
+                for t in tags
+            ],
             dtype=np.float32,
         )
         unknown = set(thresholds) - set(tags) - {DEFAULT_CLASS_KEY, DEFAULT_BROADER_KEY}

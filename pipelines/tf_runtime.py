@@ -39,5 +39,6 @@ def import_tensorflow():
     else:
         with quiet_stderr():
             import tensorflow
+
             tensorflow.config.list_logical_devices()  # cuInit and device start-up logs, now
     return tensorflow

@@ -29,7 +29,9 @@ def photos(tmp_path_factory) -> Path:
     (root / "pets").mkdir()
     (root / "kitchen" / "mugs").mkdir(parents=True)
     cv2.imwrite(str(root / "pets" / "chelsea.jpg"), cv2.cvtColor(skimage.data.chelsea(), cv2.COLOR_RGB2BGR))
-    cv2.imwrite(str(root / "kitchen" / "mugs" / "coffee.png"), cv2.cvtColor(skimage.data.coffee(), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(
+        str(root / "kitchen" / "mugs" / "coffee.png"), cv2.cvtColor(skimage.data.coffee(), cv2.COLOR_RGB2BGR)
+    )
     shutil.copy(root / "pets" / "chelsea.jpg", root / "pets" / "chelsea copy.jpg")
     good = (root / "pets" / "chelsea.jpg").read_bytes()
     (root / "pets" / "broken.jpg").write_bytes(good[: len(good) // 3])
@@ -45,7 +47,9 @@ def test_tag_json_reports_tags_and_errors_per_file(photos, tmp_path):
     assert cat["path"].endswith("chelsea.jpg") and "cat" in [t["name"] for t in cat["tags"]]
     assert all(set(t) == {"name", "score"} for t in cat["tags"])
     assert fake["path"] == str(bad) and "not an image" in fake["error"] and "tags" not in fake
-    assert not (tmp_path / "home").exists() or not list((tmp_path / "home").rglob("*.sqlite3"))  # stored nothing
+    assert not (tmp_path / "home").exists() or not list(
+        (tmp_path / "home").rglob("*.sqlite3")
+    )  # stored nothing
 
 
 def test_import_twice_then_search(photos, tmp_path):
@@ -104,8 +108,13 @@ def test_createuser_then_serve_upload_and_search_over_http(photos, tmp_path):
     port = free_port()
     env = {**os.environ, "IMGTAG_HOME": str(home)}
     env.pop("DATABASE_URL", None)
-    server = subprocess.Popen([*IMGTAG, "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [*IMGTAG, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}/api"
     try:
         for _ in range(120):
@@ -119,8 +128,12 @@ def test_createuser_then_serve_upload_and_search_over_http(photos, tmp_path):
         image = (photos / "kitchen" / "mugs" / "coffee.png").read_bytes()
         anonymous = requests.post(f"{base}/assets/", files={"files": ("coffee.png", image)}, timeout=60)
         assert anonymous.status_code in (401, 403)
-        upload = requests.post(f"{base}/assets/", files={"files": ("coffee.png", image)},
-                               headers={"Authorization": f"Token {token}"}, timeout=120)
+        upload = requests.post(
+            f"{base}/assets/",
+            files={"files": ("coffee.png", image)},
+            headers={"Authorization": f"Token {token}"},
+            timeout=120,
+        )
         assert upload.status_code == 201, upload.text
         found = requests.get(f"{base}/assets/", params={"q": "coffee OR cup"}, timeout=30).json()
         assert [a["filename"] for a in found["results"]] == ["coffee.png"]

@@ -98,7 +98,9 @@ def png_header_only(width: int, height: int) -> bytes:
     """A small PNG whose header claims ``width`` x ``height``: a decompression bomb."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * (1 + 3 * min(width, 1000)) * 4)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+    )
 
 
 def jpeg_bytes() -> bytes:
@@ -132,7 +134,6 @@ def test_truncated_jpeg_anywhere_is_refused(cut):
     end = int(len(data) * cut) if isinstance(cut, float) else cut
     with pytest.raises(imageio.TruncatedImageError, match="truncated"):
         imageio.load_for_model(data[:end], 224, "cut.jpg")
-
 
 
 def test_pixel_limit_is_checked_before_decoding():

@@ -22,7 +22,9 @@ def png(rgb: np.ndarray) -> bytes:
 
 
 def jpeg(rgb: np.ndarray, quality: int = 92) -> bytes:
-    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    ok, encoded = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
     assert ok
     return encoded.tobytes()
 
@@ -32,10 +34,12 @@ def names(result) -> list[str]:
 
 
 def test_real_photos_get_the_tags_a_person_expects(tagger):
-    chelsea, coffee = tagger.tag_images([
-        ("chelsea", png(skimage.data.chelsea()), "chelsea.png"),
-        ("coffee", jpeg(skimage.data.coffee()), "coffee.jpg"),
-    ])
+    chelsea, coffee = tagger.tag_images(
+        [
+            ("chelsea", png(skimage.data.chelsea()), "chelsea.png"),
+            ("coffee", jpeg(skimage.data.coffee()), "coffee.jpg"),
+        ]
+    )
     assert "cat" in names(chelsea) and "animal" in names(chelsea)
     assert any(t in names(coffee) for t in ("coffee", "cup", "espresso", "coffee mug"))
     assert "cat" not in names(coffee) and "coffee" not in names(chelsea)

@@ -94,8 +94,7 @@ def test_each_tag_has_one_parent(rows):
         for child, par in zip(path, path[1:]):
             seen = parent.setdefault(child, (par, r["index"]))
             assert seen[0] == par, (
-                f"index {r['index']}: {child!r} has parent {par!r},"
-                f" but {seen[0]!r} at index {seen[1]}"
+                f"index {r['index']}: {child!r} has parent {par!r}, but {seen[0]!r} at index {seen[1]}"
             )
 
 

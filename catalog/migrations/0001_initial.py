@@ -43,9 +43,7 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "error",
-                    models.TextField(
-                        blank=True, default="", help_text="why tagging failed, when it did"
-                    ),
+                    models.TextField(blank=True, default="", help_text="why tagging failed, when it did"),
                 ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("updated_at", models.DateTimeField(auto_now=True)),
@@ -70,9 +68,7 @@ class Migration(migrations.Migration):
             options={
                 "ordering": ["name", "version"],
                 "constraints": [
-                    models.UniqueConstraint(
-                        fields=("name", "version"), name="catalog_modelversion_unique"
-                    )
+                    models.UniqueConstraint(fields=("name", "version"), name="catalog_modelversion_unique")
                 ],
             },
         ),
@@ -108,9 +104,7 @@ class Migration(migrations.Migration):
                 ("score", models.FloatField(help_text="0 to 1; 1 for a tag a person added")),
                 (
                     "source",
-                    models.CharField(
-                        choices=[("model", "model"), ("human", "human")], max_length=8
-                    ),
+                    models.CharField(choices=[("model", "model"), ("human", "human")], max_length=8),
                 ),
                 (
                     "review",
@@ -167,9 +161,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="asset",
             name="tags",
-            field=models.ManyToManyField(
-                related_name="assets", through="catalog.AssetTag", to="catalog.tag"
-            ),
+            field=models.ManyToManyField(related_name="assets", through="catalog.AssetTag", to="catalog.tag"),
         ),
         migrations.AddIndex(
             model_name="assettag",
@@ -177,9 +169,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name="assettag",
-            constraint=models.UniqueConstraint(
-                fields=("asset", "tag"), name="catalog_assettag_unique"
-            ),
+            constraint=models.UniqueConstraint(fields=("asset", "tag"), name="catalog_assettag_unique"),
         ),
         migrations.AddConstraint(
             model_name="assettag",

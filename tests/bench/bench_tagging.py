@@ -99,8 +99,9 @@ def bench_naive(model, tagger, files: list[Path]) -> float:
         logits = model.predict(image[None], verbose=0)
         probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
         asset, _ = services.ingest(data, path.name)
-        services.record_tags(asset, tagger.tagmap.select(probabilities)[0], "naive", "1",
-                             parents=tagger.tagmap.parents)
+        services.record_tags(
+            asset, tagger.tagmap.select(probabilities)[0], "naive", "1", parents=tagger.tagmap.parents
+        )
     return rate(len(files), time.perf_counter() - start)
 
 
@@ -121,7 +122,9 @@ def bench_decode(files: list[Path], size: int = 224) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=640, help="640x480 images for (a) and (b)")
     parser.add_argument("--naive-images", type=int, default=96, help="images for the naive baseline (c)")
     parser.add_argument("--big-images", type=int, default=16, help="12 MP images for the decode comparison")
@@ -147,19 +150,31 @@ def main(argv: list[str] | None = None) -> int:
 
         pixels = np.stack([imageio.load_for_model(p.read_bytes(), 224)[0] for p in small])
         bare = bench_bare(tagger, pixels)
-        print(f"(a) bare model ({settings.runtime}), batch {tagger.batch_size}: {bare:.1f} images/s", flush=True)
+        print(
+            f"(a) bare model ({settings.runtime}), batch {tagger.batch_size}: {bare:.1f} images/s", flush=True
+        )
         if settings.runtime != "tensorflow":
-            other = Tagger(keras_predictor(backbone.load_pretrained(), tagger.batch_size), tagger.tagmap,
-                           "tf", "tf", batch_size=tagger.batch_size)
-            print(f"    for reference, the same model on the tensorflow runtime: "
-                  f"{bench_bare(other, pixels, repeats=1):.1f} images/s", flush=True)
+            other = Tagger(
+                keras_predictor(backbone.load_pretrained(), tagger.batch_size),
+                tagger.tagmap,
+                "tf",
+                "tf",
+                batch_size=tagger.batch_size,
+            )
+            print(
+                f"    for reference, the same model on the tensorflow runtime: "
+                f"{bench_bare(other, pixels, repeats=1):.1f} images/s",
+                flush=True,
+            )
         e2e = bench_import(tagger, small)
         print(f"(b) imgtag import end to end into SQLite: {e2e:.1f} images/s", flush=True)
         naive = bench_naive(backbone.load_pretrained(), tagger, naive_files)
         print(f"(c) naive (PIL, predict per image, commit per row): {naive:.1f} images/s", flush=True)
         reduced, full = bench_decode(big)
         print(f"12 MP JPEG ({mb:.1f} MB) to 224 px: reduced decode {reduced:.1f}/s, full decode {full:.1f}/s")
-        print(f"ratio e2e/bare={e2e / bare:.2f} e2e/naive={e2e / naive:.2f} reduced/full_decode_12mp={reduced / full:.2f}")
+        print(
+            f"ratio e2e/bare={e2e / bare:.2f} e2e/naive={e2e / naive:.2f} reduced/full_decode_12mp={reduced / full:.2f}"
+        )
     return 0
 
 

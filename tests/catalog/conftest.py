@@ -108,9 +108,7 @@ def make_image(
 ) -> bytes:
     """Encoded image bytes (OpenCV): a colour with a little noise, distinct for each seed."""
     rng = np.random.default_rng(seed)
-    rgb = np.clip(np.array(COLOURS[colour]) + rng.integers(-20, 20, (*size, 3)), 0, 255).astype(
-        np.uint8
-    )
+    rgb = np.clip(np.array(COLOURS[colour]) + rng.integers(-20, 20, (*size, 3)), 0, 255).astype(np.uint8)
     ok, encoded = cv2.imencode(f".{fmt}", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     assert ok
     return encoded.tobytes()
@@ -175,9 +173,7 @@ def fake_tagger(monkeypatch) -> FakeTagger:
 
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user(
-        username="alice", password="not-a-real-password-42"
-    )
+    return django_user_model.objects.create_user(username="alice", password="not-a-real-password-42")
 
 
 @pytest.fixture

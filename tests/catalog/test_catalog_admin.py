@@ -43,9 +43,7 @@ def test_assets_are_found_by_hash_and_by_filename(admin_client, asset, image):
     for term in (asset.sha256, "chelsea"):
         page = admin_client.get("/admin/catalog/asset/", {"q": term}).content.decode()
         assert "1 result" in page and "chelsea.png" in page and "mug.png" not in page
-    assert (
-        "0 results" in admin_client.get("/admin/catalog/asset/", {"q": "f" * 64}).content.decode()
-    )
+    assert "0 results" in admin_client.get("/admin/catalog/asset/", {"q": "f" * 64}).content.decode()
 
 
 def test_filters_and_tag_counts(admin_client, asset):

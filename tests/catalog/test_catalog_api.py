@@ -12,9 +12,7 @@ pytestmark = pytest.mark.django_db
 ASSETS = "/api/assets/"
 
 
-def upload(
-    name: str, data: bytes, content_type: str = "application/octet-stream"
-) -> SimpleUploadedFile:
+def upload(name: str, data: bytes, content_type: str = "application/octet-stream") -> SimpleUploadedFile:
     return SimpleUploadedFile(name, data, content_type=content_type)
 
 
@@ -26,9 +24,7 @@ def tag_names(asset_json) -> set[str]:
     return {t["name"] for t in asset_json["tags"]}
 
 
-def test_upload_many_stores_and_tags_each_image(
-    client_with_token, image, fake_tagger, stored_files
-):
+def test_upload_many_stores_and_tags_each_image(client_with_token, image, fake_tagger, stored_files):
     files = [
         upload("cat.png", image("red", seed=1), "image/png"),
         upload("mug.jpg", image("blue", seed=2, fmt="jpg"), "image/jpeg"),
@@ -65,9 +61,7 @@ def test_uploading_the_same_bytes_again_is_a_duplicate_stored_once(
     response = post_files(client_with_token, [upload("again.png", data), upload("b.png", data)])
     assert response.status_code == 201
     again = response.json()["assets"]
-    assert [(a["id"], a["duplicate"], a["filename"]) for a in again] == [
-        (first["id"], True, "a.png")
-    ] * 2
+    assert [(a["id"], a["duplicate"], a["filename"]) for a in again] == [(first["id"], True, "a.png")] * 2
     assert Asset.objects.count() == 1 and len(stored_files()) == 1
     assert fake_tagger.tagged == ["a.png"]  # tagged once
 
@@ -92,14 +86,10 @@ def test_an_oversized_file_is_413_naming_it_and_nothing_is_stored(
     assert Asset.objects.count() == 0 and stored_files() == []
 
 
-def test_oversized_and_bad_files_are_all_reported_with_413(
-    client_with_token, image, settings, stored_files
-):
+def test_oversized_and_bad_files_are_all_reported_with_413(client_with_token, image, settings, stored_files):
     settings.IMGTAG_MAX_UPLOAD_BYTES = 2000
     big = image("blue", size=(300, 300))
-    response = post_files(
-        client_with_token, [upload("notes.txt", b"just some text"), upload("big.png", big)]
-    )
+    response = post_files(client_with_token, [upload("notes.txt", b"just some text"), upload("big.png", big)])
     assert response.status_code == 413
     assert [(e["file"], e["reason"]) for e in response.json()["errors"]] == [
         ("notes.txt", "not_an_image"),
@@ -129,9 +119,7 @@ def test_a_non_image_is_400_naming_it_and_nothing_is_stored(
     assert Asset.objects.count() == 0 and stored_files() == [] and fake_tagger.tagged == []
 
 
-def test_an_image_whose_pixels_cannot_be_decoded_is_stored_as_failed(
-    client_with_token, image, fake_tagger
-):
+def test_an_image_whose_pixels_cannot_be_decoded_is_stored_as_failed(client_with_token, image, fake_tagger):
     response = post_files(client_with_token, [upload("cut.png", image("red")[:120])])
     assert response.status_code == 201
     [asset] = response.json()["assets"]
@@ -147,13 +135,9 @@ def test_an_upload_without_files_says_how_to_send_them(client_with_token):
     )
 
 
-def test_too_many_files_in_one_request_is_a_413_json_error(
-    client_with_token, image, settings, stored_files
-):
+def test_too_many_files_in_one_request_is_a_413_json_error(client_with_token, image, settings, stored_files):
     settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
-    response = post_files(
-        client_with_token, [upload(f"{i}.png", image("red", seed=i)) for i in range(3)]
-    )
+    response = post_files(client_with_token, [upload(f"{i}.png", image("red", seed=i)) for i in range(3)])
     assert response.status_code == 413
     assert response.json()["errors"][0]["reason"] == "too_many_files"
     assert stored_files() == []
@@ -204,9 +188,7 @@ def test_anyone_can_read_an_asset_with_its_tags(anonymous, uploaded):
     assert response.status_code == 200
     body = response.json()
     assert body["sha256"] == red["sha256"] and tag_names(body) == {"cat", "egyptian cat", "animal"}
-    assert [t["score"] for t in body["tags"]] == sorted(
-        (t["score"] for t in body["tags"]), reverse=True
-    )
+    assert [t["score"] for t in body["tags"]] == sorted((t["score"] for t in body["tags"]), reverse=True)
     assert anonymous.get(f"{ASSETS}999999/").status_code == 404
 
 
@@ -282,14 +264,8 @@ def test_review_errors(client_with_token, anonymous, uploaded):
     url = f"{ASSETS}{uploaded['red']['id']}/review/"
     missing = client_with_token.post(url, {"tag": "dog", "action": "accept"}, format="json")
     assert missing.status_code == 404 and "use the action 'add'" in missing.json()["detail"]
-    assert (
-        client_with_token.post(url, {"tag": "cat", "action": "maybe"}, format="json").status_code
-        == 400
-    )
-    assert (
-        client_with_token.post(url, {"tag": "   ", "action": "add"}, format="json").status_code
-        == 400
-    )
+    assert client_with_token.post(url, {"tag": "cat", "action": "maybe"}, format="json").status_code == 400
+    assert client_with_token.post(url, {"tag": "   ", "action": "add"}, format="json").status_code == 400
     assert (
         client_with_token.post(
             f"{ASSETS}999999/review/", {"tag": "cat", "action": "add"}, format="json"
@@ -297,9 +273,7 @@ def test_review_errors(client_with_token, anonymous, uploaded):
         == 404
     )
     assert anonymous.post(url, {"tag": "cat", "action": "reject"}, format="json").status_code == 401
-    assert (
-        AssetTag.objects.get(asset_id=uploaded["red"]["id"], tag__name="cat").review == "suggested"
-    )
+    assert AssetTag.objects.get(asset_id=uploaded["red"]["id"], tag__name="cat").review == "suggested"
 
 
 def test_tags_with_counts_excluding_rejected(client_with_token, anonymous, uploaded):
@@ -318,9 +292,7 @@ def test_tags_with_counts_excluding_rejected(client_with_token, anonymous, uploa
     assert sorted(t["name"] for t in prefixed) == ["cat", "coffee mug", "cup"]
 
 
-def test_the_original_downloads_with_its_content_type(
-    anonymous, client_with_token, image, fake_tagger
-):
+def test_the_original_downloads_with_its_content_type(anonymous, client_with_token, image, fake_tagger):
     data = image("blue", fmt="jpg")
     asset = post_files(client_with_token, [upload("mug.jpg", data)]).json()["assets"][0]
     assert asset["original"].endswith(f"/api/assets/{asset['id']}/original")

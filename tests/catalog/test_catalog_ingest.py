@@ -13,9 +13,7 @@ from pipelines.imageio import ImageError
 pytestmark = pytest.mark.django_db
 
 
-def test_ingest_stores_the_original_under_its_sha256_and_reads_the_header(
-    image, stored_files, imgtag_home
-):
+def test_ingest_stores_the_original_under_its_sha256_and_reads_the_header(image, stored_files, imgtag_home):
     data = image("red", fmt="jpg")
     asset, created = services.ingest(data, "photos/holiday/beach.jpg")
     sha = hashlib.sha256(data).hexdigest()
@@ -68,9 +66,7 @@ def test_a_bad_file_is_refused_with_its_reason_and_nothing_is_stored(data, reaso
     assert Asset.objects.count() == 0 and stored_files() == []
 
 
-def test_a_file_over_the_size_limit_is_refused_before_anything_is_stored(
-    image, settings, stored_files
-):
+def test_a_file_over_the_size_limit_is_refused_before_anything_is_stored(image, settings, stored_files):
     data = image("red")
     settings.IMGTAG_MAX_UPLOAD_BYTES = len(data) - 1
     with pytest.raises(services.UploadTooLarge) as refused:
@@ -92,9 +88,7 @@ def test_existing_sha256_answers_in_bulk(image):
     unknown = ["0" * 64, "f" * 64]
     assert services.existing_sha256(iter([*stored, *unknown, stored[0]])) == set(stored)
     assert services.existing_sha256([]) == set()
-    assert (
-        services.existing_sha256(f"{i:064x}" for i in range(1200)) == set()
-    )  # more than one chunk
+    assert services.existing_sha256(f"{i:064x}" for i in range(1200)) == set()  # more than one chunk
 
 
 def test_long_and_odd_filenames_are_kept_readable():

@@ -17,9 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_migrations_match_the_models():
-    call_command(
-        "makemigrations", "catalog", "--check", "--dry-run", verbosity=0
-    )  # exits 1 on changes
+    call_command("makemigrations", "catalog", "--check", "--dry-run", verbosity=0)  # exits 1 on changes
 
 
 def make_asset(sha="a" * 64, **fields) -> Asset:

@@ -92,14 +92,10 @@ def catalog(image, user):
     for i, name in enumerate(["cat", "mug", "dog", "rejected_cat", "untagged"]):
         made[name] = services.ingest(image("red", seed=100 + i), f"{name}.png")[0]
     services.record_tags(made["cat"], [TagScore("cat", 0.9), TagScore("animal", 0.95)], "net", "1")
-    services.record_tags(
-        made["mug"], [TagScore("coffee mug", 0.6), TagScore("cup", 0.7)], "net", "1"
-    )
+    services.record_tags(made["mug"], [TagScore("coffee mug", 0.6), TagScore("cup", 0.7)], "net", "1")
     services.record_tags(made["dog"], [TagScore("animal", 0.4)], "net", "1")
     services.review(made["dog"], "dog", "add", user)
-    services.record_tags(
-        made["rejected_cat"], [TagScore("cat", 0.8), TagScore("animal", 0.3)], "net", "1"
-    )
+    services.record_tags(made["rejected_cat"], [TagScore("cat", 0.8), TagScore("animal", 0.3)], "net", "1")
     services.review(made["rejected_cat"], "cat", "reject", user)
     services.review(made["cat"], "animal", "accept", user)
     return made

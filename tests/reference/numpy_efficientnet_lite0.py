@@ -96,9 +96,7 @@ def conv2d(x, w, s):
     out_h, out_w = math.ceil(x.shape[1] / s), math.ceil(x.shape[2] / s)
     xp = pad_same(x, k, s)
     # columns: (N, out_h, out_w, k, k, in) ; weights -> (k, k, in, out)
-    rows = [
-        np.stack([_window(xp, i, j, s, out_h, out_w) for j in range(k)], axis=3) for i in range(k)
-    ]
+    rows = [np.stack([_window(xp, i, j, s, out_h, out_w) for j in range(k)], axis=3) for i in range(k)]
     cols = np.stack(rows, axis=3)
     return np.tensordot(cols, w.transpose(2, 3, 1, 0), axes=3)
 
