@@ -46,6 +46,26 @@ def _catalog():
     runtime.setup(migrate=True)
 
 
+XCOM_DIR = Path("/airflow/xcom")
+
+
+def _emit(summary: dict, as_json: bool, text: str) -> None:
+    """Print a stage's summary (JSON with ``--json``) and, inside a pod, hand it to Airflow."""
+    print(json.dumps(summary, indent=2, default=str) if as_json else text)
+    if XCOM_DIR.is_dir():
+        (XCOM_DIR / "return.json").write_text(json.dumps(summary, default=str))
+
+
+def _settings():
+    from pipelines.settings import Settings
+
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2)
+
+
 def _format_tags(tags, limit: int = 6) -> str:
     return ", ".join(f"{t.name} {t.score:.2f}" for t in tags[:limit]) or "(no tag above its threshold)"
 
@@ -91,15 +111,24 @@ def import_(
         "--json",
         help='Print the summary as JSON: {"imported", "duplicates", "failed": [{path, error}]}.',
     ),
+    queue: bool = typer.Option(
+        False,
+        "--queue",
+        help="Do not tag here: publish a tagging message per new image to RabbitMQ "
+        "(imgtag drain or imgtag worker tags them).",
+    ),
 ):
     """Import images into the catalog: store each original once (by sha256) and tag it.
+
+    With --queue the images are stored and published for tagging; if the broker is down they
+    stay pending and `imgtag requeue --pending` publishes them later.
 
     Running it again on the same folder imports nothing new. Exits with status 1 when any
     file failed; the summary names each one and why.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from pipelines.importer import collect_files, import_files
+    from pipelines.importer import collect_files, import_files, queue_files
 
     try:
         files = collect_files(paths)
@@ -107,7 +136,7 @@ def import_(
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2)
     _catalog()
-    tagger = _tagger()
+    tagger = None if queue else _tagger()
     progress = Progress(
         TextColumn("importing"),
         BarColumn(),
@@ -118,7 +147,11 @@ def import_(
     )
     with progress:
         task = progress.add_task("import", total=len(files))
-        summary = import_files(files, tagger, on_progress=lambda n: progress.advance(task, n))
+        advance = lambda n: progress.advance(task, n)  # noqa: E731
+        if queue:
+            summary = queue_files(files, _settings(), on_progress=advance)
+        else:
+            summary = import_files(files, tagger, on_progress=advance)
     if as_json:
         print(json.dumps(summary.as_dict(), indent=2))
     else:
@@ -164,6 +197,126 @@ def search(
         tags = ", ".join(f"{t['name']} {t['score']:.2f}" for t in row["tags"][:6])
         table.add_row(str(row["id"]), row["filename"], f"{row['width']}x{row['height']}", tags)
     out.print(table)
+
+
+def _consumer(metrics_port: Optional[int]):
+    from pipelines import metrics
+    from pipelines.worker import Consumer
+
+    settings = _settings()
+    _catalog()
+    if metrics_port:
+        metrics.serve(metrics_port)
+    consumer = Consumer(_tagger(), settings)
+    consumer.install_signal_handlers()
+    return consumer
+
+
+def _run_consumer(consumer, as_json: bool, **limits) -> None:
+    from pipelines.broker import BrokerUnavailable
+
+    try:
+        summary = consumer.run(**limits).as_dict()
+    except BrokerUnavailable as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(3)
+    _emit(
+        summary, as_json,
+        f"tagged {summary['tagged']}, dead-lettered {summary['dead_lettered']} "
+        f"{summary['dead_letter_reasons'] or ''} in {summary['seconds']} s",
+    )
+
+
+@app.command()
+def drain(
+    max_messages: Optional[int] = typer.Option(None, help="Stop after this many messages."),
+    max_seconds: Optional[float] = typer.Option(None, help="Stop after this many seconds (the current batch finishes)."),
+    idle_seconds: float = typer.Option(2.0, help="Stop when no message came for this long."),
+    metrics_port: Optional[int] = typer.Option(None, help="Serve Prometheus metrics on this port."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (also written to /airflow/xcom/return.json in a pod)."),
+):
+    """Tag what is waiting in the RabbitMQ tagging queue, in batches, then exit.
+
+    Tags are committed before messages are acked; bad messages go to the dead-letter queue
+    (see `imgtag dead list`). Exit status 3 when the broker cannot be reached.
+    """
+    consumer = _consumer(metrics_port)
+    _run_consumer(consumer, as_json, max_messages=max_messages, max_seconds=max_seconds, idle_seconds=idle_seconds)
+
+
+@app.command()
+def worker(
+    metrics_port: Optional[int] = typer.Option(9100, help="Serve Prometheus metrics on this port (0: off)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON when stopped."),
+):
+    """Tag messages from the RabbitMQ tagging queue until SIGTERM (the current batch finishes)."""
+    consumer = _consumer(metrics_port or None)
+    _run_consumer(consumer, as_json, idle_seconds=None)
+
+
+@app.command()
+def requeue(
+    pending: bool = typer.Option(False, "--pending", help="Publish assets still pending (e.g. uploaded while the broker was down)."),
+    stale_model: bool = typer.Option(False, "--stale-model", help="Publish retag messages for assets whose machine tags came from another model version."),
+    batch_size: int = typer.Option(500, help="Assets read and published per batch."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Put catalog assets (back) on the tagging queue. Human-reviewed tags are never changed."""
+    from pipelines import requeue as requeueing
+    from pipelines.broker import BrokerUnavailable
+    from pipelines.tagger import PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION
+
+    if not (pending or stale_model):
+        err.print("[red]say what to requeue: --pending, --stale-model, or both[/red]")
+        raise typer.Exit(2)
+    settings = _settings()
+    _catalog()
+    summary = {}
+    try:
+        if pending:
+            summary["pending"] = requeueing.requeue_pending(settings, batch_size)
+        if stale_model:
+            summary["stale_model"] = requeueing.requeue_stale(
+                PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION, settings, batch_size
+            )
+    except BrokerUnavailable as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(3)
+    _emit(summary, as_json, "; ".join(f"{k}: published {v['published']}" for k, v in summary.items()))
+
+
+dead_app = typer.Typer(help="The dead-letter queue: messages that could not be tagged, with their reasons.", no_args_is_help=True)
+app.add_typer(dead_app, name="dead")
+
+
+@dead_app.command("list")
+def dead_list(
+    limit: int = typer.Option(100, help="Show at most this many."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+):
+    """Show dead letters and why they died; they stay in the queue."""
+    from pipelines.requeue import dead_letters
+
+    letters = dead_letters(_settings(), limit)
+    if as_json:
+        print(json.dumps(letters, indent=2, default=str))
+        return
+    table = Table("reason", "error", "message", title=f"{len(letters)} dead letter(s)")
+    for letter in letters:
+        table.add_row(str(letter["reason"]), str(letter["error"]), json.dumps(letter["message"])[:80])
+    out.print(table)
+
+
+@dead_app.command("replay")
+def dead_replay(
+    limit: Optional[int] = typer.Option(None, help="Replay at most this many."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Move dead letters back to the tagging queue (once their cause is fixed)."""
+    from pipelines.requeue import replay_dead
+
+    summary = replay_dead(_settings(), limit)
+    _emit(summary, as_json, f"replayed {summary['replayed']}")
 
 
 @app.command()

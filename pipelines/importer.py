@@ -35,9 +35,14 @@ class ImportSummary:
     imported: int = 0
     duplicates: int = 0
     failed: list[dict] = field(default_factory=list)
+    published: int | None = None  # with --queue: tagging messages published
+    broker_error: str | None = None  # with --queue: why nothing was published
 
     def as_dict(self) -> dict:
-        return {"imported": self.imported, "duplicates": self.duplicates, "failed": self.failed}
+        out = {"imported": self.imported, "duplicates": self.duplicates, "failed": self.failed}
+        if self.published is not None:
+            out.update(published=self.published, broker_error=self.broker_error)
+        return out
 
 
 def collect_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -100,6 +105,49 @@ class _TaggerThread:
         return out
 
 
+def _prepare(path: Path):
+    """Read, hash, validate and store one file (thread-safe, no database)."""
+    from catalog import services
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return path, None, f"{path}: cannot read: {exc.strerror or exc}"
+    try:
+        return path, services.prepare(data, path.name, hashlib.sha256(data).hexdigest()), None
+    except (ImageError, services.UploadTooLarge) as exc:
+        return path, None, _message(exc, path)
+
+
+def _new_assets(files: list[Path], summary: ImportSummary, chunk_size: int, threads: int, on_progress):
+    """Store and register ``files`` chunk by chunk; yields the assets of each chunk to tag.
+
+    Duplicates are counted; an asset that an interrupted run left ``pending`` is yielded again.
+    """
+    from catalog import services
+    from catalog.models import Asset
+
+    queued: set[int] = set()
+    with ThreadPoolExecutor(threads, thread_name_prefix="store", initializer=lower_thread_priority) as pool:
+        for chunk in _chunks(files, chunk_size):
+            prepared = []
+            for path, item, error in pool.map(_prepare, chunk):
+                if error:
+                    summary.failed.append({"path": str(path), "error": error})
+                else:
+                    prepared.append((path, item))
+            registered = services.register([item for _, item in prepared])
+            to_tag = []
+            for (path, _), (asset, created) in zip(prepared, registered):
+                if (created or asset.status == Asset.Status.PENDING) and asset.pk not in queued:
+                    queued.add(asset.pk)
+                    to_tag.append((asset, path))
+                else:
+                    summary.duplicates += 1
+            on_progress(len(chunk) - len(to_tag))
+            yield to_tag
+
+
 def import_files(
     files: list[Path],
     tagger,
@@ -107,7 +155,7 @@ def import_files(
     chunk_size: int = 128,
     on_progress: Callable[[int], None] = lambda n: None,
 ) -> ImportSummary:
-    """Import ``files`` into the catalog and tag the new ones with ``tagger``.
+    """Import ``files`` into the catalog and tag the new ones with ``tagger``, in process.
 
     Args:
         files: from :func:`collect_files`.
@@ -118,19 +166,8 @@ def import_files(
     from django.db import transaction
 
     from catalog import services
-    from catalog.models import Asset
 
     summary = ImportSummary()
-
-    def prepare(path: Path):
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            return path, None, f"{path}: cannot read: {exc.strerror or exc}"
-        try:
-            return path, services.prepare(data, path.name, hashlib.sha256(data).hexdigest()), None
-        except (ImageError, services.UploadTooLarge) as exc:
-            return path, None, _message(exc, path)
 
     def record(results: list) -> int:
         if not results:
@@ -150,39 +187,53 @@ def import_files(
         on_progress(len(results))
         return len(results)
 
-    queued: set[int] = set()
     outstanding = 0
     worker = _TaggerThread(tagger)
     try:
-        with ThreadPoolExecutor(
-            tagger.decode_threads, thread_name_prefix="store", initializer=lower_thread_priority
-        ) as pool:
-            for chunk in _chunks(files, chunk_size):
-                prepared = []
-                for path, item, error in pool.map(prepare, chunk):
-                    if error:
-                        summary.failed.append({"path": str(path), "error": error})
-                    else:
-                        prepared.append((path, item))
-                registered = services.register([item for _, item in prepared])
-                skipped = len(chunk) - len(prepared)
-                for (path, _), (asset, created) in zip(prepared, registered):
-                    # A pending asset is one an interrupted import stored but never tagged.
-                    if (created or asset.status == Asset.Status.PENDING) and asset.pk not in queued:
-                        queued.add(asset.pk)
-                        worker.feed.put((asset, path, str(path)))
-                        outstanding += 1
-                    else:
-                        summary.duplicates += 1
-                        skipped += 1
-                on_progress(skipped)
-                outstanding -= record(worker.take(block=False))
-                while outstanding > 2 * chunk_size:  # stay a bounded distance ahead
-                    outstanding -= record(worker.take(block=True))
+        for to_tag in _new_assets(files, summary, chunk_size, tagger.decode_threads, on_progress):
+            for asset, path in to_tag:
+                worker.feed.put((asset, path, str(path)))
+            outstanding += len(to_tag)
+            outstanding -= record(worker.take(block=False))
+            while outstanding > 2 * chunk_size:  # stay a bounded distance ahead
+                outstanding -= record(worker.take(block=True))
         worker.feed.put(_DONE)
         while outstanding > 0:
             outstanding -= record(worker.take(block=True))
     finally:
         worker.feed.put(_DONE)
         worker.thread.join(timeout=60)
+    return summary
+
+
+def queue_files(
+    files: list[Path],
+    settings,
+    *,
+    chunk_size: int = 128,
+    on_progress: Callable[[int], None] = lambda n: None,
+) -> ImportSummary:
+    """Import ``files`` and publish a tagging message for each new asset instead of tagging.
+
+    If RabbitMQ cannot be reached the originals are still stored and their assets stay
+    ``pending`` (``imgtag requeue --pending`` publishes them later); the summary says so.
+    """
+    from pipelines import broker
+
+    summary = ImportSummary()
+    summary.published = 0
+    try:
+        publisher = broker.Publisher(settings)
+    except broker.BrokerUnavailable as exc:
+        publisher, summary.broker_error = None, str(exc)
+    try:
+        for to_tag in _new_assets(files, summary, chunk_size, settings.decode_threads, on_progress):
+            summary.imported += len(to_tag)
+            if publisher is not None:
+                publisher.publish_many(broker.TaggingMessage.for_asset(asset) for asset, _ in to_tag)
+                summary.published += len(to_tag)
+            on_progress(len(to_tag))
+    finally:
+        if publisher is not None:
+            publisher.close()
     return summary

@@ -9,6 +9,9 @@
 | ``IMGTAG_MAX_PIXELS`` | ``100000000`` | largest accepted image, width x height (decompression bombs) |
 | ``IMGTAG_BATCH_SIZE`` | ``32`` | images per inference batch |
 | ``IMGTAG_DECODE_THREADS`` | number of CPUs | threads decoding images ahead of the model |
+| ``IMGTAG_AMQP_URL`` | ``amqp://guest:guest@127.0.0.1:5672/%2F`` | RabbitMQ for the tagging queue |
+| ``IMGTAG_QUEUE`` | ``imgtag.tagging`` | tagging queue; its dead letters go to ``<name>.dead`` |
+| ``IMGTAG_DELIVERY_LIMIT`` | ``5`` | deliveries of one message before the broker dead-letters it |
 | ``IMGTAG_RUNTIME`` | ``litert`` | in-process inference: ``litert`` (XNNPACK, about 2x faster on CPU) or ``tensorflow`` |
 """
 
@@ -29,6 +32,9 @@ class Settings:
     batch_size: int
     decode_threads: int
     runtime: str
+    amqp_url: str
+    queue: str
+    delivery_limit: int
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -43,7 +49,15 @@ class Settings:
             batch_size=int(env.get("IMGTAG_BATCH_SIZE", "32")),
             decode_threads=int(env.get("IMGTAG_DECODE_THREADS", str(os.cpu_count() or 2))),
             runtime=_choice(env, "IMGTAG_RUNTIME", "litert", ("litert", "tensorflow")),
+            amqp_url=env.get("IMGTAG_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
+            queue=env.get("IMGTAG_QUEUE", "imgtag.tagging"),
+            delivery_limit=int(env.get("IMGTAG_DELIVERY_LIMIT", "5")),
         )
+
+
+    @property
+    def dead_queue(self) -> str:
+        return f"{self.queue}.dead"
 
 
 def _choice(env, name: str, default: str, allowed: tuple[str, ...]) -> str:

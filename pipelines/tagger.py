@@ -28,7 +28,8 @@ from pipelines.tagmap import TagMap
 PRETRAINED_MODEL_NAME = "efficientnet-lite0-imagenet"
 PRETRAINED_MODEL_VERSION = "pretrained"
 
-Item = tuple[Any, "bytes | Path", str]  # (key, encoded bytes or a file path, display name)
+# (key, encoded bytes, a file path or a function returning the bytes, display name)
+Item = tuple[Any, "bytes | Path | Callable[[], bytes]", str]
 
 
 def lower_thread_priority(niceness: int = 10) -> None:
@@ -77,9 +78,11 @@ class Tagger:
         self.decode_threads = decode_threads
         self.max_pixels = max_pixels
 
-    def _prepare(self, data: bytes | Path, name: str):
+    def _prepare(self, data: "bytes | Path | Callable[[], bytes]", name: str):
         if isinstance(data, Path):
             data = data.read_bytes()
+        elif callable(data):
+            data = data()
         return imageio.load_for_model(data, self.image_size, name, max_pixels=self.max_pixels)
 
     def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
@@ -97,8 +100,9 @@ class Tagger:
     def tag_images(self, items: Iterable[Item]) -> Iterator[TagResult]:
         """Tag many images; yields one :class:`TagResult` per item, in input order.
 
-        Items are ``(key, data, name)`` where ``data`` is the encoded bytes or a
-        :class:`~pathlib.Path` to read (read in the decode threads too).
+        Items are ``(key, data, name)`` where ``data`` is the encoded bytes, a
+        :class:`~pathlib.Path`, or a function returning the bytes (paths and functions are
+        read in the decode threads; an ``OSError`` there becomes the item's error).
         """
         lookahead = self.batch_size * 2
         source = iter(items)

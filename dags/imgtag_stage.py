@@ -1,0 +1,311 @@
+"""Turn an ``imgtag`` stage into an Airflow task: a pod in production, a local process here.
+
+Every pipeline stage is one command, ``imgtag <stage> ... --json`` (see ``pipelines/cli.py``):
+it prints one JSON summary on stdout and, when ``/airflow/xcom`` exists, writes the same
+summary to ``/airflow/xcom/return.json``. :func:`stage` runs that command in one of two ways,
+chosen by ``IMGTAG_STAGE_EXECUTOR`` when the DAG file is parsed:
+
+- ``local`` (default): a :class:`LocalStageOperator` runs the command as a subprocess of the
+  Airflow worker, with the worker's environment (``IMGTAG_HOME``, ``DATABASE_URL``,
+  ``IMGTAG_AMQP_URL`` ...), and returns the parsed summary as the task's XCom.
+- ``kubernetes``: a ``KubernetesPodOperator`` runs the same command in the ``IMGTAG_IMAGE``
+  container, non-root on a read-only root filesystem, with its environment from a ConfigMap
+  and a Secret; the XCom sidecar hands ``/airflow/xcom/return.json`` back as the XCom.
+
+Either way ``arguments`` are Jinja-templated (``"{{ params.max_seconds }}"``) and the task's
+XCom is the stage's summary dict.
+
+| variable | default | meaning |
+|---|---|---|
+| ``IMGTAG_STAGE_EXECUTOR`` | ``local`` | ``local`` or ``kubernetes`` |
+| ``IMGTAG_IMAGE`` | (required for ``kubernetes``) | container image with the ``imgtag`` command |
+| ``IMGTAG_IMAGE_PULL_POLICY`` | ``IfNotPresent`` | the container's ``imagePullPolicy`` |
+| ``IMGTAG_K8S_NAMESPACE`` | ``imgtag`` | namespace of the stage pods |
+| ``IMGTAG_K8S_CONFIGMAP`` | ``imgtag-config`` | ConfigMap whose keys become the pod's environment |
+| ``IMGTAG_K8S_SECRET`` | ``imgtag-secrets`` | Secret whose keys become the pod's environment (``DATABASE_URL`` ...) |
+| ``IMGTAG_K8S_SERVICE_ACCOUNT`` | (namespace default) | service account of the stage pods |
+| ``IMGTAG_K8S_RUN_AS_USER`` | ``10001`` | numeric uid (and gid) the stage pods run as |
+| ``IMGTAG_K8S_CONN_ID`` | ``kubernetes_default`` | Airflow connection to the cluster |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import Asset, BaseOperator
+
+#: Updated by the promotion stage when a new champion model lands; schedules ``nightly_retag``.
+CHAMPION_ASSET = Asset("imgtag://models/imgtag-tagger/champion")
+
+EXECUTORS = ("local", "kubernetes")
+
+
+class StageError(RuntimeError):
+    """A stage command failed, or printed no JSON summary; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Container requests and limits of one stage (Kubernetes quantities)."""
+
+    cpu_request: str = "250m"
+    memory_request: str = "512Mi"
+    cpu_limit: str = "1"
+    memory_limit: str = "1Gi"
+
+    def requests(self) -> dict[str, str]:
+        return {"cpu": self.cpu_request, "memory": self.memory_request}
+
+    def limits(self) -> dict[str, str]:
+        return {"cpu": self.cpu_limit, "memory": self.memory_limit}
+
+
+#: Stages that load the tagging model (TensorFlow) need more room than catalog/queue chores.
+MODEL_RESOURCES = Resources(cpu_request="1", memory_request="2Gi", cpu_limit="2", memory_limit="3Gi")
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """Where and how stages run, read from the environment when a DAG file is parsed."""
+
+    executor: str = "local"
+    image: str | None = None
+    image_pull_policy: str = "IfNotPresent"
+    namespace: str = "imgtag"
+    configmap: str = "imgtag-config"
+    secret: str = "imgtag-secrets"
+    service_account: str | None = None
+    run_as_user: int = 10001
+    conn_id: str = "kubernetes_default"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StageSettings:
+        env = os.environ if env is None else env
+        executor = env.get("IMGTAG_STAGE_EXECUTOR", "local").strip().lower() or "local"
+        if executor not in EXECUTORS:
+            raise ValueError(f"IMGTAG_STAGE_EXECUTOR={executor!r}: expected one of {', '.join(EXECUTORS)}")
+        image = env.get("IMGTAG_IMAGE") or None
+        if executor == "kubernetes" and not image:
+            raise ValueError(
+                "IMGTAG_STAGE_EXECUTOR=kubernetes needs IMGTAG_IMAGE, the container image with the imgtag command"
+            )
+        return cls(
+            executor=executor,
+            image=image,
+            image_pull_policy=env.get("IMGTAG_IMAGE_PULL_POLICY", "IfNotPresent"),
+            namespace=env.get("IMGTAG_K8S_NAMESPACE", "imgtag"),
+            configmap=env.get("IMGTAG_K8S_CONFIGMAP", "imgtag-config"),
+            secret=env.get("IMGTAG_K8S_SECRET", "imgtag-secrets"),
+            service_account=env.get("IMGTAG_K8S_SERVICE_ACCOUNT") or None,
+            run_as_user=int(env.get("IMGTAG_K8S_RUN_AS_USER", "10001")),
+            conn_id=env.get("IMGTAG_K8S_CONN_ID", "kubernetes_default"),
+        )
+
+
+def stage(
+    task_id: str,
+    arguments: Sequence[str],
+    *,
+    resources: Resources = Resources(),
+    settings: StageSettings | None = None,
+    **operator_kwargs: Any,
+) -> BaseOperator:
+    """One ``imgtag`` stage as a task: ``imgtag <arguments>`` locally or in a pod.
+
+    Args:
+        task_id: the task's id, also the pod's name prefix.
+        arguments: the command line after ``imgtag``, starting with the subcommand, e.g.
+            ``["drain", "--max-seconds", "{{ params.max_seconds }}", "--json"]`` (templated).
+        resources: container requests and limits (pods only).
+        settings: where stages run; read from the environment when omitted.
+        **operator_kwargs: passed to the operator (``outlets``, ``retries``, ``execution_timeout`` ...).
+
+    Returns:
+        A ``KubernetesPodOperator`` or a :class:`LocalStageOperator`; its XCom is the summary.
+    """
+    settings = settings or StageSettings.from_env()
+    if not arguments:
+        raise ValueError(f"stage {task_id!r}: arguments must start with the imgtag subcommand")
+    if settings.executor == "kubernetes":
+        return _pod_operator(task_id, list(arguments), resources, settings, **operator_kwargs)
+    return LocalStageOperator(task_id=task_id, arguments=list(arguments), **operator_kwargs)
+
+
+def _pod_operator(task_id: str, arguments: list[str], resources: Resources, settings: StageSettings, **kwargs):
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import models as k8s
+
+    container_security = k8s.V1SecurityContext(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=True,
+        run_as_non_root=True,
+        capabilities=k8s.V1Capabilities(drop=["ALL"]),
+    )
+    return KubernetesPodOperator(
+        task_id=task_id,
+        kubernetes_conn_id=settings.conn_id,
+        name=f"imgtag-{task_id.replace('_', '-')}",
+        namespace=settings.namespace,
+        image=settings.image,
+        image_pull_policy=settings.image_pull_policy,
+        cmds=["imgtag"],
+        arguments=arguments,
+        labels={"app.kubernetes.io/name": "imgtag", "app.kubernetes.io/component": task_id},
+        container_resources=k8s.V1ResourceRequirements(requests=resources.requests(), limits=resources.limits()),
+        env_from=[
+            k8s.V1EnvFromSource(config_map_ref=k8s.V1ConfigMapEnvSource(name=settings.configmap)),
+            k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=settings.secret)),
+        ],
+        # A read-only root filesystem still needs a scratch /tmp (TensorFlow, tempfile).
+        volumes=[k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="1Gi"))],
+        volume_mounts=[k8s.V1VolumeMount(name="tmp", mount_path="/tmp")],
+        security_context=k8s.V1PodSecurityContext(
+            run_as_non_root=True,
+            run_as_user=settings.run_as_user,
+            run_as_group=settings.run_as_user,
+            fs_group=settings.run_as_user,
+            seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+        ),
+        container_security_context=container_security,
+        xcom_sidecar_container_security_context=container_security,
+        service_account_name=settings.service_account,
+        automount_service_account_token=False,  # stages never talk to the Kubernetes API
+        do_xcom_push=True,  # /airflow/xcom/return.json becomes the XCom
+        get_logs=True,
+        on_finish_action="delete_pod",
+        **kwargs,
+    )
+
+
+class LocalStageOperator(BaseOperator):
+    """Run ``imgtag <arguments>`` as a local subprocess; its JSON summary is the XCom.
+
+    The command inherits the worker's environment. Its stderr goes to the task log as it comes;
+    a non-zero exit fails the task with the exit status and the end of stderr.
+    """
+
+    template_fields: Sequence[str] = ("arguments",)
+    ui_color = "#e8f4ea"
+
+    def __init__(self, *, arguments: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.arguments = list(arguments)
+        self._process: subprocess.Popen | None = None
+
+    def execute(self, context) -> dict:
+        return run_stage(self.arguments, log=self.log, on_start=self._remember)
+
+    def _remember(self, process: subprocess.Popen) -> None:
+        self._process = process
+
+    def on_kill(self) -> None:
+        """Ask the command to stop (SIGTERM: a drain finishes its current batch)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+
+
+def imgtag_executable() -> str:
+    """The ``imgtag`` next to the running Python (its venv), else the one on ``PATH``."""
+    beside = Path(sys.executable).parent / "imgtag"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("imgtag")
+    if found is None:
+        raise StageError(f"no imgtag command: neither {beside} nor one on PATH; install imgtag (pip install -e .)")
+    return found
+
+
+def run_stage(
+    arguments: Sequence[str],
+    *,
+    log=None,
+    on_start=None,
+    env: Mapping[str, str] | None = None,
+    stderr_tail_lines: int = 30,
+    stop_grace_seconds: float = 60.0,
+) -> dict:
+    """Run ``imgtag <arguments>`` and return the JSON summary it printed last on stdout.
+
+    Args:
+        arguments: the command line after ``imgtag``.
+        log: a logger for the command's stderr lines (they are not kept otherwise).
+        on_start: called with the ``Popen`` once the command has started.
+        env: the command's environment; this process's environment when omitted.
+        stderr_tail_lines: how many last stderr lines an error message quotes.
+        stop_grace_seconds: how long an interrupted command gets to stop after SIGTERM.
+
+    Raises:
+        StageError: the command exited non-zero (the message quotes its stderr tail) or
+            printed no JSON object.
+    """
+    command = [imgtag_executable(), *map(str, arguments)]
+    environment = dict(os.environ if env is None else env)
+    environment.setdefault("PYTHONUNBUFFERED", "1")
+    if log is not None:
+        log.info("Running %s", " ".join(command))
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=environment
+    )
+    if on_start is not None:
+        on_start(process)
+    tail: deque[str] = deque(maxlen=stderr_tail_lines)
+
+    def pump_stderr() -> None:
+        for line in process.stderr:
+            line = line.rstrip("\n")
+            tail.append(line)
+            if log is not None:
+                log.info("%s", line)
+
+    pump = threading.Thread(target=pump_stderr, name="imgtag-stderr", daemon=True)
+    pump.start()
+    try:
+        stdout = process.stdout.read()
+        returncode = process.wait()
+    finally:  # interrupted (timeout, kill): stop the command rather than orphan it
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(stop_grace_seconds)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        pump.join(timeout=5)
+    if returncode != 0:
+        stderr = "\n".join(tail) or "(nothing on stderr)"
+        raise StageError(f"`{' '.join(command)}` exited with status {returncode}; end of its stderr:\n{stderr}")
+    return parse_summary(stdout, command)
+
+
+def parse_summary(stdout: str, command: Sequence[str] = ("imgtag",)) -> dict:
+    """The last JSON object in ``stdout`` that starts a line, on one line or pretty-printed.
+
+    Only objects whose ``{`` opens a line are candidates, so the nested objects of an indented
+    summary are never mistaken for it; a stray line printed after the summary is ignored.
+    """
+    decoder = json.JSONDecoder()
+    starts = [0] + [i + 1 for i, char in enumerate(stdout) if char == "\n"]
+    for start in reversed(starts):
+        if not stdout.startswith("{", start):
+            continue
+        try:
+            value, _ = decoder.raw_decode(stdout, start)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    shown = stdout.strip()[-500:] or "(nothing)"
+    raise StageError(
+        f"`{' '.join(command)}` printed no JSON summary on stdout (was --json given?); its stdout ended with:\n{shown}"
+    )

@@ -1,0 +1,192 @@
+"""RabbitMQ for tagging: topology, the message contract, and publishing with confirms.
+
+Topology (declared idempotently by every client that connects):
+
+- ``<queue>`` (default ``imgtag.tagging``): durable quorum queue of tagging messages, with a
+  delivery limit (``IMGTAG_DELIVERY_LIMIT``) after which the broker dead-letters a message
+  that keeps failing (a worker crashing on it, for instance);
+- exchange ``<queue>.dead`` (fanout) and queue ``<queue>.dead``: the dead letters, each with
+  its reason in the ``x-imgtag-reason`` header (or the broker's ``x-death`` header when the
+  delivery limit was reached).
+
+Every message is persistent and published with publisher confirms and ``mandatory``: a
+publish returns only once the broker has taken responsibility for it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Iterable
+
+import pika
+from pika.exceptions import AMQPError
+
+from pipelines.settings import Settings
+
+SCHEMA = 1
+REASONS = ("upload", "retag")
+REASON_HEADER = "x-imgtag-reason"
+ERROR_HEADER = "x-imgtag-error"
+
+
+class BrokerUnavailable(ConnectionError):
+    """RabbitMQ could not be reached; the message says where and what to do."""
+
+
+class BadMessage(ValueError):
+    """A tagging message that does not follow the contract."""
+
+
+@dataclass(frozen=True)
+class TaggingMessage:
+    """``{"schema": 1, "asset_id", "sha256", "uri", "reason", "requested_at"}``."""
+
+    asset_id: int
+    sha256: str
+    uri: str
+    reason: str = "upload"
+    requested_at: str = ""
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "schema": SCHEMA,
+                "asset_id": self.asset_id,
+                "sha256": self.sha256,
+                "uri": self.uri,
+                "reason": self.reason,
+                "requested_at": self.requested_at or datetime.now(UTC).isoformat(),
+            }
+        ).encode()
+
+    @classmethod
+    def decode(cls, body: bytes) -> "TaggingMessage":
+        """Parse and check a message body.
+
+        Raises:
+            BadMessage: not JSON, another schema, or a missing or malformed field.
+        """
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadMessage(f"not JSON: {exc}") from None
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise BadMessage(f"expected a JSON object with schema {SCHEMA}")
+        try:
+            message = cls(
+                int(data["asset_id"]), str(data["sha256"]), str(data["uri"]),
+                str(data.get("reason", "upload")), str(data.get("requested_at", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadMessage(f"missing or malformed field: {exc}") from None
+        if message.reason not in REASONS:
+            raise BadMessage(f"unknown reason {message.reason!r}")
+        return message
+
+    @classmethod
+    def for_asset(cls, asset, reason: str = "upload") -> "TaggingMessage":
+        return cls(asset.pk, asset.sha256, asset.uri, reason)
+
+
+def connect(settings: Settings, attempts: int = 1, heartbeat: int = 30) -> pika.BlockingConnection:
+    """A blocking connection to ``IMGTAG_AMQP_URL``.
+
+    Raises:
+        BrokerUnavailable: after ``attempts`` failed tries (1 s, 2 s, 4 s ... apart).
+    """
+    params = pika.URLParameters(settings.amqp_url)
+    params.heartbeat = heartbeat
+    params.blocked_connection_timeout = 60
+    params.connection_attempts = 1
+    delay = 1.0
+    for attempt in range(1, attempts + 1):
+        try:
+            return pika.BlockingConnection(params)
+        except AMQPError as exc:
+            if attempt == attempts:
+                raise BrokerUnavailable(
+                    f"RabbitMQ at {params.host}:{params.port} is not reachable ({exc!r}); start it "
+                    "(rabbitmq-server -detached) or set IMGTAG_AMQP_URL"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    raise AssertionError("unreachable")
+
+
+def declare(channel, settings: Settings) -> None:
+    """Declare the tagging queue and its dead-letter exchange and queue (idempotent)."""
+    channel.exchange_declare(settings.dead_queue, exchange_type="fanout", durable=True)
+    channel.queue_declare(settings.dead_queue, durable=True, arguments={"x-queue-type": "quorum"})
+    channel.queue_bind(settings.dead_queue, settings.dead_queue)
+    channel.queue_declare(
+        settings.queue,
+        durable=True,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": settings.dead_queue,
+            "x-delivery-limit": settings.delivery_limit,
+        },
+    )
+
+
+PERSISTENT = pika.DeliveryMode.Persistent
+
+
+class Publisher:
+    """Publishes with confirms; use as a context manager.
+
+    Raises:
+        BrokerUnavailable: when the broker cannot be reached.
+    """
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings.from_env()
+        self.connection = connect(self.settings)
+        self.channel = self.connection.channel()
+        self.channel.confirm_delivery()
+        declare(self.channel, self.settings)
+
+    def publish(self, message: TaggingMessage) -> None:
+        self.publish_raw(message.encode(), self.settings.queue)
+
+    def publish_raw(self, body: bytes, queue: str, headers: dict | None = None, exchange: str = "") -> None:
+        """Publish ``body`` and wait for the broker's confirm (raises if it is refused)."""
+        self.channel.basic_publish(
+            exchange,
+            queue,
+            body,
+            pika.BasicProperties(delivery_mode=PERSISTENT, content_type="application/json", headers=headers),
+            mandatory=True,
+        )
+
+    def publish_many(self, messages: Iterable[TaggingMessage]) -> int:
+        count = 0
+        for message in messages:
+            self.publish(message)
+            count += 1
+        return count
+
+    def dead_letter(self, body: bytes, reason: str, error: str, headers: dict | None = None) -> None:
+        """Send a message to the dead-letter queue with its reason in the headers."""
+        headers = {**(headers or {}), REASON_HEADER: reason, ERROR_HEADER: error[:1000]}
+        self.publish_raw(body, "", headers=headers, exchange=self.settings.dead_queue)
+
+    def close(self) -> None:
+        try:
+            self.connection.close()
+        except AMQPError:
+            pass
+
+    def __enter__(self) -> "Publisher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def queue_depth(channel, queue: str) -> int:
+    """Messages ready in ``queue`` (passive declare: never creates it)."""
+    return channel.queue_declare(queue, passive=True).method.message_count

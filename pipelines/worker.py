@@ -1,0 +1,233 @@
+"""The tagging consumer behind ``imgtag drain`` and ``imgtag worker``.
+
+One loop, two ways to end: ``drain`` stops when the queue stays empty for a moment (or at
+``--max-messages`` / ``--max-seconds``), ``worker`` runs until SIGTERM or SIGINT. Either way:
+
+- messages are taken in batches (prefetch is twice the batch, so the next batch arrives while
+  one is tagged) and tagged with the batched engine;
+- the work runs in a separate thread while the main thread keeps servicing the connection,
+  so heartbeats stay alive however long inference takes (pika is not thread-safe: only the
+  main thread touches the channel);
+- tags are committed to the catalog, and only then are the messages acked: a crash before the
+  commit redelivers them, and a redelivered message that was committed already changes
+  nothing (``record_tags`` is an idempotent upsert);
+- a message that cannot be parsed, names an unknown asset, or whose image cannot be read or
+  decoded goes to the dead-letter queue with its reason in a header, and the asset (when there
+  is one) is marked ``failed`` with the error; the rest of the batch is tagged;
+- a lost connection (broker restart, ``close_all_connections``) is re-opened with backoff;
+  what was in flight is redelivered by the broker.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from pika.exceptions import AMQPError
+
+from pipelines import broker, metrics
+from pipelines.settings import Settings
+
+RECONNECT_BUDGET_SECONDS = 120.0
+
+
+@dataclass
+class DrainSummary:
+    received: int = 0
+    tagged: int = 0
+    dead_lettered: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    reconnects: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "received": self.received,
+            "tagged": self.tagged,
+            "dead_lettered": self.dead_lettered,
+            "dead_letter_reasons": dict(self.reasons),
+            "reconnects": self.reconnects,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def tag_batch(tagger, deliveries: list[tuple[object, object, bytes]]) -> list[tuple[str, str]]:
+    """Tag one batch of raw deliveries and commit the results; runs in the work thread.
+
+    Returns:
+        One ``(reason, error)`` per delivery: ``("", "")`` when tagged, otherwise why it goes
+        to the dead-letter queue.
+    """
+    from django.db import transaction
+
+    from catalog import services
+    from catalog.models import Asset
+    from catalog.storage import get_storage
+
+    outcome: list[tuple[str, str]] = [("", "")] * len(deliveries)
+    parsed = []
+    for i, (_, _, body) in enumerate(deliveries):
+        try:
+            parsed.append((i, broker.TaggingMessage.decode(body)))
+        except broker.BadMessage as exc:
+            outcome[i] = ("bad_message", f"cannot parse the tagging message: {exc}")
+    assets = Asset.objects.in_bulk([m.asset_id for _, m in parsed])
+    storage = get_storage()
+    items = []
+    for i, message in parsed:
+        asset = assets.get(message.asset_id)
+        if asset is None or asset.sha256 != message.sha256:
+            outcome[i] = ("unknown_asset", f"asset {message.asset_id} ({message.sha256[:12]}) is not in the catalog")
+            continue
+        items.append(((i, asset), (lambda uri=asset.uri: storage.read(uri)), asset.filename))
+    with transaction.atomic():
+        tagged = []
+        for result in tagger.tag_images(items):
+            i, asset = result.key
+            if result.ok:
+                tagged.append((asset, result.tags))
+            else:
+                outcome[i] = (result.error.reason, str(result.error))
+                services.mark_failed(asset, str(result.error))
+        services.record_tags_batch(tagged, tagger.model_name, tagger.model_version, parents=tagger.tagmap.parents)
+    return outcome
+
+
+class Consumer:
+    """Consumes the tagging queue; see the module docstring.
+
+    Args:
+        tagger: a :class:`pipelines.tagger.Tagger`.
+        settings: queue names, broker URL, batch size.
+    """
+
+    def __init__(self, tagger, settings: Settings | None = None, *, linger_seconds: float = 0.3):
+        self.tagger = tagger
+        self.settings = settings or Settings.from_env()
+        self.batch_size = self.settings.batch_size
+        self.linger = linger_seconds
+        self.stop_requested = threading.Event()
+        self.summary = DrainSummary()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT finish the current batch, then stop."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop_requested.set())
+
+    def run(
+        self,
+        *,
+        max_messages: int | None = None,
+        max_seconds: float | None = None,
+        idle_seconds: float | None = 2.0,
+    ) -> DrainSummary:
+        """Consume until stopped, idle for ``idle_seconds`` (None: never), or a limit is hit.
+
+        Raises:
+            broker.BrokerUnavailable: the broker stayed unreachable for the reconnect budget.
+        """
+        started = time.monotonic()
+        deadline = started + max_seconds if max_seconds else None
+        lost_since = None
+        with ThreadPoolExecutor(1, thread_name_prefix="tagging") as work:
+            while not self._finished(max_messages, deadline):
+                try:
+                    connection = broker.connect(self.settings)
+                except broker.BrokerUnavailable:
+                    lost_since = lost_since or time.monotonic()
+                    if time.monotonic() - lost_since > RECONNECT_BUDGET_SECONDS or self.stop_requested.is_set():
+                        raise
+                    time.sleep(1.0)
+                    continue
+                lost_since = None
+                try:
+                    done = self._consume(connection, work, max_messages, deadline, idle_seconds)
+                except AMQPError:
+                    self.summary.reconnects += 1
+                    metrics.RECONNECTS.inc()
+                    continue
+                finally:
+                    try:
+                        if connection.is_open:
+                            connection.close()
+                    except AMQPError:
+                        pass
+                if done:
+                    break
+        self.summary.seconds = time.monotonic() - started
+        return self.summary
+
+    def _finished(self, max_messages, deadline) -> bool:
+        return (
+            self.stop_requested.is_set()
+            or (max_messages is not None and self.summary.received >= max_messages)
+            or (deadline is not None and time.monotonic() >= deadline)
+        )
+
+    def _consume(self, connection, work, max_messages, deadline, idle_seconds) -> bool:
+        """Consume on one connection; True when finished, AMQPError when the connection died."""
+        channel = connection.channel()
+        channel.confirm_delivery()
+        broker.declare(channel, self.settings)
+        channel.basic_qos(prefetch_count=2 * self.batch_size)
+        inbox: list = []
+
+        def on_message(ch, method, properties, body):
+            inbox.append((method, properties, body))
+
+        channel.basic_consume(self.settings.queue, on_message)
+        last_message = time.monotonic()
+        while True:
+            waiting = len(inbox)
+            connection.process_data_events(time_limit=0.1)
+            now = time.monotonic()
+            if len(inbox) > waiting:
+                last_message = now
+            if max_messages is not None:
+                room = max_messages - self.summary.received
+                for method, _, _ in inbox[max(room, 0) :]:  # past the limit: back to the queue
+                    channel.basic_nack(method.delivery_tag, requeue=True)
+                del inbox[max(room, 0) :]
+            ready = len(inbox) >= self.batch_size or (inbox and now - last_message >= self.linger)
+            if inbox and (ready or self._finished(max_messages, deadline)):
+                batch, inbox[:] = inbox[: self.batch_size], inbox[self.batch_size :]
+                self._process(connection, channel, work, batch)
+                continue
+            if self._finished(max_messages, deadline) and not inbox:
+                return True
+            if idle_seconds is not None and not inbox and now - last_message >= idle_seconds:
+                return True
+
+    def _process(self, connection, channel, work, batch) -> None:
+        self.summary.received += len(batch)
+        started = time.monotonic()
+        future = work.submit(tag_batch, self.tagger, batch)
+        while not future.done():  # keep heartbeats and deliveries flowing while the model works
+            connection.process_data_events(time_limit=0.05)
+        outcome = future.result()
+        publisher = _ChannelPublisher(channel, self.settings)
+        for (method, properties, body), (reason, error) in zip(batch, outcome):
+            if reason:
+                publisher.dead_letter(body, reason, error, properties.headers)
+                self.summary.dead_lettered += 1
+                self.summary.reasons[reason] += 1
+                metrics.FAILURES.labels(reason=reason).inc()
+            else:
+                self.summary.tagged += 1
+                metrics.TAGGED.inc()
+        channel.basic_ack(batch[-1][0].delivery_tag, multiple=True)
+        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+        metrics.QUEUE_DEPTH.set(broker.queue_depth(channel, self.settings.queue))
+
+
+class _ChannelPublisher(broker.Publisher):
+    """A :class:`broker.Publisher` on an existing (confirming) channel."""
+
+    def __init__(self, channel, settings: Settings):
+        self.settings = settings
+        self.channel = channel
+        self.connection = None

@@ -1,0 +1,125 @@
+"""With IMGTAG_STAGE_EXECUTOR=kubernetes every stage is a pod whose spec the Kubernetes schema accepts."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+#: Kubernetes versions whose published schema the pods must satisfy (kubernetes-validate ships them).
+K8S_VERSIONS = ("1.32", "1.37")
+IMAGE = "registry.example.com/imgtag:0.1.0"
+
+
+@pytest.fixture
+def pod_dagbag(load_dags, kubeconfig, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    dagbag = load_dags(IMGTAG_STAGE_EXECUTOR="kubernetes", IMGTAG_IMAGE=IMAGE)
+    assert dagbag.import_errors == {}
+    return dagbag
+
+
+@pytest.fixture
+def pods(pod_dagbag):
+    """``{(dag_id, task_id): (operator, pod manifest as the API server receives it)}``."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import ApiClient
+
+    built = {}
+    for dag in pod_dagbag.dags.values():
+        for task in dag.tasks:
+            assert isinstance(task, KubernetesPodOperator), f"{dag.dag_id}.{task.task_id} is not a pod"
+            pod = task.build_pod_request_obj()
+            built[dag.dag_id, task.task_id] = task, ApiClient().sanitize_for_serialization(pod)
+    assert len(built) == 4
+    return built
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_every_pod_validates_against_the_kubernetes_schema(pods, version):
+    import kubernetes_validate
+
+    for (dag_id, task_id), (_, manifest) in pods.items():
+        kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_the_schema_check_is_strict(pods):
+    """The validation above is not vacuous: an unknown field or a bad type is refused."""
+    import kubernetes_validate
+
+    _, manifest = pods["streaming_tagging", "drain"]
+    unknown_field = copy.deepcopy(manifest)
+    unknown_field["spec"]["containers"][0]["resourcez"] = {}
+    bad_type = copy.deepcopy(manifest)
+    bad_type["spec"]["securityContext"]["runAsUser"] = "root"
+    for broken in (unknown_field, bad_type):
+        with pytest.raises(kubernetes_validate.ValidationError):
+            kubernetes_validate.validate(broken, K8S_VERSIONS[-1], strict=True)
+
+
+def test_pods_run_the_stage_command_non_root_with_resources_and_config(pods):
+    for (dag_id, task_id), (operator, manifest) in pods.items():
+        where = f"{dag_id}.{task_id}"
+        assert operator.do_xcom_push and operator.get_logs, where
+        assert operator.on_finish_action.value == "delete_pod", where
+        assert manifest["metadata"]["namespace"] == "imgtag", where
+        spec = manifest["spec"]
+        assert spec["automountServiceAccountToken"] is False, where
+        assert spec["securityContext"]["runAsNonRoot"] is True, where
+        assert spec["securityContext"]["runAsUser"] != 0, where
+        main, sidecar = spec["containers"]
+        assert main["image"] == IMAGE, where
+        assert main["command"] == ["imgtag"], where
+        assert main["args"][0] in {"drain", "requeue"} and main["args"][-1] == "--json", where
+        assert set(main["resources"]["requests"]) == set(main["resources"]["limits"]) == {"cpu", "memory"}, where
+        assert main["envFrom"] == [
+            {"configMapRef": {"name": "imgtag-config"}},
+            {"secretRef": {"name": "imgtag-secrets"}},
+        ], where
+        mounts = {m["mountPath"] for m in main["volumeMounts"]}
+        assert {"/airflow/xcom", "/tmp"} <= mounts, where
+        assert sidecar["name"] == "airflow-xcom-sidecar", where
+        for container in (main, sidecar):
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True, where
+            assert security["allowPrivilegeEscalation"] is False, where
+            assert security["runAsNonRoot"] is True, where
+            assert security["capabilities"]["drop"] == ["ALL"], where
+
+
+def test_drain_pods_get_room_for_the_model(pods):
+    for key in [("streaming_tagging", "drain"), ("nightly_retag", "drain")]:
+        resources = pods[key][1]["spec"]["containers"][0]["resources"]
+        assert resources["requests"] == {"cpu": "1", "memory": "2Gi"}
+        assert resources["limits"] == {"cpu": "2", "memory": "3Gi"}
+
+
+def test_pod_settings_come_from_the_environment(load_dags, kubeconfig, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    dagbag = load_dags(
+        IMGTAG_STAGE_EXECUTOR="kubernetes",
+        IMGTAG_IMAGE=IMAGE,
+        IMGTAG_K8S_NAMESPACE="dam-prod",
+        IMGTAG_K8S_CONFIGMAP="dam-config",
+        IMGTAG_K8S_SECRET="dam-secrets",
+        IMGTAG_K8S_SERVICE_ACCOUNT="imgtag-stage",
+        IMGTAG_K8S_RUN_AS_USER="4242",
+    )
+    from kubernetes.client import ApiClient
+
+    pod = dagbag.get_dag("streaming_tagging").get_task("drain").build_pod_request_obj()
+    manifest = ApiClient().sanitize_for_serialization(pod)
+    assert manifest["metadata"]["namespace"] == "dam-prod"
+    assert manifest["spec"]["serviceAccountName"] == "imgtag-stage"
+    assert manifest["spec"]["securityContext"]["runAsUser"] == 4242
+    assert manifest["spec"]["containers"][0]["envFrom"] == [
+        {"configMapRef": {"name": "dam-config"}},
+        {"secretRef": {"name": "dam-secrets"}},
+    ]
+
+
+def test_kubernetes_without_an_image_is_an_import_error_that_says_why(load_dags):
+    dagbag = load_dags(IMGTAG_STAGE_EXECUTOR="kubernetes")
+    assert len(dagbag.import_errors) == 2
+    for error in dagbag.import_errors.values():
+        assert "IMGTAG_STAGE_EXECUTOR=kubernetes needs IMGTAG_IMAGE" in error

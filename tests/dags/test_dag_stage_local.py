@@ -1,0 +1,120 @@
+"""The local executor of dags/imgtag_stage.py, against a tiny fake ``imgtag`` in a temp folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import textwrap
+
+import pytest
+
+FAKE_IMGTAG = '''\
+#!{python}
+"""A stand-in for imgtag: behaves as told by its first argument."""
+import json, os, sys
+
+mode = sys.argv[1]
+print("loading the model...", file=sys.stderr)
+if mode == "pretty":
+    print("a line of chatter on stdout")
+    print(json.dumps({{"tagged": 3, "failed": [{{"path": "a.jpg"}}], "argv": sys.argv[2:]}}, indent=2))
+elif mode == "line":
+    print(json.dumps({{"home": os.environ.get("IMGTAG_HOME"), "queue": os.environ.get("IMGTAG_QUEUE")}}))
+    print("{{not json, a stray line after the summary")
+elif mode == "fail":
+    for n in range(100):
+        print(f"progress {{n}}", file=sys.stderr)
+    print("RabbitMQ at 127.0.0.1:5672 is not reachable", file=sys.stderr)
+    sys.exit(3)
+elif mode == "nojson":
+    print("tagged 3 images")
+'''
+
+
+@pytest.fixture
+def fake_imgtag(tmp_path, stage_module, monkeypatch):
+    path = tmp_path / "bin" / "imgtag"
+    path.parent.mkdir()
+    path.write_text(FAKE_IMGTAG.format(python=sys.executable))
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setattr(stage_module, "imgtag_executable", lambda: str(path))
+    return path
+
+
+def test_the_summary_is_the_last_json_object_on_stdout(stage_module, fake_imgtag):
+    operator = stage_module.LocalStageOperator(task_id="t", arguments=["pretty", "--max-seconds", 5])
+    assert operator.execute(context={}) == {"tagged": 3, "failed": [{"path": "a.jpg"}], "argv": ["--max-seconds", "5"]}
+
+
+def test_the_environment_passes_through(stage_module, fake_imgtag, tmp_path, monkeypatch):
+    monkeypatch.setenv("IMGTAG_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("IMGTAG_QUEUE", "imgtag.somewhere")
+    summary = stage_module.run_stage(["line"])
+    assert summary == {"home": str(tmp_path / "home"), "queue": "imgtag.somewhere"}
+
+
+def test_a_failing_command_fails_the_task_with_its_stderr_tail(stage_module, fake_imgtag):
+    operator = stage_module.LocalStageOperator(task_id="t", arguments=["fail"])
+    with pytest.raises(stage_module.StageError) as failure:
+        operator.execute(context={})
+    message = str(failure.value)
+    assert "exited with status 3" in message
+    assert "RabbitMQ at 127.0.0.1:5672 is not reachable" in message
+    assert "progress 99" in message and "progress 10\n" not in message  # the tail, not all of it
+
+
+def test_stderr_goes_to_the_task_log_as_it_comes(stage_module, fake_imgtag):
+    class Log:
+        lines: list[str] = []
+
+        def info(self, message, *args):
+            self.lines.append(message % args)
+
+    log = Log()
+    with pytest.raises(stage_module.StageError):
+        stage_module.run_stage(["fail"], log=log)
+    assert log.lines[0].startswith("Running ") and log.lines[0].endswith("imgtag fail")
+    assert log.lines[1:] == ["loading the model...", *(f"progress {n}" for n in range(100)),
+                             "RabbitMQ at 127.0.0.1:5672 is not reachable"]
+
+
+def test_no_json_summary_is_an_error(stage_module, fake_imgtag):
+    with pytest.raises(stage_module.StageError, match="(?s)printed no JSON summary.*tagged 3 images"):
+        stage_module.run_stage(["nojson"])
+
+
+@pytest.mark.parametrize(
+    ("stdout", "summary"),
+    [
+        ('{"a": 1}\n', {"a": 1}),
+        ('{"a": 1}', {"a": 1}),
+        ('{"old": 1}\nnoise\n{"a": {"b": [{"c": 2}]}}\n', {"a": {"b": [{"c": 2}]}}),
+        (json.dumps({"a": [{"nested": 1}, {"nested": 2}], "b": {"c": 3}}, indent=2) + "\n",
+         {"a": [{"nested": 1}, {"nested": 2}], "b": {"c": 3}}),
+    ],
+)
+def test_parse_summary(stage_module, stdout, summary):
+    assert stage_module.parse_summary(stdout) == summary
+
+
+def test_imgtag_is_found_beside_python_then_on_path(stage_module, tmp_path, monkeypatch):
+    venv_bin, path_bin = tmp_path / "venv" / "bin", tmp_path / "elsewhere"
+    for folder in (venv_bin, path_bin):
+        folder.mkdir(parents=True)
+        (folder / "imgtag").write_text("#!/bin/sh\n")
+        (folder / "imgtag").chmod(0o755)
+    monkeypatch.setenv("PATH", str(path_bin))
+    monkeypatch.setattr(sys, "executable", str(venv_bin / "python"))
+    assert stage_module.imgtag_executable() == str(venv_bin / "imgtag")
+    (venv_bin / "imgtag").unlink()
+    assert stage_module.imgtag_executable() == str(path_bin / "imgtag")
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    with pytest.raises(stage_module.StageError, match="no imgtag command"):
+        stage_module.imgtag_executable()
+
+
+def test_the_project_venv_has_imgtag(stage_module):
+    """The default local executor runs the imgtag installed beside this Python."""
+    assert os.path.dirname(stage_module.imgtag_executable()) == os.path.dirname(sys.executable)

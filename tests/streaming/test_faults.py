@@ -1,0 +1,179 @@
+"""The queue path under faults, against the real RabbitMQ: nothing lost, nothing doubled."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pika
+import pytest
+import skimage.data
+
+from tests.test_imageio import png_header_only
+
+
+def write_images(folder, count: int, size=(320, 240), seed: int = 0):
+    """``count`` distinct JPEGs: the cat photo, shifted and tinted differently each time."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    cat = cv2.cvtColor(skimage.data.chelsea(), cv2.COLOR_RGB2BGR)
+    for i in range(count):
+        image = cv2.resize(np.roll(cat, int(rng.integers(0, 200)), axis=1), size)
+        image = cv2.add(image, np.full(image.shape, int(rng.integers(0, 40)), np.uint8))
+        cv2.putText(image, str(i), (5, 30), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
+        cv2.imwrite(str(folder / f"img_{i:05d}.jpg"), image)
+    return folder
+
+
+def tagged_count(env) -> int:
+    try:
+        return env.sql("select count(*) from catalog_asset where status = 'tagged'")[0][0]
+    except Exception:  # the catalog is being created
+        return 0
+
+
+def assert_each_asset_tagged_once(env, expected: int):
+    assert env.sql("select status, count(*) from catalog_asset group by status") == [("tagged", expected)]
+    duplicates = env.sql("select asset_id, tag_id, count(*) from catalog_assettag group by 1, 2 having count(*) > 1")
+    assert duplicates == []
+    untagged = env.sql(
+        "select count(*) from catalog_asset a where not exists "
+        "(select 1 from catalog_assettag t where t.asset_id = a.id)"
+    )[0][0]
+    assert untagged == 0
+    assert env.depth(env.queue) == 0 and env.depth(f"{env.queue}.dead") == 0
+
+
+def store_raw(env, blobs: dict) -> dict:
+    """Put originals into the catalog without validation, as a faulty producer would, and
+    publish their tagging messages; returns ``{name: asset id}``."""
+    code = """
+import json, sys, hashlib
+from catalog import runtime
+runtime.setup()
+from catalog.models import Asset
+from catalog.storage import get_storage
+from pipelines import broker
+from pipelines.settings import Settings
+ids = {}
+with broker.Publisher(Settings.from_env()) as publisher:
+    for name, hexdata in json.load(sys.stdin).items():
+        data = bytes.fromhex(hexdata)
+        sha, uri = get_storage().put(data)
+        asset = Asset.objects.create(sha256=sha, uri=uri, filename=name, size=len(data), width=1, height=1, format="JPEG")
+        publisher.publish(broker.TaggingMessage.for_asset(asset))
+        ids[name] = asset.pk
+print(json.dumps(ids))
+"""
+    done = subprocess.run([sys.executable, "-c", code], input=json.dumps({k: v.hex() for k, v in blobs.items()}),
+                          capture_output=True, text=True, env=env.vars, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def publish_raw(env, body: bytes):
+    connection, channel = env.channel()
+    channel.confirm_delivery()
+    channel.basic_publish("", env.queue, body, pika.BasicProperties(delivery_mode=2), mandatory=True)
+    connection.close()
+
+
+def test_poison_messages_reach_the_dead_letter_queue_and_the_good_images_are_tagged(env, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "cat.jpg"), cv2.cvtColor(skimage.data.chelsea(), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "coffee.png"), cv2.cvtColor(skimage.data.coffee(), cv2.COLOR_RGB2BGR))
+    good = (folder / "cat.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 2 - 7])  # header fine, body cut
+    summary = env.json("import", "--queue", str(folder))
+    assert summary["published"] == 3 and summary["imported"] == 3
+
+    ids = store_raw(env, {
+        "zero.jpg": b"",
+        "notes.jpg": b"this is a text file, not a picture\n",
+        "bomb.png": png_header_only(60_000, 60_000),
+    })
+    publish_raw(env, b"{this is not json")
+    publish_raw(env, json.dumps({"schema": 1, "asset_id": 987654, "sha256": "0" * 64, "uri": "file:///x",
+                                 "reason": "upload", "requested_at": ""}).encode())
+
+    drained = env.json("drain")
+    assert drained["received"] == 8 and drained["tagged"] == 2 and drained["dead_lettered"] == 6
+    letters = env.json("dead", "list")
+    reasons = sorted(letter["reason"] for letter in letters)
+    assert reasons == sorted(["truncated", "empty", "not_an_image", "too_many_pixels", "bad_message", "unknown_asset"])
+    assert all(letter["error"] for letter in letters)
+    by_reason = {letter["reason"]: letter for letter in letters}
+    assert by_reason["empty"]["message"]["asset_id"] == ids["zero.jpg"]
+
+    statuses = dict(env.sql("select filename, status from catalog_asset"))
+    assert statuses["cat.jpg"] == statuses["coffee.png"] == "tagged"
+    assert {statuses[n] for n in ("truncated.jpg", "zero.jpg", "notes.jpg", "bomb.png")} == {"failed"}
+    assert "cat" in [r["name"] for r in env.json("search", "cat")["results"][0]["tags"]]
+
+    assert env.json("dead", "replay")["replayed"] == 6  # and they die again, for the same reasons
+    assert env.json("drain")["dead_lettered"] == 6
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(env, tmp_path):
+    count = 240
+    env.run("import", "--queue", str(write_images(tmp_path / "photos", count)))
+    worker = env.start("worker", "--metrics-port", "0", IMGTAG_BATCH_SIZE="8")
+    try:
+        deadline = time.monotonic() + 180
+        while tagged_count(env) == 0:
+            assert worker.poll() is None, worker.stderr.read()
+            assert time.monotonic() < deadline, "the worker tagged nothing in 180 s"
+            time.sleep(0.02)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    done_before_restart = tagged_count(env)
+    assert 0 < done_before_restart < count, "kill -9 came too late to be mid-run"
+    env.run("drain")
+    assert_each_asset_tagged_once(env, count)
+
+
+def test_drain_reconnects_after_the_broker_drops_its_connections(env, tmp_path):
+    count = 240
+    env.run("import", "--queue", str(write_images(tmp_path / "photos", count, seed=1)))
+    drain = env.start("drain", "--json", IMGTAG_BATCH_SIZE="8")
+    deadline = time.monotonic() + 180
+    while tagged_count(env) == 0:
+        assert drain.poll() is None, drain.stderr.read()
+        assert time.monotonic() < deadline, "drain tagged nothing in 180 s"
+        time.sleep(0.02)
+    closed = subprocess.run(["rabbitmqctl", "close_all_connections", "imgtag fault test"],
+                            capture_output=True, text=True, timeout=60)
+    assert closed.returncode == 0, closed.stderr
+    out, errors = drain.communicate(timeout=300)
+    assert drain.returncode == 0, errors
+    summary = json.loads(out)
+    assert summary["reconnects"] >= 1
+    assert_each_asset_tagged_once(env, count)
+
+
+@pytest.mark.slow
+def test_ten_thousand_messages_all_drained(env, tmp_path):
+    """10,000 messages (100 images, each published 100 times): every one consumed once."""
+    assets = 100
+    env.run("import", "--queue", str(write_images(tmp_path / "photos", assets, size=(64, 64), seed=2)))
+    connection, channel = env.channel()
+    channel.confirm_delivery()
+    rows = env.sql("select id, sha256, uri from catalog_asset")
+    for _ in range(99):  # each asset has one message already
+        for asset_id, sha, uri in rows:
+            body = json.dumps({"schema": 1, "asset_id": asset_id, "sha256": sha, "uri": uri,
+                               "reason": "retag", "requested_at": ""}).encode()
+            channel.basic_publish("", env.queue, body, pika.BasicProperties(delivery_mode=2))
+    connection.close()
+    assert env.depth(env.queue) == 10_000
+    summary = env.json("drain", timeout=1800, IMGTAG_BATCH_SIZE="64")
+    assert summary["received"] == 10_000 and summary["tagged"] == 10_000 and summary["dead_lettered"] == 0
+    assert_each_asset_tagged_once(env, assets)
