@@ -77,8 +77,11 @@ class TaggingMessage:
             raise BadMessage(f"expected a JSON object with schema {SCHEMA}")
         try:
             message = cls(
-                int(data["asset_id"]), str(data["sha256"]), str(data["uri"]),
-                str(data.get("reason", "upload")), str(data.get("requested_at", "")),
+                int(data["asset_id"]),
+                str(data["sha256"]),
+                str(data["uri"]),
+                str(data.get("reason", "upload")),
+                str(data.get("requested_at", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BadMessage(f"missing or malformed field: {exc}") from None

@@ -221,7 +221,8 @@ def _run_consumer(consumer, as_json: bool, **limits) -> None:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(3)
     _emit(
-        summary, as_json,
+        summary,
+        as_json,
         f"tagged {summary['tagged']}, dead-lettered {summary['dead_lettered']} "
         f"{summary['dead_letter_reasons'] or ''} in {summary['seconds']} s",
     )
@@ -230,10 +231,16 @@ def _run_consumer(consumer, as_json: bool, **limits) -> None:
 @app.command()
 def drain(
     max_messages: Optional[int] = typer.Option(None, help="Stop after this many messages."),
-    max_seconds: Optional[float] = typer.Option(None, help="Stop after this many seconds (the current batch finishes)."),
+    max_seconds: Optional[float] = typer.Option(
+        None, help="Stop after this many seconds (the current batch finishes)."
+    ),
     idle_seconds: float = typer.Option(2.0, help="Stop when no message came for this long."),
     metrics_port: Optional[int] = typer.Option(None, help="Serve Prometheus metrics on this port."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (also written to /airflow/xcom/return.json in a pod)."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print the summary as JSON (also written to /airflow/xcom/return.json in a pod).",
+    ),
 ):
     """Tag what is waiting in the RabbitMQ tagging queue, in batches, then exit.
 
@@ -241,7 +248,9 @@ def drain(
     (see `imgtag dead list`). Exit status 3 when the broker cannot be reached.
     """
     consumer = _consumer(metrics_port)
-    _run_consumer(consumer, as_json, max_messages=max_messages, max_seconds=max_seconds, idle_seconds=idle_seconds)
+    _run_consumer(
+        consumer, as_json, max_messages=max_messages, max_seconds=max_seconds, idle_seconds=idle_seconds
+    )
 
 
 @app.command()
@@ -256,8 +265,14 @@ def worker(
 
 @app.command()
 def requeue(
-    pending: bool = typer.Option(False, "--pending", help="Publish assets still pending (e.g. uploaded while the broker was down)."),
-    stale_model: bool = typer.Option(False, "--stale-model", help="Publish retag messages for assets whose machine tags came from another model version."),
+    pending: bool = typer.Option(
+        False, "--pending", help="Publish assets still pending (e.g. uploaded while the broker was down)."
+    ),
+    stale_model: bool = typer.Option(
+        False,
+        "--stale-model",
+        help="Publish retag messages for assets whose machine tags came from another model version.",
+    ),
     batch_size: int = typer.Option(500, help="Assets read and published per batch."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
@@ -285,7 +300,9 @@ def requeue(
     _emit(summary, as_json, "; ".join(f"{k}: published {v['published']}" for k, v in summary.items()))
 
 
-dead_app = typer.Typer(help="The dead-letter queue: messages that could not be tagged, with their reasons.", no_args_is_help=True)
+dead_app = typer.Typer(
+    help="The dead-letter queue: messages that could not be tagged, with their reasons.", no_args_is_help=True
+)
 app.add_typer(dead_app, name="dead")
 
 

@@ -40,7 +40,9 @@ def requeue_pending(settings: Settings | None = None, batch_size: int = 500) -> 
     return {"published": published, "reason": "upload"}
 
 
-def requeue_stale(model_name: str, model_version: str, settings: Settings | None = None, batch_size: int = 500) -> dict:
+def requeue_stale(
+    model_name: str, model_version: str, settings: Settings | None = None, batch_size: int = 500
+) -> dict:
     """Publish a retag message for every asset with machine tags from another model version."""
     from catalog.models import Asset, AssetTag
 
@@ -55,7 +57,12 @@ def requeue_stale(model_name: str, model_version: str, settings: Settings | None
         for page in _pages(Asset.objects.filter(pk__in=stale_ids), batch_size):
             published += publisher.publish_many(broker.TaggingMessage.for_asset(a, "retag") for a in page)
             batches += 1
-    return {"published": published, "batches": batches, "reason": "retag", "model": f"{model_name}:{model_version}"}
+    return {
+        "published": published,
+        "batches": batches,
+        "reason": "retag",
+        "model": f"{model_name}:{model_version}",
+    }
 
 
 def dead_letters(settings: Settings | None = None, limit: int = 100) -> list[dict]:

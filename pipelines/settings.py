@@ -54,7 +54,6 @@ class Settings:
             delivery_limit=int(env.get("IMGTAG_DELIVERY_LIMIT", "5")),
         )
 
-
     @property
     def dead_queue(self) -> str:
         return f"{self.queue}.dead"

@@ -81,7 +81,10 @@ def tag_batch(tagger, deliveries: list[tuple[object, object, bytes]]) -> list[tu
     for i, message in parsed:
         asset = assets.get(message.asset_id)
         if asset is None or asset.sha256 != message.sha256:
-            outcome[i] = ("unknown_asset", f"asset {message.asset_id} ({message.sha256[:12]}) is not in the catalog")
+            outcome[i] = (
+                "unknown_asset",
+                f"asset {message.asset_id} ({message.sha256[:12]}) is not in the catalog",
+            )
             continue
         items.append(((i, asset), (lambda uri=asset.uri: storage.read(uri)), asset.filename))
     with transaction.atomic():
@@ -93,7 +96,9 @@ def tag_batch(tagger, deliveries: list[tuple[object, object, bytes]]) -> list[tu
             else:
                 outcome[i] = (result.error.reason, str(result.error))
                 services.mark_failed(asset, str(result.error))
-        services.record_tags_batch(tagged, tagger.model_name, tagger.model_version, parents=tagger.tagmap.parents)
+        services.record_tags_batch(
+            tagged, tagger.model_name, tagger.model_version, parents=tagger.tagmap.parents
+        )
     return outcome
 
 
@@ -139,7 +144,10 @@ class Consumer:
                     connection = broker.connect(self.settings)
                 except broker.BrokerUnavailable:
                     lost_since = lost_since or time.monotonic()
-                    if time.monotonic() - lost_since > RECONNECT_BUDGET_SECONDS or self.stop_requested.is_set():
+                    if (
+                        time.monotonic() - lost_since > RECONNECT_BUDGET_SECONDS
+                        or self.stop_requested.is_set()
+                    ):
                         raise
                     time.sleep(1.0)
                     continue

@@ -26,6 +26,8 @@ def pytest_configure(config):
     )
     # Airflow 3.3 compiles dags/.airflowignore with a pathspec class that pathspec 1.x deprecates.
     config.addinivalue_line("filterwarnings", "ignore:GitWildMatchPattern:DeprecationWarning")
+    # dag.test() imports Airflow's FastAPI test client, which warns about its own httpx use.
+    config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with `starlette.testclient`")
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +57,10 @@ def airflow_home(tmp_path_factory) -> Path:
             patch.setenv(name, value)
         migrate = subprocess.run(
             [sys.executable, "-m", "airflow", "db", "migrate"],
-            capture_output=True, text=True, timeout=300, env=os.environ.copy(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=os.environ.copy(),
         )
         if migrate.returncode != 0:
             pytest.fail(f"airflow db migrate failed ({migrate.returncode}):\n{migrate.stderr[-3000:]}")
@@ -93,7 +98,8 @@ def load_dags(airflow_home, monkeypatch):
 def kubeconfig(tmp_path_factory) -> Path:
     """A kubeconfig naming a loopback API server: enough to build pods, nothing is contacted."""
     path = tmp_path_factory.mktemp("kube") / "config"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         apiVersion: v1
         kind: Config
         clusters:
@@ -106,5 +112,6 @@ def kubeconfig(tmp_path_factory) -> Path:
         - name: loopback
           context: {cluster: loopback, user: nobody, namespace: imgtag}
         current-context: loopback
-    """))
+    """)
+    )
     return path

@@ -60,7 +60,11 @@ def test_nightly_retag_is_scheduled_by_cron_or_champion_asset(dagbag, stage_modu
     assert dag.timetable.timetable.expression == "0 2 * * *"
     timetable = scheduler_view(dag).timetable  # what the scheduler acts on
     assert timetable.description == "Triggered by assets or At 02:00"
-    assert timetable.asset_condition.uri == stage_module.CHAMPION_ASSET.uri == "imgtag://models/imgtag-tagger/champion"
+    assert (
+        timetable.asset_condition.uri
+        == stage_module.CHAMPION_ASSET.uri
+        == "imgtag://models/imgtag-tagger/champion"
+    )
 
 
 def test_nightly_retag_requeues_then_drains(dagbag):

@@ -71,7 +71,9 @@ def test_pods_run_the_stage_command_non_root_with_resources_and_config(pods):
         assert main["image"] == IMAGE, where
         assert main["command"] == ["imgtag"], where
         assert main["args"][0] in {"drain", "requeue"} and main["args"][-1] == "--json", where
-        assert set(main["resources"]["requests"]) == set(main["resources"]["limits"]) == {"cpu", "memory"}, where
+        assert set(main["resources"]["requests"]) == set(main["resources"]["limits"]) == {"cpu", "memory"}, (
+            where
+        )
         assert main["envFrom"] == [
             {"configMapRef": {"name": "imgtag-config"}},
             {"secretRef": {"name": "imgtag-secrets"}},

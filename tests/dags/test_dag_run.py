@@ -99,7 +99,9 @@ def test_streaming_tagging_drains_the_queue_into_the_catalog(imgtag_env, photos)
     assert results["drain"]["received"] == results["drain"]["tagged"] == 3
     assert results["drain"]["dead_lettered"] == 0
     with catalog(imgtag_env) as db:
-        assert db.execute("SELECT status, COUNT(*) FROM catalog_asset GROUP BY status").fetchall() == [("tagged", 3)]
+        assert db.execute("SELECT status, COUNT(*) FROM catalog_asset GROUP BY status").fetchall() == [
+            ("tagged", 3)
+        ]
 
 
 def test_nightly_retag_requeues_pending_and_stale_assets_and_keeps_human_decisions(imgtag_env, photos):
@@ -109,9 +111,12 @@ def test_nightly_retag_requeues_pending_and_stale_assets_and_keeps_human_decisio
     imgtag("import", str(photos["coffee"]))
     with catalog(imgtag_env) as db:
         db.execute(
-            "INSERT INTO catalog_modelversion (name, version, created_at) VALUES (?, ?, datetime('now'))", OLD_MODEL
+            "INSERT INTO catalog_modelversion (name, version, created_at) VALUES (?, ?, datetime('now'))",
+            OLD_MODEL,
         )
-        (old_id,) = db.execute("SELECT id FROM catalog_modelversion WHERE version = ?", OLD_MODEL[1:]).fetchone()
+        (old_id,) = db.execute(
+            "SELECT id FROM catalog_modelversion WHERE version = ?", OLD_MODEL[1:]
+        ).fetchone()
         db.execute("UPDATE catalog_assettag SET model_version_id = ? WHERE source = 'model'", (old_id,))
         (accepted_id,) = db.execute("SELECT MIN(id) FROM catalog_assettag").fetchone()
         db.execute("UPDATE catalog_assettag SET review = 'accepted' WHERE id = ?", (accepted_id,))
@@ -126,10 +131,13 @@ def test_nightly_retag_requeues_pending_and_stale_assets_and_keeps_human_decisio
     assert results["drain"]["received"] == results["drain"]["tagged"] == 3
     assert results["drain"]["dead_lettered"] == 0
     with catalog(imgtag_env) as db:
-        assert db.execute("SELECT status, COUNT(*) FROM catalog_asset GROUP BY status").fetchall() == [("tagged", 3)]
+        assert db.execute("SELECT status, COUNT(*) FROM catalog_asset GROUP BY status").fetchall() == [
+            ("tagged", 3)
+        ]
         stale_suggestions = db.execute(
             "SELECT COUNT(*) FROM catalog_assettag WHERE source = 'model' AND review = 'suggested'"
-            " AND model_version_id = ?", (old_id,)
+            " AND model_version_id = ?",
+            (old_id,),
         ).fetchone()
         assert stale_suggestions == (0,)
         assert db.execute(

@@ -45,7 +45,11 @@ def fake_imgtag(tmp_path, stage_module, monkeypatch):
 
 def test_the_summary_is_the_last_json_object_on_stdout(stage_module, fake_imgtag):
     operator = stage_module.LocalStageOperator(task_id="t", arguments=["pretty", "--max-seconds", 5])
-    assert operator.execute(context={}) == {"tagged": 3, "failed": [{"path": "a.jpg"}], "argv": ["--max-seconds", "5"]}
+    assert operator.execute(context={}) == {
+        "tagged": 3,
+        "failed": [{"path": "a.jpg"}],
+        "argv": ["--max-seconds", "5"],
+    }
 
 
 def test_the_environment_passes_through(stage_module, fake_imgtag, tmp_path, monkeypatch):
@@ -76,8 +80,11 @@ def test_stderr_goes_to_the_task_log_as_it_comes(stage_module, fake_imgtag):
     with pytest.raises(stage_module.StageError):
         stage_module.run_stage(["fail"], log=log)
     assert log.lines[0].startswith("Running ") and log.lines[0].endswith("imgtag fail")
-    assert log.lines[1:] == ["loading the model...", *(f"progress {n}" for n in range(100)),
-                             "RabbitMQ at 127.0.0.1:5672 is not reachable"]
+    assert log.lines[1:] == [
+        "loading the model...",
+        *(f"progress {n}" for n in range(100)),
+        "RabbitMQ at 127.0.0.1:5672 is not reachable",
+    ]
 
 
 def test_no_json_summary_is_an_error(stage_module, fake_imgtag):
@@ -91,8 +98,10 @@ def test_no_json_summary_is_an_error(stage_module, fake_imgtag):
         ('{"a": 1}\n', {"a": 1}),
         ('{"a": 1}', {"a": 1}),
         ('{"old": 1}\nnoise\n{"a": {"b": [{"c": 2}]}}\n', {"a": {"b": [{"c": 2}]}}),
-        (json.dumps({"a": [{"nested": 1}, {"nested": 2}], "b": {"c": 3}}, indent=2) + "\n",
-         {"a": [{"nested": 1}, {"nested": 2}], "b": {"c": 3}}),
+        (
+            json.dumps({"a": [{"nested": 1}, {"nested": 2}], "b": {"c": 3}}, indent=2) + "\n",
+            {"a": [{"nested": 1}, {"nested": 2}], "b": {"c": 3}},
+        ),
     ],
 )
 def test_parse_summary(stage_module, stdout, summary):

@@ -48,17 +48,25 @@ class Env:
         self.vars.pop("DATABASE_URL", None)
 
     def run(self, *args, codes=(0,), timeout=600, **env) -> subprocess.CompletedProcess:
-        done = subprocess.run([*IMGTAG, *args], capture_output=True, text=True, timeout=timeout,
-                              env={**self.vars, **env})
-        assert done.returncode in codes, f"imgtag {' '.join(args)}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+        done = subprocess.run(
+            [*IMGTAG, *args], capture_output=True, text=True, timeout=timeout, env={**self.vars, **env}
+        )
+        assert done.returncode in codes, (
+            f"imgtag {' '.join(args)}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+        )
         return done
 
     def json(self, *args, **kwargs):
         return json.loads(self.run(*args, "--json", **kwargs).stdout)
 
     def start(self, *args, **env) -> subprocess.Popen:
-        return subprocess.Popen([*IMGTAG, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**self.vars, **env})
+        return subprocess.Popen(
+            [*IMGTAG, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**self.vars, **env},
+        )
 
     def sql(self, query: str, *params):
         import sqlite3

@@ -38,7 +38,9 @@ def tagged_count(env) -> int:
 
 def assert_each_asset_tagged_once(env, expected: int):
     assert env.sql("select status, count(*) from catalog_asset group by status") == [("tagged", expected)]
-    duplicates = env.sql("select asset_id, tag_id, count(*) from catalog_assettag group by 1, 2 having count(*) > 1")
+    duplicates = env.sql(
+        "select asset_id, tag_id, count(*) from catalog_assettag group by 1, 2 having count(*) > 1"
+    )
     assert duplicates == []
     untagged = env.sql(
         "select count(*) from catalog_asset a where not exists "
@@ -69,8 +71,14 @@ with broker.Publisher(Settings.from_env()) as publisher:
         ids[name] = asset.pk
 print(json.dumps(ids))
 """
-    done = subprocess.run([sys.executable, "-c", code], input=json.dumps({k: v.hex() for k, v in blobs.items()}),
-                          capture_output=True, text=True, env=env.vars, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        input=json.dumps({k: v.hex() for k, v in blobs.items()}),
+        capture_output=True,
+        text=True,
+        env=env.vars,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -92,20 +100,36 @@ def test_poison_messages_reach_the_dead_letter_queue_and_the_good_images_are_tag
     summary = env.json("import", "--queue", str(folder))
     assert summary["published"] == 3 and summary["imported"] == 3
 
-    ids = store_raw(env, {
-        "zero.jpg": b"",
-        "notes.jpg": b"this is a text file, not a picture\n",
-        "bomb.png": png_header_only(60_000, 60_000),
-    })
+    ids = store_raw(
+        env,
+        {
+            "zero.jpg": b"",
+            "notes.jpg": b"this is a text file, not a picture\n",
+            "bomb.png": png_header_only(60_000, 60_000),
+        },
+    )
     publish_raw(env, b"{this is not json")
-    publish_raw(env, json.dumps({"schema": 1, "asset_id": 987654, "sha256": "0" * 64, "uri": "file:///x",
-                                 "reason": "upload", "requested_at": ""}).encode())
+    publish_raw(
+        env,
+        json.dumps(
+            {
+                "schema": 1,
+                "asset_id": 987654,
+                "sha256": "0" * 64,
+                "uri": "file:///x",
+                "reason": "upload",
+                "requested_at": "",
+            }
+        ).encode(),
+    )
 
     drained = env.json("drain")
     assert drained["received"] == 8 and drained["tagged"] == 2 and drained["dead_lettered"] == 6
     letters = env.json("dead", "list")
     reasons = sorted(letter["reason"] for letter in letters)
-    assert reasons == sorted(["truncated", "empty", "not_an_image", "too_many_pixels", "bad_message", "unknown_asset"])
+    assert reasons == sorted(
+        ["truncated", "empty", "not_an_image", "too_many_pixels", "bad_message", "unknown_asset"]
+    )
     assert all(letter["error"] for letter in letters)
     by_reason = {letter["reason"]: letter for letter in letters}
     assert by_reason["empty"]["message"]["asset_id"] == ids["zero.jpg"]
@@ -149,8 +173,12 @@ def test_drain_reconnects_after_the_broker_drops_its_connections(env, tmp_path):
         assert drain.poll() is None, drain.stderr.read()
         assert time.monotonic() < deadline, "drain tagged nothing in 180 s"
         time.sleep(0.02)
-    closed = subprocess.run(["rabbitmqctl", "close_all_connections", "imgtag fault test"],
-                            capture_output=True, text=True, timeout=60)
+    closed = subprocess.run(
+        ["rabbitmqctl", "close_all_connections", "imgtag fault test"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert closed.returncode == 0, closed.stderr
     out, errors = drain.communicate(timeout=300)
     assert drain.returncode == 0, errors
@@ -169,11 +197,52 @@ def test_ten_thousand_messages_all_drained(env, tmp_path):
     rows = env.sql("select id, sha256, uri from catalog_asset")
     for _ in range(99):  # each asset has one message already
         for asset_id, sha, uri in rows:
-            body = json.dumps({"schema": 1, "asset_id": asset_id, "sha256": sha, "uri": uri,
-                               "reason": "retag", "requested_at": ""}).encode()
+            body = json.dumps(
+                {
+                    "schema": 1,
+                    "asset_id": asset_id,
+                    "sha256": sha,
+                    "uri": uri,
+                    "reason": "retag",
+                    "requested_at": "",
+                }
+            ).encode()
             channel.basic_publish("", env.queue, body, pika.BasicProperties(delivery_mode=2))
     connection.close()
     assert env.depth(env.queue) == 10_000
     summary = env.json("drain", timeout=1800, IMGTAG_BATCH_SIZE="64")
     assert summary["received"] == 10_000 and summary["tagged"] == 10_000 and summary["dead_lettered"] == 0
     assert_each_asset_tagged_once(env, assets)
+
+
+def test_worker_exports_metrics_and_stops_cleanly_on_sigterm(env, tmp_path):
+    import socket
+
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    count = 20
+    env.run("import", "--queue", str(write_images(tmp_path / "photos", count, seed=3)))
+    worker = env.start("worker", "--json", "--metrics-port", str(port), IMGTAG_BATCH_SIZE="8")
+    try:
+        deadline = time.monotonic() + 180
+        while tagged_count(env) < count:
+            assert worker.poll() is None, worker.stderr.read()
+            assert time.monotonic() < deadline, "the worker did not tag everything in 180 s"
+            time.sleep(0.1)
+        # The catalog commit comes first, then the ack and the counters.
+        while f"imgtag_images_tagged_total {float(count)}" not in (
+            text := requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        ):
+            assert time.monotonic() < deadline, text[-2000:]
+            time.sleep(0.1)
+        assert "imgtag_batch_seconds_bucket" in text and "imgtag_queue_depth 0.0" in text
+        worker.send_signal(signal.SIGTERM)
+        out, errors = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, errors
+    assert json.loads(out)["tagged"] == count
