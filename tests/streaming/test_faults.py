@@ -1,7 +1,6 @@
 """The queue path under faults, against the real RabbitMQ: nothing lost, nothing doubled."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
