@@ -22,7 +22,7 @@ XCom is the stage's summary dict.
 | ``IMGTAG_IMAGE_PULL_POLICY`` | ``IfNotPresent`` | the container's ``imagePullPolicy`` |
 | ``IMGTAG_K8S_NAMESPACE`` | ``imgtag`` | namespace of the stage pods |
 | ``IMGTAG_K8S_CONFIGMAP`` | ``imgtag-config`` | ConfigMap whose keys become the pod's environment |
-| ``IMGTAG_K8S_SECRET`` | ``imgtag-secrets`` | Secret whose keys become the pod's environment (``DATABASE_URL`` ...) |
+| ``IMGTAG_K8S_SECRET`` | ``imgtag-secrets`` | Secret whose keys become the pod's environment too |
 | ``IMGTAG_K8S_SERVICE_ACCOUNT`` | (namespace default) | service account of the stage pods |
 | ``IMGTAG_K8S_RUN_AS_USER`` | ``10001`` | numeric uid (and gid) the stage pods run as |
 | ``IMGTAG_K8S_CONN_ID`` | ``kubernetes_default`` | Airflow connection to the cluster |
@@ -98,7 +98,8 @@ class StageSettings:
         image = env.get("IMGTAG_IMAGE") or None
         if executor == "kubernetes" and not image:
             raise ValueError(
-                "IMGTAG_STAGE_EXECUTOR=kubernetes needs IMGTAG_IMAGE, the container image with the imgtag command"
+                "IMGTAG_STAGE_EXECUTOR=kubernetes needs IMGTAG_IMAGE, "
+                "the container image with the imgtag command"
             )
         return cls(
             executor=executor,
@@ -108,9 +109,15 @@ class StageSettings:
             configmap=env.get("IMGTAG_K8S_CONFIGMAP", "imgtag-config"),
             secret=env.get("IMGTAG_K8S_SECRET", "imgtag-secrets"),
             service_account=env.get("IMGTAG_K8S_SERVICE_ACCOUNT") or None,
-            run_as_user=int(env.get("IMGTAG_K8S_RUN_AS_USER", "10001")),
+            run_as_user=_uid(env.get("IMGTAG_K8S_RUN_AS_USER", "10001")),
             conn_id=env.get("IMGTAG_K8S_CONN_ID", "kubernetes_default"),
         )
+
+
+def _uid(value: str) -> int:
+    if not value.strip().isdigit() or int(value) == 0:
+        raise ValueError(f"IMGTAG_K8S_RUN_AS_USER={value!r}: expected a numeric uid other than 0 (root)")
+    return int(value)
 
 
 def stage(
@@ -142,7 +149,9 @@ def stage(
     return LocalStageOperator(task_id=task_id, arguments=list(arguments), **operator_kwargs)
 
 
-def _pod_operator(task_id: str, arguments: list[str], resources: Resources, settings: StageSettings, **kwargs):
+def _pod_operator(
+    task_id: str, arguments: list[str], resources: Resources, settings: StageSettings, **kwargs
+):
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
@@ -162,7 +171,9 @@ def _pod_operator(task_id: str, arguments: list[str], resources: Resources, sett
         cmds=["imgtag"],
         arguments=arguments,
         labels={"app.kubernetes.io/name": "imgtag", "app.kubernetes.io/component": task_id},
-        container_resources=k8s.V1ResourceRequirements(requests=resources.requests(), limits=resources.limits()),
+        container_resources=k8s.V1ResourceRequirements(
+            requests=resources.requests(), limits=resources.limits()
+        ),
         env_from=[
             k8s.V1EnvFromSource(config_map_ref=k8s.V1ConfigMapEnvSource(name=settings.configmap)),
             k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=settings.secret)),
@@ -222,7 +233,9 @@ def imgtag_executable() -> str:
         return str(beside)
     found = shutil.which("imgtag")
     if found is None:
-        raise StageError(f"no imgtag command: neither {beside} nor one on PATH; install imgtag (pip install -e .)")
+        raise StageError(
+            f"no imgtag command: neither {beside} nor one on PATH; install imgtag (pip install -e .)"
+        )
     return found
 
 
@@ -255,7 +268,12 @@ def run_stage(
     if log is not None:
         log.info("Running %s", " ".join(command))
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=environment
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=environment,
     )
     if on_start is not None:
         on_start(process)
@@ -284,7 +302,9 @@ def run_stage(
         pump.join(timeout=5)
     if returncode != 0:
         stderr = "\n".join(tail) or "(nothing on stderr)"
-        raise StageError(f"`{' '.join(command)}` exited with status {returncode}; end of its stderr:\n{stderr}")
+        raise StageError(
+            f"`{' '.join(command)}` exited with status {returncode}; end of its stderr:\n{stderr}"
+        )
     return parse_summary(stdout, command)
 
 
@@ -307,5 +327,6 @@ def parse_summary(stdout: str, command: Sequence[str] = ("imgtag",)) -> dict:
             return value
     shown = stdout.strip()[-500:] or "(nothing)"
     raise StageError(
-        f"`{' '.join(command)}` printed no JSON summary on stdout (was --json given?); its stdout ended with:\n{shown}"
+        f"`{' '.join(command)}` printed no JSON summary on stdout (was --json given?); "
+        f"its stdout ended with:\n{shown}"
     )

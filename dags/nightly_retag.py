@@ -19,10 +19,9 @@ run as local processes or as Kubernetes pods, chosen by `IMGTAG_STAGE_EXECUTOR`
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
-
 from imgtag_stage import CHAMPION_ASSET, MODEL_RESOURCES, stage
 
 
@@ -32,7 +31,7 @@ from imgtag_stage import CHAMPION_ASSET, MODEL_RESOURCES, stage
         timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
         assets=CHAMPION_ASSET,
     ),
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=3),
@@ -41,11 +40,17 @@ from imgtag_stage import CHAMPION_ASSET, MODEL_RESOURCES, stage
     default_args={"owner": "mlops", "retries": 2, "retry_delay": timedelta(minutes=5)},
     params={
         "batch_size": Param(
-            500, type="integer", minimum=1, maximum=10000,
+            500,
+            type="integer",
+            minimum=1,
+            maximum=10000,
             description="Assets read and published per batch by the stale-model requeue.",
         ),
         "max_seconds": Param(
-            3600, type="integer", minimum=5, maximum=5400,
+            3600,
+            type="integer",
+            minimum=5,
+            maximum=5400,
             description="Stop the final drain after this many seconds (the current batch finishes).",
         ),
     },

@@ -13,17 +13,16 @@ Kubernetes pod, chosen by `IMGTAG_STAGE_EXECUTOR` (see `dags/imgtag_stage.py`).
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag
-
 from imgtag_stage import MODEL_RESOURCES, stage
 
 
 @dag(
     dag_id="streaming_tagging",
     schedule="*/5 * * * *",
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=15),
@@ -32,7 +31,10 @@ from imgtag_stage import MODEL_RESOURCES, stage
     default_args={"owner": "mlops", "retries": 0},
     params={
         "max_seconds": Param(
-            240, type="integer", minimum=5, maximum=3600,
+            240,
+            type="integer",
+            minimum=5,
+            maximum=3600,
             description="Stop draining after this many seconds (the current batch finishes).",
         ),
     },

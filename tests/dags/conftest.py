@@ -37,8 +37,11 @@ def dags_folder() -> Path:
 
 
 @pytest.fixture(scope="session")
-def airflow_home(tmp_path_factory) -> Path:
-    """An isolated AIRFLOW_HOME, migrated, set in the environment before Airflow is imported."""
+def airflow_home(tmp_path_factory, kubeconfig) -> Path:
+    """An isolated AIRFLOW_HOME, migrated, set in the environment before Airflow is imported.
+
+    KUBECONFIG is set here too: the kubernetes client reads it once, when first imported.
+    """
     if "airflow" in sys.modules:
         pytest.fail(
             "airflow was imported before the airflow_home fixture set AIRFLOW_HOME: import it "
@@ -51,12 +54,14 @@ def airflow_home(tmp_path_factory) -> Path:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "KUBECONFIG": str(kubeconfig),
     }
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
         migrate = subprocess.run(
             [sys.executable, "-m", "airflow", "db", "migrate"],
+            check=False,
             capture_output=True,
             text=True,
             timeout=300,
@@ -84,7 +89,7 @@ def load_dags(airflow_home, monkeypatch):
     def load(**env: str):
         from airflow.dag_processing.dagbag import BundleDagBag
 
-        for name in [n for n in os.environ if n.startswith("IMGTAG_STAGE_") or n.startswith("IMGTAG_K8S_")]:
+        for name in [n for n in os.environ if n.startswith(("IMGTAG_STAGE_", "IMGTAG_K8S_"))]:
             monkeypatch.delenv(name)
         monkeypatch.delenv("IMGTAG_IMAGE", raising=False)
         for name, value in env.items():

@@ -1,4 +1,4 @@
-"""DAG integrity: every file in dags/ parses, every DAG is documented, owned, tagged and scheduled as designed."""
+"""DAG integrity: every file in dags/ parses; each DAG is documented, owned, tagged, scheduled as designed."""
 
 from __future__ import annotations
 

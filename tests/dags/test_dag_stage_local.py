@@ -6,7 +6,6 @@ import json
 import os
 import stat
 import sys
-import textwrap
 
 import pytest
 
@@ -71,7 +70,8 @@ def test_a_failing_command_fails_the_task_with_its_stderr_tail(stage_module, fak
 
 def test_stderr_goes_to_the_task_log_as_it_comes(stage_module, fake_imgtag):
     class Log:
-        lines: list[str] = []
+        def __init__(self):
+            self.lines: list[str] = []
 
         def info(self, message, *args):
             self.lines.append(message % args)
@@ -127,3 +127,44 @@ def test_imgtag_is_found_beside_python_then_on_path(stage_module, tmp_path, monk
 def test_the_project_venv_has_imgtag(stage_module):
     """The default local executor runs the imgtag installed beside this Python."""
     assert os.path.dirname(stage_module.imgtag_executable()) == os.path.dirname(sys.executable)
+
+
+@pytest.mark.parametrize("executor", ["local", "kubernetes"])
+def test_outlets_and_other_operator_arguments_pass_through(stage_module, executor):
+    """The promotion stage updates the champion asset through ``outlets``, in either executor."""
+    from datetime import timedelta
+
+    settings = stage_module.StageSettings(executor=executor, image="registry.example.com/imgtag:0.1.0")
+    operator = stage_module.stage(
+        "promote",
+        ["promote", "--json"],
+        settings=settings,
+        outlets=[stage_module.CHAMPION_ASSET],
+        execution_timeout=timedelta(minutes=5),
+    )
+    assert operator.outlets == [stage_module.CHAMPION_ASSET]
+    assert operator.execution_timeout == timedelta(minutes=5)
+    assert operator.arguments == ["promote", "--json"]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"IMGTAG_STAGE_EXECUTOR": "docker"},
+            "IMGTAG_STAGE_EXECUTOR='docker': expected one of local, kubernetes",
+        ),
+        ({"IMGTAG_STAGE_EXECUTOR": "kubernetes"}, "IMGTAG_STAGE_EXECUTOR=kubernetes needs IMGTAG_IMAGE"),
+        (
+            {"IMGTAG_STAGE_EXECUTOR": "kubernetes", "IMGTAG_IMAGE": "i", "IMGTAG_K8S_RUN_AS_USER": "0"},
+            "IMGTAG_K8S_RUN_AS_USER='0': expected a numeric uid other than 0",
+        ),
+    ],
+)
+def test_bad_settings_say_what_is_wrong(stage_module, env, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        stage_module.StageSettings.from_env(env)
+
+
+def test_settings_default_to_local(stage_module):
+    assert stage_module.StageSettings.from_env({}).executor == "local"
