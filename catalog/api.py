@@ -148,7 +148,10 @@ class AssetListView(generics.ListAPIView):
             "Checks every file first: any file over the size limit answers 413, any file that is "
             "not a usable image 400, each error naming the file, and then nothing is stored. "
             "Otherwise each original is stored once (the same bytes again are a duplicate of the "
-            "existing asset) and new assets are tagged before the answer."
+            "existing asset). New assets are then published to the tagging queue and come back "
+            "`pending` (a worker tags them; if the broker is down they stay pending until "
+            "`imgtag requeue --pending`), or, with IMGTAG_UPLOAD_TAGGING=inprocess, are tagged "
+            "before the answer."
         ),
         request={"multipart/form-data": UploadRequestSerializer},
         responses={
@@ -183,7 +186,7 @@ class AssetListView(generics.ListAPIView):
         with transaction.atomic():
             ingested = [services.ingest(_read(upload), upload.name) for upload in uploads]
         to_tag = {asset.pk: asset for asset, _ in ingested if asset.status == Asset.Status.PENDING}
-        services.tag_assets_in_process(to_tag.values())
+        services.tag_uploads(to_tag.values())
 
         fresh = services.with_tags(Asset.objects.filter(pk__in=[asset.pk for asset, _ in ingested])).in_bulk()
         answered = []

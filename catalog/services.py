@@ -15,6 +15,7 @@ Tag provenance rules (the contract every caller relies on):
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,6 +38,7 @@ Parents = Callable[[str], Iterable[str]]  # tag -> its immediate parents, like T
 
 REVIEW_ACTIONS = ("accept", "reject", "add")
 _SQL_IN_CHUNK = 500
+logger = logging.getLogger(__name__)
 
 
 class UploadTooLarge(ValueError):
@@ -459,6 +461,36 @@ def tag_assets_in_process(assets: Iterable[Asset], tagger=None) -> list[TagResul
             if not result.ok:
                 mark_failed(result.key, str(result.error))
     return results
+
+
+def publish_for_tagging(assets: Iterable[Asset]) -> bool:
+    """Publish a tagging message per asset (persistent, confirmed).
+
+    Returns:
+        True when published; False when RabbitMQ is unreachable — the assets then stay
+        ``pending`` and ``imgtag requeue --pending`` publishes them later.
+    """
+    from pipelines import broker
+    from pipelines.settings import Settings
+
+    assets = list(assets)
+    if not assets:
+        return True
+    try:
+        with broker.Publisher(Settings.from_env()) as publisher:
+            publisher.publish_many(broker.TaggingMessage.for_asset(asset) for asset in assets)
+    except broker.BrokerUnavailable as exc:
+        logger.warning("%s; %d upload(s) stay pending until `imgtag requeue --pending`", exc, len(assets))
+        return False
+    return True
+
+
+def tag_uploads(assets: Iterable[Asset]) -> None:
+    """Tag new uploads the way ``IMGTAG_UPLOAD_TAGGING`` says: through the queue or in process."""
+    if settings.IMGTAG_UPLOAD_TAGGING == "inprocess":
+        tag_assets_in_process(assets)
+    else:
+        publish_for_tagging(assets)
 
 
 # ---------------------------------------------------------------------------- review

@@ -30,6 +30,7 @@ IMGTAG_HOME = str(_imgtag.home)
 IMGTAG_STORAGE_URL = _imgtag.storage_url
 IMGTAG_MAX_UPLOAD_BYTES = _imgtag.max_upload_bytes
 IMGTAG_MAX_PIXELS = _imgtag.max_pixels
+IMGTAG_UPLOAD_TAGGING = _imgtag.upload_tagging
 
 SECRET_KEY = (
     os.environ.get("IMGTAG_SECRET_KEY") or "django-insecure-imgtag-development-key-set-IMGTAG_SECRET_KEY"

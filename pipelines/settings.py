@@ -12,6 +12,7 @@
 | ``IMGTAG_AMQP_URL`` | ``amqp://guest:guest@127.0.0.1:5672/%2F`` | RabbitMQ for the tagging queue |
 | ``IMGTAG_QUEUE`` | ``imgtag.tagging`` | tagging queue; its dead letters go to ``<name>.dead`` |
 | ``IMGTAG_DELIVERY_LIMIT`` | ``5`` | deliveries of one message before the broker dead-letters it |
+| ``IMGTAG_UPLOAD_TAGGING`` | ``queue`` | API uploads: ``queue`` publishes a tagging message (a worker tags), ``inprocess`` tags in the web process |
 | ``IMGTAG_RUNTIME`` | ``litert`` | in-process inference: ``litert`` (XNNPACK, about 2x faster on CPU) or ``tensorflow`` |
 """
 
@@ -35,6 +36,7 @@ class Settings:
     amqp_url: str
     queue: str
     delivery_limit: int
+    upload_tagging: str
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -52,6 +54,7 @@ class Settings:
             amqp_url=env.get("IMGTAG_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
             queue=env.get("IMGTAG_QUEUE", "imgtag.tagging"),
             delivery_limit=int(env.get("IMGTAG_DELIVERY_LIMIT", "5")),
+            upload_tagging=_choice(env, "IMGTAG_UPLOAD_TAGGING", "queue", ("queue", "inprocess")),
         )
 
     @property

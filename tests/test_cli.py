@@ -95,7 +95,8 @@ def free_port() -> int:
 
 
 def test_createuser_then_serve_upload_and_search_over_http(photos, tmp_path):
-    """What a client of the REST API does: get a token, upload, find the upload by tag."""
+    """What a client of the REST API does: get a token, upload (published to RabbitMQ, which
+    must be on 127.0.0.1:5672), let the consumer drain, find the upload by tag."""
     import time
 
     import requests
@@ -106,7 +107,8 @@ def test_createuser_then_serve_upload_and_search_over_http(photos, tmp_path):
     assert "API token" in created and len(token) == 40
 
     port = free_port()
-    env = {**os.environ, "IMGTAG_HOME": str(home)}
+    queue = f"test.serve.{port}"
+    env = {**os.environ, "IMGTAG_HOME": str(home), "IMGTAG_QUEUE": queue}
     env.pop("DATABASE_URL", None)
     server = subprocess.Popen(
         [*IMGTAG, "serve", "--port", str(port)],
@@ -135,6 +137,9 @@ def test_createuser_then_serve_upload_and_search_over_http(photos, tmp_path):
             timeout=120,
         )
         assert upload.status_code == 201, upload.text
+        assert upload.json()["assets"][0]["status"] == "pending"  # published; a worker tags it
+        drained = subprocess.run([*IMGTAG, "drain", "--json"], env=env, capture_output=True, text=True, timeout=300)
+        assert json.loads(drained.stdout)["tagged"] == 1, drained.stderr
         found = requests.get(f"{base}/assets/", params={"q": "coffee OR cup"}, timeout=30).json()
         assert [a["filename"] for a in found["results"]] == ["coffee.png"]
         schema = requests.get(f"{base}/schema/", timeout=30)
@@ -142,3 +147,11 @@ def test_createuser_then_serve_upload_and_search_over_http(photos, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+        import pika
+
+        connection = pika.BlockingConnection(pika.URLParameters("amqp://guest:guest@127.0.0.1:5672/%2F"))
+        channel = connection.channel()
+        for name in (queue, f"{queue}.dead"):
+            channel.queue_delete(name)
+        channel.exchange_delete(f"{queue}.dead")
+        connection.close()

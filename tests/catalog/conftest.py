@@ -89,6 +89,7 @@ def imgtag_home(tmp_path, monkeypatch, settings):
     monkeypatch.delenv("IMGTAG_STORAGE_URL", raising=False)
     settings.IMGTAG_HOME = str(home)
     settings.IMGTAG_STORAGE_URL = str(home / "storage")
+    settings.IMGTAG_UPLOAD_TAGGING = "inprocess"  # the queue path is tested against RabbitMQ in tests/streaming
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
     return home
 

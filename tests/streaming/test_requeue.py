@@ -42,3 +42,4 @@ def test_nightly_retag_requeues_stale_machine_tags_and_keeps_human_decisions(env
         ("accepted", 0.123)
     ]
     assert env.json("requeue", "--stale-model")["stale_model"]["published"] == 0  # nothing left to do
+
