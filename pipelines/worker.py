@@ -3,8 +3,8 @@
 One loop, two ways to end: ``drain`` stops when the queue stays empty for a moment (or at
 ``--max-messages`` / ``--max-seconds``), ``worker`` runs until SIGTERM or SIGINT. Either way:
 
-- messages are taken in batches (prefetch is twice the batch, so the next batch arrives while
-  one is tagged) and tagged with the batched engine;
+- messages are taken in batches of a few inference batches (prefetch is twice that, so the
+  next batch arrives while one is tagged) and tagged with the batched engine;
 - the work runs in a separate thread while the main thread keeps servicing the connection,
   so heartbeats stay alive however long inference takes (pika is not thread-safe: only the
   main thread touches the channel);
@@ -33,6 +33,7 @@ from pipelines import broker, metrics
 from pipelines.settings import Settings
 
 RECONNECT_BUDGET_SECONDS = 120.0
+BATCHES_PER_COMMIT = 4
 
 
 @dataclass
@@ -113,7 +114,9 @@ class Consumer:
     def __init__(self, tagger, settings: Settings | None = None, *, linger_seconds: float = 0.3):
         self.tagger = tagger
         self.settings = settings or Settings.from_env()
-        self.batch_size = self.settings.batch_size
+        # Messages handled per commit: a few inference batches, so that decoding the next
+        # inference batch overlaps the model within one call of the engine.
+        self.batch_size = self.settings.batch_size * BATCHES_PER_COMMIT
         self.linger = linger_seconds
         self.stop_requested = threading.Event()
         self.summary = DrainSummary()
