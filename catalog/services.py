@@ -454,13 +454,25 @@ def tag_assets_in_process(assets: Iterable[Asset], tagger=None) -> list[TagResul
     if tagger is None:
         tagger = tagging.get_tagger()
     results = list(tagger.tag_images(items))
+    record_results(results, tagger)
+    return results
+
+
+def record_results(results: Sequence[TagResult], tagger, asset_of: Callable = lambda key: key) -> None:
+    """Commit a tagger's results in one transaction: the tags of the images it tagged and
+    the errors of the others (assets marked ``failed``).
+
+    Args:
+        results: from ``tagger.tag_images``.
+        tagger: the :class:`pipelines.tagger.Tagger` that produced them (its model is recorded).
+        asset_of: turns a result's ``key`` into its :class:`Asset` (default: the key is one).
+    """
     with transaction.atomic():
-        tagged = [(result.key, result.tags) for result in results if result.ok]
+        tagged = [(asset_of(result.key), result.tags) for result in results if result.ok]
         record_tags_batch(tagged, tagger.model_name, tagger.model_version, parents=tagger.tagmap.parents)
         for result in results:
             if not result.ok:
-                mark_failed(result.key, str(result.error))
-    return results
+                mark_failed(asset_of(result.key), str(result.error))
 
 
 def publish_for_tagging(assets: Iterable[Asset]) -> bool:

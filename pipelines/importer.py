@@ -163,8 +163,6 @@ def import_files(
         chunk_size: files read and registered together.
         on_progress: called with the number of files finished after each step.
     """
-    from django.db import transaction
-
     from catalog import services
 
     summary = ImportSummary()
@@ -172,18 +170,12 @@ def import_files(
     def record(results: list) -> int:
         if not results:
             return 0
-        with transaction.atomic():
-            tagged = []
-            for result in results:
-                if result.ok:
-                    tagged.append((result.key, result.tags))
-                else:
-                    services.mark_failed(result.key, str(result.error))
-                    summary.failed.append({"path": result.name, "error": _message(result.error, result.name)})
-            services.record_tags_batch(
-                tagged, tagger.model_name, tagger.model_version, parents=tagger.tagmap.parents
-            )
-        summary.imported += len(tagged)
+        services.record_results(results, tagger)
+        for result in results:
+            if result.ok:
+                summary.imported += 1
+            else:
+                summary.failed.append({"path": result.name, "error": _message(result.error, result.name)})
         on_progress(len(results))
         return len(results)
 

@@ -63,8 +63,6 @@ def tag_batch(tagger, deliveries: list[tuple[object, object, bytes]]) -> list[tu
         One ``(reason, error)`` per delivery: ``("", "")`` when tagged, otherwise why it goes
         to the dead-letter queue.
     """
-    from django.db import transaction
-
     from catalog import services
     from catalog.models import Asset
     from catalog.storage import get_storage
@@ -88,18 +86,11 @@ def tag_batch(tagger, deliveries: list[tuple[object, object, bytes]]) -> list[tu
             )
             continue
         items.append(((i, asset), (lambda uri=asset.uri: storage.read(uri)), asset.filename))
-    with transaction.atomic():
-        tagged = []
-        for result in tagger.tag_images(items):
-            i, asset = result.key
-            if result.ok:
-                tagged.append((asset, result.tags))
-            else:
-                outcome[i] = (result.error.reason, str(result.error))
-                services.mark_failed(asset, str(result.error))
-        services.record_tags_batch(
-            tagged, tagger.model_name, tagger.model_version, parents=tagger.tagmap.parents
-        )
+    results = list(tagger.tag_images(items))
+    for result in results:
+        if not result.ok:
+            outcome[result.key[0]] = (result.error.reason, str(result.error))
+    services.record_results(results, tagger, asset_of=lambda key: key[1])
     return outcome
 
 
