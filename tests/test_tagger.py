@@ -1,5 +1,6 @@
 """The pretrained tagger on real photos, and the batched engine around it."""
 
+import os
 import cv2
 import numpy as np
 import pytest
@@ -115,3 +116,27 @@ def test_inference_always_runs_in_fixed_shape_batches(tmp_path):
     results = list(engine.tag_images((i, image, f"{i}.png") for i in range(10)))
     assert len(results) == 10 and all(names(r) == ["mug", "cup"] for r in results)
     assert set(shapes) == {(4, 32, 32, 3)} and len(shapes) == 3  # 4 + 4 + (2 padded to 4)
+
+
+def test_converted_model_is_cached_and_the_next_start_needs_no_tensorflow(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    image = tmp_path / "cat.png"
+    image.write_bytes(png(skimage.data.chelsea()))
+    code = (
+        "import sys, json; from pathlib import Path; from pipelines.tagger import get_tagger; "
+        f"r = next(get_tagger().tag_images([('k', Path({str(image)!r}), 'cat.png')])); "
+        "print(json.dumps([[t.name for t in r.tags], 'tensorflow' in sys.modules]))"
+    )
+    env = {**os.environ, "IMGTAG_HOME": str(tmp_path / "home"), "IMGTAG_RUNTIME": "litert"}
+    runs = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    (first_tags, first_tf), (second_tags, second_tf) = runs
+    assert first_tf and not second_tf  # converted once with TensorFlow, then read from the cache
+    assert first_tags == second_tags and "cat" in second_tags
+    assert len(list((tmp_path / "home" / "cache" / "models").glob("*.tflite"))) == 1
