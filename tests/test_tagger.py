@@ -1,6 +1,7 @@
 """The pretrained tagger on real photos, and the batched engine around it."""
 
 import os
+
 import cv2
 import numpy as np
 import pytest
