@@ -13,6 +13,7 @@
 | ``IMGTAG_QUEUE`` | ``imgtag.tagging`` | tagging queue; its dead letters go to ``<name>.dead`` |
 | ``IMGTAG_DELIVERY_LIMIT`` | ``5`` | deliveries of one message before the broker dead-letters it |
 | ``IMGTAG_UPLOAD_TAGGING`` | ``queue`` | API uploads: ``queue`` publishes a tagging message (a worker tags), ``inprocess`` tags in the web process |
+| ``IMGTAG_CACHE_DIR`` | ``$IMGTAG_HOME/cache`` | converted models (LiteRT), made on first use; bake it into an image to skip that |
 | ``IMGTAG_RUNTIME`` | ``litert`` | in-process inference: ``litert`` (XNNPACK, about 2x faster on CPU) or ``tensorflow`` |
 """
 
@@ -37,6 +38,7 @@ class Settings:
     queue: str
     delivery_limit: int
     upload_tagging: str
+    cache_dir: Path
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -54,6 +56,7 @@ class Settings:
             amqp_url=env.get("IMGTAG_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
             queue=env.get("IMGTAG_QUEUE", "imgtag.tagging"),
             delivery_limit=int(env.get("IMGTAG_DELIVERY_LIMIT", "5")),
+            cache_dir=Path(env.get("IMGTAG_CACHE_DIR") or home / "cache").expanduser().resolve(),
             upload_tagging=_choice(env, "IMGTAG_UPLOAD_TAGGING", "queue", ("queue", "inprocess")),
         )
 

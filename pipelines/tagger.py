@@ -236,12 +236,12 @@ def _pretrained_flatbuffer(cache_dir: Path, batch_size: int) -> bytes:
 
 
 @functools.cache
-def _cached_tagger(batch_size: int, decode_threads: int, max_pixels: int, runtime: str, home: Path) -> Tagger:
+def _cached_tagger(batch_size: int, decode_threads: int, max_pixels: int, runtime: str, cache_dir: Path) -> Tagger:
     import cv2
 
     cv2.setNumThreads(1)  # the engine decodes in its own threads; OpenCV's pool would oversubscribe
     if runtime == "litert":
-        predict = litert_interpreter(_pretrained_flatbuffer(home / "cache" / "models", batch_size))
+        predict = litert_interpreter(_pretrained_flatbuffer(cache_dir / "models", batch_size))
     else:
         from pipelines.tf_runtime import import_tensorflow
 
@@ -262,9 +262,9 @@ def _cached_tagger(batch_size: int, decode_threads: int, max_pixels: int, runtim
 
 def get_tagger(settings: Settings | None = None) -> Tagger:
     """The process-wide tagger, loaded on first use (well under a second once the LiteRT model
-    is in ``$IMGTAG_HOME/cache``; about 5 s the first time)."""
+    is in ``IMGTAG_CACHE_DIR``; about 5 s the first time)."""
     settings = settings or Settings.from_env()
     with _lock:
         return _cached_tagger(
-            settings.batch_size, settings.decode_threads, settings.max_pixels, settings.runtime, settings.home
+            settings.batch_size, settings.decode_threads, settings.max_pixels, settings.runtime, settings.cache_dir
         )
