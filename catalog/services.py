@@ -324,7 +324,7 @@ def record_tags(
         asset: the asset the tags belong to.
         tags: the predicted tags (names are stored lowercase).
         model_name, model_version: the model that produced them (a :class:`ModelVersion`).
-        parents: ``tag -> immediate parent tags`` (``tagger.tagmap.parents``) or an object with
+        parents: ``tag -> immediate parent tags`` (``tagger.labels.parents``) or an object with
             such a ``parents`` method (the tag map); when given, new tags are linked to their
             parents, which are created as needed.
 
@@ -469,7 +469,7 @@ def record_results(results: Sequence[TagResult], tagger, asset_of: Callable = la
     """
     with transaction.atomic():
         tagged = [(asset_of(result.key), result.tags) for result in results if result.ok]
-        record_tags_batch(tagged, tagger.model_name, tagger.model_version, parents=tagger.tagmap.parents)
+        record_tags_batch(tagged, tagger.model_name, tagger.model_version, parents=tagger.labels.parents)
         for result in results:
             if not result.ok:
                 mark_failed(asset_of(result.key), str(result.error))

@@ -64,27 +64,29 @@ def _block_specs():
             channels = stage.out
 
 
-def build(include_top: bool = True, name: str = "efficientnet_lite0"):
+def build(include_top: bool = True, name: str = "efficientnet_lite0", image_size: int = IMAGE_SIZE):
     """Build the (untrained) Keras graph.
 
     Args:
         include_top: end with the 1000-way ImageNet logits; otherwise end with the pooled
             1280 features.
+        image_size: input side; the weights fit any size (the network is convolutional up to
+            the global pooling), but ImageNet accuracy is best at the 224 it was trained on.
     Returns:
-        A ``keras.Model`` from ``(None, 224, 224, 3)`` RGB pixels in [0, 255].
+        A ``keras.Model`` from ``(None, image_size, image_size, 3)`` RGB pixels in [0, 255].
     """
     import keras
     from keras import layers
 
-    def bn(x, torch_name):
-        return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=0.99, name=torch_name)(x)
+    def bn(x, name):
+        return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=0.99, name=name)(x)
 
-    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
+    inputs = keras.Input((image_size, image_size, 3), name="image")
     x = layers.Rescaling(1.0 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD, name="lite_scaling")(inputs)
-    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="_conv_stem")(x)
-    x = layers.ReLU(6.0)(bn(x, "_bn0"))
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="conv_stem")(x)
+    x = layers.ReLU(6.0)(bn(x, "bn0"))
     for i, kernel, stride, expand, c_in, c_out in _block_specs():
-        prefix = f"_blocks.{i}."
+        prefix = f"blocks.{i}."
         shortcut = x
         if expand != 1:
             x = layers.Conv2D(c_in * expand, 1, use_bias=False, name=prefix + "_expand_conv")(x)
@@ -97,17 +99,24 @@ def build(include_top: bool = True, name: str = "efficientnet_lite0"):
         x = bn(x, prefix + "_bn2")
         if stride == 1 and c_in == c_out:
             x = layers.Add()([x, shortcut])
-    x = layers.Conv2D(FEATURES, 1, use_bias=False, name="_conv_head")(x)
-    x = layers.ReLU(6.0)(bn(x, "_bn1"))
+    x = layers.Conv2D(FEATURES, 1, use_bias=False, name="conv_head")(x)
+    x = layers.ReLU(6.0)(bn(x, "bn1"))
     x = layers.GlobalAveragePooling2D(name="features")(x)
     if include_top:
-        x = layers.Dense(NUM_CLASSES, name="_fc")(x)
+        x = layers.Dense(NUM_CLASSES, name="fc")(x)
     return keras.Model(inputs, x, name=name)
+
+
+def torch_name(layer_name: str) -> str:
+    """The PyTorch module name of a Keras layer: the layer name with the leading underscore
+    PyTorch uses (``blocks.3._expand_conv`` → ``_blocks.3._expand_conv``). Keras names drop it
+    because a SavedModel variable name may not start with ``_``."""
+    return "_" + layer_name
 
 
 def _keras_weights(layer, state: dict[str, np.ndarray]) -> list[np.ndarray]:
     """The PyTorch tensors of one layer, in Keras layout and order."""
-    name = layer.name
+    name = torch_name(layer.name)
     kind = type(layer).__name__
     if kind == "BatchNormalization":
         return [state[f"{name}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]
@@ -120,7 +129,7 @@ def _keras_weights(layer, state: dict[str, np.ndarray]) -> list[np.ndarray]:
     raise ValueError(f"no weights mapping for layer {name} ({kind})")
 
 
-def load_pretrained(include_top: bool = True, path: str | Path | None = None):
+def load_pretrained(include_top: bool = True, path: str | Path | None = None, image_size: int = IMAGE_SIZE):
     """EfficientNet-Lite0 with the packaged ImageNet weights; no network access.
 
     Raises:
@@ -129,7 +138,7 @@ def load_pretrained(include_top: bool = True, path: str | Path | None = None):
     from pipelines.torch_legacy import load_state_dict
 
     state = load_state_dict(path or weights_path())
-    model = build(include_top=include_top)
+    model = build(include_top=include_top, image_size=image_size)
     used = set()
     for layer in model.layers:
         if not layer.weights:
@@ -140,7 +149,7 @@ def load_pretrained(include_top: bool = True, path: str | Path | None = None):
                 raise ValueError(f"{layer.name}: weights {array.shape} do not fit {tuple(variable.shape)}")
         layer.set_weights(arrays)
         used.update(
-            k for k in state if k.startswith(layer.name + ".") and not k.endswith("num_batches_tracked")
+            k for k in state if k.startswith(torch_name(layer.name) + ".") and not k.endswith("num_batches_tracked")
         )
     expected = {k for k in state if not k.endswith("num_batches_tracked")}
     if not include_top:

@@ -207,7 +207,10 @@ def _consumer(metrics_port: Optional[int]):
     _catalog()
     if metrics_port:
         metrics.serve(metrics_port)
-    consumer = Consumer(_tagger(), settings)
+    from pipelines.tagger import get_tagger
+
+    _tagger()  # load the model before the first message
+    consumer = Consumer(get_tagger, settings)  # follows a newly promoted champion between batches
     consumer.install_signal_handlers()
     return consumer
 
@@ -279,7 +282,7 @@ def requeue(
     """Put catalog assets (back) on the tagging queue. Human-reviewed tags are never changed."""
     from pipelines import requeue as requeueing
     from pipelines.broker import BrokerUnavailable
-    from pipelines.tagger import PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION
+    from pipelines.tagger import current_model
 
     if not (pending or stale_model):
         err.print("[red]say what to requeue: --pending, --stale-model, or both[/red]")
@@ -291,9 +294,8 @@ def requeue(
         if pending:
             summary["pending"] = requeueing.requeue_pending(settings, batch_size)
         if stale_model:
-            summary["stale_model"] = requeueing.requeue_stale(
-                PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION, settings, batch_size
-            )
+            model = current_model(settings)
+            summary["stale_model"] = requeueing.requeue_stale(model.name, model.version, settings, batch_size)
     except BrokerUnavailable as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(3)
@@ -372,6 +374,195 @@ def createuser(
     user = create(username=username, password=password)
     token, _ = Token.objects.get_or_create(user=user)
     out.print(f"created {username}; API token: {token.key}")
+
+
+# --- training stages ---
+
+
+def _fail(message: str, code: int = 2):
+    err.print(f"[red]{message}[/red]")
+    raise typer.Exit(code)
+
+
+@app.command("version")
+def version_(
+    dataset: Path = typer.Argument(..., help="A dataset folder written by `imgtag ingest`."),
+    remote: Optional[str] = typer.Option(
+        None, help="DVC remote to push to (default IMGTAG_DVC_REMOTE; '' for none)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Version a dataset with DVC (dvc add, dvc push); prints its hash.
+
+    The hash names the exact images and labels a model was trained on: the training run and
+    the registered model carry it, and `dvc pull` brings the data back.
+    """
+    from pipelines.versioning import VersioningError, version_dataset
+
+    try:
+        summary = version_dataset(dataset, remote=remote, settings=_settings())
+    except (FileNotFoundError, VersioningError) as exc:
+        _fail(str(exc))
+    _emit(summary, as_json, f"dataset {summary['dataset']}: DVC hash {summary['dataset_hash']}")
+
+
+@app.command()
+def train(
+    dataset: Path = typer.Argument(..., help="A dataset folder written by `imgtag ingest`."),
+    out: Optional[Path] = typer.Option(None, help="Model folder (default: <dataset>/../model)."),
+    dataset_hash: Optional[str] = typer.Option(None, help="The dataset's DVC hash (`imgtag version`)."),
+    epochs: int = typer.Option(8, help="Epochs of training the learned head on the frozen backbone."),
+    learning_rate: float = typer.Option(1e-3, help="Adam learning rate of the head training."),
+    batch_size: int = typer.Option(32, help="Images per training step."),
+    image_size: int = typer.Option(224, help="Input side in pixels (the backbone was trained at 224)."),
+    fine_tune_blocks: int = typer.Option(0, help="Then fine-tune this many top blocks of the backbone (0-16)."),
+    fine_tune_epochs: int = typer.Option(0, help="Epochs of fine-tuning (at a tenth of the learning rate)."),
+    seed: int = typer.Option(0, help="Random seed (shuffling, augmentation, head initialisation)."),
+    run_name: Optional[str] = typer.Option(None, help="MLflow run name (the DAG passes its run id)."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show Keras' progress bar per epoch."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Train the tagger on a dataset: the learned head first, then optionally the top blocks.
+
+    Logs parameters, per-epoch metrics, training curves and the dataset hash to an MLflow run
+    (MLFLOW_TRACKING_URI, default a SQLite file in IMGTAG_HOME) and writes the model folder.
+    """
+    from pipelines.dataset import DatasetError
+    from pipelines.train import TrainParams
+    from pipelines.train import train as run_training
+
+    params = TrainParams(
+        epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        image_size=image_size,
+        fine_tune_blocks=fine_tune_blocks,
+        fine_tune_epochs=fine_tune_epochs,
+        seed=seed,
+    )
+    try:
+        with err.status(f"Training on {dataset}..."):
+            result = run_training(
+                dataset, out, params, dataset_hash=dataset_hash, run_name=run_name, settings=_settings(),
+                verbose=2 if verbose else 0,
+            )
+    except (ValueError, DatasetError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    summary = result.to_dict()
+    _emit(summary, as_json, f"model {summary['model']} (MLflow run {summary['run_id']}): {summary['final']}")
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Argument(..., help="A model folder written by `imgtag train`."),
+    dataset: Path = typer.Argument(..., help="The dataset it was trained on."),
+    run_id: Optional[str] = typer.Option(None, help="MLflow run to log metrics and plots to."),
+    target_precision: float = typer.Option(
+        0.9, help="Each tag's threshold is the lowest score reaching this precision on validation."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Evaluate a trained model: per-tag thresholds on val, mAP and F1 on test, plots."""
+    from pipelines.dataset import DatasetError
+    from pipelines.evaluate import evaluate as run_evaluation
+
+    try:
+        with err.status("Evaluating..."):
+            result = run_evaluation(model, dataset, run_id=run_id, target_precision=target_precision,
+                                    settings=_settings())
+    except (ValueError, DatasetError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    summary = result.to_dict()
+    _emit(summary, as_json, f"test mAP {summary['map']}, micro F1 {summary['micro_f1']}, "
+                            f"macro F1 {summary['macro_f1']}; report in {summary['report']}")
+
+
+@app.command("register")
+def register_(
+    model: Path = typer.Argument(..., help="A model folder written by `imgtag train`."),
+    run_id: str = typer.Option(..., help="The training run (MLflow) the model came from."),
+    thresholds: Optional[Path] = typer.Option(None, help="thresholds.json from `imgtag evaluate`."),
+    dag_run_id: Optional[str] = typer.Option(None, help="Airflow run id, recorded on the model version."),
+    learned_only: bool = typer.Option(
+        False, "--learned-only/--with-general",
+        help="Export only the learned tags, or (default) the general ImageNet-derived tags beside them.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Export the SavedModel and register it in MLflow as a new version of the tagger."""
+    from pipelines.registry import register
+
+    try:
+        with err.status("Exporting and registering..."):
+            summary = register(model, run_id=run_id, thresholds=thresholds, dag_run_id=dag_run_id,
+                               learned_only=learned_only, settings=_settings())
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    _emit(summary, as_json, f"registered {summary['model_name']} version {summary['model_version']}")
+
+
+@app.command()
+def gate(
+    model_version: str = typer.Argument(..., help="The challenger: a registered model version."),
+    dataset: Path = typer.Argument(..., help="The dataset whose test split both models are scored on."),
+    metric: str = typer.Option("map", help="map, micro_f1 or macro_f1."),
+    margin: float = typer.Option(0.01, help="How much better than the champion the challenger must be."),
+    floor: float = typer.Option(0.5, help="The least the challenger must reach (the only bar with no champion)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Compare a challenger with the champion on the same test split.
+
+    Exits 0 when the challenger passes and 3 when it is rejected (the training DAG then skips
+    promotion); either way the report is printed and written next to the dataset.
+    """
+    from pipelines.dataset import DatasetError
+    from pipelines.registry import GATE_REJECTED_EXIT
+    from pipelines.registry import gate as run_gate
+
+    try:
+        with err.status("Scoring challenger and champion..."):
+            result = run_gate(model_version, dataset, metric=metric, margin=margin, floor=floor,
+                              settings=_settings())
+    except (ValueError, DatasetError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    summary = result.to_dict()
+    _emit(summary, as_json, f"gate {'passed' if result.passed else 'REJECTED'}: {result.reason}")
+    if not result.passed:
+        err.print(f"[yellow]gate rejected model version {model_version}: {result.reason}[/yellow]")
+        raise typer.Exit(GATE_REJECTED_EXIT)
+
+
+@app.command()
+def promote(
+    model_version: str = typer.Argument(..., help="A registered model version (that passed the gate)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Serve a model version: the next numbered version in the TF Serving model repository
+    (IMGTAG_MODEL_BASE), and the MLflow alias `champion`. Taggers pick it up on their next batch."""
+    from pipelines.registry import promote as run_promote
+
+    try:
+        summary = run_promote(model_version, settings=_settings())
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    _emit(summary, as_json, f"serving version {summary['serving_version']} is model version "
+                            f"{summary['model_version']} (champion)")
+
+
+@app.command()
+def rollback(
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Serve the previous champion again (model repository and MLflow alias)."""
+    from pipelines.registry import rollback as run_rollback
+    from serving.repository import RepositoryError
+
+    try:
+        summary = run_rollback(settings=_settings())
+    except RepositoryError as exc:
+        _fail(str(exc))
+    _emit(summary, as_json, f"serving version {summary['serving_version']} again "
+                            f"(was {summary['rolled_back_from']})")
 
 
 def main() -> None:

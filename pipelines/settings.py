@@ -15,6 +15,13 @@
 | ``IMGTAG_UPLOAD_TAGGING`` | ``queue`` | API uploads: ``queue`` publishes a tagging message (a worker tags), ``inprocess`` tags in the web process |
 | ``IMGTAG_CACHE_DIR`` | ``$IMGTAG_HOME/cache`` | converted models (LiteRT), made on first use; bake it into an image to skip that |
 | ``IMGTAG_RUNTIME`` | ``litert`` | in-process inference: ``litert`` (XNNPACK, about 2x faster on CPU) or ``tensorflow`` |
+| ``IMGTAG_RUNS_DIR`` | ``$IMGTAG_HOME/runs`` | training runs: datasets, trained models, reports (a DVC repository) |
+| ``IMGTAG_MODEL_BASE`` | ``$IMGTAG_HOME/models`` | the TF Serving model repository (numbered versions, ``models.config``) |
+| ``IMGTAG_MODEL_NAME`` | ``imgtag-tagger`` | the model's name in the repository and in the MLflow registry |
+| ``IMGTAG_SERVING_BASE_PATH`` | ``$IMGTAG_MODEL_BASE`` | where TF Serving sees the repository (``/models`` in its container) |
+| ``MLFLOW_TRACKING_URI`` | ``sqlite:///$IMGTAG_HOME/mlflow.db`` | MLflow tracking and registry (``http://mlflow:5000`` in production) |
+| ``IMGTAG_MLFLOW_EXPERIMENT`` | ``imgtag-training`` | MLflow experiment of the training runs |
+| ``IMGTAG_DVC_REMOTE`` | ``$IMGTAG_HOME/dvc-remote`` | DVC remote the datasets are pushed to (``s3://bucket/dvc``); empty: no push |
 """
 
 from __future__ import annotations
@@ -39,6 +46,13 @@ class Settings:
     delivery_limit: int
     upload_tagging: str
     cache_dir: Path
+    runs_dir: Path
+    model_base: Path
+    model_name: str
+    serving_base_path: str
+    mlflow_tracking_uri: str
+    mlflow_experiment: str
+    dvc_remote: str
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -58,11 +72,22 @@ class Settings:
             delivery_limit=int(env.get("IMGTAG_DELIVERY_LIMIT", "5")),
             cache_dir=Path(env.get("IMGTAG_CACHE_DIR") or home / "cache").expanduser().resolve(),
             upload_tagging=_choice(env, "IMGTAG_UPLOAD_TAGGING", "queue", ("queue", "inprocess")),
+            runs_dir=_path(env.get("IMGTAG_RUNS_DIR") or home / "runs"),
+            model_base=(model_base := _path(env.get("IMGTAG_MODEL_BASE") or home / "models")),
+            model_name=env.get("IMGTAG_MODEL_NAME", "imgtag-tagger"),
+            serving_base_path=env.get("IMGTAG_SERVING_BASE_PATH") or str(model_base),
+            mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}",
+            mlflow_experiment=env.get("IMGTAG_MLFLOW_EXPERIMENT", "imgtag-training"),
+            dvc_remote=env.get("IMGTAG_DVC_REMOTE", str(home / "dvc-remote")),
         )
 
     @property
     def dead_queue(self) -> str:
         return f"{self.queue}.dead"
+
+
+def _path(value) -> Path:
+    return Path(value).expanduser().resolve()
 
 
 def _choice(env, name: str, default: str, allowed: tuple[str, ...]) -> str:

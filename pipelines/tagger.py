@@ -13,6 +13,7 @@ import functools
 import os
 import threading
 from collections import deque
+from dataclasses import dataclass
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -24,6 +25,7 @@ from pipelines.backbone import IMAGE_SIZE
 from pipelines.results import TagResult
 from pipelines.settings import Settings
 from pipelines.tagmap import TagMap
+from pipelines.vocabulary import Vocabulary
 
 PRETRAINED_MODEL_NAME = "efficientnet-lite0-imagenet"
 PRETRAINED_MODEL_VERSION = "pretrained"
@@ -48,19 +50,21 @@ def lower_thread_priority(niceness: int = 10) -> None:
 
 
 class Tagger:
-    """Tags images with a classifier and a :class:`~pipelines.tagmap.TagMap`.
+    """Tags images with a model and the vocabulary that turns its outputs into tags.
 
     Args:
-        predict: ``(batch, size, size, 3) uint8 -> (batch, classes) probabilities``; called
-            with exactly ``batch_size`` images every time.
-        tagmap: turns class probabilities into tags.
+        predict: ``(batch, size, size, 3) uint8 -> (batch, outputs)``; called with exactly
+            ``batch_size`` images every time.
+        labels: turns the outputs into tags: a :class:`~pipelines.tagmap.TagMap` for the
+            pretrained classifier's class probabilities, a
+            :class:`~pipelines.vocabulary.Vocabulary` for an exported model's tag scores.
         model_name, model_version: recorded on every tag this tagger produces.
     """
 
     def __init__(
         self,
         predict: Callable[[np.ndarray], np.ndarray],
-        tagmap: TagMap,
+        labels: "TagMap | Vocabulary",
         model_name: str,
         model_version: str,
         *,
@@ -70,7 +74,7 @@ class Tagger:
         max_pixels: int = imageio.DEFAULT_MAX_PIXELS,
     ):
         self._predict = predict
-        self.tagmap = tagmap
+        self.labels = labels
         self.model_name = model_name
         self.model_version = model_version
         self.image_size = image_size
@@ -86,7 +90,7 @@ class Tagger:
         return imageio.load_for_model(data, self.image_size, name, max_pixels=self.max_pixels)
 
     def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """Class probabilities for ``(n, size, size, 3)`` uint8 pixels, in fixed-shape batches."""
+        """Model outputs for ``(n, size, size, 3)`` uint8 pixels, in fixed-shape batches."""
         out = []
         for start in range(0, len(pixels), self.batch_size):
             chunk = pixels[start : start + self.batch_size]
@@ -95,7 +99,7 @@ class Tagger:
                 pad = np.zeros((self.batch_size - n, *chunk.shape[1:]), dtype=np.uint8)
                 chunk = np.concatenate([chunk, pad])
             out.append(np.asarray(self._predict(chunk))[:n])
-        return np.concatenate(out) if out else np.zeros((0, self.tagmap.matrix.shape[0]), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, self.labels.output_width), np.float32)
 
     def tag_images(self, items: Iterable[Item]) -> Iterator[TagResult]:
         """Tag many images; yields one :class:`TagResult` per item, in input order.
@@ -138,7 +142,7 @@ class Tagger:
                         results.append(TagResult(key, name, info=info))
                         pixels.append(image)
                 if pixels:
-                    tags = self.tagmap.select(self.predict_pixels(np.stack(pixels)))
+                    tags = self.labels.select(self.predict_pixels(np.stack(pixels)))
                     for slot, image_tags in zip(slots, tags):
                         results[slot].tags = image_tags
                 yield from results
@@ -225,22 +229,100 @@ def _pretrained_flatbuffer(cache_dir: Path, batch_size: int) -> bytes:
 
     import_tensorflow()
     flatbuffer = litert_flatbuffer(backbone.load_pretrained(include_top=True), batch_size)
+    _write_cache(path, flatbuffer)
+    return flatbuffer
+
+
+def _champion_flatbuffer(cache_dir: Path, model: "CurrentModel", batch_size: int) -> bytes:
+    """The champion's ``predict_pixels`` signature as LiteRT, converted once per version."""
+    import hashlib
+    from importlib.metadata import version
+
+    digest = hashlib.sha256((model.path / "saved_model.pb").read_bytes()).hexdigest()[:16]
+    path = cache_dir / f"{model.name}-v{model.version}-b{batch_size}-{digest}-tf{version('tensorflow')}-v1.tflite"
+    if path.is_file():
+        return path.read_bytes()
+    from pipelines.tf_runtime import import_tensorflow, quiet_stderr
+
+    tf = import_tensorflow()
+    predict = _saved_model_predictor(model.path)
+    size = model.image_size
+    function = tf.function(predict, input_signature=[tf.TensorSpec([batch_size, size, size, 3], tf.uint8)])
+    with quiet_stderr():
+        flatbuffer = tf.lite.TFLiteConverter.from_concrete_functions(
+            [function.get_concrete_function()], predict.loaded
+        ).convert()
+    _write_cache(path, flatbuffer)
+    return flatbuffer
+
+
+def _saved_model_predictor(path: Path):
+    """``pixels -> scores`` through an exported SavedModel's ``predict_pixels`` signature."""
+    from pipelines.tf_runtime import import_tensorflow
+
+    tf = import_tensorflow()
+    loaded = tf.saved_model.load(str(path))
+    signature = loaded.signatures["predict_pixels"]
+
+    def predict(pixels):
+        return signature(pixels=pixels)["scores"]
+
+    predict.loaded = loaded  # keeps the variables alive; the converter needs them too
+    return predict
+
+
+def _write_cache(path: Path, flatbuffer: bytes) -> None:
     try:  # a cache that cannot be written costs the conversion next time, nothing else
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.partial")
         partial.write_bytes(flatbuffer)
         os.replace(partial, path)
     except OSError:
         pass
-    return flatbuffer
+
+
+@dataclass(frozen=True)
+class CurrentModel:
+    """The model the tagger serves: the champion in the model repository, else the pretrained one."""
+
+    name: str
+    version: str
+    path: Path | None = None  # the champion's SavedModel; None for the pretrained model
+    image_size: int = IMAGE_SIZE
+
+
+def current_model(settings: Settings | None = None) -> CurrentModel:
+    """Which model tags now: the version labelled ``champion`` in ``IMGTAG_MODEL_BASE``'s
+    ``models.config``, or the pretrained ImageNet tagger until a model has been promoted.
+    Cheap (reads one small file), so long-running workers ask before every batch."""
+    settings = settings or Settings.from_env()
+    from serving.repository import ModelRepository
+
+    promotion = ModelRepository(settings.model_base, settings.model_name).current()
+    if promotion is None:
+        return CurrentModel(PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION)
+    import json
+
+    info = json.loads((Path(promotion.path) / "assets" / "model.json").read_text())
+    return CurrentModel(settings.model_name, str(promotion.version), Path(promotion.path), int(info["image_size"]))
 
 
 @functools.cache
-def _cached_tagger(batch_size: int, decode_threads: int, max_pixels: int, runtime: str, cache_dir: Path) -> Tagger:
+def _cached_tagger(
+    model: CurrentModel, batch_size: int, decode_threads: int, max_pixels: int, runtime: str, cache_dir: Path
+) -> Tagger:
     import cv2
 
     cv2.setNumThreads(1)  # the engine decodes in its own threads; OpenCV's pool would oversubscribe
-    if runtime == "litert":
+    if model.path is not None:
+        labels = Vocabulary.read(model.path / "assets")
+        if runtime == "litert":
+            predict = litert_interpreter(_champion_flatbuffer(cache_dir / "models", model, batch_size))
+        else:
+            signature = _saved_model_predictor(model.path)
+            predict = lambda pixels: signature(pixels).numpy()  # noqa: E731
+    elif runtime == "litert":
+        labels = TagMap.load()
         predict = litert_interpreter(_pretrained_flatbuffer(cache_dir / "models", batch_size))
     else:
         from pipelines.tf_runtime import import_tensorflow
@@ -248,12 +330,14 @@ def _cached_tagger(batch_size: int, decode_threads: int, max_pixels: int, runtim
         import_tensorflow()
         from pipelines import backbone
 
+        labels = TagMap.load()
         predict = keras_predictor(backbone.load_pretrained(include_top=True), batch_size)
     return Tagger(
         predict,
-        TagMap.load(),
-        PRETRAINED_MODEL_NAME,
-        PRETRAINED_MODEL_VERSION,
+        labels,
+        model.name,
+        model.version,
+        image_size=model.image_size,
         batch_size=batch_size,
         decode_threads=decode_threads,
         max_pixels=max_pixels,
@@ -261,10 +345,14 @@ def _cached_tagger(batch_size: int, decode_threads: int, max_pixels: int, runtim
 
 
 def get_tagger(settings: Settings | None = None) -> Tagger:
-    """The process-wide tagger, loaded on first use (well under a second once the LiteRT model
-    is in ``IMGTAG_CACHE_DIR``; about 5 s the first time)."""
+    """The tagger of the current model (:func:`current_model`), loaded on first use and kept.
+
+    A new champion is picked up on the next call. Loading takes well under a second once the
+    LiteRT model is in ``IMGTAG_CACHE_DIR``, a few seconds the first time.
+    """
     settings = settings or Settings.from_env()
+    model = current_model(settings)
     with _lock:
         return _cached_tagger(
-            settings.batch_size, settings.decode_threads, settings.max_pixels, settings.runtime, settings.cache_dir
+            model, settings.batch_size, settings.decode_threads, settings.max_pixels, settings.runtime, settings.cache_dir
         )

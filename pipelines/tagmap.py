@@ -62,6 +62,11 @@ class TagMap:
 
         return self.matrix.sum(axis=0), np.array([depth(t) for t in self.tags])
 
+    @property
+    def output_width(self) -> int:
+        """How many class probabilities the model outputs."""
+        return self.matrix.shape[0]
+
     def parents(self, tag: str) -> list[str]:
         """Immediate parent tags of ``tag`` (empty for a top-level tag)."""
         return [self.parent[tag]] if tag in self.parent else []

@@ -98,12 +98,14 @@ class Consumer:
     """Consumes the tagging queue; see the module docstring.
 
     Args:
-        tagger: a :class:`pipelines.tagger.Tagger`.
+        tagger: a :class:`pipelines.tagger.Tagger`, or a function returning the tagger to use
+            for the next batch (``pipelines.tagger.get_tagger``: a long-running worker then
+            switches to a newly promoted champion between batches).
         settings: queue names, broker URL, batch size.
     """
 
     def __init__(self, tagger, settings: Settings | None = None, *, linger_seconds: float = 0.3):
-        self.tagger = tagger
+        self._tagger = tagger
         self.settings = settings or Settings.from_env()
         # Messages handled per commit: a few inference batches, so that decoding the next
         # inference batch overlaps the model within one call of the engine.
@@ -111,6 +113,11 @@ class Consumer:
         self.linger = linger_seconds
         self.stop_requested = threading.Event()
         self.summary = DrainSummary()
+
+    @property
+    def tagger(self):
+        """The tagger for the next batch."""
+        return self._tagger(self.settings) if callable(self._tagger) else self._tagger
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT finish the current batch, then stop."""

@@ -100,7 +100,7 @@ def bench_naive(model, tagger, files: list[Path]) -> float:
         probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
         asset, _ = services.ingest(data, path.name)
         services.record_tags(
-            asset, tagger.tagmap.select(probabilities)[0], "naive", "1", parents=tagger.tagmap.parents
+            asset, tagger.labels.select(probabilities)[0], "naive", "1", parents=tagger.labels.parents
         )
     return rate(len(files), time.perf_counter() - start)
 
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         if settings.runtime != "tensorflow":
             other = Tagger(
                 keras_predictor(backbone.load_pretrained(), tagger.batch_size),
-                tagger.tagmap,
+                tagger.labels,
                 "tf",
                 "tf",
                 batch_size=tagger.batch_size,

@@ -148,7 +148,7 @@ class FakeTagger:
     }
 
     def __init__(self):
-        self.tagmap = FakeTagMap()
+        self.labels = FakeTagMap()
         self.tagged: list[str] = []
 
     def tag_images(self, items):

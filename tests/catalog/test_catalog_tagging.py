@@ -55,7 +55,7 @@ def test_new_tags_are_linked_to_their_parents_which_are_created_as_needed(asset)
 
 
 def test_the_tag_map_itself_can_be_passed_as_parents(asset, fake_tagger):
-    services.record_tags(asset, [TagScore("coffee mug", 0.7)], "net", "1", parents=fake_tagger.tagmap)
+    services.record_tags(asset, [TagScore("coffee mug", 0.7)], "net", "1", parents=fake_tagger.labels)
     assert [t.name for t in Tag.objects.get(name="cup").parents.all()] == ["container"]
 
 

@@ -1,0 +1,76 @@
+"""A model's output tags with their thresholds: which scores become tags on an image.
+
+The pretrained tagger's vocabulary is its :class:`~pipelines.tagmap.TagMap` (class
+probabilities to tags); an exported model (:mod:`serving.export`) outputs tag scores directly
+and carries its vocabulary in ``assets/tags.csv`` (tag, threshold, head, parent).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.results import TagScore
+
+TAGS_FILE = "tags.csv"
+LABELS_FILE = "labels.txt"
+
+
+@dataclass(frozen=True, eq=False)
+class Vocabulary:
+    """Tag names in output order, each with a threshold, the head that scores it and its parent."""
+
+    tags: tuple[str, ...]
+    thresholds: np.ndarray
+    heads: tuple[str, ...]
+    parent: dict[str, str]
+
+    @property
+    def output_width(self) -> int:
+        return len(self.tags)
+
+    def parents(self, tag: str) -> list[str]:
+        """Immediate parent tags of ``tag`` (empty for a top-level or learned tag)."""
+        return [self.parent[tag]] if tag in self.parent else []
+
+    def select(self, scores: np.ndarray) -> list[list[TagScore]]:
+        """Tags at or above their threshold for each row of ``(n, tags)`` scores, best first
+        (equal scores to two decimals: by name)."""
+        out = []
+        names = np.array(self.tags, dtype=object)
+        for row in np.asarray(scores, np.float32):
+            keep = np.flatnonzero(row >= self.thresholds)
+            keep = keep[np.lexsort((names[keep], -np.round(row[keep], 2)))]
+            out.append([TagScore(self.tags[i], round(float(row[i]), 4)) for i in keep])
+        return out
+
+    def write(self, directory: Path) -> list[Path]:
+        """Write ``tags.csv`` and ``labels.txt`` (one tag per line, for TF Serving clients)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        tags_file, labels_file = directory / TAGS_FILE, directory / LABELS_FILE
+        with tags_file.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["tag", "threshold", "head", "parent"])
+            for tag, limit, head in zip(self.tags, self.thresholds, self.heads):
+                writer.writerow([tag, f"{float(limit):.6f}", head, self.parent.get(tag, "")])
+        labels_file.write_text("".join(t + "\n" for t in self.tags), encoding="utf-8")
+        return [tags_file, labels_file]
+
+    @classmethod
+    def read(cls, directory: str | Path) -> "Vocabulary":
+        """Read ``tags.csv`` from ``directory`` (a SavedModel's ``assets/``)."""
+        path = Path(directory) / TAGS_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no tag vocabulary; is this a SavedModel exported by imgtag?")
+        tags, limits, heads, parent = [], [], [], {}
+        with path.open(newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                tags.append(row["tag"])
+                limits.append(float(row["threshold"]))
+                heads.append(row["head"])
+                if row.get("parent"):
+                    parent[row["tag"]] = row["parent"]
+        return cls(tuple(tags), np.array(limits, np.float32), tuple(heads), parent)
