@@ -1,0 +1,335 @@
+"""The TF Serving model repository: numbered versions appear atomically, labels follow promotions.
+
+Real (tiny) SavedModels go in; ``models.config`` is parsed back with protobuf ``text_format``
+as TF Serving would read it.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.repository import (
+    PROMOTION_ASSET,
+    STAGING_PREFIX,
+    ModelRepository,
+    Promotion,
+    RepositoryError,
+    models_config_text,
+    read_models_config,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = "imgtag-tagger"
+
+
+@pytest.fixture(scope="session")
+def saved_model(tmp_path_factory) -> Path:
+    """A tiny SavedModel: ``serving_default`` takes ``images`` (tf.string [None]), returns float scores."""
+    from pipelines.tf_runtime import import_tensorflow
+
+    tf = import_tensorflow()
+
+    class Tiny(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = tf.Variable(0.5)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+        def serve(self, images):
+            lengths = tf.cast(tf.strings.length(images), tf.float32)
+            return {"scores": tf.stack([lengths * self.scale, -lengths], axis=1)}
+
+    module = Tiny()
+    out = tmp_path_factory.mktemp("tiny") / "saved_model"
+    tf.saved_model.save(module, str(out), signatures={"serving_default": module.serve})
+    return out
+
+
+@pytest.fixture()
+def repo(tmp_path) -> ModelRepository:
+    return ModelRepository(tmp_path / "models", NAME, serving_base_path="/models")
+
+
+def entry(repo: ModelRepository, name: str = NAME) -> model_server_config_pb2.ModelConfig:
+    config = text_format.Parse(repo.config_path.read_text(), model_server_config_pb2.ModelServerConfig())
+    (found,) = [c for c in config.model_config_list.config if c.name == name]
+    return found
+
+
+def leftovers(repo: ModelRepository) -> list[str]:
+    return [p.name for p in repo.model_dir.iterdir() if p.name.startswith(STAGING_PREFIX)]
+
+
+def test_module_imports_without_tensorflow():
+    code = "import sys, serving.repository, serving.warmup; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_empty_repository(repo):
+    assert repo.versions() == []
+    assert repo.current() is None
+    assert repo.history() == []
+    assert repo.read_config() is None
+    with pytest.raises(RepositoryError, match="nothing to roll back"):
+        repo.rollback()
+
+
+def test_first_promotion(repo, saved_model):
+    metadata = {"run_id": "r1", "version": "mlflow-7"}  # "version" must not clash with ours
+    promotion = repo.promote(saved_model, metadata)
+    assert promotion == Promotion(NAME, 1, repo.model_dir / "1", None, metadata)
+    assert repo.versions() == [1]
+    assert (repo.path(1) / "saved_model.pb").is_file()
+    assert (repo.path(1) / "variables").is_dir()
+    record = json.loads((repo.path(1) / "assets.extra" / PROMOTION_ASSET).read_text())
+    assert record["version"] == 1 and record["name"] == NAME
+    assert record["metadata"] == metadata
+    assert record["promoted_at"].endswith("+00:00")
+
+    config = entry(repo)
+    assert config.base_path == f"/models/{NAME}"
+    assert config.model_platform == "tensorflow"
+    assert list(config.model_version_policy.specific.versions) == [1]
+    assert dict(config.version_labels) == {"champion": 1}
+    assert repo.current() == promotion
+    assert json.loads(json.dumps(promotion.to_dict()))["path"] == str(repo.model_dir / "1")
+
+
+def test_promote_rollback_walk(repo, saved_model):
+    repo.promote(saved_model, {"run_id": "r1"})
+    second = repo.promote(saved_model, {"run_id": "r2"})
+    assert (second.version, second.previous) == (2, 1)
+    config = entry(repo)
+    assert dict(config.version_labels) == {"champion": 2, "previous": 1}
+    assert list(config.model_version_policy.specific.versions) == [2, 1]
+    assert repo.current().metadata == {"run_id": "r2"}
+
+    restored = repo.rollback()
+    assert (restored.version, restored.previous, restored.metadata) == (1, None, {"run_id": "r1"})
+    config = entry(repo)
+    assert dict(config.version_labels) == {"champion": 1}
+    assert list(config.model_version_policy.specific.versions) == [1]
+    assert (repo.path(2) / "saved_model.pb").is_file()  # kept for forensics, no longer served
+    assert repo.versions() == [1, 2]
+    history = repo.history()
+    assert [h["action"] for h in history] == ["promote", "promote", "rollback"]
+    assert history[2]["version"] == 1 and history[2]["rolled_back"] == 2
+
+    with pytest.raises(RepositoryError, match="nothing to roll back"):
+        repo.rollback()
+    assert repo.current().version == 1
+
+    third = repo.promote(saved_model, {"run_id": "r3"})
+    assert (third.version, third.previous) == (3, 1)  # never reuses 2
+    assert dict(entry(repo).version_labels) == {"champion": 3, "previous": 1}
+    assert repo.rollback().version == 1
+
+
+def test_rollback_walks_back_through_promotions(repo, saved_model):
+    for run in ("r1", "r2", "r3"):
+        repo.promote(saved_model, {"run_id": run})
+    back = repo.rollback()
+    assert (back.version, back.previous, back.metadata) == (2, 1, {"run_id": "r2"})
+    assert list(entry(repo).model_version_policy.specific.versions) == [2, 1]
+    back = repo.rollback()
+    assert (back.version, back.previous) == (1, None)
+    assert dict(entry(repo).version_labels) == {"champion": 1}
+    with pytest.raises(RepositoryError):
+        repo.rollback()
+    assert len(repo.history()) == 5
+
+
+def test_version_numbers_survive_deleted_directories(repo, saved_model):
+    repo.promote(saved_model, {})
+    repo.promote(saved_model, {})
+    repo.rollback()
+    shutil.rmtree(repo.path(2))
+    assert repo.promote(saved_model, {}).version == 3
+
+
+def test_not_a_saved_model(repo, tmp_path):
+    empty = tmp_path / "empty"
+    (empty / "variables").mkdir(parents=True)
+    with pytest.raises(RepositoryError, match="saved_model.pb"):
+        repo.promote(empty, {})
+    with pytest.raises(RepositoryError, match="no such directory"):
+        repo.promote(tmp_path / "missing", {})
+    assert repo.versions() == [] and not repo.config_path.exists()
+
+
+def test_metadata_must_be_json(repo, saved_model):
+    with pytest.raises(TypeError):
+        repo.promote(saved_model, {"when": object()})
+    assert repo.versions() == [] and not repo.config_path.exists()
+
+
+def test_copy_failing_midway_changes_nothing(repo, saved_model, monkeypatch):
+    repo.promote(saved_model, {"run_id": "r1"})
+    config_before = repo.config_path.read_bytes()
+    history_before = repo.history()
+    real_copy2 = shutil.copy2
+    copied = []
+
+    def flaky_copy2(src, dst, **kwargs):
+        if copied:
+            raise OSError(28, "No space left on device")
+        copied.append(src)
+        return real_copy2(src, dst, **kwargs)
+
+    monkeypatch.setattr(shutil, "copy2", flaky_copy2)
+    with pytest.raises(OSError, match="No space left"):
+        repo.promote(saved_model, {"run_id": "r2"})
+    monkeypatch.undo()
+
+    assert copied, "the copy should fail midway, after at least one file"
+    assert repo.versions() == [1]
+    assert sorted(p.name for p in repo.model_dir.iterdir() if p.name.isdigit()) == ["1"]
+    assert leftovers(repo) == []
+    assert repo.config_path.read_bytes() == config_before
+    assert repo.history() == history_before
+    assert repo.promote(saved_model, {"run_id": "r2"}).version == 2
+
+
+def test_poller_never_sees_half_a_version(repo, saved_model):
+    repo.model_dir.mkdir(parents=True)
+    seen_incomplete, seen = [], set()
+    done = threading.Event()
+
+    def poll():  # what TF Serving's file-system source does: list numeric dirs, load them
+        while not done.is_set():
+            for name in os.listdir(repo.model_dir):
+                if not name.isdigit():
+                    continue
+                version = repo.model_dir / name
+                seen.add(int(name))
+                complete = (
+                    (version / "saved_model.pb").is_file()
+                    and (version / "variables" / "variables.index").is_file()
+                    and (version / "assets.extra" / PROMOTION_ASSET).is_file()
+                )
+                if not complete:
+                    seen_incomplete.append(name)
+            if not set(repo.versions()) >= seen:  # versions() never drops a version once listed
+                seen_incomplete.append(f"versions() {repo.versions()} lost one of {sorted(seen)}")
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        for i in range(10):
+            repo.promote(saved_model, {"i": i})
+    finally:
+        done.set()
+        poller.join()
+    assert seen_incomplete == []
+    assert seen, "the poller never ran"
+    assert repo.versions() == list(range(1, 11))
+    assert dict(entry(repo).version_labels) == {"champion": 10, "previous": 9}
+
+
+def test_concurrent_threads_get_distinct_versions(repo, saved_model):
+    results, errors = [], []
+
+    def promote(i):
+        try:
+            results.append(repo.promote(saved_model, {"thread": i}).version)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=promote, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(results) == list(range(1, 7))
+    assert repo.versions() == list(range(1, 7))
+    assert leftovers(repo) == []
+    assert len(repo.history()) == 6
+    config = entry(repo)
+    assert config.version_labels["champion"] == 6 and config.version_labels["previous"] == 5
+
+
+def test_concurrent_processes_get_distinct_versions(repo, saved_model):
+    script = (
+        "import json, sys\n"
+        "from serving.repository import ModelRepository\n"
+        "repo = ModelRepository(sys.argv[1], sys.argv[2], serving_base_path='/models')\n"
+        "print(json.dumps([repo.promote(sys.argv[3], {'proc': sys.argv[4]}).version for _ in range(3)]))\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(repo.base), NAME, str(saved_model), str(i)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    versions = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        versions += json.loads(out)
+    assert sorted(versions) == list(range(1, 13))
+    assert repo.versions() == list(range(1, 13))
+    assert [h["version"] for h in repo.history()] == sorted(versions)
+    assert entry(repo).version_labels["champion"] == 12
+
+
+def test_other_models_in_config_are_kept(repo, saved_model):
+    other = model_server_config_pb2.ModelServerConfig()
+    kept = other.model_config_list.config.add()
+    kept.name = "faces"
+    kept.base_path = "/models/faces"
+    kept.model_platform = "tensorflow"
+    kept.model_version_policy.latest.num_versions = 2
+    kept.version_labels["stable"] = 4
+    repo.base.mkdir(parents=True)
+    repo.config_path.write_text(models_config_text(other))
+
+    repo.promote(saved_model, {})
+    repo.promote(saved_model, {})
+    repo.rollback()
+    config = read_models_config(repo.config_path)
+    assert [c.name for c in config.model_config_list.config] == ["faces", NAME]
+    assert config.model_config_list.config[0] == kept
+    assert dict(entry(repo).version_labels) == {"champion": 1}
+
+
+def test_serving_base_path(tmp_path, saved_model):
+    s3 = ModelRepository(tmp_path / "a", NAME, serving_base_path="s3://bucket/models/")
+    s3.promote(saved_model, {})
+    assert entry(s3).base_path == f"s3://bucket/models/{NAME}"
+
+    local = ModelRepository(tmp_path / "b")
+    local.promote(saved_model, {})
+    assert entry(local).base_path == str((tmp_path / "b" / NAME).absolute())
+    assert local.name == "imgtag-tagger"
+
+
+def test_config_and_log_disagreeing_is_an_error(repo, saved_model):
+    repo.promote(saved_model, {})
+    repo.promote(saved_model, {})
+    text = repo.config_path.read_text().replace("value: 2", "value: 7")
+    repo.config_path.write_text(text)
+    with pytest.raises(RepositoryError, match="fix models.config"):
+        repo.rollback()
+
+
+def test_torn_log_line_is_skipped(repo, saved_model):
+    repo.promote(saved_model, {})
+    with open(repo.log_path, "a") as handle:
+        handle.write('{"action": "promo')
+    assert len(repo.history()) == 1
+    assert repo.promote(saved_model, {}).version == 2
+    assert [h["version"] for h in repo.history()] == [1, 2]
