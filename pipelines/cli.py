@@ -384,6 +384,48 @@ def _fail(message: str, code: int = 2):
     raise typer.Exit(code)
 
 
+@app.command()
+def validate(
+    dataset: Path = typer.Argument(..., help="A dataset folder written by `imgtag ingest`."),
+    report: Optional[Path] = typer.Option(None, help="Report folder (default: <dataset>/../validation)."),
+    min_examples: int = typer.Option(10, help="Images each tag must label, over the whole dataset."),
+    allowed_tags: Optional[Path] = typer.Option(
+        None, help="File of allowed tags, one per line (# comments); any other tag fails."
+    ),
+    min_side: int = typer.Option(32, help="Smallest width and height, in pixels."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Validate a dataset with Great Expectations and decode every image; write the report.
+
+    Rules: schema, tag names, allowed tags, examples per tag, no split leakage, image sizes,
+    files present and decodable. Writes report.md, report.json and gx_result.json. Exits 1
+    when a rule fails: the report, naming each bad file and tag, goes to stderr and the JSON
+    summary to stdout.
+    """
+    from pipelines.dataset import DatasetError
+    from pipelines.validate import default_report_dir, read_allowed_tags
+    from pipelines.validate import validate as run_validation
+
+    try:
+        result = run_validation(
+            dataset,
+            report or default_report_dir(dataset),
+            min_examples_per_tag=min_examples,
+            allowed_tags=read_allowed_tags(allowed_tags) if allowed_tags else None,
+            min_side=min_side,
+            progress=sys.stderr.isatty(),
+        )
+    except (DatasetError, OSError) as exc:
+        _fail(str(exc))
+    summary = result.to_dict()
+    if not result.passed:
+        err.print(result.text(), markup=False, highlight=False)
+        _emit(summary, True, "")
+        raise typer.Exit(1)
+    _emit(summary, as_json, f"dataset {dataset} passed validation: {summary['images_checked']} images, "
+                            f"{len(summary['tags'])} tags; report {summary['report']}")
+
+
 @app.command("version")
 def version_(
     dataset: Path = typer.Argument(..., help="A dataset folder written by `imgtag ingest`."),
