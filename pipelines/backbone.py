@@ -149,7 +149,9 @@ def load_pretrained(include_top: bool = True, path: str | Path | None = None, im
                 raise ValueError(f"{layer.name}: weights {array.shape} do not fit {tuple(variable.shape)}")
         layer.set_weights(arrays)
         used.update(
-            k for k in state if k.startswith(torch_name(layer.name) + ".") and not k.endswith("num_batches_tracked")
+            k
+            for k in state
+            if k.startswith(torch_name(layer.name) + ".") and not k.endswith("num_batches_tracked")
         )
     expected = {k for k in state if not k.endswith("num_batches_tracked")}
     if not include_top:

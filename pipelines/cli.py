@@ -384,6 +384,87 @@ def _fail(message: str, code: int = 2):
     raise typer.Exit(code)
 
 
+def _path_list(values: Optional[list[str]]) -> list[Path]:
+    """Repeated options whose values may each hold several comma-separated paths (empties ignored).
+
+    A value naming an existing file or folder is taken whole, so a path with a comma still works.
+    """
+    paths = []
+    for value in values or []:
+        parts = [value] if value.strip() and Path(value.strip()).exists() else value.split(",")
+        paths.extend(Path(p.strip()) for p in parts if p.strip())
+    return paths
+
+
+@app.command()
+def ingest(
+    folder: Optional[list[str]] = typer.Option(
+        None, "--folder", metavar="DIR",
+        help="A folder-per-tag tree <DIR>/<tag>/.../<image>: the first-level folder names the tag. "
+        "Repeatable; one value may also list several folders separated by commas.",
+    ),
+    manifest: Optional[list[str]] = typer.Option(
+        None, "--manifest", metavar="FILE",
+        help="A CSV manifest with a 'path,tags' header (tags separated by ';') or JSON lines "
+        '({"path": ..., "tags": [...]}); paths relative to the manifest\'s folder. '
+        "Repeatable; commas separate several.",
+    ),
+    catalog: bool = typer.Option(
+        False, "--catalog", help="Also take every catalog asset with a tag a person accepted or added."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", metavar="DIR",
+        help="The dataset folder to write; a dataset already there is replaced.",
+    ),
+    run_name: Optional[str] = typer.Option(
+        None, "--run-name", metavar="NAME",
+        help="Instead of --out: write <IMGTAG_RUNS_DIR>/<run name>/dataset.",
+    ),
+    split: str = typer.Option(
+        "0.7,0.15,0.15", "--split", metavar="TRAIN,VAL,TEST",
+        help="Train, val and test shares (summing to 1); by sha256, stable.",
+    ),
+    salt: str = typer.Option(
+        "", "--salt", metavar="TEXT", help="Any text: a different (still stable) split assignment."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json",
+        help="Print the summary as JSON (also written to /airflow/xcom/return.json in a pod).",
+    ),
+):
+    """Gather labelled images into one dataset folder: images by sha256, manifest.jsonl, dataset.json.
+
+    Duplicates (the same bytes from any sources) become one example with the union of their
+    tags. The split follows from each image's sha256, so an image keeps its split in every
+    run. Images whose header cannot be read are kept for `imgtag validate` to report.
+    Exit status 2 when a source cannot be read (the message names the file and line).
+    """
+    from catalog.runtime import CatalogUnavailable
+    from pipelines.ingest import IngestError
+    from pipelines.ingest import ingest as run_ingest
+
+    if (out is None) == (run_name is None):
+        _fail("say where the dataset goes: --out DIR or --run-name NAME (one of them)")
+    if out is None:
+        out = _settings().runs_dir / run_name / "dataset"
+    try:
+        fractions = tuple(float(share) for share in split.split(","))
+    except ValueError:
+        _fail(f"--split {split!r}: expected three numbers such as 0.7,0.15,0.15")
+    try:
+        result = run_ingest(
+            out, folders=_path_list(folder), manifests=_path_list(manifest), catalog=catalog,
+            fractions=fractions, salt=salt, progress=sys.stderr.isatty(),
+        )
+    except (IngestError, CatalogUnavailable) as exc:
+        _fail(str(exc))
+    summary = result.to_dict()
+    splits = ", ".join(f"{name} {count}" for name, count in summary["images_per_split"].items())
+    _emit(summary, as_json, f"dataset {summary['dataset']}: {summary['images']} images ({splits}), "
+                            f"{len(summary['tags'])} tags, {summary['duplicates_merged']} duplicates merged, "
+                            f"{summary['unreadable']} unreadable")
+
+
 @app.command()
 def validate(
     dataset: Path = typer.Argument(..., help="A dataset folder written by `imgtag ingest`."),
@@ -457,7 +538,9 @@ def train(
     learning_rate: float = typer.Option(1e-3, help="Adam learning rate of the head training."),
     batch_size: int = typer.Option(32, help="Images per training step."),
     image_size: int = typer.Option(224, help="Input side in pixels (the backbone was trained at 224)."),
-    fine_tune_blocks: int = typer.Option(0, help="Then fine-tune this many top blocks of the backbone (0-16)."),
+    fine_tune_blocks: int = typer.Option(
+        0, help="Then fine-tune this many top blocks of the backbone (0-16)."
+    ),
     fine_tune_epochs: int = typer.Option(0, help="Epochs of fine-tuning (at a tenth of the learning rate)."),
     seed: int = typer.Option(0, help="Random seed (shuffling, augmentation, head initialisation)."),
     run_name: Optional[str] = typer.Option(None, help="MLflow run name (the DAG passes its run id)."),
@@ -549,7 +632,9 @@ def gate(
     dataset: Path = typer.Argument(..., help="The dataset whose test split both models are scored on."),
     metric: str = typer.Option("map", help="map, micro_f1 or macro_f1."),
     margin: float = typer.Option(0.01, help="How much better than the champion the challenger must be."),
-    floor: float = typer.Option(0.5, help="The least the challenger must reach (the only bar with no champion)."),
+    floor: float = typer.Option(
+        0.5, help="The least the challenger must reach (the only bar with no champion)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Compare a challenger with the champion on the same test split.
@@ -605,87 +690,6 @@ def rollback(
         _fail(str(exc))
     _emit(summary, as_json, f"serving version {summary['serving_version']} again "
                             f"(was {summary['rolled_back_from']})")
-
-
-def _path_list(values: Optional[list[str]]) -> list[Path]:
-    """Repeated options whose values may each hold several comma-separated paths (empties ignored).
-
-    A value naming an existing file or folder is taken whole, so a path with a comma still works.
-    """
-    paths = []
-    for value in values or []:
-        parts = [value] if value.strip() and Path(value.strip()).exists() else value.split(",")
-        paths.extend(Path(p.strip()) for p in parts if p.strip())
-    return paths
-
-
-@app.command()
-def ingest(
-    folder: Optional[list[str]] = typer.Option(
-        None, "--folder", metavar="DIR",
-        help="A folder-per-tag tree <DIR>/<tag>/.../<image>: the first-level folder names the tag. "
-        "Repeatable; one value may also list several folders separated by commas.",
-    ),
-    manifest: Optional[list[str]] = typer.Option(
-        None, "--manifest", metavar="FILE",
-        help="A CSV manifest with a 'path,tags' header (tags separated by ';') or JSON lines "
-        '({"path": ..., "tags": [...]}); paths relative to the manifest\'s folder. '
-        "Repeatable; commas separate several.",
-    ),
-    catalog: bool = typer.Option(
-        False, "--catalog", help="Also take every catalog asset with a tag a person accepted or added."
-    ),
-    out: Optional[Path] = typer.Option(
-        None, "--out", metavar="DIR",
-        help="The dataset folder to write; a dataset already there is replaced.",
-    ),
-    run_name: Optional[str] = typer.Option(
-        None, "--run-name", metavar="NAME",
-        help="Instead of --out: write <IMGTAG_RUNS_DIR>/<run name>/dataset.",
-    ),
-    split: str = typer.Option(
-        "0.7,0.15,0.15", "--split", metavar="TRAIN,VAL,TEST",
-        help="Train, val and test shares (summing to 1); by sha256, stable.",
-    ),
-    salt: str = typer.Option(
-        "", "--salt", metavar="TEXT", help="Any text: a different (still stable) split assignment."
-    ),
-    as_json: bool = typer.Option(
-        False, "--json",
-        help="Print the summary as JSON (also written to /airflow/xcom/return.json in a pod).",
-    ),
-):
-    """Gather labelled images into one dataset folder: images by sha256, manifest.jsonl, dataset.json.
-
-    Duplicates (the same bytes from any sources) become one example with the union of their
-    tags. The split follows from each image's sha256, so an image keeps its split in every
-    run. Images whose header cannot be read are kept for `imgtag validate` to report.
-    Exit status 2 when a source cannot be read (the message names the file and line).
-    """
-    from catalog.runtime import CatalogUnavailable
-    from pipelines.ingest import IngestError
-    from pipelines.ingest import ingest as run_ingest
-
-    if (out is None) == (run_name is None):
-        _fail("say where the dataset goes: --out DIR or --run-name NAME (one of them)")
-    if out is None:
-        out = _settings().runs_dir / run_name / "dataset"
-    try:
-        fractions = tuple(float(share) for share in split.split(","))
-    except ValueError:
-        _fail(f"--split {split!r}: expected three numbers such as 0.7,0.15,0.15")
-    try:
-        result = run_ingest(
-            out, folders=_path_list(folder), manifests=_path_list(manifest), catalog=catalog,
-            fractions=fractions, salt=salt, progress=sys.stderr.isatty(),
-        )
-    except (IngestError, CatalogUnavailable) as exc:
-        _fail(str(exc))
-    summary = result.to_dict()
-    splits = ", ".join(f"{name} {count}" for name, count in summary["images_per_split"].items())
-    _emit(summary, as_json, f"dataset {summary['dataset']}: {summary['images']} images ({splits}), "
-                            f"{len(summary['tags'])} tags, {summary['duplicates_merged']} duplicates merged, "
-                            f"{summary['unreadable']} unreadable")
 
 
 def main() -> None:

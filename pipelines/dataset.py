@@ -141,7 +141,9 @@ def write(root: Path, examples: Iterable[Example]) -> Dataset:
     dataset = Dataset(root, sorted(examples, key=lambda e: e.sha256))
     root.mkdir(parents=True, exist_ok=True)
     (root / MANIFEST_FILE).write_text("".join(e.to_json() + "\n" for e in dataset.examples), encoding="utf-8")
-    (root / SUMMARY_FILE).write_text(json.dumps(dataset.summary(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (root / SUMMARY_FILE).write_text(
+        json.dumps(dataset.summary(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     return dataset
 
 

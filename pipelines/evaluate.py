@@ -44,8 +44,12 @@ def choose_thresholds(y: np.ndarray, scores: np.ndarray, tags: list[str], target
     chosen = {}
     for j, tag in enumerate(tags):
         if y.shape[0] == 0 or y[:, j].sum() == 0:
-            chosen[tag] = {"threshold": 0.5, "reason": "no_validation_example", "val_precision": None,
-                           "val_recall": None}
+            chosen[tag] = {
+                "threshold": 0.5,
+                "reason": "no_validation_example",
+                "val_precision": None,
+                "val_recall": None,
+            }
             continue
         precision, recall, thresholds = precision_recall_curve(y[:, j], scores[:, j])
         precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
@@ -99,7 +103,9 @@ def score_metrics(y: np.ndarray, scores: np.ndarray, tags: list[str], thresholds
     }
 
 
-def predict(trained: tagger_model.TrainedModel, files: list[Path], batch_size: int = 32) -> dict[str, np.ndarray]:
+def predict(
+    trained: tagger_model.TrainedModel, files: list[Path], batch_size: int = 32
+) -> dict[str, np.ndarray]:
     """The two heads' outputs for image files, decoded as the exported model decodes them."""
     from pipelines.train import input_pipeline
 
@@ -115,7 +121,9 @@ def predict(trained: tagger_model.TrainedModel, files: list[Path], batch_size: i
     }
 
 
-def _general_agreement(trained: tagger_model.TrainedModel, files: list[Path], logits: np.ndarray) -> float | None:
+def _general_agreement(
+    trained: tagger_model.TrainedModel, files: list[Path], logits: np.ndarray
+) -> float | None:
     """Share of images whose top ImageNet class is the pretrained model's: how far fine-tuning
     moved the general head (1.0 without fine-tuning)."""
     if not trained.info.get("fine_tuned_layers") or not len(files):
@@ -124,8 +132,12 @@ def _general_agreement(trained: tagger_model.TrainedModel, files: list[Path], lo
     from pipelines.train import input_pipeline
 
     reference = backbone.load_pretrained(include_top=True, image_size=trained.image_size)
-    pretrained = np.concatenate([np.asarray(reference(b, training=False))
-                                 for b in input_pipeline(files, None, trained.image_size, 32)])
+    pretrained = np.concatenate(
+        [
+            np.asarray(reference(b, training=False))
+            for b in input_pipeline(files, None, trained.image_size, 32)
+        ]
+    )
     return float(np.mean(pretrained.argmax(1) == logits.argmax(1)))
 
 
@@ -205,11 +217,22 @@ def evaluate(
 def _write_per_tag(path: Path, per_tag: dict, chosen: dict) -> None:
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["tag", "support", "precision", "recall", "f1", "ap", "threshold", "threshold_reason"])
+        writer.writerow(
+            ["tag", "support", "precision", "recall", "f1", "ap", "threshold", "threshold_reason"]
+        )
         for tag, m in sorted(per_tag.items()):
-            writer.writerow([tag, m["support"], f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}",
-                             "" if m["ap"] is None else f"{m['ap']:.4f}", f"{m['threshold']:.4f}",
-                             chosen[tag]["reason"]])
+            writer.writerow(
+                [
+                    tag,
+                    m["support"],
+                    f"{m['precision']:.4f}",
+                    f"{m['recall']:.4f}",
+                    f"{m['f1']:.4f}",
+                    "" if m["ap"] is None else f"{m['ap']:.4f}",
+                    f"{m['threshold']:.4f}",
+                    chosen[tag]["reason"],
+                ]
+            )
 
 
 def _write_predictions(path, rows, tags, y, scores, thresholds) -> None:
@@ -218,15 +241,20 @@ def _write_predictions(path, rows, tags, y, scores, thresholds) -> None:
     with path.open("w") as f:
         for example, truth, score in zip(rows, y, scores):
             predicted = [t for t, s, limit in zip(tags, score, limits) if s >= limit]
-            f.write(json.dumps({
-                "sha256": example.sha256,
-                "path": example.path,
-                "origins": list(example.origins),
-                "tags": list(example.tags),
-                "predicted": predicted,
-                "scores": {t: round(float(s), 4) for t, s in zip(tags, score)},
-                "error": round(float(np.abs(truth - score).sum()), 4),
-            }) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "sha256": example.sha256,
+                        "path": example.path,
+                        "origins": list(example.origins),
+                        "tags": list(example.tags),
+                        "predicted": predicted,
+                        "scores": {t: round(float(s), 4) for t, s in zip(tags, score)},
+                        "error": round(float(np.abs(truth - score).sum()), 4),
+                    }
+                )
+                + "\n"
+            )
 
 
 def _pyplot():
@@ -248,7 +276,9 @@ def _plot_pr_curves(path: Path, y: np.ndarray, scores: np.ndarray, tags: list[st
             continue
         precision, recall, _ = precision_recall_curve(y[:, j], scores[:, j])
         axis.plot(recall, precision, label=tag)
-    axis.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title="PR curves (test split)")
+    axis.set(
+        xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title="PR curves (test split)"
+    )
     axis.legend(fontsize="small", loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -46,8 +46,9 @@ def decode_and_resize(encoded, image_size: int):
     def jpeg():
         shape = tf.image.extract_jpeg_shape(encoded)
         ratio = tf.cast(tf.minimum(shape[0], shape[1]), tf.float32) / float(image_size)
-        halvings = tf.clip_by_value(tf.cast(tf.math.floor(tf.math.log(tf.maximum(ratio, 1.0)) / tf.math.log(2.0)),
-                                            tf.int32), 0, 3)
+        halvings = tf.clip_by_value(
+            tf.cast(tf.math.floor(tf.math.log(tf.maximum(ratio, 1.0)) / tf.math.log(2.0)), tf.int32), 0, 3
+        )
         return tf.switch_case(
             halvings, [lambda r=r: tf.io.decode_jpeg(encoded, channels=3, ratio=r) for r in (1, 2, 4, 8)]
         )
@@ -95,7 +96,11 @@ def unfreeze_top_blocks(model, blocks: int) -> list[str]:
     for layer in model.layers:
         name = layer.name
         in_block = name.startswith("blocks.") and int(name.split(".")[1]) >= first
-        if (in_block or name == "conv_head") and type(layer).__name__ != "BatchNormalization" and layer.weights:
+        if (
+            (in_block or name == "conv_head")
+            and type(layer).__name__ != "BatchNormalization"
+            and layer.weights
+        ):
             layer.trainable = True
             names.append(name)
     return names

@@ -59,7 +59,9 @@ def register(
     info = json.loads((model_dir / tagger_model.INFO_FILE).read_text())
     thresholds = Path(thresholds) if thresholds else model_dir / "thresholds.json"
     if not thresholds.is_file():
-        raise FileNotFoundError(f"{thresholds}: no thresholds; run `imgtag evaluate {model_dir} DATASET` first")
+        raise FileNotFoundError(
+            f"{thresholds}: no thresholds; run `imgtag evaluate {model_dir} DATASET` first"
+        )
     warmup = _warmup_images(info.get("dataset"))
     tags = {
         "dataset_hash": str(info.get("dataset_hash") or "unversioned"),
@@ -69,8 +71,15 @@ def register(
         "learned_tags": ",".join(json.loads((model_dir / tagger_model.INFO_FILE).read_text())["tags"]),
     }
     out = model_dir.parent / SAVED_MODEL_ARTIFACT
-    export(model_dir, thresholds, out, learned_only=learned_only, model_name=settings.model_name,
-           warmup_images=warmup, info={"run_id": run_id, **tags})
+    export(
+        model_dir,
+        thresholds,
+        out,
+        learned_only=learned_only,
+        model_name=settings.model_name,
+        warmup_images=warmup,
+        info={"run_id": run_id, **tags},
+    )
 
     client = tracking.client(settings)
     with mlflow.start_run(run_id=run_id) as run:
@@ -80,7 +89,8 @@ def register(
         client.get_registered_model(settings.model_name)
     except mlflow.exceptions.MlflowException:
         client.create_registered_model(
-            settings.model_name, description="imgtag's image tagger: SavedModel, encoded images in, tag scores out."
+            settings.model_name,
+            description="imgtag's image tagger: SavedModel, encoded images in, tag scores out.",
         )
     version = client.create_model_version(settings.model_name, source=source, run_id=run_id, tags=tags)
     return {
@@ -212,20 +222,39 @@ def gate(
     if value < floor:
         passed, reason = False, f"challenger {metric} {value:.4f} is below the floor {floor:.4f}"
     elif champion is None:
-        passed, reason = True, f"no champion yet; challenger {metric} {value:.4f} reaches the floor {floor:.4f}"
+        passed, reason = (
+            True,
+            f"no champion yet; challenger {metric} {value:.4f} reaches the floor {floor:.4f}",
+        )
     elif value >= champion[metric] + margin:
-        passed, reason = True, (
-            f"challenger {metric} {value:.4f} beats champion v{champion['version']} "
-            f"{champion[metric]:.4f} by at least {margin:.4f}"
+        passed, reason = (
+            True,
+            (
+                f"challenger {metric} {value:.4f} beats champion v{champion['version']} "
+                f"{champion[metric]:.4f} by at least {margin:.4f}"
+            ),
         )
     else:
-        passed, reason = False, (
-            f"challenger {metric} {value:.4f} does not beat champion v{champion['version']} "
-            f"{champion[metric]:.4f} by the margin {margin:.4f}"
+        passed, reason = (
+            False,
+            (
+                f"challenger {metric} {value:.4f} does not beat champion v{champion['version']} "
+                f"{champion[metric]:.4f} by the margin {margin:.4f}"
+            ),
         )
-    result = GateResult(passed, reason, metric, challenger, champion,
-                        details={"margin": margin, "floor": floor, "test_images": int(len(y)),
-                                 "model_version": str(model_version)})
+    result = GateResult(
+        passed,
+        reason,
+        metric,
+        challenger,
+        champion,
+        details={
+            "margin": margin,
+            "floor": floor,
+            "test_images": int(len(y)),
+            "model_version": str(model_version),
+        },
+    )
     result.report = _write_gate_report(result, Path(report_dir) if report_dir else data.root.parent / "gate")
 
     verdict = "passed" if passed else "rejected"
@@ -258,8 +287,11 @@ def _write_gate_report(result: GateResult, directory: Path) -> Path:
     for who, m in (("challenger", result.challenger), ("champion", result.champion)):
         if m is not None:
             lines.append(f"| {who} | {m['version']} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + " |")
-    lines += ["", f"Metric `{result.metric}`, margin {result.details['margin']}, floor {result.details['floor']}, "
-              f"{result.details['test_images']} test images."]
+    lines += [
+        "",
+        f"Metric `{result.metric}`, margin {result.details['margin']}, floor {result.details['floor']}, "
+        f"{result.details['test_images']} test images.",
+    ]
     (directory / "report.md").write_text("\n".join(lines) + "\n")
     return directory
 
@@ -267,7 +299,9 @@ def _write_gate_report(result: GateResult, directory: Path) -> Path:
 def _repository(settings: Settings):
     from serving.repository import ModelRepository
 
-    return ModelRepository(settings.model_base, settings.model_name, serving_base_path=settings.serving_base_path)
+    return ModelRepository(
+        settings.model_base, settings.model_name, serving_base_path=settings.serving_base_path
+    )
 
 
 def promote(model_version: str, *, settings: Settings | None = None) -> dict:
@@ -292,7 +326,9 @@ def promote(model_version: str, *, settings: Settings | None = None) -> dict:
         with _downloaded(version) as saved_model:
             promotion, changed = repository.promote(saved_model, metadata), True
     client.set_registered_model_alias(settings.model_name, tracking.CHAMPION, str(version.version))
-    client.set_model_version_tag(settings.model_name, str(version.version), "serving_version", str(promotion.version))
+    client.set_model_version_tag(
+        settings.model_name, str(version.version), "serving_version", str(promotion.version)
+    )
     return {
         "model_name": settings.model_name,
         "model_version": str(version.version),
@@ -311,7 +347,9 @@ def rollback(*, settings: Settings | None = None) -> dict:
     promotion = repository.rollback()
     mlflow_version = promotion.metadata.get("mlflow_version")
     if mlflow_version:
-        tracking.client(settings).set_registered_model_alias(settings.model_name, tracking.CHAMPION, str(mlflow_version))
+        tracking.client(settings).set_registered_model_alias(
+            settings.model_name, tracking.CHAMPION, str(mlflow_version)
+        )
     return {
         "model_name": settings.model_name,
         "serving_version": promotion.version,

@@ -13,8 +13,8 @@ import functools
 import os
 import threading
 from collections import deque
-from dataclasses import dataclass
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -174,7 +174,9 @@ def litert_flatbuffer(model, batch_size: int, image_size: int = IMAGE_SIZE) -> b
 
     function = _softmax_function(model, batch_size, image_size)
     with quiet_stderr():  # the converter logs every pass from C++
-        return tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], model).convert()
+        return tf.lite.TFLiteConverter.from_concrete_functions(
+            [function.get_concrete_function()], model
+        ).convert()
 
 
 def litert_interpreter(flatbuffer: bytes, threads: int | None = None):
@@ -239,7 +241,10 @@ def _champion_flatbuffer(cache_dir: Path, model: "CurrentModel", batch_size: int
     from importlib.metadata import version
 
     digest = hashlib.sha256((model.path / "saved_model.pb").read_bytes()).hexdigest()[:16]
-    path = cache_dir / f"{model.name}-v{model.version}-b{batch_size}-{digest}-tf{version('tensorflow')}-v1.tflite"
+    path = (
+        cache_dir
+        / f"{model.name}-v{model.version}-b{batch_size}-{digest}-tf{version('tensorflow')}-v1.tflite"
+    )
     if path.is_file():
         return path.read_bytes()
     from pipelines.tf_runtime import import_tensorflow, quiet_stderr
@@ -304,7 +309,9 @@ def current_model(settings: Settings | None = None) -> CurrentModel:
     import json
 
     info = json.loads((Path(promotion.path) / "assets" / "model.json").read_text())
-    return CurrentModel(settings.model_name, str(promotion.version), Path(promotion.path), int(info["image_size"]))
+    return CurrentModel(
+        settings.model_name, str(promotion.version), Path(promotion.path), int(info["image_size"])
+    )
 
 
 @functools.cache
@@ -354,5 +361,10 @@ def get_tagger(settings: Settings | None = None) -> Tagger:
     model = current_model(settings)
     with _lock:
         return _cached_tagger(
-            model, settings.batch_size, settings.decode_threads, settings.max_pixels, settings.runtime, settings.cache_dir
+            model,
+            settings.batch_size,
+            settings.decode_threads,
+            settings.max_pixels,
+            settings.runtime,
+            settings.cache_dir,
         )

@@ -28,7 +28,9 @@ def client(settings: Settings | None = None):
     # Alembic logs every migration of a new SQLite store at INFO on stderr.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if settings.mlflow_tracking_uri.startswith("sqlite:///"):
-        Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+            parents=True, exist_ok=True
+        )
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     return mlflow.MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)

@@ -51,7 +51,9 @@ class TrainParams:
         if not 32 <= self.image_size <= 512:
             problems.append(f"image size must be between 32 and 512 (got {self.image_size})")
         if not 0 <= self.fine_tune_blocks <= tagger_model.NUM_BLOCKS:
-            problems.append(f"fine-tune blocks must be 0..{tagger_model.NUM_BLOCKS} (got {self.fine_tune_blocks})")
+            problems.append(
+                f"fine-tune blocks must be 0..{tagger_model.NUM_BLOCKS} (got {self.fine_tune_blocks})"
+            )
         if self.fine_tune_epochs < 0:
             problems.append(f"fine-tune epochs must be >= 0 (got {self.fine_tune_epochs})")
         if not 0 <= self.dropout < 1:
@@ -130,7 +132,11 @@ def input_pipeline(
         num_parallel_calls=autotune,
         deterministic=True,
     )
-    data = images if labels is None else tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(labels)))
+    data = (
+        images
+        if labels is None
+        else tf.data.Dataset.zip((images, tf.data.Dataset.from_tensor_slices(labels)))
+    )
     if cache:
         data = data.cache()
     if training:
@@ -147,7 +153,12 @@ def _epoch_logger(history: dict[str, list[float]], offset: int = 0):
     import keras
     import mlflow
 
-    names = {"loss": "train/loss", "val_loss": "val/loss", "pr_auc": "train/pr_auc", "val_pr_auc": "val/pr_auc"}
+    names = {
+        "loss": "train/loss",
+        "val_loss": "val/loss",
+        "pr_auc": "train/pr_auc",
+        "val_pr_auc": "val/pr_auc",
+    }
 
     class EpochLogger(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -233,8 +244,12 @@ def train(
         seed=params.seed,
     )
     val_data = (
-        input_pipeline([data.image_path(e) for e in val_rows], labels_matrix(val_rows, tags), params.image_size,
-                       params.batch_size)
+        input_pipeline(
+            [data.image_path(e) for e in val_rows],
+            labels_matrix(val_rows, tags),
+            params.image_size,
+            params.batch_size,
+        )
         if val_rows
         else None
     )
@@ -262,7 +277,9 @@ def train(
                 "imgtag.dataset": str(data.root),
             }
         )
-        mlflow.log_params({**asdict(params), "dataset_hash": dataset_hash or "unversioned", "num_tags": len(tags)})
+        mlflow.log_params(
+            {**asdict(params), "dataset_hash": dataset_hash or "unversioned", "num_tags": len(tags)}
+        )
         mlflow.log_dict(data.summary(), "dataset/dataset.json")
         _log_dataset_input(data, dataset_hash)
         report = data.root.parent / "validation" / "report.md"
@@ -321,4 +338,3 @@ def _log_dataset_input(data: ds.Dataset, dataset_hash: str | None) -> None:
         warnings.simplefilter("ignore", UserWarning)
         dataset = mlflow.data.from_pandas(frame, source=source, name="imgtag-dataset", digest=digest)
     mlflow.log_input(dataset, context="training")
-

@@ -32,9 +32,8 @@ def _dvc(args: list[str], cwd: Path) -> str:
     command = [sys.executable, "-m", "dvc", *args]
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise VersioningError(
-            f"`dvc {' '.join(args)}` in {cwd} exited with {done.returncode}:\n{(done.stderr or done.stdout)[-2000:]}"
-        )
+        output = (done.stderr or done.stdout)[-2000:]
+        raise VersioningError(f"`dvc {' '.join(args)}` in {cwd} exited with {done.returncode}:\n{output}")
     return done.stdout
 
 
@@ -53,7 +52,9 @@ def repository_root(dataset_dir: Path, settings: Settings) -> Path:
     return root
 
 
-def version_dataset(dataset_dir: str | Path, *, remote: str | None = None, settings: Settings | None = None) -> dict:
+def version_dataset(
+    dataset_dir: str | Path, *, remote: str | None = None, settings: Settings | None = None
+) -> dict:
     """``dvc add`` the dataset folder (and ``dvc push`` it when a remote is set).
 
     Args:
@@ -67,7 +68,9 @@ def version_dataset(dataset_dir: str | Path, *, remote: str | None = None, setti
     settings = settings or Settings.from_env()
     dataset_dir = Path(dataset_dir).resolve()
     if not (dataset_dir / "manifest.jsonl").is_file():
-        raise FileNotFoundError(f"{dataset_dir}: not a dataset folder (no manifest.jsonl); run `imgtag ingest` first")
+        raise FileNotFoundError(
+            f"{dataset_dir}: not a dataset folder (no manifest.jsonl); run `imgtag ingest` first"
+        )
     remote = settings.dvc_remote if remote is None else remote
     root = repository_root(dataset_dir, settings)
     target = dataset_dir.relative_to(root).as_posix()

@@ -35,14 +35,22 @@ PIXELS_SIGNATURE = "predict_pixels"
 GENERAL, LEARNED = "general", "learned"
 
 
-def vocabulary(learned_tags: list[str], thresholds: dict[str, float], tagmap: TagMap | None) -> tuple[Vocabulary, list[int]]:
+def vocabulary(
+    learned_tags: list[str], thresholds: dict[str, float], tagmap: TagMap | None
+) -> tuple[Vocabulary, list[int]]:
     """The exported vocabulary, and the general tag columns it keeps (learned tags win a clash)."""
     learned = set(learned_tags)
     general_columns = [] if tagmap is None else [j for j, t in enumerate(tagmap.tags) if t not in learned]
     tags = [tagmap.tags[j] for j in general_columns] + list(learned_tags)
-    limits = [float(tagmap.thresholds[j]) for j in general_columns] + [float(thresholds[t]) for t in learned_tags]
+    limits = [float(tagmap.thresholds[j]) for j in general_columns] + [
+        float(thresholds[t]) for t in learned_tags
+    ]
     heads = [GENERAL] * len(general_columns) + [LEARNED] * len(learned_tags)
-    parent = {t: p for t, p in (tagmap.parent.items() if tagmap else ()) if t in tags and p in tags and t not in learned}
+    parent = {
+        t: p
+        for t, p in (tagmap.parent.items() if tagmap else ())
+        if t in tags and p in tags and t not in learned
+    }
     return Vocabulary(tuple(tags), np.array(limits, np.float32), tuple(heads), parent), general_columns
 
 
@@ -108,26 +116,37 @@ def export(
     chosen = json.loads(Path(thresholds_file).read_text())["tags"]
     missing = [t for t in trained.tags if t not in chosen]
     if missing:
-        raise ValueError(f"{thresholds_file}: no threshold for tags {missing}; run `imgtag evaluate` on this model")
+        raise ValueError(
+            f"{thresholds_file}: no threshold for tags {missing}; run `imgtag evaluate` on this model"
+        )
     tagmap = None if learned_only else TagMap.load()
     vocab, columns = vocabulary(trained.tags, {t: chosen[t]["threshold"] for t in trained.tags}, tagmap)
     general_matrix = None if tagmap is None else tagmap.matrix[:, columns]
 
     out_dir = Path(out_dir)
-    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir.parent if out_dir.parent.exists() else None))
+    staging = Path(
+        tempfile.mkdtemp(prefix=".export-", dir=out_dir.parent if out_dir.parent.exists() else None)
+    )
     try:
         asset_dir = staging / "source-assets"
         files = vocab.write(asset_dir)
         meta = asset_dir / "model.json"
-        meta.write_text(json.dumps({
-            "name": model_name,
-            "image_size": trained.image_size,
-            "learned_tags": trained.tags,
-            "general_tags": 0 if tagmap is None else len(columns),
-            "input": INPUT_KEY,
-            "output": OUTPUT_KEY,
-            **(info or {}),
-        }, indent=2, sort_keys=True) + "\n")
+        meta.write_text(
+            json.dumps(
+                {
+                    "name": model_name,
+                    "image_size": trained.image_size,
+                    "learned_tags": trained.tags,
+                    "general_tags": 0 if tagmap is None else len(columns),
+                    "input": INPUT_KEY,
+                    "output": OUTPUT_KEY,
+                    **(info or {}),
+                },
+                indent=2,
+                sort_keys=True,
+            )
+            + "\n"
+        )
         module = _module(trained, general_matrix, [*files, meta])
         saved = staging / "saved_model"
         tf.saved_model.save(

@@ -43,7 +43,9 @@ def step_rate(trainer, images, labels, steps: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=224)
@@ -77,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     trainer.compile(optimizer=keras.optimizers.Adam(1e-4), loss="binary_crossentropy")
     fine = step_rate(trainer, images, batch_labels, max(2, args.steps // 2))
 
-    print(f"input pipeline (read, decode 640x480 JPEG, resize to {args.image_size}, augment, batch): "
-          f"{source:.1f} images/s")
+    print(
+        f"input pipeline (read, decode 640x480 JPEG, resize to {args.image_size}, augment, batch): "
+        f"{source:.1f} images/s"
+    )
     print(f"training steps on in-memory tensors, head on frozen backbone: {head:.1f} images/s")
     print(f"training steps on in-memory tensors, fine-tuning the top 4 blocks: {fine:.1f} images/s")
     print(f"ratio input/step={source / head:.2f} input/finetune_step={source / fine:.2f}")

@@ -22,8 +22,20 @@ def write_dataset(root: Path, count: int, seed: int = 1, size: int = 160) -> ds.
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_bytes(data)
         fmt = "png" if path.suffix == ".png" else "jpeg"
-        examples.append(ds.Example(sha, relative, tuple(sorted(tags)), ds.split_for(sha), ("folder",),
-                                   (str(path),), size, size, fmt, len(data)))
+        examples.append(
+            ds.Example(
+                sha,
+                relative,
+                tuple(sorted(tags)),
+                ds.split_for(sha),
+                ("folder",),
+                (str(path),),
+                size,
+                size,
+                fmt,
+                len(data),
+            )
+        )
     return ds.write(root, examples)
 
 

@@ -19,18 +19,31 @@ from tests.training.conftest import write_dataset
 @pytest.fixture(scope="module")
 def registered(trained, shapes_dataset):
     result, evaluation = trained
-    return registry.register(result.model, run_id=result.run_id, thresholds=evaluation.thresholds,
-                             dag_run_id="manual__test")
+    return registry.register(
+        result.model, run_id=result.run_id, thresholds=evaluation.thresholds, dag_run_id="manual__test"
+    )
 
 
 def test_saved_model_cli_lists_the_serving_signature(registered):
     shown = subprocess.run(
-        [str(Path(sys.executable).parent / "saved_model_cli"), "show", "--dir", registered["saved_model"], "--all"],
-        capture_output=True, text=True, check=True,
+        [
+            str(Path(sys.executable).parent / "saved_model_cli"),
+            "show",
+            "--dir",
+            registered["saved_model"],
+            "--all",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    default = shown[shown.index("signature_def['serving_default']"):]
+    default = shown[shown.index("signature_def['serving_default']") :]
     default = default[: default.index("Method name is")]
-    assert "inputs['images'] tensor_info" in default and "dtype: DT_STRING" in default and "shape: (-1)" in default
+    assert (
+        "inputs['images'] tensor_info" in default
+        and "dtype: DT_STRING" in default
+        and "shape: (-1)" in default
+    )
     assert "outputs['scores'] tensor_info" in default and "dtype: DT_FLOAT" in default
     assert "signature_def['predict_pixels']" in shown
 
@@ -52,7 +65,9 @@ def test_exported_model_alone_gives_the_in_memory_model_tags(trained, registered
     learned = set(result.tags)
     assert [[t.name for t in tags if t.name in learned] for tags in loaded.vocabulary.select(served)] == [
         [t.name for t in tags]
-        for tags in loaded.vocabulary.select(np.pad(in_memory, ((0, 0), (len(loaded.vocabulary.tags) - len(learned), 0))))
+        for tags in loaded.vocabulary.select(
+            np.pad(in_memory, ((0, 0), (len(loaded.vocabulary.tags) - len(learned), 0)))
+        )
     ]
 
 
@@ -64,7 +79,7 @@ def test_export_keeps_the_general_tags_unless_asked_not_to(trained, registered, 
     result, evaluation = trained
     both = LoadedModel(registered["saved_model"]).vocabulary
     assert len(both.tags) == len(TagMap.load().tags) + len(result.tags)
-    assert set(both.heads[-len(result.tags):]) == {"learned"} and "cat" in both.tags and "cat" in both.parent
+    assert set(both.heads[-len(result.tags) :]) == {"learned"} and "cat" in both.tags and "cat" in both.parent
     requests = read_warmup(Path(registered["saved_model"]))
     assert requests and requests[0].model_spec.signature_name == "serving_default"
 
@@ -101,7 +116,9 @@ def test_gate_promote_tagger_and_rollback(registered, shapes_dataset, trained, t
     assert promoted["serving_version"] == 1 and promoted["changed"]
     assert registry.promote(registered["model_version"])["changed"] is False  # a retried promote
     client = mlflow.MlflowClient()
-    assert client.get_model_version_by_alias("imgtag-tagger", "champion").version == registered["model_version"]
+    assert (
+        client.get_model_version_by_alias("imgtag-tagger", "champion").version == registered["model_version"]
+    )
 
     model = current_model()
     assert (model.name, model.version) == ("imgtag-tagger", "1")

@@ -65,8 +65,12 @@ def test_thresholds_reach_the_target_precision_or_say_why():
     kept = scores[:, 0] >= a["threshold"]
     assert y[kept, 0].mean() >= 0.9 and kept.sum() > 0
     assert chosen["b"]["reason"] == "best_f1"
-    assert chosen["c"] == {"threshold": 0.5, "reason": "no_validation_example", "val_precision": None,
-                           "val_recall": None}
+    assert chosen["c"] == {
+        "threshold": 0.5,
+        "reason": "no_validation_example",
+        "val_precision": None,
+        "val_recall": None,
+    }
 
 
 def test_metrics_of_perfect_and_inverted_scores():
