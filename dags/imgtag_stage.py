@@ -13,7 +13,9 @@ chosen by ``IMGTAG_STAGE_EXECUTOR`` when the DAG file is parsed:
   and a Secret; the XCom sidecar hands ``/airflow/xcom/return.json`` back as the XCom.
 
 Either way ``arguments`` are Jinja-templated (``"{{ params.max_seconds }}"``) and the task's
-XCom is the stage's summary dict.
+XCom is the stage's summary dict. A stage that may decide the rest of the run is pointless (the
+training gate rejecting a model exits 3) is given ``skip_on_exit_code``: that exit status
+skips the task, and with it the tasks downstream, instead of failing the run.
 
 | variable | default | meaning |
 |---|---|---|
@@ -38,12 +40,13 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset, BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
 
 #: Updated by the promotion stage when a new champion model lands; schedules ``nightly_retag``.
 CHAMPION_ASSET = Asset("imgtag://models/imgtag-tagger/champion")
@@ -55,14 +58,41 @@ class StageError(RuntimeError):
     """A stage command failed, or printed no JSON summary; the message says which and why."""
 
 
+class StageExit(StageError):
+    """The stage command exited with a non-zero status.
+
+    Attributes:
+        command: the command line that ran.
+        returncode: the command's exit status.
+        summary: the JSON summary it printed on stdout anyway (a rejecting gate does), else None.
+        stderr_tail: the last lines of its stderr.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: Sequence[str],
+        returncode: int,
+        summary: dict | None,
+        stderr_tail: str,
+    ) -> None:
+        super().__init__(message)
+        self.command = list(command)
+        self.returncode = returncode
+        self.summary = summary
+        self.stderr_tail = stderr_tail
+
+
 @dataclass(frozen=True)
 class Resources:
-    """Container requests and limits of one stage (Kubernetes quantities)."""
+    """Container requests and limits of one stage, and its scratch ``/tmp`` (Kubernetes quantities)."""
 
     cpu_request: str = "250m"
     memory_request: str = "512Mi"
     cpu_limit: str = "1"
     memory_limit: str = "1Gi"
+    tmp_size: str = "1Gi"
 
     def requests(self) -> dict[str, str]:
         return {"cpu": self.cpu_request, "memory": self.memory_request}
@@ -73,6 +103,11 @@ class Resources:
 
 #: Stages that load the tagging model (TensorFlow) need more room than catalog/queue chores.
 MODEL_RESOURCES = Resources(cpu_request="1", memory_request="2Gi", cpu_limit="2", memory_limit="3Gi")
+
+#: Training holds the decoded training set, the backbone and its gradients, and writes checkpoints.
+TRAINING_RESOURCES = Resources(
+    cpu_request="2", memory_request="6Gi", cpu_limit="4", memory_limit="8Gi", tmp_size="10Gi"
+)
 
 
 @dataclass(frozen=True)
@@ -134,9 +169,10 @@ def stage(
         task_id: the task's id, also the pod's name prefix.
         arguments: the command line after ``imgtag``, starting with the subcommand, e.g.
             ``["drain", "--max-seconds", "{{ params.max_seconds }}", "--json"]`` (templated).
-        resources: container requests and limits (pods only).
+        resources: container requests and limits and the size of ``/tmp`` (pods only).
         settings: where stages run; read from the environment when omitted.
-        **operator_kwargs: passed to the operator (``outlets``, ``retries``, ``execution_timeout`` ...).
+        **operator_kwargs: passed to the operator (``outlets``, ``retries``, ``execution_timeout``,
+            ``skip_on_exit_code`` ...); both operators take ``skip_on_exit_code``.
 
     Returns:
         A ``KubernetesPodOperator`` or a :class:`LocalStageOperator`; its XCom is the summary.
@@ -179,7 +215,9 @@ def _pod_operator(
             k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=settings.secret)),
         ],
         # A read-only root filesystem still needs a scratch /tmp (TensorFlow, tempfile).
-        volumes=[k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="1Gi"))],
+        volumes=[
+            k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=resources.tmp_size))
+        ],
         volume_mounts=[k8s.V1VolumeMount(name="tmp", mount_path="/tmp")],
         security_context=k8s.V1PodSecurityContext(
             run_as_non_root=True,
@@ -203,19 +241,41 @@ class LocalStageOperator(BaseOperator):
     """Run ``imgtag <arguments>`` as a local subprocess; its JSON summary is the XCom.
 
     The command inherits the worker's environment. Its stderr goes to the task log as it comes;
-    a non-zero exit fails the task with the exit status and the end of stderr.
+    a non-zero exit fails the task with the exit status and the end of stderr, except an exit
+    status in ``skip_on_exit_code``, which skips the task (like ``KubernetesPodOperator``'s) with
+    the summary's ``reason`` in the message. A summary printed before a non-zero exit is still
+    pushed as the XCom, as the pod's XCom sidecar does.
     """
 
     template_fields: Sequence[str] = ("arguments",)
     ui_color = "#e8f4ea"
 
-    def __init__(self, *, arguments: Sequence[str], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        arguments: Sequence[str],
+        skip_on_exit_code: int | Container[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.arguments = list(arguments)
+        if skip_on_exit_code is None:
+            skip_on_exit_code = ()
+        elif isinstance(skip_on_exit_code, int):
+            skip_on_exit_code = (skip_on_exit_code,)
+        self.skip_on_exit_code: Container[int] = skip_on_exit_code
         self._process: subprocess.Popen | None = None
 
     def execute(self, context) -> dict:
-        return run_stage(self.arguments, log=self.log, on_start=self._remember)
+        try:
+            return run_stage(self.arguments, log=self.log, on_start=self._remember)
+        except StageExit as exc:
+            ti = context.get("ti")
+            if exc.summary is not None and self.do_xcom_push and ti is not None:
+                ti.xcom_push(key="return_value", value=exc.summary)
+            if exc.returncode in self.skip_on_exit_code:
+                raise AirflowSkipException(_skip_message(exc)) from exc
+            raise
 
     def _remember(self, process: subprocess.Popen) -> None:
         self._process = process
@@ -224,6 +284,17 @@ class LocalStageOperator(BaseOperator):
         """Ask the command to stop (SIGTERM: a drain finishes its current batch)."""
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signal.SIGTERM)
+
+
+def _skip_message(exc: StageExit) -> str:
+    """Why a stage was skipped: its summary's ``reason``, else its summary, else its stderr tail."""
+    if exc.summary is not None and exc.summary.get("reason"):
+        why = str(exc.summary["reason"])
+    elif exc.summary is not None:
+        why = json.dumps(exc.summary, sort_keys=True)
+    else:
+        why = f"end of its stderr:\n{exc.stderr_tail}"
+    return f"`{' '.join(exc.command)}` exited with status {exc.returncode}, which skips the task: {why}"
 
 
 def imgtag_executable() -> str:
@@ -259,8 +330,9 @@ def run_stage(
         stop_grace_seconds: how long an interrupted command gets to stop after SIGTERM.
 
     Raises:
-        StageError: the command exited non-zero (the message quotes its stderr tail) or
-            printed no JSON object.
+        StageExit: the command exited non-zero (the message quotes its stderr tail; the
+            exception carries the exit status and the summary, if one was printed).
+        StageError: the command printed no JSON object.
     """
     command = [imgtag_executable(), *map(str, arguments)]
     environment = dict(os.environ if env is None else env)
@@ -302,8 +374,16 @@ def run_stage(
         pump.join(timeout=5)
     if returncode != 0:
         stderr = "\n".join(tail) or "(nothing on stderr)"
-        raise StageError(
-            f"`{' '.join(command)}` exited with status {returncode}; end of its stderr:\n{stderr}"
+        try:
+            summary = parse_summary(stdout, command)
+        except StageError:
+            summary = None
+        raise StageExit(
+            f"`{' '.join(command)}` exited with status {returncode}; end of its stderr:\n{stderr}",
+            command=command,
+            returncode=returncode,
+            summary=summary,
+            stderr_tail=stderr,
         )
     return parse_summary(stdout, command)
 

@@ -410,7 +410,9 @@ def ingest(
         "Repeatable; commas separate several.",
     ),
     catalog: bool = typer.Option(
-        False, "--catalog", help="Also take every catalog asset with a tag a person accepted or added."
+        False,
+        "--catalog/--no-catalog",
+        help="Also take every catalog asset with a tag a person accepted or added.",
     ),
     out: Optional[Path] = typer.Option(
         None, "--out", metavar="DIR",

@@ -174,9 +174,10 @@ def litert_flatbuffer(model, batch_size: int, image_size: int = IMAGE_SIZE) -> b
 
     function = _softmax_function(model, batch_size, image_size)
     with quiet_stderr():  # the converter logs every pass from C++
-        return tf.lite.TFLiteConverter.from_concrete_functions(
-            [function.get_concrete_function()], model
-        ).convert()
+        # No trackable object: given the Keras model, the converter resolves its variables by
+        # name and computes NaN since the layer names lost their leading underscore. The
+        # concrete function's captured variables are all it needs.
+        return tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()]).convert()
 
 
 def litert_interpreter(flatbuffer: bytes, threads: int | None = None):

@@ -9,6 +9,11 @@ import pytest
 #: Kubernetes versions whose published schema the pods must satisfy (kubernetes-validate ships them).
 K8S_VERSIONS = ("1.32", "1.37")
 IMAGE = "registry.example.com/imgtag:0.1.0"
+#: The imgtag subcommands the DAGs run.
+STAGES = {
+    *("drain", "requeue"),
+    *("ingest", "validate", "version", "train", "evaluate", "register", "gate", "promote"),
+}
 
 
 @pytest.fixture
@@ -31,7 +36,7 @@ def pods(pod_dagbag):
             assert isinstance(task, KubernetesPodOperator), f"{dag.dag_id}.{task.task_id} is not a pod"
             pod = task.build_pod_request_obj()
             built[dag.dag_id, task.task_id] = task, ApiClient().sanitize_for_serialization(pod)
-    assert len(built) == 4
+    assert len(built) == 12
     return built
 
 
@@ -70,7 +75,7 @@ def test_pods_run_the_stage_command_non_root_with_resources_and_config(pods):
         main, sidecar = spec["containers"]
         assert main["image"] == IMAGE, where
         assert main["command"] == ["imgtag"], where
-        assert main["args"][0] in {"drain", "requeue"} and main["args"][-1] == "--json", where
+        assert main["args"][0] in STAGES and main["args"][-1] == "--json", where
         assert set(main["resources"]["requests"]) == set(main["resources"]["limits"]) == {"cpu", "memory"}, (
             where
         )
@@ -94,6 +99,33 @@ def test_drain_pods_get_room_for_the_model(pods):
         resources = pods[key][1]["spec"]["containers"][0]["resources"]
         assert resources["requests"] == {"cpu": "1", "memory": "2Gi"}
         assert resources["limits"] == {"cpu": "2", "memory": "3Gi"}
+
+
+def test_training_pods_get_room_to_train_and_the_gate_skips_on_rejection(pods, stage_module):
+    def resources(task_id):
+        main = pods["training_pipeline", task_id][1]["spec"]["containers"][0]
+        return main["resources"]
+
+    def tmp_size(task_id):
+        (tmp,) = [v for v in pods["training_pipeline", task_id][1]["spec"]["volumes"] if v["name"] == "tmp"]
+        return tmp["emptyDir"]["sizeLimit"]
+
+    assert resources("train") == {
+        "requests": {"cpu": "2", "memory": "6Gi"},
+        "limits": {"cpu": "4", "memory": "8Gi"},
+    }
+    assert tmp_size("train") == stage_module.TRAINING_RESOURCES.tmp_size == "10Gi"
+    for task_id in ("evaluate", "register", "gate"):
+        assert resources(task_id)["limits"] == {"cpu": "2", "memory": "3Gi"}, task_id
+    for task_id in ("ingest", "validate", "version", "promote"):
+        assert resources(task_id)["limits"] == {"cpu": "1", "memory": "1Gi"}, task_id
+        assert tmp_size(task_id) == "1Gi", task_id
+    gate, _ = pods["training_pipeline", "gate"]
+    assert gate.skip_on_exit_code == [3]
+    others = [operator for key, (operator, _) in pods.items() if key != ("training_pipeline", "gate")]
+    assert not any(operator.skip_on_exit_code for operator in others)
+    promote, _ = pods["training_pipeline", "promote"]
+    assert promote.outlets == [stage_module.CHAMPION_ASSET]
 
 
 def test_pod_settings_come_from_the_environment(load_dags):
@@ -121,6 +153,6 @@ def test_pod_settings_come_from_the_environment(load_dags):
 
 def test_kubernetes_without_an_image_is_an_import_error_that_says_why(load_dags):
     dagbag = load_dags(IMGTAG_STAGE_EXECUTOR="kubernetes")
-    assert len(dagbag.import_errors) == 2
+    assert len(dagbag.import_errors) == 3
     for error in dagbag.import_errors.values():
         assert "IMGTAG_STAGE_EXECUTOR=kubernetes needs IMGTAG_IMAGE" in error

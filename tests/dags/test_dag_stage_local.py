@@ -29,6 +29,13 @@ elif mode == "fail":
     sys.exit(3)
 elif mode == "nojson":
     print("tagged 3 images")
+elif mode == "reject":
+    print(json.dumps({{"passed": False, "reason": "map 0.41 does not beat champion 0.62 by 0.01"}}))
+    print("gate rejected the challenger", file=sys.stderr)
+    sys.exit(3)
+elif mode == "reject-no-reason":
+    print(json.dumps({{"passed": False, "map": 0.41}}))
+    sys.exit(3)
 '''
 
 
@@ -66,6 +73,73 @@ def test_a_failing_command_fails_the_task_with_its_stderr_tail(stage_module, fak
     assert "exited with status 3" in message
     assert "RabbitMQ at 127.0.0.1:5672 is not reachable" in message
     assert "progress 99" in message and "progress 10\n" not in message  # the tail, not all of it
+
+
+def test_a_non_zero_exit_carries_its_status_summary_and_stderr(stage_module, fake_imgtag):
+    with pytest.raises(stage_module.StageExit) as failure:
+        stage_module.run_stage(["reject", "--json"])
+    exc = failure.value
+    assert exc.returncode == 3
+    assert exc.summary == {"passed": False, "reason": "map 0.41 does not beat champion 0.62 by 0.01"}
+    assert exc.stderr_tail == "loading the model...\ngate rejected the challenger"
+    assert exc.command[1:] == ["reject", "--json"]
+    with pytest.raises(stage_module.StageExit) as failure:
+        stage_module.run_stage(["fail"])
+    assert failure.value.summary is None and failure.value.returncode == 3
+
+
+class FakeTI:
+    """Records what the operator pushes as XCom."""
+
+    def __init__(self):
+        self.pushed: dict = {}
+
+    def xcom_push(self, key, value):
+        self.pushed[key] = value
+
+
+@pytest.mark.parametrize("skip_on_exit_code", [3, [3, 4], {3}])
+def test_an_exit_status_in_skip_on_exit_code_skips_with_the_reason(
+    stage_module, fake_imgtag, skip_on_exit_code
+):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    operator = stage_module.LocalStageOperator(
+        task_id="gate", arguments=["reject", "--json"], skip_on_exit_code=skip_on_exit_code
+    )
+    ti = FakeTI()
+    with pytest.raises(AirflowSkipException) as skipped:
+        operator.execute(context={"ti": ti})
+    message = str(skipped.value)
+    assert "exited with status 3" in message
+    assert "map 0.41 does not beat champion 0.62 by 0.01" in message
+    # The summary is still the XCom, as the pod's XCom sidecar hands it back.
+    assert ti.pushed == {
+        "return_value": {"passed": False, "reason": "map 0.41 does not beat champion 0.62 by 0.01"}
+    }
+
+
+def test_a_skip_without_a_reason_quotes_the_summary_or_the_stderr(stage_module, fake_imgtag):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    operator = stage_module.LocalStageOperator(
+        task_id="gate", arguments=["reject-no-reason"], skip_on_exit_code=3
+    )
+    with pytest.raises(AirflowSkipException, match=r'\{"map": 0.41, "passed": false\}'):
+        operator.execute(context={})
+    operator = stage_module.LocalStageOperator(task_id="gate", arguments=["fail"], skip_on_exit_code=3)
+    with pytest.raises(AirflowSkipException, match="RabbitMQ at 127.0.0.1:5672 is not reachable"):
+        operator.execute(context={})
+
+
+@pytest.mark.parametrize("skip_on_exit_code", [None, 4, [0, 1, 2]])
+def test_an_exit_status_not_in_skip_on_exit_code_fails(stage_module, fake_imgtag, skip_on_exit_code):
+    operator = stage_module.LocalStageOperator(
+        task_id="gate", arguments=["reject"], skip_on_exit_code=skip_on_exit_code
+    )
+    with pytest.raises(stage_module.StageExit, match="exited with status 3") as failure:
+        operator.execute(context={})
+    assert "gate rejected the challenger" in str(failure.value)
 
 
 def test_stderr_goes_to_the_task_log_as_it_comes(stage_module, fake_imgtag):
@@ -145,6 +219,15 @@ def test_outlets_and_other_operator_arguments_pass_through(stage_module, executo
     assert operator.outlets == [stage_module.CHAMPION_ASSET]
     assert operator.execution_timeout == timedelta(minutes=5)
     assert operator.arguments == ["promote", "--json"]
+
+
+@pytest.mark.parametrize("executor", ["local", "kubernetes"])
+def test_both_executors_take_skip_on_exit_code(stage_module, executor):
+    settings = stage_module.StageSettings(executor=executor, image="registry.example.com/imgtag:0.1.0")
+    operator = stage_module.stage("gate", ["gate", "--json"], settings=settings, skip_on_exit_code=3)
+    assert 3 in operator.skip_on_exit_code and 1 not in operator.skip_on_exit_code
+    plain = stage_module.stage("promote", ["promote", "--json"], settings=settings)
+    assert not plain.skip_on_exit_code
 
 
 @pytest.mark.parametrize(

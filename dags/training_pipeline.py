@@ -1,0 +1,312 @@
+"""Training pipeline: train a tagging model on labelled images and promote it if it beats the champion.
+
+Triggered by hand (no schedule), one run at a time, with the parameters of the trigger form.
+Each stage is one `imgtag <stage> ... --json` command; its JSON summary is the task's XCom, and
+later stages read earlier summaries from XCom (paths, ids and versions, never data):
+
+1. `ingest` — `imgtag ingest --folder <folders> --manifest <manifests> --catalog|--no-catalog
+   --run-name <Airflow run id>`: gathers the labelled images (folder-per-tag trees, manifests,
+   and the human-reviewed tags of the catalog) into one dataset with train/val/test splits under
+   `$IMGTAG_HOME/runs/<run id>/dataset`. Summary: `dataset`, `manifest`.
+2. `validate` — `imgtag validate <dataset> --min-examples <min_examples_per_tag>`: Great
+   Expectations checks (every image decodes, labels come from the vocabulary, no duplicates,
+   no leakage between splits, enough examples per tag). A failure fails the run here, with a
+   report naming each bad file and tag. Summary: `passed`, `report`.
+3. `version` — `imgtag version <dataset>`: `dvc add` + `dvc push`; the hash names exactly the
+   data the model is trained on. Summary: `dataset_hash`.
+4. `train` — `imgtag train <dataset> --dataset-hash ...`: the learned head on the frozen
+   backbone for `epochs`, then `fine_tune_epochs` of fine-tuning the top `fine_tune_blocks`
+   blocks; an MLflow run named after the Airflow run. Summary: `run_id` (MLflow), `model`.
+5. `evaluate` — `imgtag evaluate <model> <dataset> --run-id ...`: per-tag thresholds reaching
+   `target_precision` on the validation split; mAP and F1 on the test split, logged to the
+   MLflow run. Summary: `thresholds` (the thresholds file), metrics.
+6. `register` — `imgtag register <model> --thresholds ... --dag-run-id <run id>`: exports the
+   SavedModel (learned tags only with `learned_only`, else beside the general ImageNet tags)
+   and registers it as a new MLflow model version. Summary: `model_version`.
+7. `gate` — `imgtag gate <model_version> <dataset> --metric ... --margin ... --floor ...`: scores
+   the challenger and the champion on the same test split. The challenger passes if its
+   `gate_metric` reaches `gate_floor` and beats the champion's by `gate_margin` (only the floor
+   with no champion yet). **A rejection skips the rest of the run**: the gate exits 3, the task
+   is skipped (not failed), so `promote` is skipped too; the gate report says why.
+8. `promote` — `imgtag promote <model_version>`: the next numbered version in the TF Serving
+   model repository and the MLflow alias `champion`. It updates the asset
+   `imgtag://models/imgtag-tagger/champion`, which schedules `nightly_retag`.
+
+Parameters (the trigger form): the labelled sources `folders`, `manifests`, `use_catalog`;
+`min_examples_per_tag`; training `epochs`, `learning_rate`, `batch_size`, `image_size`,
+`fine_tune_blocks`, `fine_tune_epochs`; `learned_only`; `target_precision`; and the gate's
+`gate_metric`, `gate_margin`, `gate_floor`. Airflow refuses a trigger whose parameters do not
+fit their schema. Only the stages that talk to storage, the MLflow server or the database
+(`ingest`, `version`, `register`, `promote`) are retried; a deterministic failure (bad data, a
+diverging model) fails once. The stages run as local processes or as Kubernetes pods, chosen
+by `IMGTAG_STAGE_EXECUTOR` (see `dags/imgtag_stage.py`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import Param, dag
+from imgtag_stage import CHAMPION_ASSET, MODEL_RESOURCES, TRAINING_RESOURCES, stage
+
+#: The gate's exit status for a rejected challenger (``pipelines.registry.GATE_REJECTED_EXIT``).
+GATE_REJECTED_EXIT = 3
+
+#: Stages that meet transient faults (storage, MLflow server, database) try again.
+TRANSIENT = {"retries": 2, "retry_delay": timedelta(minutes=1)}
+
+
+def out(task_id: str, key: str) -> str:
+    """The template of one key of an earlier stage's summary (its XCom)."""
+    return "{{ ti.xcom_pull(task_ids='%s')['%s'] }}" % (task_id, key)
+
+
+DATASET = out("ingest", "dataset")
+MODEL = out("train", "model")
+MLFLOW_RUN = out("train", "run_id")
+MODEL_VERSION = out("register", "model_version")
+
+
+@dag(
+    dag_id="training_pipeline",
+    schedule=None,
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=16),
+    doc_md=__doc__,
+    tags=["imgtag", "training"],
+    default_args={"owner": "data-science", "retries": 0},
+    params={
+        "folders": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Labelled folders",
+            description="Folder-per-tag trees of labelled images (paths or s3:// URIs), one per line.",
+        ),
+        "manifests": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Manifests",
+            description="Manifests of images and their tags (paths or s3:// URIs), one per line.",
+        ),
+        "use_catalog": Param(
+            True,
+            type="boolean",
+            title="Use the catalog",
+            description="Add the catalog's human-reviewed tags to the labelled images.",
+        ),
+        "min_examples_per_tag": Param(
+            10,
+            type="integer",
+            minimum=1,
+            title="Minimum examples per tag",
+            description="Validation fails when a tag has fewer labelled images than this.",
+        ),
+        "epochs": Param(
+            8,
+            type="integer",
+            minimum=1,
+            maximum=200,
+            title="Epochs",
+            description="Epochs of training the learned head on the frozen backbone.",
+        ),
+        "learning_rate": Param(
+            0.001,
+            type="number",
+            exclusiveMinimum=0,
+            maximum=1,
+            title="Learning rate",
+            description="Adam learning rate of the head training (fine-tuning uses a tenth of it).",
+        ),
+        "batch_size": Param(
+            32,
+            type="integer",
+            minimum=1,
+            maximum=512,
+            title="Batch size",
+            description="Images per training step.",
+        ),
+        "image_size": Param(
+            224,
+            type="integer",
+            minimum=64,
+            maximum=512,
+            multipleOf=32,
+            title="Image size",
+            description="Input side in pixels, a multiple of 32; the backbone was trained at 224, "
+            "smaller is faster.",
+        ),
+        "fine_tune_blocks": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=16,
+            title="Fine-tuned blocks",
+            description="After the head, fine-tune this many top blocks of the backbone (0: none).",
+        ),
+        "fine_tune_epochs": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=100,
+            title="Fine-tuning epochs",
+            description="Epochs of fine-tuning the top blocks (0: none).",
+        ),
+        "learned_only": Param(
+            False,
+            type="boolean",
+            title="Learned tags only",
+            description="Export only the learned tags, without the general ImageNet-derived tags.",
+        ),
+        "target_precision": Param(
+            0.9,
+            type="number",
+            minimum=0,
+            maximum=1,
+            title="Target precision",
+            description="Each tag's threshold is the lowest score reaching this precision on validation.",
+        ),
+        "gate_metric": Param(
+            "map",
+            type="string",
+            enum=["map", "micro_f1", "macro_f1"],
+            title="Gate metric",
+            description="The test-split metric on which the challenger must beat the champion.",
+        ),
+        "gate_margin": Param(
+            0.01,
+            type="number",
+            minimum=0,
+            maximum=1,
+            title="Gate margin",
+            description="How much better than the champion's the challenger's metric must be.",
+        ),
+        "gate_floor": Param(
+            0.5,
+            type="number",
+            minimum=0,
+            maximum=1,
+            title="Gate floor",
+            description="The least metric the challenger must reach (the only bar with no champion yet).",
+        ),
+    },
+)
+def training_pipeline():
+    ingest = stage(
+        "ingest",
+        [
+            "ingest",
+            "--folder",
+            "{{ params.folders | join(',') }}",
+            "--manifest",
+            "{{ params.manifests | join(',') }}",
+            "{{ '--catalog' if params.use_catalog else '--no-catalog' }}",
+            "--run-name",
+            "{{ run_id }}",
+            "--json",
+        ],
+        execution_timeout=timedelta(hours=1),
+        **TRANSIENT,
+    )
+    validate = stage(
+        "validate",
+        ["validate", DATASET, "--min-examples", "{{ params.min_examples_per_tag }}", "--json"],
+        execution_timeout=timedelta(minutes=30),
+    )
+    version = stage(
+        "version",
+        ["version", DATASET, "--json"],
+        execution_timeout=timedelta(hours=1),
+        **TRANSIENT,
+    )
+    train = stage(
+        "train",
+        [
+            "train",
+            DATASET,
+            "--dataset-hash",
+            out("version", "dataset_hash"),
+            "--epochs",
+            "{{ params.epochs }}",
+            "--learning-rate",
+            "{{ params.learning_rate }}",
+            "--batch-size",
+            "{{ params.batch_size }}",
+            "--image-size",
+            "{{ params.image_size }}",
+            "--fine-tune-blocks",
+            "{{ params.fine_tune_blocks }}",
+            "--fine-tune-epochs",
+            "{{ params.fine_tune_epochs }}",
+            "--run-name",
+            "{{ run_id }}",
+            "--json",
+        ],
+        resources=TRAINING_RESOURCES,
+        execution_timeout=timedelta(hours=8),
+    )
+    evaluate = stage(
+        "evaluate",
+        [
+            "evaluate",
+            MODEL,
+            DATASET,
+            "--run-id",
+            MLFLOW_RUN,
+            "--target-precision",
+            "{{ params.target_precision }}",
+            "--json",
+        ],
+        resources=MODEL_RESOURCES,
+        execution_timeout=timedelta(hours=1),
+    )
+    register = stage(
+        "register",
+        [
+            "register",
+            MODEL,
+            "--run-id",
+            MLFLOW_RUN,
+            "--thresholds",
+            out("evaluate", "thresholds"),
+            "--dag-run-id",
+            "{{ run_id }}",
+            "{{ '--learned-only' if params.learned_only else '--with-general' }}",
+            "--json",
+        ],
+        resources=MODEL_RESOURCES,
+        execution_timeout=timedelta(minutes=30),
+        **TRANSIENT,
+    )
+    gate = stage(
+        "gate",
+        [
+            "gate",
+            MODEL_VERSION,
+            DATASET,
+            "--metric",
+            "{{ params.gate_metric }}",
+            "--margin",
+            "{{ params.gate_margin }}",
+            "--floor",
+            "{{ params.gate_floor }}",
+            "--json",
+        ],
+        resources=MODEL_RESOURCES,
+        skip_on_exit_code=GATE_REJECTED_EXIT,  # rejected: skipped, and promote with it
+        execution_timeout=timedelta(hours=1),
+    )
+    promote = stage(
+        "promote",
+        ["promote", MODEL_VERSION, "--json"],
+        outlets=[CHAMPION_ASSET],
+        execution_timeout=timedelta(minutes=15),
+        **TRANSIENT,
+    )
+    ingest >> validate >> version >> train >> evaluate >> register >> gate >> promote
+
+
+training_pipeline()
