@@ -95,7 +95,7 @@ def register(
     version = client.create_model_version(settings.model_name, source=source, run_id=run_id, tags=tags)
     return {
         "model_name": settings.model_name,
-        "model_version": version.version,
+        "model_version": str(version.version),
         "saved_model": str(out),
         "source": source,
         "tags": tags,

@@ -87,7 +87,7 @@ def imgtag(*args: str) -> dict:
 def champion_alias() -> str:
     import mlflow
 
-    return mlflow.MlflowClient().get_model_version_by_alias(MODEL, "champion").version
+    return str(mlflow.MlflowClient().get_model_version_by_alias(MODEL, "champion").version)
 
 
 def repository(home: Path):

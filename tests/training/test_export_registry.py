@@ -117,7 +117,7 @@ def test_gate_promote_tagger_and_rollback(registered, shapes_dataset, trained, t
     assert registry.promote(registered["model_version"])["changed"] is False  # a retried promote
     client = mlflow.MlflowClient()
     assert (
-        client.get_model_version_by_alias("imgtag-tagger", "champion").version == registered["model_version"]
+        str(client.get_model_version_by_alias("imgtag-tagger", "champion").version) == registered["model_version"]
     )
 
     model = current_model()
