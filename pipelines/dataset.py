@@ -18,7 +18,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
@@ -147,6 +147,28 @@ def write(root: Path, examples: Iterable[Example]) -> Dataset:
     return dataset
 
 
+def jsonl_objects(
+    path: Path, error: type[ValueError] = DatasetError, what: str = "a JSON object"
+) -> Iterator[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line of a JSON Lines file.
+
+    Raises:
+        error: a line that is not a JSON object; the message names the file, the line and ``what``
+            was expected there.
+    """
+    with Path(path).open(encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not data
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError as exc:
+                raise error(f"{path}:{number}: not a JSON object ({exc}); expected {what}") from None
+            if not isinstance(value, dict):
+                raise error(f"{path}:{number}: expected {what}")
+            yield number, value
+
+
 def load(root: str | Path) -> Dataset:
     """Read a dataset folder (or its ``manifest.jsonl``).
 
@@ -160,12 +182,9 @@ def load(root: str | Path) -> Dataset:
     if not manifest.is_file():
         raise DatasetError(f"{manifest}: no manifest; run `imgtag ingest ... --out {root}` first")
     examples = []
-    with manifest.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                examples.append(Example.from_dict(json.loads(line)))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise DatasetError(f"{manifest}:{number}: not a manifest row ({exc})") from None
+    for number, row in jsonl_objects(manifest, what="a manifest row"):
+        try:
+            examples.append(Example.from_dict(row))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DatasetError(f"{manifest}:{number}: not a manifest row ({exc})") from None
     return Dataset(root, examples)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -276,17 +275,8 @@ def _csv_rows(manifest: Path) -> Iterator[tuple[int, object, object]]:
 
 
 def _jsonl_rows(manifest: Path) -> Iterator[tuple[int, object, object]]:
-    with manifest.open(encoding="utf-8-sig") as f:
-        for line, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except ValueError as exc:
-                raise IngestError(f"{manifest}:{line}: not a JSON object ({exc})") from None
-            if not isinstance(row, dict):
-                raise IngestError(f'{manifest}:{line}: expected an object {{"path": ..., "tags": [...]}}')
-            yield line, row.get("path"), row.get("tags", [])
+    for line, row in ds.jsonl_objects(manifest, IngestError, 'an object {"path": ..., "tags": [...]}'):
+        yield line, row.get("path"), row.get("tags", [])
 
 
 def manifest_entries(manifest: str | Path) -> list[_Entry]:

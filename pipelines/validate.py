@@ -225,32 +225,23 @@ def _read_manifest(dataset_dir: Path) -> list[_Row]:
     if not manifest.is_file():
         raise ds.DatasetError(f"{manifest}: no manifest; run `imgtag ingest ... --out {dataset_dir}` first")
     rows = []
-    with manifest.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except ValueError as exc:
-                raise ds.DatasetError(f"{manifest}:{number}: not JSON ({exc})") from None
-            if not isinstance(raw, dict):
-                raise ds.DatasetError(f"{manifest}:{number}: not a JSON object")
-            tags = raw.get("tags")
-            tags = [t if isinstance(t, str) else str(t) for t in tags] if isinstance(tags, list) else []
-            origins = raw.get("origins")
-            origins = [str(o) for o in origins] if isinstance(origins, list) else []
-            path = raw.get("path")
-            rows.append(_Row(
-                line=number,
-                raw=raw,
-                sha256=raw.get("sha256"),
-                path=path,
-                split=raw.get("split"),
-                tags=tags,
-                files=origins or ([str(path)] if path else [f"{ds.MANIFEST_FILE}:{number}"]),
-                width=_as_int(raw.get("width")),
-                height=_as_int(raw.get("height")),
-            ))
+    for number, raw in ds.jsonl_objects(manifest):
+        tags = raw.get("tags")
+        tags = [t if isinstance(t, str) else str(t) for t in tags] if isinstance(tags, list) else []
+        origins = raw.get("origins")
+        origins = [str(o) for o in origins] if isinstance(origins, list) else []
+        path = raw.get("path")
+        rows.append(_Row(
+            line=number,
+            raw=raw,
+            sha256=raw.get("sha256"),
+            path=path,
+            split=raw.get("split"),
+            tags=tags,
+            files=origins or ([str(path)] if path else [f"{ds.MANIFEST_FILE}:{number}"]),
+            width=_as_int(raw.get("width")),
+            height=_as_int(raw.get("height")),
+        ))
     return rows
 
 
