@@ -34,7 +34,7 @@ later stages read earlier summaries from XCom (paths, ids and versions, never da
 
 Parameters (the trigger form): the labelled sources `folders`, `manifests`, `use_catalog`;
 `min_examples_per_tag`; training `epochs`, `learning_rate`, `batch_size`, `image_size`,
-`fine_tune_blocks`, `fine_tune_epochs`; `learned_only`; `target_precision`; and the gate's
+`fine_tune_blocks`, `fine_tune_epochs`, `distill_weight`; `learned_only`; `target_precision`; and the gate's
 `gate_metric`, `gate_margin`, `gate_floor`. Airflow refuses a trigger whose parameters do not
 fit their schema. Only the stages that talk to storage, the MLflow server or the database
 (`ingest`, `version`, `register`, `promote`) are retried; a deterministic failure (bad data, a
@@ -155,6 +155,15 @@ MODEL_VERSION = out("register", "model_version")
             title="Fine-tuning epochs",
             description="Epochs of fine-tuning the top blocks (0: none).",
         ),
+        "distill_weight": Param(
+            1.0,
+            type="number",
+            minimum=0,
+            maximum=100,
+            title="Distillation weight",
+            description="While fine-tuning, hold the ImageNet head to its pretrained outputs with this "
+            "weight, so the general tags survive (0: let it drift).",
+        ),
         "learned_only": Param(
             False,
             type="boolean",
@@ -241,6 +250,8 @@ def training_pipeline():
             "{{ params.fine_tune_blocks }}",
             "--fine-tune-epochs",
             "{{ params.fine_tune_epochs }}",
+            "--distill-weight",
+            "{{ params.distill_weight }}",
             "--run-name",
             "{{ run_id }}",
             "--json",

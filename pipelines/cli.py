@@ -544,6 +544,11 @@ def train(
         0, help="Then fine-tune this many top blocks of the backbone (0-16)."
     ),
     fine_tune_epochs: int = typer.Option(0, help="Epochs of fine-tuning (at a tenth of the learning rate)."),
+    distill_weight: float = typer.Option(
+        1.0,
+        help="While fine-tuning, hold the ImageNet head to its pretrained outputs with this weight "
+        "(learning without forgetting; keeps the general tags); 0 lets it drift.",
+    ),
     seed: int = typer.Option(0, help="Random seed (shuffling, augmentation, head initialisation)."),
     run_name: Optional[str] = typer.Option(None, help="MLflow run name (the DAG passes its run id)."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Keras' progress bar per epoch."),
@@ -565,6 +570,7 @@ def train(
         image_size=image_size,
         fine_tune_blocks=fine_tune_blocks,
         fine_tune_epochs=fine_tune_epochs,
+        distill_weight=distill_weight,
         seed=seed,
     )
     try:

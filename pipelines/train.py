@@ -35,6 +35,7 @@ class TrainParams:
     fine_tune_blocks: int = 0
     fine_tune_epochs: int = 0
     fine_tune_learning_rate: float | None = None  # default: learning_rate / 10
+    distill_weight: float = 1.0  # fine-tuning keeps the ImageNet head's outputs (0: it may forget)
     dropout: float = 0.2
     augment: bool = True
     seed: int = 0
@@ -56,6 +57,8 @@ class TrainParams:
             )
         if self.fine_tune_epochs < 0:
             problems.append(f"fine-tune epochs must be >= 0 (got {self.fine_tune_epochs})")
+        if self.distill_weight < 0:
+            problems.append(f"distillation weight must be >= 0 (got {self.distill_weight})")
         if not 0 <= self.dropout < 1:
             problems.append(f"dropout must be in [0, 1) (got {self.dropout})")
         if problems:
@@ -106,7 +109,7 @@ def _augment(image):
 
 def input_pipeline(
     files: list[str],
-    labels: np.ndarray | None,
+    labels: "np.ndarray | dict[str, np.ndarray] | None",
     image_size: int,
     batch_size: int,
     *,
@@ -158,16 +161,98 @@ def _epoch_logger(history: dict[str, list[float]], offset: int = 0):
         "val_loss": "val/loss",
         "pr_auc": "train/pr_auc",
         "val_pr_auc": "val/pr_auc",
+        # fine-tuning with distillation: two outputs, the learned one is comparable to the above
+        "learned_loss": "train/loss",
+        "val_learned_loss": "val/loss",
+        "learned_pr_auc": "train/pr_auc",
+        "val_learned_pr_auc": "val/pr_auc",
+        "imagenet_loss": "train/distill_loss",
+        "val_imagenet_loss": "val/distill_loss",
     }
 
     class EpochLogger(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            values = {names[k]: float(v) for k, v in (logs or {}).items() if k in names}
+            logs = dict(logs or {})
+            if "learned_loss" in logs:  # with distillation "loss" is the sum of both outputs' losses
+                logs.pop("loss", None)
+                logs.pop("val_loss", None)
+            values = {names[k]: float(v) for k, v in logs.items() if k in names}
             for key, value in values.items():
                 history.setdefault(key, []).append(value)
             mlflow.log_metrics(values, step=epoch)
 
     return EpochLogger()
+
+
+def _compile(model, learning_rate: float, num_tags: int, distill_weight: float | None = None) -> None:
+    """Adam, binary cross-entropy and PR AUC on the learned tags; with ``distill_weight``, the
+    model has a second output (ImageNet probabilities) held to the pretrained ones by KL divergence."""
+    import keras
+
+    pr_auc = keras.metrics.AUC(multi_label=True, curve="PR", num_labels=num_tags, name="pr_auc")
+    if distill_weight is None:
+        model.compile(
+            keras.optimizers.Adam(learning_rate), keras.losses.BinaryCrossentropy(), metrics=[pr_auc]
+        )
+        return
+    model.compile(
+        keras.optimizers.Adam(learning_rate),
+        loss={
+            tagger_model.LEARNED: keras.losses.BinaryCrossentropy(),
+            tagger_model.IMAGENET: keras.losses.KLDivergence(),
+        },
+        loss_weights={tagger_model.LEARNED: 1.0, tagger_model.IMAGENET: distill_weight},
+        metrics={tagger_model.LEARNED: [pr_auc]},
+    )
+
+
+def _distillation(full, data: ds.Dataset, train_rows, val_rows, tags: list[str], params: TrainParams):
+    """Fine-tuning that does not forget ImageNet ("learning without forgetting", Li & Hoiem 2016).
+
+    The general tags come from the ImageNet head reading the same features the top blocks are
+    being tuned for the new tags; left alone, a few epochs move the pretrained top-1 class of
+    most images. So the pretrained model's class probabilities on each (unaugmented) image are
+    recorded first and become a second target: the fine-tuning model outputs both heads, and a
+    KL divergence, weighted by ``distill_weight``, holds the ImageNet output to them.
+
+    Returns:
+        ``(model, train data, validation data)`` for ``fit``.
+    """
+    import keras
+    from keras import layers
+
+    def with_teacher(rows, training: bool):
+        files = [data.image_path(e) for e in rows]
+        probabilities = []
+        for batch in input_pipeline(files, None, params.image_size, params.batch_size, cache=False):
+            logits = full(batch, training=False)[tagger_model.IMAGENET]
+            probabilities.append(keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=-1)))
+        targets = {
+            tagger_model.LEARNED: labels_matrix(rows, tags),
+            tagger_model.IMAGENET: np.concatenate(probabilities),
+        }
+        return input_pipeline(
+            files,
+            targets,
+            params.image_size,
+            params.batch_size,
+            training=training,
+            augment=params.augment,
+            seed=params.seed,
+        )
+
+    outputs = full.output
+    tuner = keras.Model(
+        full.input,
+        {
+            tagger_model.LEARNED: outputs[tagger_model.LEARNED],
+            tagger_model.IMAGENET: layers.Softmax(name="imagenet_probabilities")(
+                outputs[tagger_model.IMAGENET]
+            ),
+        },
+        name="imgtag_fine_tuner",
+    )
+    return tuner, with_teacher(train_rows, True), (with_teacher(val_rows, False) if val_rows else None)
 
 
 def _plot_curves(history: dict[str, list[float]], fine_tune_from: int | None, path: Path) -> Path:
@@ -256,13 +341,6 @@ def train(
 
     full, trainer = tagger_model.build(len(tags), params.image_size, params.dropout)
 
-    def compile_for(learning_rate: float) -> None:
-        trainer.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
-            loss=keras.losses.BinaryCrossentropy(),
-            metrics=[keras.metrics.AUC(multi_label=True, curve="PR", num_labels=len(tags), name="pr_auc")],
-        )
-
     tracking.client(settings)
     experiment = tracking.experiment_id(settings)
     history: dict[str, list[float]] = {}
@@ -286,7 +364,7 @@ def train(
         if report.is_file():
             mlflow.log_artifact(str(report), "validation")
 
-        compile_for(params.learning_rate)
+        _compile(trainer, params.learning_rate, len(tags))
         trainer.fit(
             train_data,
             validation_data=val_data,
@@ -297,14 +375,23 @@ def train(
         )
         fine_tuned: list[str] = []
         if params.fine_tune_blocks and params.fine_tune_epochs:
+            tuner, tune_data, tune_val = trainer, train_data, val_data
+            if params.distill_weight > 0:
+                tuner, tune_data, tune_val = _distillation(full, data, train_rows, val_rows, tags, params)
             fine_tuned = tagger_model.unfreeze_top_blocks(full, params.fine_tune_blocks)
-            compile_for(params.fine_tune_learning_rate or params.learning_rate / 10)
-            trainer.fit(
-                train_data,
-                validation_data=val_data,
+            _compile(
+                tuner,
+                params.fine_tune_learning_rate or params.learning_rate / 10,
+                len(tags),
+                params.distill_weight if params.distill_weight > 0 else None,
+            )
+            tuner.fit(
+                tune_data,
+                validation_data=tune_val,
                 initial_epoch=params.epochs,
                 epochs=params.epochs + params.fine_tune_epochs,
                 callbacks=[_epoch_logger(history)],
+                shuffle=False,
                 verbose=verbose,
             )
         seconds = time.perf_counter() - started

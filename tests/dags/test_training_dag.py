@@ -38,7 +38,7 @@ DEFAULT_COMMANDS = {
     "train": [
         "train", DATASET, "--dataset-hash", "9f3c0d", "--epochs", "8", "--learning-rate", "0.001",
         "--batch-size", "32", "--image-size", "224", "--fine-tune-blocks", "0", "--fine-tune-epochs", "0",
-        "--run-name", RUN_ID, "--json",
+        "--distill-weight", "1.0", "--run-name", RUN_ID, "--json",
     ],
     "evaluate": [
         "evaluate", "/home/runs/x/model", DATASET, "--run-id", "mlflowrun42", "--target-precision", "0.9",
@@ -139,6 +139,7 @@ def test_default_params_are_valid_and_complete(training):
         "image_size": 224,
         "fine_tune_blocks": 0,
         "fine_tune_epochs": 0,
+        "distill_weight": 1.0,
         "learned_only": False,
         "target_precision": 0.9,
         "gate_metric": "map",
@@ -163,6 +164,7 @@ def test_default_params_are_valid_and_complete(training):
         {"image_size": 32},
         {"fine_tune_blocks": 17},
         {"fine_tune_epochs": -1},
+        {"distill_weight": -1},
         {"min_examples_per_tag": 0},
         {"target_precision": 1.1},
         {"gate_metric": "foo"},

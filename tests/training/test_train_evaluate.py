@@ -105,3 +105,18 @@ def test_fine_tuning_unfreezes_only_the_top_blocks_and_no_batchnorm():
     trainable = {layer.name for layer in full.layers if layer.trainable and layer.weights}
     assert "fc" not in trainable and not any("bn" in n.split(".")[-1] for n in trainable)
     assert trainable == set(names) | {"learned"}
+
+
+def test_fine_tuning_holds_the_imagenet_head_with_distillation(shapes_dataset, tmp_path):
+    """Fine-tuning trains the top blocks with a second target, the pretrained ImageNet outputs;
+    the learned loss stays comparable across both phases and the distillation loss is logged."""
+    from pipelines import model as tagger_model
+
+    params = TrainParams(epochs=1, batch_size=16, image_size=64, fine_tune_blocks=1, fine_tune_epochs=1)
+    result = train(shapes_dataset.root, tmp_path / "model", params, run_name="fine-tune")
+    assert len(result.history["train/loss"]) == 2  # the learned loss, not the sum with distillation
+    assert len(result.history["train/distill_loss"]) == 1
+    assert result.history["train/distill_loss"][0] > 0
+    trained = tagger_model.load(result.model)
+    assert trained.info["fine_tuned_layers"] > 0
+    assert set(trained.model.output) == {"learned", "imagenet"}  # both heads are saved
