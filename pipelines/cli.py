@@ -9,6 +9,7 @@ and the stored originals.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -420,7 +421,8 @@ def ingest(
     ),
     run_name: Optional[str] = typer.Option(
         None, "--run-name", metavar="NAME",
-        help="Instead of --out: write <IMGTAG_RUNS_DIR>/<run name>/dataset.",
+        help="Instead of --out: write <IMGTAG_RUNS_DIR>/<run name>/dataset (characters other than "
+        "letters, digits, '.', '_' and '-' become '_', so an Airflow run id is a safe folder and S3 key).",
     ),
     split: str = typer.Option(
         "0.7,0.15,0.15", "--split", metavar="TRAIN,VAL,TEST",
@@ -448,7 +450,7 @@ def ingest(
     if (out is None) == (run_name is None):
         _fail("say where the dataset goes: --out DIR or --run-name NAME (one of them)")
     if out is None:
-        out = _settings().runs_dir / run_name / "dataset"
+        out = _settings().runs_dir / re.sub(r"[^A-Za-z0-9._-]", "_", run_name).strip(".") / "dataset"
     try:
         fractions = tuple(float(share) for share in split.split(","))
     except ValueError:

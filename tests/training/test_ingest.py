@@ -333,3 +333,13 @@ def test_the_command_line_with_json(tree, tmp_path):
         ).stderr
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_an_airflow_run_id_becomes_a_safe_folder_name(tree, tmp_path):
+    home = tmp_path / "home"
+    done = imgtag(
+        ["ingest", "--folder", str(tree), "--run-name", "manual__2026-11-29T05:57:51+00:00", "--json"], home
+    )
+    assert json.loads(done.stdout)["dataset"] == str(
+        (home / "runs" / "manual__2026-11-29T05_57_51_00_00" / "dataset").resolve()
+    )
