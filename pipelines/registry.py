@@ -68,7 +68,7 @@ def register(
         "git_commit": tracking.git_commit(),
         "dag_run_id": dag_run_id or "",
         "learned_only": str(learned_only).lower(),
-        "learned_tags": ",".join(json.loads((model_dir / tagger_model.INFO_FILE).read_text())["tags"]),
+        "learned_tags": ",".join(info["tags"]),
     }
     out = model_dir.parent / SAVED_MODEL_ARTIFACT
     export(
