@@ -1,0 +1,644 @@
+"""Predictor clients with one interface: the SavedModel in process, TF Serving over REST, or gRPC.
+
+Every predictor satisfies :class:`Predictor`: ``scores(images)`` takes encoded image files
+(JPEG, PNG ...) and returns ``float32 (n, tags)`` scores whose columns follow
+``vocabulary.tags``; ``vocabulary`` turns those scores into tags; ``name`` and ``version`` say
+which model produced them (the tag provenance).
+
+- :class:`InProcessPredictor` loads an exported SavedModel (:class:`serving.export.LoadedModel`)
+  and runs its ``serving_default`` signature in this process. The one-machine default.
+- :class:`RestPredictor` posts ``{"signature_name": "serving_default", "instances":
+  [{"images": {"b64": ...}}, ...]}`` to ``{base_url}/v1/models/{name}[/labels/{label} |
+  /versions/{v}]:predict`` and reads ``{"predictions": [[...], ...]}`` (or the dict-per-row
+  form ``[{"scores": [...]}]`` TF Serving uses for signatures with several outputs).
+- :class:`GrpcPredictor` calls ``PredictionService/Predict`` with the images as one
+  ``DT_STRING`` tensor under ``images`` and reads the ``scores`` tensor.
+
+The remote clients retry a bounded number of times, with exponential backoff, only on
+failures that may pass: connection errors, timeouts, HTTP 5xx and 429, gRPC UNAVAILABLE and
+DEADLINE_EXCEEDED. When the server still cannot be reached they raise
+:class:`ServingUnavailable` (naming the URL or target and what to check); any other answer
+the server refuses raises :class:`ServingError` with the server's message.
+
+Vocabulary: TF Serving serves scores, not assets, so a remote predictor reads the tag
+vocabulary from the model repository on the shared volume (:func:`vocabulary_from_repository`:
+the ``assets/tags.csv`` of the version the label points at in ``models.config``). The client
+checks that the served model returns as many columns as that vocabulary has tags, which
+catches a server still serving another version with a different vocabulary.
+
+Which predictor :func:`predictor_from_settings` builds is set by the environment
+(:class:`ServingSettings`):
+
+| variable | default | meaning |
+|---|---|---|
+| ``IMGTAG_PREDICTOR`` | ``inprocess`` | ``inprocess``, ``rest`` or ``grpc`` |
+| ``IMGTAG_SERVING_URL`` | ``http://127.0.0.1:8501`` (rest), ``127.0.0.1:8500`` (grpc) | TF Serving's REST base URL or gRPC target |
+| ``IMGTAG_SERVING_LABEL`` | ``champion`` | version label to ask for; digits pin a version number |
+| ``IMGTAG_SERVING_TIMEOUT`` | ``10`` | seconds per request attempt |
+
+Importing this module does not import TensorFlow; the in-process and gRPC predictors import
+it when built (``tensorflow_serving.apis`` needs it).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol, Self, TypeVar, runtime_checkable
+
+import numpy as np
+import requests
+
+from pipelines.vocabulary import Vocabulary
+from serving.export import INPUT_KEY, OUTPUT_KEY, LoadedModel
+from serving.repository import CHAMPION, ModelRepository
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_NAME = "serving_default"
+PREDICTOR_KINDS = ("inprocess", "rest", "grpc")
+DEFAULT_REST_URL = "http://127.0.0.1:8501"
+DEFAULT_GRPC_TARGET = "127.0.0.1:8500"
+RETRY_HTTP_STATUS = frozenset({429, 500, 502, 503, 504})
+UNAVAILABLE_HTTP_STATUS = frozenset({429, 502, 503, 504})
+MAX_GRPC_MESSAGE_BYTES = 64 * 1024 * 1024
+
+_T = TypeVar("_T")
+
+
+class ServingError(RuntimeError):
+    """The model server answered but refused the request (unknown model or label, bad input ...)."""
+
+
+class ServingUnavailable(RuntimeError):
+    """The model server could not be reached, or stayed overloaded, after the retries."""
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """Scores for encoded images, and what is needed to read and attribute them.
+
+    Attributes:
+        vocabulary: the tags, in the order of the score columns, with their thresholds.
+        name: the model's name (in the repository and in TF Serving).
+        version: the version number when known, else the version label asked for.
+    """
+
+    vocabulary: Vocabulary
+    name: str
+    version: int | str | None
+
+    def scores(self, images: list[bytes]) -> np.ndarray:
+        """``float32 (len(images), len(vocabulary.tags))`` scores for encoded images."""
+        ...
+
+
+def _empty(vocabulary: Vocabulary) -> np.ndarray:
+    return np.zeros((0, vocabulary.output_width), np.float32)
+
+
+def _check_images(images: list[bytes]) -> list[bytes]:
+    images = list(images)
+    if not all(isinstance(image, (bytes, bytearray, memoryview)) for image in images):
+        raise TypeError("images must be encoded image files as bytes")
+    return [bytes(image) for image in images]
+
+
+def _check_shape(scores: np.ndarray, n: int, vocabulary: Vocabulary, where: str) -> np.ndarray:
+    if scores.ndim != 2 or scores.shape[0] != n:
+        raise ServingError(f"{where}: expected scores for {n} images, got shape {scores.shape}")
+    if scores.shape[1] != vocabulary.output_width:
+        raise ServingError(
+            f"{where}: the model returns {scores.shape[1]} scores per image but the vocabulary has "
+            f"{vocabulary.output_width} tags; is the server serving the version the vocabulary came from?"
+        )
+    return scores
+
+
+def _version_spec(version_label: str | None, version: int | None) -> tuple[str | None, int | None]:
+    if version_label is not None and version is not None:
+        raise ValueError("give version_label or version, not both")
+    if version_label is not None and not str(version_label).strip():
+        raise ValueError("version_label must not be empty")
+    if version is not None and int(version) < 0:
+        raise ValueError(f"version must be >= 0, got {version}")
+    return version_label, None if version is None else int(version)
+
+
+def _retrying(
+    call: Callable[[], _T],
+    *,
+    retryable: Callable[[Exception], bool],
+    retries: int,
+    backoff: float,
+    what: str,
+) -> _T:
+    """Run ``call``; on a retryable exception sleep ``backoff * 2**attempt`` and try again, ``retries`` times."""
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if attempt == retries or not retryable(exc):
+                raise
+            delay = backoff * 2**attempt
+            log.warning("%s failed (%s); retry %d of %d in %.2fs", what, exc, attempt + 1, retries, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+class InProcessPredictor:
+    """An exported SavedModel run in this process.
+
+    Args:
+        saved_model_dir: the SavedModel (a numbered version directory, or any export).
+    """
+
+    def __init__(self, saved_model_dir: str | Path):
+        self._model = LoadedModel(saved_model_dir)
+        self.vocabulary = self._model.vocabulary
+        self.name = str(self._model.info.get("name") or self._model.path.name)
+        folder = self._model.path.name
+        self.version: int | str | None = int(folder) if folder.isdigit() else None
+
+    def __repr__(self) -> str:
+        return f"InProcessPredictor({str(self._model.path)!r})"
+
+    def scores(self, images: list[bytes]) -> np.ndarray:
+        """``float32 (n, tags)`` scores for encoded images, in :attr:`vocabulary` order."""
+        images = _check_images(images)
+        if not images:
+            return _empty(self.vocabulary)
+        scores = np.asarray(self._model.scores(images), np.float32)
+        return _check_shape(scores, len(images), self.vocabulary, str(self._model.path))
+
+
+class RestPredictor:
+    """TF Serving's REST predict API.
+
+    Args:
+        base_url: the server, e.g. ``http://tf-serving:8501``.
+        model_name: the model's name in TF Serving.
+        version_label: ask for the version with this label (``champion``); or
+        version: pin a version number; neither: the latest version the server has.
+        vocabulary: the served version's vocabulary (:func:`vocabulary_from_repository`).
+        timeout: seconds per attempt (connect and read).
+        retries: attempts after the first on connection errors, timeouts, 5xx and 429.
+        backoff: seconds before the first retry, doubled for each next one.
+        session: a ``requests.Session`` to use (one is created otherwise).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model_name: str,
+        *,
+        version_label: str | None = None,
+        version: int | None = None,
+        vocabulary: Vocabulary,
+        timeout: float = 10.0,
+        retries: int = 2,
+        backoff: float = 0.2,
+        session: requests.Session | None = None,
+    ):
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url {base_url!r}: expected http://host:port (TF Serving's REST port)")
+        self.version_label, pinned = _version_spec(version_label, version)
+        self.base_url = base_url.rstrip("/")
+        self.name = model_name
+        self.version: int | str | None = pinned if pinned is not None else version_label
+        self.vocabulary = vocabulary
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+        self.session = session or requests.Session()
+        if pinned is not None:
+            route = f"/versions/{pinned}"
+        elif version_label is not None:
+            route = f"/labels/{version_label}"
+        else:
+            route = ""
+        self.url = f"{self.base_url}/v1/models/{model_name}{route}:predict"
+
+    def __repr__(self) -> str:
+        return f"RestPredictor({self.url!r})"
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self.session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def scores(self, images: list[bytes]) -> np.ndarray:
+        """``float32 (n, tags)`` scores for encoded images, in :attr:`vocabulary` order.
+
+        Raises:
+            ServingUnavailable: no connection, timeouts, or 429/502/503/504 after the retries.
+            ServingError: any other HTTP error (the server's ``error`` message), or an answer
+                that is not scores for these images.
+        """
+        images = _check_images(images)
+        if not images:
+            return _empty(self.vocabulary)
+        body = {
+            "signature_name": SIGNATURE_NAME,
+            "instances": [{INPUT_KEY: {"b64": base64.b64encode(image).decode("ascii")}} for image in images],
+        }
+
+        def post() -> requests.Response:
+            response = self.session.post(self.url, json=body, timeout=self.timeout)
+            if response.status_code in RETRY_HTTP_STATUS:
+                raise _HttpStatus(response)
+            return response
+
+        def retryable(exc: Exception) -> bool:
+            return isinstance(exc, (_HttpStatus, requests.ConnectionError, requests.Timeout))
+
+        try:
+            response = _retrying(
+                post, retryable=retryable, retries=self.retries, backoff=self.backoff, what=f"POST {self.url}"
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ServingUnavailable(
+                f"TF Serving at {self.url} could not be reached after {self.retries + 1} attempts "
+                f"({type(exc).__name__}: {exc}); check that the server runs, that IMGTAG_SERVING_URL points at "
+                f"its REST port (8501), and IMGTAG_SERVING_TIMEOUT ({self.timeout:g}s)"
+            ) from exc
+        except _HttpStatus as exc:
+            response = exc.response
+            if response.status_code in UNAVAILABLE_HTTP_STATUS:
+                raise ServingUnavailable(
+                    f"TF Serving at {self.url} answered HTTP {response.status_code} "
+                    f"{_error_message(response)!r} after {self.retries + 1} attempts; check the server's "
+                    "load and that the model version has finished loading"
+                ) from exc
+        if response.status_code >= 400:
+            raise ServingError(
+                f"TF Serving at {self.url}: HTTP {response.status_code}: {_error_message(response)}"
+            )
+        try:
+            predictions = response.json()["predictions"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ServingError(
+                f"TF Serving at {self.url}: no predictions in the answer {response.text[:200]!r}"
+            ) from exc
+        return _check_shape(_rows_to_array(predictions, self.url), len(images), self.vocabulary, self.url)
+
+
+class _HttpStatus(Exception):
+    """An HTTP answer worth retrying (5xx, 429); carries the response."""
+
+    def __init__(self, response: requests.Response):
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+def _error_message(response: requests.Response) -> str:
+    try:
+        payload = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason or ""
+    if isinstance(payload, dict) and "error" in payload:
+        return str(payload["error"])
+    return response.text[:500]
+
+
+def _rows_to_array(predictions: Any, where: str) -> np.ndarray:
+    """The ``predictions`` of TF Serving's row format as ``float32 (n, tags)``."""
+    if not isinstance(predictions, list):
+        raise ServingError(f"{where}: predictions is {type(predictions).__name__}, expected a list")
+    rows = []
+    for row in predictions:
+        if isinstance(row, dict):  # several outputs: one dict per instance
+            if OUTPUT_KEY not in row:
+                raise ServingError(f"{where}: prediction has outputs {sorted(row)}, expected {OUTPUT_KEY!r}")
+            row = row[OUTPUT_KEY]
+        rows.append(row)
+    try:
+        array = np.asarray(rows, np.float32)
+    except (ValueError, TypeError) as exc:
+        raise ServingError(f"{where}: predictions are not a table of numbers: {exc}") from exc
+    return array
+
+
+class GrpcPredictor:
+    """TF Serving's gRPC ``PredictionService/Predict``.
+
+    Args:
+        target: the server's gRPC address, ``host:port`` (e.g. ``tf-serving:8500``).
+        model_name: the model's name in TF Serving.
+        version_label: ask for the version with this label (``champion``); or
+        version: pin a version number; neither: the latest version the server has.
+        vocabulary: the served version's vocabulary (:func:`vocabulary_from_repository`).
+        timeout: deadline of each attempt, in seconds.
+        retries: attempts after the first on UNAVAILABLE and DEADLINE_EXCEEDED.
+        backoff: seconds before the first retry, doubled for each next one.
+        channel: a gRPC channel to use (an insecure channel to ``target`` otherwise).
+
+    After a call, :attr:`version` is the version number the server reports having used.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        model_name: str,
+        *,
+        version_label: str | None = None,
+        version: int | None = None,
+        vocabulary: Vocabulary,
+        timeout: float = 10.0,
+        retries: int = 2,
+        backoff: float = 0.2,
+        channel=None,
+    ):
+        from pipelines.tf_runtime import import_tensorflow
+
+        import_tensorflow()  # tensorflow_serving.apis imports it; this keeps its start-up chatter quiet
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        if "://" in target:
+            raise ValueError(f"gRPC target {target!r}: expected host:port without a scheme")
+        self.version_label, pinned = _version_spec(version_label, version)
+        self.target = target
+        self.name = model_name
+        self.version: int | str | None = pinned if pinned is not None else version_label
+        self._pinned = pinned
+        self.vocabulary = vocabulary
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+        self._grpc = grpc
+        self._channel = channel or grpc.insecure_channel(
+            target, options=[("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES)]
+        )
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+
+    def __repr__(self) -> str:
+        return f"GrpcPredictor({self.target!r}, {self.name!r})"
+
+    def close(self) -> None:
+        """Close the channel."""
+        self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def request(self, images: list[bytes]):
+        """The ``PredictRequest`` for encoded images (``images``: one ``DT_STRING [n]`` tensor)."""
+        from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+        from tensorflow_serving.apis import predict_pb2
+
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.name
+        request.model_spec.signature_name = SIGNATURE_NAME
+        if self._pinned is not None:
+            request.model_spec.version.value = self._pinned
+        elif self.version_label is not None:
+            request.model_spec.version_label = self.version_label
+        shape = tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(images))]
+        )
+        request.inputs[INPUT_KEY].CopyFrom(
+            tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape, string_val=images)
+        )
+        return request
+
+    def scores(self, images: list[bytes]) -> np.ndarray:
+        """``float32 (n, tags)`` scores for encoded images, in :attr:`vocabulary` order.
+
+        Raises:
+            ServingUnavailable: UNAVAILABLE or DEADLINE_EXCEEDED after the retries.
+            ServingError: any other gRPC error (its code and details), or an answer that is not
+                scores for these images.
+        """
+        grpc = self._grpc
+        images = _check_images(images)
+        if not images:
+            return _empty(self.vocabulary)
+        request = self.request(images)
+        passing = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+        def retryable(exc: Exception) -> bool:
+            return isinstance(exc, grpc.RpcError) and exc.code() in passing
+
+        where = f"TF Serving at {self.target} (model {self.name})"
+        try:
+            response = _retrying(
+                lambda: self._stub.Predict(request, timeout=self.timeout),
+                retryable=retryable,
+                retries=self.retries,
+                backoff=self.backoff,
+                what=f"Predict on {self.target}",
+            )
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code in passing:
+                raise ServingUnavailable(
+                    f"{where} could not be reached after {self.retries + 1} attempts ({code.name}: "
+                    f"{exc.details()}); check that the server runs, that IMGTAG_SERVING_URL points at its "
+                    f"gRPC port (8500), and IMGTAG_SERVING_TIMEOUT ({self.timeout:g}s)"
+                ) from exc
+            raise ServingError(f"{where}: {code.name}: {exc.details()}") from exc
+        if OUTPUT_KEY not in response.outputs:
+            raise ServingError(f"{where}: outputs {sorted(response.outputs)}, expected {OUTPUT_KEY!r}")
+        if response.model_spec.HasField("version"):
+            self.version = int(response.model_spec.version.value)
+        return _check_shape(
+            tensor_to_array(response.outputs[OUTPUT_KEY]), len(images), self.vocabulary, where
+        )
+
+
+def tensor_to_array(tensor) -> np.ndarray:
+    """A ``DT_FLOAT`` TensorProto as a float32 array (``tensor_content`` or ``float_val``).
+
+    Args:
+        tensor: a ``tensorflow.core.framework.tensor_pb2.TensorProto``.
+
+    Returns:
+        The array, in the tensor's shape.
+
+    Raises:
+        ServingError: not a float tensor, or its values do not fill its shape.
+    """
+    from tensorflow.core.framework import types_pb2
+
+    if tensor.dtype != types_pb2.DT_FLOAT:
+        raise ServingError(
+            f"scores tensor has dtype {types_pb2.DataType.Name(tensor.dtype)}, expected DT_FLOAT"
+        )
+    shape = [int(d.size) for d in tensor.tensor_shape.dim]
+    count = int(np.prod(shape)) if shape else 1
+    if tensor.tensor_content:
+        values = np.frombuffer(tensor.tensor_content, dtype="<f4")
+    else:
+        values = np.asarray(tensor.float_val, np.float32)
+        if values.size == 1 and count > 1:  # TF's proto compression: one value repeated
+            values = np.full(count, values[0], np.float32)
+    if values.size != count:
+        raise ServingError(f"scores tensor of shape {shape} holds {values.size} values")
+    return values.astype(np.float32).reshape(shape)
+
+
+# ---- settings and construction ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingSettings:
+    """Which predictor to use and where TF Serving is (see the module docstring for the variables).
+
+    Attributes:
+        predictor: ``inprocess``, ``rest`` or ``grpc``.
+        url: the REST base URL (``http://...``) or gRPC target (``host:port``); unused in process.
+        label: the version label asked for, or None when ``version`` pins a number.
+        version: a pinned version number (``IMGTAG_SERVING_LABEL`` of digits), or None.
+        timeout: seconds per request attempt.
+    """
+
+    predictor: str = "inprocess"
+    url: str = ""
+    label: str | None = CHAMPION
+    version: int | None = None
+    timeout: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
+        """Read ``IMGTAG_PREDICTOR``, ``IMGTAG_SERVING_URL``, ``_LABEL`` and ``_TIMEOUT``.
+
+        Args:
+            env: the environment (``os.environ`` when None).
+
+        Returns:
+            The settings.
+
+        Raises:
+            ValueError: an unknown predictor, a URL that does not fit it, an empty or malformed
+                label, or a timeout that is not a positive number.
+        """
+        env = os.environ if env is None else env
+        kind = env.get("IMGTAG_PREDICTOR", "inprocess").strip().lower() or "inprocess"
+        if kind not in PREDICTOR_KINDS:
+            raise ValueError(f"IMGTAG_PREDICTOR={kind!r}: expected one of {', '.join(PREDICTOR_KINDS)}")
+        url = env.get("IMGTAG_SERVING_URL", "").strip()
+        if kind == "rest":
+            url = url or DEFAULT_REST_URL
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"IMGTAG_SERVING_URL={url!r}: the rest predictor needs http://host:port (TF Serving's REST port)"
+                )
+        elif kind == "grpc":
+            url = url or DEFAULT_GRPC_TARGET
+            url = url.removeprefix("grpc://")
+            if "://" in url or ":" not in url:
+                raise ValueError(
+                    f"IMGTAG_SERVING_URL={url!r}: the grpc predictor needs host:port (TF Serving's gRPC port)"
+                )
+        raw_label = env.get("IMGTAG_SERVING_LABEL", CHAMPION).strip()
+        if not raw_label or "/" in raw_label or ":" in raw_label:
+            raise ValueError(f"IMGTAG_SERVING_LABEL={raw_label!r}: expected a version label or number")
+        label, version = (None, int(raw_label)) if raw_label.isdigit() else (raw_label, None)
+        raw_timeout = env.get("IMGTAG_SERVING_TIMEOUT", "10")
+        try:
+            timeout = float(raw_timeout)
+        except ValueError:
+            timeout = float("nan")
+        if not timeout > 0 or timeout == float("inf"):
+            raise ValueError(f"IMGTAG_SERVING_TIMEOUT={raw_timeout!r}: expected a positive number of seconds")
+        return cls(predictor=kind, url=url, label=label, version=version, timeout=timeout)
+
+
+def served_version_path(settings, label: str | None = CHAMPION, version: int | None = None) -> Path:
+    """The local directory of the version a label (or number) points at in the model repository.
+
+    Args:
+        settings: :class:`pipelines.settings.Settings` (``model_base``, ``model_name``).
+        label: a version label in ``models.config`` (``champion``, ``previous``).
+        version: a version number instead of a label.
+
+    Returns:
+        ``<model_base>/<model_name>/<version>``.
+
+    Raises:
+        ServingError: no such label in ``models.config``, or the version's directory is missing.
+    """
+    repo = ModelRepository(settings.model_base, settings.model_name)
+    if version is None:
+        config = repo.read_config()
+        entries = (
+            [] if config is None else [c for c in config.model_config_list.config if c.name == repo.name]
+        )
+        labels = dict(entries[0].version_labels) if entries else {}
+        if label not in labels:
+            raise ServingError(
+                f"{repo.config_path}: no version labelled {label!r} for {repo.name} "
+                f"(labels: {labels or 'none'}); promote a model first (imgtag promote)"
+            )
+        version = labels[label]
+    path = repo.path(version)
+    if not (path / "saved_model.pb").is_file():
+        raise ServingError(f"{path}: version {version} of {repo.name} is not in the model repository")
+    return path
+
+
+def vocabulary_from_repository(
+    settings, label: str | None = CHAMPION, version: int | None = None
+) -> Vocabulary:
+    """The tag vocabulary of a served version, read from the model repository's ``assets/``.
+
+    TF Serving does not serve a model's assets, so remote predictors read the vocabulary from
+    the shared volume the server loads the model from.
+
+    Args:
+        settings: :class:`pipelines.settings.Settings` (``model_base``, ``model_name``).
+        label: the version label (default ``champion``).
+        version: a version number instead of a label.
+
+    Returns:
+        The vocabulary in ``assets/tags.csv`` of that version.
+
+    Raises:
+        ServingError: no such label or version in the repository.
+        FileNotFoundError: the version has no ``assets/tags.csv``.
+    """
+    return Vocabulary.read(served_version_path(settings, label, version) / "assets")
+
+
+def predictor_from_settings(settings, serving: ServingSettings | None = None) -> Predictor:
+    """The predictor the environment asks for, serving the labelled version of ``settings.model_name``.
+
+    Args:
+        settings: :class:`pipelines.settings.Settings` (``model_base``, ``model_name``).
+        serving: which predictor and where (``ServingSettings.from_env()`` when None).
+
+    Returns:
+        An :class:`InProcessPredictor` of the labelled version, or a :class:`RestPredictor` or
+        :class:`GrpcPredictor` asking TF Serving for it, with its vocabulary from the repository.
+
+    Raises:
+        ValueError: bad serving variables.
+        ServingError: the repository has no such label or version.
+    """
+    serving = ServingSettings.from_env() if serving is None else serving
+    if serving.predictor == "inprocess":
+        return InProcessPredictor(served_version_path(settings, serving.label, serving.version))
+    vocabulary = vocabulary_from_repository(settings, serving.label, serving.version)
+    common = {
+        "version_label": serving.label,
+        "version": serving.version,
+        "vocabulary": vocabulary,
+        "timeout": serving.timeout,
+    }
+    if serving.predictor == "rest":
+        return RestPredictor(serving.url, settings.model_name, **common)
+    return GrpcPredictor(serving.url, settings.model_name, **common)
