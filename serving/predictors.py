@@ -177,7 +177,39 @@ class InProcessPredictor:
         return _check_shape(scores, len(images), self.vocabulary, str(self._model.path))
 
 
-class RestPredictor:
+class _RemotePredictor:
+    """What the REST and gRPC clients share: the model they ask for, the vocabulary of its
+    answers, the retry budget, and closing as a context manager."""
+
+    def __init__(
+        self,
+        model_name: str,
+        version_label: str | None,
+        version: int | None,
+        vocabulary: Vocabulary,
+        timeout: float,
+        retries: int,
+        backoff: float,
+    ):
+        self.version_label, self._pinned = _version_spec(version_label, version)
+        self.name = model_name
+        self.version: int | str | None = self._pinned if self._pinned is not None else version_label
+        self.vocabulary = vocabulary
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+class RestPredictor(_RemotePredictor):
     """TF Serving's REST predict API.
 
     Args:
@@ -207,17 +239,11 @@ class RestPredictor:
     ):
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url {base_url!r}: expected http://host:port (TF Serving's REST port)")
-        self.version_label, pinned = _version_spec(version_label, version)
+        super().__init__(model_name, version_label, version, vocabulary, timeout, retries, backoff)
         self.base_url = base_url.rstrip("/")
-        self.name = model_name
-        self.version: int | str | None = pinned if pinned is not None else version_label
-        self.vocabulary = vocabulary
-        self.timeout = float(timeout)
-        self.retries = int(retries)
-        self.backoff = float(backoff)
         self.session = session or requests.Session()
-        if pinned is not None:
-            route = f"/versions/{pinned}"
+        if self._pinned is not None:
+            route = f"/versions/{self._pinned}"
         elif version_label is not None:
             route = f"/labels/{version_label}"
         else:
@@ -230,12 +256,6 @@ class RestPredictor:
     def close(self) -> None:
         """Close the HTTP session."""
         self.session.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
     def scores(self, images: list[bytes]) -> np.ndarray:
         """``float32 (n, tags)`` scores for encoded images, in :attr:`vocabulary` order.
@@ -329,7 +349,7 @@ def _rows_to_array(predictions: Any, where: str) -> np.ndarray:
     return array
 
 
-class GrpcPredictor:
+class GrpcPredictor(_RemotePredictor):
     """TF Serving's gRPC ``PredictionService/Predict``.
 
     Args:
@@ -367,15 +387,8 @@ class GrpcPredictor:
 
         if "://" in target:
             raise ValueError(f"gRPC target {target!r}: expected host:port without a scheme")
-        self.version_label, pinned = _version_spec(version_label, version)
+        super().__init__(model_name, version_label, version, vocabulary, timeout, retries, backoff)
         self.target = target
-        self.name = model_name
-        self.version: int | str | None = pinned if pinned is not None else version_label
-        self._pinned = pinned
-        self.vocabulary = vocabulary
-        self.timeout = float(timeout)
-        self.retries = int(retries)
-        self.backoff = float(backoff)
         self._grpc = grpc
         self._channel = channel or grpc.insecure_channel(
             target, options=[("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_BYTES)]
@@ -388,12 +401,6 @@ class GrpcPredictor:
     def close(self) -> None:
         """Close the channel."""
         self._channel.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
     def request(self, images: list[bytes]):
         """The ``PredictRequest`` for encoded images (``images``: one ``DT_STRING [n]`` tensor)."""
