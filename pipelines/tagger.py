@@ -9,14 +9,16 @@ rest of the batch is tagged.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import threading
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -59,12 +61,16 @@ class Tagger:
             pretrained classifier's class probabilities, a
             :class:`~pipelines.vocabulary.Vocabulary` for an exported model's tag scores.
         model_name, model_version: recorded on every tag this tagger produces.
+        predict_encoded: instead of ``predict``, a function from the encoded files
+            (``list[bytes]``) to outputs: a model server that decodes itself
+            (:meth:`serving.predictors.Predictor.scores`). Images are still decoded here
+            first, so a file that cannot be read gets its reason and never reaches the server.
     """
 
     def __init__(
         self,
         predict: Callable[[np.ndarray], np.ndarray],
-        labels: "TagMap | Vocabulary",
+        labels: TagMap | Vocabulary,
         model_name: str,
         model_version: str,
         *,
@@ -72,8 +78,10 @@ class Tagger:
         batch_size: int = 32,
         decode_threads: int = 2,
         max_pixels: int = imageio.DEFAULT_MAX_PIXELS,
+        predict_encoded: Callable[[list[bytes]], np.ndarray] | None = None,
     ):
         self._predict = predict
+        self._predict_encoded = predict_encoded
         self.labels = labels
         self.model_name = model_name
         self.model_version = model_version
@@ -82,12 +90,13 @@ class Tagger:
         self.decode_threads = decode_threads
         self.max_pixels = max_pixels
 
-    def _prepare(self, data: "bytes | Path | Callable[[], bytes]", name: str):
+    def _prepare(self, data: bytes | Path | Callable[[], bytes], name: str):
         if isinstance(data, Path):
             data = data.read_bytes()
         elif callable(data):
             data = data()
-        return imageio.load_for_model(data, self.image_size, name, max_pixels=self.max_pixels)
+        image, info = imageio.load_for_model(data, self.image_size, name, max_pixels=self.max_pixels)
+        return image, info, (data if self._predict_encoded else None)
 
     def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Model outputs for ``(n, size, size, 3)`` uint8 pixels, in fixed-shape batches."""
@@ -127,10 +136,10 @@ class Tagger:
             while pending:
                 window = [pending.popleft() for _ in range(min(self.batch_size, len(pending)))]
                 refill()  # keep the pool decoding the next batch while the model runs
-                results, pixels, slots = [], [], []
+                results, pixels, files, slots = [], [], [], []
                 for key, name, future in window:
                     try:
-                        image, info = future.result()
+                        image, info, data = future.result()
                     except imageio.ImageError as exc:
                         results.append(TagResult(key, name, error=exc))
                     except OSError as exc:
@@ -141,8 +150,13 @@ class Tagger:
                         slots.append(len(results))
                         results.append(TagResult(key, name, info=info))
                         pixels.append(image)
+                        files.append(data)
                 if pixels:
-                    tags = self.labels.select(self.predict_pixels(np.stack(pixels)))
+                    if self._predict_encoded is not None:
+                        outputs = np.asarray(self._predict_encoded(files))
+                    else:
+                        outputs = self.predict_pixels(np.stack(pixels))
+                    tags = self.labels.select(outputs)
                     for slot, image_tags in zip(slots, tags):
                         results[slot].tags = image_tags
                 yield from results
@@ -236,7 +250,7 @@ def _pretrained_flatbuffer(cache_dir: Path, batch_size: int) -> bytes:
     return flatbuffer
 
 
-def _champion_flatbuffer(cache_dir: Path, model: "CurrentModel", batch_size: int) -> bytes:
+def _champion_flatbuffer(cache_dir: Path, model: CurrentModel, batch_size: int) -> bytes:
     """The champion's ``predict_pixels`` signature as LiteRT, converted once per version."""
     import hashlib
     from importlib.metadata import version
@@ -328,7 +342,7 @@ def _cached_tagger(
             predict = litert_interpreter(_champion_flatbuffer(cache_dir / "models", model, batch_size))
         else:
             signature = _saved_model_predictor(model.path)
-            predict = lambda pixels: signature(pixels).numpy()  # noqa: E731
+            predict = lambda pixels: signature(pixels).numpy()
     elif runtime == "litert":
         labels = TagMap.load()
         predict = litert_interpreter(_pretrained_flatbuffer(cache_dir / "models", batch_size))
@@ -352,14 +366,46 @@ def _cached_tagger(
     )
 
 
+@functools.cache
+def _remote_tagger(serving, model: CurrentModel, settings: Settings) -> Tagger:
+    from serving.predictors import predictor_from_settings
+
+    # Ask for the version number the label points at now, not for the label: the scores then
+    # come from the version whose vocabulary names them, even while TF Serving is still
+    # moving the label (it rereads models.config every poll interval).
+    pinned = dataclasses.replace(serving, label=None, version=int(model.version))
+    predictor = predictor_from_settings(settings, pinned)
+    return Tagger(
+        None,
+        predictor.vocabulary,
+        model.name,
+        model.version,
+        image_size=model.image_size,
+        batch_size=settings.batch_size,
+        decode_threads=settings.decode_threads,
+        max_pixels=settings.max_pixels,
+        predict_encoded=predictor.scores,
+    )
+
+
 def get_tagger(settings: Settings | None = None) -> Tagger:
     """The tagger of the current model (:func:`current_model`), loaded on first use and kept.
 
     A new champion is picked up on the next call. Loading takes well under a second once the
     LiteRT model is in ``IMGTAG_CACHE_DIR``, a few seconds the first time.
+
+    With ``IMGTAG_PREDICTOR=rest`` or ``grpc`` (:class:`serving.predictors.ServingSettings`)
+    the champion's scores come from TF Serving; until a model has been promoted there is
+    nothing for the server to serve, and the pretrained model tags in process.
     """
     settings = settings or Settings.from_env()
     model = current_model(settings)
+    from serving.predictors import ServingSettings
+
+    serving = ServingSettings.from_env()
+    if serving.predictor != "inprocess" and model.path is not None:
+        with _lock:
+            return _remote_tagger(serving, model, settings)
     with _lock:
         return _cached_tagger(
             model,

@@ -15,11 +15,16 @@ One loop, two ways to end: ``drain`` stops when the queue stays empty for a mome
   decoded goes to the dead-letter queue with its reason in a header, and the asset (when there
   is one) is marked ``failed`` with the error; the rest of the batch is tagged;
 - a lost connection (broker restart, ``close_all_connections``) is re-opened with backoff;
-  what was in flight is redelivered by the broker.
+  what was in flight is redelivered by the broker;
+- when the model server (TF Serving, ``IMGTAG_PREDICTOR=rest|grpc``) cannot be reached, the
+  batch is held, unacked, and tried again with backoff until the server is back: nothing is
+  dead-lettered for an outage, and ``imgtag_serving_waits_total`` tells the alert. A stop
+  request during the wait hands the batch back to the queue.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -34,6 +39,9 @@ from pipelines.settings import Settings
 
 RECONNECT_BUDGET_SECONDS = 120.0
 BATCHES_PER_COMMIT = 4
+SERVING_RETRY_MAX_SECONDS = 30.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,6 +51,7 @@ class DrainSummary:
     dead_lettered: int = 0
     reasons: Counter = field(default_factory=Counter)
     reconnects: int = 0
+    serving_waits: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
@@ -52,6 +61,7 @@ class DrainSummary:
             "dead_lettered": self.dead_lettered,
             "dead_letter_reasons": dict(self.reasons),
             "reconnects": self.reconnects,
+            "serving_waits": self.serving_waits,
             "seconds": round(self.seconds, 2),
         }
 
@@ -214,10 +224,12 @@ class Consumer:
     def _process(self, connection, channel, work, batch) -> None:
         self.summary.received += len(batch)
         started = time.monotonic()
-        future = work.submit(tag_batch, self.tagger, batch)
-        while not future.done():  # keep heartbeats and deliveries flowing while the model works
-            connection.process_data_events(time_limit=0.05)
-        outcome = future.result()
+        outcome = self._tag_when_served(connection, work, batch)
+        if outcome is None:  # stopped while the model server was down: back to the queue
+            for method, _, _ in batch:
+                channel.basic_nack(method.delivery_tag, requeue=True)
+            self.summary.received -= len(batch)
+            return
         publisher = _ChannelPublisher(channel, self.settings)
         for (method, properties, body), (reason, error) in zip(batch, outcome):
             if reason:
@@ -228,9 +240,48 @@ class Consumer:
             else:
                 self.summary.tagged += 1
                 metrics.TAGGED.inc()
+                _observe_latency(body)
         channel.basic_ack(batch[-1][0].delivery_tag, multiple=True)
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
         metrics.QUEUE_DEPTH.set(broker.queue_depth(channel, self.settings.queue))
+
+    def _tag_when_served(self, connection, work, batch) -> list[tuple[str, str]] | None:
+        """``tag_batch`` in the work thread, tried again while the model server is unavailable.
+
+        Returns:
+            ``tag_batch``'s outcome, or None when a stop was requested during an outage.
+        """
+        from serving.predictors import ServingUnavailable
+
+        delay = 1.0
+        while True:
+            future = work.submit(tag_batch, self.tagger, batch)
+            while not future.done():  # keep heartbeats and deliveries flowing while the model works
+                connection.process_data_events(time_limit=0.05)
+            try:
+                return future.result()
+            except ServingUnavailable as exc:
+                self.summary.serving_waits += 1
+                metrics.SERVING_WAITS.inc()
+                log.warning("%s; holding %d messages, next try in %.0fs", exc, len(batch), delay)
+            wake = time.monotonic() + delay
+            while time.monotonic() < wake:
+                if self.stop_requested.is_set():
+                    return None
+                connection.process_data_events(time_limit=0.2)
+            delay = min(delay * 2, SERVING_RETRY_MAX_SECONDS)
+
+
+def _observe_latency(body: bytes) -> None:
+    """Time from the message's ``requested_at`` to now, the tags being committed."""
+    from datetime import datetime
+
+    try:
+        message = broker.TaggingMessage.decode(body)
+        requested = datetime.fromisoformat(message.requested_at).timestamp()
+    except (broker.BadMessage, ValueError, TypeError):
+        return
+    metrics.TAG_LATENCY.labels(reason=message.reason).observe(max(0.0, time.time() - requested))
 
 
 class _ChannelPublisher(broker.Publisher):

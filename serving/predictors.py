@@ -35,6 +35,8 @@ Which predictor :func:`predictor_from_settings` builds is set by the environment
 | ``IMGTAG_SERVING_URL`` | ``http://127.0.0.1:8501`` (rest), ``127.0.0.1:8500`` (grpc) | TF Serving's REST base URL or gRPC target |
 | ``IMGTAG_SERVING_LABEL`` | ``champion`` | version label to ask for; digits pin a version number |
 | ``IMGTAG_SERVING_TIMEOUT`` | ``10`` | seconds per request attempt |
+| ``IMGTAG_SERVING_STATUS_URL`` | the REST URL with ``rest``, else none | TF Serving's REST base URL, for ``promote`` and ``rollback`` to wait until a version is loaded before moving its label |
+| ``IMGTAG_SERVING_LOAD_TIMEOUT`` | ``600`` | seconds they wait for it |
 
 Importing this module does not import TensorFlow; the in-process and gRPC predictors import
 it when built (``tensorflow_serving.apis`` needs it).
@@ -54,6 +56,7 @@ from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 import numpy as np
 import requests
 
+from pipelines import metrics
 from pipelines.vocabulary import Vocabulary
 from serving.export import INPUT_KEY, OUTPUT_KEY, LoadedModel
 from serving.repository import CHAMPION, ModelRepository
@@ -199,8 +202,38 @@ class _RemotePredictor:
         self.retries = int(retries)
         self.backoff = float(backoff)
 
+    #: the ``predictor`` label of the request metrics
+    kind = ""
+
     def close(self) -> None:
         raise NotImplementedError
+
+    def _scores(self, images: list[bytes]) -> np.ndarray:
+        raise NotImplementedError
+
+    def scores(self, images: list[bytes]) -> np.ndarray:
+        """``float32 (n, tags)`` scores for encoded images, in :attr:`vocabulary` order.
+
+        Each call counts in ``imgtag_serving_requests_total`` by outcome and times in
+        ``imgtag_serving_request_seconds`` (:mod:`pipelines.metrics`).
+
+        Raises:
+            ServingUnavailable: the server was not reached after the retries.
+            ServingError: the server refused the request, or its answer is not scores for
+                these images.
+        """
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            scores = self._scores(images)
+            outcome = "ok"
+            return scores
+        except ServingUnavailable:
+            outcome = "unavailable"
+            raise
+        finally:
+            metrics.SERVING_REQUESTS.labels(predictor=self.kind, outcome=outcome).inc()
+            metrics.SERVING_SECONDS.labels(predictor=self.kind).observe(time.monotonic() - started)
 
     def __enter__(self) -> Self:
         return self
@@ -223,6 +256,8 @@ class RestPredictor(_RemotePredictor):
         backoff: seconds before the first retry, doubled for each next one.
         session: a ``requests.Session`` to use (one is created otherwise).
     """
+
+    kind = "rest"
 
     def __init__(
         self,
@@ -257,7 +292,7 @@ class RestPredictor(_RemotePredictor):
         """Close the HTTP session."""
         self.session.close()
 
-    def scores(self, images: list[bytes]) -> np.ndarray:
+    def _scores(self, images: list[bytes]) -> np.ndarray:
         """``float32 (n, tags)`` scores for encoded images, in :attr:`vocabulary` order.
 
         Raises:
@@ -422,7 +457,7 @@ class GrpcPredictor(_RemotePredictor):
         )
         return request
 
-    def scores(self, images: list[bytes]) -> np.ndarray:
+    def _scores(self, images: list[bytes]) -> np.ndarray:
         """``float32 (n, tags)`` scores for encoded images, in :attr:`vocabulary` order.
 
         Raises:
@@ -498,6 +533,71 @@ def tensor_to_array(tensor) -> np.ndarray:
     return values.astype(np.float32).reshape(shape)
 
 
+# ---- model status -----------------------------------------------------------------------------
+
+
+def wait_until_available(
+    base_url: str,
+    name: str,
+    version: int,
+    *,
+    timeout: float = 600.0,
+    poll: float = 2.0,
+    session: requests.Session | None = None,
+) -> None:
+    """Return once TF Serving reports ``version`` of ``name`` AVAILABLE (REST model status API).
+
+    ``GET {base_url}/v1/models/{name}/versions/{version}`` answers 404 until the server has
+    reread ``models.config`` (every ``--model_config_file_poll_wait_seconds``), then the
+    version's state: LOADING, AVAILABLE, or END with the load error.
+
+    Raises:
+        RepositoryError: the load failed (the server's error), or the version was not
+            AVAILABLE within ``timeout`` seconds (its last state, and what to check).
+    """
+    from serving.repository import RepositoryError
+
+    url = f"{base_url.rstrip('/')}/v1/models/{name}/versions/{int(version)}"
+    http = session or requests.Session()
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    try:
+        while True:
+            try:
+                response = http.get(url, timeout=min(10.0, max(timeout, 0.1)))
+                if response.status_code == 200:
+                    states = response.json().get("model_version_status", [])
+                    mine = next((st for st in states if str(st.get("version")) == str(version)), {})
+                    state = mine.get("state", "UNKNOWN")
+                    status = mine.get("status", {})
+                    if state == "AVAILABLE":
+                        return
+                    if state == "END" and status.get("error_code", "OK") != "OK":
+                        raise RepositoryError(
+                            f"TF Serving at {base_url} failed to load {name} version {version}: "
+                            f"{status.get('error_code')}: {status.get('error_message')}; the champion "
+                            "label stays where it was"
+                        )
+                    last = f"state {state}"
+                else:
+                    last = f"HTTP {response.status_code} {_error_message(response)!r}"
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            except ValueError as exc:
+                last = f"not JSON: {exc}"
+            if time.monotonic() + poll > deadline:
+                raise RepositoryError(
+                    f"TF Serving at {base_url} did not load {name} version {version} within {timeout:g}s "
+                    f"(last: {last}); the version is served unlabelled and the champion label stays where "
+                    "it was. Check the server's log and that it mounts the model repository, then "
+                    "promote again"
+                )
+            time.sleep(poll)
+    finally:
+        if session is None:
+            http.close()
+
+
 # ---- settings and construction ---------------------------------------------------------------
 
 
@@ -518,6 +618,8 @@ class ServingSettings:
     label: str | None = CHAMPION
     version: int | None = None
     timeout: float = 10.0
+    status_url: str = ""
+    load_timeout: float = 600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
@@ -562,7 +664,36 @@ class ServingSettings:
             timeout = float("nan")
         if not timeout > 0 or timeout == float("inf"):
             raise ValueError(f"IMGTAG_SERVING_TIMEOUT={raw_timeout!r}: expected a positive number of seconds")
-        return cls(predictor=kind, url=url, label=label, version=version, timeout=timeout)
+        status_url = env.get("IMGTAG_SERVING_STATUS_URL", "").strip() or (url if kind == "rest" else "")
+        if status_url and not status_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"IMGTAG_SERVING_STATUS_URL={status_url!r}: expected http://host:port (TF Serving's REST port)"
+            )
+        raw_load = env.get("IMGTAG_SERVING_LOAD_TIMEOUT", "600")
+        try:
+            load_timeout = float(raw_load)
+        except ValueError:
+            load_timeout = float("nan")
+        if not load_timeout > 0:
+            raise ValueError(
+                f"IMGTAG_SERVING_LOAD_TIMEOUT={raw_load!r}: expected a positive number of seconds"
+            )
+        return cls(
+            predictor=kind,
+            url=url,
+            label=label,
+            version=version,
+            timeout=timeout,
+            status_url=status_url,
+            load_timeout=load_timeout,
+        )
+
+    def load_waiter(self, name: str) -> Callable[[int], None] | None:
+        """``wait(version)`` for :meth:`serving.repository.ModelRepository.promote`: returns once
+        the server at ``status_url`` has loaded the version; None when no server is configured."""
+        if not self.status_url:
+            return None
+        return lambda version: wait_until_available(self.status_url, name, version, timeout=self.load_timeout)
 
 
 def served_version_path(settings, label: str | None = CHAMPION, version: int | None = None) -> Path:
