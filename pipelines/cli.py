@@ -675,12 +675,16 @@ def promote(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Serve a model version: the next numbered version in the TF Serving model repository
-    (IMGTAG_MODEL_BASE), and the MLflow alias `champion`. Taggers pick it up on their next batch."""
+    (IMGTAG_MODEL_BASE), and the MLflow alias `champion`. Taggers pick it up on their next batch.
+
+    With IMGTAG_SERVING_STATUS_URL (TF Serving's REST port) the `champion` label moves only once
+    the server reports the new version loaded (up to IMGTAG_SERVING_LOAD_TIMEOUT seconds)."""
     from pipelines.registry import promote as run_promote
+    from serving.repository import RepositoryError
 
     try:
         summary = run_promote(model_version, settings=_settings())
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, RepositoryError) as exc:
         _fail(str(exc))
     _emit(summary, as_json, f"serving version {summary['serving_version']} is model version "
                             f"{summary['model_version']} (champion)")

@@ -304,6 +304,13 @@ def _repository(settings: Settings):
     )
 
 
+def _load_waiter(settings: Settings):
+    """Waits for TF Serving to load a version before its label moves (``IMGTAG_SERVING_STATUS_URL``)."""
+    from serving.predictors import ServingSettings
+
+    return ServingSettings.from_env().load_waiter(settings.model_name)
+
+
 def promote(model_version: str, *, settings: Settings | None = None) -> dict:
     """Serve a registered model version: the next numbered version in the model repository,
     then the ``champion`` alias. Promoting the version that is already champion changes nothing.
@@ -324,7 +331,8 @@ def promote(model_version: str, *, settings: Settings | None = None) -> dict:
             "source": version.source,
         }
         with _downloaded(version) as saved_model:
-            promotion, changed = repository.promote(saved_model, metadata), True
+            promotion = repository.promote(saved_model, metadata, wait=_load_waiter(settings))
+            changed = True
     client.set_registered_model_alias(settings.model_name, tracking.CHAMPION, str(version.version))
     client.set_model_version_tag(
         settings.model_name, str(version.version), "serving_version", str(promotion.version)
@@ -344,7 +352,7 @@ def rollback(*, settings: Settings | None = None) -> dict:
     settings = settings or Settings.from_env()
     repository = _repository(settings)
     before = repository.current()
-    promotion = repository.rollback()
+    promotion = repository.rollback(wait=_load_waiter(settings))
     mlflow_version = promotion.metadata.get("mlflow_version")
     if mlflow_version:
         tracking.client(settings).set_registered_model_alias(

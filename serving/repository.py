@@ -51,9 +51,10 @@ import re
 import secrets
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
@@ -137,7 +138,7 @@ def models_config_text(config: model_server_config_pb2.ModelServerConfig) -> str
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _fsync_path(path: Path) -> None:
@@ -343,8 +344,37 @@ class ModelRepository:
         used.update(int(e["rolled_back"]) for e in history if "rolled_back" in e)
         return max(used, default=0) + 1
 
-    def _write_config(self, champion: int, previous: int | None) -> None:
-        """Point this model's config entry at ``champion`` (and ``previous``); other models untouched."""
+    def _served(self) -> tuple[list[int], dict[str, int]]:
+        """The versions this model's config entry serves now, and its labels."""
+        entry = self._model_entry(self.read_config())
+        if entry is None:
+            return [], {}
+        return list(entry.model_version_policy.specific.versions), dict(entry.version_labels)
+
+    def _switch(self, champion: int, previous: int | None, wait: Callable[[int], None] | None) -> None:
+        """Serve ``champion`` (and ``previous``) under their labels, in two steps when a server loads them.
+
+        TF Serving refuses a config whose label names a version it has not loaded (and then
+        keeps serving the old config, so the new version would never load). So a version not
+        served yet is first added beside the served ones with the labels unchanged, ``wait``
+        returns once the server has it, and only then do the labels move.
+
+        Raises:
+            RepositoryError: from ``wait``: the server did not load a version (the labels stay).
+        """
+        served, labels = self._served()
+        wanted = [champion] if previous is None else [champion, previous]
+        new = [version for version in wanted if version not in served]
+        if new and labels:
+            self._write_config(labels[CHAMPION], labels.get(PREVIOUS), also=new)
+            for version in new:
+                if wait is not None:
+                    wait(version)
+        self._write_config(champion, previous)
+
+    def _write_config(self, champion: int, previous: int | None, also: list[int] = ()) -> None:
+        """Point this model's config entry at ``champion`` (and ``previous``), serving the
+        versions in ``also`` too, unlabelled; other models untouched."""
         config = self.read_config() or model_server_config_pb2.ModelServerConfig()
         if config.WhichOneof("config") == "custom_model_config":
             raise RepositoryError(
@@ -358,6 +388,7 @@ class ModelRepository:
         entry.model_platform = MODEL_PLATFORM
         entry.ClearField("model_type")  # deprecated, and conflicts with model_platform
         versions = [champion] if previous is None else [champion, previous]
+        versions += [version for version in also if version not in versions]
         entry.model_version_policy.Clear()
         entry.model_version_policy.specific.versions.extend(versions)
         # The repository owns this model's labels: a stale one pointing at an unserved version
@@ -403,7 +434,9 @@ class ModelRepository:
         _fsync_path(self.model_dir)
         return final
 
-    def promote(self, saved_model_dir: str | Path, metadata: dict) -> Promotion:
+    def promote(
+        self, saved_model_dir: str | Path, metadata: dict, *, wait: Callable[[int], None] | None = None
+    ) -> Promotion:
         """Add a SavedModel as the next version and make it the champion.
 
         The copy appears under its number in one rename; ``models.config`` then serves it
@@ -415,12 +448,18 @@ class ModelRepository:
             saved_model_dir: a SavedModel directory (with ``saved_model.pb``).
             metadata: JSON-serialisable facts about the model (run id, model URI, metrics ...);
                 stored in the version's ``assets.extra/imgtag_promotion.json`` and in the log.
+            wait: ``wait(version)`` returns once the model server has loaded ``version``
+                (:func:`serving.predictors.wait_until_available`), raising
+                :class:`RepositoryError` if it does not; None when no server reads this
+                repository. The ``champion`` label moves only after it returns.
 
         Returns:
             The new champion.
 
         Raises:
-            RepositoryError: ``saved_model_dir`` is not a SavedModel.
+            RepositoryError: ``saved_model_dir`` is not a SavedModel, or ``wait`` gave up: the
+                new version is then served unlabelled, the champion is unchanged, and the
+                promotion is not logged.
             TypeError: ``metadata`` is not JSON-serialisable.
         """
         source = Path(saved_model_dir)
@@ -437,19 +476,23 @@ class ModelRepository:
             at = _now()
             record = {"name": self.name, "version": version, "promoted_at": at, "metadata": metadata}
             path = self._stage(source, version, record)
-            self._write_config(version, previous)
+            self._switch(version, previous, wait)
             logged = {"action": "promote", "version": version, "previous": previous, "at": at}
             self._append_log({**logged, "metadata": metadata})
         log.info("promoted %s version %d (previous %s) at %s", self.name, version, previous, path)
         return Promotion(self.name, version, path, previous, metadata)
 
-    def rollback(self) -> Promotion:
+    def rollback(self, *, wait: Callable[[int], None] | None = None) -> Promotion:
         """Make the champion before the current one the champion again.
 
         The previous champion comes from ``promotions.jsonl``, so a second rollback walks
         further back through the promotions. The rolled-back version's directory stays (for
         forensics) but leaves ``models.config``, which then serves the restored champion and
         its own previous champion, if any. The rollback is logged with action ``rollback``.
+
+        Args:
+            wait: as for :meth:`promote`: the restored champion's own previous champion may
+                not be served yet.
 
         Returns:
             The restored champion, with the metadata recorded when it was promoted.
@@ -481,7 +524,7 @@ class ModelRepository:
                 )
             if previous is not None and not _is_saved_model(self.path(previous)):
                 previous = None
-            self._write_config(restored, previous)
+            self._switch(restored, previous, wait)
             self._append_log(
                 {
                     "action": "rollback",

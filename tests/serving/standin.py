@@ -29,6 +29,7 @@ from pipelines.tf_runtime import import_tensorflow
 tf = import_tensorflow()
 
 SIGNATURE = "serving_default"
+_STATUS_PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/([0-9]+))?$")
 _PREDICT_PATH = re.compile(r"^/v1/models/([^/:]+)(?:/labels/([^/:]+)|/versions/([0-9]+))?:predict$")
 
 
@@ -48,6 +49,7 @@ class Served:
         self.calls = 0  # predict requests received, failed ones included
         self.fail_first = 0  # fail this many more requests as unavailable
         self.delay = 0.0  # seconds to wait before answering
+        self.load_errors: dict[int, str] = {}  # versions whose load failed, with the error
 
     def resolve(self, name: str, label: str | None, version: int | None) -> tuple[int, object]:
         """The version and signature asked for; LookupError with TF Serving's kind of message."""
@@ -62,6 +64,32 @@ class Served:
         if version not in self.signatures:
             raise LookupError(f"Servable not found for request: Specific({name}, {version})")
         return version, self.signatures[version]
+
+    def load(self, version: int, path: Path) -> None:
+        """Load another version, as TF Serving does after reading a new ``models.config``."""
+        loaded = tf.saved_model.load(str(path))
+        with self.lock:
+            self._loaded.append(loaded)
+            self.signatures[version] = loaded.signatures[SIGNATURE]
+
+    def status(self, name: str, version: int | None) -> dict:
+        """TF Serving's ``GetModelStatus`` answer; LookupError for an unknown model or version."""
+        if name != self.name:
+            raise LookupError(f"Could not find any versions of model {name}")
+        if self.load_errors.get(version):
+            states = [(version, "END", "UNKNOWN", self.load_errors[version])]
+        elif version is None:
+            states = [(v, "AVAILABLE", "OK", "") for v in sorted(self.signatures)]
+        elif version in self.signatures:
+            states = [(version, "AVAILABLE", "OK", "")]
+        else:
+            raise LookupError(f"Could not find version {version} of model {name}")
+        return {
+            "model_version_status": [
+                {"version": str(v), "state": state, "status": {"error_code": code, "error_message": message}}
+                for v, state, code, message in states
+            ]
+        }
 
     def admit(self) -> bool:
         """Count a request; False while it should fail as unavailable. Sleeps ``delay`` first."""
@@ -91,6 +119,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        """Model status: ``GET /v1/models/<name>[/versions/<v>]``."""
+        match = _STATUS_PATH.match(self.path)
+        if not match:
+            self._reply(404, {"error": f"Malformed request: GET {self.path}"})
+            return
+        name, number = match.groups()
+        try:
+            self._reply(200, self.server.served.status(name, None if number is None else int(number)))
+        except LookupError as exc:
+            self._reply(404, {"error": str(exc)})
 
     def do_POST(self) -> None:
         served = self.server.served

@@ -333,3 +333,108 @@ def test_torn_log_line_is_skipped(repo, saved_model):
     assert len(repo.history()) == 1
     assert repo.promote(saved_model, {}).version == 2
     assert [h["version"] for h in repo.history()] == [1, 2]
+
+
+# ---- with a model server: the label moves only once the server has loaded the version -----------
+
+
+class _Loader:
+    """Plays TF Serving's config polling: loads each version models.config adds, after ``delay``,
+    and remembers which version was labelled champion at that moment."""
+
+    def __init__(self, repo, served, delay: float = 0.3, fail: dict | None = None):
+        import threading
+
+        self.repo, self.served, self.delay, self.fail = repo, served, delay, fail or {}
+        self.champion_when_loaded: dict[int, int] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        import time
+
+        while not self.stop.is_set():
+            served, _ = self.repo._served()
+            for version in served:
+                if version in self.served.signatures or version in self.served.load_errors:
+                    continue
+                time.sleep(self.delay)
+                if version in self.fail:
+                    self.served.load_errors[version] = self.fail[version]
+                    continue
+                self.champion_when_loaded[version] = self.repo._served()[1].get("champion")
+                self.served.load(version, self.repo.path(version))
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def serving(tmp_path):
+    """A repository with version 1 as champion, and a REST stand-in that has loaded it."""
+    from standin import RestStandin, Served
+    from tiny_model import NAME, tiny_saved_model
+
+    repo = ModelRepository(tmp_path / "models", NAME)
+    repo.promote(tiny_saved_model(tmp_path / "v1", 1.0), {"run_id": "r1"})
+    served = Served(NAME, {1: repo.path(1)}, {"champion": 1})
+    with RestStandin(served) as server:
+        yield repo, served, server, lambda n: tiny_saved_model(tmp_path / f"v{n}", 1.0 / n)
+
+
+def waiter(server, timeout=20.0):
+    from serving.predictors import wait_until_available
+
+    return lambda version: wait_until_available(
+        server.url, "imgtag-tagger", version, timeout=timeout, poll=0.05
+    )
+
+
+def test_promote_moves_the_label_only_after_the_server_loaded_the_version(serving):
+    repo, served, server, export = serving
+    with _Loader(repo, served) as loader:
+        promotion = repo.promote(export(2), {"run_id": "r2"}, wait=waiter(server))
+    assert promotion.version == 2
+    assert loader.champion_when_loaded == {2: 1}  # still version 1 while the server loaded 2
+    assert repo._served() == ([2, 1], {"champion": 2, "previous": 1})
+
+
+def test_promote_gives_up_when_the_server_never_loads_it_and_keeps_the_champion(serving):
+    repo, served, server, export = serving
+    with pytest.raises(RepositoryError, match="did not load imgtag-tagger version 2 within 0.5s"):
+        repo.promote(export(2), {"run_id": "r2"}, wait=waiter(server, timeout=0.5))
+    served_versions, labels = repo._served()
+    assert labels == {"champion": 1} and set(served_versions) == {1, 2}
+    assert [entry["version"] for entry in repo.history()] == [1]
+    # The server catches up later: promoting again takes the next number and succeeds.
+    with _Loader(repo, served):
+        assert repo.promote(export(3), {"run_id": "r3"}, wait=waiter(server)).version == 3
+    assert repo._served()[1] == {"champion": 3, "previous": 1}
+
+
+def test_promote_reports_the_servers_load_error(serving):
+    repo, served, server, export = serving
+    with (
+        _Loader(repo, served, fail={2: "Op type not registered 'Frobnicate'"}),
+        pytest.raises(RepositoryError, match="failed to load imgtag-tagger version 2: .*Frobnicate"),
+    ):
+        repo.promote(export(2), {"run_id": "r2"}, wait=waiter(server))
+    assert repo._served()[1] == {"champion": 1}
+
+
+def test_rollback_waits_for_the_restored_champions_previous(serving):
+    repo, served, server, export = serving
+    with _Loader(repo, served) as loader:
+        repo.promote(export(2), {"run_id": "r2"}, wait=waiter(server))
+        repo.promote(export(3), {"run_id": "r3"}, wait=waiter(server))
+        served.signatures.pop(1)  # the server unloaded version 1 when it left models.config
+        restored = repo.rollback(wait=waiter(server))
+    assert restored.version == 2
+    assert loader.champion_when_loaded[1] == 3  # version 1 came back before the label moved
+    assert repo._served() == ([2, 1], {"champion": 2, "previous": 1})
