@@ -28,6 +28,12 @@ skips the task, and with it the tasks downstream, instead of failing the run.
 | ``IMGTAG_K8S_SERVICE_ACCOUNT`` | (namespace default) | service account of the stage pods |
 | ``IMGTAG_K8S_RUN_AS_USER`` | ``10001`` | numeric uid (and gid) the stage pods run as |
 | ``IMGTAG_K8S_CONN_ID`` | ``kubernetes_default`` | Airflow connection to the cluster |
+| ``IMGTAG_K8S_VOLUMES`` | ``imgtag-data:/data,imgtag-models:/models`` | PersistentVolumeClaims the stage pods mount, ``claim:path`` comma-separated (empty: none) |
+
+Stages hand their work to each other through files (ingest writes the dataset that validate,
+version and train read; promote writes the model repository TF Serving loads), so in a
+cluster every stage pod mounts the same claims (ReadWriteMany) as the catalog, the worker and
+TF Serving: ``infra/k8s`` names them.
 """
 
 from __future__ import annotations
@@ -110,6 +116,9 @@ TRAINING_RESOURCES = Resources(
 )
 
 
+DEFAULT_VOLUMES = (("imgtag-data", "/data"), ("imgtag-models", "/models"))
+
+
 @dataclass(frozen=True)
 class StageSettings:
     """Where and how stages run, read from the environment when a DAG file is parsed."""
@@ -123,6 +132,7 @@ class StageSettings:
     service_account: str | None = None
     run_as_user: int = 10001
     conn_id: str = "kubernetes_default"
+    volumes: tuple[tuple[str, str], ...] = DEFAULT_VOLUMES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StageSettings:
@@ -146,7 +156,25 @@ class StageSettings:
             service_account=env.get("IMGTAG_K8S_SERVICE_ACCOUNT") or None,
             run_as_user=_uid(env.get("IMGTAG_K8S_RUN_AS_USER", "10001")),
             conn_id=env.get("IMGTAG_K8S_CONN_ID", "kubernetes_default"),
+            volumes=_volumes(env.get("IMGTAG_K8S_VOLUMES", _format_volumes(DEFAULT_VOLUMES))),
         )
+
+
+def _format_volumes(volumes) -> str:
+    return ",".join(f"{claim}:{path}" for claim, path in volumes)
+
+
+def _volumes(value: str) -> tuple[tuple[str, str], ...]:
+    volumes = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        claim, _, path = item.partition(":")
+        if not claim or not path.startswith("/") or path in ("/", "/tmp"):
+            raise ValueError(
+                f"IMGTAG_K8S_VOLUMES={value!r}: expected claim:/absolute/path pairs separated by commas "
+                "(not / or /tmp), e.g. imgtag-data:/data,imgtag-models:/models"
+            )
+        volumes.append((claim, path))
+    return tuple(volumes)
 
 
 def _uid(value: str) -> int:
@@ -216,9 +244,19 @@ def _pod_operator(
         ],
         # A read-only root filesystem still needs a scratch /tmp (TensorFlow, tempfile).
         volumes=[
-            k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=resources.tmp_size))
+            k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=resources.tmp_size)),
+            *(
+                k8s.V1Volume(
+                    name=claim,
+                    persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=claim),
+                )
+                for claim, _ in settings.volumes
+            ),
         ],
-        volume_mounts=[k8s.V1VolumeMount(name="tmp", mount_path="/tmp")],
+        volume_mounts=[
+            k8s.V1VolumeMount(name="tmp", mount_path="/tmp"),
+            *(k8s.V1VolumeMount(name=claim, mount_path=path) for claim, path in settings.volumes),
+        ],
         security_context=k8s.V1PodSecurityContext(
             run_as_non_root=True,
             run_as_user=settings.run_as_user,

@@ -83,8 +83,17 @@ def test_pods_run_the_stage_command_non_root_with_resources_and_config(pods):
             {"configMapRef": {"name": "imgtag-config"}},
             {"secretRef": {"name": "imgtag-secrets"}},
         ], where
-        mounts = {m["mountPath"] for m in main["volumeMounts"]}
-        assert {"/airflow/xcom", "/tmp"} <= mounts, where
+        mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
+        assert {"/airflow/xcom", "/tmp", "/data", "/models"} <= set(mounts), where
+        claims = {
+            v["name"]: v["persistentVolumeClaim"]["claimName"]
+            for v in spec["volumes"]
+            if "persistentVolumeClaim" in v
+        }
+        # The stages share their files through the claims infra/k8s creates.
+        assert claims[mounts["/data"]] == "imgtag-data" and claims[mounts["/models"]] == "imgtag-models", (
+            where
+        )
         assert sidecar["name"] == "airflow-xcom-sidecar", where
         for container in (main, sidecar):
             security = container["securityContext"]
@@ -137,6 +146,7 @@ def test_pod_settings_come_from_the_environment(load_dags):
         IMGTAG_K8S_SECRET="dam-secrets",
         IMGTAG_K8S_SERVICE_ACCOUNT="imgtag-stage",
         IMGTAG_K8S_RUN_AS_USER="4242",
+        IMGTAG_K8S_VOLUMES="dam-shared:/shared",
     )
     from kubernetes.client import ApiClient
 
@@ -149,6 +159,21 @@ def test_pod_settings_come_from_the_environment(load_dags):
         {"configMapRef": {"name": "dam-config"}},
         {"secretRef": {"name": "dam-secrets"}},
     ]
+    volumes = manifest["spec"]["volumes"]
+    assert [v["persistentVolumeClaim"]["claimName"] for v in volumes if "persistentVolumeClaim" in v] == [
+        "dam-shared"
+    ]
+    assert {"name": "dam-shared", "mountPath": "/shared"} in manifest["spec"]["containers"][0]["volumeMounts"]
+
+
+@pytest.mark.parametrize("value", ["imgtag-data", "imgtag-data:relative", "imgtag-data:/tmp", ":/data"])
+def test_a_malformed_volume_list_says_what_is_expected(stage_module, value):
+    with pytest.raises(ValueError, match="claim:/absolute/path"):
+        stage_module.StageSettings.from_env({"IMGTAG_K8S_VOLUMES": value})
+
+
+def test_no_volumes_when_the_list_is_empty(stage_module):
+    assert stage_module.StageSettings.from_env({"IMGTAG_K8S_VOLUMES": ""}).volumes == ()
 
 
 def test_kubernetes_without_an_image_is_an_import_error_that_says_why(load_dags):
