@@ -7,7 +7,17 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 DEMO_HOME ?= var/demo
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test test-sqlite test-postgres bench clean
+.PHONY: install tools demo test test-sqlite test-postgres bench clean
+
+# Infrastructure checkers kept out of .venv: checkov pins old packaging/networkx/cachetools
+# that would downgrade them under Airflow, MLflow and DVC; promtool comes from Debian's
+# prometheus package, unpacked here (nothing is installed system-wide, no service starts).
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+TOOLS := .tools
+PROMTOOL := $(TOOLS)/prometheus/usr/bin/promtool
+export IMGTAG_CHECKOV := $(abspath $(CHECKOV))
+export IMGTAG_PROMTOOL := $(abspath $(PROMTOOL))
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
@@ -20,12 +30,27 @@ $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
 
 install: $(STAMP)  ## create .venv and install imgtag with its test tools
 
+$(CHECKOV): infra/checkov-requirements.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r infra/checkov-requirements.txt
+	touch $@
+
+$(PROMTOOL):
+	mkdir -p $(TOOLS)/deb
+	cd $(TOOLS)/deb && { apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; } \
+		|| { echo "cannot download Debian's prometheus package (for promtool): check apt sources"; exit 1; }
+	dpkg-deb -x $(TOOLS)/deb/prometheus_*.deb $(TOOLS)/prometheus
+	$(PROMTOOL) --version >/dev/null
+
+tools: $(CHECKOV) $(PROMTOOL)  ## checkov (own venv) and promtool (Debian package, unpacked) for tests/infra
+
 demo: install  ## import the photos scikit-image ships (or DEMO_DIR=...) and show their tags
 	IMGTAG_HOME=$(DEMO_HOME) $(BIN)/python -m pipelines.demo $(DEMO_DIR)
 
 test: test-sqlite test-postgres  ## the whole suite on SQLite, then the catalog tests on PostgreSQL
 
-test-sqlite: install
+test-sqlite: install tools
 	$(BIN)/python -m pytest -q
 
 test-postgres: install
@@ -35,4 +60,4 @@ bench: install  ## benchmarks under tests/bench (figures and ratios, no asserts 
 	@for bench in tests/bench/bench_*.py; do echo "== $$bench"; $(BIN)/python $$bench || exit 1; done
 
 clean:
-	rm -rf var/demo .pytest_cache
+	rm -rf var/demo .pytest_cache $(TOOLS)

@@ -22,16 +22,14 @@ The config serves two versions of the model, the ``champion`` and the ``previous
 version that was champion before, found in ``promotions.jsonl``; rolled-back versions stay on
 disk for forensics, but leave the config and so stop being served.
 
-Version labels and TF Serving: by default TF Serving refuses (FAILED_PRECONDITION) a config
-whose label points at a version that is not loaded yet, and :meth:`ModelRepository.promote`
-writes the new version's number and its ``champion`` label in the same config write. The
-deployment therefore runs ``tensorflow_model_server`` with
-``--allow_version_labels_for_unavailable_models``. Beware what that flag covers: in
-``ServerCore::UpdateModelVersionLabelMap`` it admits only a label that is new or keeps its
-version; *moving* an existing label (``champion`` 1 -> 2) to a version that is still loading
-is refused unless ``force_allow_any_version_labels_for_unavailable_models`` is set in
-``ServerCore::Options``. Check the server build in use: where that option is not reachable,
-the label move has to be a second config write made once the new version reports AVAILABLE.
+Version labels and TF Serving: TF Serving refuses (FAILED_PRECONDITION) a config whose label
+points at a version it has not loaded, and a refused config is not applied at all, so the new
+version would never load. ``--allow_version_labels_for_unavailable_models`` does not help for a
+promotion: it admits a new label, not *moving* ``champion`` to a loading version. So a label
+moves in two config writes: the new version is first served unlabelled beside the current
+ones, and once the server reports it AVAILABLE (``wait``, :func:`serving.predictors.wait_until_available`
+with ``IMGTAG_SERVING_STATUS_URL``) the labels move. Without a server (one machine) both
+writes follow each other at once.
 
 Locking uses ``fcntl.flock`` on ``<base>/<name>/.lock``: it excludes other processes and other
 threads (each call opens its own file description). On NFS, Linux emulates flock with POSIX
