@@ -47,7 +47,9 @@ def report(checkov, rendered, tmp_path_factory) -> dict[str, dict]:
             cwd=ROOT,
             env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
         )
-        assert done.stdout.strip(), f"checkov printed nothing (exit {done.returncode}):\n{done.stderr[-3000:]}"
+        assert done.stdout.strip(), (
+            f"checkov printed nothing (exit {done.returncode}):\n{done.stderr[-3000:]}"
+        )
         found = json.loads(done.stdout)
         reports += found if isinstance(found, list) else [found]
     return {r["check_type"]: r for r in reports if "check_type" in r}  # nothing found: a bare summary

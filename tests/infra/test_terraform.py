@@ -11,7 +11,7 @@ import re
 import shutil
 import subprocess
 from collections import defaultdict
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -51,7 +51,7 @@ def _clean(node):
     return node
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parse(path: Path) -> dict:
     with path.open(encoding="utf-8") as fh:
         return _clean(hcl2.load(fh))
@@ -162,7 +162,7 @@ def test_unused_variable_is_caught(tmp_path):
         'variable "used_prefix" {\n  type = string\n}\n'
     )
     (tmp_path / "main.tf").write_text(
-        '# var.unused is only mentioned in this comment\n'
+        "# var.unused is only mentioned in this comment\n"
         'locals {\n  a = var.used\n  b = "${var.used_prefix_not}-x"\n}\n'
     )
     assert unused_variables(tmp_path) == ["unused", "used_prefix"]
@@ -180,7 +180,9 @@ def test_module_call_matches_module(env, name, body):
         f"{_rel(env)} module {name}: source {source!r} must be a local path (no registry modules)"
     )
     module_dir = (env / source).resolve()
-    assert module_dir.is_dir() and list(module_dir.glob("*.tf")), f"{_rel(env)} module {name}: {source} does not exist"
+    assert module_dir.is_dir() and list(module_dir.glob("*.tf")), (
+        f"{_rel(env)} module {name}: {source} does not exist"
+    )
 
     declared = _dir_blocks(module_dir, "variable")
     passed = set(body) - MODULE_META_ARGUMENTS
