@@ -1,13 +1,17 @@
 """The REST API under ``/api/``: upload, search, asset detail, review, originals, tags.
 
 Views are thin: they check the request, call :mod:`catalog.services` and shape the answer.
-Reads are open; writes need an authenticated user (``Authorization: Token <key>``, or a
-session). Uploads are all-or-nothing: every file is checked before any is stored.
+Every call needs a signed-in user (``Authorization: Token <key>``, or the web pages' session
+with its CSRF token) holding the permission the view names per method
+(:mod:`catalog.permissions`): reads ``catalog.view_asset``, uploads ``catalog.add_asset``,
+reviews ``catalog.review_asset``. Uploads are all-or-nothing: every file is checked before
+any is stored.
 """
 
 from __future__ import annotations
 
 import copy
+from typing import ClassVar
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
@@ -27,7 +31,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from catalog import services
+from catalog import roles, services
 from catalog.models import Asset, AssetTag, Tag
 from catalog.query import QueryError
 from catalog.serializers import (
@@ -112,10 +116,15 @@ def _read(upload: UploadedFile) -> bytes:
     return upload.read()
 
 
+FORBIDDEN = OpenApiResponse(description="signed in without the permission this needs (JSON reason)")
+UNAUTHENTICATED = OpenApiResponse(description="no or bad token (or session)")
+
+
 class AssetListView(generics.ListAPIView):
     """Search assets (GET) and upload images (POST)."""
 
     serializer_class = AssetSerializer
+    required_permissions: ClassVar[dict[str, str]] = {"GET": roles.VIEW, "POST": roles.UPLOAD}
 
     def initialize_request(self, request, *args, **kwargs) -> Request:
         if request.method == "POST":  # before anything (a CSRF check included) reads the body
@@ -137,6 +146,8 @@ class AssetListView(generics.ListAPIView):
         responses={
             200: AssetSerializer(many=True),
             400: OpenApiResponse(description="bad query: the message says where"),
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
         },
     )
     def get(self, request, *args, **kwargs):
@@ -159,7 +170,8 @@ class AssetListView(generics.ListAPIView):
             400: OpenApiResponse(
                 UploadErrorsSerializer, description="a file is not a usable image, or no file"
             ),
-            401: OpenApiResponse(description="no or bad token"),
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
             413: OpenApiResponse(UploadErrorsSerializer, description="a file or the request is too large"),
         },
     )
@@ -204,7 +216,10 @@ class AssetDetailView(generics.RetrieveAPIView):
     serializer_class = AssetSerializer
     queryset = services.with_tags(Asset.objects.all())
 
-    @extend_schema(summary="An asset with its tags")
+    @extend_schema(
+        summary="An asset with its tags",
+        responses={200: AssetSerializer, 401: UNAUTHENTICATED, 403: FORBIDDEN},
+    )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -212,13 +227,16 @@ class AssetDetailView(generics.RetrieveAPIView):
 class AssetReviewView(APIView):
     """A person's decision about one tag of an asset."""
 
+    required_permissions: ClassVar[dict[str, str]] = {"POST": roles.REVIEW}
+
     @extend_schema(
         summary="Accept, reject or add a tag",
         request=ReviewSerializer,
         responses={
             200: AssetSerializer,
             400: OpenApiResponse(description="bad action or tag name"),
-            401: OpenApiResponse(description="no or bad token"),
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
             404: OpenApiResponse(description="no such asset, or it has no such tag (accept/reject)"),
         },
     )
@@ -260,6 +278,8 @@ class AssetOriginalView(APIView):
         summary="Download the original",
         responses={
             (200, "image/*"): OpenApiTypes.BINARY,
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
             404: OpenApiResponse(description="no such asset, or its original is missing from storage"),
         },
     )

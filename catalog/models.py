@@ -4,6 +4,12 @@ An :class:`Asset` is identified by the sha256 of its original bytes. Every :clas
 says where it came from (``source``: the model or a human, the :class:`ModelVersion` that
 scored it) and what a person decided about it (``review``), so retagging with a newer model
 can replace machine suggestions without ever touching a human decision.
+
+People see one *review state* per tag row, derived from ``source`` and ``review``
+(:attr:`AssetTag.review_state`): ``suggested`` and ``accepted`` (a model's tag, not yet judged
+or confirmed), ``added`` (a tag a person added: source human, accepted) and ``rejected``.
+The permission ``catalog.review_asset`` (besides Django's ``add``/``view``) lets a user judge
+tags; :mod:`catalog.roles` groups the permissions into roles.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ class Asset(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [("review_asset", "Can accept, reject and add the tags of assets")]
         indexes = [models.Index(fields=["status"], name="catalog_asset_status")]
         constraints = [
             models.CheckConstraint(
@@ -121,5 +128,26 @@ class AssetTag(models.Model):
             ),
         ]
 
+    @property
+    def review_state(self) -> str:
+        """What people see: ``suggested``, ``accepted``, ``added`` or ``rejected`` (see
+        :data:`REVIEW_STATES`)."""
+        if self.review == self.Review.REJECTED:
+            return "rejected"
+        if self.source == self.Source.HUMAN and self.review == self.Review.ACCEPTED:
+            return "added"
+        return self.review
+
     def __str__(self) -> str:
         return f"{self.tag} on asset {self.asset_id}: {self.score:.2f} ({self.source}, {self.review})"
+
+
+# The review states people see, as conditions on tag rows (the same mapping as
+# AssetTag.review_state; a human row still "suggested", which only the admin can make, counts
+# as suggested). ``imgtag ingest --catalog`` reads "accepted" and "added" rows as labels.
+REVIEW_STATES: dict[str, Q] = {
+    "suggested": Q(review=AssetTag.Review.SUGGESTED),
+    "accepted": Q(review=AssetTag.Review.ACCEPTED, source=AssetTag.Source.MODEL),
+    "added": Q(review=AssetTag.Review.ACCEPTED, source=AssetTag.Source.HUMAN),
+    "rejected": Q(review=AssetTag.Review.REJECTED),
+}

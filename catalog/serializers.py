@@ -7,7 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from catalog.models import Asset, AssetTag, ModelVersion, Tag
+from catalog.models import REVIEW_STATES, Asset, AssetTag, ModelVersion, Tag
 from catalog.query import REVIEW_FILTERS, SOURCES
 from catalog.services import REVIEW_ACTIONS
 
@@ -26,10 +26,17 @@ class AssetTagSerializer(serializers.ModelSerializer):
         allow_null=True, help_text="the model that scored it; null for a human tag"
     )
     reviewed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    state = serializers.ChoiceField(
+        list(REVIEW_STATES),
+        source="review_state",
+        read_only=True,
+        help_text="the review state the web pages show: suggested, accepted (a model's tag a person "
+        "confirmed), added (a person's tag) or rejected",
+    )
 
     class Meta:
         model = AssetTag
-        fields = ["name", "score", "source", "model_version", "review", "reviewed_by", "updated_at"]
+        fields = ["name", "score", "source", "model_version", "review", "state", "reviewed_by", "updated_at"]
 
 
 class AssetSerializer(serializers.ModelSerializer):

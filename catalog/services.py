@@ -552,6 +552,31 @@ def review(asset: Asset, tag_name: str, action: str, user=None) -> AssetTag:
         return row
 
 
+def add_tag_to_assets(asset_ids: Iterable[int], tag_name: str, user=None) -> int:
+    """Add one tag to many assets (``review(asset, tag, "add")`` on each), in one transaction.
+
+    Args:
+        asset_ids: the assets' ids; ids of assets that do not exist are skipped.
+        tag_name: the tag (any case; stored lowercase); an asset that has it already gets
+            it accepted, as :func:`review` does.
+        user: who decided.
+
+    Returns:
+        How many assets now carry the tag as a person's decision.
+
+    Raises:
+        ValueError: an empty tag name; nothing is changed.
+    """
+    if not normalize_tag_name(tag_name):
+        raise ValueError("the tag name is empty")
+    ids = sorted(set(asset_ids))
+    with transaction.atomic():
+        assets = [asset for chunk in _chunks(ids) for asset in Asset.objects.filter(pk__in=chunk)]
+        for asset in assets:
+            review(asset, tag_name, "add", user)
+    return len(assets)
+
+
 # ---------------------------------------------------------------------------- search
 
 

@@ -8,6 +8,11 @@ come from :class:`pipelines.settings.Settings`; the Django-only ones are:
 | ``IMGTAG_SECRET_KEY`` | an insecure development key | ``SECRET_KEY``; set it in production |
 | ``IMGTAG_DEBUG`` | ``false`` | Django's ``DEBUG`` (``1``/``true``/``yes`` turn it on) |
 | ``IMGTAG_ALLOWED_HOSTS`` | ``127.0.0.1,localhost`` | comma-separated host names to answer to |
+| ``IMGTAG_STATIC_ROOT`` | ``catalog/staticfiles`` in the package | where ``collectstatic`` puts files (optional) |
+
+Static files (the web pages' CSS and JS, the admin's) are served by WhiteNoise from the apps'
+``static/`` folders through the finders, so neither ``imgtag serve`` nor gunicorn needs a
+``collectstatic`` first; ``STATIC_ROOT`` is never on the ``IMGTAG_HOME`` volume.
 
 Importing this module has no side effect: folders are created by :func:`catalog.runtime.setup`.
 """
@@ -31,6 +36,7 @@ IMGTAG_STORAGE_URL = _imgtag.storage_url
 IMGTAG_MAX_UPLOAD_BYTES = _imgtag.max_upload_bytes
 IMGTAG_MAX_PIXELS = _imgtag.max_pixels
 IMGTAG_UPLOAD_TAGGING = _imgtag.upload_tagging
+IMGTAG_CACHE_DIR = str(_imgtag.cache_dir)  # thumbnails under <cache>/thumbnails
 
 SECRET_KEY = (
     os.environ.get("IMGTAG_SECRET_KEY") or "django-insecure-imgtag-development-key-set-IMGTAG_SECRET_KEY"
@@ -58,6 +64,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "catalog.health.HealthCheckMiddleware",  # /healthz, /readyz: before the host check
     "django.middleware.security.SecurityMiddleware",
+    "catalog.static_serving.StaticFilesMiddleware",  # WhiteNoise: /static/ before sessions and auth
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -79,6 +86,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "catalog.web.context.capabilities",
             ],
         },
     },
@@ -109,7 +117,13 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = str(_imgtag.home / "static")
+STATIC_ROOT = os.environ.get("IMGTAG_STATIC_ROOT") or str(BASE_DIR / "staticfiles")
+WHITENOISE_USE_FINDERS = True  # serve the apps' static/ folders directly: no collectstatic needed
+WHITENOISE_AUTOREFRESH = DEBUG  # pick up edited CSS and JS without a restart while developing
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 # Non-file form fields stay small; files are limited per file by IMGTAG_MAX_UPLOAD_BYTES (the
 # upload view keeps no more than that of any file) and in number by this setting.
@@ -120,7 +134,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
+    "DEFAULT_PERMISSION_CLASSES": ["catalog.permissions.HasCatalogPermission"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "catalog.pagination.Pagination",
@@ -130,9 +144,12 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "imgtag catalog API",
     "DESCRIPTION": (
-        "Upload images, find them by tag and review their tags. Writes need a token: "
-        "`Authorization: Token <key>` (`imgtag createuser NAME` prints one)."
+        "Upload images, find them by tag and review their tags. Every call needs a token: "
+        "`Authorization: Token <key>` (`imgtag createuser NAME --role end_user|content_manager` "
+        "prints one), or the web pages' session. Reads need the permission catalog.view_asset "
+        "(both roles), uploads catalog.add_asset and reviews catalog.review_asset (content managers)."
     ),
+    "SERVE_PERMISSIONS": ["catalog.permissions.HasCatalogPermission"],
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,

@@ -59,7 +59,7 @@ class Storage:
         path = self.path_for(sha256)
         if not self.fs.exists(path):
             if self.is_local:
-                _write_local_atomically(path, data)
+                write_local_atomically(path, data)
             else:
                 self.fs.pipe_file(path, data)
         return sha256, self.uri_for(sha256)
@@ -83,7 +83,8 @@ class Storage:
         return fs.cat_file(path)
 
 
-def _write_local_atomically(path: str, data: bytes) -> None:
+def write_local_atomically(path: str, data: bytes) -> None:
+    """Write ``data`` to a local ``path`` all at once: a temporary file beside it, fsynced, renamed."""
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")

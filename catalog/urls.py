@@ -1,6 +1,8 @@
-"""URLs: the admin at ``/admin/``, the REST API at ``/api/`` (its schema at ``/api/schema/``)."""
+"""URLs: the web pages at ``/`` (:mod:`catalog.web.urls`), sign-in at ``/accounts/``, the
+admin at ``/admin/``, the REST API at ``/api/`` (its schema at ``/api/schema/``)."""
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
@@ -15,7 +17,20 @@ api_patterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
 ]
 
+account_patterns = [
+    path(
+        "login/",
+        auth_views.LoginView.as_view(template_name="catalog/login.html", redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),  # POST only
+]
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include((api_patterns, "catalog"))),
+    path("accounts/", include(account_patterns)),
+    path("", include("catalog.web.urls")),
 ]
+
+handler403 = "catalog.web.views.forbidden"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -344,37 +345,72 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
 ):
-    """Serve the REST API (/api/, schema at /api/schema/) and the admin (/admin/)."""
+    """Serve the web pages (/), the REST API (/api/, schema at /api/schema/) and the admin (/admin/).
+
+    Sign in with a user from `imgtag createuser NAME --password ...`. Static files (CSS, JS) are
+    served by WhiteNoise; no collectstatic is needed.
+    """
     _catalog()
     from django.core.management import call_command
 
-    out.print(f"API on http://{host}:{port}/api/  admin on http://{host}:{port}/admin/  (Ctrl+C stops)")
-    call_command("runserver", f"{host}:{port}", use_reloader=False, insecure_serving=True)
+    base = f"http://{host}:{port}"
+    out.print(f"web pages on {base}/  API on {base}/api/  admin on {base}/admin/  (Ctrl+C stops)")
+    call_command("runserver", f"{host}:{port}", use_reloader=False, use_static_handler=False)
+
+
+class Role(str, Enum):
+    """The roles of :mod:`catalog.roles`."""
+
+    content_manager = "content_manager"
+    end_user = "end_user"
 
 
 @app.command()
 def createuser(
     username: str = typer.Argument(..., help="Name of the new user."),
-    password: Optional[str] = typer.Option(
-        None, help="Password for the web pages and admin (prompted when omitted and --superuser is given)."
+    role: Role = typer.Option(
+        Role.content_manager,
+        "--role",
+        help="content_manager: upload, review tags and everything an end user does; "
+        "end_user: search, view and download.",
     ),
-    superuser: bool = typer.Option(False, "--superuser", help="Give access to the admin site."),
+    password: Optional[str] = typer.Option(
+        None,
+        help="Password for the web pages and the admin (prompted when omitted and --superuser is "
+        "given). Without one the user has only the API token.",
+    ),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from the first line of standard input."
+    ),
+    superuser: bool = typer.Option(False, "--superuser", help="Every permission, and the admin site."),
 ):
-    """Create a user and print its API token (send it as 'Authorization: Token <token>')."""
+    """Create a user with a role and print its API token (send it as 'Authorization: Token <token>')."""
+    if password is not None and password_stdin:
+        _fail("give the password with --password or --password-stdin, not both")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            _fail("--password-stdin: the first line of standard input is empty")
     _catalog()
     from django.contrib.auth import get_user_model
+    from django.db import transaction
     from rest_framework.authtoken.models import Token
+
+    from catalog.roles import assign_role
 
     users = get_user_model()
     if users.objects.filter(username=username).exists():
-        err.print(f"[red]user {username!r} already exists[/red]")
-        raise typer.Exit(2)
+        _fail(f"user {username!r} already exists")
     if superuser and not password:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     create = users.objects.create_superuser if superuser else users.objects.create_user
-    user = create(username=username, password=password)
-    token, _ = Token.objects.get_or_create(user=user)
-    out.print(f"created {username}; API token: {token.key}")
+    with transaction.atomic():
+        user = create(username=username, password=password)
+        assign_role(user, role.value)
+        token, _ = Token.objects.get_or_create(user=user)
+    kind = "superuser" if superuser else f"role {role.value}"
+    sign_in = "" if password else "; no password, so API only"
+    out.print(f"created {username} ({kind}{sign_in}); API token: {token.key}")
 
 
 # --- training stages ---

@@ -302,3 +302,30 @@ def load_for_model(
     interpolation = cv2.INTER_AREA if min(h, w) >= 2 * size else cv2.INTER_LINEAR
     resized = cv2.resize(bgr, (size, size), interpolation=interpolation)
     return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB), info
+
+
+def load_to_fit(
+    data: bytes, size: int, name: str = "<bytes>", *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray, ImageInfo]:
+    """Decode and shrink to fit in ``size`` x ``size``, keeping the aspect ratio (thumbnails).
+
+    Large JPEGs are decoded at 1/2, 1/4 or 1/8 scale by libjpeg when the longer side still
+    reaches ``size``; smaller images are returned at their own size (never enlarged).
+
+    Returns:
+        ``(rgb, info)``: an RGB ``uint8`` array whose longer side is at most ``size``, and the
+        header information.
+
+    Raises:
+        ImageError: a subclass naming the problem and ``name``.
+    """
+    info = probe(data, name, max_pixels)
+    # the shorter side that keeps the longer one at ``size`` after a reduced decode
+    min_side = -(-size * min(info.width, info.height) // max(info.width, info.height))
+    bgr = _decode_bgr(data, name, info, max(min_side, 1))
+    h, w = bgr.shape[:2]
+    scale = size / max(h, w)
+    if scale < 1.0:
+        target = (max(1, round(w * scale)), max(1, round(h * scale)))
+        bgr = cv2.resize(bgr, target, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), info

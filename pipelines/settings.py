@@ -13,7 +13,7 @@
 | ``IMGTAG_QUEUE`` | ``imgtag.tagging`` | tagging queue; its dead letters go to ``<name>.dead`` |
 | ``IMGTAG_DELIVERY_LIMIT`` | ``5`` | deliveries of one message before the broker dead-letters it |
 | ``IMGTAG_UPLOAD_TAGGING`` | ``queue`` | API uploads: ``queue`` publishes a tagging message (a worker tags), ``inprocess`` tags in the web process |
-| ``IMGTAG_CACHE_DIR`` | ``$IMGTAG_HOME/cache`` | converted models (LiteRT), made on first use; bake it into an image to skip that |
+| ``IMGTAG_CACHE_DIR`` | ``$IMGTAG_HOME/cache`` | converted models (LiteRT), made on first use (bake them into an image to skip that); the catalog's thumbnails |
 | ``IMGTAG_RUNTIME`` | ``litert`` | in-process inference: ``litert`` (XNNPACK, about 2x faster on CPU) or ``tensorflow`` |
 | ``IMGTAG_RUNS_DIR`` | ``$IMGTAG_HOME/runs`` | training runs: datasets, trained models, reports (a DVC repository) |
 | ``IMGTAG_MODEL_BASE`` | ``$IMGTAG_HOME/models`` | the TF Serving model repository (numbered versions, ``models.config``) |

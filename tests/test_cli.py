@@ -102,9 +102,10 @@ def test_createuser_then_serve_upload_and_search_over_http(photos, tmp_path):
     import requests
 
     home = tmp_path / "home"
-    created = run(["createuser", "robot"], home).stdout
+    created = run(["createuser", "robot"], home).stdout  # a content manager: may upload
     token = created.strip().rsplit(" ", 1)[-1]
-    assert "API token" in created and len(token) == 40
+    assert "API token" in created and "content_manager" in created and len(token) == 40
+    auth = {"Authorization": f"Token {token}"}
 
     port = free_port()
     queue = f"test.serve.{port}"
@@ -121,7 +122,7 @@ def test_createuser_then_serve_upload_and_search_over_http(photos, tmp_path):
     try:
         for _ in range(120):
             try:
-                if requests.get(f"{base}/tags/", timeout=2).status_code == 200:
+                if requests.get(f"{base}/tags/", headers=auth, timeout=2).status_code == 200:
                     break
             except requests.ConnectionError:
                 time.sleep(0.5)
@@ -129,21 +130,33 @@ def test_createuser_then_serve_upload_and_search_over_http(photos, tmp_path):
             pytest.fail("imgtag serve did not answer within 60 s")
         image = (photos / "kitchen" / "mugs" / "coffee.png").read_bytes()
         anonymous = requests.post(f"{base}/assets/", files={"files": ("coffee.png", image)}, timeout=60)
-        assert anonymous.status_code in (401, 403)
+        assert anonymous.status_code == 401
+        assert requests.get(f"{base}/assets/", timeout=30).status_code == 401  # reads need a user too
         upload = requests.post(
             f"{base}/assets/",
             files={"files": ("coffee.png", image)},
-            headers={"Authorization": f"Token {token}"},
+            headers=auth,
             timeout=120,
         )
         assert upload.status_code == 201, upload.text
         assert upload.json()["assets"][0]["status"] == "pending"  # published; a worker tags it
         drained = subprocess.run([*IMGTAG, "drain", "--json"], env=env, capture_output=True, text=True, timeout=300)
         assert json.loads(drained.stdout)["tagged"] == 1, drained.stderr
-        found = requests.get(f"{base}/assets/", params={"q": "coffee OR cup"}, timeout=30).json()
+        found = requests.get(
+            f"{base}/assets/", params={"q": "coffee OR cup"}, headers=auth, timeout=30
+        ).json()
         assert [a["filename"] for a in found["results"]] == ["coffee.png"]
-        schema = requests.get(f"{base}/schema/", timeout=30)
+        schema = requests.get(f"{base}/schema/", headers=auth, timeout=30)
         assert schema.status_code == 200 and "/api/assets/" in schema.text
+        # the web pages and their static files are served too (WhiteNoise, no collectstatic)
+        root = base.removesuffix("/api")
+        login = requests.get(f"{root}/accounts/login/", timeout=30)
+        assert login.status_code == 200 and 'data-testid="login-submit"' in login.text
+        css = requests.get(f"{root}/static/catalog/app.css", timeout=30)
+        assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css")
+        assert requests.get(f"{root}/", allow_redirects=False, timeout=30).headers["Location"] == (
+            "/accounts/login/?next=/"
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -8,9 +8,9 @@
 # uploads can be tagged in the web process (IMGTAG_UPLOAD_TAGGING=inprocess), and setup.cfg
 # declares one distribution with one dependency list. Image size is the known cost.
 #
-# collectstatic is not run: STATIC_ROOT is $IMGTAG_HOME/static (= /data/static, hidden by the
-# imgtag-data volume at run time) and nothing serves /static/ under gunicorn (no WhiteNoise,
-# DEBUG off), so collected files would never be seen.
+# collectstatic is not run: WhiteNoise serves the static files the catalog package ships
+# straight from site-packages (WHITENOISE_USE_FINDERS in catalog/settings.py), under gunicorn
+# too; `imgtag`'s web pages load nothing from a CDN.
 #
 # Migrations are not applied by this image's server: run `imgtag` or `python -m catalog migrate`
 # (e.g. a Job or init container with `--entrypoint python` and args `-m catalog migrate`).

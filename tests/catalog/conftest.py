@@ -7,6 +7,9 @@
 - Every test gets its own ``IMGTAG_HOME`` and storage folder, so stored files can be counted.
 - ``fake_tagger`` stands in for the model (same interface as :class:`pipelines.tagger.Tagger`):
   it tags by dominant colour, so the tests do not load TensorFlow.
+- Users have the role their test needs: ``user`` (alice) is a content manager, ``end_user``
+  (bob) may only search, view and download; ``client_with_token`` and ``reader`` send their
+  tokens, ``anonymous`` sends nothing.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ def imgtag_home(tmp_path, monkeypatch, settings):
     monkeypatch.delenv("IMGTAG_STORAGE_URL", raising=False)
     settings.IMGTAG_HOME = str(home)
     settings.IMGTAG_STORAGE_URL = str(home / "storage")
+    settings.IMGTAG_CACHE_DIR = str(home / "cache")
     settings.IMGTAG_UPLOAD_TAGGING = "inprocess"  # the queue path is tested against RabbitMQ in tests/streaming
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
     return home
@@ -172,19 +176,89 @@ def fake_tagger(monkeypatch) -> FakeTagger:
     return fake
 
 
+PASSWORD = "not-a-real-password-42"
+
+
+def make_user(django_user_model, username: str, role: str | None):
+    """A user with a password and, unless ``role`` is None, the group of that role."""
+    from catalog.roles import assign_role
+
+    user = django_user_model.objects.create_user(username=username, password=PASSWORD)
+    if role:
+        assign_role(user, role)
+    return user
+
+
+def token_client(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    return client
+
+
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user(username="alice", password="not-a-real-password-42")
+    """alice, a content manager: uploads and reviews."""
+    return make_user(django_user_model, "alice", "content_manager")
+
+
+@pytest.fixture
+def end_user(django_user_model):
+    """bob, an end user: searches, views and downloads."""
+    return make_user(django_user_model, "bob", "end_user")
+
+
+@pytest.fixture
+def client_for(django_user_model):
+    """``client_for(username, role)``: an API client with the token of a new user of that role
+    (``None``: a user with no role; ``"superuser"``: a superuser without a role)."""
+
+    def make(username: str, role: str | None) -> APIClient:
+        if role == "superuser":
+            return token_client(django_user_model.objects.create_superuser(username, password=PASSWORD))
+        return token_client(make_user(django_user_model, username, role))
+
+    return make
 
 
 @pytest.fixture
 def client_with_token(user) -> APIClient:
-    """An API client sending alice's token."""
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
-    return client
+    """An API client sending alice's (a content manager's) token."""
+    return token_client(user)
+
+
+@pytest.fixture
+def reader(end_user) -> APIClient:
+    """An API client sending bob's (an end user's) token."""
+    return token_client(end_user)
 
 
 @pytest.fixture
 def anonymous() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture
+def tagged(image, user):
+    """Three tagged assets with every kind of tag row, by colour name.
+
+    red (model net:1): animal 0.95, cat 0.93 accepted, egyptian cat 0.81 rejected, sofa added by alice;
+    blue (net:1): cup 0.84, coffee mug 0.77; green (net:2): animal 0.9, dog 0.66.
+    """
+    from catalog import services
+
+    assets = {}
+    rows = {
+        "red": ("1", [TagScore("animal", 0.95), TagScore("cat", 0.93), TagScore("egyptian cat", 0.81)]),
+        "blue": ("1", [TagScore("cup", 0.84), TagScore("coffee mug", 0.77)]),
+        "green": ("2", [TagScore("animal", 0.9), TagScore("dog", 0.66)]),
+    }
+    for seed, (colour, (version, tags)) in enumerate(rows.items()):
+        asset, _ = services.ingest(image(colour, seed=seed), f"{colour}.png")
+        services.record_tags(asset, tags, "net", version, parents=FakeTagMap().parents)
+        assets[colour] = asset
+    services.review(assets["red"], "cat", "accept", user)
+    services.review(assets["red"], "egyptian cat", "reject", user)
+    services.review(assets["red"], "sofa", "add", user)
+    for asset in assets.values():
+        asset.refresh_from_db()
+    return assets

@@ -1,4 +1,8 @@
-"""The REST API as a client sees it: uploads, search, review, tags, originals, schema, auth."""
+"""The REST API as a client sees it: uploads, search, review, tags, originals, schema, auth.
+
+alice (``client_with_token``) is a content manager; bob (``reader``) an end user, who may read
+but not upload or review; ``anonymous`` sends no credentials.
+"""
 
 import json
 
@@ -161,7 +165,7 @@ def test_writes_need_a_valid_token(credentials, image, user, fake_tagger, stored
         client.credentials(HTTP_AUTHORIZATION=credentials)
     assert post_files(client, [upload("a.png", image("red"))]).status_code == 401
     assert Asset.objects.count() == 0 and stored_files() == []
-    assert client.get(ASSETS).status_code == (200 if credentials is None else 401)
+    assert client.get(ASSETS).status_code == 401  # reads need a user too
 
 
 def test_a_logged_in_session_can_write_too(image, user, fake_tagger):
@@ -182,38 +186,39 @@ def uploaded(client_with_token, image, fake_tagger):
     return {a["filename"][:-4]: a for a in post_files(client_with_token, files).json()["assets"]}
 
 
-def test_anyone_can_read_an_asset_with_its_tags(anonymous, uploaded):
+def test_an_end_user_can_read_an_asset_with_its_tags(reader, anonymous, uploaded):
     red = uploaded["red"]
-    response = anonymous.get(f"{ASSETS}{red['id']}/")
+    assert anonymous.get(f"{ASSETS}{red['id']}/").status_code == 401
+    response = reader.get(f"{ASSETS}{red['id']}/")
     assert response.status_code == 200
     body = response.json()
     assert body["sha256"] == red["sha256"] and tag_names(body) == {"cat", "egyptian cat", "animal"}
     assert [t["score"] for t in body["tags"]] == sorted((t["score"] for t in body["tags"]), reverse=True)
-    assert anonymous.get(f"{ASSETS}999999/").status_code == 404
+    assert reader.get(f"{ASSETS}999999/").status_code == 404
 
 
-def test_search_with_pagination(anonymous, uploaded):
-    response = anonymous.get(ASSETS, {"q": "animal", "page_size": 1})
+def test_search_with_pagination(reader, uploaded):
+    response = reader.get(ASSETS, {"q": "animal", "page_size": 1})
     assert response.status_code == 200
     page = response.json()
     assert page["count"] == 2 and page["previous"] is None and "page=2" in page["next"]
     assert [a["filename"] for a in page["results"]] == ["green.png"]
-    second = anonymous.get(ASSETS, {"q": "animal", "page_size": 1, "page": 2}).json()
+    second = reader.get(ASSETS, {"q": "animal", "page_size": 1, "page": 2}).json()
     assert [a["filename"] for a in second["results"]] == ["red.png"] and second["next"] is None
-    assert anonymous.get(ASSETS).json()["count"] == 3
-    everything_but = anonymous.get(ASSETS, {"q": '-"coffee mug" AND (cat OR dog)'}).json()
+    assert reader.get(ASSETS).json()["count"] == 3
+    everything_but = reader.get(ASSETS, {"q": '-"coffee mug" AND (cat OR dog)'}).json()
     assert {a["filename"] for a in everything_but["results"]} == {"red.png", "green.png"}
 
 
-def test_search_filters_by_score_source_and_review(anonymous, client_with_token, uploaded):
-    assert anonymous.get(ASSETS, {"q": "animal", "min_score": 0.92}).json()["count"] == 1
-    assert anonymous.get(ASSETS, {"q": "animal", "source": "human"}).json()["count"] == 0
+def test_search_filters_by_score_source_and_review(reader, client_with_token, uploaded):
+    assert reader.get(ASSETS, {"q": "animal", "min_score": 0.92}).json()["count"] == 1
+    assert reader.get(ASSETS, {"q": "animal", "source": "human"}).json()["count"] == 0
     client_with_token.post(
         f"{ASSETS}{uploaded['green']['id']}/review/",
         {"tag": "animal", "action": "accept"},
         format="json",
     )
-    accepted = anonymous.get(ASSETS, {"q": "animal", "review": "accepted"}).json()
+    accepted = reader.get(ASSETS, {"q": "animal", "review": "accepted"}).json()
     assert [a["filename"] for a in accepted["results"]] == ["green.png"]
 
 
@@ -231,18 +236,18 @@ def test_search_filters_by_score_source_and_review(anonymous, client_with_token,
         ({"q": "cat", "review": "rejected"}, "review", "not a valid choice"),
     ],
 )
-def test_a_bad_search_is_400_with_the_reason(anonymous, params, field, message):
-    response = anonymous.get(ASSETS, params)
+def test_a_bad_search_is_400_with_the_reason(reader, params, field, message):
+    response = reader.get(ASSETS, params)
     assert response.status_code == 400
     assert message in response.json()[field][0]
 
 
-def test_review_accept_reject_add_then_get_shows_them(client_with_token, anonymous, uploaded):
+def test_review_accept_reject_add_then_get_shows_them(client_with_token, reader, uploaded):
     url = f"{ASSETS}{uploaded['red']['id']}/review/"
     for tag, action in [("cat", "accept"), ("Egyptian Cat", "reject"), ("sofa", "add")]:
         response = client_with_token.post(url, {"tag": tag, "action": action}, format="json")
         assert response.status_code == 200, response.content
-    tags = {t["name"]: t for t in anonymous.get(f"{ASSETS}{uploaded['red']['id']}/").json()["tags"]}
+    tags = {t["name"]: t for t in reader.get(f"{ASSETS}{uploaded['red']['id']}/").json()["tags"]}
     assert (tags["cat"]["review"], tags["cat"]["reviewed_by"], tags["cat"]["source"]) == (
         "accepted",
         "alice",
@@ -256,8 +261,8 @@ def test_review_accept_reject_add_then_get_shows_them(client_with_token, anonymo
         "model_version": None,
     }
     assert tags["animal"]["review"] == "suggested"
-    assert anonymous.get(ASSETS, {"q": '"egyptian cat"'}).json()["count"] == 0
-    assert anonymous.get(ASSETS, {"q": "sofa"}).json()["count"] == 1
+    assert reader.get(ASSETS, {"q": '"egyptian cat"'}).json()["count"] == 0
+    assert reader.get(ASSETS, {"q": "sofa"}).json()["count"] == 1
 
 
 def test_review_errors(client_with_token, anonymous, uploaded):
@@ -276,36 +281,36 @@ def test_review_errors(client_with_token, anonymous, uploaded):
     assert AssetTag.objects.get(asset_id=uploaded["red"]["id"], tag__name="cat").review == "suggested"
 
 
-def test_tags_with_counts_excluding_rejected(client_with_token, anonymous, uploaded):
+def test_tags_with_counts_excluding_rejected(client_with_token, reader, uploaded):
     client_with_token.post(
         f"{ASSETS}{uploaded['green']['id']}/review/",
         {"tag": "animal", "action": "reject"},
         format="json",
     )
-    response = anonymous.get("/api/tags/")
+    response = reader.get("/api/tags/")
     assert response.status_code == 200
     counts = {t["name"]: t["asset_count"] for t in response.json()["results"]}
     assert counts == {"animal": 1, "cat": 1, "egyptian cat": 1, "cup": 1, "coffee mug": 1, "dog": 1}
     tags = {t["name"]: t for t in response.json()["results"]}
     assert tags["egyptian cat"]["parents"] == ["cat"] and tags["cat"]["parents"] == ["animal"]
-    prefixed = anonymous.get("/api/tags/", {"prefix": "C"}).json()["results"]
+    prefixed = reader.get("/api/tags/", {"prefix": "C"}).json()["results"]
     assert sorted(t["name"] for t in prefixed) == ["cat", "coffee mug", "cup"]
 
 
-def test_the_original_downloads_with_its_content_type(anonymous, client_with_token, image, fake_tagger):
+def test_the_original_downloads_with_its_content_type(reader, client_with_token, image, fake_tagger):
     data = image("blue", fmt="jpg")
     asset = post_files(client_with_token, [upload("mug.jpg", data)]).json()["assets"][0]
     assert asset["original"].endswith(f"/api/assets/{asset['id']}/original")
-    response = anonymous.get(f"{ASSETS}{asset['id']}/original", HTTP_ACCEPT="image/*")
+    response = reader.get(f"{ASSETS}{asset['id']}/original", HTTP_ACCEPT="image/*")
     assert response.status_code == 200
     assert response["Content-Type"] == "image/jpeg"
     assert 'filename="mug.jpg"' in response["Content-Disposition"]
     assert b"".join(response.streaming_content) == data
-    assert anonymous.get(f"{ASSETS}999999/original").status_code == 404
+    assert reader.get(f"{ASSETS}999999/original").status_code == 404
 
 
-def test_the_openapi_schema_documents_every_endpoint(anonymous):
-    response = anonymous.get("/api/schema/", {"format": "json"})
+def test_the_openapi_schema_documents_every_endpoint(reader):
+    response = reader.get("/api/schema/", {"format": "json"})
     assert response.status_code == 200
     schema = json.loads(response.content)
     assert schema["openapi"].startswith("3.")
@@ -317,7 +322,7 @@ def test_the_openapi_schema_documents_every_endpoint(anonymous):
         "/api/tags/",
     } <= set(schema["paths"])
     upload_op = schema["paths"]["/api/assets/"]["post"]
-    assert {"201", "400", "413"} <= set(upload_op["responses"])
+    assert {"201", "400", "401", "403", "413"} <= set(upload_op["responses"])
     assert "multipart/form-data" in upload_op["requestBody"]["content"]
     search_params = {p["name"] for p in schema["paths"]["/api/assets/"]["get"]["parameters"]}
     assert {"q", "min_score", "source", "review", "page", "page_size"} <= search_params
@@ -340,3 +345,44 @@ def test_uploading_an_asset_left_pending_tags_it(client_with_token, image, fake_
     [asset] = post_files(client_with_token, [upload("again.png", data)]).json()["assets"]
     assert (asset["id"], asset["duplicate"], asset["status"]) == (pending.pk, True, "tagged")
     assert tag_names(asset) == {"cup", "coffee mug"}
+
+
+def test_an_end_user_may_not_upload_403_with_the_reason(reader, image, fake_tagger, stored_files):
+    response = post_files(reader, [upload("a.png", image("red"))])
+    assert response.status_code == 403
+    body = response.json()
+    assert (body["reason"], body["permission"]) == ("forbidden", "catalog.add_asset")
+    assert "bob may not upload images" in body["detail"] and "content_manager" in body["detail"]
+    assert Asset.objects.count() == 0 and stored_files() == [] and fake_tagger.tagged == []
+
+
+def test_an_end_user_may_not_review_403_with_the_reason(reader, uploaded):
+    url = f"{ASSETS}{uploaded['red']['id']}/review/"
+    for action in ("accept", "reject", "add"):
+        response = reader.post(url, {"tag": "cat", "action": action}, format="json")
+        assert response.status_code == 403
+        assert response.json()["permission"] == "catalog.review_asset"
+    assert AssetTag.objects.get(asset_id=uploaded["red"]["id"], tag__name="cat").review == "suggested"
+    assert not AssetTag.objects.filter(source="human").exists()
+
+
+def test_a_user_without_a_role_may_read_nothing(client_for, uploaded):
+    nobody = client_for("carol", None)
+    response = nobody.get(ASSETS)
+    assert response.status_code == 403 and response.json()["permission"] == "catalog.view_asset"
+    assert nobody.get(f"{ASSETS}{uploaded['red']['id']}/").status_code == 403
+
+
+def test_a_superuser_may_do_everything_without_a_role(client_for, image, fake_tagger):
+    root = client_for("root", "superuser")
+    [asset] = post_files(root, [upload("a.png", image("red"))]).json()["assets"]
+    review = root.post(f"{ASSETS}{asset['id']}/review/", {"tag": "cat", "action": "accept"}, format="json")
+    assert review.status_code == 200 and root.get(ASSETS).json()["count"] == 1
+
+
+def test_the_api_shows_the_review_state_people_see(client_with_token, reader, uploaded):
+    url = f"{ASSETS}{uploaded['red']['id']}/review/"
+    for tag, action in [("cat", "accept"), ("animal", "reject"), ("sofa", "add")]:
+        client_with_token.post(url, {"tag": tag, "action": action}, format="json")
+    tags = {t["name"]: t["state"] for t in reader.get(f"{ASSETS}{uploaded['red']['id']}/").json()["tags"]}
+    assert tags == {"cat": "accepted", "animal": "rejected", "sofa": "added", "egyptian cat": "suggested"}

@@ -22,7 +22,11 @@ def test_upload_publishes_a_tagging_message_or_stays_pending(env, settings, monk
     settings.IMGTAG_UPLOAD_TAGGING = "queue"
     monkeypatch.setenv("IMGTAG_QUEUE", env.queue)
     client = APIClient()
-    client.force_authenticate(django_user_model.objects.create_user("uploader"))
+    from catalog.roles import CONTENT_MANAGER, assign_role
+
+    uploader = django_user_model.objects.create_user("uploader")
+    assign_role(uploader, CONTENT_MANAGER)  # uploading needs the role
+    client.force_authenticate(uploader)
 
     monkeypatch.setenv("IMGTAG_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2F")  # the broker is down
     down = client.post("/api/assets/", {"files": SimpleUploadedFile("a.png", png(skimage.data.coffee()))})

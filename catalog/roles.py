@@ -1,0 +1,81 @@
+"""Who may do what: two roles, kept as Django groups, over three permissions on assets.
+
+| role | may | permissions |
+|---|---|---|
+| ``content_manager`` | upload, review tags, tune thresholds, and everything an end user may | ``catalog.add_asset``, ``catalog.review_asset``, ``catalog.view_asset`` |
+| ``end_user`` | search, view and download | ``catalog.view_asset`` |
+
+Superusers hold every permission. The groups are created by the migration
+``0003_roles``; :func:`ensure_roles` creates them again where they are missing (a database
+flushed by the tests, one restored without them), so :func:`assign_role` always works.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+
+VIEW = "catalog.view_asset"
+UPLOAD = "catalog.add_asset"
+REVIEW = "catalog.review_asset"
+
+CONTENT_MANAGER = "content_manager"
+END_USER = "end_user"
+ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    CONTENT_MANAGER: (VIEW, UPLOAD, REVIEW),
+    END_USER: (VIEW,),
+}
+ROLES = tuple(ROLE_PERMISSIONS)
+
+
+def ensure_roles() -> dict[str, Group]:
+    """The role groups with exactly their permissions, created or repaired as needed.
+
+    Returns:
+        ``{role name: group}``.
+    """
+    from django.apps import apps
+    from django.contrib.auth.management import create_permissions
+
+    codenames = {perm.split(".", 1)[1] for perms in ROLE_PERMISSIONS.values() for perm in perms}
+    found = {
+        p.codename: p
+        for p in Permission.objects.filter(content_type__app_label="catalog", codename__in=codenames)
+    }
+    if len(found) < len(codenames):  # after a flush, before post_migrate recreated them
+        create_permissions(apps.get_app_config("catalog"), verbosity=0)
+        found = {
+            p.codename: p
+            for p in Permission.objects.filter(content_type__app_label="catalog", codename__in=codenames)
+        }
+    groups = {}
+    with transaction.atomic():
+        for role, perms in ROLE_PERMISSIONS.items():
+            group, _ = Group.objects.get_or_create(name=role)
+            wanted = {found[perm.split(".", 1)[1]] for perm in perms}
+            if set(group.permissions.all()) != wanted:
+                group.permissions.set(wanted)
+            groups[role] = group
+    return groups
+
+
+def assign_role(user, role: str) -> None:
+    """Put ``user`` in the group of ``role`` (other role groups are left as they are).
+
+    Raises:
+        ValueError: an unknown role.
+    """
+    if role not in ROLE_PERMISSIONS:
+        raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+    user.groups.add(ensure_roles()[role])
+    for cache in ("_perm_cache", "_user_perm_cache", "_group_perm_cache"):
+        user.__dict__.pop(cache, None)
+
+
+def capabilities(user) -> dict[str, bool]:
+    """What the pages offer ``user``: ``view``, ``upload``, ``review`` (for templates)."""
+    return {
+        "view": user.has_perm(VIEW),
+        "upload": user.has_perm(UPLOAD),
+        "review": user.has_perm(REVIEW),
+    }

@@ -1,0 +1,128 @@
+"""What a tag's threshold would keep: counts from the machine scores stored in the catalog.
+
+The tagger keeps a tag on an image when its score reaches the tag's threshold. The
+thresholds live with the model: the pretrained tagger's in ``tag_thresholds.csv`` (the
+packaged one, or ``IMGTAG_TAGMAP_DIR``), a promoted model's in its ``assets/tags.csv``
+(set by ``imgtag evaluate``). This module only reads them; changing one means editing that
+file or training, evaluating and promoting a model.
+
+Only scores at or above the threshold in force when an image was tagged are stored, so the
+counts are exact above the current threshold and a lower bound below it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.db.models import Count, Q
+
+from catalog.models import AssetTag
+from pipelines.settings import Settings
+
+STEPS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
+
+
+@dataclass(frozen=True)
+class Row:
+    """At ``threshold``: ``kept`` assets, of which people ``accepted`` and ``rejected`` some."""
+
+    threshold: float
+    kept: int
+    accepted: int
+    rejected: int
+
+
+@dataclass(frozen=True)
+class CurrentThreshold:
+    """The threshold the tagger applies now, and where it is set."""
+
+    value: float | None  # None: the tag is not in the current model's vocabulary
+    model: str  # name:version of the current model
+    where: str
+
+
+def _machine_rows(tag: str):
+    return AssetTag.objects.filter(tag__name=tag, source=AssetTag.Source.MODEL)
+
+
+def table(tag: str, steps: tuple[float, ...] = STEPS) -> list[Row]:
+    """How many assets each threshold would keep for ``tag`` (one query for all steps)."""
+    counts = _machine_rows(tag).aggregate(
+        **{f"kept_{i}": Count("pk", filter=Q(score__gte=t)) for i, t in enumerate(steps)},
+        **{
+            f"accepted_{i}": Count("pk", filter=Q(score__gte=t, review=AssetTag.Review.ACCEPTED))
+            for i, t in enumerate(steps)
+        },
+        **{
+            f"rejected_{i}": Count("pk", filter=Q(score__gte=t, review=AssetTag.Review.REJECTED))
+            for i, t in enumerate(steps)
+        },
+    )
+    return [
+        Row(t, counts[f"kept_{i}"], counts[f"accepted_{i}"], counts[f"rejected_{i}"])
+        for i, t in enumerate(steps)
+    ]
+
+
+def kept(tag: str, threshold: float) -> int:
+    """How many assets have a machine score of at least ``threshold`` for ``tag``.
+
+    Each asset has at most one row per tag, so rows are assets.
+    """
+    return _machine_rows(tag).filter(score__gte=threshold).count()
+
+
+def scored_tags() -> list[str]:
+    """Tags that have machine scores in the catalog, by name."""
+    return list(
+        AssetTag.objects.filter(source=AssetTag.Source.MODEL)
+        .order_by("tag__name")
+        .values_list("tag__name", flat=True)
+        .distinct()
+    )
+
+
+def current(tag: str, settings: Settings | None = None) -> CurrentThreshold:
+    """The threshold of ``tag`` in the model that tags now (``pipelines.tagger.current_model``)."""
+    from pipelines.tagger import current_model
+
+    model = current_model(settings)
+    if model.path is not None:
+        where = f"{model.path / 'assets' / 'tags.csv'} (set by imgtag evaluate; change it with a new model)"
+        thresholds = _vocabulary_thresholds(str(model.path / "assets"))
+    else:
+        from pipelines import tagmap
+
+        folder = Path(os.environ.get("IMGTAG_TAGMAP_DIR") or tagmap.DATA_DIR)
+        where = f"{folder / tagmap.THRESHOLD_FILE} (the default rows * and ** or the tag's own row)"
+        thresholds = _tagmap_thresholds(str(folder), _mtime(folder / tagmap.THRESHOLD_FILE))
+    value = thresholds.get(tag)
+    return CurrentThreshold(
+        None if value is None else round(value, 4), f"{model.name}:{model.version}", where
+    )
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@functools.lru_cache(maxsize=4)
+def _tagmap_thresholds(folder: str, mtime: float) -> dict[str, float]:
+    from pipelines.tagmap import TagMap
+
+    labels = TagMap.load(folder)
+    return {tag: float(limit) for tag, limit in zip(labels.tags, labels.thresholds)}
+
+
+@functools.lru_cache(maxsize=4)
+def _vocabulary_thresholds(assets: str) -> dict[str, float]:
+    from pipelines.vocabulary import Vocabulary
+
+    labels = Vocabulary.read(assets)
+    return {tag: float(limit) for tag, limit in zip(labels.tags, labels.thresholds)}

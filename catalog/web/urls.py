@@ -1,0 +1,19 @@
+"""URLs of the web pages (namespace ``web``); sign-in and sign-out are under ``/accounts/``."""
+
+from django.urls import path
+
+from catalog.web import views
+
+app_name = "web"
+
+urlpatterns = [
+    path("", views.gallery, name="gallery"),
+    path("search/", views.gallery, name="search"),
+    path("upload/", views.upload, name="upload"),
+    path("assets/bulk-tag/", views.bulk_tag, name="bulk-tag"),
+    path("assets/<int:pk>/", views.asset_page, name="asset"),
+    path("assets/<int:pk>/thumbnail", views.asset_thumbnail, name="asset-thumbnail"),
+    path("assets/<int:pk>/review/", views.asset_review, name="asset-review"),
+    path("thresholds/", views.threshold_page, name="thresholds"),
+    path("thresholds/count/", views.threshold_count, name="threshold-count"),
+]

@@ -1,0 +1,275 @@
+"""The web pages. Every view needs a signed-in user with the permission it names
+(:func:`requires`): anonymous visitors are sent to the sign-in page, others get the 403 page.
+
+| page | permission |
+|---|---|
+| ``/`` and ``/search/`` (gallery), ``/assets/<id>/``, ``/assets/<id>/thumbnail`` | ``catalog.view_asset`` |
+| ``/upload/`` | ``catalog.add_asset`` |
+| ``/assets/<id>/review/``, ``/assets/bulk-tag/``, ``/thresholds/`` and its counts | ``catalog.review_asset`` |
+"""
+
+from __future__ import annotations
+
+import functools
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import FileResponse, HttpResponse, HttpResponseNotModified, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import parse_etags, url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from catalog import facets, roles, services, thresholds, thumbnails
+from catalog.models import Asset
+from catalog.query import QueryError
+from catalog.web.forms import BulkTagForm, ReviewForm, ThresholdForm
+
+PAGE_SIZE = 24
+BROWSER_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP"}  # shown as they are; others as a preview
+THUMBNAIL_CACHE = "private, max-age=86400"
+FACET_TITLES = {
+    "tag": "Tags",
+    "source": "Source",
+    "review": "Review",
+    "model": "Model version",
+    "date": "Uploaded",
+}
+
+
+def requires(permission: str):
+    """Sign-in (redirect to the sign-in page) and then ``permission`` (403 page) for a view."""
+
+    def decorate(view):
+        @functools.wraps(view)
+        def checked(request, *args, **kwargs):
+            if not request.user.has_perm(permission):
+                raise PermissionDenied(f"this page needs the permission {permission}")
+            return view(request, *args, **kwargs)
+
+        return login_required(checked)
+
+    return decorate
+
+
+def forbidden(request, exception=None):
+    """The 403 page (``handler403``)."""
+    return render(request, "catalog/403.html", {"reason": str(exception or "")}, status=403)
+
+
+# ---------------------------------------------------------------------------- gallery
+
+
+def _link(filters: facets.Filters, page: int | None = None) -> str:
+    """The gallery URL (query string) of ``filters``, at ``page``."""
+    params = filters.params() + ([("page", str(page))] if page else [])
+    return f"?{urlencode(params)}" if params else "?"
+
+
+@require_GET
+@requires(roles.VIEW)
+def gallery(request):
+    """Thumbnails of the assets that match the search, 24 a page, with facet counts."""
+    filters, problems = facets.parse(request.GET)
+    assets = Asset.objects.none()
+    if not problems:
+        try:
+            assets = facets.filter_assets(filters)
+        except QueryError as exc:
+            problems.append(str(exc))
+            assets = Asset.objects.none()
+    page = Paginator(services.with_tags(assets), PAGE_SIZE).get_page(request.GET.get("page"))
+    counts = facets.facet_counts(assets, filters) if not problems else facets.Facets()
+    toggle = filters.without_value, filters.with_value  # an active value's link removes it
+    sidebar = [
+        (
+            facet,
+            FACET_TITLES[facet],
+            [(value, _link(toggle[not value.active](facet, value.value))) for value in values],
+        )
+        for facet, values in counts.items()
+    ]
+    active = [(facet, value, _link(filters.without_value(facet, value))) for facet, value in filters.active()]
+    return render(
+        request,
+        "catalog/gallery.html",
+        {
+            "filters": filters,
+            "problems": problems,
+            "page": page,
+            "sidebar": sidebar,
+            "active": active,
+            "prev_link": _link(filters, page.number - 1) if page.has_previous() else "",
+            "next_link": _link(filters, page.number + 1) if page.has_next() else "",
+            "next_url": request.get_full_path(),
+        },
+    )
+
+
+@require_POST
+@requires(roles.REVIEW)
+def bulk_tag(request):
+    """Add a tag to the assets ticked in the gallery, then go back to it."""
+    form = BulkTagForm(request.POST)
+    target = request.POST.get("next") or reverse("web:gallery")
+    if not url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        target = reverse("web:gallery")
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+        return redirect(target)
+    try:
+        count = services.add_tag_to_assets(form.cleaned_data["asset"], form.cleaned_data["tag"], request.user)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request, f"added the tag {form.cleaned_data['tag'].strip().lower()!r} to {count} assets"
+        )
+    return redirect(target)
+
+
+# ---------------------------------------------------------------------------- one asset
+
+
+@require_GET
+@requires(roles.VIEW)
+def asset_page(request, pk: int):
+    """The original, its metadata and every tag row, with review controls for content managers."""
+    asset = get_object_or_404(services.with_tags(Asset.objects.all()), pk=pk)
+    rows = sorted(
+        asset.asset_tags.all(), key=lambda row: (row.review == "rejected", -row.score, row.tag.name)
+    )
+    if asset.format in BROWSER_FORMATS:
+        picture = reverse("catalog:asset-original", args=[pk])
+    else:
+        picture = f"{reverse('web:asset-thumbnail', args=[pk])}?size={thumbnails.PREVIEW_SIZE}"
+    return render(
+        request,
+        "catalog/asset.html",
+        {
+            "asset": asset,
+            "rows": rows,
+            "picture": picture,
+            "original_url": reverse("catalog:asset-original", args=[pk]),
+            "review_api": reverse("catalog:asset-review", args=[pk]),
+        },
+    )
+
+
+@require_GET
+@requires(roles.VIEW)
+def asset_thumbnail(request, pk: int):
+    """The asset's JPEG thumbnail (256 px; ``?size=1024`` for the asset page's preview)."""
+    asset = get_object_or_404(Asset, pk=pk)
+    try:
+        size = int(request.GET.get("size", thumbnails.SIZE))
+    except ValueError:
+        size = -1
+    if size not in thumbnails.SIZES:
+        return HttpResponse(f"size must be one of {thumbnails.SIZES}", status=400, content_type="text/plain")
+    etag = f'"{asset.sha256}"' if size == thumbnails.SIZE else f'"{asset.sha256}-{size}"'
+    headers = {"ETag": etag, "Cache-Control": THUMBNAIL_CACHE}
+    if (
+        etag in parse_etags(request.headers.get("If-None-Match", ""))
+        or request.headers.get("If-None-Match") == "*"
+    ):
+        response = HttpResponseNotModified()
+        for key, value in headers.items():
+            response[key] = value
+        return response
+    try:
+        path = thumbnails.get_thumbnail(asset, size)
+    except thumbnails.ThumbnailUnavailable as exc:
+        return HttpResponse(f"no thumbnail: {exc}", status=404, content_type="text/plain")
+    return FileResponse(path.open("rb"), content_type="image/jpeg", headers=headers)
+
+
+@require_POST
+@requires(roles.REVIEW)
+def asset_review(request, pk: int):
+    """Accept, reject or add a tag from a plain form post (the page's script uses the API)."""
+    asset = get_object_or_404(Asset, pk=pk)
+    form = ReviewForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
+    else:
+        tag, action = form.cleaned_data["tag"], form.cleaned_data["action"]
+        try:
+            row = services.review(asset, tag, action, request.user)
+        except (services.TagNotOnAsset, ValueError) as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"{row.tag.name}: {row.review_state}")
+    return redirect("web:asset", pk=pk)
+
+
+# ---------------------------------------------------------------------------- upload
+
+
+@require_GET
+@requires(roles.UPLOAD)
+def upload(request):
+    """Drop or pick images; the page's script sends each to ``POST /api/assets/`` on its own."""
+    return render(
+        request,
+        "catalog/upload.html",
+        {"upload_api": reverse("catalog:asset-list"), "max_upload_bytes": settings.IMGTAG_MAX_UPLOAD_BYTES},
+    )
+
+
+# ---------------------------------------------------------------------------- thresholds
+
+
+@require_GET
+@requires(roles.REVIEW)
+def threshold_page(request):
+    """For one tag: how many assets each threshold would keep, and the threshold in force."""
+    tag = " ".join(request.GET.get("tag", "").split()).lower()
+    context = {"tag": tag, "tags": thresholds.scored_tags()}
+    if tag:
+        current = thresholds.current(tag)
+        rows = thresholds.table(tag)
+        start = current.value if current.value is not None else 0.5
+        most = max((row.kept for row in rows), default=0)
+        # the step the current threshold falls in (0.35 <= 0.37 < 0.40)
+        at = (
+            None
+            if current.value is None
+            else max((r.threshold for r in rows if r.threshold <= current.value + 1e-9), default=None)
+        )
+        context.update(
+            current=current,
+            rows=[
+                (row, round(100 * row.kept / most) if most else 0, _step_class(row.threshold, at))
+                for row in rows
+            ],
+            start=start,
+            start_kept=thresholds.kept(tag, start),
+        )
+    return render(request, "catalog/thresholds.html", context)
+
+
+def _step_class(threshold: float, current_step: float | None) -> str:
+    """``current`` for the step holding the threshold in force, ``below-current`` under it
+    (scores there were not all stored: the counts are a lower bound)."""
+    if current_step is None:
+        return ""
+    return "current" if threshold == current_step else "below-current" if threshold < current_step else ""
+
+
+@require_GET
+@requires(roles.REVIEW)
+def threshold_count(request):
+    """``{"tag", "threshold", "kept"}``: the live count of the thresholds page."""
+    form = ThresholdForm(request.GET)
+    if not form.is_valid():
+        return JsonResponse({"errors": form.errors}, status=400)
+    tag = " ".join(form.cleaned_data["tag"].split()).lower()
+    threshold = form.cleaned_data["threshold"]
+    return JsonResponse({"tag": tag, "threshold": threshold, "kept": thresholds.kept(tag, threshold)})
