@@ -7,7 +7,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 DEMO_HOME ?= var/demo
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install tools demo test test-sqlite test-postgres bench clean
+.PHONY: install tools browser demo test test-sqlite test-postgres bench clean
 
 # Infrastructure checkers kept out of .venv: checkov pins old packaging/networkx/cachetools
 # that would downgrade them under Airflow, MLflow and DVC; promtool comes from Debian's
@@ -45,12 +45,25 @@ $(PROMTOOL):
 
 tools: $(CHECKOV) $(PROMTOOL)  ## checkov (own venv) and promtool (Debian package, unpacked) for tests/infra
 
+# tests/web drive Debian's Chromium through Playwright (never `playwright install`); installing
+# it needs root. IMGTAG_CHROMIUM=/path/to/chromium uses another binary instead.
+CHROMIUM := $(or $(IMGTAG_CHROMIUM),/usr/bin/chromium)
+export IMGTAG_CHROMIUM := $(CHROMIUM)
+
+$(CHROMIUM):
+	{ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium 2>/dev/null \
+		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }; } \
+		|| { echo "cannot install Debian's chromium package (for tests/web): run as root, or set IMGTAG_CHROMIUM"; exit 1; }
+	test -x $@ || { echo "$@ is missing after installing Debian's chromium: set IMGTAG_CHROMIUM to its path"; exit 1; }
+
+browser: $(CHROMIUM)  ## Debian's Chromium for the browser tests in tests/web
+
 demo: install  ## import the photos scikit-image ships (or DEMO_DIR=...) and show their tags
 	IMGTAG_HOME=$(DEMO_HOME) $(BIN)/python -m pipelines.demo $(DEMO_DIR)
 
 test: test-sqlite test-postgres  ## the whole suite on SQLite, then the catalog tests on PostgreSQL
 
-test-sqlite: install tools
+test-sqlite: install tools browser
 	$(BIN)/python -m pytest -q
 
 test-postgres: install
