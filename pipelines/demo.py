@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     home = f"IMGTAG_HOME={settings.home} .venv/bin/imgtag"
     steps = [
         (f"{home} search 'cat OR dog'", "find by tag (AND / OR / NOT, quotes for names with spaces)"),
-        (f"{home} createuser me --superuser", "a user for the admin, and an API token"),
-        (f"{home} serve", "REST API on http://127.0.0.1:8000/api/, admin on /admin/"),
+        (f"{home} createuser me --superuser", "a user for the web pages and the admin, and an API token"),
+        (f"{home} serve", "web pages on http://127.0.0.1:8000/ (sign in as me), REST API on /api/"),
         (".venv/bin/imgtag tag your.jpg --json", "tag a file without storing it"),
     ]
     width = max(len(command) for command, _ in steps)
