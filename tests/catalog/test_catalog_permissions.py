@@ -192,3 +192,28 @@ def test_an_unknown_role_is_refused(django_user_model):
     user = django_user_model.objects.create_user("x")
     with pytest.raises(ValueError, match="use one of content_manager, end_user"):
         roles.assign_role(user, "admin")
+
+
+def _routes(patterns, prefix=""):
+    """``(route, url name)`` of every URL pattern, includes followed."""
+    from django.urls import URLPattern, URLResolver
+
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _routes(pattern.url_patterns, prefix + str(pattern.pattern))
+        elif isinstance(pattern, URLPattern):
+            yield prefix + str(pattern.pattern), pattern.name
+
+
+def test_every_route_is_in_the_permission_table():
+    """A new page or API call cannot slip in without its row in CALLS (admin and sign-in aside)."""
+    from django.urls import get_resolver, resolve
+
+    routes = {
+        name
+        for route, name in _routes(get_resolver().url_patterns)
+        if not route.startswith(("admin/", "accounts/"))
+    }
+    sample = {"red": type("A", (), {"pk": 1})()}
+    covered = {resolve(call.path(sample).split("?")[0]).url_name for call in CALLS}
+    assert routes - covered == set(), f"routes without a permission test: {sorted(routes - covered)}"
