@@ -1,4 +1,5 @@
-"""Admin pages: browse assets with their tags, edit tags and the tag hierarchy, see model versions.
+"""Admin pages: browse assets with their tags, edit tags and the tag hierarchy, see model versions
+and the tag thresholds set for them.
 
 Assets are created by uploads and imports only (the admin cannot add one); their content
 fields are read-only, their tags editable inline.
@@ -8,7 +9,7 @@ from django.contrib import admin
 from django.db.models import Count, Q
 from django.template.defaultfilters import filesizeformat
 
-from catalog.models import Asset, AssetTag, ModelVersion, Tag
+from catalog.models import Asset, AssetTag, ModelVersion, Tag, TagThreshold
 
 _COUNTED = Q(asset_tags__review__in=[AssetTag.Review.SUGGESTED, AssetTag.Review.ACCEPTED])
 
@@ -106,3 +107,16 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.display(description="tags produced", ordering="tag_count")
     def tag_count(self, version: ModelVersion) -> int:
         return version.tag_count
+
+
+@admin.register(TagThreshold)
+class TagThresholdAdmin(admin.ModelAdmin):
+    list_display = ["tag", "model_name", "model_version", "threshold", "updated_by", "updated_at"]
+    list_filter = ["model_name", "model_version"]
+    search_fields = ["tag__name"]
+    autocomplete_fields = ["tag"]
+    raw_id_fields = ["updated_by"]
+    readonly_fields = ["updated_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("tag", "updated_by")

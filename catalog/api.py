@@ -1,10 +1,11 @@
-"""The REST API under ``/api/``: upload, search, asset detail, review, originals, tags.
+"""The REST API under ``/api/``: upload, search, asset detail, review, originals, tags, and a
+tag's threshold for the model that tags now.
 
 Views are thin: they check the request, call :mod:`catalog.services` and shape the answer.
 Every call needs a signed-in user (``Authorization: Token <key>``, or the web pages' session
 with its CSRF token) holding the permission the view names per method
 (:mod:`catalog.permissions`): reads ``catalog.view_asset``, uploads ``catalog.add_asset``,
-reviews ``catalog.review_asset``. Uploads are all-or-nothing: every file is checked before
+reviews ``catalog.review_asset``, setting thresholds ``catalog.change_tagthreshold``. Uploads are all-or-nothing: every file is checked before
 any is stored.
 """
 
@@ -31,14 +32,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from catalog import roles, services
+from catalog import roles, services, thresholds
 from catalog.models import Asset, AssetTag, Tag
-from catalog.query import QueryError
+from catalog.query import QueryError, normalize_tag_name
 from catalog.serializers import (
     AssetSerializer,
     ReviewSerializer,
     SearchParamsSerializer,
     TagSerializer,
+    TagThresholdSerializer,
+    ThresholdUpdateSerializer,
     UploadedAssetSerializer,
     UploadErrorsSerializer,
     UploadRequestSerializer,
@@ -319,3 +322,89 @@ class TagListView(generics.ListAPIView):
     )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
+
+
+class TagThresholdView(APIView):
+    """A tag's threshold for the model that tags now: the one in force (GET), set one (PUT), go
+    back to the model's default (DELETE). Images tagged from the next batch on get it; assets
+    tagged before keep their tags until they are tagged again."""
+
+    required_permissions: ClassVar[dict[str, str]] = {
+        "GET": roles.REVIEW,
+        "PUT": roles.CHANGE_THRESHOLD,
+        "DELETE": roles.CHANGE_THRESHOLD,
+    }
+    NOT_A_TAG = OpenApiResponse(description="not a tag of the model that tags now")
+
+    def _current(self, name: str) -> tuple[str, thresholds.CurrentThreshold]:
+        tag = normalize_tag_name(name)
+        current = thresholds.current(tag)
+        if current.default is None:
+            raise NotFound(f"{tag!r} is not a tag of the model that tags now, {current.model}")
+        return tag, current
+
+    @staticmethod
+    def _answer(tag: str) -> Response:
+        current = thresholds.current(tag)
+        return Response(
+            TagThresholdSerializer(
+                {
+                    "tag": tag,
+                    "model_name": current.model_name,
+                    "model_version": current.model_version,
+                    "threshold": current.value,
+                    "default": current.default,
+                    "override": current.override,
+                }
+            ).data
+        )
+
+    @extend_schema(
+        summary="A tag's threshold in force",
+        responses={200: TagThresholdSerializer, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_A_TAG},
+    )
+    def get(self, request, name: str):
+        tag, _ = self._current(name)
+        return self._answer(tag)
+
+    @extend_schema(
+        summary="Set a tag's threshold for the model that tags now",
+        request=ThresholdUpdateSerializer,
+        responses={
+            200: TagThresholdSerializer,
+            400: OpenApiResponse(description="a threshold outside (0, 1]"),
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
+            404: NOT_A_TAG,
+            409: OpenApiResponse(description="model_name/model_version are not the model that tags now"),
+        },
+    )
+    def put(self, request, name: str):
+        tag, current = self._current(name)
+        update = ThresholdUpdateSerializer(data=request.data)
+        update.is_valid(raise_exception=True)
+        named = (
+            update.validated_data.get("model_name", current.model_name),
+            update.validated_data.get("model_version", current.model_version),
+        )
+        if named != (current.model_name, current.model_version):
+            return Response(
+                {
+                    "detail": f"the model that tags now is {current.model}, not {':'.join(named)}",
+                    "reason": "not_the_current_model",
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
+        services.set_threshold(
+            tag, current.model_name, current.model_version, update.validated_data["threshold"], request.user
+        )
+        return self._answer(tag)
+
+    @extend_schema(
+        summary="Go back to the model's default threshold",
+        responses={200: TagThresholdSerializer, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_A_TAG},
+    )
+    def delete(self, request, name: str):
+        tag, current = self._current(name)
+        services.reset_threshold(tag, current.model_name, current.model_version)
+        return self._answer(tag)

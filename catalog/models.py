@@ -1,4 +1,5 @@
-"""Catalog tables: assets, tags and their hierarchy, tags on assets, model versions.
+"""Catalog tables: assets, tags and their hierarchy, tags on assets, model versions, and the
+tag thresholds people set for a model.
 
 An :class:`Asset` is identified by the sha256 of its original bytes. Every :class:`AssetTag`
 says where it came from (``source``: the model or a human, the :class:`ModelVersion` that
@@ -9,12 +10,14 @@ People see one *review state* per tag row, derived from ``source`` and ``review`
 (:attr:`AssetTag.review_state`): ``suggested`` and ``accepted`` (a model's tag, not yet judged
 or confirmed), ``added`` (a tag a person added: source human, accepted) and ``rejected``.
 The permission ``catalog.review_asset`` (besides Django's ``add``/``view``) lets a user judge
-tags; :mod:`catalog.roles` groups the permissions into roles.
+tags, ``catalog.change_tagthreshold`` set a :class:`TagThreshold`; :mod:`catalog.roles` groups
+the permissions into roles.
 """
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -140,6 +143,44 @@ class AssetTag(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tag} on asset {self.asset_id}: {self.score:.2f} ({self.source}, {self.review})"
+
+
+class TagThreshold(models.Model):
+    """A tag's threshold for one model, set by a person: it replaces the threshold the model
+    ships with (``tag_thresholds.csv``, a promoted model's ``assets/tags.csv``) when the catalog
+    tags images with that model. Scores of different models are not comparable, so a
+    threshold holds for the model name and version it was tuned for only.
+    """
+
+    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="thresholds")
+    model_name = models.CharField(max_length=200)
+    model_version = models.CharField(max_length=100)
+    threshold = models.FloatField(help_text="a score at or above it keeps the tag; in (0, 1]")
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model_name", "model_version", "tag__name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tag", "model_name", "model_version"], name="catalog_tagthreshold_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(threshold__gt=0.0, threshold__lte=1.0), name="catalog_tagthreshold_0_1"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["model_name", "model_version"], name="catalog_tagthreshold_model"),
+        ]
+
+    def clean(self) -> None:
+        if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
+            raise ValidationError({"threshold": "a threshold is above 0 and at most 1"})
+
+    def __str__(self) -> str:
+        return f"{self.tag} in {self.model_name}:{self.model_version}: {self.threshold:g}"
 
 
 # The review states people see, as conditions on tag rows (the same mapping as

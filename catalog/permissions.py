@@ -16,11 +16,13 @@ WHAT = {
     roles.VIEW: "search and view assets",
     roles.UPLOAD: "upload images",
     roles.REVIEW: "review tags",
+    roles.CHANGE_THRESHOLD: "set tag thresholds",
 }
 ROLE_FOR = {
     roles.VIEW: f"{roles.END_USER} or {roles.CONTENT_MANAGER}",
     roles.UPLOAD: roles.CONTENT_MANAGER,
     roles.REVIEW: roles.CONTENT_MANAGER,
+    roles.CHANGE_THRESHOLD: roles.CONTENT_MANAGER,
 }
 
 

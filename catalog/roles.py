@@ -1,13 +1,14 @@
-"""Who may do what: two roles, kept as Django groups, over three permissions on assets.
+"""Who may do what: two roles, kept as Django groups, over permissions on assets and thresholds.
 
 | role | may | permissions |
 |---|---|---|
-| ``content_manager`` | upload, review tags, tune thresholds, and everything an end user may | ``catalog.add_asset``, ``catalog.review_asset``, ``catalog.view_asset`` |
+| ``content_manager`` | upload, review tags, tune thresholds, and everything an end user may | ``catalog.add_asset``, ``catalog.review_asset``, ``catalog.view_asset``, ``catalog.add_tagthreshold``, ``catalog.change_tagthreshold`` |
 | ``end_user`` | search, view and download | ``catalog.view_asset`` |
 
-Superusers hold every permission. The groups are created by the migration
-``0003_roles``; :func:`ensure_roles` creates them again where they are missing (a database
-flushed by the tests, one restored without them), so :func:`assign_role` always works.
+Superusers hold every permission. The groups are created by the migrations ``0003_roles``
+and ``0005_tagthreshold_roles``; :func:`ensure_roles` creates them again where they are
+missing (a database flushed by the tests, one restored without them), so :func:`assign_role`
+always works.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from django.db import transaction
 VIEW = "catalog.view_asset"
 UPLOAD = "catalog.add_asset"
 REVIEW = "catalog.review_asset"
+ADD_THRESHOLD = "catalog.add_tagthreshold"
+CHANGE_THRESHOLD = "catalog.change_tagthreshold"  # apply or reset a tag's threshold
 
 CONTENT_MANAGER = "content_manager"
 END_USER = "end_user"
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
-    CONTENT_MANAGER: (VIEW, UPLOAD, REVIEW),
+    CONTENT_MANAGER: (VIEW, UPLOAD, REVIEW, ADD_THRESHOLD, CHANGE_THRESHOLD),
     END_USER: (VIEW,),
 }
 ROLES = tuple(ROLE_PERMISSIONS)
@@ -73,9 +76,11 @@ def assign_role(user, role: str) -> None:
 
 
 def capabilities(user) -> dict[str, bool]:
-    """What the pages offer ``user``: ``view``, ``upload``, ``review`` (for templates)."""
+    """What the pages offer ``user``: ``view``, ``upload``, ``review``, ``thresholds`` (setting
+    them; for templates)."""
     return {
         "view": user.has_perm(VIEW),
         "upload": user.has_perm(UPLOAD),
         "review": user.has_perm(REVIEW),
+        "thresholds": user.has_perm(CHANGE_THRESHOLD),
     }

@@ -7,7 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from catalog.models import REVIEW_STATES, Asset, AssetTag, ModelVersion, Tag
+from catalog.models import REVIEW_STATES, Asset, AssetTag, ModelVersion, Tag, TagThreshold
 from catalog.query import REVIEW_FILTERS, SOURCES
 from catalog.services import REVIEW_ACTIONS
 
@@ -147,3 +147,41 @@ class TagSerializer(serializers.ModelSerializer):
     class Meta:
         model = Tag
         fields = ["name", "parents", "asset_count"]
+
+
+class ThresholdOverrideSerializer(serializers.ModelSerializer):
+    """A threshold a person set for a tag of a model: which, who and when."""
+
+    updated_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = TagThreshold
+        fields = ["threshold", "updated_by", "updated_at"]
+
+
+class TagThresholdSerializer(serializers.Serializer):
+    """A tag's threshold in force for the model that tags now."""
+
+    tag = serializers.CharField()
+    model_name = serializers.CharField(help_text="the model that tags now")
+    model_version = serializers.CharField()
+    threshold = serializers.FloatField(
+        help_text="in force: the one a person set for this model if any, else the model's default"
+    )
+    default = serializers.FloatField(help_text="the model's own (tag_thresholds.csv or its tags.csv)")
+    override = ThresholdOverrideSerializer(allow_null=True, help_text="the threshold a person set, if any")
+
+
+class ThresholdUpdateSerializer(serializers.Serializer):
+    """A new threshold for a tag of the model that tags now."""
+
+    threshold = serializers.FloatField(help_text="above 0 and at most 1")
+    model_name = serializers.CharField(
+        required=False, help_text="optional: refused (409) unless it is the model that tags now"
+    )
+    model_version = serializers.CharField(required=False)
+
+    def validate_threshold(self, value: float) -> float:
+        if not 0.0 < value <= 1.0:  # also NaN
+            raise serializers.ValidationError("a threshold is above 0 and at most 1")
+        return value

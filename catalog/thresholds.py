@@ -1,13 +1,15 @@
-"""What a tag's threshold would keep: counts from the machine scores stored in the catalog.
+"""What a tag's threshold would keep: counts from the machine scores stored in the catalog,
+and the threshold in force.
 
-The tagger keeps a tag on an image when its score reaches the tag's threshold. The
-thresholds live with the model: the pretrained tagger's in ``tag_thresholds.csv`` (the
-packaged one, or ``IMGTAG_TAGMAP_DIR``), a promoted model's in its ``assets/tags.csv``
-(set by ``imgtag evaluate``). This module only reads them; changing one means editing that
-file or training, evaluating and promoting a model.
+The tagger keeps a tag on an image when its score reaches the tag's threshold. Each model
+ships its own: the pretrained tagger's in ``tag_thresholds.csv`` (the packaged one, or
+``IMGTAG_TAGMAP_DIR``), a promoted model's in its ``assets/tags.csv`` (set by ``imgtag
+evaluate``). A content manager can set a tag's threshold for one model on the thresholds page
+(:class:`catalog.models.TagThreshold`, :func:`catalog.services.set_threshold`); it replaces
+the model's own when the catalog tags images with that model, from the next batch on.
 
 Only scores at or above the threshold in force when an image was tagged are stored, so the
-counts are exact above the current threshold and a lower bound below it.
+counts are exact above that threshold and a lower bound below it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from django.db.models import Count, Q
 
-from catalog.models import AssetTag
+from catalog.models import AssetTag, TagThreshold
 from pipelines.settings import Settings
 
 STEPS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
@@ -37,11 +39,16 @@ class Row:
 
 @dataclass(frozen=True)
 class CurrentThreshold:
-    """The threshold the tagger applies now, and where it is set."""
+    """The threshold the tagger applies now: the one a person set for the current model
+    (``override``) if any, else the model's own (``default``, set in ``where``)."""
 
     value: float | None  # None: the tag is not in the current model's vocabulary
     model: str  # name:version of the current model
-    where: str
+    where: str  # where the model's own threshold is set
+    default: float | None = None  # the model's own threshold
+    override: TagThreshold | None = None  # the threshold a person set, with who and when
+    model_name: str = ""
+    model_version: str = ""
 
 
 def _machine_rows(tag: str):
@@ -86,12 +93,13 @@ def scored_tags() -> list[str]:
 
 
 def current(tag: str, settings: Settings | None = None) -> CurrentThreshold:
-    """The threshold of ``tag`` in the model that tags now (``pipelines.tagger.current_model``)."""
+    """The threshold of ``tag`` in force for the model that tags now
+    (``pipelines.tagger.current_model``): the one set on the thresholds page, else the model's."""
     from pipelines.tagger import current_model
 
     model = current_model(settings)
     if model.path is not None:
-        where = f"{model.path / 'assets' / 'tags.csv'} (set by imgtag evaluate; change it with a new model)"
+        where = f"{model.path / 'assets' / 'tags.csv'} (set by imgtag evaluate)"
         thresholds = _vocabulary_thresholds(str(model.path / "assets"))
     else:
         from pipelines import tagmap
@@ -99,9 +107,24 @@ def current(tag: str, settings: Settings | None = None) -> CurrentThreshold:
         folder = Path(os.environ.get("IMGTAG_TAGMAP_DIR") or tagmap.DATA_DIR)
         where = f"{folder / tagmap.THRESHOLD_FILE} (the default rows * and ** or the tag's own row)"
         thresholds = _tagmap_thresholds(str(folder), _mtime(folder / tagmap.THRESHOLD_FILE))
-    value = thresholds.get(tag)
+    default = thresholds.get(tag)
+    override = (
+        TagThreshold.objects.select_related("updated_by")
+        .filter(tag__name=tag, model_name=model.name, model_version=model.version)
+        .first()
+    )
+    if default is None:  # not a tag of this model: the tagger ignores any threshold set for it
+        value = None
+    else:
+        value = round(override.threshold if override else default, 4)
     return CurrentThreshold(
-        None if value is None else round(value, 4), f"{model.name}:{model.version}", where
+        value,
+        f"{model.name}:{model.version}",
+        where,
+        None if default is None else round(default, 4),
+        override,
+        model.name,
+        model.version,
     )
 
 

@@ -14,6 +14,7 @@ api_patterns = [
     path("assets/<int:pk>/review/", api.AssetReviewView.as_view(), name="asset-review"),
     path("assets/<int:pk>/original", api.AssetOriginalView.as_view(), name="asset-original"),
     path("tags/", api.TagListView.as_view(), name="tag-list"),
+    path("tags/<path:name>/threshold/", api.TagThresholdView.as_view(), name="tag-threshold"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
 ]
 

@@ -159,12 +159,14 @@ def import_files(
 
     Args:
         files: from :func:`collect_files`.
-        tagger: a :class:`pipelines.tagger.Tagger`.
+        tagger: a :class:`pipelines.tagger.Tagger`; the thresholds people set for its model
+            (``catalog.services.threshold_overrides``) apply.
         chunk_size: files read and registered together.
         on_progress: called with the number of files finished after each step.
     """
     from catalog import services
 
+    tagger = tagger.with_thresholds(services.threshold_overrides(tagger.model_name, tagger.model_version))
     summary = ImportSummary()
 
     def record(results: list) -> int:

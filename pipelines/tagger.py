@@ -9,12 +9,13 @@ rest of the batch is tagged.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,20 @@ class Tagger:
         self.batch_size = batch_size
         self.decode_threads = decode_threads
         self.max_pixels = max_pixels
+
+    def with_thresholds(self, overrides: Mapping[str, float]) -> Tagger:
+        """This tagger with some tags' thresholds replaced (tag name -> threshold): a shallow
+        copy sharing the model (nothing is reloaded), or ``self`` when ``overrides`` is empty.
+        Tags the labels do not know are ignored; ``self`` is left as it is.
+
+        The catalog keeps the thresholds people set (``catalog.services.threshold_overrides``);
+        whoever tags for the catalog applies them before each batch.
+        """
+        if not overrides:
+            return self
+        tagger = copy.copy(self)
+        tagger.labels = self.labels.with_thresholds(overrides)
+        return tagger
 
     def _prepare(self, data: bytes | Path | Callable[[], bytes], name: str):
         if isinstance(data, Path):

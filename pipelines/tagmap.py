@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,10 +63,21 @@ class TagMap:
 
         return self.matrix.sum(axis=0), np.array([depth(t) for t in self.tags])
 
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {tag: i for i, tag in enumerate(self.tags)}
+
     @property
     def output_width(self) -> int:
         """How many class probabilities the model outputs."""
         return self.matrix.shape[0]
+
+    def with_thresholds(self, overrides: Mapping[str, float]) -> TagMap:
+        """A copy whose thresholds have ``overrides`` (tag -> threshold), sharing the class-to-tag
+        matrix; unknown tags are ignored (see :func:`pipelines.vocabulary.with_thresholds`)."""
+        from pipelines.vocabulary import with_thresholds
+
+        return with_thresholds(self, overrides)
 
     def parents(self, tag: str) -> list[str]:
         """Immediate parent tags of ``tag`` (empty for a top-level tag)."""

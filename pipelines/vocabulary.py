@@ -7,7 +7,11 @@ and carries its vocabulary in ``assets/tags.csv`` (tag, threshold, head, parent)
 
 from __future__ import annotations
 
+import copy
 import csv
+import functools
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +21,31 @@ from pipelines.results import TagScore
 
 TAGS_FILE = "tags.csv"
 LABELS_FILE = "labels.txt"
+
+log = logging.getLogger(__name__)
+
+
+def with_thresholds(labels, overrides: Mapping[str, float]):
+    """A shallow copy of ``labels`` (a :class:`Vocabulary` or a :class:`~pipelines.tagmap.TagMap`)
+    whose ``thresholds`` array has the ``overrides`` (tag name -> threshold); ``labels`` is
+    left as it is. Tag names the labels do not know are ignored (logged at debug level).
+
+    Raises:
+        ValueError: a threshold outside (0, 1].
+    """
+    thresholds = np.array(labels.thresholds, copy=True)
+    index = labels._index
+    for tag, value in overrides.items():
+        value = float(value)
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"threshold {value} for {tag!r} is not in (0, 1]")
+        if tag not in index:
+            log.debug("threshold override for %r ignored: not a tag of this model", tag)
+            continue
+        thresholds[index[tag]] = value
+    changed = copy.copy(labels)  # keeps the cached properties (the tag map's sparse matrix)
+    object.__setattr__(changed, "thresholds", thresholds)
+    return changed
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,6 +60,14 @@ class Vocabulary:
     @property
     def output_width(self) -> int:
         return len(self.tags)
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {tag: i for i, tag in enumerate(self.tags)}
+
+    def with_thresholds(self, overrides: Mapping[str, float]) -> Vocabulary:
+        """A copy whose thresholds have ``overrides`` (tag -> threshold); see :func:`with_thresholds`."""
+        return with_thresholds(self, overrides)
 
     def parents(self, tag: str) -> list[str]:
         """Immediate parent tags of ``tag`` (empty for a top-level or learned tag)."""

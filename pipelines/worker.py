@@ -5,6 +5,8 @@ One loop, two ways to end: ``drain`` stops when the queue stays empty for a mome
 
 - messages are taken in batches of a few inference batches (prefetch is twice that, so the
   next batch arrives while one is tagged) and tagged with the batched engine;
+- each batch is tagged with the thresholds set for the tagger's model on the thresholds page
+  (``catalog.services.threshold_overrides``, read again for every batch: no restart needed);
 - the work runs in a separate thread while the main thread keeps servicing the connection,
   so heartbeats stay alive however long inference takes (pika is not thread-safe: only the
   main thread touches the channel);
@@ -96,6 +98,8 @@ def tag_batch(tagger, deliveries: list[tuple[object, object, bytes]]) -> list[tu
             )
             continue
         items.append(((i, asset), (lambda uri=asset.uri: storage.read(uri)), asset.filename))
+    # the thresholds people set for this model (the thresholds page), read again for every batch
+    tagger = tagger.with_thresholds(services.threshold_overrides(tagger.model_name, tagger.model_version))
     results = list(tagger.tag_images(items))
     for result in results:
         if not result.ok:

@@ -10,6 +10,7 @@ import skimage.data
 from pipelines.results import TagScore
 from pipelines.tagger import PRETRAINED_MODEL_NAME, Tagger, get_tagger
 from pipelines.tagmap import TagMap
+from pipelines.vocabulary import Vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +118,47 @@ def test_inference_always_runs_in_fixed_shape_batches(tmp_path):
     results = list(engine.tag_images((i, image, f"{i}.png") for i in range(10)))
     assert len(results) == 10 and all(names(r) == ["mug", "cup"] for r in results)
     assert set(shapes) == {(4, 32, 32, 3)} and len(shapes) == 3  # 4 + 4 + (2 padded to 4)
+
+
+def test_a_tag_map_with_other_thresholds_keeps_and_drops_tags_and_leaves_the_original(tmp_path):
+    tagmap = tiny_tagmap(tmp_path)
+    probabilities = np.array([[0.4, 0.35, 0.25]], dtype=np.float32)  # cat 0.75, animal 0.75, cup 0.25
+    before = tagmap.thresholds.copy()
+    tuned = tagmap.with_thresholds({"animal": 0.7, "cat": 0.8, "cup": 0.2, "no such tag": 0.1})
+    assert tuned.select(probabilities) == [[TagScore("animal", 0.75), TagScore("cup", 0.25)]]
+    assert tagmap.select(probabilities) == [[TagScore("cat", 0.75)]]  # the original is untouched
+    assert np.array_equal(tagmap.thresholds, before) and tuned.matrix is tagmap.matrix
+    assert tuned.parents("lynx") == ["wild cat"]
+    with pytest.raises(ValueError, match=r"threshold 0.0 for 'cat' is not in \(0, 1\]"):
+        tagmap.with_thresholds({"cat": 0})
+
+
+def test_a_vocabulary_with_other_thresholds_keeps_and_drops_tags_and_leaves_the_original():
+    limits = np.array([0.5, 0.5, 0.9], np.float32)
+    vocabulary = Vocabulary(("cat", "sofa", "toy"), limits, ("learned",) * 3, {})
+    scores = np.array([[0.6, 0.3, 0.85]], np.float32)
+    tuned = vocabulary.with_thresholds({"sofa": 0.25, "cat": 0.65, "dog": 0.1})
+    assert tuned.select(scores) == [[TagScore("sofa", 0.3)]]  # sofa lowered in, cat raised out
+    assert vocabulary.select(scores) == [[TagScore("cat", 0.6)]]
+    assert vocabulary.thresholds.tolist() == pytest.approx([0.5, 0.5, 0.9])
+    again = tuned.with_thresholds({"toy": 0.8})  # a copy of a copy: both overrides
+    assert again.select(scores) == [[TagScore("toy", 0.85), TagScore("sofa", 0.3)]]
+
+
+def test_a_tagger_with_other_thresholds_shares_its_model(tmp_path):
+    def predict(pixels):
+        return np.tile(np.array([[0.1, 0.1, 0.8]], np.float32), (len(pixels), 1))  # mug 0.8, cup 0.8
+
+    engine = Tagger(predict, tiny_tagmap(tmp_path), "m", "1", image_size=32, batch_size=4, decode_threads=2)
+    assert engine.with_thresholds({}) is engine
+    strict = engine.with_thresholds({"cup": 0.9})
+    assert strict is not engine and strict._predict is engine._predict
+    assert (strict.model_name, strict.model_version, strict.batch_size) == ("m", "1", 4)
+    image = png(np.full((40, 50, 3), 100, np.uint8))
+    (result,) = strict.tag_images([(0, image, "a.png")])
+    assert names(result) == ["mug"]
+    (result,) = engine.tag_images([(0, image, "a.png")])
+    assert names(result) == ["mug", "cup"]
 
 
 def test_converted_model_is_cached_and_the_next_start_needs_no_tensorflow(tmp_path):

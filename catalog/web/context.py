@@ -4,8 +4,9 @@ from catalog import roles
 
 
 def capabilities(request) -> dict:
-    """``can.view``, ``can.upload``, ``can.review`` for the current user (all false when signed out)."""
+    """``can.view``, ``can.upload``, ``can.review``, ``can.thresholds`` for the current user (all
+    false when signed out)."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
-        return {"can": {"view": False, "upload": False, "review": False}}
+        return {"can": {"view": False, "upload": False, "review": False, "thresholds": False}}
     return {"can": roles.capabilities(user)}

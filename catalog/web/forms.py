@@ -39,3 +39,28 @@ class ThresholdForm(forms.Form):
 
     tag = forms.CharField(max_length=200)
     threshold = forms.FloatField(min_value=0.0, max_value=1.0)
+
+
+class ThresholdTargetForm(forms.Form):
+    """A tag of a model, as the thresholds page showed them (reset a threshold)."""
+
+    tag = forms.CharField(max_length=200)
+    model_name = forms.CharField(max_length=200)
+    model_version = forms.CharField(max_length=100)
+
+
+class ApplyThresholdForm(ThresholdTargetForm):
+    """Set a tag's threshold for a model (the thresholds page)."""
+
+    threshold = forms.FloatField(
+        error_messages={
+            "required": "type the threshold to apply",
+            "invalid": "a threshold is a number above 0 and at most 1, e.g. 0.35",
+        }
+    )
+
+    def clean_threshold(self) -> float:
+        value = self.cleaned_data["threshold"]
+        if not 0.0 < value <= 1.0:
+            raise forms.ValidationError(f"a threshold is above 0 and at most 1; {value:g} is not")
+        return value

@@ -16,4 +16,6 @@ urlpatterns = [
     path("assets/<int:pk>/review/", views.asset_review, name="asset-review"),
     path("thresholds/", views.threshold_page, name="thresholds"),
     path("thresholds/count/", views.threshold_count, name="threshold-count"),
+    path("thresholds/apply/", views.threshold_apply, name="threshold-apply"),
+    path("thresholds/reset/", views.threshold_reset, name="threshold-reset"),
 ]

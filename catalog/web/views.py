@@ -6,11 +6,13 @@
 | ``/`` and ``/search/`` (gallery), ``/assets/<id>/``, ``/assets/<id>/thumbnail`` | ``catalog.view_asset`` |
 | ``/upload/`` | ``catalog.add_asset`` |
 | ``/assets/<id>/review/``, ``/assets/bulk-tag/``, ``/thresholds/`` and its counts | ``catalog.review_asset`` |
+| ``/thresholds/apply/``, ``/thresholds/reset/`` (POST) | ``catalog.change_tagthreshold`` |
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -26,8 +28,14 @@ from django.views.decorators.http import require_GET, require_POST
 
 from catalog import facets, roles, services, thresholds, thumbnails
 from catalog.models import Asset
-from catalog.query import QueryError
-from catalog.web.forms import BulkTagForm, ReviewForm, ThresholdForm
+from catalog.query import QueryError, normalize_tag_name
+from catalog.web.forms import (
+    ApplyThresholdForm,
+    BulkTagForm,
+    ReviewForm,
+    ThresholdForm,
+    ThresholdTargetForm,
+)
 
 PAGE_SIZE = 24
 BROWSER_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP"}  # shown as they are; others as a preview
@@ -229,13 +237,19 @@ def upload(request):
 @require_GET
 @requires(roles.REVIEW)
 def threshold_page(request):
-    """For one tag: how many assets each threshold would keep, and the threshold in force."""
-    tag = " ".join(request.GET.get("tag", "").split()).lower()
+    """For one tag: how many assets each threshold would keep, the threshold in force and, for
+    users who may (``catalog.change_tagthreshold``), a form that applies another one."""
+    return render(request, "catalog/thresholds.html", _threshold_context(request, request.GET.get("tag", "")))
+
+
+def _threshold_context(request, tag: str, tried: float | None = None) -> dict:
+    """The thresholds page of ``tag``; ``tried``: the value in the input (default: the one in force)."""
+    tag = normalize_tag_name(tag)
     context = {"tag": tag, "tags": thresholds.scored_tags()}
     if tag:
         current = thresholds.current(tag)
         rows = thresholds.table(tag)
-        start = current.value if current.value is not None else 0.5
+        start = tried if tried is not None else current.value if current.value is not None else 0.5
         most = max((row.kept for row in rows), default=0)
         # the step the current threshold falls in (0.35 <= 0.37 < 0.40)
         at = (
@@ -251,8 +265,9 @@ def threshold_page(request):
             ],
             start=start,
             start_kept=thresholds.kept(tag, start),
+            can_apply=current.value is not None and request.user.has_perm(roles.CHANGE_THRESHOLD),
         )
-    return render(request, "catalog/thresholds.html", context)
+    return context
 
 
 def _step_class(threshold: float, current_step: float | None) -> str:
@@ -273,3 +288,77 @@ def threshold_count(request):
     tag = " ".join(form.cleaned_data["tag"].split()).lower()
     threshold = form.cleaned_data["threshold"]
     return JsonResponse({"tag": tag, "threshold": threshold, "kept": thresholds.kept(tag, threshold)})
+
+
+def _threshold_problem(request, form, tried: float | None = None, status: int = 400):
+    """The thresholds page again, with what was wrong with the form (nothing was changed)."""
+    problems = [error for errors in form.errors.values() for error in errors]
+    context = _threshold_context(request, form.data.get("tag", ""), tried)
+    context["problems"] = problems
+    return render(request, "catalog/thresholds.html", context, status=status)
+
+
+def _check_model(form) -> tuple[thresholds.CurrentThreshold | None, str, int]:
+    """The tag's threshold in force, or why the form does not name a tag of the current model
+    (and the status to answer with)."""
+    tag = normalize_tag_name(form.cleaned_data["tag"])
+    current = thresholds.current(tag)
+    named = (form.cleaned_data["model_name"], form.cleaned_data["model_version"])
+    if named != (current.model_name, current.model_version):
+        problem = (
+            f"the model that tags now is {current.model}, not {':'.join(named)}: "
+            "a threshold holds for one model, so look at this one's counts first"
+        )
+        return None, problem, 409
+    if current.default is None:
+        return None, f"{tag!r} is not a tag of the model {current.model}", 400
+    return current, "", 200
+
+
+def _typed_threshold(request) -> float | None:
+    """The threshold typed in the form when it is a number (shown again with the problems)."""
+    try:
+        value = float(request.POST.get("threshold", ""))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+@require_POST
+@requires(roles.CHANGE_THRESHOLD)
+def threshold_apply(request):
+    """Set a tag's threshold for the current model; images tagged from now on get it."""
+    form = ApplyThresholdForm(request.POST)
+    if not form.is_valid():
+        return _threshold_problem(request, form, _typed_threshold(request))
+    current, problem, status = _check_model(form)
+    if current is None:
+        form.add_error(None, problem)
+        return _threshold_problem(request, form, _typed_threshold(request), status)
+    tag, value = normalize_tag_name(form.cleaned_data["tag"]), form.cleaned_data["threshold"]
+    services.set_threshold(tag, current.model_name, current.model_version, value, request.user)
+    messages.success(
+        request,
+        f"{tag}: threshold {value:g} for {current.model} (was {current.value:g}); images tagged from "
+        "now on get it, assets tagged before keep their tags until they are tagged again",
+    )
+    return redirect(f"{reverse('web:thresholds')}?{urlencode({'tag': tag})}")
+
+
+@require_POST
+@requires(roles.CHANGE_THRESHOLD)
+def threshold_reset(request):
+    """Remove the threshold set for a tag of the current model: the model's default applies again."""
+    form = ThresholdTargetForm(request.POST)
+    if not form.is_valid():
+        return _threshold_problem(request, form)
+    current, problem, status = _check_model(form)
+    if current is None:
+        form.add_error(None, problem)
+        return _threshold_problem(request, form, status=status)
+    tag = normalize_tag_name(form.cleaned_data["tag"])
+    if services.reset_threshold(tag, current.model_name, current.model_version):
+        messages.success(request, f"{tag}: back to the default of {current.model}, {current.default:g}")
+    else:
+        messages.info(request, f"{tag} already has the default of {current.model}, {current.default:g}")
+    return redirect(f"{reverse('web:thresholds')}?{urlencode({'tag': tag})}")

@@ -5,8 +5,8 @@
   server does not answer, the session stops with a message naming it when ``CI=true``, and
   the database tests are skipped with that message otherwise.
 - Every test gets its own ``IMGTAG_HOME`` and storage folder, so stored files can be counted.
-- ``fake_tagger`` stands in for the model (same interface as :class:`pipelines.tagger.Tagger`):
-  it tags by dominant colour, so the tests do not load TensorFlow.
+- ``fake_tagger`` stands in for the model (same interface as :class:`pipelines.tagger.Tagger`,
+  real labels with thresholds): it scores by dominant colour, so the tests do not load TensorFlow.
 - Users have the role their test needs: ``user`` (alice) is a content manager, ``end_user``
   (bob) may only search, view and download; ``client_with_token`` and ``reader`` send their
   tokens, ``anonymous`` sends nothing.
@@ -15,6 +15,8 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import dj_database_url
@@ -27,6 +29,7 @@ from rest_framework.test import APIClient
 from pipelines import imageio
 from pipelines import tagger as tagging
 from pipelines.results import TagResult, TagScore
+from pipelines.vocabulary import Vocabulary
 
 POSTGRES_SCHEMES = ("postgres://", "postgresql://", "pgsql://")
 
@@ -125,39 +128,49 @@ def image():
     return make_image
 
 
-class FakeTagMap:
-    """The part of :class:`pipelines.tagmap.TagMap` the catalog uses."""
+FAKE_PARENT = {
+    "egyptian cat": "cat",
+    "cat": "animal",
+    "dog": "animal",
+    "coffee mug": "cup",
+    "cup": "container",
+}
 
-    PARENTS = {
-        "egyptian cat": ["cat"],
-        "cat": ["animal"],
-        "dog": ["animal"],
-        "coffee mug": ["cup"],
-        "cup": ["container"],
-    }
 
-    def parents(self, tag: str) -> list[str]:
-        return list(self.PARENTS.get(tag, []))
+def fake_labels() -> Vocabulary:
+    """The fake tagger's labels: a real :class:`~pipelines.vocabulary.Vocabulary` of seven tags,
+    each with the threshold 0.5, and their hierarchy (``egyptian cat`` → ``cat`` → ``animal``)."""
+    tags = ("animal", "cat", "coffee mug", "container", "cup", "dog", "egyptian cat")
+    return Vocabulary(tags, np.full(len(tags), 0.5, np.float32), ("general",) * len(tags), dict(FAKE_PARENT))
 
 
 class FakeTagger:
-    """A tagger with the real interface that tags by dominant colour (decoding with imageio)."""
+    """A tagger with the real interface that scores by dominant colour (decoding with imageio);
+    its labels keep the tags at or above their thresholds, as the real tagger's do."""
 
     model_name = "fake-colour"
     model_version = "1"
-    TAGS = {
-        "red": [TagScore("animal", 0.95), TagScore("cat", 0.93), TagScore("egyptian cat", 0.81)],
-        "blue": [TagScore("cup", 0.84), TagScore("coffee mug", 0.77)],
-        "green": [TagScore("animal", 0.9), TagScore("dog", 0.66)],
+    # every tag's score by colour; at the thresholds of 0.5: red animal, cat, egyptian cat;
+    # blue cup, coffee mug; green animal, dog
+    SCORES: ClassVar[dict[str, dict[str, float]]] = {
+        "red": {"animal": 0.95, "cat": 0.93, "egyptian cat": 0.81, "dog": 0.3},
+        "blue": {"cup": 0.84, "coffee mug": 0.77, "container": 0.4},
+        "green": {"animal": 0.9, "dog": 0.66, "cat": 0.2},
     }
 
     def __init__(self):
-        self.labels = FakeTagMap()
-        self.tagged: list[str] = []
+        self.labels = fake_labels()
+        self.tagged: list[str] = []  # shared with the copies with_thresholds makes
+
+    with_thresholds = tagging.Tagger.with_thresholds  # the real one: a copy with other labels
 
     def tag_images(self, items):
         for key, data, name in items:
             try:
+                if isinstance(data, Path):  # as the real tagger: bytes, a path or a function
+                    data = data.read_bytes()
+                elif callable(data):
+                    data = data()
                 rgb, info = imageio.decode(data, name)
             except imageio.ImageError as exc:
                 yield TagResult(key, name, error=exc)
@@ -165,7 +178,8 @@ class FakeTagger:
             self.tagged.append(name)
             r, g, b = rgb.reshape(-1, 3).mean(axis=0)
             colour = "red" if r > max(g, b) else "blue" if b > max(r, g) else "green"
-            yield TagResult(key, name, tags=list(self.TAGS[colour]), info=info)
+            scores = np.array([[self.SCORES[colour].get(tag, 0.0) for tag in self.labels.tags]], np.float32)
+            yield TagResult(key, name, tags=self.labels.select(scores)[0], info=info)
 
 
 @pytest.fixture
@@ -254,7 +268,7 @@ def tagged(image, user):
     }
     for seed, (colour, (version, tags)) in enumerate(rows.items()):
         asset, _ = services.ingest(image(colour, seed=seed), f"{colour}.png")
-        services.record_tags(asset, tags, "net", version, parents=FakeTagMap().parents)
+        services.record_tags(asset, tags, "net", version, parents=fake_labels().parents)
         assets[colour] = asset
     services.review(assets["red"], "cat", "accept", user)
     services.review(assets["red"], "egyptian cat", "reject", user)

@@ -54,3 +54,16 @@ def test_filters_and_tag_counts(admin_client, asset):
 
 def test_assets_are_not_added_by_hand(admin_client):
     assert admin_client.get("/admin/catalog/asset/add/").status_code == 403
+
+
+def test_the_thresholds_people_set_are_listed(admin_client, user):
+    services.set_threshold("cat", "net", "1", 0.42, user)
+    response = admin_client.get("/admin/catalog/tagthreshold/")
+    assert response.status_code == 200
+    assert "cat" in response.content.decode() and "0.42" in response.content.decode()
+    row = services.set_threshold("cat", "net", "1", 0.42, user)
+    change = admin_client.post(
+        f"/admin/catalog/tagthreshold/{row.pk}/change/",
+        {"tag": row.tag_id, "model_name": "net", "model_version": "1", "threshold": "0", "updated_by": ""},
+    )
+    assert change.status_code == 200 and "above 0 and at most 1" in change.content.decode()  # not a 500

@@ -309,6 +309,36 @@ def test_the_original_downloads_with_its_content_type(reader, client_with_token,
     assert reader.get(f"{ASSETS}999999/original").status_code == 404
 
 
+def test_a_tags_threshold_for_the_current_model(client_with_token, reader, monkeypatch):
+    monkeypatch.delenv("IMGTAG_TAGMAP_DIR", raising=False)
+    url = "/api/tags/animal/threshold/"
+    model = {"model_name": "efficientnet-lite0-imagenet", "model_version": "pretrained"}
+    assert client_with_token.get(url).json() == {
+        "tag": "animal",
+        **model,
+        "threshold": 0.5,
+        "default": 0.5,
+        "override": None,
+    }
+    answer = client_with_token.put(url, {"threshold": 0.3, **model}, format="json")
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert (body["threshold"], body["default"], body["override"]["threshold"]) == (0.3, 0.5, 0.3)
+    assert body["override"]["updated_by"] == "alice"
+    assert client_with_token.put(url, {"threshold": 0.4}, format="json").json()["threshold"] == 0.4
+    stale = client_with_token.put(url, {"threshold": 0.2, "model_version": "7"}, format="json")
+    assert stale.status_code == 409 and stale.json()["reason"] == "not_the_current_model"
+    for bad in (0, 1.5, "abc"):
+        assert client_with_token.put(url, {"threshold": bad}, format="json").status_code == 400
+    assert client_with_token.put("/api/tags/no such tag/threshold/", {"threshold": 0.3}).status_code == 404
+    refused = reader.put(url, {"threshold": 0.9}, format="json")
+    assert refused.status_code == 403 and refused.json()["permission"] == "catalog.change_tagthreshold"
+    assert reader.delete(url).status_code == 403
+    assert client_with_token.get(url).json()["threshold"] == 0.4
+    reset = client_with_token.delete(url)
+    assert (reset.status_code, reset.json()["threshold"], reset.json()["override"]) == (200, 0.5, None)
+
+
 def test_the_openapi_schema_documents_every_endpoint(reader):
     response = reader.get("/api/schema/", {"format": "json"})
     assert response.status_code == 200
@@ -320,6 +350,7 @@ def test_the_openapi_schema_documents_every_endpoint(reader):
         "/api/assets/{id}/review/",
         "/api/assets/{id}/original",
         "/api/tags/",
+        "/api/tags/{name}/threshold/",
     } <= set(schema["paths"])
     upload_op = schema["paths"]["/api/assets/"]["post"]
     assert {"201", "400", "401", "403", "413"} <= set(upload_op["responses"])

@@ -5,7 +5,7 @@
 | anonymous | nothing: the pages redirect to the sign-in page, the API answers 401 |
 | a user without a role | nothing: 403 |
 | end_user | read: gallery, asset pages, thumbnails, originals, the API's reads |
-| content_manager, superuser | everything: also upload, review, bulk tagging, thresholds |
+| content_manager, superuser | everything: also upload, review, bulk tagging, thresholds (and setting them) |
 """
 
 from collections.abc import Callable
@@ -17,7 +17,8 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from catalog import roles
-from catalog.models import Asset, AssetTag
+from catalog.models import Asset, AssetTag, TagThreshold
+from pipelines.tagger import PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION
 from tests.catalog.conftest import make_image, make_user, token_client
 
 pytestmark = pytest.mark.django_db
@@ -42,6 +43,7 @@ def red(assets) -> int:
     return assets["red"].pk
 
 
+CURRENT_MODEL = {"model_name": PRETRAINED_MODEL_NAME, "model_version": PRETRAINED_MODEL_VERSION}
 CALLS = [
     # web pages
     Call("gallery", False, "get", lambda a: "/", roles.VIEW, 200),
@@ -76,12 +78,49 @@ CALLS = [
         roles.REVIEW,
         200,
     ),
+    Call(
+        "apply a threshold",
+        False,
+        "post",
+        lambda a: "/thresholds/apply/",
+        roles.CHANGE_THRESHOLD,
+        302,
+        lambda a: {**CURRENT_MODEL, "tag": "cat", "threshold": "0.3"},
+    ),
+    Call(
+        "reset a threshold",
+        False,
+        "post",
+        lambda a: "/thresholds/reset/",
+        roles.CHANGE_THRESHOLD,
+        302,
+        lambda a: {**CURRENT_MODEL, "tag": "cat"},
+    ),
     # the REST API
     Call("api search", True, "get", lambda a: "/api/assets/?q=cat", roles.VIEW, 200),
     Call("api asset", True, "get", lambda a: f"/api/assets/{red(a)}/", roles.VIEW, 200),
     Call("api original", True, "get", lambda a: f"/api/assets/{red(a)}/original", roles.VIEW, 200),
     Call("api tags", True, "get", lambda a: "/api/tags/", roles.VIEW, 200),
     Call("api schema", True, "get", lambda a: "/api/schema/", roles.VIEW, 200),
+    Call("api threshold", True, "get", lambda a: "/api/tags/cat/threshold/", roles.REVIEW, 200),
+    Call(
+        "api set threshold",
+        True,
+        "put",
+        lambda a: "/api/tags/cat/threshold/",
+        roles.CHANGE_THRESHOLD,
+        200,
+        lambda a: {"threshold": 0.3},
+        json=True,
+    ),
+    Call(
+        "api reset threshold",
+        True,
+        "delete",
+        lambda a: "/api/tags/cat/threshold/",
+        roles.CHANGE_THRESHOLD,
+        200,
+    ),
     Call(
         "api upload",
         True,
@@ -129,7 +168,11 @@ def permitted(role: str, permission: str) -> bool:
 @pytest.mark.parametrize("call", CALLS, ids=str)
 def test_every_url_for_every_role(call, role, tagged, fake_tagger, django_user_model):
     client = client_as(role, django_user_model, call.api)
-    before = (Asset.objects.count(), list(AssetTag.objects.order_by("pk").values_list("review", flat=True)))
+    before = (
+        Asset.objects.count(),
+        list(AssetTag.objects.order_by("pk").values_list("review", flat=True)),
+        list(TagThreshold.objects.values_list("tag__name", "threshold")),
+    )
     kwargs = {}
     if call.data:
         kwargs["data"] = call.data(tagged)
@@ -154,7 +197,11 @@ def test_every_url_for_every_role(call, role, tagged, fake_tagger, django_user_m
             assert call.permission.encode() in response.content
         else:
             assert b'data-testid="forbidden"' in response.content
-    after = (Asset.objects.count(), list(AssetTag.objects.order_by("pk").values_list("review", flat=True)))
+    after = (
+        Asset.objects.count(),
+        list(AssetTag.objects.order_by("pk").values_list("review", flat=True)),
+        list(TagThreshold.objects.values_list("tag__name", "threshold")),
+    )
     assert after == before  # a refused call changes nothing
 
 
@@ -174,7 +221,13 @@ def test_the_role_groups_hold_their_permissions():
         for name, group in groups.items()
     }
     assert held == {
-        "content_manager": ["catalog.add_asset", "catalog.review_asset", "catalog.view_asset"],
+        "content_manager": [
+            "catalog.add_asset",
+            "catalog.add_tagthreshold",
+            "catalog.change_tagthreshold",
+            "catalog.review_asset",
+            "catalog.view_asset",
+        ],
         "end_user": ["catalog.view_asset"],
     }
 
@@ -186,6 +239,10 @@ def test_the_migration_created_the_groups():
     if not Group.objects.filter(name__in=roles.ROLES).exists():
         pytest.skip("the groups were flushed by an earlier transactional test")
     assert set(Group.objects.filter(name__in=roles.ROLES).values_list("name", flat=True)) == set(roles.ROLES)
+    # 0003_roles and 0005_tagthreshold_roles keep their own lists: they must add up to the roles
+    for group in Group.objects.filter(name__in=roles.ROLES):
+        held = {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.all()}
+        assert held == set(roles.ROLE_PERMISSIONS[group.name]), group.name
 
 
 def test_an_unknown_role_is_refused(django_user_model):

@@ -1,10 +1,13 @@
-"""Thresholds: what each threshold would keep among the stored machine scores, and the one in force."""
+"""Thresholds: what each threshold would keep among the stored machine scores, the one in force, and
+the thresholds people set, which the next tagging applies."""
 
 import numpy as np
 import pytest
+from django.db import IntegrityError, transaction
 
 from catalog import services, thresholds
-from pipelines import tagger
+from catalog.models import AssetTag, Tag, TagThreshold
+from pipelines import broker, tagger, worker
 from pipelines.results import TagScore
 from pipelines.vocabulary import Vocabulary
 
@@ -65,3 +68,86 @@ def test_the_current_threshold_of_a_promoted_model_comes_from_its_vocabulary(mon
     current = thresholds.current("cat")
     assert (current.value, current.model) == (0.42, "imgtag-tagger:7")
     assert str(tmp_path / "7" / "assets" / "tags.csv") in current.where
+
+
+# ---------------------------------------------------------------------------- thresholds people set
+
+
+def test_overrides_are_per_model_and_read_in_one_query(user, django_assert_num_queries):
+    services.set_threshold("cat", "net", "1", 0.2, user)
+    services.set_threshold("Egyptian  Cat", "net", "1", 0.9)
+    services.set_threshold("cat", "net", "2", 0.6, user)  # another model's scores: its own threshold
+    with django_assert_num_queries(1):
+        assert services.threshold_overrides("net", "1") == {"cat": 0.2, "egyptian cat": 0.9}
+    assert services.threshold_overrides("net", "2") == {"cat": 0.6}
+    assert services.threshold_overrides("other", "1") == {}
+    services.set_threshold("cat", "net", "1", 0.25, user)  # replaces
+    assert TagThreshold.objects.filter(model_name="net", model_version="1").count() == 2
+    assert services.reset_threshold("cat", "net", "1") is True
+    assert services.reset_threshold("cat", "net", "1") is False
+    assert services.threshold_overrides("net", "1") == {"egyptian cat": 0.9}
+
+
+@pytest.mark.parametrize("value", [0.0, -0.1, 1.01, float("nan")])
+def test_a_threshold_outside_0_1_is_refused(value):
+    with pytest.raises(ValueError, match="above 0 and at most 1"):
+        services.set_threshold("cat", "net", "1", value)
+    assert not TagThreshold.objects.exists()
+
+
+def test_the_database_refuses_a_threshold_outside_0_1():
+    tag = Tag.objects.create(name="cat")
+    TagThreshold.objects.create(tag=tag, model_name="net", model_version="1", threshold=1.0)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        TagThreshold.objects.create(tag=tag, model_name="net", model_version="2", threshold=0.0)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        TagThreshold.objects.create(tag=tag, model_name="net", model_version="1", threshold=0.5)  # twice
+
+
+def test_the_threshold_in_force_is_the_one_set_for_the_current_model(monkeypatch, user):
+    monkeypatch.delenv("IMGTAG_TAGMAP_DIR", raising=False)
+    services.set_threshold("animal", "efficientnet-lite0-imagenet", "pretrained", 0.8, user)
+    services.set_threshold("cat", "efficientnet-lite0-imagenet", "other", 0.1, user)
+    animal = thresholds.current("animal")
+    assert (animal.value, animal.default, animal.override.updated_by) == (0.8, 0.5, user)
+    cat = thresholds.current("cat")  # set for another version of the model only
+    assert (cat.value, cat.default, cat.override) == (0.35, 0.35, None)
+    assert (cat.model_name, cat.model_version) == ("efficientnet-lite0-imagenet", "pretrained")
+
+
+@pytest.fixture
+def red(image):
+    return services.ingest(image("red"), "red.png")[0]
+
+
+def machine_tags(asset) -> dict[str, float]:
+    rows = AssetTag.objects.filter(asset=asset, source=AssetTag.Source.MODEL).select_related("tag")
+    return {row.tag.name: row.score for row in rows}
+
+
+def test_the_next_tagging_uses_the_thresholds_set_for_the_taggers_model(red, fake_tagger, user):
+    services.tag_assets_in_process([red])
+    assert machine_tags(red) == {"animal": 0.95, "cat": 0.93, "egyptian cat": 0.81}  # dog 0.3 < 0.5
+
+    services.set_threshold("dog", "fake-colour", "1", 0.25, user)  # lower: dog is kept
+    services.set_threshold("egyptian cat", "fake-colour", "1", 0.85, user)  # higher: dropped
+    services.set_threshold("cat", "fake-colour", "2", 0.99, user)  # another model version: ignored
+    services.tag_assets_in_process([red])
+    assert machine_tags(red) == {"animal": 0.95, "cat": 0.93, "dog": 0.3}
+    assert fake_tagger.labels.thresholds.tolist() == [0.5] * 7  # the process-wide tagger is untouched
+
+    services.reset_threshold("dog", "fake-colour", "1")
+    services.tag_assets_in_process([red])
+    assert machine_tags(red) == {"animal": 0.95, "cat": 0.93}
+
+
+def test_the_queue_workers_batches_use_the_thresholds_set(red, image, fake_tagger, user):
+    services.set_threshold("dog", "fake-colour", "1", 0.25, user)
+    deliveries = [
+        (None, None, broker.TaggingMessage.for_asset(red).encode()),
+        (None, None, b"not json"),
+    ]
+    outcome = worker.tag_batch(fake_tagger, deliveries)
+    assert outcome[0] == ("", "") and outcome[1][0] == "bad_message"
+    assert machine_tags(red) == {"animal": 0.95, "cat": 0.93, "egyptian cat": 0.81, "dog": 0.3}
+    assert str(AssetTag.objects.filter(asset=red).first().model_version) == "fake-colour:1"

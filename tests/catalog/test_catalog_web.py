@@ -7,7 +7,8 @@ import pytest
 from django.test import Client
 
 from catalog import services, thumbnails
-from catalog.models import AssetTag
+from catalog.models import AssetTag, TagThreshold
+from pipelines.tagger import PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION
 from tests.catalog.conftest import PASSWORD
 from tests.catalog.htmlquery import parse
 
@@ -351,12 +352,141 @@ def test_the_thresholds_page_counts_what_each_threshold_keeps(manager, tagged):
     assert html.find("input", testid="threshold-input").get("value") == "0.5"
     assert html.find(testid="threshold-kept").text == "2 assets kept"
     assert [r.get("data-threshold") for r in rows if r.get("class") == "current"] == ["0.50"]
-    assert "not wired" in html.text
+    assert html.find(testid="threshold-current").text.startswith(
+        "Threshold of animal in efficientnet-lite0-imagenet:pretrained: 0.5 (the model's default)"
+    )
+    assert "applies to images tagged from now on" in html.text
     count = manager.get("/thresholds/count/", {"tag": "animal", "threshold": "0.92"})
     assert count.json() == {"tag": "animal", "threshold": 0.92, "kept": 1}
     assert manager.get("/thresholds/count/", {"tag": "animal", "threshold": "2"}).status_code == 400
     picker = page(manager, "/thresholds/")
     assert "animal" in picker.text and picker.find_all(testid="threshold-row") == []
+
+
+PRETRAINED = {"model_name": PRETRAINED_MODEL_NAME, "model_version": PRETRAINED_MODEL_VERSION}
+
+
+def kept_by_step(html) -> dict[str, str]:
+    return {r.get("data-threshold"): r.get("data-kept") for r in html.find_all(testid="threshold-row")}
+
+
+def test_applying_a_threshold_stores_it_for_the_current_model(manager, tagged, user):
+    before = page(manager, "/thresholds/", tag="animal")
+    form = before.find("form", id="threshold-form")
+    assert (form.get("method"), form.get("action")) == ("post", "/thresholds/apply/")
+    fields = {i.get("name"): i.get("value") for i in form.find_all("input")}
+    assert {k: fields[k] for k in ("tag", "model_name", "model_version", "threshold")} == {
+        "tag": "animal",
+        **PRETRAINED,
+        "threshold": "0.5",
+    }
+    assert fields["csrfmiddlewaretoken"]
+    assert "for efficientnet-lite0-imagenet:pretrained" in form.find(testid="threshold-apply").text
+    assert before.find_all(testid="threshold-reset") == []
+
+    response = manager.post("/thresholds/apply/", {**PRETRAINED, "tag": "Animal ", "threshold": "0.3"})
+    assert (response.status_code, response["Location"]) == (302, "/thresholds/?tag=animal")
+    row = TagThreshold.objects.get()
+    assert (row.tag.name, row.model_name, row.model_version, row.threshold, row.updated_by) == (
+        "animal",
+        PRETRAINED_MODEL_NAME,
+        PRETRAINED_MODEL_VERSION,
+        0.3,
+        user,
+    )
+    after = page(manager, "/thresholds/", tag="animal")
+    assert after.find(testid="current-threshold").text == "0.3"
+    in_force = after.find(testid="threshold-current").text
+    assert "set by alice on" in in_force and "the model's default is 0.5" in in_force
+    assert after.find("input", testid="threshold-input").get("value") == "0.3"
+    assert kept_by_step(after) == kept_by_step(before)  # the stored scores are as they were
+    rows = after.find_all(testid="threshold-row")
+    assert [r.get("data-threshold") for r in rows if r.get("class") == "current"] == ["0.30"]
+    message = after.find(testid="message").text
+    assert "threshold 0.3 for efficientnet-lite0-imagenet:pretrained (was 0.5)" in message
+    assert after.find(testid="threshold-reset")
+    assert services.threshold_overrides(PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION) == {"animal": 0.3}
+
+    manager.post("/thresholds/apply/", {**PRETRAINED, "tag": "animal", "threshold": "0.62"})
+    assert list(TagThreshold.objects.values_list("tag__name", "threshold")) == [("animal", 0.62)]
+
+
+def test_reset_goes_back_to_the_models_default(manager, tagged, user):
+    services.set_threshold("animal", *PRETRAINED.values(), 0.7, user)
+    html = page(manager, "/thresholds/", tag="animal")
+    assert html.find(testid="current-threshold").text == "0.7"
+    reset = html.find(testid="threshold-reset")
+    assert "Reset to the model's default (0.5)" in reset.text
+    response = manager.post("/thresholds/reset/", {**PRETRAINED, "tag": "animal"})
+    assert (response.status_code, response["Location"]) == (302, "/thresholds/?tag=animal")
+    assert not TagThreshold.objects.exists()
+    html = page(manager, "/thresholds/", tag="animal")
+    assert html.find(testid="current-threshold").text == "0.5"
+    assert "(the model's default)" in html.find(testid="threshold-current").text
+    assert html.find_all(testid="threshold-reset") == []
+    again = manager.post("/thresholds/reset/", {**PRETRAINED, "tag": "animal"}, follow=True)
+    assert "already has" in parse(again.content).find(testid="message").text
+
+
+def test_end_users_may_not_apply_or_reset(viewer, tagged, user):
+    services.set_threshold("animal", *PRETRAINED.values(), 0.7, user)
+    for url, data in (
+        ("/thresholds/apply/", {**PRETRAINED, "tag": "animal", "threshold": "0.2"}),
+        ("/thresholds/reset/", {**PRETRAINED, "tag": "animal"}),
+    ):
+        response = viewer.post(url, data)
+        assert response.status_code == 403 and b"catalog.change_tagthreshold" in response.content
+    assert list(TagThreshold.objects.values_list("threshold", flat=True)) == [0.7]
+
+
+def test_the_apply_form_needs_the_csrf_token(user, tagged):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    html = page(client, "/thresholds/", tag="animal")
+    data = {**PRETRAINED, "tag": "animal", "threshold": "0.4"}
+    assert client.post("/thresholds/apply/", data).status_code == 403
+    assert not TagThreshold.objects.exists()
+    token = html.find("form", id="threshold-form").find("input", name="csrfmiddlewaretoken").get("value")
+    assert client.post("/thresholds/apply/", {**data, "csrfmiddlewaretoken": token}).status_code == 302
+    assert TagThreshold.objects.get().threshold == 0.4
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [
+        ("0", "above 0 and at most 1; 0 is not"),
+        ("1.5", "above 0 and at most 1; 1.5 is not"),
+        ("-0.2", "above 0 and at most 1; -0.2 is not"),
+        ("abc", "a threshold is a number"),
+        ("nan", "a threshold is a number"),
+        ("", "type the threshold to apply"),
+    ],
+)
+def test_a_bad_threshold_is_refused_and_nothing_is_stored(manager, tagged, value, error):
+    response = manager.post("/thresholds/apply/", {**PRETRAINED, "tag": "animal", "threshold": value})
+    assert response.status_code == 400
+    html = parse(response.content)
+    assert error in html.find(testid="threshold-errors").text
+    assert html.find(testid="current-threshold").text == "0.5"  # the page again, as it was
+    assert len(html.find_all(testid="threshold-row")) == 19
+    typed = html.find("input", testid="threshold-input").get("value")
+    assert typed == {"0": "0.0", "1.5": "1.5", "-0.2": "-0.2"}.get(value, "0.5")  # a number stays typed
+    assert not TagThreshold.objects.exists()
+
+
+def test_a_threshold_is_only_applied_to_the_current_models_tags(manager, tagged):
+    stale = manager.post(
+        "/thresholds/apply/",
+        {"model_name": PRETRAINED_MODEL_NAME, "model_version": "old", "tag": "animal", "threshold": "0.3"},
+    )
+    assert stale.status_code == 409
+    assert "the model that tags now is efficientnet-lite0-imagenet:pretrained, not" in stale.content.decode()
+    unknown = manager.post("/thresholds/apply/", {**PRETRAINED, "tag": "no such tag", "threshold": "0.3"})
+    assert unknown.status_code == 400 and "is not a tag of the model" in unknown.content.decode()
+    assert not TagThreshold.objects.exists()
+    html = page(manager, "/thresholds/", tag="no such tag")
+    assert html.find(testid="current-threshold").text == "not in this model's vocabulary"
+    assert html.find_all(testid="threshold-apply") == [] and html.find_all(testid="threshold-reset") == []
 
 
 # ---------------------------------------------------------------------------- web reviews feed training

@@ -256,6 +256,38 @@ def test_anonymous_visitor_is_sent_to_login(site, new_page, steps):
     expect(page.get_by_test_id("login-submit")).to_be_visible()
 
 
+def test_content_manager_applies_and_resets_a_threshold(site, new_page, steps):
+    page = new_page()
+    sign_in(page, site.alice, steps)
+    page.get_by_test_id("nav-thresholds").click()
+    page.get_by_test_id("threshold-tag-input").fill("teapot")  # a class tag: the default * is 0.25
+    page.get_by_test_id("threshold-tag-submit").click()
+    expect(page.get_by_test_id("current-threshold")).to_have_text("0.25")
+    expect(page.get_by_test_id("threshold-reset")).to_have_count(0)
+    url = page.url
+    page.get_by_test_id("threshold-input").fill("0.42")
+    page.get_by_test_id("threshold-input").press("Enter")  # Enter counts, it does not apply
+    expect(page.get_by_test_id("threshold-kept")).to_have_text(re.compile(r"^\d+ assets kept$"))
+    expect(page.get_by_test_id("threshold-apply")).to_contain_text("Apply threshold 0.42 to teapot")
+    assert page.url == url
+    assert site.api("GET", "/api/tags/teapot/threshold/", site.alice).json()["override"] is None
+    steps("tried")
+
+    page.get_by_test_id("threshold-apply").click()
+    expect(page.get_by_test_id("current-threshold")).to_have_text("0.42")
+    expect(page.get_by_test_id("threshold-current")).to_contain_text("set by alice")
+    expect(page.get_by_test_id("message")).to_contain_text("images tagged from now on")
+    stored = site.api("GET", "/api/tags/teapot/threshold/", site.alice).json()
+    assert (stored["threshold"], stored["override"]["updated_by"]) == (0.42, "alice"), stored
+    steps("applied")
+
+    page.get_by_test_id("threshold-reset").click()
+    expect(page.get_by_test_id("current-threshold")).to_have_text("0.25")
+    expect(page.get_by_test_id("threshold-reset")).to_have_count(0)
+    assert site.api("GET", "/api/tags/teapot/threshold/", site.alice).json()["override"] is None
+    steps("reset")
+
+
 @pytest.fixture(autouse=True)
 def _server_alive(site):
     """After each test, a dead server or worker is reported with its log."""

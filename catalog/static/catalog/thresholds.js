@@ -1,5 +1,6 @@
 // The thresholds page: how many assets a threshold would keep, counted live by the server
-// (GET /thresholds/count/?tag=...&threshold=...) while the number is typed; nothing changes.
+// (GET /thresholds/count/?tag=...&threshold=...) while the number is typed; that changes nothing.
+// Only the Apply button (for users who may set thresholds) posts the form; Enter counts.
 "use strict";
 
 (() => {
@@ -8,6 +9,8 @@
   const input = document.getElementById("threshold-input");
   const output = document.getElementById("threshold-kept");
   const form = document.getElementById("threshold-form");
+  const apply = document.getElementById("threshold-apply");
+  const applyValue = document.getElementById("threshold-apply-value");
   const rows = [...section.querySelectorAll('[data-testid="threshold-row"]')];
   let timer = null;
   let inflight = null;
@@ -43,10 +46,17 @@
   }
 
   input.addEventListener("input", () => {
+    if (applyValue) applyValue.textContent = input.value;
     clearTimeout(timer);
     timer = setTimeout(count, 120);
   });
+  input.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter") return;
+    event.preventDefault(); // Enter counts; applying takes the button
+    count();
+  });
   form.addEventListener("submit", (event) => {
+    if (apply && event.submitter === apply) return; // the form posts: apply the threshold
     event.preventDefault();
     count();
   });
