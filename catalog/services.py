@@ -484,6 +484,8 @@ def publish_for_tagging(assets: Iterable[Asset]) -> bool:
         True when published; False when RabbitMQ is unreachable — the assets then stay
         ``pending`` and ``imgtag requeue --pending`` publishes them later.
     """
+    from pika.exceptions import AMQPError
+
     from pipelines import broker
     from pipelines.settings import Settings
 
@@ -493,8 +495,10 @@ def publish_for_tagging(assets: Iterable[Asset]) -> bool:
     try:
         with broker.Publisher(Settings.from_env()) as publisher:
             publisher.publish_many(broker.TaggingMessage.for_asset(asset) for asset in assets)
-    except broker.BrokerUnavailable as exc:
-        logger.warning("%s; %d upload(s) stay pending until `imgtag requeue --pending`", exc, len(assets))
+    except (broker.BrokerUnavailable, AMQPError) as exc:  # unreachable, refused, or lost mid-publish
+        logger.warning(
+            "%s; %d upload(s) stay pending until `imgtag requeue --pending`", exc or repr(exc), len(assets)
+        )
         return False
     return True
 

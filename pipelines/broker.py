@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Iterable
 
 import pika
-from pika.exceptions import AMQPError
+from pika.exceptions import AMQPError, NackError
 
 from pipelines.settings import Settings
 
@@ -34,6 +34,10 @@ ERROR_HEADER = "x-imgtag-error"
 
 class BrokerUnavailable(ConnectionError):
     """RabbitMQ could not be reached; the message says where and what to do."""
+
+
+class PublishRefused(BrokerUnavailable):
+    """RabbitMQ kept refusing (nacking) a message: the queue is starting or over its limits."""
 
 
 class BadMessage(ValueError):
@@ -136,6 +140,8 @@ def declare(channel, settings: Settings) -> None:
 
 
 PERSISTENT = pika.DeliveryMode.Persistent
+NACK_ATTEMPTS = 6
+NACK_FIRST_RETRY_SECONDS = 0.05  # then doubled: 1.55 s of waiting in all
 
 
 class Publisher:
@@ -156,14 +162,31 @@ class Publisher:
         self.publish_raw(message.encode(), self.settings.queue)
 
     def publish_raw(self, body: bytes, queue: str, headers: dict | None = None, exchange: str = "") -> None:
-        """Publish ``body`` and wait for the broker's confirm (raises if it is refused)."""
-        self.channel.basic_publish(
-            exchange,
-            queue,
-            body,
-            pika.BasicProperties(delivery_mode=PERSISTENT, content_type="application/json", headers=headers),
-            mandatory=True,
+        """Publish ``body`` and wait for the broker's confirm.
+
+        A nack is retried a few times: a quorum queue nacks while it is still starting (two
+        clients declaring a new queue at once see that) and while it rejects publishes.
+
+        Raises:
+            PublishRefused: the broker still refused the message after the retries.
+        """
+        properties = pika.BasicProperties(
+            delivery_mode=PERSISTENT, content_type="application/json", headers=headers
         )
+        delay = NACK_FIRST_RETRY_SECONDS
+        for attempt in range(1, NACK_ATTEMPTS + 1):
+            try:
+                self.channel.basic_publish(exchange, queue, body, properties, mandatory=True)
+                return
+            except NackError:
+                if attempt == NACK_ATTEMPTS:
+                    raise PublishRefused(
+                        f"RabbitMQ refused (nacked) a message for {exchange or queue!r} {NACK_ATTEMPTS} times: "
+                        "the queue is not ready or rejects publishes (see its length limit and the "
+                        "broker's log)"
+                    ) from None
+                time.sleep(delay)
+                delay *= 2
 
     def publish_many(self, messages: Iterable[TaggingMessage]) -> int:
         count = 0

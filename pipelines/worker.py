@@ -169,7 +169,7 @@ class Consumer:
                 lost_since = None
                 try:
                     done = self._consume(connection, work, max_messages, deadline, idle_seconds)
-                except AMQPError:
+                except (AMQPError, broker.PublishRefused):  # a dead letter refused: redelivered after
                     self.summary.reconnects += 1
                     metrics.RECONNECTS.inc()
                     continue

@@ -1,6 +1,7 @@
 """REST API uploads go through RabbitMQ (the real one); with the broker down they stay pending."""
 
 import json
+import time
 
 import cv2
 import pytest
@@ -45,3 +46,54 @@ def test_upload_publishes_a_tagging_message_or_stays_pending(env, settings, monk
     assert message["asset_id"] == asset["id"] and message["reason"] == "upload" and message["schema"] == 1
     assert properties.delivery_mode == 2  # persistent
     assert env.depth(env.queue) == 0  # nothing was published for the upload made while it was down
+
+
+@pytest.mark.django_db
+def test_a_queue_that_refuses_publishes_leaves_the_upload_pending_not_an_error(
+    env, settings, monkeypatch, django_user_model
+):
+    """RabbitMQ nacks publishes to a quorum queue that is starting or full (reject-publish):
+    the upload is kept, pending, for ``imgtag requeue --pending``; no 500."""
+    import subprocess
+
+    settings.IMGTAG_HOME = str(env.home)
+    settings.IMGTAG_STORAGE_URL = str(env.home / "storage")
+    settings.IMGTAG_UPLOAD_TAGGING = "queue"
+    monkeypatch.setenv("IMGTAG_QUEUE", env.queue)
+    from catalog.roles import CONTENT_MANAGER, assign_role
+    from pipelines import broker
+    from pipelines.settings import Settings
+
+    broker.Publisher(Settings.from_env()).close()  # the queue exists
+    policy = f"refuse-{env.queue}"
+    pattern = "^" + env.queue.replace(".", r"\.") + "$"
+    subprocess.run(
+        ["rabbitmqctl", "set_policy", "--apply-to", "queues", policy, pattern,
+         '{"max-length": 0, "overflow": "reject-publish"}'],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    try:
+        # A policy takes effect a moment after it is set: publish until the broker refuses.
+        refused, deadline = None, time.monotonic() + 30
+        while refused is None and time.monotonic() < deadline:
+            with broker.Publisher(Settings.from_env()) as publisher:
+                try:
+                    publisher.publish_raw(b"{}", env.queue)
+                except broker.BrokerUnavailable as exc:
+                    refused = exc
+        assert refused is not None and "refused (nacked) a message" in str(refused)
+        # A quorum queue applies its limit after the fact: it took the first probe, then refuses.
+        waiting = env.depth(env.queue)
+
+        user = django_user_model.objects.create_user("uploader")
+        assign_role(user, CONTENT_MANAGER)
+        client = APIClient()
+        client.force_authenticate(user)
+        response = client.post(
+            "/api/assets/", {"files": SimpleUploadedFile("c.png", png(skimage.data.astronaut()))}
+        )
+        assert response.status_code == 201, response.content
+        assert response.json()["assets"][0]["status"] == "pending"
+        assert env.depth(env.queue) == waiting  # refused, so kept for `imgtag requeue --pending`
+    finally:
+        subprocess.run(["rabbitmqctl", "clear_policy", policy], check=True, capture_output=True, timeout=60)
