@@ -454,7 +454,7 @@ def tag_assets_in_process(assets: Iterable[Asset], tagger=None) -> list[TagResul
         return []
     if tagger is None:
         tagger = tagging.get_tagger()
-    tagger = tagger.with_thresholds(threshold_overrides(tagger.model_name, tagger.model_version))
+    tagger = with_catalog_thresholds(tagger)
     results = list(tagger.tag_images(items))
     record_results(results, tagger)
     return results
@@ -512,6 +512,11 @@ def tag_uploads(assets: Iterable[Asset]) -> None:
 
 
 # ---------------------------------------------------------------------------- thresholds
+
+
+def with_catalog_thresholds(tagger):
+    """``tagger`` with the thresholds people set for its model (:func:`threshold_overrides`)."""
+    return tagger.with_thresholds(threshold_overrides(tagger.model_name, tagger.model_version))
 
 
 def threshold_overrides(model_name: str, model_version: str) -> dict[str, float]:

@@ -166,7 +166,7 @@ def import_files(
     """
     from catalog import services
 
-    tagger = tagger.with_thresholds(services.threshold_overrides(tagger.model_name, tagger.model_version))
+    tagger = services.with_catalog_thresholds(tagger)
     summary = ImportSummary()
 
     def record(results: list) -> int:

@@ -99,7 +99,7 @@ def tag_batch(tagger, deliveries: list[tuple[object, object, bytes]]) -> list[tu
             continue
         items.append(((i, asset), (lambda uri=asset.uri: storage.read(uri)), asset.filename))
     # the thresholds people set for this model (the thresholds page), read again for every batch
-    tagger = tagger.with_thresholds(services.threshold_overrides(tagger.model_name, tagger.model_version))
+    tagger = services.with_catalog_thresholds(tagger)
     results = list(tagger.tag_images(items))
     for result in results:
         if not result.ok:

@@ -657,27 +657,13 @@ class ServingSettings:
         if not raw_label or "/" in raw_label or ":" in raw_label:
             raise ValueError(f"IMGTAG_SERVING_LABEL={raw_label!r}: expected a version label or number")
         label, version = (None, int(raw_label)) if raw_label.isdigit() else (raw_label, None)
-        raw_timeout = env.get("IMGTAG_SERVING_TIMEOUT", "10")
-        try:
-            timeout = float(raw_timeout)
-        except ValueError:
-            timeout = float("nan")
-        if not timeout > 0 or timeout == float("inf"):
-            raise ValueError(f"IMGTAG_SERVING_TIMEOUT={raw_timeout!r}: expected a positive number of seconds")
+        timeout = _seconds(env, "IMGTAG_SERVING_TIMEOUT", "10", finite=True)
         status_url = env.get("IMGTAG_SERVING_STATUS_URL", "").strip() or (url if kind == "rest" else "")
         if status_url and not status_url.startswith(("http://", "https://")):
             raise ValueError(
                 f"IMGTAG_SERVING_STATUS_URL={status_url!r}: expected http://host:port (TF Serving's REST port)"
             )
-        raw_load = env.get("IMGTAG_SERVING_LOAD_TIMEOUT", "600")
-        try:
-            load_timeout = float(raw_load)
-        except ValueError:
-            load_timeout = float("nan")
-        if not load_timeout > 0:
-            raise ValueError(
-                f"IMGTAG_SERVING_LOAD_TIMEOUT={raw_load!r}: expected a positive number of seconds"
-            )
+        load_timeout = _seconds(env, "IMGTAG_SERVING_LOAD_TIMEOUT", "600", finite=False)
         return cls(
             predictor=kind,
             url=url,
@@ -694,6 +680,18 @@ class ServingSettings:
         if not self.status_url:
             return None
         return lambda version: wait_until_available(self.status_url, name, version, timeout=self.load_timeout)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: str, *, finite: bool) -> float:
+    """A positive number of seconds from ``env[name]`` (``inf`` only when not ``finite``)."""
+    raw = env.get(name, default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or (finite and value == float("inf")):
+        raise ValueError(f"{name}={raw!r}: expected a positive number of seconds")
+    return value
 
 
 def served_version_path(settings, label: str | None = CHAMPION, version: int | None = None) -> Path:

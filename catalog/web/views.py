@@ -137,7 +137,7 @@ def bulk_tag(request):
         messages.error(request, str(exc))
     else:
         messages.success(
-            request, f"added the tag {form.cleaned_data['tag'].strip().lower()!r} to {count} assets"
+            request, f"added the tag {normalize_tag_name(form.cleaned_data['tag'])!r} to {count} assets"
         )
     return redirect(target)
 
@@ -285,7 +285,7 @@ def threshold_count(request):
     form = ThresholdForm(request.GET)
     if not form.is_valid():
         return JsonResponse({"errors": form.errors}, status=400)
-    tag = " ".join(form.cleaned_data["tag"].split()).lower()
+    tag = normalize_tag_name(form.cleaned_data["tag"])
     threshold = form.cleaned_data["threshold"]
     return JsonResponse({"tag": tag, "threshold": threshold, "kept": thresholds.kept(tag, threshold)})
 
