@@ -1,17 +1,24 @@
-"""The ``evaluate`` stage: metrics on the test split, per-tag thresholds chosen on validation.
+"""The ``evaluate`` stage: per-tag thresholds chosen on validation, quality measured on test.
 
-For each learned tag the threshold is the lowest score at which the validation precision
-reaches the target (``--target-precision``), so the tags a model suggests are right at least
-that often; a tag that never reaches it gets the threshold of its best F1 and is listed in
-``thresholds.json`` with that reason. Test metrics then use those thresholds:
+Both heads are evaluated as they will be served: their outputs are merged into one score per
+tag (:func:`pipelines.vocabulary.merge`), and every tag the labels can check through the tag
+hierarchy (:mod:`pipelines.calibration`) is calibrated, the general ones included: its
+threshold is the lowest score at which the validation precision reaches the target
+(``--target-precision``), and a tag that never reaches it is turned off and listed in
+``thresholds.json`` with the reason. Test metrics then use those thresholds:
 
-- ``test/map``: mean average precision over the tags with a positive test example;
-- ``test/micro_f1`` and ``test/macro_f1``;
-- per tag: precision, recall, AP, support and threshold (``per_tag.csv``, ``test/precision/<tag>``).
+- ``test/map``, ``test/micro_f1``, ``test/macro_f1``: over the checkable tags with a positive
+  test image (``test/map`` is what the gate compares);
+- ``test/map_common``: mean AP over the tags right on at least 5 test images;
+- ``test/images_with_correct_tag``, ``test/no_tag``, ``test/precision``, ``test/person_ap``:
+  what users notice (:func:`pipelines.calibration.quality`);
+- per tag: precision, recall, AP, support, threshold and its reason (``per_tag.csv``,
+  ``test/precision/<tag>``).
 
-Plots logged to MLflow: PR curves per tag and per-tag bars. ``predictions.jsonl`` keeps every
-test image's scores, so the evaluation notebook can show the worst-tagged images. The same
-metric code scores the champion and the challenger in the gate (:func:`score_metrics`).
+Plots logged to MLflow: PR curves of the most frequent tags and per-tag bars.
+``predictions.jsonl`` keeps every test image's scores, so the evaluation notebook can show the
+worst-tagged images. The same metric code scores the champion and the challenger in the gate
+(:func:`score_metrics`).
 """
 
 from __future__ import annotations
@@ -23,49 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines import calibration
 from pipelines import dataset as ds
 from pipelines import model as tagger_model
 from pipelines.settings import Settings
+from pipelines.tagmap import TagMap, parse_threshold
 
 THRESHOLDS_FILE = "thresholds.json"
 METRICS = ("map", "micro_f1", "macro_f1")
-
-
-def choose_thresholds(y: np.ndarray, scores: np.ndarray, tags: list[str], target_precision: float) -> dict:
-    """Per-tag thresholds from validation labels ``y`` and ``scores`` (both ``(n, tags)``).
-
-    Returns:
-        ``{tag: {"threshold", "reason", "val_precision", "val_recall"}}``; ``reason`` is
-        ``target_precision``, ``best_f1`` (the target is out of reach) or ``no_validation_example``
-        (the tag gets 0.5).
-    """
-    from sklearn.metrics import precision_recall_curve
-
-    chosen = {}
-    for j, tag in enumerate(tags):
-        if y.shape[0] == 0 or y[:, j].sum() == 0:
-            chosen[tag] = {
-                "threshold": 0.5,
-                "reason": "no_validation_example",
-                "val_precision": None,
-                "val_recall": None,
-            }
-            continue
-        precision, recall, thresholds = precision_recall_curve(y[:, j], scores[:, j])
-        precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
-        reach = np.flatnonzero((precision >= target_precision) & (recall > 0))
-        if reach.size:
-            i, reason = reach[0], "target_precision"  # thresholds ascend: the first is the lowest
-        else:
-            f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-            i, reason = int(np.argmax(f1)), "best_f1"
-        chosen[tag] = {
-            "threshold": float(thresholds[i]),
-            "reason": reason,
-            "val_precision": round(float(precision[i]), 4),
-            "val_recall": round(float(recall[i]), 4),
-        }
-    return chosen
+QUALITY = ("map_common", "images_with_correct_tag", "no_tag", "precision", "person_ap")
+PLOTTED_TAGS = 12  # PR curves and bars of the tags with the most test images
 
 
 def score_metrics(y: np.ndarray, scores: np.ndarray, tags: list[str], thresholds: dict[str, float]) -> dict:
@@ -151,10 +125,21 @@ class EvaluationResult:
         return {
             "thresholds": str(self.thresholds),
             "report": str(self.report_dir),
-            **{k: round(self.metrics[k], 4) for k in METRICS},
+            **{k: _rounded(self.metrics[k]) for k in (*METRICS, *QUALITY)},
+            "tags_off": self.metrics["tags_off"],
             "general_top1_agreement": self.metrics.get("general_top1_agreement"),
             "test_images": self.metrics["images"],
         }
+
+
+def _rounded(value):
+    return None if value is None else round(value, 4)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def evaluate(
@@ -162,7 +147,8 @@ def evaluate(
     dataset_dir: str | Path,
     *,
     run_id: str | None = None,
-    target_precision: float = 0.9,
+    target_precision: float = calibration.TARGET_PRECISION,
+    min_positives: int = calibration.MIN_POSITIVES,
     out_dir: str | Path | None = None,
     settings: Settings | None = None,
 ) -> EvaluationResult:
@@ -173,50 +159,115 @@ def evaluate(
         dataset_dir: the dataset it was trained on.
         run_id: the training run to log to; none: nothing is logged.
         target_precision: the validation precision each tag's threshold must reach.
+        min_positives: validation images a tag needs before its threshold is chosen from them.
         out_dir: where the report goes; default ``<model_dir>/../evaluation``.
     """
     if not 0 < target_precision <= 1:
         raise ValueError(f"target precision must be in (0, 1], got {target_precision}")
+    if min_positives < 1:
+        raise ValueError(f"min positives must be at least 1, got {min_positives}")
     from pipelines.tf_runtime import import_tensorflow
 
     import_tensorflow()
-    from pipelines.train import labels_matrix
+    from serving.export import tag_merge
 
     data = ds.load(dataset_dir)
     trained = tagger_model.load(model_dir)
-    tags = trained.tags
     out_dir = Path(out_dir) if out_dir else Path(model_dir).parent / "evaluation"
     out_dir.mkdir(parents=True, exist_ok=True)
     val_rows, test_rows = data.split("val"), data.split("test")
     val = predict(trained, [data.image_path(e) for e in val_rows])
     test_files = [data.image_path(e) for e in test_rows]
     test = predict(trained, test_files)
-    y_val, y_test = labels_matrix(val_rows, tags), labels_matrix(test_rows, tags)
 
-    chosen = choose_thresholds(y_val, val["learned"], tags, target_precision)
-    thresholds = {t: c["threshold"] for t, c in chosen.items()}
-    metrics = score_metrics(y_test, test["learned"], tags, thresholds)
+    # Scores as the exported model will serve them: both heads merged, one score per tag.
+    scorer = tag_merge(trained, {t: 0.5 for t in trained.tags})
+    tags = list(scorer.vocabulary.tags)
+    right = calibration.evidence(tags, data.tags, scorer.vocabulary.parent)
+    val_scores = scorer.scores(_softmax(val["imagenet"]), val["learned"])
+    test_scores = scorer.scores(_softmax(test["imagenet"]), test["learned"])
+    y_val = calibration.truth([e.tags for e in val_rows], tags, right)
+    y_test = calibration.truth([e.tags for e in test_rows], tags, right)
+
+    # Tags kept from the base model (the starter's, which this dataset does not label) keep the
+    # thresholds they were calibrated with: these labels cannot judge them. The others start
+    # from their prior: the tag map's threshold before any calibration, 0.5 for learned tags.
+    kept = trained.info.get("base", {}).get("kept", {})
+    uncalibrated = TagMap.load(calibrated=False)
+    priors = dict(zip(uncalibrated.tags, map(float, uncalibrated.thresholds)))
+    priors.update({t: 0.5 for t in trained.tags})
+    judged = [t for t in right if t not in kept]
+    chosen = calibration.choose_thresholds(
+        y_val,
+        val_scores,
+        tags,
+        judged,
+        {t: p for t, p in priors.items() if (t in right or t in trained.tags) and t not in kept},
+        calibration.upper_bound_tags(judged, right, scorer.vocabulary.parent),
+        target_precision,
+        min_positives,
+    )
+    for tag, choice in kept.items():
+        chosen[tag] = calibration.Choice(parse_threshold(choice["threshold"]), choice.get("reason") or "kept")
+    merged = tag_merge(
+        trained, {t: c.threshold for t, c in chosen.items()}, reasons={t: c.reason for t, c in chosen.items()}
+    )
+    limits = merged.vocabulary.thresholds
+    checkable = [t for t in tags if t in right]
+    columns = [tags.index(t) for t in checkable]
+    metrics = score_metrics(
+        y_test[:, columns], test_scores[:, columns], checkable, dict(zip(tags, map(float, limits)))
+    )
+    metrics["per_tag"] = {t: m for t, m in metrics["per_tag"].items() if m["support"] or t in chosen}
+    metrics.update(calibration.quality(y_test, test_scores, tags, limits, right))
+    metrics["tags_off"] = sorted(t for t, c in chosen.items() if not np.isfinite(c.threshold))
     metrics["general_top1_agreement"] = _general_agreement(trained, test_files, test["imagenet"])
     metrics["target_precision"] = target_precision
 
     thresholds_path = Path(model_dir) / THRESHOLDS_FILE
     thresholds_path.write_text(
-        json.dumps({"target_precision": target_precision, "tags": chosen}, indent=2, sort_keys=True) + "\n"
+        json.dumps(
+            {
+                "target_precision": target_precision,
+                "min_positives": min_positives,
+                "tags": {t: c.to_dict() for t, c in chosen.items()},
+            },
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n"
     )
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    (out_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2, sort_keys=True) + "\n")
     _write_per_tag(out_dir / "per_tag.csv", metrics["per_tag"], chosen)
-    _write_predictions(out_dir / "predictions.jsonl", test_rows, tags, y_test, test["learned"], thresholds)
-    _plot_pr_curves(out_dir / "pr_curves.png", y_test, test["learned"], tags)
-    _plot_per_tag(out_dir / "per_tag.png", metrics["per_tag"])
+    _write_predictions(
+        out_dir / "predictions.jsonl", test_rows, tags, columns, y_test, test_scores, limits
+    )
+    plotted = sorted(metrics["per_tag"], key=lambda t: -metrics["per_tag"][t]["support"])[:PLOTTED_TAGS]
+    plotted_columns = [tags.index(t) for t in plotted]
+    _plot_pr_curves(out_dir / "pr_curves.png", y_test[:, plotted_columns], test_scores[:, plotted_columns], plotted)
+    _plot_per_tag(out_dir / "per_tag.png", {t: metrics["per_tag"][t] for t in plotted})
 
     if run_id:
         _log_to_mlflow(run_id, metrics, out_dir, thresholds_path, settings)
     return EvaluationResult(metrics, thresholds_path, out_dir)
 
 
+def _finite(value):
+    """``value`` with infinite floats (thresholds that are off) as ``"off"``: JSON has no infinity."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return "off"
+    return value
+
+
 def _write_per_tag(path: Path, per_tag: dict, chosen: dict) -> None:
+    from pipelines.tagmap import format_threshold
+
     with path.open("w", newline="") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")
         writer.writerow(
             ["tag", "support", "precision", "recall", "f1", "ap", "threshold", "threshold_reason"]
         )
@@ -229,18 +280,19 @@ def _write_per_tag(path: Path, per_tag: dict, chosen: dict) -> None:
                     f"{m['recall']:.4f}",
                     f"{m['f1']:.4f}",
                     "" if m["ap"] is None else f"{m['ap']:.4f}",
-                    f"{m['threshold']:.4f}",
-                    chosen[tag]["reason"],
+                    format_threshold(m["threshold"]),
+                    chosen[tag].reason if tag in chosen else "unchanged",
                 ]
             )
 
 
-def _write_predictions(path, rows, tags, y, scores, thresholds) -> None:
-    """One line per test image: its labels, scores, predicted tags and how wrong it was."""
-    limits = np.array([thresholds[t] for t in tags])
+def _write_predictions(path, rows, tags, columns, y, scores, limits) -> None:
+    """One line per test image: its labels, the tags emitted, the scores of the tags the labels
+    can check, and how wrong it was (summed over those tags)."""
     with path.open("w") as f:
         for example, truth, score in zip(rows, y, scores):
-            predicted = [t for t, s, limit in zip(tags, score, limits) if s >= limit]
+            emitted = np.flatnonzero(score >= limits)
+            emitted = emitted[np.argsort(-score[emitted])]
             f.write(
                 json.dumps(
                     {
@@ -248,9 +300,9 @@ def _write_predictions(path, rows, tags, y, scores, thresholds) -> None:
                         "path": example.path,
                         "origins": list(example.origins),
                         "tags": list(example.tags),
-                        "predicted": predicted,
-                        "scores": {t: round(float(s), 4) for t, s in zip(tags, score)},
-                        "error": round(float(np.abs(truth - score).sum()), 4),
+                        "predicted": [tags[j] for j in emitted],
+                        "scores": {tags[j]: round(float(score[j]), 4) for j in columns},
+                        "error": round(float(np.abs(truth[columns] - score[columns]).sum()), 4),
                     }
                 )
                 + "\n"
@@ -307,12 +359,14 @@ def _log_to_mlflow(run_id: str, metrics: dict, out_dir: Path, thresholds_path: P
 
     tracking.client(settings)
     with mlflow.start_run(run_id=run_id):
-        values = {f"test/{k}": metrics[k] for k in METRICS}
+        values = {f"test/{k}": metrics[k] for k in (*METRICS, *QUALITY) if metrics.get(k) is not None}
+        values["test/tags_off"] = len(metrics["tags_off"])
         if metrics.get("general_top1_agreement") is not None:
             values["general/top1_agreement"] = metrics["general_top1_agreement"]
         for tag, m in metrics["per_tag"].items():
-            for key in ("precision", "recall", "threshold"):
-                values[tracking.metric_key("test", key, tag)] = m[key]
+            for key in ("precision", "recall", "threshold", "ap"):
+                if m[key] is not None and np.isfinite(m[key]):
+                    values[tracking.metric_key("test", key, tag)] = m[key]
         mlflow.log_metrics(values)
         mlflow.log_param("target_precision", metrics["target_precision"])
         mlflow.log_artifacts(str(out_dir), "evaluation")

@@ -6,8 +6,15 @@ The map is two CSV files in ``pipelines/data/`` that a user can edit (or replace
 - ``imagenet_tags.csv`` — ``index,wnid,label,tag,broader``: each class's readable tag and its
   broader tags from specific to general, ``;``-separated (``egyptian cat`` → ``cat;animal``).
   The tag right after another in a chain is its parent, and must be the same in every row.
-- ``tag_thresholds.csv`` — ``tag,threshold``: ``*`` is the default for class tags, ``**`` for
-  broader tags; other rows override one tag.
+- ``tag_thresholds.csv`` — ``tag,threshold`` (and, where a calibration wrote them, the
+  ``reason``, ``val_precision``, ``val_recall`` and ``val_positives`` behind each value and the
+  ``prior`` threshold it replaced): ``*`` is the default for class tags, ``**`` for broader
+  tags; other rows override one tag. ``off`` means the tag is never emitted (its calibration
+  showed it cannot reach the target precision). ``TagMap.load(calibrated=False)`` reads the
+  priors instead: what the next calibration starts from.
+- ``tag_hierarchy.csv`` (optional) — ``tag,broader``: where tags that no ImageNet class carries
+  sit in the same hierarchy (``giraffe`` → ``animal``, ``people`` → ``person``), so a learned
+  tag of a trained model has a parent like the general ones.
 
 A tag's score is the sum of the probabilities of every class under it (the classes tagged
 with it directly or through ``broader``), so broader tags collect the evidence of all their
@@ -30,6 +37,8 @@ from pipelines.results import TagScore
 DATA_DIR = Path(__file__).parent / "data"
 CLASS_FILE = "imagenet_tags.csv"
 THRESHOLD_FILE = "tag_thresholds.csv"
+HIERARCHY_FILE = "tag_hierarchy.csv"
+OFF = "off"  # a threshold that is never reached: the tag is not emitted
 DEFAULT_CLASS_KEY = "*"
 DEFAULT_BROADER_KEY = "**"
 
@@ -83,6 +92,10 @@ class TagMap:
         """Immediate parent tags of ``tag`` (empty for a top-level tag)."""
         return [self.parent[tag]] if tag in self.parent else []
 
+    def ancestors(self, tag: str) -> list[str]:
+        """The broader tags of ``tag``, nearest first (``tabby cat`` → ``cat``, ``animal``)."""
+        return ancestors(self.parent, tag)
+
     def scores(self, probabilities: np.ndarray) -> np.ndarray:
         """``(n, num_classes)`` probabilities to ``(n, num_tags)`` tag scores in [0, 1]."""
         # A sparse product: each class has a handful of tags. A dense BLAS call here would
@@ -105,11 +118,15 @@ class TagMap:
         return out
 
     @classmethod
-    def load(cls, directory: str | Path | None = None) -> "TagMap":
-        """Read and check the two CSV files (default: the packaged ones)."""
+    def load(cls, directory: str | Path | None = None, *, calibrated: bool = True) -> "TagMap":
+        """Read and check the CSV files (default: the packaged ones).
+
+        Args:
+            calibrated: False: each threshold a calibration chose is replaced by its ``prior``.
+        """
         directory = Path(directory or os.environ.get("IMGTAG_TAGMAP_DIR") or DATA_DIR)
         class_file, threshold_file = directory / CLASS_FILE, directory / THRESHOLD_FILE
-        thresholds = _read_thresholds(threshold_file)
+        thresholds = _read_thresholds(threshold_file, calibrated)
 
         class_tags: list[str] = []
         members: dict[str, set[int]] = {}
@@ -140,6 +157,7 @@ class TagMap:
                             f"{where}: tag {child!r} has parent {par!r} here but {parent[child]!r} elsewhere"
                         )
                 broader_tags.update(chain)
+        _read_hierarchy(directory / HIERARCHY_FILE, parent)
         tags = tuple(sorted(members))
         matrix = np.zeros((len(class_tags), len(tags)), dtype=np.float32)
         for j, tag in enumerate(tags):
@@ -162,16 +180,68 @@ class TagMap:
         return cls(tags, matrix, limits, parent, tuple(class_tags))
 
 
-def _read_thresholds(path: Path) -> dict[str, float]:
+def ancestors(parent: Mapping[str, str], tag: str) -> list[str]:
+    """The chain of parents of ``tag`` in a ``{tag: parent}`` map, nearest first."""
+    chain: list[str] = []
+    while tag in parent and parent[tag] not in chain:
+        tag = parent[tag]
+        chain.append(tag)
+    return chain
+
+
+def parse_threshold(text: str) -> float:
+    """A threshold as the CSV files write it: a number in (0, 1], or ``off`` (never emitted).
+
+    Raises:
+        ValueError: anything else.
+    """
+    text = str(text).strip().lower()
+    if text in (OFF, "inf"):
+        return float("inf")
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"threshold {value} is not in (0, 1]")
+    return value
+
+
+def format_threshold(value: float) -> str:
+    """The CSV form of a threshold: six decimals, or ``off``."""
+    return f"{float(value):.6f}" if np.isfinite(value) else OFF
+
+
+def _read_thresholds(path: Path, calibrated: bool = True) -> dict[str, float]:
     thresholds: dict[str, float] = {}
     with open(path, newline="", encoding="utf-8") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
             try:
-                value = float(row["threshold"])
                 tag = row["tag"].strip()
-            except (KeyError, ValueError, TypeError, AttributeError):
-                raise TagMapError(f"{path}:{line}: expected 'tag,threshold' with a number") from None
-            if not 0.0 < value <= 1.0:
-                raise TagMapError(f"{path}:{line}: threshold {value} for {tag!r} is not in (0, 1]")
+                prior = (row.get("prior") or "").strip()
+                value = parse_threshold(row["threshold"] if calibrated or not prior else prior)
+            except (KeyError, TypeError, AttributeError):
+                raise TagMapError(f"{path}:{line}: expected 'tag,threshold' with a number or 'off'") from None
+            except ValueError as exc:
+                raise TagMapError(f"{path}:{line}: {exc} for {tag!r} (a number in (0, 1], or 'off')") from None
             thresholds[tag] = value
     return thresholds
+
+
+def _read_hierarchy(path: Path, parent: dict[str, str]) -> None:
+    """Add the chains of ``tag_hierarchy.csv`` (when present) to ``parent``, checking that every
+    tag keeps one parent across both files."""
+    if not path.is_file():
+        return
+    with open(path, newline="", encoding="utf-8") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                own = row["tag"].strip()
+                chain = [t.strip() for t in (row.get("broader") or "").split(";") if t.strip()]
+            except (KeyError, AttributeError):
+                raise TagMapError(f"{path}:{line}: expected columns tag,broader") from None
+            if not own:
+                raise TagMapError(f"{path}:{line}: empty tag")
+            path_tags = [own, *chain]
+            for child, par in zip(path_tags, path_tags[1:]):
+                if parent.setdefault(child, par) != par:
+                    raise TagMapError(
+                        f"{path}:{line}: tag {child!r} has parent {par!r} here but {parent[child]!r} elsewhere"
+                    )

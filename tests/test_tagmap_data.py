@@ -8,6 +8,7 @@ thresholds in (0, 1]. They read the CSVs directly and import no project code.
 from __future__ import annotations
 
 import csv
+import math
 import re
 from pathlib import Path
 
@@ -40,13 +41,17 @@ def by_index(rows) -> dict[int, dict[str, str]]:
 def thresholds() -> dict[str, float]:
     with open(THRESHOLD_FILE, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        assert reader.fieldnames == ["tag", "threshold"]
+        assert reader.fieldnames[:2] == ["tag", "threshold"]
         out: dict[str, float] = {}
         for row in reader:
             tag = row["tag"]
             assert tag == tag.strip() and tag, f"bad tag {tag!r} in {THRESHOLD_FILE.name}"
             assert tag not in out, f"duplicate threshold row for {tag!r}"
-            out[tag] = float(row["threshold"])
+            out[tag] = math.inf if row["threshold"] == "off" else float(row["threshold"])
+            if row["threshold"] == "off":  # a calibration turned it off, and says why
+                assert row.get("reason") and row.get("val_positives"), f"{tag!r} is off without a reason"
+            if row.get("prior"):
+                assert 0.0 < float(row["prior"]) <= 1.0, f"prior {row['prior']} for {tag!r}"
         return out
 
 
@@ -113,7 +118,7 @@ def test_own_tag_not_in_broader(rows):
 def test_thresholds(thresholds, rows):
     assert thresholds.get("*") is not None and thresholds.get("**") is not None
     for tag, value in thresholds.items():
-        assert 0.0 < value <= 1.0, f"threshold {value} for {tag!r} is not in (0, 1]"
+        assert 0.0 < value <= 1.0 or value == math.inf, f"threshold {value} for {tag!r} is not in (0, 1] or off"
     known = {r["tag"] for r in rows} | {t for r in rows for t in _chain(r)}
     unknown = set(thresholds) - known - {"*", "**"}
     assert not unknown, f"thresholds for tags no class uses: {sorted(unknown)}"

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.evaluate import choose_thresholds, score_metrics
+from pipelines.evaluate import score_metrics
 from pipelines.train import TrainParams, train
 
 
@@ -39,7 +39,7 @@ def test_evaluation_reports_metrics_thresholds_and_plots(trained, shapes_dataset
     assert metrics["images"] == len(shapes_dataset.split("test"))
     assert metrics["map"] > 0.7, metrics  # colours and shapes are easy on ImageNet features
     chosen = json.loads(evaluation.thresholds.read_text())["tags"]
-    assert set(chosen) == set(result.tags)
+    assert set(result.tags) <= set(chosen)  # and the general tags these labels can check
     for tag, choice in chosen.items():
         if choice["reason"] == "target_precision":
             assert choice["val_precision"] >= 0.8, (tag, choice)
@@ -51,26 +51,6 @@ def test_evaluation_reports_metrics_thresholds_and_plots(trained, shapes_dataset
     assert "test/precision/red" in run.data.metrics
     logged = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "evaluation")}
     assert {"evaluation/pr_curves.png", "evaluation/per_tag.png", "evaluation/predictions.jsonl"} <= logged
-
-
-def test_thresholds_reach_the_target_precision_or_say_why():
-    rng = np.random.default_rng(0)
-    y = (rng.random((200, 3)) < 0.4).astype(np.float32)
-    scores = np.clip(y * 0.5 + rng.random((200, 3)) * 0.6, 0, 1)  # informative but noisy
-    scores[:, 1] = rng.random(200)  # tag 1: pure noise, the target is out of reach
-    y[:, 2] = 0  # tag 2: no positive example in validation
-    chosen = choose_thresholds(y, scores, ["a", "b", "c"], target_precision=0.9)
-    a = chosen["a"]
-    assert a["reason"] == "target_precision"
-    kept = scores[:, 0] >= a["threshold"]
-    assert y[kept, 0].mean() >= 0.9 and kept.sum() > 0
-    assert chosen["b"]["reason"] == "best_f1"
-    assert chosen["c"] == {
-        "threshold": 0.5,
-        "reason": "no_validation_example",
-        "val_precision": None,
-        "val_recall": None,
-    }
 
 
 def test_metrics_of_perfect_and_inverted_scores():
