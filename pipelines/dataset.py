@@ -9,7 +9,9 @@ A dataset is a folder (DVC tracks it as one unit)::
 
 The split of an image follows from its sha256 alone (:func:`split_for`), so the same image
 lands in the same split in every run and on every machine, and an image that two sources
-list (a duplicate) is one row that can never straddle two splits.
+list (a duplicate) is one row that can never straddle two splits. Images a manifest puts in one
+``group`` (a crop and its photo, the frames of one shoot) share the group's split instead
+(:func:`split_key`), so near-copies cannot straddle splits either.
 """
 
 from __future__ import annotations
@@ -56,6 +58,19 @@ def split_for(sha256: str, fractions: tuple[float, float, float] = DEFAULT_FRACT
     return "test"
 
 
+def split_key(sha256: str, group: str = "") -> str:
+    """What an image's split is computed from: its own sha256, or its group's.
+
+    A group that is itself a sha256 (the photo a crop was cut from) gives that photo's split;
+    any other name is hashed first.
+    """
+    if not group:
+        return sha256
+    if len(group) == 64 and all(c in "0123456789abcdef" for c in group):
+        return group
+    return hashlib.sha256(group.encode("utf-8")).hexdigest()
+
+
 @dataclass(frozen=True)
 class Example:
     """One labelled image of a dataset (one line of ``manifest.jsonl``).
@@ -70,6 +85,7 @@ class Example:
         width, height: as displayed (after EXIF rotation); 0 when the header could not be read.
         format: image format from the header (``jpeg``, ``png`` ...), empty when unreadable.
         size: bytes.
+        group: images of one group share a split (empty: the image alone decides).
     """
 
     sha256: str
@@ -82,6 +98,7 @@ class Example:
     height: int = 0
     format: str = ""
     size: int = 0
+    group: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -99,6 +116,7 @@ class Example:
             height=int(row.get("height", 0)),
             format=row.get("format", ""),
             size=int(row.get("size", 0)),
+            group=str(row.get("group", "")),
         )
 
 

@@ -6,7 +6,9 @@ Three kinds of source, any number of each:
   tag; images anywhere below it count (hidden files and folders, and files without an image
   extension, are skipped);
 - **manifests**: CSV with a ``path,tags`` header (tags separated by ``;``) or JSON lines
-  ``{"path": ..., "tags": [...] or "a;b"}``; relative paths are relative to the manifest's folder;
+  ``{"path": ..., "tags": [...] or "a;b"}``; relative paths are relative to the manifest's folder.
+  An optional ``group`` column keeps related images in one split: a crop and the photo it was
+  cut from, the frames of one shoot (see :func:`pipelines.dataset.split_key`);
 - **the catalog**: every asset with at least one tag a person accepted or added
   (review state ``accepted``); its accepted tags are its labels.
 
@@ -70,6 +72,7 @@ class _Entry:
     name: str  # a file name: for the image extension and messages
     tags: frozenset[str]
     read: Callable[[], bytes]
+    group: str = ""  # images of one group share a split
 
 
 @dataclass
@@ -240,8 +243,12 @@ def _split_tags(value) -> list[str]:
     raise TypeError
 
 
-def _manifest_entry(manifest: Path, line: int, path_value, tags_value) -> _Entry:
+def _manifest_entry(manifest: Path, line: int, path_value, tags_value, group_value="") -> _Entry:
     where = f"{manifest}:{line}"
+    if group_value is None:
+        group_value = ""
+    if not isinstance(group_value, str):
+        raise IngestError(f"{where}: the group must be text")
     if not isinstance(path_value, str) or not path_value.strip():
         raise IngestError(f"{where}: the row has no path")
     try:
@@ -256,10 +263,10 @@ def _manifest_entry(manifest: Path, line: int, path_value, tags_value) -> _Entry
     path = (path if path.is_absolute() else manifest.parent / path).absolute()
     if not path.is_file():
         raise IngestError(f"{where}: {path}: no such file (paths are relative to the manifest's folder)")
-    return _Entry("manifest", str(path), path.name, tags, partial(_read_file, path))
+    return _Entry("manifest", str(path), path.name, tags, partial(_read_file, path), group_value.strip())
 
 
-def _csv_rows(manifest: Path) -> Iterator[tuple[int, object, object]]:
+def _csv_rows(manifest: Path) -> Iterator[tuple[int, object, object, object]]:
     with manifest.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
         header = [str(h).strip().lower() for h in reader.fieldnames or ()]
@@ -271,20 +278,21 @@ def _csv_rows(manifest: Path) -> Iterator[tuple[int, object, object]]:
         for row in reader:
             if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
                 continue  # a blank line
-            yield reader.line_num, row.get("path"), row.get("tags") or ""
+            yield reader.line_num, row.get("path"), row.get("tags") or "", row.get("group") or ""
 
 
-def _jsonl_rows(manifest: Path) -> Iterator[tuple[int, object, object]]:
+def _jsonl_rows(manifest: Path) -> Iterator[tuple[int, object, object, object]]:
     for line, row in ds.jsonl_objects(manifest, IngestError, 'an object {"path": ..., "tags": [...]}'):
-        yield line, row.get("path"), row.get("tags", [])
+        yield line, row.get("path"), row.get("tags", []), row.get("group", "")
 
 
 def manifest_entries(manifest: str | Path) -> list[_Entry]:
     """The rows of a CSV or JSON-lines manifest, checked before any image is read.
 
     Args:
-        manifest: ``.csv`` with a ``path,tags`` header, or ``.jsonl`` / ``.json-lines`` with
-            one ``{"path": ..., "tags": [...] or "a;b"}`` per line.
+        manifest: ``.csv`` with a ``path,tags`` header (and optionally ``group``), or ``.jsonl``
+            / ``.json-lines`` with one ``{"path": ..., "tags": [...] or "a;b", "group": ...}``
+            per line.
 
     Raises:
         IngestError: an unknown extension, a missing manifest, or a row without a path, whose
@@ -304,7 +312,7 @@ def manifest_entries(manifest: str | Path) -> list[_Entry]:
     if not manifest.is_file():
         raise IngestError(f"{manifest}: no such manifest")
     try:
-        return [_manifest_entry(manifest, line, path, tags) for line, path, tags in rows(manifest)]
+        return [_manifest_entry(manifest, line, *row) for line, *row in rows(manifest)]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise IngestError(f"{manifest}: cannot read it as {suffix[1:].upper()} text: {exc}") from None
 
@@ -414,8 +422,11 @@ def _gather(
                         "tags": set(),
                         "sources": set(),
                         "origins": set(),
+                        "groups": set(),
                     }
                 row["tags"] |= entry.tags
+                if entry.group:
+                    row["groups"].add(entry.group)
                 row["sources"].add(entry.source)
                 row["origins"].add(entry.origin)
             bar.advance(task, len(chunk))
@@ -424,13 +435,15 @@ def _gather(
             sha256=sha,
             path=row["path"],
             tags=tuple(sorted(row["tags"])),
-            split=ds.split_for(sha, fractions, salt),
+            # the same bytes listed in two groups: the first name decides (stable across runs)
+            split=ds.split_for(ds.split_key(sha, min(row["groups"], default="")), fractions, salt),
             sources=tuple(sorted(row["sources"])),
             origins=tuple(sorted(row["origins"])),
             width=row["width"],
             height=row["height"],
             format=row["format"],
             size=row["size"],
+            group=min(row["groups"], default=""),
         )
         for sha, row in merged.items()
     ]

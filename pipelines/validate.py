@@ -11,6 +11,7 @@ images      manifest line                                    schema, image_size,
 image_tags  (image, tag) pair                                tag_names, allowed_tags
 tag_counts  tag (images it labels, whole dataset)            min_examples_per_tag
 sha256s     distinct sha256 (how many splits it is in)       split_leakage
+groups      distinct group (how many splits it is in)        split_leakage
 paths       distinct image path (how many sha256 own it)     split_leakage
 ==========  ===============================================  ================================
 
@@ -37,8 +38,9 @@ from typing import Any, Iterable
 
 from pipelines import dataset as ds
 
-#: The columns every manifest row has: the fields of :class:`pipelines.dataset.Example`.
-MANIFEST_COLUMNS = tuple(f.name for f in fields(ds.Example))
+#: The columns every manifest row has: the fields of :class:`pipelines.dataset.Example` (``group``
+#: is optional: datasets written before it existed have none).
+MANIFEST_COLUMNS = tuple(f.name for f in fields(ds.Example) if f.name != "group")
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 #: Lowercase, no leading, trailing or repeated spaces, 1 to 200 characters.
 TAG_PATTERN = r"^(?=.{1,200}$)[^\sA-Z]+(?: [^\sA-Z]+)*$"
@@ -58,7 +60,7 @@ RULES = {
     "tag_names": "tag names are lowercase, trimmed, single-spaced, 1 to 200 characters",
     "allowed_tags": "every tag is in the allowed list",
     "min_examples_per_tag": "every tag labels at least the minimum number of images (whole dataset)",
-    "split_leakage": "each image (sha256) is in exactly one split; "
+    "split_leakage": "each image (sha256), and each group of images, is in exactly one split; "
     "no image file is shared by two sha256 rows",
     "image_size": "width and height at least the minimum side; width x height at most the pixel limit",
     "files_exist": "every image file listed in the manifest is in the dataset folder",
@@ -211,6 +213,7 @@ class _Row:
     files: list[str]
     width: int
     height: int
+    group: Any = None
 
 
 def _as_int(value: Any) -> int:
@@ -241,6 +244,7 @@ def _read_manifest(dataset_dir: Path) -> list[_Row]:
             files=origins or ([str(path)] if path else [f"{ds.MANIFEST_FILE}:{number}"]),
             width=_as_int(raw.get("width")),
             height=_as_int(raw.get("height")),
+            group=raw.get("group") or None,
         ))
     return rows
 
@@ -474,8 +478,11 @@ def _leakage_table(rows: list[_Row], key: str, counted: str) -> _Table:
         key: pd.Series([k for k, _ in items], dtype=object),
         column: [len({str(getattr(rows[m], counted)) for m in members}) for _, members in items],
     })
-    description = ("each image (sha256) is in exactly one split" if key == "sha256"
-                   else "no image file is shared by two sha256 rows")
+    description = {
+        "sha256": "each image (sha256) is in exactly one split",
+        "group": "the images of one group (a photo and its crops) are in one split",
+        "path": "no image file is shared by two sha256 rows",
+    }[key]
     expectations = [_rule(
         "split_leakage",
         gx.expectations.ExpectColumnValuesToBeBetween(column=column, min_value=1, max_value=1),
@@ -496,7 +503,7 @@ def _leakage_table(rows: list[_Row], key: str, counted: str) -> _Table:
             })
         return out
 
-    return _Table("sha256s" if key == "sha256" else "paths", frame, expectations, describe)
+    return _Table({"sha256": "sha256s", "group": "groups", "path": "paths"}[key], frame, expectations, describe)
 
 
 def _tables(
@@ -513,6 +520,7 @@ def _tables(
         _image_tags_table(rows, allowed_tags),
         _tag_counts_table(_tag_counts(rows), min_examples_per_tag),
         _leakage_table(rows, "sha256", "split"),
+        _leakage_table(rows, "group", "split"),
         _leakage_table(rows, "path", "sha256"),
     ]
 
@@ -758,6 +766,8 @@ def _offending_line(item: dict) -> str:
         return f"tag {_code(item['tag'])}: {item['count']} images, at least {item['required']} required"
     if "tag" in item:  # a tag name that breaks a rule, with the images it labels
         return f"tag {_code(item['tag'])} on {item['count']} images: {_files(item['files'])}"
+    if "splits" in item and "group" in item:
+        return f"group {_code(item['group'])} is in {', '.join(item['splits'])}: {_files(item['files'])}"
     if "splits" in item:
         return f"sha256 {_code(item['sha256'])} is in {', '.join(item['splits'])}: {_files(item['files'])}"
     if "path" in item:

@@ -343,3 +343,25 @@ def test_an_airflow_run_id_becomes_a_safe_folder_name(tree, tmp_path):
     assert json.loads(done.stdout)["dataset"] == str(
         (home / "runs" / "manual__2026-11-29T05_57_51_00_00" / "dataset").resolve()
     )
+
+
+def test_a_manifests_group_keeps_a_photo_and_its_crops_in_one_split(tmp_path):
+    """Crops of one photo in train and the photo in test would grade the model on what it saw:
+    the ``group`` column puts every image of a group in the group's split."""
+    folder = tmp_path / "set"
+    rows = ["path,tags,group"]
+    for i in range(24):  # 24 groups of a photo and two crops
+        for k, shape in enumerate(("circle", "square", "triangle")):
+            draw(folder / f"g{i}-{k}.png", shape, colour=(10 * i, 40 * k, 200), size=40 + i)
+            rows.append(f"g{i}-{k}.png,{shape},shoot-{i}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+
+    ingest(tmp_path / "out", manifests=[folder / "labels.csv"])
+
+    examples = by_sha(tmp_path / "out")
+    splits: dict[str, set[str]] = {}
+    for example in examples.values():
+        splits.setdefault(example.group, set()).add(example.split)
+    assert len(splits) == 24 and all(len(s) == 1 for s in splits.values()), splits
+    assert len({s for group in splits.values() for s in group}) > 1  # the groups spread over splits
+    assert all(e.split == ds.split_for(ds.split_key(e.sha256, e.group)) for e in examples.values())

@@ -8,6 +8,7 @@ the report fails on that rule alone and names the file or the tag in both ``repo
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -81,7 +82,7 @@ def test_a_good_dataset_passes_and_writes_both_reports(tmp_path):
     assert (report.report_dir / "gx_result.json").is_file()
     gx = json.loads((report.report_dir / "gx_result.json").read_text())
     assert gx["success"] is True
-    assert set(gx["validations"]) == {"images", "image_tags", "tag_counts", "sha256s", "paths"}
+    assert set(gx["validations"]) == {"images", "image_tags", "tag_counts", "sha256s", "groups", "paths"}
     summary = report.to_dict()
     assert summary["passed"] is True and summary["failed_rules"] == []
     assert summary["images_checked"] == 12
@@ -277,3 +278,21 @@ def test_an_empty_manifest_fails_on_its_row_count_alone(tmp_path):
 def test_a_folder_without_manifest_is_an_error(tmp_path):
     with pytest.raises(ds.DatasetError, match="no manifest"):
         validate(tmp_path, tmp_path / "validation")
+
+
+def test_a_group_in_two_splits_is_split_leakage(tmp_path):
+    """A crop in train and its photo in test: the group, not the bytes, leaks."""
+    root = tmp_path / "dataset"
+    examples = good_examples(root)
+    photo, crop = examples[0], examples[1]
+    other = "test" if photo.split != "test" else "train"
+    examples[0] = dataclasses.replace(photo, group="photo-1")
+    examples[1] = dataclasses.replace(crop, group="photo-1", split=other)
+    ds.write(root, examples)
+
+    report, as_json, markdown = run(root, tmp_path)
+
+    assert report.failed_rules == ["split_leakage"]
+    [leak] = failure(as_json, "split_leakage")
+    assert leak["group"] == "photo-1" and leak["splits"] == sorted({photo.split, other})
+    assert "photo-1" in markdown
