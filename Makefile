@@ -7,7 +7,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 DEMO_HOME ?= var/demo
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install tools browser demo test test-sqlite test-postgres bench clean
+.PHONY: install tools browser demo test test-sqlite test-postgres bench starter-model clean
 
 # Infrastructure checkers kept out of .venv: checkov pins old packaging/networkx/cachetools
 # that would downgrade them under Airflow, MLflow and DVC; promtool comes from Debian's
@@ -60,6 +60,12 @@ browser: $(CHROMIUM)  ## Debian's Chromium for the browser tests in tests/web
 
 demo: install  ## import the photos scikit-image ships (or DEMO_DIR=...) and show their tags
 	IMGTAG_HOME=$(DEMO_HOME) $(BIN)/python -m pipelines.demo $(DEMO_DIR)
+
+# The starter model from labelled photos (never committed): STARTER_DATA=/path/to/dam-photos.
+STARTER_DATA ?= ../shared/data/dam-photos
+starter-model: install  ## rebuild serving/starter_model/ and the calibrated tag thresholds from STARTER_DATA
+	@test -f $(STARTER_DATA)/manifest.csv || { echo "$(STARTER_DATA)/manifest.csv not found: set STARTER_DATA to the labelled photos (manifest.csv, boxes.csv, images/)"; exit 1; }
+	$(BIN)/imgtag starter build --data $(STARTER_DATA) --work var/starter-build
 
 test: test-sqlite test-postgres  ## the whole suite on SQLite, then the catalog tests on PostgreSQL
 

@@ -354,6 +354,7 @@ class TagThresholdView(APIView):
                     "model_version": current.model_version,
                     "threshold": current.value,
                     "default": current.default,
+                    "off": current.off,
                     "override": current.override,
                 }
             ).data

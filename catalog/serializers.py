@@ -166,10 +166,26 @@ class TagThresholdSerializer(serializers.Serializer):
     model_name = serializers.CharField(help_text="the model that tags now")
     model_version = serializers.CharField()
     threshold = serializers.FloatField(
-        help_text="in force: the one a person set for this model if any, else the model's default"
+        allow_null=True,
+        help_text="in force: the one a person set for this model if any, else the model's default; "
+        "null when the tag is off",
     )
-    default = serializers.FloatField(help_text="the model's own (tag_thresholds.csv or its tags.csv)")
+    default = serializers.FloatField(
+        allow_null=True,
+        help_text="the model's own (tag_thresholds.csv or its tags.csv); null when it is off",
+    )
+    off = serializers.BooleanField(
+        help_text="the tag is never emitted: its calibration could not reach the target precision "
+        "(setting a threshold turns it on)"
+    )
     override = ThresholdOverrideSerializer(allow_null=True, help_text="the threshold a person set, if any")
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        for key in ("threshold", "default"):  # JSON has no infinity: an off threshold is null
+            if data[key] == float("inf"):
+                data[key] = None
+        return data
 
 
 class ThresholdUpdateSerializer(serializers.Serializer):

@@ -50,6 +50,20 @@ class CurrentThreshold:
     model_name: str = ""
     model_version: str = ""
 
+    @property
+    def off(self) -> bool:
+        """The tag is never emitted: its calibration showed it cannot reach the target precision
+        (a person may still set a threshold to turn it on)."""
+        return self.value == float("inf")
+
+    @property
+    def shown(self) -> str:
+        return shown(self.value)
+
+    @property
+    def default_shown(self) -> str:
+        return shown(self.default)
+
 
 def _machine_rows(tag: str):
     return AssetTag.objects.filter(tag__name=tag, source=AssetTag.Source.MODEL)
@@ -99,7 +113,7 @@ def current(tag: str, settings: Settings | None = None) -> CurrentThreshold:
 
     model = current_model(settings)
     if model.path is not None:
-        where = f"{model.path / 'assets' / 'tags.csv'} (set by imgtag evaluate)"
+        where = f"{model.path / 'assets' / 'tags.csv'} (set by imgtag evaluate; off: never emitted, its calibration could not reach the target precision)"
         thresholds = _vocabulary_thresholds(str(model.path / "assets"))
     else:
         from pipelines import tagmap
@@ -116,16 +130,25 @@ def current(tag: str, settings: Settings | None = None) -> CurrentThreshold:
     if default is None:  # not a tag of this model: the tagger ignores any threshold set for it
         value = None
     else:
-        value = round(override.threshold if override else default, 4)
+        value = _rounded(override.threshold if override else default)
     return CurrentThreshold(
         value,
         f"{model.name}:{model.version}",
         where,
-        None if default is None else round(default, 4),
+        _rounded(default),
         override,
         model.name,
         model.version,
     )
+
+
+def _rounded(value: float | None) -> float | None:
+    return value if value is None or value == float("inf") else round(value, 4)
+
+
+def shown(value: float | None) -> str:
+    """A threshold as people read it: ``off`` when the tag is never emitted."""
+    return "off" if value == float("inf") else "" if value is None else f"{value:g}"
 
 
 def _mtime(path: Path) -> float:

@@ -14,28 +14,34 @@ later stages read earlier summaries from XCom (paths, ids and versions, never da
    report naming each bad file and tag. Summary: `passed`, `report`.
 3. `version` — `imgtag version <dataset>`: `dvc add` + `dvc push`; the hash names exactly the
    data the model is trained on. Summary: `dataset_hash`.
-4. `train` — `imgtag train <dataset> --dataset-hash ...`: the learned head on the frozen
-   backbone for `epochs`, then `fine_tune_epochs` of fine-tuning the top `fine_tune_blocks`
-   blocks; an MLflow run named after the Airflow run. Summary: `run_id` (MLflow), `model`.
+4. `train` — `imgtag train <dataset> --dataset-hash ... --base <base>`: the learned head on the
+   frozen backbone for `epochs` (starting from the starter model's head, whose other tags it
+   keeps, with `base` `starter`), then `fine_tune_epochs` of fine-tuning the top
+   `fine_tune_blocks` blocks; an MLflow run named after the Airflow run, one log line per epoch.
+   Summary: `run_id` (MLflow), `model`.
 5. `evaluate` — `imgtag evaluate <model> <dataset> --run-id ...`: per-tag thresholds reaching
-   `target_precision` on the validation split; mAP and F1 on the test split, logged to the
-   MLflow run. Summary: `thresholds` (the thresholds file), metrics.
+   `target_precision` on the validation split, for the learned tags and the general tags the
+   labels can check (a tag that cannot reach it is turned off, with the reason); mAP, the share
+   of test images with a correct tag and with none, precision and person AP on the test split,
+   logged to the MLflow run. Summary: `thresholds` (the thresholds file), metrics.
 6. `register` — `imgtag register <model> --thresholds ... --dag-run-id <run id>`: exports the
    SavedModel (learned tags only with `learned_only`, else beside the general ImageNet tags)
    and registers it as a new MLflow model version. Summary: `model_version`.
 7. `gate` — `imgtag gate <model_version> <dataset> --metric ... --margin ... --floor ...`: scores
-   the challenger and the champion on the same test split. The challenger passes if its
-   `gate_metric` reaches `gate_floor` and beats the champion's by `gate_margin` (only the floor
-   with no champion yet). **A rejection skips the rest of the run**: the gate exits 3, the task
-   is skipped (not failed), so `promote` is skipped too; the gate report says why.
+   the challenger and the champion (before the first promotion: the starter model) on the same
+   test split. The challenger passes if its `gate_metric` reaches `gate_floor` and beats the
+   champion's by `gate_margin` (a tie on a saturated metric is broken by a second metric), and
+   it must not drop tags the champion emits unless `gate_allow_dropped_tags`. **A rejection
+   skips the rest of the run**: the gate exits 3, the task is skipped (not failed), so
+   `promote` is skipped too; the gate report says why.
 8. `promote` — `imgtag promote <model_version>`: the next numbered version in the TF Serving
    model repository and the MLflow alias `champion`. It updates the asset
    `imgtag://models/imgtag-tagger/champion`, which schedules `nightly_retag`.
 
 Parameters (the trigger form): the labelled sources `folders`, `manifests`, `use_catalog`;
 `min_examples_per_tag`; training `epochs`, `learning_rate`, `batch_size`, `image_size`,
-`fine_tune_blocks`, `fine_tune_epochs`, `distill_weight`; `learned_only`; `target_precision`; and the gate's
-`gate_metric`, `gate_margin`, `gate_floor`. Airflow refuses a trigger whose parameters do not
+`fine_tune_blocks`, `fine_tune_epochs`, `distill_weight`, `base`; `learned_only`; `target_precision`; and
+the gate's `gate_metric`, `gate_margin`, `gate_floor`, `gate_allow_dropped_tags`. Airflow refuses a trigger whose parameters do not
 fit their schema. Only the stages that talk to storage, the MLflow server or the database
 (`ingest`, `version`, `register`, `promote`) are retried; a deterministic failure (bad data, a
 diverging model) fails once. The stages run as local processes or as Kubernetes pods, chosen
@@ -164,6 +170,14 @@ MODEL_VERSION = out("register", "model_version")
             description="While fine-tuning, hold the ImageNet head to its pretrained outputs with this "
             "weight, so the general tags survive (0: let it drift).",
         ),
+        "base": Param(
+            "starter",
+            type="string",
+            enum=["starter", "none"],
+            title="Start from",
+            description="starter: begin from the starter model's learned head and keep its tags (person, "
+            "everyday objects) that these images do not label (needs image size 224); none: only these tags.",
+        ),
         "learned_only": Param(
             False,
             type="boolean",
@@ -200,6 +214,13 @@ MODEL_VERSION = out("register", "model_version")
             maximum=1,
             title="Gate floor",
             description="The least metric the challenger must reach (the only bar with no champion yet).",
+        ),
+        "gate_allow_dropped_tags": Param(
+            False,
+            type="boolean",
+            title="Allow dropped tags",
+            description="Let a challenger pass that cannot emit tags the champion emits (the gate refuses "
+            "it otherwise).",
         ),
     },
 )
@@ -252,6 +273,8 @@ def training_pipeline():
             "{{ params.fine_tune_epochs }}",
             "--distill-weight",
             "{{ params.distill_weight }}",
+            "--base",
+            "{{ params.base }}",
             "--run-name",
             "{{ run_id }}",
             "--json",
@@ -304,6 +327,7 @@ def training_pipeline():
             "{{ params.gate_margin }}",
             "--floor",
             "{{ params.gate_floor }}",
+            "{{ '--allow-dropped-tags' if params.gate_allow_dropped_tags else '--refuse-dropped-tags' }}",
             "--json",
         ],
         resources=MODEL_RESOURCES,

@@ -588,6 +588,11 @@ def train(
         "(learning without forgetting; keeps the general tags); 0 lets it drift.",
     ),
     seed: int = typer.Option(0, help="Random seed (shuffling, augmentation, head initialisation)."),
+    base: str = typer.Option(
+        "starter",
+        help="starter: begin from the starter model's learned head and keep its tags (person, everyday "
+        "objects) that this dataset does not label; none: learn only this dataset's tags.",
+    ),
     run_name: Optional[str] = typer.Option(None, help="MLflow run name (the DAG passes its run id)."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Keras' progress bar per epoch."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -610,6 +615,7 @@ def train(
         fine_tune_epochs=fine_tune_epochs,
         distill_weight=distill_weight,
         seed=seed,
+        base=base,
     )
     try:
         with err.status(f"Training on {dataset}..."):
@@ -629,23 +635,35 @@ def evaluate(
     dataset: Path = typer.Argument(..., help="The dataset it was trained on."),
     run_id: Optional[str] = typer.Option(None, help="MLflow run to log metrics and plots to."),
     target_precision: float = typer.Option(
-        0.9, help="Each tag's threshold is the lowest score reaching this precision on validation."
+        0.9,
+        help="Each tag's threshold is the lowest score reaching this precision on validation; a tag "
+        "that cannot reach it is turned off (listed with the reason in thresholds.json).",
+    ),
+    min_positives: int = typer.Option(
+        3, help="Validation images a tag needs before its threshold is chosen from them."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
-    """Evaluate a trained model: per-tag thresholds on val, mAP and F1 on test, plots."""
+    """Evaluate a trained model: per-tag thresholds on val (learned and general tags), quality on test.
+
+    Prints mAP, the share of test images with a correct tag and with no tag, the precision of
+    emitted tags and person AP; per_tag.csv, plots and predictions.jsonl go to the report folder.
+    """
     from pipelines.dataset import DatasetError
     from pipelines.evaluate import evaluate as run_evaluation
 
     try:
         with err.status("Evaluating..."):
             result = run_evaluation(model, dataset, run_id=run_id, target_precision=target_precision,
-                                    settings=_settings())
+                                    min_positives=min_positives, settings=_settings())
     except (ValueError, DatasetError, FileNotFoundError) as exc:
         _fail(str(exc))
     summary = result.to_dict()
-    _emit(summary, as_json, f"test mAP {summary['map']}, micro F1 {summary['micro_f1']}, "
-                            f"macro F1 {summary['macro_f1']}; report in {summary['report']}")
+    person = "" if summary["person_ap"] is None else f", person AP {summary['person_ap']}"
+    _emit(summary, as_json, f"test mAP {summary['map']} (common tags {summary['map_common']}), micro F1 "
+                            f"{summary['micro_f1']}; images with a correct tag {summary['images_with_correct_tag']}, "
+                            f"with no tag {summary['no_tag']}, precision {summary['precision']}{person}; "
+                            f"{len(summary['tags_off'])} tags off; report in {summary['report']}")
 
 
 @app.command("register")
@@ -681,10 +699,18 @@ def gate(
     floor: float = typer.Option(
         0.5, help="The least the challenger must reach (the only bar with no champion)."
     ),
+    allow_dropped_tags: bool = typer.Option(
+        False,
+        "--allow-dropped-tags/--refuse-dropped-tags",
+        help="Let a challenger pass that cannot emit tags the champion emits (refused by default).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Compare a challenger with the champion on the same test split.
 
+    The champion is the MLflow alias `champion`; before the first promotion, the starter model
+    (what tags until then). Both are scored on every tag the test labels can check. A tie on a
+    saturated metric (both near 1.0) is broken by the second metric (micro F1 for mAP).
     Exits 0 when the challenger passes and 3 when it is rejected (the training DAG then skips
     promotion); either way the report is printed and written next to the dataset.
     """
@@ -695,7 +721,7 @@ def gate(
     try:
         with err.status("Scoring challenger and champion..."):
             result = run_gate(model_version, dataset, metric=metric, margin=margin, floor=floor,
-                              settings=_settings())
+                              allow_dropped_tags=allow_dropped_tags, settings=_settings())
     except (ValueError, DatasetError, FileNotFoundError) as exc:
         _fail(str(exc))
     summary = result.to_dict()
@@ -740,6 +766,87 @@ def rollback(
         _fail(str(exc))
     _emit(summary, as_json, f"serving version {summary['serving_version']} again "
                             f"(was {summary['rolled_back_from']})")
+
+
+starter_app = typer.Typer(
+    help="The starter model: what tags before any promotion (person, everyday objects and the general "
+    "ImageNet tags), rebuilt from labelled photos by the project's own stages.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(starter_app, name="starter")
+
+
+@starter_app.command("show")
+def starter_show(as_json: bool = typer.Option(False, "--json", help="Print the provenance as JSON.")):
+    """Where the shipped starter model came from: data, dataset hash, parameters, test metrics."""
+    from serving import starter
+
+    head = starter.load_head()
+    if head is None:
+        _fail(f"{starter.STARTER_DIR}: no starter model is shipped; run `make starter-model`")
+    provenance = head.provenance
+    summary = {"version": head.version, "learned_tags": len(head.tags), **provenance}
+    off = [t for t in head.tags if head.thresholds[t] == float("inf")]
+    on = [t for t in head.tags if t not in off]
+    metrics = provenance.get("metrics", {})
+    data = provenance.get("data", {})
+    lines = [
+        f"{head.version} ({starter.STARTER_DIR})",
+        f"built {provenance.get('created')} by `{provenance.get('command')}` at commit {provenance.get('git_commit', '?')[:12]}",
+        f"data: {data.get('source')}; {data.get('photos')} photos and {data.get('crops')} crops, "
+        f"DVC hash {provenance.get('dataset_hash')}",
+        f"MLflow run {provenance.get('mlflow', {}).get('run_id')}; head of epoch {provenance.get('best_epoch', '?')}",
+        f"test split ({metrics.get('images')} photos): a right tag on {metrics.get('images_with_correct_tag')}, "
+        f"no tag on {metrics.get('no_tag')}, precision {metrics.get('precision')}, person AP {metrics.get('person_ap')}, "
+        f"mAP over common tags {metrics.get('map_common')}",
+        f"{len(on)} learned tags emitted: {', '.join(on)}",
+        f"{len(off)} off (below the target precision {provenance.get('target_precision')}): {', '.join(off)}",
+    ]
+    _emit(summary, as_json, "\n".join(lines))
+
+
+@starter_app.command("install")
+def starter_install(as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON.")):
+    """Put the starter model into the TF Serving model repository (IMGTAG_MODEL_BASE) as its first
+    version, labelled champion, so TF Serving serves what the in-process tagger serves.
+
+    Does nothing when a champion is already served. With IMGTAG_SERVING_STATUS_URL the label moves
+    once TF Serving reports the version loaded."""
+    from serving import starter
+    from serving.repository import RepositoryError
+
+    try:
+        with err.status("Exporting the starter model..."):
+            summary = starter.install(_settings())
+    except (FileNotFoundError, RepositoryError) as exc:
+        _fail(str(exc))
+    text = (f"serving version {summary['serving_version']} is the starter model ({summary['starter']})"
+            if summary["installed"] else f"nothing to do: {summary['reason']}")
+    _emit(summary, as_json, text)
+
+
+@starter_app.command("build")
+def starter_build(
+    data: Path = typer.Option(
+        Path("../shared/data/dam-photos"), help="Labelled photos: manifest.csv (path,tags), boxes.csv, images/."
+    ),
+    work: Path = typer.Option(Path("var/starter-build"), help="Working folder (its own MLflow, DVC, datasets)."),
+    crops: bool = typer.Option(True, "--crops/--no-crops", help="Also train on box crops of the photos."),
+    epochs: int = typer.Option(40, help="Epochs of the head on the frozen backbone."),
+    target_precision: float = typer.Option(0.9, help="The precision each tag's threshold must reach."),
+    as_json: bool = typer.Option(False, "--json", help="Print the provenance as JSON."),
+):
+    """Rebuild the starter model from labelled photos: prepare (tags, people, box crops) → ingest →
+    validate → version → train → evaluate → register, then write serving/starter_model/ and the
+    calibrated general thresholds (pipelines/data/tag_thresholds.csv). About 10 minutes on 2 cores."""
+    from pipelines.build_starter import build
+
+    if not (data / "manifest.csv").is_file():
+        _fail(f"{data}: no manifest.csv; --data takes the dam-photos folder (../shared/data/dam-photos)")
+    provenance = build(data, work, crops=crops, epochs=epochs, target_precision=target_precision)
+    metrics = ", ".join(f"{k} {v}" for k, v in provenance["metrics"].items())
+    _emit(provenance, as_json, f"starter model written: {provenance['learned_tags']} learned tags; test: {metrics}")
 
 
 def main() -> None:

@@ -24,13 +24,16 @@ from typing import Iterator
 
 import numpy as np
 
+from pipelines import calibration
 from pipelines import dataset as ds
 from pipelines import model as tagger_model
 from pipelines import tracking
 from pipelines.evaluate import METRICS, score_metrics
 from pipelines.settings import Settings
+from pipelines.vocabulary import Vocabulary
 
 SAVED_MODEL_ARTIFACT = "saved_model"
+SECOND_METRIC = {"map": "micro_f1", "micro_f1": "map", "macro_f1": "map"}  # the gate's tie-breaker
 GATE_REJECTED_EXIT = 3  # `imgtag gate` exit status for a rejected challenger (the DAG skips on it)
 WARMUP_IMAGES = 4
 
@@ -130,22 +133,105 @@ def champion_version(client, name: str):
         return None
 
 
-def _test_scores(saved_model: Path, data: ds.Dataset, tags: list[str]) -> tuple[np.ndarray, dict[str, float]]:
-    """Scores of one exported model on the test split, in ``tags`` order (0 for a tag it lacks)."""
+@dataclass
+class Scored:
+    """One model's scores on the test split: its vocabulary and ``(images, tags)`` scores."""
+
+    version: str
+    vocabulary: Vocabulary
+    scores: np.ndarray
+
+    @property
+    def emitted_tags(self) -> set[str]:
+        """The tags this model can emit (its thresholds are not off)."""
+        return {t for t, limit in zip(self.vocabulary.tags, self.vocabulary.thresholds) if np.isfinite(limit)}
+
+
+def _score(saved_model: Path, version: str, data: ds.Dataset) -> Scored:
+    """An exported model's scores on the test split, through its ``serving_default`` signature."""
     from serving.export import LoadedModel
 
     loaded = LoadedModel(saved_model)
     rows = data.split("test")
-    scores = loaded.scores([data.image_path(e).read_bytes() for e in rows])
-    vocab = loaded.vocabulary
-    column = {t: j for j, t in enumerate(vocab.tags)}
-    picked = np.zeros((len(rows), len(tags)), np.float32)
-    limits = {}
-    for j, tag in enumerate(tags):
-        if tag in column:
-            picked[:, j] = scores[:, column[tag]]
-            limits[tag] = float(vocab.thresholds[column[tag]])
-    return picked, limits
+    return Scored(str(version), loaded.vocabulary, loaded.scores([data.image_path(e).read_bytes() for e in rows]))
+
+
+def compare_on(models: list[Scored], data: ds.Dataset) -> tuple[list[str], np.ndarray, list[dict]]:
+    """The tags the test labels can check in any of ``models`` (:func:`pipelines.calibration.evidence`),
+    and each model's test truth columns and metrics on them (a tag a model lacks scores 0)."""
+    from pipelines.tagmap import TagMap
+
+    hierarchy = dict(TagMap.load().parent)
+    for model in models:
+        hierarchy.update(model.vocabulary.parent)
+    union = sorted({t for m in models for t in m.vocabulary.tags} | set(data.tags))
+    right = calibration.evidence(union, data.tags, hierarchy)
+    tags = [t for t in union if t in right]
+    rows = data.split("test")
+    y = calibration.truth([e.tags for e in rows], tags, right)
+    out = []
+    for model in models:
+        column = {t: j for j, t in enumerate(model.vocabulary.tags)}
+        scores = np.zeros((len(rows), len(tags)), np.float32)
+        limits = {}
+        for j, tag in enumerate(tags):
+            if tag in column:
+                scores[:, j] = model.scores[:, column[tag]]
+                limits[tag] = float(model.vocabulary.thresholds[column[tag]])
+            else:
+                limits[tag] = float("inf")  # never emitted
+        out.append(score_metrics(y, scores, tags, limits))
+    return tags, y, out
+
+
+def verdict(
+    challenger: dict,
+    champion: dict | None,
+    *,
+    metric: str,
+    margin: float,
+    floor: float,
+    dropped: list[str] = (),
+    allow_dropped_tags: bool = False,
+) -> tuple[bool, str]:
+    """The gate's decision from the two models' test metrics (a pure function: no MLflow, no files).
+
+    - below ``floor``: rejected; with no champion, the floor alone decides;
+    - better than the champion by ``margin`` on ``metric``: passed;
+    - a tie on a saturated metric (the champion is within ``margin`` of 1, so nothing can beat it by
+      the margin): the challenger passes when it is no worse on ``metric`` and better by the margin
+      on the second metric (:data:`SECOND_METRIC`);
+    - otherwise rejected; and always rejected when it ``dropped`` tags the champion emits, unless
+      ``allow_dropped_tags``.
+    """
+    value = challenger[metric]
+    if value < floor:
+        return False, f"challenger {metric} {value:.4f} is below the floor {floor:.4f}"
+    if champion is None:
+        return True, f"no champion yet; challenger {metric} {value:.4f} reaches the floor {floor:.4f}"
+    if dropped and not allow_dropped_tags:
+        shown = ", ".join(dropped[:8]) + (" ..." if len(dropped) > 8 else "")
+        return False, (
+            f"challenger drops {len(dropped)} tags champion v{champion['version']} emits ({shown}); train "
+            f"with --base starter at 224 px to keep them, or gate with --allow-dropped-tags if that is meant"
+        )
+    best = champion[metric]
+    name = f"champion v{champion['version']}"
+    if value >= best + margin:
+        return True, f"challenger {metric} {value:.4f} beats {name} {best:.4f} by at least {margin:.4f}"
+    second = SECOND_METRIC[metric]
+    if best + margin > 1.0 and value >= best - 1e-9:
+        if challenger[second] >= champion[second] + margin:
+            return True, (
+                f"{metric} is saturated ({value:.4f} vs {best:.4f}); challenger {second} "
+                f"{challenger[second]:.4f} beats {name} {champion[second]:.4f} by at least {margin:.4f}"
+            )
+        return False, (
+            f"{metric} is saturated ({value:.4f} vs {best:.4f}) and challenger {second} "
+            f"{challenger[second]:.4f} does not beat {name} {champion[second]:.4f} by the margin {margin:.4f}; "
+            "add harder test images to tell the models apart"
+        )
+    return False, f"challenger {metric} {value:.4f} does not beat {name} {best:.4f} by the margin {margin:.4f}"
 
 
 @dataclass
@@ -170,6 +256,25 @@ class GateResult:
         }
 
 
+def _champion(client, settings: Settings, data: ds.Dataset) -> tuple[Scored | None, str]:
+    """The champion scored on the test split, and what it is: the MLflow ``champion`` alias's
+    version; else what the model repository serves (the installed starter); else the shipped
+    starter model. None when there is none of them."""
+    from serving import starter
+
+    champion_mv = champion_version(client, settings.model_name)
+    if champion_mv is not None:
+        with _downloaded(champion_mv) as saved_model:
+            return _score(saved_model, champion_mv.version, data), f"MLflow version {champion_mv.version}"
+    served = _repository(settings).current()
+    if served is not None:
+        return _score(served.path, f"serving-{served.version}", data), f"serving version {served.version}"
+    head = starter.load_head() if settings.starter else None
+    if head is None:
+        return None, "none"
+    return _score(starter.saved_model(settings.cache_dir, head), head.version, data), "the starter model"
+
+
 def gate(
     model_version: str,
     dataset_dir: str | Path,
@@ -177,10 +282,15 @@ def gate(
     metric: str = "map",
     margin: float = 0.01,
     floor: float = 0.5,
+    allow_dropped_tags: bool = False,
     report_dir: str | Path | None = None,
     settings: Settings | None = None,
 ) -> GateResult:
     """Compare a registered model version with the champion on the dataset's test split.
+
+    Both are scored through their exported ``serving_default`` signature on every tag the test
+    labels can check (:func:`compare_on`). The champion is the MLflow ``champion`` alias; with
+    none yet, what the model repository serves, else the starter model that ships (:mod:`serving.starter`).
 
     Args:
         model_version: the challenger's MLflow model version.
@@ -188,6 +298,7 @@ def gate(
         metric: one of ``map``, ``micro_f1``, ``macro_f1``.
         margin: how much better than the champion the challenger must be.
         floor: the least the challenger must reach, champion or not.
+        allow_dropped_tags: let a challenger pass that cannot emit tags the champion emits.
         report_dir: where ``report.json`` and ``report.md`` go; default ``<dataset>/../gate``.
     """
     if metric not in METRICS:
@@ -202,46 +313,20 @@ def gate(
     data = ds.load(dataset_dir)
     if not data.split("test"):
         raise ValueError(f"{data.root}: the test split is empty; the gate has nothing to compare on")
-    tags = data.tags
-    y = np.zeros((len(data.split("test")), len(tags)), np.float32)
-    for i, e in enumerate(data.split("test")):
-        for t in e.tags:
-            y[i, tags.index(t)] = 1.0
-
-    def measure(version) -> dict:
-        with _downloaded(version) as saved_model:
-            scores, limits = _test_scores(saved_model, data, tags)
-        return _summary(score_metrics(y, scores, tags, limits), version.version)
 
     challenger_mv = client.get_model_version(settings.model_name, str(model_version))
-    challenger = measure(challenger_mv)
-    champion_mv = champion_version(client, settings.model_name)
-    champion = None if champion_mv is None else measure(champion_mv)
-
-    value = challenger[metric]
-    if value < floor:
-        passed, reason = False, f"challenger {metric} {value:.4f} is below the floor {floor:.4f}"
-    elif champion is None:
-        passed, reason = (
-            True,
-            f"no champion yet; challenger {metric} {value:.4f} reaches the floor {floor:.4f}",
-        )
-    elif value >= champion[metric] + margin:
-        passed, reason = (
-            True,
-            (
-                f"challenger {metric} {value:.4f} beats champion v{champion['version']} "
-                f"{champion[metric]:.4f} by at least {margin:.4f}"
-            ),
-        )
-    else:
-        passed, reason = (
-            False,
-            (
-                f"challenger {metric} {value:.4f} does not beat champion v{champion['version']} "
-                f"{champion[metric]:.4f} by the margin {margin:.4f}"
-            ),
-        )
+    with _downloaded(challenger_mv) as saved_model:
+        challenger_scored = _score(saved_model, challenger_mv.version, data)
+    champion_scored, champion_kind = _champion(client, settings, data)
+    models = [challenger_scored] + ([champion_scored] if champion_scored else [])
+    tags, y, measured = compare_on(models, data)
+    challenger = _summary(measured[0], challenger_scored.version)
+    champion = _summary(measured[1], champion_scored.version) if champion_scored else None
+    dropped = sorted(champion_scored.emitted_tags - challenger_scored.emitted_tags) if champion_scored else []
+    passed, reason = verdict(
+        challenger, champion, metric=metric, margin=margin, floor=floor, dropped=dropped,
+        allow_dropped_tags=allow_dropped_tags,
+    )
     result = GateResult(
         passed,
         reason,
@@ -252,16 +337,19 @@ def gate(
             "margin": margin,
             "floor": floor,
             "test_images": int(len(y)),
+            "compared_tags": len(tags),
             "model_version": str(model_version),
+            "champion_is": champion_kind,
+            "dropped_tags": dropped,
         },
     )
     result.report = _write_gate_report(result, Path(report_dir) if report_dir else data.root.parent / "gate")
 
-    verdict = "passed" if passed else "rejected"
-    client.set_model_version_tag(settings.model_name, str(model_version), "gate", verdict)
-    client.set_model_version_tag(settings.model_name, str(model_version), "gate_reason", reason)
+    outcome = "passed" if passed else "rejected"
+    client.set_model_version_tag(settings.model_name, str(model_version), "gate", outcome)
+    client.set_model_version_tag(settings.model_name, str(model_version), "gate_reason", reason[:5000])
     with mlflow.start_run(run_id=challenger_mv.run_id):
-        mlflow.set_tag("imgtag.gate", verdict)
+        mlflow.set_tag("imgtag.gate", outcome)
         mlflow.log_metrics({f"gate/challenger_{k}": challenger[k] for k in METRICS})
         if champion is not None:
             mlflow.log_metrics({f"gate/champion_{k}": champion[k] for k in METRICS})
@@ -287,11 +375,15 @@ def _write_gate_report(result: GateResult, directory: Path) -> Path:
     for who, m in (("challenger", result.challenger), ("champion", result.champion)):
         if m is not None:
             lines.append(f"| {who} | {m['version']} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + " |")
+    details = result.details
     lines += [
         "",
-        f"Metric `{result.metric}`, margin {result.details['margin']}, floor {result.details['floor']}, "
-        f"{result.details['test_images']} test images.",
+        f"Metric `{result.metric}`, margin {details['margin']}, floor {details['floor']}, "
+        f"{details['test_images']} test images, {details['compared_tags']} tags the labels can check; "
+        f"the champion is {details['champion_is']}.",
     ]
+    if details["dropped_tags"]:
+        lines += ["", f"Tags the champion emits and the challenger cannot: {', '.join(details['dropped_tags'])}."]
     (directory / "report.md").write_text("\n".join(lines) + "\n")
     return directory
 
@@ -354,10 +446,12 @@ def rollback(*, settings: Settings | None = None) -> dict:
     before = repository.current()
     promotion = repository.rollback(wait=_load_waiter(settings))
     mlflow_version = promotion.metadata.get("mlflow_version")
+    client = tracking.client(settings)
     if mlflow_version:
-        tracking.client(settings).set_registered_model_alias(
-            settings.model_name, tracking.CHAMPION, str(mlflow_version)
-        )
+        client.set_registered_model_alias(settings.model_name, tracking.CHAMPION, str(mlflow_version))
+    elif champion_version(client, settings.model_name) is not None:
+        # back to a version MLflow never registered (the installed starter model): no alias
+        client.delete_registered_model_alias(settings.model_name, tracking.CHAMPION)
     return {
         "model_name": settings.model_name,
         "serving_version": promotion.version,

@@ -17,6 +17,7 @@
 | ``IMGTAG_RUNTIME`` | ``litert`` | in-process inference: ``litert`` (XNNPACK, about 2x faster on CPU) or ``tensorflow`` |
 | ``IMGTAG_RUNS_DIR`` | ``$IMGTAG_HOME/runs`` | training runs: datasets, trained models, reports (a DVC repository) |
 | ``IMGTAG_MODEL_BASE`` | ``$IMGTAG_HOME/models`` | the TF Serving model repository (numbered versions, ``models.config``) |
+| ``IMGTAG_STARTER`` | ``on`` | before any promotion, tag with the shipped starter model (people, the 80 COCO objects and the general tags); ``off``: the general ImageNet tags only |
 | ``IMGTAG_MODEL_NAME`` | ``imgtag-tagger`` | the model's name in the repository and in the MLflow registry |
 | ``IMGTAG_SERVING_BASE_PATH`` | ``$IMGTAG_MODEL_BASE`` | where TF Serving sees the repository (``/models`` in its container) |
 | ``MLFLOW_TRACKING_URI`` | ``sqlite:///$IMGTAG_HOME/mlflow.db`` | MLflow tracking and registry (``http://mlflow:5000`` in production) |
@@ -49,6 +50,7 @@ class Settings:
     runs_dir: Path
     model_base: Path
     model_name: str
+    starter: bool
     serving_base_path: str
     mlflow_tracking_uri: str
     mlflow_experiment: str
@@ -75,6 +77,7 @@ class Settings:
             runs_dir=_path(env.get("IMGTAG_RUNS_DIR") or home / "runs"),
             model_base=(model_base := _path(env.get("IMGTAG_MODEL_BASE") or home / "models")),
             model_name=env.get("IMGTAG_MODEL_NAME", "imgtag-tagger"),
+            starter=_choice(env, "IMGTAG_STARTER", "on", ("on", "off")) == "on",
             serving_base_path=env.get("IMGTAG_SERVING_BASE_PATH") or str(model_base),
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}",
             mlflow_experiment=env.get("IMGTAG_MLFLOW_EXPERIMENT", "imgtag-training"),

@@ -318,29 +318,40 @@ def _write_cache(path: Path, flatbuffer: bytes) -> None:
 
 @dataclass(frozen=True)
 class CurrentModel:
-    """The model the tagger serves: the champion in the model repository, else the pretrained one."""
+    """The model the tagger serves: the champion in the model repository, else the starter model
+    (else, when none is shipped, the pretrained ImageNet classifier alone)."""
 
     name: str
     version: str
-    path: Path | None = None  # the champion's SavedModel; None for the pretrained model
+    path: Path | None = None  # its SavedModel; None for the pretrained classifier
     image_size: int = IMAGE_SIZE
+    served: bool = False  # in the model repository (so TF Serving has it too)
 
 
 def current_model(settings: Settings | None = None) -> CurrentModel:
     """Which model tags now: the version labelled ``champion`` in ``IMGTAG_MODEL_BASE``'s
-    ``models.config``, or the pretrained ImageNet tagger until a model has been promoted.
-    Cheap (reads one small file), so long-running workers ask before every batch."""
+    ``models.config``; until a model has been promoted, the starter model
+    (:mod:`serving.starter`, exported into ``IMGTAG_CACHE_DIR`` on first use), or the
+    pretrained ImageNet tagger with ``IMGTAG_STARTER=off``.
+    Cheap once that export exists (reads one small file and stats a few), so long-running
+    workers ask before every batch."""
     settings = settings or Settings.from_env()
+    from serving import starter
     from serving.repository import ModelRepository
 
     promotion = ModelRepository(settings.model_base, settings.model_name).current()
     if promotion is None:
-        return CurrentModel(PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION)
+        head = starter.load_head() if settings.starter else None
+        if head is None:
+            return CurrentModel(PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION)
+        return CurrentModel(
+            starter.MODEL_NAME, head.version, starter.saved_model(settings.cache_dir, head), starter.IMAGE_SIZE
+        )
     import json
 
     info = json.loads((Path(promotion.path) / "assets" / "model.json").read_text())
     return CurrentModel(
-        settings.model_name, str(promotion.version), Path(promotion.path), int(info["image_size"])
+        settings.model_name, str(promotion.version), Path(promotion.path), int(info["image_size"]), served=True
     )
 
 
@@ -410,15 +421,16 @@ def get_tagger(settings: Settings | None = None) -> Tagger:
     LiteRT model is in ``IMGTAG_CACHE_DIR``, a few seconds the first time.
 
     With ``IMGTAG_PREDICTOR=rest`` or ``grpc`` (:class:`serving.predictors.ServingSettings`)
-    the champion's scores come from TF Serving; until a model has been promoted there is
-    nothing for the server to serve, and the pretrained model tags in process.
+    the champion's scores come from TF Serving; until the repository has a champion (``imgtag
+    starter install`` or a promotion) there is nothing for the server to serve, and the starter
+    model tags in process.
     """
     settings = settings or Settings.from_env()
     model = current_model(settings)
     from serving.predictors import ServingSettings
 
     serving = ServingSettings.from_env()
-    if serving.predictor != "inprocess" and model.path is not None:
+    if serving.predictor != "inprocess" and model.served:
         with _lock:
             return _remote_tagger(serving, model, settings)
     with _lock:

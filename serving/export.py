@@ -9,10 +9,12 @@ Signatures:
   in-process tagger decodes with OpenCV and feeds this one.
 
 One backbone pass feeds two heads: the general tags (the ImageNet classifier through the tag
-map) and the learned tags; their union is the output, in the order of ``assets/labels.txt``.
-A learned tag with the name of a general tag replaces it. ``assets/tags.csv`` holds each tag's
-threshold, head and parent tag, and ``assets.extra/tf_serving_warmup_requests`` warms TF
-Serving up. ``saved_model_cli show --dir <version> --all`` lists both signatures.
+map) and the learned tags; their union is the output, in the order of ``assets/labels.txt``,
+one score per tag (:func:`pipelines.vocabulary.merge`: a tag both heads know scores the larger
+of the two, a broader tag at least as much as a learned tag below it). ``assets/tags.csv``
+holds each tag's threshold (``off``: never emitted), head, parent tag and the reason for its
+threshold, and ``assets.extra/tf_serving_warmup_requests`` warms TF Serving up.
+``saved_model_cli show --dir <version> --all`` lists both signatures.
 """
 
 from __future__ import annotations
@@ -25,36 +27,42 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import model as tagger_model
-from pipelines.tagmap import TagMap
-from pipelines.vocabulary import Vocabulary
+from pipelines.tagmap import TagMap, parse_threshold
+from pipelines.vocabulary import Merge, Vocabulary, merge
 
 INPUT_KEY = "images"
 PIXELS_KEY = "pixels"
 OUTPUT_KEY = "scores"
 PIXELS_SIGNATURE = "predict_pixels"
-GENERAL, LEARNED = "general", "learned"
 
 
-def vocabulary(
-    learned_tags: list[str], thresholds: dict[str, float], tagmap: TagMap | None
-) -> tuple[Vocabulary, list[int]]:
-    """The exported vocabulary, and the general tag columns it keeps (learned tags win a clash)."""
-    learned = set(learned_tags)
-    general_columns = [] if tagmap is None else [j for j, t in enumerate(tagmap.tags) if t not in learned]
-    tags = [tagmap.tags[j] for j in general_columns] + list(learned_tags)
-    limits = [float(tagmap.thresholds[j]) for j in general_columns] + [
-        float(thresholds[t]) for t in learned_tags
-    ]
-    heads = [GENERAL] * len(general_columns) + [LEARNED] * len(learned_tags)
-    parent = {
-        t: p
-        for t, p in (tagmap.parent.items() if tagmap else ())
-        if t in tags and p in tags and t not in learned
-    }
-    return Vocabulary(tuple(tags), np.array(limits, np.float32), tuple(heads), parent), general_columns
+def read_thresholds(path: str | Path) -> tuple[dict[str, float], dict[str, str]]:
+    """``(thresholds, reasons)`` from a ``thresholds.json`` written by ``imgtag evaluate``."""
+    chosen = json.loads(Path(path).read_text())["tags"]
+    return (
+        {tag: parse_threshold(c["threshold"]) for tag, c in chosen.items()},
+        {tag: c.get("reason", "") for tag, c in chosen.items()},
+    )
 
 
-def _module(trained: tagger_model.TrainedModel, general_matrix: np.ndarray | None, assets: list[Path]):
+def tag_merge(
+    trained: tagger_model.TrainedModel,
+    thresholds: dict[str, float],
+    *,
+    learned_only: bool = False,
+    reasons: dict[str, str] | None = None,
+) -> Merge:
+    """How the trained model's two heads become the exported vocabulary's scores."""
+    tagmap = TagMap.load()
+    return merge(
+        trained.tags, thresholds, None if learned_only else tagmap, parent=tagmap.parent, reasons=reasons
+    )
+
+
+def tagger_module(trained: tagger_model.TrainedModel, merged: Merge, assets: list[Path] = ()):
+    """The ``tf.Module`` that is exported: both signatures around one ``scores`` function.
+
+    Also converted to LiteRT as it is, for the in-process tagger (:mod:`serving.starter`)."""
     import tensorflow as tf
 
     size = trained.image_size
@@ -63,16 +71,19 @@ def _module(trained: tagger_model.TrainedModel, general_matrix: np.ndarray | Non
         def __init__(self):
             super().__init__(name="imgtag_tagger")
             self.model = trained.model
-            self.general = None if general_matrix is None else tf.constant(general_matrix, tf.float32)
+            self.general = None if merged.general_matrix is None else tf.constant(merged.general_matrix)
+            self.lift = tf.constant(merged.lift)
             self.assets = [tf.saved_model.Asset(str(p)) for p in assets]
 
         def scores(self, pixels):
             out = self.model(pixels, training=False)
             learned = out[tagger_model.LEARNED]
+            # one tag, one score: each learned score reaches its own column and its ancestors'
+            lifted = tf.reduce_max(learned[:, :, None] * self.lift[None], axis=1)
             if self.general is None:
-                return learned
+                return lifted
             probabilities = tf.nn.softmax(out[tagger_model.IMAGENET], axis=-1)
-            return tf.concat([tf.minimum(tf.matmul(probabilities, self.general), 1.0), learned], axis=1)
+            return tf.maximum(tf.minimum(tf.matmul(probabilities, self.general), 1.0), lifted)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_KEY)])
         def serve(self, images):
@@ -111,18 +122,32 @@ def export(
     """
     from pipelines.tf_runtime import import_tensorflow
 
-    tf = import_tensorflow()
+    import_tensorflow()
+    thresholds, reasons = read_thresholds(thresholds_file)
     trained = tagger_model.load(model_dir)
-    chosen = json.loads(Path(thresholds_file).read_text())["tags"]
-    missing = [t for t in trained.tags if t not in chosen]
-    if missing:
-        raise ValueError(
-            f"{thresholds_file}: no threshold for tags {missing}; run `imgtag evaluate` on this model"
-        )
-    tagmap = None if learned_only else TagMap.load()
-    vocab, columns = vocabulary(trained.tags, {t: chosen[t]["threshold"] for t in trained.tags}, tagmap)
-    general_matrix = None if tagmap is None else tagmap.matrix[:, columns]
+    try:
+        merged = tag_merge(trained, thresholds, learned_only=learned_only, reasons=reasons)
+    except ValueError as exc:
+        raise ValueError(f"{thresholds_file}: {exc}") from None
+    return export_model(
+        trained, merged, out_dir, model_name=model_name, warmup_images=warmup_images, info=info
+    )
 
+
+def export_model(
+    trained: tagger_model.TrainedModel,
+    merged: Merge,
+    out_dir: str | Path,
+    *,
+    model_name: str = "imgtag-tagger",
+    warmup_images: list[bytes] | None = None,
+    info: dict | None = None,
+) -> Path:
+    """Write the SavedModel of a model in memory and its merged vocabulary (see :func:`export`)."""
+    from pipelines.tf_runtime import import_tensorflow
+
+    tf = import_tensorflow()
+    vocab = merged.vocabulary
     out_dir = Path(out_dir)
     staging = Path(
         tempfile.mkdtemp(prefix=".export-", dir=out_dir.parent if out_dir.parent.exists() else None)
@@ -136,8 +161,8 @@ def export(
                 {
                     "name": model_name,
                     "image_size": trained.image_size,
-                    "learned_tags": trained.tags,
-                    "general_tags": 0 if tagmap is None else len(columns),
+                    "learned_tags": list(trained.tags),
+                    "general_tags": sum(h != "learned" for h in vocab.heads),
                     "input": INPUT_KEY,
                     "output": OUTPUT_KEY,
                     **(info or {}),
@@ -147,7 +172,7 @@ def export(
             )
             + "\n"
         )
-        module = _module(trained, general_matrix, [*files, meta])
+        module = tagger_module(trained, merged, [*files, meta])
         saved = staging / "saved_model"
         tf.saved_model.save(
             module,
@@ -187,3 +212,9 @@ class LoadedModel:
             for i in range(0, len(images), batch_size)
         ]
         return np.concatenate(out) if out else np.zeros((0, self.vocabulary.output_width), np.float32)
+
+    def pixel_scores(self, pixels: np.ndarray) -> np.ndarray:
+        """``(n, tags)`` scores for decoded ``(n, size, size, 3)`` uint8 RGB pixels (the
+        ``predict_pixels`` signature, which the in-process tagger's decoder feeds)."""
+        signature = self._loaded.signatures[PIXELS_SIGNATURE]
+        return signature(**{PIXELS_KEY: self._tf.constant(np.asarray(pixels, np.uint8))})[OUTPUT_KEY].numpy()

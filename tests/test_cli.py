@@ -52,6 +52,17 @@ def test_tag_json_reports_tags_and_errors_per_file(photos, tmp_path):
     )  # stored nothing
 
 
+def test_a_fresh_install_tags_people(tmp_path):
+    """The starter model ships: ``imgtag tag`` on a photo of a person says ``person``, beside
+    the general tags, with no training and no promotion."""
+    path = tmp_path / "astronaut.jpg"
+    cv2.imwrite(str(path), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+    (astronaut,) = json.loads(run(["tag", "--json", str(path)], tmp_path / "home").stdout)
+    assert "person" in [t["name"] for t in astronaut["tags"]]
+    shown = run(["starter", "show"], tmp_path / "home").stdout
+    assert "person" in shown and "dataset" in shown
+
+
 def test_import_twice_then_search(photos, tmp_path):
     home = tmp_path / "home"
     first = json.loads(run(["import", "--json", str(photos)], home, (1,)).stdout)

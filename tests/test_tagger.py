@@ -1,4 +1,5 @@
-"""The pretrained tagger on real photos, and the batched engine around it."""
+"""The tagger a fresh install uses (the starter model) and the ImageNet-only one on real photos,
+and the batched engine around them."""
 
 import os
 
@@ -16,6 +17,13 @@ from pipelines.vocabulary import Vocabulary
 @pytest.fixture(scope="module")
 def tagger():
     return get_tagger()
+
+
+@pytest.fixture(scope="module")
+def pretrained():
+    from pipelines.settings import Settings
+
+    return get_tagger(Settings.from_env({**os.environ, "IMGTAG_STARTER": "off"}))
 
 
 def png(rgb: np.ndarray) -> bytes:
@@ -37,20 +45,30 @@ def names(result) -> list[str]:
 
 
 def test_real_photos_get_the_tags_a_person_expects(tagger):
-    chelsea, coffee = tagger.tag_images(
+    from serving import starter
+
+    chelsea, coffee, astronaut = tagger.tag_images(
         [
             ("chelsea", png(skimage.data.chelsea()), "chelsea.png"),
             ("coffee", jpeg(skimage.data.coffee()), "coffee.jpg"),
+            ("astronaut", jpeg(skimage.data.astronaut()), "astronaut.jpg"),
         ]
     )
     assert "cat" in names(chelsea) and "animal" in names(chelsea)
+    assert names(chelsea).count("cat") == 1  # one tag, one score: the general and the learned cat
     assert any(t in names(coffee) for t in ("coffee", "cup", "espresso", "coffee mug"))
     assert "cat" not in names(coffee) and "coffee" not in names(chelsea)
-    for result in (chelsea, coffee):
+    assert "person" in names(astronaut) and "person" not in names(chelsea)
+    for result in (chelsea, coffee, astronaut):
         scores = [round(t.score, 2) for t in result.tags]
         assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
+    assert tagger.model_name == starter.MODEL_NAME
+
+
+def test_the_imagenet_only_tagger_lists_the_specific_tag_first(pretrained):
+    (coffee,) = pretrained.tag_images([("coffee", jpeg(skimage.data.coffee()), "coffee.jpg")])
     assert names(coffee)[0] == "espresso"  # the specific tag before "coffee" and "drink" at ~equal scores
-    assert tagger.model_name == PRETRAINED_MODEL_NAME
+    assert "coffee" in names(coffee) and pretrained.model_name == PRETRAINED_MODEL_NAME
 
 
 def test_tags_survive_a_flip_and_a_small_crop(tagger):
@@ -173,7 +191,8 @@ def test_converted_model_is_cached_and_the_next_start_needs_no_tensorflow(tmp_pa
         f"r = next(get_tagger().tag_images([('k', Path({str(image)!r}), 'cat.png')])); "
         "print(json.dumps([[t.name for t in r.tags], 'tensorflow' in sys.modules]))"
     )
-    env = {**os.environ, "IMGTAG_HOME": str(tmp_path / "home"), "IMGTAG_RUNTIME": "litert"}
+    home = tmp_path / "home"
+    env = {**os.environ, "IMGTAG_HOME": str(home), "IMGTAG_CACHE_DIR": str(home / "cache"), "IMGTAG_RUNTIME": "litert"}
     runs = []
     for _ in range(2):
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)

@@ -249,7 +249,7 @@ def _threshold_context(request, tag: str, tried: float | None = None) -> dict:
     if tag:
         current = thresholds.current(tag)
         rows = thresholds.table(tag)
-        start = tried if tried is not None else current.value if current.value is not None else 0.5
+        start = tried if tried is not None else current.value if current.value not in (None, float("inf")) else 0.5
         most = max((row.kept for row in rows), default=0)
         # the step the current threshold falls in (0.35 <= 0.37 < 0.40)
         at = (
@@ -339,7 +339,7 @@ def threshold_apply(request):
     services.set_threshold(tag, current.model_name, current.model_version, value, request.user)
     messages.success(
         request,
-        f"{tag}: threshold {value:g} for {current.model} (was {current.value:g}); images tagged from "
+        f"{tag}: threshold {value:g} for {current.model} (was {current.shown}); images tagged from "
         "now on get it, assets tagged before keep their tags until they are tagged again",
     )
     return redirect(f"{reverse('web:thresholds')}?{urlencode({'tag': tag})}")
@@ -358,7 +358,7 @@ def threshold_reset(request):
         return _threshold_problem(request, form, status=status)
     tag = normalize_tag_name(form.cleaned_data["tag"])
     if services.reset_threshold(tag, current.model_name, current.model_version):
-        messages.success(request, f"{tag}: back to the default of {current.model}, {current.default:g}")
+        messages.success(request, f"{tag}: back to the default of {current.model}, {current.default_shown}")
     else:
-        messages.info(request, f"{tag} already has the default of {current.model}, {current.default:g}")
+        messages.info(request, f"{tag} already has the default of {current.model}, {current.default_shown}")
     return redirect(f"{reverse('web:thresholds')}?{urlencode({'tag': tag})}")

@@ -276,3 +276,21 @@ def tagged(image, user):
     for asset in assets.values():
         asset.refresh_from_db()
     return assets
+
+
+@pytest.fixture
+def tag_map(monkeypatch, tmp_path):
+    """The ImageNet-only tagger (no starter model) with a tag map whose thresholds are known."""
+    from pipelines import tagmap
+
+    folder = tmp_path / "tagmap"
+    folder.mkdir()
+    for name in (tagmap.CLASS_FILE, tagmap.HIERARCHY_FILE):
+        (folder / name).write_bytes((tagmap.DATA_DIR / name).read_bytes())
+    (folder / tagmap.THRESHOLD_FILE).write_text(
+        "tag,threshold,reason\n*,0.25,default\n**,0.35,default\nanimal,0.5,hand-set\n"
+        "tabby cat,off,below_target_precision\n"
+    )
+    monkeypatch.setenv("IMGTAG_TAGMAP_DIR", str(folder))
+    monkeypatch.setenv("IMGTAG_STARTER", "off")
+    return folder

@@ -309,8 +309,7 @@ def test_the_original_downloads_with_its_content_type(reader, client_with_token,
     assert reader.get(f"{ASSETS}999999/original").status_code == 404
 
 
-def test_a_tags_threshold_for_the_current_model(client_with_token, reader, monkeypatch):
-    monkeypatch.delenv("IMGTAG_TAGMAP_DIR", raising=False)
+def test_a_tags_threshold_for_the_current_model(client_with_token, reader, tag_map):
     url = "/api/tags/animal/threshold/"
     model = {"model_name": "efficientnet-lite0-imagenet", "model_version": "pretrained"}
     assert client_with_token.get(url).json() == {
@@ -318,6 +317,7 @@ def test_a_tags_threshold_for_the_current_model(client_with_token, reader, monke
         **model,
         "threshold": 0.5,
         "default": 0.5,
+        "off": False,
         "override": None,
     }
     answer = client_with_token.put(url, {"threshold": 0.3, **model}, format="json")

@@ -166,7 +166,7 @@ def permitted(role: str, permission: str) -> bool:
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("call", CALLS, ids=str)
-def test_every_url_for_every_role(call, role, tagged, fake_tagger, django_user_model):
+def test_every_url_for_every_role(call, role, tagged, fake_tagger, django_user_model, tag_map):
     client = client_as(role, django_user_model, call.api)
     before = (
         Asset.objects.count(),

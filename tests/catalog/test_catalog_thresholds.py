@@ -49,14 +49,38 @@ def test_scored_tags_are_those_with_machine_scores(cats):
     assert thresholds.scored_tags() == ["animal", "cat"]
 
 
-def test_the_current_threshold_comes_from_the_tag_map_files(monkeypatch, tmp_path):
-    monkeypatch.delenv("IMGTAG_TAGMAP_DIR", raising=False)
+def test_the_current_threshold_comes_from_the_tag_map_files(tag_map):
     animal = thresholds.current("animal")
     assert animal.value == 0.5 and animal.model == "efficientnet-lite0-imagenet:pretrained"
     assert "tag_thresholds.csv" in animal.where
     assert thresholds.current("cat").value == 0.35  # a broader tag without its own row: the ** default
     assert thresholds.current("egyptian cat").value == 0.25  # a class tag: the * default
     assert thresholds.current("no such tag").value is None
+
+
+def test_a_tag_turned_off_by_calibration_shows_off_and_can_be_turned_on(tag_map, user):
+    from rest_framework.test import APIClient
+
+    tabby = thresholds.current("tabby cat")
+    assert tabby.off and tabby.shown == "off" and tabby.default_shown == "off"
+    api = APIClient()
+    api.force_authenticate(user)
+    answer = api.get("/api/tags/tabby cat/threshold/")
+    assert answer.status_code == 200, answer.content
+    assert (answer.json()["threshold"], answer.json()["default"], answer.json()["off"]) == (None, None, True)
+    services.set_threshold("tabby cat", "efficientnet-lite0-imagenet", "pretrained", 0.6, user)
+    answer = api.get("/api/tags/tabby cat/threshold/").json()
+    assert (answer["threshold"], answer["default"], answer["off"]) == (0.6, None, False)
+
+
+def test_the_starter_models_thresholds_are_its_calibrated_ones(monkeypatch):
+    from serving import starter
+
+    monkeypatch.delenv("IMGTAG_TAGMAP_DIR", raising=False)
+    person = thresholds.current("person")
+    assert person.model_name == starter.MODEL_NAME
+    calibrated = starter.load_head().thresholds["person"]
+    assert person.value == pytest.approx(calibrated, abs=1e-4) and not person.off
 
 
 def test_the_current_threshold_of_a_promoted_model_comes_from_its_vocabulary(monkeypatch, tmp_path):
@@ -104,8 +128,7 @@ def test_the_database_refuses_a_threshold_outside_0_1():
         TagThreshold.objects.create(tag=tag, model_name="net", model_version="1", threshold=0.5)  # twice
 
 
-def test_the_threshold_in_force_is_the_one_set_for_the_current_model(monkeypatch, user):
-    monkeypatch.delenv("IMGTAG_TAGMAP_DIR", raising=False)
+def test_the_threshold_in_force_is_the_one_set_for_the_current_model(tag_map, user):
     services.set_threshold("animal", "efficientnet-lite0-imagenet", "pretrained", 0.8, user)
     services.set_threshold("cat", "efficientnet-lite0-imagenet", "other", 0.1, user)
     animal = thresholds.current("animal")

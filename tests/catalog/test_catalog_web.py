@@ -342,6 +342,7 @@ def test_the_upload_page_and_its_api_with_the_session_and_csrf(user, image, fake
 # ---------------------------------------------------------------------------- thresholds
 
 
+@pytest.mark.usefixtures("tag_map")  # the ImageNet-only tagger, known thresholds
 def test_the_thresholds_page_counts_what_each_threshold_keeps(manager, tagged):
     html = page(manager, "/thresholds/", tag="animal")
     rows = html.find_all(testid="threshold-row")
@@ -370,6 +371,7 @@ def kept_by_step(html) -> dict[str, str]:
     return {r.get("data-threshold"): r.get("data-kept") for r in html.find_all(testid="threshold-row")}
 
 
+@pytest.mark.usefixtures("tag_map")  # the ImageNet-only tagger, known thresholds
 def test_applying_a_threshold_stores_it_for_the_current_model(manager, tagged, user):
     before = page(manager, "/thresholds/", tag="animal")
     form = before.find("form", id="threshold-form")
@@ -411,6 +413,7 @@ def test_applying_a_threshold_stores_it_for_the_current_model(manager, tagged, u
     assert list(TagThreshold.objects.values_list("tag__name", "threshold")) == [("animal", 0.62)]
 
 
+@pytest.mark.usefixtures("tag_map")  # the ImageNet-only tagger, known thresholds
 def test_reset_goes_back_to_the_models_default(manager, tagged, user):
     services.set_threshold("animal", *PRETRAINED.values(), 0.7, user)
     html = page(manager, "/thresholds/", tag="animal")
@@ -428,6 +431,7 @@ def test_reset_goes_back_to_the_models_default(manager, tagged, user):
     assert "already has" in parse(again.content).find(testid="message").text
 
 
+@pytest.mark.usefixtures("tag_map")  # the ImageNet-only tagger, known thresholds
 def test_end_users_may_not_apply_or_reset(viewer, tagged, user):
     services.set_threshold("animal", *PRETRAINED.values(), 0.7, user)
     for url, data in (
@@ -439,6 +443,7 @@ def test_end_users_may_not_apply_or_reset(viewer, tagged, user):
     assert list(TagThreshold.objects.values_list("threshold", flat=True)) == [0.7]
 
 
+@pytest.mark.usefixtures("tag_map")  # the ImageNet-only tagger, known thresholds
 def test_the_apply_form_needs_the_csrf_token(user, tagged):
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
@@ -462,6 +467,7 @@ def test_the_apply_form_needs_the_csrf_token(user, tagged):
         ("", "type the threshold to apply"),
     ],
 )
+@pytest.mark.usefixtures("tag_map")  # the ImageNet-only tagger, known thresholds
 def test_a_bad_threshold_is_refused_and_nothing_is_stored(manager, tagged, value, error):
     response = manager.post("/thresholds/apply/", {**PRETRAINED, "tag": "animal", "threshold": value})
     assert response.status_code == 400
@@ -474,6 +480,7 @@ def test_a_bad_threshold_is_refused_and_nothing_is_stored(manager, tagged, value
     assert not TagThreshold.objects.exists()
 
 
+@pytest.mark.usefixtures("tag_map")  # the ImageNet-only tagger, known thresholds
 def test_a_threshold_is_only_applied_to_the_current_models_tags(manager, tagged):
     stale = manager.post(
         "/thresholds/apply/",

@@ -38,7 +38,7 @@ DEFAULT_COMMANDS = {
     "train": [
         "train", DATASET, "--dataset-hash", "9f3c0d", "--epochs", "8", "--learning-rate", "0.001",
         "--batch-size", "32", "--image-size", "224", "--fine-tune-blocks", "0", "--fine-tune-epochs", "0",
-        "--distill-weight", "1.0", "--run-name", RUN_ID, "--json",
+        "--distill-weight", "1.0", "--base", "starter", "--run-name", RUN_ID, "--json",
     ],
     "evaluate": [
         "evaluate", "/home/runs/x/model", DATASET, "--run-id", "mlflowrun42", "--target-precision", "0.9",
@@ -49,7 +49,10 @@ DEFAULT_COMMANDS = {
         "--thresholds", "/home/runs/x/model/thresholds.json", "--dag-run-id", RUN_ID,
         "--with-general", "--json",
     ],
-    "gate": ["gate", "7", DATASET, "--metric", "map", "--margin", "0.01", "--floor", "0.5", "--json"],
+    "gate": [
+        "gate", "7", DATASET, "--metric", "map", "--margin", "0.01", "--floor", "0.5", "--refuse-dropped-tags",
+        "--json",
+    ],
     "promote": ["promote", "7", "--json"],
 }
 
@@ -112,6 +115,8 @@ def test_params_shape_the_command_lines(training):
         "gate_metric": "macro_f1",
         "gate_margin": 0.0,
         "gate_floor": 0.3,
+        "base": "none",
+        "gate_allow_dropped_tags": True,
     }
     params = trigger_params(training, **conf)
     command = {task_id: rendered(training.get_task(task_id), training, **params) for task_id in ORDER}
@@ -124,7 +129,10 @@ def test_params_shape_the_command_lines(training):
     ]
     assert train[train.index("--fine-tune-blocks") + 1 :][:3] == ["2", "--fine-tune-epochs", "3"]
     assert command["register"][-2] == "--learned-only"
-    assert command["gate"][3:9] == ["--metric", "macro_f1", "--margin", "0.0", "--floor", "0.3"]
+    assert command["gate"][3:10] == [
+        "--metric", "macro_f1", "--margin", "0.0", "--floor", "0.3", "--allow-dropped-tags",
+    ]
+    assert train[train.index("--base") + 1] == "none"
 
 
 def test_default_params_are_valid_and_complete(training):
@@ -140,11 +148,13 @@ def test_default_params_are_valid_and_complete(training):
         "fine_tune_blocks": 0,
         "fine_tune_epochs": 0,
         "distill_weight": 1.0,
+        "base": "starter",
         "learned_only": False,
         "target_precision": 0.9,
         "gate_metric": "map",
         "gate_margin": 0.01,
         "gate_floor": 0.5,
+        "gate_allow_dropped_tags": False,
     }
     for name in training.params:
         schema = training.params.get_param(name).schema
@@ -170,6 +180,7 @@ def test_default_params_are_valid_and_complete(training):
         {"gate_metric": "foo"},
         {"gate_margin": -0.1},
         {"gate_floor": 2},
+        {"base": "imagenet"},
         {"folders": "/data/a"},
         {"folders": [1, 2]},
         {"use_catalog": "yes"},

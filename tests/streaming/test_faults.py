@@ -41,11 +41,9 @@ def assert_each_asset_tagged_once(env, expected: int):
         "select asset_id, tag_id, count(*) from catalog_assettag group by 1, 2 having count(*) > 1"
     )
     assert duplicates == []
-    untagged = env.sql(
-        "select count(*) from catalog_asset a where not exists "
-        "(select 1 from catalog_assettag t where t.asset_id = a.id)"
-    )[0][0]
-    assert untagged == 0
+    # Not asserted: that each asset got at least one tag. Random test images score near the
+    # thresholds, and calibrated thresholds turn many tags off: an image may rightly get none.
+    # What the system promises is above: each asset tagged (its status), once, nothing left queued.
     assert env.depth(env.queue) == 0 and env.depth(f"{env.queue}.dead") == 0
 
 

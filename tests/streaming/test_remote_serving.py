@@ -62,8 +62,14 @@ def test_an_outage_holds_the_batch_until_the_server_answers(env, tmp_path, serve
     assert_each_asset_tagged_once(env, count)
 
 
-def test_before_any_promotion_the_pretrained_model_tags_in_process(env, tmp_path):
+def test_before_any_promotion_the_starter_model_tags_in_process(env, tmp_path):
+    """Nothing is served yet (no `imgtag starter install`, no promotion): the starter model tags
+    in process, whatever IMGTAG_PREDICTOR says."""
+    from serving import starter
+
     env.run("import", "--queue", str(write_images(tmp_path / "photos", 2, size=(96, 72), seed=6)))
     summary = env.json("drain", IMGTAG_PREDICTOR="grpc", IMGTAG_SERVING_URL="127.0.0.1:9")
     assert summary["tagged"] == 2
-    assert env.sql("select distinct version from catalog_modelversion") == [("pretrained",)]
+    assert env.sql("select distinct name, version from catalog_modelversion") == [
+        (starter.MODEL_NAME, starter.load_head().version)
+    ]

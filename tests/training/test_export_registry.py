@@ -71,6 +71,22 @@ def test_exported_model_alone_gives_the_in_memory_model_tags(trained, registered
     ]
 
 
+def test_the_served_scores_are_the_merge_of_both_heads(trained, registered, shapes_dataset):
+    """Every column the SavedModel serves (general, learned, both) is the NumPy merge rule
+    (pipelines.vocabulary.Merge) applied to the Keras model's two heads."""
+    from pipelines import evaluate, model
+    from serving.export import LoadedModel, read_thresholds, tag_merge
+
+    result, evaluation = trained
+    files = [shapes_dataset.image_path(e) for e in shapes_dataset.split("test")][:8]
+    heads = evaluate.predict(model.load(result.model), files)
+    merged = tag_merge(model.load(result.model), read_thresholds(evaluation.thresholds)[0])
+    expected = merged.scores(evaluate._softmax(heads["imagenet"]), heads["learned"])
+    loaded = LoadedModel(registered["saved_model"])
+    assert loaded.vocabulary.tags == merged.vocabulary.tags
+    np.testing.assert_allclose(loaded.scores([f.read_bytes() for f in files]), expected, atol=1e-4)
+
+
 def test_export_keeps_the_general_tags_unless_asked_not_to(trained, registered, tmp_path):
     from pipelines.tagmap import TagMap
     from serving.export import LoadedModel, export
@@ -78,8 +94,10 @@ def test_export_keeps_the_general_tags_unless_asked_not_to(trained, registered, 
 
     result, evaluation = trained
     both = LoadedModel(registered["saved_model"]).vocabulary
-    assert len(both.tags) == len(TagMap.load().tags) + len(result.tags)
-    assert set(both.heads[-len(result.tags) :]) == {"learned"} and "cat" in both.tags and "cat" in both.parent
+    general = TagMap.load().tags
+    assert both.tags[: len(general)] == general  # then the learned tags no general tag names
+    assert set(both.tags) == set(general) | set(result.tags)
+    assert set(both.heads[len(general) :]) <= {"learned"} and "cat" in both.tags and "cat" in both.parent
     requests = read_warmup(Path(registered["saved_model"]))
     assert requests and requests[0].model_spec.signature_name == "serving_default"
 
@@ -97,19 +115,26 @@ def test_registered_version_carries_provenance(registered):
 
 
 def test_gate_promote_tagger_and_rollback(registered, shapes_dataset, trained, training_env):
-    """No champion: the floor decides. Promotion serves version 1 and the tagger follows it;
-    a second model that is no better is rejected; rollback with nothing before fails clearly."""
+    """Before any promotion the starter model is the champion: a challenger that cannot emit its
+    tags (a 96 px model does not keep the starter's head) passes only when that is meant.
+    Promotion serves version 1 and the tagger follows it; a second model that is no better is
+    rejected; rollback with nothing before fails clearly."""
     import mlflow
 
     from pipelines.tagger import current_model, get_tagger
+    from serving import starter
     from serving.repository import RepositoryError
 
     too_high = registry.gate(registered["model_version"], shapes_dataset.root, floor=0.999)
     assert not too_high.passed and "below the floor" in too_high.reason
-    assert current_model().version == "pretrained"
+    assert current_model().name == starter.MODEL_NAME
 
-    verdict = registry.gate(registered["model_version"], shapes_dataset.root, floor=0.3)
-    assert verdict.passed and verdict.champion is None, verdict.reason
+    dropping = registry.gate(registered["model_version"], shapes_dataset.root, floor=0.3)
+    assert not dropping.passed and "drops" in dropping.reason, dropping.reason
+    assert dropping.details["champion_is"] == "the starter model" and "person" in dropping.details["dropped_tags"]
+
+    verdict = registry.gate(registered["model_version"], shapes_dataset.root, floor=0.3, allow_dropped_tags=True)
+    assert verdict.passed and verdict.champion["version"] == starter.load_head().version, verdict.reason
     assert (verdict.report / "report.md").read_text().startswith("# Gate: PASSED")
 
     promoted = registry.promote(registered["model_version"])

@@ -1,0 +1,106 @@
+"""The starter model that ships (serving.starter): what a fresh install tags with, installed as
+the model repository's first version so that TF Serving's SavedModel and the in-process tagger
+give the same tags, EXIF-rotated camera photos included."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipelines import imageio
+from pipelines.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> Image.Image:
+    skimage = pytest.importorskip("skimage")
+    return Image.fromarray(skimage.data.astronaut())
+
+
+def jpeg(image: Image.Image, orientation: int | None = None) -> bytes:
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    if orientation:
+        exif[imageio.EXIF_ORIENTATION] = orientation
+    image.save(buffer, "JPEG", quality=92, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def imgtag(args: list[str], home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "IMGTAG_HOME": str(home)}
+    env.pop("IMGTAG_MODEL_BASE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_the_starter_ships_with_its_provenance():
+    from serving import starter
+
+    head = starter.load_head()
+    assert head is not None, "serving/starter_model/ is missing: run `make starter-model`"
+    assert {"person", "people", "car", "cup", "giraffe"} <= set(head.tags)
+    assert head.kernel.shape == (1280, len(head.tags)) and head.bias.shape == (len(head.tags),)
+    provenance = head.provenance
+    assert provenance["dataset_hash"] and provenance["mlflow"]["run_id"]
+    assert provenance["metrics"]["images_with_correct_tag"] > 0 and provenance["command"] == "make starter-model"
+    shipped = sum(p.stat().st_size for p in starter.STARTER_DIR.iterdir())
+    assert shipped < 2_000_000  # the head and its vocabulary, no backbone copy
+
+
+def test_installed_starter_serves_the_in_process_tags_on_an_exif_rotated_photo(tmp_path, astronaut):
+    """``imgtag starter install`` makes the starter serving version 1; its SavedModel (what TF
+    Serving loads) and the in-process tagger give the same tags, and a camera photo stored
+    sideways with an EXIF orientation scores as the upright photo."""
+    from pipelines import tagger
+    from serving.export import LoadedModel
+
+    home = tmp_path / "home"
+    first = imgtag(["starter", "install", "--json"], home)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["installed"] is True and summary["serving_version"] == 1
+    again = json.loads(imgtag(["starter", "install", "--json"], home).stdout)
+    assert again["installed"] is False and again["serving_version"] == 1
+
+    upright = jpeg(astronaut)
+    sideways = jpeg(astronaut.transpose(Image.Transpose.ROTATE_90), orientation=6)  # a camera held sideways
+    assert imageio.decode(sideways, "x.jpg")[0].shape == imageio.decode(upright, "x.jpg")[0].shape
+
+    settings = Settings.from_env({**os.environ, "IMGTAG_HOME": str(home)})
+    model = tagger.current_model(settings)
+    assert (model.name, model.version, model.served) == (settings.model_name, "1", True)
+    served = LoadedModel(model.path)
+    scores = served.scores([upright, sideways])
+    np.testing.assert_allclose(scores[1], scores[0], atol=0.05)  # JPEG noise, not a rotated photo
+    served_tags = [{t.name for t in row} for row in served.vocabulary.select(scores)]
+    assert "person" in served_tags[0]
+
+    # The same tags from the same pixels: the in-process tagger (the SavedModel converted to
+    # LiteRT) and TF Serving's SavedModel differ by float rounding only.
+    in_process = tagger.get_tagger(settings)
+    pixels = np.stack([imageio.load_for_model(data, served.info["image_size"])[0] for data in (upright, sideways)])
+    from_pixels = served.pixel_scores(pixels)
+    results = list(in_process.tag_images([("up", upright, "up.jpg"), ("side", sideways, "side.jpg")]))
+    labels = served.vocabulary
+    for result, row in zip(results, from_pixels):
+        assert result.ok, result.error
+        mine = {t.name: t.score for t in result.tags}
+        emitted = {t.name for t in labels.select(row[None])[0]}
+        borderline = {t for i, t in enumerate(labels.tags) if abs(row[i] - labels.thresholds[i]) < 0.01}
+        assert set(mine) - borderline == emitted - borderline, (sorted(mine), sorted(emitted))
+        for name, score in mine.items():
+            assert score == pytest.approx(row[labels.tags.index(name)], abs=0.01)
+    # From the encoded bytes the two decoders differ a little more (OpenCV decodes a large JPEG
+    # at reduced size, TensorFlow decodes it whole), yet they agree on what the photo shows.
+    assert "person" in {t.name for t in results[1].tags} and "person" in served_tags[1]
