@@ -135,7 +135,7 @@ def test_train_gate_promote_rollback(training_home, labelled):
     assert out["train"]["run_id"] and out["version"]["dataset_hash"]
     assert out["promote"]["serving_version"] == 1
     gate = json.loads((Path(out["ingest"]["dataset"]).parent / "gate" / "report.json").read_text())
-    assert gate["details"]["champion_is"] == "the starter model" and "person" in gate["details"]["dropped_tags"]
+    assert gate["champion_is"] == "the starter model" and "person" in gate["dropped_tags"]
     assert champion_alias() == out["register"]["model_version"]
     assert repository(training_home).current().version == 1
     assert champion_events() == 1
