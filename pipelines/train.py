@@ -295,8 +295,11 @@ def _start_from(full, learned_tags: list[str], base: _Base | None) -> None:
     layer.set_weights([kernel, bias])
 
 
-def _features(full, files: list, image_size: int, batch_size: int, mirrored: bool = False) -> np.ndarray:
-    """The frozen backbone's pooled features of image files (``mirrored``: of their mirror images)."""
+def _features(
+    full, files: list, image_size: int, batch_size: int, mirrored: bool = False, grayscale: bool = False
+) -> np.ndarray:
+    """The frozen backbone's pooled features of image files (``mirrored``: of their mirror
+    images; ``grayscale``: of their black-and-white versions)."""
     import keras
     import tensorflow as tf
 
@@ -306,6 +309,8 @@ def _features(full, files: list, image_size: int, batch_size: int, mirrored: boo
     images = input_pipeline(files, None, image_size, batch_size, cache=False)
     if mirrored:
         images = images.map(tf.image.flip_left_right)
+    if grayscale:
+        images = images.map(lambda x: tf.image.grayscale_to_rgb(tf.image.rgb_to_grayscale(x)))
     return np.asarray(extractor.predict(images, verbose=0), np.float32)  # one traced graph, not eager
 
 
@@ -468,8 +473,16 @@ def train(
         x_train = _features(full, files(train_rows), size, batch)
         y_train = labels_matrix(train_rows, learned_tags)
         if params.augment:
-            x_train = np.concatenate([x_train, _features(full, files(train_rows), size, batch, mirrored=True)])
-            y_train = np.concatenate([y_train, y_train])
+            # Mirror images, and black-and-white ones: without them the head learns shortcuts
+            # (old black-and-white photos nearly all show people, so a grey texture became `person`).
+            x_train = np.concatenate(
+                [
+                    x_train,
+                    _features(full, files(train_rows), size, batch, mirrored=True),
+                    _features(full, files(train_rows), size, batch, grayscale=True),
+                ]
+            )
+            y_train = np.concatenate([y_train, y_train, y_train])
         validation = (
             (_features(full, files(val_rows), size, batch), labels_matrix(val_rows, learned_tags))
             if val_rows

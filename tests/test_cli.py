@@ -60,7 +60,7 @@ def test_a_fresh_install_tags_people(tmp_path):
     (astronaut,) = json.loads(run(["tag", "--json", str(path)], tmp_path / "home").stdout)
     assert "person" in [t["name"] for t in astronaut["tags"]]
     shown = run(["starter", "show"], tmp_path / "home").stdout
-    assert "person" in shown and "dataset" in shown
+    assert "person" in shown and "DVC hash" in shown and "MLflow run" in shown
 
 
 def test_import_twice_then_search(photos, tmp_path):

@@ -40,7 +40,7 @@ def separable(n_right: int, n_wrong: int, rng):
 
 def test_the_lowest_threshold_reaching_the_target_is_chosen():
     rng = np.random.default_rng(0)
-    y = (rng.random(400) < 0.4).astype(np.float32)
+    y = (rng.random(400) < 0.25).astype(np.float32)  # rarer than MAX_PREVALENCE: unweighted
     scores = np.clip(y * 0.5 + rng.random(400) * 0.6, 0, 1)  # informative but noisy
     choice = calibration.choose_threshold(y, scores, 0.9)
     assert choice.reason == REACHED
@@ -112,3 +112,19 @@ def test_quality_counts_what_users_see():
     assert q["no_tag"] == 0.25  # image 2: animal is off
     assert q["precision"] == pytest.approx(2 / 4)  # person x3 (2 right), cup x1 (wrong)
     assert q["person_ap"] == 1.0 and q["common_tags"] == 3
+
+
+def test_a_tag_on_most_validation_images_is_calibrated_for_a_library_where_it_is_rarer():
+    """90% of the validation images are right for the tag: almost any threshold looks precise.
+    Weighting the wrong images up to MAX_PREVALENCE makes the threshold leave them out."""
+    rng = np.random.default_rng(5)
+    y = np.r_[np.ones(900), np.zeros(100)].astype(np.float32)
+    scores = np.r_[rng.uniform(0.2, 1.0, 900), rng.uniform(0.0, 0.6, 100)]
+    weight = calibration.negative_weight(900, 100)
+    assert weight == pytest.approx(900 * 0.7 / (100 * 0.3))
+    choice = calibration.choose_threshold(y, scores, 0.9)
+    kept = scores >= choice.threshold
+    assert choice.reason == REACHED and choice.threshold > 0.5  # most wrong images score below 0.6
+    right, wrong = y[kept].sum(), (1 - y[kept]).sum()
+    assert right / (right + weight * wrong) >= 0.9
+    assert calibration.negative_weight(100, 900) == 1.0  # a rare tag is left as it is

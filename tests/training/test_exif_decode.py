@@ -13,7 +13,21 @@ from PIL import Image
 from pipelines import imageio
 from pipelines import model as tagger_model
 
-tf = pytest.importorskip("tensorflow")
+
+class _TensorFlow:
+    """TensorFlow, imported when a test first uses it, not when pytest collects this module:
+    importing it at collection time installs absl's logging on the stderr that typer's
+    CliRunner swaps out in the catalog tests, and pytest then loses its stderr."""
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name == "pytestmark":  # pytest looks these up when it collects
+            raise AttributeError(name)
+        from pipelines.tf_runtime import import_tensorflow
+
+        return getattr(import_tensorflow(), name)
+
+
+tf = _TensorFlow()
 
 SIZE = 32
 # One colour per quadrant: each of the 8 orientations puts them in a different arrangement,
