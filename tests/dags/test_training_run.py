@@ -119,8 +119,11 @@ def in_memory_tags(model_dir: Path, thresholds: Path, files: list[Path]) -> list
 
     trained = model.load(model_dir)
     scores = evaluate.predict(trained, files)["learned"]
-    limits = json.loads(thresholds.read_text())["tags"]
-    return [{t for t, s in zip(trained.tags, row) if s >= limits[t]["threshold"]} for row in scores]
+    from pipelines.tagmap import parse_threshold
+
+    chosen = json.loads(thresholds.read_text())["tags"]
+    limits = {t: parse_threshold(c["threshold"]) for t, c in chosen.items()}  # "off": never emitted
+    return [{t for t, s in zip(trained.tags, row) if s >= limits[t]} for row in scores]
 
 
 def test_train_gate_promote_rollback(training_home, labelled):
