@@ -708,20 +708,27 @@ def gate(
 ):
     """Compare a challenger with the champion on the same test split.
 
-    The champion is the MLflow alias `champion`; before the first promotion, the starter model
-    (what tags until then). Both are scored on every tag the test labels can check. A tie on a
-    saturated metric (both near 1.0) is broken by the second metric (micro F1 for mAP).
-    Exits 0 when the challenger passes and 3 when it is rejected (the training DAG then skips
-    promotion); either way the report is printed and written next to the dataset.
+    The champion is what TF Serving serves (the `champion` label in IMGTAG_MODEL_BASE/models.config);
+    before the first promotion, the starter model (what tags until then). Both are scored on
+    every tag the test labels can check. A tie on a saturated metric (both near 1.0) is broken
+    by the second metric (micro F1 for mAP).
+
+    Exit status: 0 when the challenger passes; 3 when it is rejected (the training DAG then
+    skips promotion), either way with the report printed and written next to the dataset;
+    2 for bad input (no such version or dataset); 4 when the MLflow alias `champion` does not
+    point at what is served (it was moved by hand): nothing is scored, and the red message says
+    how to put the alias back (`imgtag models` shows both).
     """
     from pipelines.dataset import DatasetError
-    from pipelines.registry import GATE_REJECTED_EXIT
+    from pipelines.registry import CHAMPION_DIVERGENCE_EXIT, GATE_REJECTED_EXIT, ChampionDivergence
     from pipelines.registry import gate as run_gate
 
     try:
         with err.status("Scoring challenger and champion..."):
             result = run_gate(model_version, dataset, metric=metric, margin=margin, floor=floor,
                               allow_dropped_tags=allow_dropped_tags, settings=_settings())
+    except ChampionDivergence as exc:
+        _fail(str(exc), CHAMPION_DIVERGENCE_EXIT)
     except (ValueError, DatasetError, FileNotFoundError) as exc:
         _fail(str(exc))
     summary = result.to_dict()
@@ -740,7 +747,9 @@ def promote(
     (IMGTAG_MODEL_BASE), and the MLflow alias `champion`. Taggers pick it up on their next batch.
 
     With IMGTAG_SERVING_STATUS_URL (TF Serving's REST port) the `champion` label moves only once
-    the server reports the new version loaded (up to IMGTAG_SERVING_LOAD_TIMEOUT seconds)."""
+    the server reports the new version loaded (up to IMGTAG_SERVING_LOAD_TIMEOUT seconds).
+    Promoting the version already served copies nothing: it only points the MLflow alias back
+    at it, which is how an alias moved by hand is put back (`imgtag models` says when)."""
     from pipelines.registry import promote as run_promote
     from serving.repository import RepositoryError
 
@@ -756,7 +765,14 @@ def promote(
 def rollback(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
-    """Serve the previous champion again (model repository and MLflow alias)."""
+    """Serve the previous champion again (model repository and MLflow alias).
+
+    Each rollback goes one promotion further back. Taggers pick the restored version up on
+    their next batch, but run from a terminal nothing retags what the rolled-back model tagged
+    until `nightly_retag`'s next 02:00 slot. To roll back and retag at once, trigger the
+    `rollback_champion` DAG in Airflow instead: it runs this command and updates the champion
+    asset, which starts `nightly_retag`.
+    """
     from pipelines.registry import rollback as run_rollback
     from serving.repository import RepositoryError
 
@@ -766,6 +782,92 @@ def rollback(
         _fail(str(exc))
     _emit(summary, as_json, f"serving version {summary['serving_version']} again "
                             f"(was {summary['rolled_back_from']})")
+
+
+@app.command()
+def models(
+    history: int = typer.Option(
+        5, "--history", metavar="N", min=0, help="Show the last N promotions and rollbacks (0: none)."
+    ),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print the status as JSON: serving_version, mlflow_version, served, run_id, dataset_hash, "
+        "alias_version, agree, reason, history.",
+    ),
+):
+    """Show the champion: the version TF Serving serves, where the MLflow alias `champion`
+    points, and whether they agree; then the model repository's last promotions and rollbacks.
+
+    What TF Serving serves (the `champion` label in IMGTAG_MODEL_BASE/models.config) is the
+    champion: the taggers use it and the gate compares challengers with it. The MLflow alias
+    must name the same version; only `imgtag promote` and `imgtag rollback` (and the DAGs that
+    run them) move either. Exit status 0 when they agree; 4 when they do not (the alias was moved
+    by hand, e.g. in the MLflow UI: the gate then refuses to run), with a red line saying how to
+    put it back; 1 when the model repository or MLflow cannot be read.
+    """
+    from mlflow.exceptions import MlflowException
+    from rich.markup import escape
+
+    from pipelines.registry import CHAMPION_DIVERGENCE_EXIT, champion_history, champion_status
+    from serving.repository import RepositoryError
+
+    settings = _settings()
+    try:
+        status = champion_status(settings)
+        entries = champion_history(settings, last=history)
+    except RepositoryError as exc:
+        _fail(str(exc), 1)
+    except MlflowException as exc:  # MLflow unreachable or refusing: say so rather than guess
+        _fail(f"cannot read the MLflow alias `champion` from {settings.mlflow_tracking_uri}: {exc}", 1)
+    summary = {**status.to_dict(), "history": entries}
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        _print_champion(status, entries)
+    if not status.agree:
+        err.print(f"[bold red]champion divergence: {escape(status.reason)}[/bold red]")
+        raise typer.Exit(CHAMPION_DIVERGENCE_EXIT)
+
+
+def _print_champion(status, entries: list[dict]) -> None:
+    """``imgtag models`` as tables: the champion, then the repository's history."""
+    from rich.markup import escape
+
+    table = Table(title=f"champion of {status.model_name}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("served by TF Serving", status.served)
+    if status.serving_version is not None:
+        previous = "none" if status.previous is None else f"serving version {status.previous}"
+        table.add_row("serving version", f"{status.serving_version} (previous: {previous})")
+        table.add_row("MLflow version", status.mlflow_version or "none (not registered in MLflow)")
+        for label, key in (("MLflow run", "run_id"), ("dataset hash", "dataset_hash")):
+            if status.metadata.get(key):
+                table.add_row(label, str(status.metadata[key]))
+        if status.promoted_at:
+            table.add_row("promoted at", status.promoted_at)
+    alias = "none" if status.alias_version is None else f"version {status.alias_version}"
+    table.add_row("MLflow alias `champion`", alias)
+    table.add_row("agree", "[green]yes[/green]" if status.agree else "[bold red]NO[/bold red]")
+    out.print(table)
+    if status.agree:
+        out.print(f"[green]{escape(status.reason)}[/green]")
+    if entries:
+        log = Table(
+            title=f"last {len(entries)} promotions and rollbacks (newest first)",
+            caption="serving, previous, rolled back: serving versions; MLflow: the served MLflow version",
+        )
+        for column in ("at (UTC)", "action", "serving", "MLflow", "previous", "rolled back"):
+            log.add_column(column, no_wrap=True)
+        for e in entries:
+            at = str(e.get("at", ""))[:16].replace("T", " ")  # 2026-12-03T06:17:18+00:00: 2026-12-03 06:17
+            previous = "-" if e.get("previous") is None else str(e["previous"])
+            log.add_row(
+                at, str(e.get("action", "")), str(e["version"]), str(e["mlflow_version"] or "-"), previous,
+                str(e.get("rolled_back", "-")),
+            )
+        out.print(log)
 
 
 starter_app = typer.Typer(

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-DAG_IDS = ("nightly_retag", "streaming_tagging", "training_pipeline")
+DAG_IDS = ("nightly_retag", "rollback_champion", "streaming_tagging", "training_pipeline")
 #: Who answers for each DAG's tasks.
-OWNERS = {"nightly_retag": "mlops", "streaming_tagging": "mlops", "training_pipeline": "data-science"}
+OWNERS = {
+    "nightly_retag": "mlops",
+    "rollback_champion": "mlops",
+    "streaming_tagging": "mlops",
+    "training_pipeline": "data-science",
+}
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ K8S_VERSIONS = ("1.32", "1.37")
 IMAGE = "registry.example.com/imgtag:0.1.0"
 #: The imgtag subcommands the DAGs run.
 STAGES = {
-    *("drain", "requeue"),
+    *("drain", "requeue", "rollback"),
     *("ingest", "validate", "version", "train", "evaluate", "register", "gate", "promote"),
 }
 
@@ -36,7 +36,7 @@ def pods(pod_dagbag):
             assert isinstance(task, KubernetesPodOperator), f"{dag.dag_id}.{task.task_id} is not a pod"
             pod = task.build_pod_request_obj()
             built[dag.dag_id, task.task_id] = task, ApiClient().sanitize_for_serialization(pod)
-    assert len(built) == 12
+    assert len(built) == 13
     return built
 
 
@@ -178,6 +178,6 @@ def test_no_volumes_when_the_list_is_empty(stage_module):
 
 def test_kubernetes_without_an_image_is_an_import_error_that_says_why(load_dags):
     dagbag = load_dags(IMGTAG_STAGE_EXECUTOR="kubernetes")
-    assert len(dagbag.import_errors) == 3
+    assert len(dagbag.import_errors) == 4
     for error in dagbag.import_errors.values():
         assert "IMGTAG_STAGE_EXECUTOR=kubernetes needs IMGTAG_IMAGE" in error
