@@ -7,7 +7,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 DEMO_HOME ?= var/demo
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install tools browser demo test test-sqlite test-postgres bench starter-model clean
+.PHONY: install tools browser demo platform labelled-sample test test-sqlite test-postgres bench starter-model clean
 
 # Infrastructure checkers kept out of .venv: checkov pins old packaging/networkx/cachetools
 # that would downgrade them under Airflow, MLflow and DVC; promtool comes from Debian's
@@ -60,6 +60,16 @@ browser: $(CHROMIUM)  ## Debian's Chromium for the browser tests in tests/web
 
 demo: install  ## import the photos scikit-image ships (or DEMO_DIR=...) and show their tags
 	IMGTAG_HOME=$(DEMO_HOME) $(BIN)/python -m pipelines.demo $(DEMO_DIR)
+
+PLATFORM_HOME ?= var/platform
+platform: install  ## Airflow, MLflow, the catalog, a worker (and Prometheus after `make tools`) until Ctrl-C
+	IMGTAG_HOME=$(PLATFORM_HOME) $(BIN)/imgtag platform
+
+# 120 drawn images (coloured shapes, 2-4 tags each) as a folder-per-tag tree: a labelled set to
+# follow the README's walk-through with (the tests train on the same drawings).
+labelled-sample: install  ## draw a small labelled set into $(PLATFORM_HOME)/labelled/shapes
+	$(BIN)/python -c "import sys; from pathlib import Path; from tests.shapes import make_tree; \
+		print(make_tree(Path(sys.argv[1]).resolve(), 120, seed=3))" $(PLATFORM_HOME)/labelled/shapes
 
 # The starter model from labelled photos (never committed): STARTER_DATA=/path/to/dam-photos.
 STARTER_DATA ?= ../shared/data/dam-photos

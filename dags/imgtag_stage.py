@@ -52,12 +52,16 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset, BaseOperator
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 #: Updated by the promotion stage when a new champion model lands; schedules ``nightly_retag``.
 CHAMPION_ASSET = Asset("imgtag://models/imgtag-tagger/champion")
 
 EXECUTORS = ("local", "kubernetes")
+
+#: The exit status of an ``imgtag`` command refusing its input (a missing folder, a malformed
+#: manifest, a bad option): running it again cannot help, so the task fails without retries.
+USAGE_EXIT = 2
 
 
 class StageError(RuntimeError):
@@ -281,8 +285,10 @@ class LocalStageOperator(BaseOperator):
     The command inherits the worker's environment. Its stderr goes to the task log as it comes;
     a non-zero exit fails the task with the exit status and the end of stderr, except an exit
     status in ``skip_on_exit_code``, which skips the task (like ``KubernetesPodOperator``'s) with
-    the summary's ``reason`` in the message. A summary printed before a non-zero exit is still
-    pushed as the XCom, as the pod's XCom sidecar does.
+    the summary's ``reason`` in the message, and exit status 2 (``USAGE_EXIT``: the command refused
+    its input), which fails the task at once, without the retries meant for transient faults. A
+    summary printed before a non-zero exit is still pushed as the XCom, as the pod's XCom sidecar
+    does.
     """
 
     template_fields: Sequence[str] = ("arguments",)
@@ -313,6 +319,8 @@ class LocalStageOperator(BaseOperator):
                 ti.xcom_push(key="return_value", value=exc.summary)
             if exc.returncode in self.skip_on_exit_code:
                 raise AirflowSkipException(_skip_message(exc)) from exc
+            if exc.returncode == USAGE_EXIT:  # bad input: fail now, whatever the retries
+                raise AirflowFailException(f"{exc} (bad input: not retried)") from exc
             raise
 
     def _remember(self, process: subprocess.Popen) -> None:

@@ -12,14 +12,24 @@ Re-queues what the current model should (re)tag, then tags it:
    `streaming_tagging` DAG consumes the same queue, so whatever is left is tagged there).
 
 Scheduled by the cron *or* the champion asset (`imgtag://models/imgtag-tagger/champion`),
-which the promotion stage updates. Each task's XCom is its command's JSON summary. The stages
-run as local processes or as Kubernetes pods, chosen by `IMGTAG_STAGE_EXECUTOR`
-(see `dags/imgtag_stage.py`).
+which the promotion stage of `training_pipeline` and the `rollback_champion` DAG update: a new
+champion (or a rolled-back one) retags what another model tagged within minutes, not at 02:00.
+The DAG is active as soon as Airflow parses it (`is_paused_upon_creation=False`): Airflow
+queues asset-triggered runs only for active DAGs, so a paused `nightly_retag` would let the
+first promotion pass unnoticed.
+
+**Missed slots** (a decision, not an accident). When Airflow first parses this DAG, it waits
+for the next 02:00 rather than running the slot that passed (`run_immediately=False`, and no
+`start_date`, which would override it): starting the platform at noon does not start a retag of
+the whole library at once. After that, a scheduler that was down over 02:00 runs the most recent
+missed night once when it comes back (`catchup=False`: one run, not one per missed night).
+Nothing is lost either way: each run requeues everything still stale or pending, and a promotion
+triggers a run at once.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag
 from imgtag_stage import CHAMPION_ASSET, MODEL_RESOURCES, stage
@@ -28,11 +38,12 @@ from imgtag_stage import CHAMPION_ASSET, MODEL_RESOURCES, stage
 @dag(
     dag_id="nightly_retag",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
+        # The first 02:00 is the next one, not the one that passed: see "Missed slots" above.
+        timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=False),
         assets=CHAMPION_ASSET,
     ),
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
+    is_paused_upon_creation=False,  # paused, it would ignore the champion asset's events
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=3),
     doc_md=__doc__,

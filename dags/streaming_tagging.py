@@ -24,6 +24,7 @@ from imgtag_stage import MODEL_RESOURCES, stage
     schedule="*/5 * * * *",
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
+    is_paused_upon_creation=False,  # active as soon as Airflow parses it
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=15),
     doc_md=__doc__,

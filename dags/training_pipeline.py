@@ -33,7 +33,9 @@ later stages read earlier summaries from XCom (paths, ids and versions, never da
    champion's by `gate_margin` (a tie on a saturated metric is broken by a second metric), and
    it must not drop tags the champion emits unless `gate_allow_dropped_tags`. **A rejection
    skips the rest of the run**: the gate exits 3, the task is skipped (not failed), so
-   `promote` is skipped too; the gate report says why.
+   `promote` is skipped too; the gate report says why. The champion is what TF Serving
+   serves; when MLflow's `champion` alias points elsewhere (moved by hand in the MLflow UI)
+   the gate fails with exit 4 and says how to put it back (`imgtag models` shows both).
 8. `promote` — `imgtag promote <model_version>`: the next numbered version in the TF Serving
    model repository and the MLflow alias `champion`. It updates the asset
    `imgtag://models/imgtag-tagger/champion`, which schedules `nightly_retag`.
@@ -42,9 +44,12 @@ Parameters (the trigger form): the labelled sources `folders`, `manifests`, `use
 `min_examples_per_tag`; training `epochs`, `learning_rate`, `batch_size`, `image_size`,
 `fine_tune_blocks`, `fine_tune_epochs`, `distill_weight`, `base`; `learned_only`; `target_precision`; and
 the gate's `gate_metric`, `gate_margin`, `gate_floor`, `gate_allow_dropped_tags`. Airflow refuses a trigger whose parameters do not
-fit their schema. Only the stages that talk to storage, the MLflow server or the database
-(`ingest`, `version`, `register`, `promote`) are retried; a deterministic failure (bad data, a
-diverging model) fails once. The stages run as local processes or as Kubernetes pods, chosen
+fit their schema. Folders and manifests are paths on the filesystem the stages see (object
+storage URIs are not read; copy the images to the shared volume first). Only the stages that
+talk to storage, the MLflow server or the database (`ingest`, `version`, `register`, `promote`)
+are retried, and only on a transient failure: a stage that exits with status 2 (bad input: a
+folder that does not exist, a malformed manifest, a failed validation) fails at once without
+retries, so a typo in the form costs seconds, not the retry delays. The stages run as local processes or as Kubernetes pods, chosen
 by `IMGTAG_STAGE_EXECUTOR` (see `dags/imgtag_stage.py`).
 """
 
@@ -78,6 +83,7 @@ MODEL_VERSION = out("register", "model_version")
     schedule=None,
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
+    is_paused_upon_creation=False,  # active as soon as Airflow parses it
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=16),
     doc_md=__doc__,
@@ -89,14 +95,16 @@ MODEL_VERSION = out("register", "model_version")
             type="array",
             items={"type": "string"},
             title="Labelled folders",
-            description="Folder-per-tag trees of labelled images (paths or s3:// URIs), one per line.",
+            description="Folder-per-tag trees of labelled images, one absolute path per line, on the "
+            "filesystem the stages see (this machine, or the shared /data volume in a cluster).",
         ),
         "manifests": Param(
             [],
             type="array",
             items={"type": "string"},
             title="Manifests",
-            description="Manifests of images and their tags (paths or s3:// URIs), one per line.",
+            description="CSV manifests (path,tags) of labelled images, one absolute path per line, on the "
+            "filesystem the stages see (this machine, or the shared /data volume in a cluster).",
         ),
         "use_catalog": Param(
             True,

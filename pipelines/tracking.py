@@ -15,6 +15,16 @@ from pipelines.settings import Settings
 
 CHAMPION = "champion"
 
+#: MLflow 3's UI opens an experiment without this tag in GenAI mode (traces, prompts, tokens);
+#: ``custom_model_development`` opens it on runs, metrics and models.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+EXPERIMENT_NOTE = (
+    "Training runs of the imgtag tagger, one per `training_pipeline` DAG run (the run name is the "
+    "Airflow run id): parameters, per-epoch curves, test metrics and the gate's verdict. Registered "
+    "versions are under Models; the `champion` alias is the served one (`imgtag models`)."
+)
+
 
 def client(settings: Settings | None = None):
     """The MLflow client for ``settings`` (tracking and registry URI set process-wide)."""
@@ -46,11 +56,17 @@ def experiment_id(settings: Settings | None = None) -> str:
     mlflow_client = client(settings)
     found = mlflow_client.get_experiment_by_name(settings.mlflow_experiment)
     if found is not None:
+        if (found.tags or {}).get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:  # made by an older imgtag
+            mlflow_client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
         return found.experiment_id
     location = None
     if settings.mlflow_tracking_uri.startswith("sqlite:"):
         location = (settings.home / "mlartifacts").as_uri()
-    return mlflow_client.create_experiment(settings.mlflow_experiment, artifact_location=location)
+    return mlflow_client.create_experiment(
+        settings.mlflow_experiment,
+        artifact_location=location,
+        tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING, "mlflow.note.content": EXPERIMENT_NOTE},
+    )
 
 
 def git_commit() -> str:

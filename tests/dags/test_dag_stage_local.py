@@ -27,6 +27,9 @@ elif mode == "fail":
         print(f"progress {{n}}", file=sys.stderr)
     print("RabbitMQ at 127.0.0.1:5672 is not reachable", file=sys.stderr)
     sys.exit(3)
+elif mode == "usage":
+    print("--folder /data/labeled-typo: no such folder", file=sys.stderr)
+    sys.exit(2)
 elif mode == "nojson":
     print("tagged 3 images")
 elif mode == "reject":
@@ -140,6 +143,20 @@ def test_an_exit_status_not_in_skip_on_exit_code_fails(stage_module, fake_imgtag
     with pytest.raises(stage_module.StageExit, match="exited with status 3") as failure:
         operator.execute(context={})
     assert "gate rejected the challenger" in str(failure.value)
+
+
+def test_bad_input_fails_at_once_and_a_transient_failure_may_be_retried(stage_module, fake_imgtag):
+    """A typo in a form field is not retried for minutes; a broker outage still is."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    operator = stage_module.LocalStageOperator(task_id="ingest", arguments=["usage"], retries=2)
+    with pytest.raises(AirflowFailException, match="no such folder") as failure:
+        operator.execute(context={})
+    assert "not retried" in str(failure.value)
+    operator = stage_module.LocalStageOperator(task_id="ingest", arguments=["fail"], retries=2)
+    with pytest.raises(stage_module.StageExit) as failure:
+        operator.execute(context={})
+    assert not isinstance(failure.value, AirflowFailException)
 
 
 def test_stderr_goes_to_the_task_log_as_it_comes(stage_module, fake_imgtag):
