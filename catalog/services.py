@@ -93,7 +93,7 @@ def validate(data: bytes, filename: str) -> ImageInfo:
     limit = settings.IMGTAG_MAX_UPLOAD_BYTES
     if len(data) > limit:
         raise UploadTooLarge(filename, limit, len(data))
-    return probe(data, filename, settings.IMGTAG_MAX_PIXELS)
+    return probe(data, filename, settings.IMGTAG_MAX_PIXELS, settings.IMGTAG_MAX_DECODE_BYTES)
 
 
 @dataclass(frozen=True)

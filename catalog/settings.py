@@ -35,6 +35,7 @@ IMGTAG_HOME = str(_imgtag.home)
 IMGTAG_STORAGE_URL = _imgtag.storage_url
 IMGTAG_MAX_UPLOAD_BYTES = _imgtag.max_upload_bytes
 IMGTAG_MAX_PIXELS = _imgtag.max_pixels
+IMGTAG_MAX_DECODE_BYTES = _imgtag.max_decode_bytes
 IMGTAG_UPLOAD_TAGGING = _imgtag.upload_tagging
 IMGTAG_CACHE_DIR = str(_imgtag.cache_dir)  # thumbnails under <cache>/thumbnails
 

@@ -40,7 +40,9 @@ def make_thumbnail(data: bytes, name: str = "<bytes>", size: int = SIZE, quality
     Raises:
         pipelines.imageio.ImageError: the bytes are not an image OpenCV can decode.
     """
-    rgb, _ = load_to_fit(data, size, name, max_pixels=settings.IMGTAG_MAX_PIXELS)
+    rgb, _ = load_to_fit(
+        data, size, name, max_pixels=settings.IMGTAG_MAX_PIXELS, max_decode_bytes=settings.IMGTAG_MAX_DECODE_BYTES
+    )
     ok, encoded = cv2.imencode(
         ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
     )

@@ -27,6 +27,11 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".gif"}
 )
 DEFAULT_MAX_PIXELS = 100_000_000
+#: Bytes the decoder may allocate for one image's pixels (width x height x channels x bytes per
+#: sample): 512 MiB leaves a 2 GiB pod room for the model, a batch and the copies after decoding.
+#: A 100-megapixel 8-bit RGB photo (286 MiB) fits; a 9999x9999 RGBA PNG at 16 bits (763 MiB)
+#: does not, however few bytes its file has.
+DEFAULT_MAX_DECODE_BYTES = 512 * 1024 * 1024
 EXIF_ORIENTATION = 0x0112
 
 # Formats recognised by their first bytes that we refuse with a hint, rather than calling
@@ -80,6 +85,12 @@ class TooManyPixelsError(ImageError):
     reason = "too_many_pixels"
 
 
+class DecodeBudgetError(TooManyPixelsError):
+    """Decoding would allocate more than the decode budget (``IMGTAG_MAX_DECODE_BYTES``)."""
+
+    reason = "decode_budget"
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     """What the header says, with width and height as displayed (after EXIF rotation)."""
@@ -90,6 +101,16 @@ class ImageInfo:
     mode: str
     orientation: int = 1
     has_alpha: bool = False
+    bytes_per_sample: int = 1
+
+    @property
+    def decoded_bytes(self) -> int:
+        """What the decoder allocates for the pixels of one frame: with alpha OpenCV keeps every
+        channel at its stored depth; without, it decodes straight to 8-bit BGR."""
+        if self.has_alpha:
+            channels = 2 if self.mode in ("LA", "La") else 4
+            return self.width * self.height * channels * self.bytes_per_sample
+        return self.width * self.height * 3
 
 
 def _sniff_supported(data: bytes) -> str | None:
@@ -110,12 +131,20 @@ def _sniff_unsupported(data: bytes) -> str | None:
     return None
 
 
-def probe(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
-    """Read the header only and check the file is an image we can decode.
+def probe(
+    data: bytes,
+    name: str = "<bytes>",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
+) -> ImageInfo:
+    """Read the header only and check the file is an image we can decode within the limits.
+
+    Nothing is decoded: a file whose pixels would need more than ``max_decode_bytes`` is
+    refused from its header, whatever its size on disk (a PNG of zeros compresses a thousandfold).
 
     Raises:
         EmptyImageError, NotAnImageError, UnsupportedFormatError, TruncatedImageError,
-        TooManyPixelsError: with a message that names ``name``.
+        TooManyPixelsError, DecodeBudgetError: with a message that names ``name``.
     """
     if not data:
         raise EmptyImageError(name, "the file is empty (0 bytes)")
@@ -132,6 +161,7 @@ def probe(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXE
                 has_alpha = "A" in im.getbands() or "transparency" in im.info
                 _check_size(name, fmt, width, height, max_pixels)
                 orientation = _orientation(im)
+                depth = _bytes_per_sample(data, im)
     except Image.DecompressionBombError as exc:
         raise TooManyPixelsError(
             name,
@@ -155,7 +185,27 @@ def probe(data: bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXE
         raise TruncatedImageError(name, f"the image header is truncated or damaged ({exc})") from None
     if orientation in (5, 6, 7, 8):
         width, height = height, width
-    return ImageInfo(fmt, width, height, mode, orientation, has_alpha)
+    info = ImageInfo(fmt, width, height, mode, orientation, has_alpha, depth)
+    if info.decoded_bytes > max_decode_bytes:
+        layout = f"{'with alpha, ' if has_alpha else ''}{8 * depth} bits a sample"
+        raise DecodeBudgetError(
+            name,
+            f"{width}x{height} ({layout}) would take {info.decoded_bytes / 2**20:,.0f} MiB to decode, "
+            f"more than the budget of {max_decode_bytes / 2**20:,.0f} MiB (IMGTAG_MAX_DECODE_BYTES); "
+            "save it smaller, at 8 bits a sample or without transparency",
+        )
+    return info
+
+
+def _bytes_per_sample(data: bytes, im: Image.Image) -> int:
+    """Bytes per sample as stored: PNG's IHDR bit depth, TIFF's BitsPerSample, else Pillow's mode."""
+    if im.format == "PNG" and len(data) > 24:
+        return 2 if data[24] == 16 else 1  # IHDR: signature 8, length 4, type 4, size 8, bit depth
+    if im.format == "TIFF":
+        bits = im.tag_v2.get(258, (8,))
+        bits = max(bits) if isinstance(bits, tuple) else int(bits)
+        return max(1, -(-int(bits) // 8))
+    return 2 if im.mode.startswith("I;16") else 4 if im.mode in ("I", "F") else 1
 
 
 def _check_size(name: str, fmt: str, width: int, height: int, max_pixels: int) -> None:
@@ -246,9 +296,13 @@ def _flatten_alpha_to_bgr(pixels: np.ndarray) -> np.ndarray:
         pixels = np.dstack([gray, gray, gray, alpha])
         channels = 4
     if channels == 4:
-        alpha = pixels[..., 3:4].astype(np.float32) / 255.0
-        bgr = pixels[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
-        return (bgr + 0.5).astype(np.uint8)
+        # In bands of rows: float copies of the whole image would take 16 bytes a pixel.
+        out = np.empty(pixels.shape[:2] + (3,), np.uint8)
+        for top in range(0, pixels.shape[0], 512):
+            band = pixels[top : top + 512]
+            alpha = band[..., 3:4].astype(np.float32) / 255.0
+            out[top : top + 512] = band[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha) + 0.5
+        return out
     return pixels[..., :3]
 
 
@@ -272,7 +326,11 @@ def _decode_bgr(data: bytes, name: str, info: ImageInfo, min_side: int | None) -
 
 
 def decode(
-    data: bytes, name: str = "<bytes>", *, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes,
+    name: str = "<bytes>",
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> tuple[np.ndarray, ImageInfo]:
     """Decode an image at full size.
 
@@ -283,18 +341,23 @@ def decode(
     Raises:
         ImageError: a subclass naming the problem and ``name``.
     """
-    info = probe(data, name, max_pixels)
+    info = probe(data, name, max_pixels, max_decode_bytes)
     return cv2.cvtColor(_decode_bgr(data, name, info, None), cv2.COLOR_BGR2RGB), info
 
 
 def load_for_model(
-    data: bytes, size: int, name: str = "<bytes>", *, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes,
+    size: int,
+    name: str = "<bytes>",
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> tuple[np.ndarray, ImageInfo]:
     """Decode (at reduced size where the JPEG allows) and resize to ``size`` x ``size`` RGB.
 
     The whole picture is kept (no crop): for tagging, what is near the edge counts too.
     """
-    info = probe(data, name, max_pixels)
+    info = probe(data, name, max_pixels, max_decode_bytes)
     bgr = _decode_bgr(data, name, info, size)
     h, w = bgr.shape[:2]
     # INTER_AREA anti-aliases large reductions; below 2x (the usual case after a reduced JPEG
@@ -305,7 +368,12 @@ def load_for_model(
 
 
 def load_to_fit(
-    data: bytes, size: int, name: str = "<bytes>", *, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes,
+    size: int,
+    name: str = "<bytes>",
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
 ) -> tuple[np.ndarray, ImageInfo]:
     """Decode and shrink to fit in ``size`` x ``size``, keeping the aspect ratio (thumbnails).
 
@@ -319,7 +387,7 @@ def load_to_fit(
     Raises:
         ImageError: a subclass naming the problem and ``name``.
     """
-    info = probe(data, name, max_pixels)
+    info = probe(data, name, max_pixels, max_decode_bytes)
     # the shorter side that keeps the longer one at ``size`` after a reduced decode
     min_side = -(-size * min(info.width, info.height) // max(info.width, info.height))
     bgr = _decode_bgr(data, name, info, max(min_side, 1))

@@ -7,6 +7,7 @@
 | ``IMGTAG_STORAGE_URL`` | ``$IMGTAG_HOME/storage`` | fsspec URL of the content-addressed originals (``s3://bucket/prefix``) |
 | ``IMGTAG_MAX_UPLOAD_MB`` | ``50`` | largest accepted original, in MiB |
 | ``IMGTAG_MAX_PIXELS`` | ``100000000`` | largest accepted image, width x height (decompression bombs) |
+| ``IMGTAG_MAX_DECODE_BYTES`` | ``536870912`` (512 MiB) | most bytes one image's pixels may take once decoded (width x height x channels x bytes per sample); checked from the header before decoding, everywhere images are read |
 | ``IMGTAG_BATCH_SIZE`` | ``32`` | images per inference batch |
 | ``IMGTAG_DECODE_THREADS`` | number of CPUs | threads decoding images ahead of the model |
 | ``IMGTAG_AMQP_URL`` | ``amqp://guest:guest@127.0.0.1:5672/%2F`` | RabbitMQ for the tagging queue |
@@ -39,6 +40,7 @@ class Settings:
     storage_url: str
     max_upload_bytes: int
     max_pixels: int
+    max_decode_bytes: int
     batch_size: int
     decode_threads: int
     runtime: str
@@ -66,6 +68,7 @@ class Settings:
             storage_url=env.get("IMGTAG_STORAGE_URL") or str(home / "storage"),
             max_upload_bytes=int(float(env.get("IMGTAG_MAX_UPLOAD_MB", "50")) * 1024 * 1024),
             max_pixels=int(env.get("IMGTAG_MAX_PIXELS", "100000000")),
+            max_decode_bytes=int(env.get("IMGTAG_MAX_DECODE_BYTES", str(512 * 1024 * 1024))),
             batch_size=int(env.get("IMGTAG_BATCH_SIZE", "32")),
             decode_threads=int(env.get("IMGTAG_DECODE_THREADS", str(os.cpu_count() or 2))),
             runtime=_choice(env, "IMGTAG_RUNTIME", "litert", ("litert", "tensorflow")),

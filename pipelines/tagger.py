@@ -79,6 +79,7 @@ class Tagger:
         batch_size: int = 32,
         decode_threads: int = 2,
         max_pixels: int = imageio.DEFAULT_MAX_PIXELS,
+        max_decode_bytes: int = imageio.DEFAULT_MAX_DECODE_BYTES,
         predict_encoded: Callable[[list[bytes]], np.ndarray] | None = None,
     ):
         self._predict = predict
@@ -90,6 +91,7 @@ class Tagger:
         self.batch_size = batch_size
         self.decode_threads = decode_threads
         self.max_pixels = max_pixels
+        self.max_decode_bytes = max_decode_bytes
 
     def with_thresholds(self, overrides: Mapping[str, float]) -> Tagger:
         """This tagger with some tags' thresholds replaced (tag name -> threshold): a shallow
@@ -110,7 +112,9 @@ class Tagger:
             data = data.read_bytes()
         elif callable(data):
             data = data()
-        image, info = imageio.load_for_model(data, self.image_size, name, max_pixels=self.max_pixels)
+        image, info = imageio.load_for_model(
+            data, self.image_size, name, max_pixels=self.max_pixels, max_decode_bytes=self.max_decode_bytes
+        )
         return image, info, (data if self._predict_encoded else None)
 
     def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
@@ -357,7 +361,13 @@ def current_model(settings: Settings | None = None) -> CurrentModel:
 
 @functools.cache
 def _cached_tagger(
-    model: CurrentModel, batch_size: int, decode_threads: int, max_pixels: int, runtime: str, cache_dir: Path
+    model: CurrentModel,
+    batch_size: int,
+    decode_threads: int,
+    max_pixels: int,
+    max_decode_bytes: int,
+    runtime: str,
+    cache_dir: Path,
 ) -> Tagger:
     import cv2
 
@@ -389,6 +399,7 @@ def _cached_tagger(
         batch_size=batch_size,
         decode_threads=decode_threads,
         max_pixels=max_pixels,
+        max_decode_bytes=max_decode_bytes,
     )
 
 
@@ -410,6 +421,7 @@ def _remote_tagger(serving, model: CurrentModel, settings: Settings) -> Tagger:
         batch_size=settings.batch_size,
         decode_threads=settings.decode_threads,
         max_pixels=settings.max_pixels,
+        max_decode_bytes=settings.max_decode_bytes,
         predict_encoded=predictor.scores,
     )
 
@@ -439,6 +451,7 @@ def get_tagger(settings: Settings | None = None) -> Tagger:
             settings.batch_size,
             settings.decode_threads,
             settings.max_pixels,
+            settings.max_decode_bytes,
             settings.runtime,
             settings.cache_dir,
         )

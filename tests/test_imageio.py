@@ -140,3 +140,74 @@ def test_pixel_limit_is_checked_before_decoding():
     assert imageio.probe(png_header_only(4000, 3000), "ok.png", max_pixels=12_000_000).width == 4000
     with pytest.raises(imageio.TooManyPixelsError):
         imageio.probe(png_header_only(4000, 3001), "big.png", max_pixels=12_000_000)
+
+
+def pixel_bomb_png(side: int = 9999) -> bytes:
+    """A real, complete PNG of ``side`` x ``side`` transparent black, RGBA at 16 bits a sample:
+    under a megabyte on disk, about 763 MiB once decoded (the rows are compressed one by one,
+    so making it never holds the pixels either)."""
+    ihdr = struct.pack(">IIBBBBB", side, side, 16, 6, 0, 0, 0)
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (1 + side * 8)
+    idat = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def pixel_bomb(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bomb") / "bomb.png"
+    path.write_bytes(pixel_bomb_png())
+    return path
+
+
+def test_a_pixel_bomb_under_the_pixel_limit_is_refused_by_the_decode_budget(pixel_bomb):
+    data = pixel_bomb.read_bytes()
+    assert len(data) < 1_000_000 and 9999 * 9999 < imageio.DEFAULT_MAX_PIXELS  # passes the old checks
+    for load in (
+        lambda: imageio.probe(data, "bomb.png"),
+        lambda: imageio.decode(data, "bomb.png"),
+        lambda: imageio.load_for_model(data, 224, "bomb.png"),
+        lambda: imageio.load_to_fit(data, 256, "bomb.png"),
+    ):
+        with pytest.raises(imageio.DecodeBudgetError) as refused:
+            load()
+        assert refused.value.reason == "decode_budget"
+        assert isinstance(refused.value, imageio.TooManyPixelsError)  # handled wherever that is
+        message = str(refused.value)
+        assert message.startswith("bomb.png: 9999x9999 (with alpha, 16 bits a sample) would take 763 MiB")
+        assert "IMGTAG_MAX_DECODE_BYTES" in message
+
+
+def test_refusing_the_bomb_never_allocates_its_pixels(pixel_bomb):
+    """In a process of its own: the peak resident memory stays far below the 763 MiB of pixels."""
+    import subprocess
+    import sys
+
+    # VmHWM, the peak of this process's own memory (ru_maxrss would carry the parent's across exec)
+    script = (
+        "import re, sys\n"
+        "from pipelines import imageio\n"
+        "data = open(sys.argv[1], 'rb').read()\n"
+        "try:\n"
+        "    imageio.load_for_model(data, 224, 'bomb.png')\n"
+        "except imageio.DecodeBudgetError:\n"
+        "    print(re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(pixel_bomb)], capture_output=True, text=True, check=True)
+    peak_mib = int(done.stdout) / 1024
+    assert peak_mib < 500, f"peak {peak_mib:.0f} MiB"
+
+
+def test_the_budget_counts_channels_and_bytes_per_sample():
+    opaque = pil_bytes(solid("RGB", (1000, 1000)), "PNG")  # decoded as 8-bit BGR: 3 bytes a pixel
+    transparent = pil_bytes(solid("RGBA", (1000, 1000), RED + (128,)), "PNG")  # 4 bytes a pixel
+    assert imageio.probe(opaque, "o.png", max_decode_bytes=3_000_000).decoded_bytes == 3_000_000
+    with pytest.raises(imageio.DecodeBudgetError, match="with alpha, 8 bits a sample"):
+        imageio.probe(transparent, "t.png", max_decode_bytes=3_999_999)
+    assert imageio.probe(transparent, "t.png", max_decode_bytes=4_000_000).decoded_bytes == 4_000_000
+    sixteen = np.zeros((100, 100, 4), np.uint16)
+    sixteen[..., 3] = 65535
+    ok, encoded = cv2.imencode(".png", sixteen)
+    assert imageio.probe(encoded.tobytes(), "s.png").decoded_bytes == 100 * 100 * 4 * 2
+    rgb, _ = imageio.decode(encoded.tobytes(), "s.png")  # within the budget: decodes as before
+    assert rgb.shape == (100, 100, 3) and rgb.dtype == np.uint8

@@ -90,6 +90,24 @@ def test_an_oversized_file_is_413_naming_it_and_nothing_is_stored(
     assert Asset.objects.count() == 0 and stored_files() == []
 
 
+def test_an_image_over_the_decode_budget_is_400_naming_it_and_nothing_is_stored(
+    client_with_token, settings, fake_tagger, stored_files
+):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGBA", (200, 100), (10, 20, 30, 128)).save(buffer, "PNG")  # 80,000 bytes decoded
+    settings.IMGTAG_MAX_DECODE_BYTES = 79_999
+    response = post_files(client_with_token, [upload("layers.png", buffer.getvalue())])
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert (error["file"], error["reason"]) == ("layers.png", "decode_budget")
+    assert "IMGTAG_MAX_DECODE_BYTES" in error["error"]
+    assert Asset.objects.count() == 0 and stored_files() == [] and fake_tagger.tagged == []
+
+
 def test_oversized_and_bad_files_are_all_reported_with_413(client_with_token, image, settings, stored_files):
     settings.IMGTAG_MAX_UPLOAD_BYTES = 2000
     big = image("blue", size=(300, 300))

@@ -86,3 +86,11 @@ def test_an_undecodable_or_missing_original_has_no_thumbnail(image, stored_files
     next(f for f in stored_files() if f.name == gone.sha256).unlink()
     with pytest.raises(thumbnails.ThumbnailUnavailable, match="missing from storage"):
         thumbnails.get_thumbnail(gone)
+
+
+def test_an_original_over_the_decode_budget_has_no_thumbnail_and_costs_no_decode(image, settings):
+    """An end user opening a pixel bomb's page must not make the web process decode it."""
+    asset, _ = services.ingest(image("red", size=(300, 300)), "huge.png")  # stored under the old budget
+    settings.IMGTAG_MAX_DECODE_BYTES = 300 * 300 * 3 - 1
+    with pytest.raises(thumbnails.ThumbnailUnavailable, match="huge.png.*IMGTAG_MAX_DECODE_BYTES"):
+        thumbnails.get_thumbnail(asset)
