@@ -495,7 +495,8 @@ def publish_for_tagging(assets: Iterable[Asset]) -> bool:
     try:
         with broker.Publisher(Settings.from_env()) as publisher:
             publisher.publish_many(broker.TaggingMessage.for_asset(asset) for asset in assets)
-    except (broker.BrokerUnavailable, AMQPError) as exc:  # unreachable, refused, or lost mid-publish
+    except (broker.BrokerUnavailable, broker.QueueMismatch, AMQPError) as exc:  # unreachable, refused,
+        # lost mid-publish, or a queue declared with other settings (the log says which)
         logger.warning(
             "%s; %d upload(s) stay pending until `imgtag requeue --pending`", exc or repr(exc), len(assets)
         )

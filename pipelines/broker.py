@@ -5,6 +5,11 @@ Topology (declared idempotently by every client that connects):
 - ``<queue>`` (default ``imgtag.tagging``): durable quorum queue of tagging messages, with a
   delivery limit (``IMGTAG_DELIVERY_LIMIT``) after which the broker dead-letters a message
   that keeps failing (a worker crashing on it, for instance);
+- ``<queue>.suspect``: messages that were delivered before and never acked (a worker died
+  while it held them). Workers tag these one at a time, holding no other message from this
+  queue, so a message that kills its worker is the only one whose delivery count grows: at the
+  delivery limit it is dead-lettered alone (reason ``crashed_worker``) while the messages that
+  shared its batch are tagged;
 - exchange ``<queue>.dead`` (fanout) and queue ``<queue>.dead``: the dead letters, each with
   its reason in the ``x-imgtag-reason`` header (or the broker's ``x-death`` header when the
   delivery limit was reached).
@@ -38,6 +43,11 @@ class BrokerUnavailable(ConnectionError):
 
 class PublishRefused(BrokerUnavailable):
     """RabbitMQ kept refusing (nacking) a message: the queue is starting or over its limits."""
+
+
+class QueueMismatch(RuntimeError):
+    """A queue exists with other arguments than these settings give it: a configuration error
+    that no retry can fix (RabbitMQ closes the channel with 406 PRECONDITION_FAILED)."""
 
 
 class BadMessage(ValueError):
@@ -128,15 +138,22 @@ def declare(channel, settings: Settings) -> None:
     channel.exchange_declare(settings.dead_queue, exchange_type="fanout", durable=True)
     channel.queue_declare(settings.dead_queue, durable=True, arguments={"x-queue-type": "quorum"})
     channel.queue_bind(settings.dead_queue, settings.dead_queue)
-    channel.queue_declare(
-        settings.queue,
-        durable=True,
-        arguments={
+    for queue in (settings.queue, settings.suspect_queue):
+        arguments = {
             "x-queue-type": "quorum",
             "x-dead-letter-exchange": settings.dead_queue,
             "x-delivery-limit": settings.delivery_limit,
-        },
-    )
+        }
+        try:
+            channel.queue_declare(queue, durable=True, arguments=arguments)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != 406:
+                raise
+            raise QueueMismatch(
+                f"RabbitMQ already has a queue {queue!r} with other arguments than {arguments} "
+                f"({exc.reply_text}): set IMGTAG_DELIVERY_LIMIT (and IMGTAG_QUEUE) as the queue was "
+                "made, or delete the queue once it is empty (rabbitmqctl delete_queue)"
+            ) from None
 
 
 PERSISTENT = pika.DeliveryMode.Persistent
@@ -211,6 +228,11 @@ class Publisher:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def deliveries(properties) -> int:
+    """How many times the broker delivered this message before (quorum queues' ``x-delivery-count``)."""
+    return int((properties.headers or {}).get("x-delivery-count", 0) or 0)
 
 
 def queue_depth(channel, queue: str) -> int:

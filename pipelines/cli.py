@@ -218,13 +218,15 @@ def _consumer(metrics_port: Optional[int]):
 
 
 def _run_consumer(consumer, as_json: bool, **limits) -> None:
-    from pipelines.broker import BrokerUnavailable
+    from pipelines.broker import BrokerUnavailable, QueueMismatch
 
     try:
         summary = consumer.run(**limits).as_dict()
     except BrokerUnavailable as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(3)
+    except QueueMismatch as exc:
+        _fail(str(exc))
     _emit(
         summary,
         as_json,

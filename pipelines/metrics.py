@@ -21,6 +21,10 @@ BATCH_SECONDS = Histogram(
 )
 QUEUE_DEPTH = Gauge("imgtag_queue_depth", "Tagging messages waiting in the queue.")
 RECONNECTS = Counter("imgtag_broker_reconnects_total", "Connections to RabbitMQ re-opened after a loss.")
+SUSPECTS = Counter(
+    "imgtag_suspect_messages_total",
+    "Redelivered messages (a worker died holding them) set aside to be tagged one at a time.",
+)
 TAG_LATENCY = Histogram(
     "imgtag_tag_latency_seconds",
     "From the tagging request (upload or retag: the message's requested_at) to its tags committed.",

@@ -91,6 +91,11 @@ class Settings:
     def dead_queue(self) -> str:
         return f"{self.queue}.dead"
 
+    @property
+    def suspect_queue(self) -> str:
+        """Messages a worker died holding: tagged one at a time (see :mod:`pipelines.broker`)."""
+        return f"{self.queue}.suspect"
+
 
 def _path(value) -> Path:
     return Path(value).expanduser().resolve()

@@ -18,6 +18,13 @@ One loop, two ways to end: ``drain`` stops when the queue stays empty for a mome
   is one) is marked ``failed`` with the error; the rest of the batch is tagged;
 - a lost connection (broker restart, ``close_all_connections``) is re-opened with backoff;
   what was in flight is redelivered by the broker;
+- **one poison message never sinks good ones**: a redelivered message (a worker died, was
+  killed for memory, or lost its connection while it held it) is moved to ``<queue>.suspect``
+  instead of being batched again. Suspects are taken one at a time (``basic_get``: nothing else
+  from that queue is held), before consuming and between batches, so a message that kills the
+  process is the only one whose delivery count grows there: at ``IMGTAG_DELIVERY_LIMIT`` it is
+  dead-lettered with reason ``crashed_worker`` and its asset marked ``failed``, while the
+  messages that shared its batch are tagged;
 - when the model server (TF Serving, ``IMGTAG_PREDICTOR=rest|grpc``) cannot be reached, the
   batch is held, unacked, and tried again with backoff until the server is back: nothing is
   dead-lettered for an outage, and ``imgtag_serving_waits_total`` tells the alert. A stop
@@ -54,6 +61,7 @@ class DrainSummary:
     reasons: Counter = field(default_factory=Counter)
     reconnects: int = 0
     serving_waits: int = 0
+    suspects: int = 0  # redelivered messages set aside to be tagged one at a time
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
@@ -64,6 +72,7 @@ class DrainSummary:
             "dead_letter_reasons": dict(self.reasons),
             "reconnects": self.reconnects,
             "serving_waits": self.serving_waits,
+            "suspects": self.suspects,
             "seconds": round(self.seconds, 2),
         }
 
@@ -202,6 +211,7 @@ class Consumer:
         def on_message(ch, method, properties, body):
             inbox.append((method, properties, body))
 
+        self._tag_suspects(connection, channel, work, max_messages, deadline)  # before holding any other
         channel.basic_consume(self.settings.queue, on_message)
         last_message = time.monotonic()
         while True:
@@ -210,6 +220,9 @@ class Consumer:
             now = time.monotonic()
             if len(inbox) > waiting:
                 last_message = now
+            if any(method.redelivered for method, _, _ in inbox):
+                inbox[:] = self._set_aside(channel, inbox)
+                self._tag_suspects(connection, channel, work, max_messages, deadline)
             if max_messages is not None:
                 room = max_messages - self.summary.received
                 for method, _, _ in inbox[max(room, 0) :]:  # past the limit: back to the queue
@@ -219,11 +232,65 @@ class Consumer:
             if inbox and (ready or self._finished(max_messages, deadline)):
                 batch, inbox[:] = inbox[: self.batch_size], inbox[self.batch_size :]
                 self._process(connection, channel, work, batch)
+                self._tag_suspects(connection, channel, work, max_messages, deadline)  # other workers' too
                 continue
             if self._finished(max_messages, deadline) and not inbox:
                 return True
             if idle_seconds is not None and not inbox and now - last_message >= idle_seconds:
+                self._tag_suspects(connection, channel, work, max_messages, deadline)
                 return True
+
+    def _set_aside(self, channel, inbox: list) -> list:
+        """Move the redelivered messages of ``inbox`` to the suspect queue; returns the others."""
+        publisher = _ChannelPublisher(channel, self.settings)
+        fresh = []
+        for method, properties, body in inbox:
+            if not method.redelivered:
+                fresh.append((method, properties, body))
+                continue
+            headers = {k: v for k, v in (properties.headers or {}).items() if k != "x-delivery-count"}
+            headers["x-imgtag-deliveries"] = broker.deliveries(properties) + 1
+            publisher.publish_raw(body, self.settings.suspect_queue, headers=headers)  # confirmed,
+            channel.basic_ack(method.delivery_tag)  # then acked: never lost, at worst held twice
+            self.summary.suspects += 1
+            metrics.SUSPECTS.inc()
+        return fresh
+
+    def _tag_suspects(self, connection, channel, work, max_messages, deadline) -> None:
+        """Tag the suspect queue one message at a time, holding only that one."""
+        while not self._finished(max_messages, deadline):
+            method, properties, body = channel.basic_get(self.settings.suspect_queue, auto_ack=False)
+            if method is None:
+                return
+            crashes = broker.deliveries(properties)
+            if crashes >= self.settings.delivery_limit:
+                self._give_up(channel, method, properties, body, crashes)
+                continue
+            self._process(connection, channel, work, [(method, properties, body)])
+
+    def _give_up(self, channel, method, properties, body, crashes: int) -> None:
+        """Dead-letter a message that stopped its worker ``crashes`` times, and fail its asset."""
+        error = (
+            f"the worker stopped {crashes} times while tagging this message alone (crashed, or killed "
+            "for memory or time): the image probably needs more than a worker has; see `imgtag dead list`"
+        )
+        try:
+            message = broker.TaggingMessage.decode(body)
+        except broker.BadMessage:
+            message = None
+        if message is not None:
+            from catalog import services
+            from catalog.models import Asset
+
+            asset = Asset.objects.filter(pk=message.asset_id, sha256=message.sha256).first()
+            if asset is not None:
+                services.mark_failed(asset, error)
+        _ChannelPublisher(channel, self.settings).dead_letter(body, "crashed_worker", error, properties.headers)
+        channel.basic_ack(method.delivery_tag)
+        self.summary.received += 1
+        self.summary.dead_lettered += 1
+        self.summary.reasons["crashed_worker"] += 1
+        metrics.FAILURES.labels(reason="crashed_worker").inc()
 
     def _process(self, connection, channel, work, batch) -> None:
         self.summary.received += len(batch)
@@ -245,7 +312,8 @@ class Consumer:
                 self.summary.tagged += 1
                 metrics.TAGGED.inc()
                 _observe_latency(body)
-        channel.basic_ack(batch[-1][0].delivery_tag, multiple=True)
+        for method, _, _ in batch:  # one by one: suspects and the queue's messages may interleave
+            channel.basic_ack(method.delivery_tag)
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
         metrics.QUEUE_DEPTH.set(broker.queue_depth(channel, self.settings.queue))
 

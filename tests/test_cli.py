@@ -175,7 +175,7 @@ def test_createuser_then_serve_upload_and_search_over_http(photos, tmp_path):
 
         connection = pika.BlockingConnection(pika.URLParameters("amqp://guest:guest@127.0.0.1:5672/%2F"))
         channel = connection.channel()
-        for name in (queue, f"{queue}.dead"):
+        for name in (queue, f"{queue}.dead", f"{queue}.suspect"):
             channel.queue_delete(name)
         channel.exchange_delete(f"{queue}.dead")
         connection.close()

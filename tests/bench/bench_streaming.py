@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             connection = pika.BlockingConnection(pika.URLParameters(
                 os.environ.get("IMGTAG_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")))
             channel = connection.channel()
-            for name in (queue, f"{queue}.dead"):
+            for name in (queue, f"{queue}.dead", f"{queue}.suspect"):
                 channel.queue_delete(name)
             channel.exchange_delete(f"{queue}.dead")
             connection.close()

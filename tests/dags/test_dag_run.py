@@ -44,7 +44,7 @@ def imgtag_env(airflow_home, tmp_path, monkeypatch):
     yield tmp_path / "imgtag-home"
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
-    for name in (queue, f"{queue}.dead"):
+    for name in (queue, f"{queue}.dead", f"{queue}.suspect"):
         channel.queue_delete(name)
     channel.exchange_delete(f"{queue}.dead")
     connection.close()

@@ -160,7 +160,7 @@ def platform(rabbitmq, tmp_path_factory):
                 os.killpg(process.pid, signal.SIGKILL)
         connection = pika.BlockingConnection(pika.URLParameters(rabbitmq))
         channel = connection.channel()
-        for name in (queue, f"{queue}.dead"):
+        for name in (queue, f"{queue}.dead", f"{queue}.suspect"):
             channel.queue_delete(name)
         channel.exchange_delete(f"{queue}.dead")
         connection.close()

@@ -91,7 +91,7 @@ def env(rabbitmq, tmp_path):
     environment = Env(tmp_path / "home", f"test.{uuid.uuid4().hex[:10]}")
     yield environment
     connection, channel = environment.channel()
-    for queue in (environment.queue, f"{environment.queue}.dead"):
+    for queue in (environment.queue, f"{environment.queue}.dead", f"{environment.queue}.suspect"):
         channel.queue_delete(queue)
     channel.exchange_delete(f"{environment.queue}.dead")
     connection.close()

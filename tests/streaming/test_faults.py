@@ -140,6 +140,58 @@ def test_poison_messages_reach_the_dead_letter_queue_and_the_good_images_are_tag
     assert env.json("drain")["dead_lettered"] == 6
 
 
+#: A drain whose process dies (``os._exit``, as the kernel's OOM killer would end it) the moment
+#: it decodes an image carrying the marker; everything else is the real ``imgtag drain``.
+DYING_DRAIN = """
+import os, sys
+from pipelines import imageio
+decode = imageio.load_for_model
+def load_for_model(data, *args, **kwargs):
+    if data.endswith(b"KILLS-THE-WORKER"):
+        os._exit(137)
+    return decode(data, *args, **kwargs)
+imageio.load_for_model = load_for_model
+from pipelines.cli import main
+sys.argv = ["imgtag", "drain", "--json"]
+main()
+"""
+
+
+def test_an_image_that_kills_its_worker_is_dead_lettered_alone_and_its_batch_is_tagged(env, tmp_path):
+    folder = write_images(tmp_path / "photos", 40, size=(96, 96), seed=4)
+    killer = (folder / "img_00020.jpg").read_bytes() + b"KILLS-THE-WORKER"  # still a valid JPEG
+    (folder / "img_00020.jpg").write_bytes(killer)
+    limits = {"IMGTAG_BATCH_SIZE": "8", "IMGTAG_DELIVERY_LIMIT": "2"}
+    assert env.json("import", "--queue", str(folder), **limits)["published"] == 40
+
+    # One batch holds them all (8 x 4 per commit, 64 prefetched); two deliveries of a message
+    # alone are allowed before it is given up. Restart the worker as Kubernetes would.
+    deaths = 0
+    for _ in range(8):
+        done = subprocess.run(
+            [sys.executable, "-c", DYING_DRAIN], capture_output=True, text=True, timeout=300,
+            env={**env.vars, **limits},
+        )
+        if done.returncode == 0:
+            break
+        assert done.returncode == 137, done.stderr[-3000:]
+        deaths += 1
+    assert done.returncode == 0, f"still dying after {deaths} restarts"
+    assert deaths == 3  # in the batch once, then alone twice (the delivery limit)
+    summary = json.loads(done.stdout)
+    assert summary["dead_letter_reasons"] == {"crashed_worker": 1}
+
+    statuses = dict(env.sql("select filename, status from catalog_asset"))
+    assert statuses.pop("img_00020.jpg") == "failed"
+    assert set(statuses.values()) == {"tagged"} and len(statuses) == 39
+    error = env.sql("select error from catalog_asset where filename = 'img_00020.jpg'")[0][0]
+    assert "stopped 2 times" in error
+    [letter] = env.json("dead", "list", **limits)
+    assert letter["reason"] == "crashed_worker" and "stopped 2 times" in letter["error"]
+    assert env.depth(env.queue) == 0 and env.depth(f"{env.queue}.suspect") == 0
+    assert env.sql("select asset_id, tag_id from catalog_assettag group by 1, 2 having count(*) > 1") == []
+
+
 def test_a_worker_killed_mid_batch_loses_nothing_and_doubles_nothing(env, tmp_path):
     count = 240
     env.run("import", "--queue", str(write_images(tmp_path / "photos", count)))
@@ -243,3 +295,9 @@ def test_worker_exports_metrics_and_stops_cleanly_on_sigterm(env, tmp_path):
             worker.kill()
     assert worker.returncode == 0, errors
     assert json.loads(out)["tagged"] == count
+
+
+def test_a_delivery_limit_other_than_the_queue_s_is_refused_at_once_with_what_to_do(env, tmp_path):
+    env.run("import", "--queue", str(write_images(tmp_path / "photos", 1)))  # makes the queue, limit 5
+    done = env.run("drain", codes=(2,), timeout=120, IMGTAG_DELIVERY_LIMIT="2")
+    assert "other arguments" in done.stderr and "IMGTAG_DELIVERY_LIMIT" in done.stderr

@@ -84,7 +84,7 @@ def site(rabbitmq, chromium_path, tmp_path_factory):
         installation.stop()
         connection = pika.BlockingConnection(pika.URLParameters(rabbitmq))
         channel = connection.channel()
-        for queue in (installation.queue, f"{installation.queue}.dead"):
+        for queue in (installation.queue, f"{installation.queue}.dead", f"{installation.queue}.suspect"):
             channel.queue_delete(queue)
         channel.exchange_delete(f"{installation.queue}.dead")
         connection.close()
