@@ -42,10 +42,14 @@ def _tagger():
         return get_tagger()
 
 
-def _catalog():
+def _catalog(migrate: bool | None = None):
+    """Open the catalog: on SQLite migrated as needed, on PostgreSQL only checked (see catalog.runtime)."""
     from catalog import runtime
 
-    runtime.setup(migrate=True)
+    try:
+        runtime.setup(migrate=migrate)
+    except runtime.CatalogUnavailable as exc:
+        _fail(str(exc))
 
 
 XCOM_DIR = Path("/airflow/xcom")
@@ -362,8 +366,11 @@ def serve(
 
 @app.command()
 def migrate():
-    """Create or update the catalog's database schema (SQLite file or DATABASE_URL)."""
-    _catalog()
+    """Create or update the catalog's database schema (SQLite file or DATABASE_URL).
+
+    On PostgreSQL this is the only command that migrates (the others check the schema and say to
+    run it); it holds an advisory lock, so several started together migrate once."""
+    _catalog(migrate=True)
     from django.conf import settings as django_settings
 
     database = django_settings.DATABASES["default"]

@@ -335,7 +335,7 @@ def catalog_entries() -> list[_Entry]:
     """
     from catalog import runtime
 
-    runtime.setup(migrate=True)
+    runtime.setup()  # PostgreSQL: checked, not migrated (imgtag migrate)
     from catalog.models import AssetTag
     from catalog.storage import get_storage
 

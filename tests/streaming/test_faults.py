@@ -260,8 +260,13 @@ def test_ten_thousand_messages_all_drained(env, tmp_path):
     connection.close()
     assert env.depth(env.queue) == 10_000
     summary = env.json("drain", timeout=1800, IMGTAG_BATCH_SIZE="64")
-    assert summary["received"] == 10_000 and summary["tagged"] == 10_000 and summary["dead_lettered"] == 0
+    # At least once: a connection lost under load (a missed heartbeat) redelivers what was held,
+    # and those deliveries are tagged again, idempotently. Exactly once when nothing was lost.
+    assert summary["dead_lettered"] == 0 and summary["received"] == summary["tagged"] >= 10_000
+    if summary["reconnects"] == 0:
+        assert summary["received"] == 10_000, summary
     assert_each_asset_tagged_once(env, assets)
+    assert env.depth(f"{env.queue}.suspect") == 0
 
 
 def test_worker_exports_metrics_and_stops_cleanly_on_sigterm(env, tmp_path):

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pipelines import tracking
 from pipelines.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def restore_mlflow_uris():
+    """tracking.client sets MLflow's URIs process-wide: give the next tests the session's store back."""
+    yield
+    tracking.client()
 
 
 def settings_for(tmp_path) -> Settings:
