@@ -5,24 +5,40 @@ come from :class:`pipelines.settings.Settings`; the Django-only ones are:
 
 | variable | default | meaning |
 |---|---|---|
-| ``IMGTAG_SECRET_KEY`` | an insecure development key | ``SECRET_KEY``; set it in production |
+| ``IMGTAG_SECRET_KEY`` | see below | ``SECRET_KEY``: required by the web server in production |
 | ``IMGTAG_DEBUG`` | ``false`` | Django's ``DEBUG`` (``1``/``true``/``yes`` turn it on) |
 | ``IMGTAG_ALLOWED_HOSTS`` | ``127.0.0.1,localhost`` | comma-separated host names to answer to |
+| ``IMGTAG_HTTPS`` | ``false`` | behind an HTTPS proxy: HTTPS redirect, HSTS, secure cookies |
+| ``IMGTAG_NUM_PROXIES`` | ``0`` | trusted proxies whose ``X-Forwarded-For`` names the client |
+| ``IMGTAG_REQUIRE_SECRET_KEY`` | ``true`` under ``catalog.wsgi`` | no start without ``IMGTAG_SECRET_KEY`` |
 | ``IMGTAG_STATIC_ROOT`` | ``catalog/staticfiles`` in the package | where ``collectstatic`` puts files (optional) |
+
+``SECRET_KEY``: ``IMGTAG_SECRET_KEY`` when set (the same in every replica). Without it, the WSGI
+entry point (``catalog.wsgi``: gunicorn, the catalog image) refuses to start with DEBUG off; any
+other process (the ``imgtag`` command, ``imgtag serve``, the tests, ``make demo``) uses this
+installation's own random key, made on first use in ``IMGTAG_HOME/secret-key`` (mode 0600), or
+a key of its own when that folder cannot be written. There is no built-in key.
+
+Sign-in is throttled by django-axes (:mod:`catalog.authentication`), the sign-in pages and bad
+API tokens alike.
 
 Static files (the web pages' CSS and JS, the admin's) are served by WhiteNoise from the apps'
 ``static/`` folders through the finders, so neither ``imgtag serve`` nor gunicorn needs a
 ``collectstatic`` first; ``STATIC_ROOT`` is never on the ``IMGTAG_HOME`` volume.
 
-Importing this module has no side effect: folders are created by :func:`catalog.runtime.setup`.
+Importing this module has no side effect but making ``IMGTAG_HOME/secret-key`` (and the folder)
+when ``IMGTAG_SECRET_KEY`` is not set; other folders are made by :func:`catalog.runtime.setup`.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from pipelines.settings import Settings
 
@@ -39,10 +55,59 @@ IMGTAG_MAX_DECODE_BYTES = _imgtag.max_decode_bytes
 IMGTAG_UPLOAD_TAGGING = _imgtag.upload_tagging
 IMGTAG_CACHE_DIR = str(_imgtag.cache_dir)  # thumbnails under <cache>/thumbnails
 
-SECRET_KEY = (
-    os.environ.get("IMGTAG_SECRET_KEY") or "django-insecure-imgtag-development-key-set-IMGTAG_SECRET_KEY"
-)
-DEBUG = os.environ.get("IMGTAG_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+DEBUG = _flag("IMGTAG_DEBUG")
+
+SECRET_KEY_FILE = "secret-key"  # under IMGTAG_HOME
+
+
+def _installation_key(home: Path) -> str:
+    """This installation's own secret key, made once in ``home/secret-key`` (mode 0600).
+
+    A process that cannot write there (a read-only home) gets a random key of its own: signed
+    values (sessions) then last as long as the process.
+    """
+    path = home / SECRET_KEY_FILE
+    try:
+        if path.exists():
+            key = path.read_text().strip()
+            if key:
+                return key
+        home.mkdir(parents=True, exist_ok=True)
+        draft = home / f".{SECRET_KEY_FILE}.{os.getpid()}"
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+            out.write(secrets.token_urlsafe(50) + "\n")
+        try:
+            os.link(draft, path)  # atomic: of two processes starting together, the first key wins
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+        return path.read_text().strip() or secrets.token_urlsafe(50)
+    except OSError:
+        return secrets.token_urlsafe(50)
+
+
+def _secret_key() -> str:
+    key = os.environ.get("IMGTAG_SECRET_KEY", "").strip()
+    if key:
+        return key
+    if _flag("IMGTAG_REQUIRE_SECRET_KEY") and not DEBUG:
+        raise ImproperlyConfigured(
+            "IMGTAG_SECRET_KEY is not set: the catalog's web server needs a secret key of its own, "
+            "the same in every replica (Kubernetes: Secret imgtag-secrets). Make one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`, or set IMGTAG_DEBUG=true "
+            "on a development machine."
+        )
+    return _installation_key(Path(_imgtag.home))
+
+
+SECRET_KEY = _secret_key()
+
 ALLOWED_HOSTS = [
     host.strip()
     for host in os.environ.get("IMGTAG_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
@@ -60,6 +125,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "axes",  # failed sign-ins and bad API tokens, in its own tables (its migrations)
 ]
 
 MIDDLEWARE = [
@@ -72,7 +138,28 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out sign-in into the 429 page
 ]
+
+# axes' backend first: it refuses a locked-out account or address before a password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# Sign-in throttling (catalog.authentication): 5 failures for one account or from one address
+# within 15 minutes lock that account and that address out for 15 minutes, each attempt while
+# locked starting them again; so at most 5 guesses a quarter of an hour. The attempts live in
+# the database (axes' default handler), so every gunicorn worker and replica counts together.
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True  # axes' default, relied upon: see above
+AXES_LOCKOUT_PARAMETERS = "catalog.authentication.lockout_parameters"
+AXES_CLIENT_IP_CALLABLE = "catalog.authentication.client_address"
+AXES_LOCKOUT_CALLABLE = "catalog.authentication.lockout_response"
+# No reset on a successful sign-in: it would clear the failures counted for the address too,
+# so an attacker with an account of their own could sign in between guesses at another's.
+AXES_RESET_ON_SUCCESS = False
 
 ROOT_URLCONF = "catalog.urls"
 WSGI_APPLICATION = "catalog.wsgi.application"
@@ -130,11 +217,31 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 # upload view keeps no more than that of any file) and in number by this setting.
 DATA_UPLOAD_MAX_NUMBER_FILES = 100
 
+# Behind an HTTPS proxy (the Kubernetes ingress terminates TLS and sets X-Forwarded-Proto;
+# only it reaches the pods): trust its header, redirect plain HTTP, send HSTS, and keep the
+# session and CSRF cookies to HTTPS. `check --deploy` is then clean; without it (one machine
+# over plain HTTP) it rightly warns that these four are off (W004, W008, W012, W016). /healthz
+# and /readyz are answered before SecurityMiddleware: the kubelet's HTTP probes stay unredirected.
+HTTPS = _flag("IMGTAG_HTTPS")
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 365 * 24 * 3600
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+# HSTS preloading (security.W021) is a commitment for a whole registrable domain, made by its
+# owner on hstspreload.org; the catalog lives on a subdomain and does not ask for it.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "catalog.authentication.LockoutTokenAuthentication",  # bad tokens: 429 after a few
         "rest_framework.authentication.SessionAuthentication",
     ],
+    # The client address of throttling (catalog.authentication.client_address): REMOTE_ADDR,
+    # or the one that the nearest of this many trusted proxies put in X-Forwarded-For.
+    "NUM_PROXIES": int(os.environ.get("IMGTAG_NUM_PROXIES", "0") or 0),
     "DEFAULT_PERMISSION_CLASSES": ["catalog.permissions.HasCatalogPermission"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -148,7 +255,9 @@ SPECTACULAR_SETTINGS = {
         "Upload images, find them by tag and review their tags. Every call needs a token: "
         "`Authorization: Token <key>` (`imgtag createuser NAME --role end_user|content_manager` "
         "prints one), or the web pages' session. Reads need the permission catalog.view_asset "
-        "(both roles), uploads catalog.add_asset and reviews catalog.review_asset (content managers)."
+        "(both roles), uploads catalog.add_asset and reviews catalog.review_asset (content managers). "
+        "A bad token is a 401; after 5 bad tokens or failed sign-ins from one address within 15 "
+        "minutes, every token from it is a 429 with Retry-After for 15 minutes."
     ),
     "SERVE_PERMISSIONS": ["catalog.permissions.HasCatalogPermission"],
     "VERSION": "1",

@@ -493,7 +493,8 @@ def createuser(
     password: Optional[str] = typer.Option(
         None,
         help="Password for the web pages and the admin (prompted when omitted and --superuser is "
-        "given). Without one the user has only the API token.",
+        "given): 8 characters or more, not a common one, not all digits, not like the user name. "
+        "Without one the user has only the API token.",
     ),
     password_stdin: bool = typer.Option(
         False, "--password-stdin", help="Read the password from the first line of standard input."
@@ -519,6 +520,14 @@ def createuser(
         _fail(f"user {username!r} already exists")
     if superuser and not password:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if password:  # the validators of AUTH_PASSWORD_VALIDATORS, as the admin applies them
+        from django.contrib.auth.password_validation import validate_password
+        from django.core.exceptions import ValidationError
+
+        try:
+            validate_password(password, users(username=username))
+        except ValidationError as exc:
+            _fail("password refused: " + " ".join(exc.messages))
     create = users.objects.create_superuser if superuser else users.objects.create_user
     with transaction.atomic():
         user = create(username=username, password=password)

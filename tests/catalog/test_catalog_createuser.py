@@ -34,10 +34,10 @@ def test_an_end_user_with_a_password_from_stdin():
 
 
 def test_a_superuser_with_a_password():
-    done = createuser("root", "--superuser", "--password", "pw-42")
+    done = createuser("root", "--superuser", "--password", "pw-42-lantern")
     assert done.exit_code == 0, done.output
     user = get_user_model().objects.get(username="root")
-    assert user.is_superuser and user.check_password("pw-42") and "superuser" in done.output
+    assert user.is_superuser and user.check_password("pw-42-lantern") and "superuser" in done.output
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,131 @@
+"""Throttled sign-in: django-axes for the sign-in pages, the admin and bad API tokens.
+
+- **Sign-in pages** (``/accounts/login/``, ``/admin/login/``): axes' authentication backend and
+  middleware (``catalog.settings``) record each failed sign-in in axes' tables, which every
+  process shares through the database. ``AXES_FAILURE_LIMIT`` failures for one account, or from
+  one client address, within ``AXES_COOLOFF_TIME`` lock that account and that address out for
+  ``AXES_COOLOFF_TIME``; every attempt while locked starts it again, and the right password is
+  refused meanwhile. The answer is a 429 page saying when to try again (:func:`lockout_response`).
+- **API tokens**: DRF's ``TokenAuthentication`` looks tokens up itself and never calls Django's
+  ``authenticate()``, so axes does not see a bad token, and DRF's throttles run only after
+  authentication has succeeded. :class:`LockoutTokenAuthentication` reports each bad token to
+  axes as a failed sign-in of its address (no account) and answers 429 with ``Retry-After`` once
+  the address is locked out, before looking at the token, so a locked address learns nothing.
+
+The client address is the one DRF's throttles use (:func:`client_address`): ``REMOTE_ADDR``, or
+behind ``IMGTAG_NUM_PROXIES`` trusted proxies the address they put in ``X-Forwarded-For``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+
+from axes.handlers.proxy import AxesProxyHandler
+from axes.helpers import get_cool_off
+from django.contrib.auth.signals import user_login_failed
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from rest_framework.authentication import TokenAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed, Throttled
+from rest_framework.throttling import BaseThrottle
+
+# How axes is told that a failure is an API token's (there is no account to count it against).
+API_TOKEN = "api_token"
+TOKEN_CREDENTIALS = {"username": None, API_TOKEN: True}
+
+
+def client_address(request) -> str | None:
+    """The client's address (``AXES_CLIENT_IP_CALLABLE``): DRF's, so both agree; it honours
+    ``REST_FRAMEWORK["NUM_PROXIES"]`` (``IMGTAG_NUM_PROXIES``). Anything that is not an IP
+    address (a forged or garbled ``X-Forwarded-For``) counts as ``REMOTE_ADDR``."""
+    address = BaseThrottle().get_ident(request)
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return request.META.get("REMOTE_ADDR") or None
+
+
+def lockout_parameters(request, credentials: dict | None = None) -> list[str]:
+    """What failures are counted by (``AXES_LOCKOUT_PARAMETERS``): the account and, separately,
+    the address for sign-ins; the address alone for API tokens (counting them under "no user"
+    would lock every client out together)."""
+    if credentials and credentials.get(API_TOKEN):
+        return ["ip_address"]
+    return ["username", "ip_address"]
+
+
+def _cool_off(request) -> timedelta:
+    return get_cool_off(request) or timedelta(0)
+
+
+def _minutes(delta: timedelta) -> int:
+    return max(1, round(delta.total_seconds() / 60))
+
+
+def lockout_response(request, original_response=None, credentials=None) -> HttpResponse:
+    """The sign-in pages' answer while locked out (``AXES_LOCKOUT_CALLABLE``): 429, the page
+    ``catalog/locked_out.html`` saying when to try again, and ``Retry-After``."""
+    cool_off = _cool_off(request)
+    context = {
+        "minutes": _minutes(cool_off),
+        "retry_at": timezone.now() + cool_off,
+        "admin": request.path.startswith("/admin/"),
+    }
+    response = render(request, "catalog/locked_out.html", context, status=429)
+    response["Retry-After"] = str(int(cool_off.total_seconds()))
+    return response
+
+
+class LockoutTokenAuthentication(TokenAuthentication):
+    """``TokenAuthentication`` whose failures django-axes counts per client address.
+
+    A bad ``Authorization: Token ...`` is a 401 as before until the address reaches
+    ``AXES_FAILURE_LIMIT`` failures (bad tokens and failed sign-ins together) within
+    ``AXES_COOLOFF_TIME``; from then on every token from that address, good or bad, is a 429
+    with ``Retry-After`` and restarts the cool-off, as a sign-in page does. Requests without a
+    token are left to the other authentication classes, untouched.
+    """
+
+    def authenticate(self, request):
+        header = get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        attempt = _attempt(request)
+        if not AxesProxyHandler.is_allowed(attempt, TOKEN_CREDENTIALS):
+            self._failed(attempt)
+            raise self._throttled(attempt)
+        try:
+            return super().authenticate(request)
+        except AuthenticationFailed:
+            self._failed(attempt)
+            if attempt.axes_locked_out:
+                raise self._throttled(attempt) from None
+            raise
+
+    def _failed(self, attempt: HttpRequest) -> None:
+        user_login_failed.send(sender=type(self), credentials=dict(TOKEN_CREDENTIALS), request=attempt)
+
+    @staticmethod
+    def _throttled(attempt: HttpRequest) -> Throttled:
+        cool_off = _cool_off(attempt)
+        return Throttled(
+            wait=cool_off.total_seconds(),
+            detail=(
+                "Too many failed sign-ins or bad API tokens from this address: tokens from it "
+                f"are refused for {_minutes(cool_off)} minutes."
+            ),
+        )
+
+
+def _attempt(request) -> HttpRequest:
+    """What axes is shown of an API call: its address, headers, path and query string, but not
+    its body, which axes would otherwise parse (a whole upload) only to log it."""
+    original = request._request
+    attempt = HttpRequest()
+    attempt.method = original.method
+    attempt.path, attempt.path_info = original.path, original.path_info
+    attempt.META = original.META
+    attempt.GET = original.GET
+    return attempt
