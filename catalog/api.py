@@ -89,10 +89,46 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             "send images as files in the 'files' field"
         )
         return _upload_errors(413, [_error(None, "request_too_large", message)])
+    if isinstance(exc, RequestTooLarge):
+        limit = settings.IMGTAG_MAX_REQUEST_BYTES
+        message = (
+            f"the request is larger than {limit / 2**20:,.0f} MiB (IMGTAG_MAX_REQUEST_MB, all files "
+            "together); nothing was stored: send the files in several requests"
+        )
+        return _upload_errors(413, [_error(None, "request_too_large", message)])
     if isinstance(exc, TooManyFieldsSent):
         limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
         return Response({"detail": f"more than {limit} form fields"}, status=400)
     return drf_exception_handler(exc, context)
+
+
+class RequestTooLarge(Exception):
+    """The upload request's body is over ``IMGTAG_MAX_REQUEST_BYTES`` (all files together)."""
+
+
+class _RefuseLargeRequests(FileUploadHandler):
+    """Stops reading an upload once the request's body passes ``limit`` bytes: at once when its
+    Content-Length says so, else when the files received so far add up to more. Nothing is
+    stored: the view has not run yet, and the error becomes a 413 (:func:`exception_handler`)."""
+
+    def __init__(self, request, limit: int):
+        super().__init__(request)
+        self.limit = limit
+        self.received = 0
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        if content_length and content_length > self.limit:
+            raise RequestTooLarge(content_length)
+        return None
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            raise RequestTooLarge(self.received)
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None
 
 
 class _KeepUpToLimit(FileUploadHandler):
@@ -132,6 +168,7 @@ class AssetListView(generics.ListAPIView):
     def initialize_request(self, request, *args, **kwargs) -> Request:
         if request.method == "POST":  # before anything (a CSRF check included) reads the body
             request.upload_handlers.insert(0, _KeepUpToLimit(request, settings.IMGTAG_MAX_UPLOAD_BYTES))
+            request.upload_handlers.insert(0, _RefuseLargeRequests(request, settings.IMGTAG_MAX_REQUEST_BYTES))
         return super().initialize_request(request, *args, **kwargs)
 
     def get_queryset(self):
@@ -200,7 +237,15 @@ class AssetListView(generics.ListAPIView):
 
         with transaction.atomic():
             ingested = [services.ingest(_read(upload), upload.name) for upload in uploads]
-        to_tag = {asset.pk: asset for asset, _ in ingested if asset.status == Asset.Status.PENDING}
+        # Through the queue, only new assets: bytes already stored and still pending have their
+        # message queued (or `imgtag requeue --pending` sends it); a second one would tag them
+        # twice. Tagged in process, a pending duplicate (left by a crash) is tagged now.
+        in_process = settings.IMGTAG_UPLOAD_TAGGING == "inprocess"
+        to_tag = {
+            asset.pk: asset
+            for asset, created in ingested
+            if asset.status == Asset.Status.PENDING and (created or in_process)
+        }
         services.tag_uploads(to_tag.values())
 
         fresh = services.with_tags(Asset.objects.filter(pk__in=[asset.pk for asset, _ in ingested])).in_bulk()

@@ -6,10 +6,19 @@ resize; :func:`pipelines.imageio.load_to_fit`) and encoded at quality 85. It is 
 renamed, so a reader never sees half a file and two processes making the same one at once
 are harmless. Its name follows from the original's content, so a cached thumbnail is never
 stale; a missing one (a cleaned cache, another pod's disk) is simply made again.
+
+The cache is bounded (``IMGTAG_THUMBNAIL_CACHE_MB``): a thumbnail served is marked used (its
+modification time), and after writing one a process sweeps the folder now and then (at most
+every :data:`SWEEP_EVERY_SECONDS`), removing the least recently used until the cache is back
+under 90% of the bound. Plain files rather than a cache library (diskcache would keep them in
+SQLite), so that the web server streams them from disk and every process shares them.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -23,6 +32,11 @@ SIZE = 256  # the gallery's
 PREVIEW_SIZE = 1024  # the asset page's, for originals a browser cannot show (TIFF)
 SIZES = (SIZE, PREVIEW_SIZE)
 QUALITY = 85
+
+
+SWEEP_EVERY_SECONDS = 30.0
+_last_sweep = 0.0
+_sweep_lock = threading.Lock()
 
 
 class ThumbnailUnavailable(LookupError):
@@ -68,8 +82,12 @@ def get_thumbnail(asset: Asset, size: int = SIZE) -> Path:
     if size not in SIZES:
         raise ValueError(f"thumbnail size {size} is not one of {', '.join(map(str, SIZES))}")
     path = thumbnail_path(asset.sha256, size)
-    if path.is_file() and path.stat().st_size > 0:
-        return path
+    try:
+        if path.stat().st_size > 0:
+            os.utime(path)  # used now: the last to be evicted
+            return path
+    except FileNotFoundError:
+        pass
     try:
         data = get_storage().read(asset.uri)
     except FileNotFoundError:
@@ -81,4 +99,39 @@ def get_thumbnail(asset: Asset, size: int = SIZE) -> Path:
     except ImageError as exc:
         raise ThumbnailUnavailable(str(exc)) from None
     write_local_atomically(str(path), jpeg)
+    sweep(path.parent)
     return path
+
+
+def sweep(folder: Path, *, force: bool = False) -> int:
+    """Remove the least recently used thumbnails while ``folder`` holds more than the bound
+    (``IMGTAG_THUMBNAIL_CACHE_BYTES``), down to 90% of it; at most every
+    :data:`SWEEP_EVERY_SECONDS` unless ``force``. Returns how many files it removed."""
+    global _last_sweep
+    with _sweep_lock:
+        if not force and time.monotonic() - _last_sweep < SWEEP_EVERY_SECONDS:
+            return 0
+        _last_sweep = time.monotonic()
+    bound = settings.IMGTAG_THUMBNAIL_CACHE_BYTES
+    files = []
+    for entry in os.scandir(folder):
+        try:
+            if entry.is_file() and entry.name.endswith(".jpg"):
+                stat = entry.stat()
+                files.append((stat.st_mtime, stat.st_size, entry.path))
+        except FileNotFoundError:  # removed meanwhile by another process
+            continue
+    total = sum(size for _, size, _ in files)
+    if total <= bound:
+        return 0
+    removed = 0
+    for _, size, name in sorted(files):  # oldest use first
+        if total <= 0.9 * bound:
+            break
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            continue
+        total -= size
+        removed += 1
+    return removed

@@ -6,6 +6,8 @@
 | ``DATABASE_URL`` | ``sqlite:///$IMGTAG_HOME/catalog.sqlite3`` | catalog database (``postgres://...`` in production) |
 | ``IMGTAG_STORAGE_URL`` | ``$IMGTAG_HOME/storage`` | fsspec URL of the content-addressed originals (``s3://bucket/prefix``) |
 | ``IMGTAG_MAX_UPLOAD_MB`` | ``50`` | largest accepted original, in MiB |
+| ``IMGTAG_MAX_REQUEST_MB`` | ``200`` | largest upload request (all its files together), in MiB: refused with 413 while it streams in |
+| ``IMGTAG_THUMBNAIL_CACHE_MB`` | ``1024`` | most disk the catalog's thumbnail cache may take; the least recently used are evicted |
 | ``IMGTAG_MAX_PIXELS`` | ``100000000`` | largest accepted image, width x height (decompression bombs) |
 | ``IMGTAG_MAX_DECODE_BYTES`` | ``536870912`` (512 MiB) | most bytes one image's pixels may take once decoded (width x height x channels x bytes per sample); checked from the header before decoding, everywhere images are read |
 | ``IMGTAG_BATCH_SIZE`` | ``32`` | images per inference batch |
@@ -39,6 +41,8 @@ class Settings:
     database_url: str
     storage_url: str
     max_upload_bytes: int
+    max_request_bytes: int
+    thumbnail_cache_bytes: int
     max_pixels: int
     max_decode_bytes: int
     batch_size: int
@@ -67,6 +71,8 @@ class Settings:
             database_url=env.get("DATABASE_URL") or f"sqlite:///{home / 'catalog.sqlite3'}",
             storage_url=env.get("IMGTAG_STORAGE_URL") or str(home / "storage"),
             max_upload_bytes=int(float(env.get("IMGTAG_MAX_UPLOAD_MB", "50")) * 1024 * 1024),
+            max_request_bytes=int(float(env.get("IMGTAG_MAX_REQUEST_MB", "200")) * 1024 * 1024),
+            thumbnail_cache_bytes=int(float(env.get("IMGTAG_THUMBNAIL_CACHE_MB", "1024")) * 1024 * 1024),
             max_pixels=int(env.get("IMGTAG_MAX_PIXELS", "100000000")),
             max_decode_bytes=int(env.get("IMGTAG_MAX_DECODE_BYTES", str(512 * 1024 * 1024))),
             batch_size=int(env.get("IMGTAG_BATCH_SIZE", "32")),

@@ -191,11 +191,18 @@ def asset_thumbnail(request, pk: int):
         for key, value in headers.items():
             response[key] = value
         return response
-    try:
-        path = thumbnails.get_thumbnail(asset, size)
-    except thumbnails.ThumbnailUnavailable as exc:
-        return HttpResponse(f"no thumbnail: {exc}", status=404, content_type="text/plain")
-    return FileResponse(path.open("rb"), content_type="image/jpeg", headers=headers)
+    for _ in range(2):  # a thumbnail evicted between making and opening it is made again
+        try:
+            handle = thumbnails.get_thumbnail(asset, size).open("rb")
+            break
+        except thumbnails.ThumbnailUnavailable as exc:
+            return HttpResponse(f"no thumbnail: {exc}", status=404, content_type="text/plain")
+        except FileNotFoundError:
+            continue
+    else:
+        return HttpResponse("no thumbnail: the cache is evicting faster than it fills", status=503,
+                            content_type="text/plain")
+    return FileResponse(handle, content_type="image/jpeg", headers=headers)
 
 
 @require_POST

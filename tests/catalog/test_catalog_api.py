@@ -108,6 +108,27 @@ def test_an_image_over_the_decode_budget_is_400_naming_it_and_nothing_is_stored(
     assert Asset.objects.count() == 0 and stored_files() == [] and fake_tagger.tagged == []
 
 
+def test_a_request_over_the_total_limit_is_413_while_streaming_and_nothing_is_stored(
+    client_with_token, image, settings, fake_tagger, stored_files
+):
+    files = [image("red", seed=i, size=(200, 200)) for i in range(4)]
+    assert all(len(f) <= settings.IMGTAG_MAX_UPLOAD_BYTES for f in files)  # each file is fine alone
+    settings.IMGTAG_MAX_REQUEST_BYTES = sum(len(f) for f in files[:2]) + 1000  # two fit, four do not
+    response = post_files(client_with_token, [upload(f"{i}.png", f) for i, f in enumerate(files)])
+    assert response.status_code == 413
+    [error] = response.json()["errors"]
+    assert error["reason"] == "request_too_large" and "IMGTAG_MAX_REQUEST_MB" in error["error"]
+    assert Asset.objects.count() == 0 and stored_files() == [] and fake_tagger.tagged == []
+    # a Content-Length over the limit is refused before the body is read
+    response = client_with_token.generic(
+        "POST", ASSETS, b"x" * 10, content_type="multipart/form-data; boundary=zz",
+        CONTENT_LENGTH=str(settings.IMGTAG_MAX_REQUEST_BYTES + 1),
+    )
+    assert response.status_code == 413 and response.json()["errors"][0]["reason"] == "request_too_large"
+    two = post_files(client_with_token, [upload(f"{i}.png", f) for i, f in enumerate(files[:2])])
+    assert two.status_code == 201 and len(two.json()["assets"]) == 2
+
+
 def test_oversized_and_bad_files_are_all_reported_with_413(client_with_token, image, settings, stored_files):
     settings.IMGTAG_MAX_UPLOAD_BYTES = 2000
     big = image("blue", size=(300, 300))

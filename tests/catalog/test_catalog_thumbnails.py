@@ -94,3 +94,21 @@ def test_an_original_over_the_decode_budget_has_no_thumbnail_and_costs_no_decode
     settings.IMGTAG_MAX_DECODE_BYTES = 300 * 300 * 3 - 1
     with pytest.raises(thumbnails.ThumbnailUnavailable, match="huge.png.*IMGTAG_MAX_DECODE_BYTES"):
         thumbnails.get_thumbnail(asset)
+
+
+def test_the_thumbnail_cache_keeps_to_its_bound_by_evicting_the_least_recently_used(image, settings, imgtag_home):
+    import os
+
+    assets = [services.ingest(image("red", seed=i, size=(300, 300)), f"{i}.png")[0] for i in range(6)]
+    paths = [thumbnails.get_thumbnail(a) for a in assets]
+    each = max(p.stat().st_size for p in paths)
+    for age, path in enumerate(reversed(paths)):  # the first made is the most recently used
+        os.utime(path, (1_000_000 + age, 1_000_000 + age))
+    thumbnails.get_thumbnail(assets[5])  # served again: used now
+    settings.IMGTAG_THUMBNAIL_CACHE_BYTES = 4 * each
+    removed = thumbnails.sweep(paths[0].parent, force=True)
+    kept = sorted(p.name for p in paths if p.exists())
+    assert removed >= 2 and sum(p.stat().st_size for p in paths if p.exists()) <= 0.9 * 4 * each
+    assert paths[5].name in kept and paths[0].name in kept  # served again just now; the newest of the rest
+    assert not paths[4].exists() and not paths[3].exists()  # the least recently used went first
+    assert thumbnails.get_thumbnail(assets[4]).is_file()  # an evicted one is simply made again

@@ -97,3 +97,27 @@ def test_a_queue_that_refuses_publishes_leaves_the_upload_pending_not_an_error(
         assert env.depth(env.queue) == waiting  # refused, so kept for `imgtag requeue --pending`
     finally:
         subprocess.run(["rabbitmqctl", "clear_policy", policy], check=True, capture_output=True, timeout=60)
+
+
+@pytest.mark.django_db
+def test_the_same_bytes_uploaded_again_while_pending_publish_no_second_message(
+    env, settings, monkeypatch, django_user_model
+):
+    """Four uploads of one file before a worker tagged it: one message, so one inference."""
+    settings.IMGTAG_HOME = str(env.home)
+    settings.IMGTAG_STORAGE_URL = str(env.home / "storage")
+    settings.IMGTAG_UPLOAD_TAGGING = "queue"
+    monkeypatch.setenv("IMGTAG_QUEUE", env.queue)
+    monkeypatch.setenv("IMGTAG_AMQP_URL", env.vars["IMGTAG_AMQP_URL"])
+    from catalog.roles import CONTENT_MANAGER, assign_role
+
+    uploader = django_user_model.objects.create_user("uploader")
+    assign_role(uploader, CONTENT_MANAGER)
+    client = APIClient()
+    client.force_authenticate(uploader)
+
+    coffee = png(skimage.data.coffee())
+    answers = [client.post("/api/assets/", {"files": SimpleUploadedFile(f"coffee-{i}.png", coffee)}) for i in range(4)]
+    assert [a.json()["assets"][0]["duplicate"] for a in answers] == [False, True, True, True]
+    assert {a.json()["assets"][0]["status"] for a in answers} == {"pending"}  # not tagged yet
+    assert env.depth(env.queue) == 1
