@@ -236,11 +236,61 @@ def test_drain_reconnects_after_the_broker_drops_its_connections(env, tmp_path):
     assert_each_asset_tagged_once(env, count)
 
 
+#: Tags each image once more, in one process, as a fresh import would; prints per file the tags it
+#: emits with their scores, and every tag's threshold.
+FRESH_TAGGING = """
+import json, sys
+from pathlib import Path
+from pipelines.settings import Settings
+from pipelines.tagger import get_tagger
+tagger = get_tagger(Settings.from_env())
+files = sorted(Path(sys.argv[1]).glob("*.jpg"))
+results = tagger.tag_images((f.name, f, f.name) for f in files)
+print(json.dumps({
+    "tags": {r.key: {t.name: t.score for t in r.tags} for r in results},
+    "thresholds": {t: float(v) for t, v in zip(tagger.labels.tags, tagger.labels.thresholds)},
+}))
+"""
+#: How far batch composition may move a score (the engine batches differently each run).
+SCORE_TOLERANCE = 0.02
+
+
+def assert_tags_equal_a_fresh_tagging(env, folder):
+    """Each asset's final tags are the ones a fresh tagging of its image gives, up to batch noise:
+    the same tags with scores within the tolerance; a tag on one side only sits within the
+    tolerance of its threshold (a coin toss either way, not a wrong tag)."""
+    done = subprocess.run(
+        [sys.executable, "-c", FRESH_TAGGING, str(folder)], capture_output=True, text=True, env=env.vars,
+        timeout=600, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    fresh = json.loads(done.stdout)
+    thresholds = fresh["thresholds"]
+    stored: dict[str, dict[str, float]] = {name: {} for name in fresh["tags"]}
+    rows = env.sql(
+        "select a.filename, t.name, at.score from catalog_asset a"
+        " left join catalog_assettag at on at.asset_id = a.id and at.source = 'model'"
+        " left join catalog_tag t on t.id = at.tag_id"
+    )
+    for filename, tag, score in rows:
+        if tag is not None:
+            stored[filename][tag] = score
+    assert set(stored) == set(fresh["tags"])
+    for name, tags in fresh["tags"].items():
+        for tag in set(tags) | set(stored[name]):
+            if tag in tags and tag in stored[name]:
+                assert abs(tags[tag] - stored[name][tag]) <= SCORE_TOLERANCE, (name, tag, tags[tag], stored[name][tag])
+            else:
+                score = tags.get(tag, stored[name].get(tag))
+                assert score - thresholds[tag] <= SCORE_TOLERANCE, (name, tag, score, thresholds[tag])
+
+
 @pytest.mark.slow
 def test_ten_thousand_messages_all_drained(env, tmp_path):
     """10,000 messages (100 images, each published 100 times): every one consumed once."""
     assets = 100
-    env.run("import", "--queue", str(write_images(tmp_path / "photos", assets, size=(64, 64), seed=2)))
+    photos = write_images(tmp_path / "photos", assets, size=(64, 64), seed=2)
+    env.run("import", "--queue", str(photos))
     connection, channel = env.channel()
     channel.confirm_delivery()
     rows = env.sql("select id, sha256, uri from catalog_asset")
@@ -267,6 +317,7 @@ def test_ten_thousand_messages_all_drained(env, tmp_path):
         assert summary["received"] == 10_000, summary
     assert_each_asset_tagged_once(env, assets)
     assert env.depth(f"{env.queue}.suspect") == 0
+    assert_tags_equal_a_fresh_tagging(env, photos)
 
 
 def test_worker_exports_metrics_and_stops_cleanly_on_sigterm(env, tmp_path):
