@@ -353,6 +353,8 @@ class TagListView(generics.ListAPIView):
         )
         tags = Tag.objects.annotate(asset_count=counted).filter(asset_count__gt=0)
         prefix = self.request.query_params.get("prefix", "").lstrip().lower()
+        if "\0" in prefix:  # PostgreSQL text cannot hold it: a 400, not a database error
+            raise ValidationError({"prefix": ["Null characters are not allowed."]})
         if prefix:
             tags = tags.filter(name__startswith=prefix)
         return tags.prefetch_related("parents").order_by("-asset_count", "name")

@@ -38,6 +38,7 @@ from catalog.web.forms import (
 )
 
 PAGE_SIZE = 24
+MAX_FACET_FILTERS = 10  # facet values at once: each is a subquery, like a query term
 BROWSER_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP"}  # shown as they are; others as a preview
 THUMBNAIL_CACHE = "private, max-age=86400"
 FACET_TITLES = {
@@ -81,8 +82,23 @@ def _link(filters: facets.Filters, page: int | None = None) -> str:
 @require_GET
 @requires(roles.VIEW)
 def gallery(request):
-    """Thumbnails of the assets that match the search, 24 a page, with facet counts."""
+    """Thumbnails of the assets that match the search, 24 a page, with facet counts.
+
+    A search that cannot run (the query does not parse or is over a limit of
+    :mod:`catalog.query`, a bad ``min_score`` or facet value, more than
+    :data:`MAX_FACET_FILTERS` facet values, a NUL character anywhere) answers 400: the form
+    again with the reasons, and no result.
+    """
     filters, problems = facets.parse(request.GET)
+    problems += [
+        f"{name} must not contain NUL characters"
+        for name, values in request.GET.lists()
+        if any("\0" in value for value in values)
+    ]
+    if len(filters.active()) > MAX_FACET_FILTERS:
+        problems.append(
+            f"{len(filters.active())} filters at once; at most {MAX_FACET_FILTERS} can be combined"
+        )
     assets = Asset.objects.none()
     if not problems:
         try:
@@ -115,6 +131,7 @@ def gallery(request):
             "next_link": _link(filters, page.number + 1) if page.has_next() else "",
             "next_url": request.get_full_path(),
         },
+        status=400 if problems else 200,
     )
 
 

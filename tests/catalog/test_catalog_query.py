@@ -3,7 +3,20 @@
 import pytest
 
 from catalog import services
-from catalog.query import And, Not, Or, QueryError, QuerySyntaxError, Term, compile_query, parse
+from catalog.query import (
+    MAX_DEPTH,
+    MAX_LENGTH,
+    MAX_TERMS,
+    And,
+    Not,
+    Or,
+    QueryError,
+    QueryLimitError,
+    QuerySyntaxError,
+    Term,
+    compile_query,
+    parse,
+)
 from pipelines.results import TagScore
 
 cat, dog, mug, animal = Term("cat"), Term("dog"), Term("coffee mug"), Term("animal")
@@ -70,6 +83,80 @@ def test_syntax_errors_say_where_and_what_was_expected(text, position, expected,
 def test_a_keyword_where_a_tag_was_expected_suggests_quoting_it():
     with pytest.raises(QuerySyntaxError, match='quote it: "or"'):
         parse("cat AND or")
+
+
+def nested(depth: int, inner: str = "cat") -> str:
+    return "(" * depth + inner + ")" * depth
+
+
+def or_terms(count: int) -> str:
+    return " OR ".join(f"t{i}" for i in range(count))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        nested(MAX_DEPTH),
+        "NOT " * MAX_DEPTH + "cat",
+        "-" * (MAX_DEPTH // 2) + nested(MAX_DEPTH // 2),
+        or_terms(MAX_TERMS),
+        "x" * MAX_LENGTH,
+        f'"{"x" * (MAX_LENGTH - 2)}"',
+    ],
+)
+def test_queries_at_the_limits_parse(text):
+    assert parse(text)
+
+
+@pytest.mark.parametrize(
+    "text, position",
+    [
+        (nested(MAX_DEPTH + 1), MAX_DEPTH),
+        (nested(250), MAX_DEPTH),
+        ("-" * (MAX_DEPTH + 1) + "cat", MAX_DEPTH),
+        ("NOT " * (MAX_DEPTH + 1) + "cat", 4 * MAX_DEPTH),
+        ("cat " + "-(" * 11 + "dog" + ")" * 11, 4 + 2 * 10),  # the 21st level: the 11th "-"
+        ("(" * (MAX_LENGTH - 1) + "c", MAX_DEPTH),  # once a RecursionError
+        ("-" * (MAX_LENGTH - 1) + "c", MAX_DEPTH),
+    ],
+)
+def test_deeper_nesting_is_refused_naming_the_depth_limit(text, position):
+    with pytest.raises(QueryLimitError) as error:
+        parse(text)
+    assert (error.value.limits, error.value.position) == (("depth",), position)
+    assert f"depth limit of {MAX_DEPTH} at character {position + 1}" in str(error.value)
+
+
+def test_more_terms_are_refused_naming_the_term_limit():
+    text = or_terms(MAX_TERMS + 1)
+    with pytest.raises(QueryLimitError) as error:
+        parse(text)
+    assert error.value.limits == ("terms",) and error.value.position == text.index(f"t{MAX_TERMS}")
+    assert str(error.value).startswith(f"the query has 21 tag terms; the term limit is {MAX_TERMS} terms")
+
+
+def test_a_thousand_terms_name_both_the_length_and_the_term_limit():
+    with pytest.raises(QueryLimitError) as error:
+        parse(or_terms(1000))
+    assert error.value.limits == ("length", "terms")
+    assert "has 1,000 tag terms" in str(error.value) and f"the term limit is {MAX_TERMS}" in str(error.value)
+    assert f"the length limit is {MAX_LENGTH:,} characters" in str(error.value)
+
+
+@pytest.mark.parametrize("text", ["x" * (MAX_LENGTH + 1), "cat " * 3000, '"' + "x" * 5000, "(" * 10**6])
+def test_longer_queries_are_refused_naming_the_length_limit(text):
+    with pytest.raises(QueryLimitError) as error:
+        parse(text)
+    assert error.value.limits == ("length",)
+    assert str(error.value) == (
+        f"the query is {len(text):,} characters long; the length limit is {MAX_LENGTH:,} characters"
+    )
+
+
+def test_a_nul_character_is_a_syntax_error():
+    with pytest.raises(QuerySyntaxError) as error:
+        parse("cat\0dog")
+    assert (error.value.position, error.value.found) == (3, "a NUL character")
 
 
 @pytest.mark.parametrize(

@@ -135,7 +135,7 @@ def test_search_with_the_query_language(viewer, tagged):
     ],
 )
 def test_a_bad_search_shows_the_reason(viewer, tagged, params, message):
-    html = page(viewer, "/", **params)
+    html = page(viewer, "/", status=400, **params)
     assert message in html.find(testid="query-error").text
     assert html.find(testid="result-count").text == "0 assets" and cards(html) == {}
 
