@@ -111,7 +111,8 @@ class SearchParamsSerializer(serializers.Serializer):
         allow_blank=True,
         default="",
         help_text="tags with AND, OR, NOT (or -tag) and parentheses; quote names with spaces: "
-        '"coffee mug" AND NOT dog. Blank lists every asset.',
+        '"coffee mug" AND NOT dog. Blank lists every asset. At most 20 tags, 20 levels of nesting '
+        "and 1,000 characters (a 400 names the limit).",
     )
     min_score = serializers.FloatField(
         required=False,
