@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pipelines import tracking
@@ -10,8 +12,14 @@ from pipelines.settings import Settings
 
 @pytest.fixture(autouse=True)
 def restore_mlflow_uris():
-    """tracking.client sets MLflow's URIs process-wide: give the next tests the session's store back."""
+    """tracking.client sets MLflow's URIs process-wide, and MLflow 3's set_tracking_uri writes
+    MLFLOW_TRACKING_URI into the environment too: give the next tests the session's store back."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
     yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
     tracking.client()
 
 

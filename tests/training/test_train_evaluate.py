@@ -4,6 +4,7 @@ thresholds meet their target on validation, metrics are computed right."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ def test_training_learns_and_logs_the_run(trained, shapes_dataset):
     losses = result.history["train/loss"]
     assert len(losses) == 5 and losses[-1] < losses[0] * 0.8, losses
 
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     run = client.get_run(result.run_id)
     assert run.data.params["epochs"] == "5" and run.data.params["image_size"] == "96"
     assert run.data.tags["imgtag.dataset_hash"] == "0123abcd"
@@ -46,10 +47,10 @@ def test_evaluation_reports_metrics_thresholds_and_plots(trained, shapes_dataset
     predictions = (evaluation.report_dir / "predictions.jsonl").read_text().splitlines()
     assert len(predictions) == metrics["images"]
     assert {"sha256", "tags", "predicted", "scores", "error"} <= set(json.loads(predictions[0]))
-    run = mlflow.MlflowClient().get_run(result.run_id)
+    run = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_run(result.run_id)
     assert run.data.metrics["test/map"] == pytest.approx(metrics["map"])
     assert "test/precision/red" in run.data.metrics
-    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id, "evaluation")}
+    logged = {a.path for a in mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).list_artifacts(result.run_id, "evaluation")}
     assert {"evaluation/pr_curves.png", "evaluation/per_tag.png", "evaluation/predictions.jsonl"} <= logged
 
 
