@@ -67,11 +67,7 @@ def migration_lock(connection) -> Iterator[None]:
         finally:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK_KEY])
-    elif connection.vendor == "sqlite" and str(connection.settings_dict["NAME"]) not in (":memory:", ""):
-        name = str(connection.settings_dict["NAME"])
-        if name.startswith("file:"):  # an in-memory test database
-            yield
-            return
+    elif connection.vendor == "sqlite" and _is_file(name := str(connection.settings_dict["NAME"])):
         with open(f"{name}.migrate-lock", "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
@@ -80,6 +76,11 @@ def migration_lock(connection) -> Iterator[None]:
                 fcntl.flock(handle, fcntl.LOCK_UN)
     else:
         yield
+
+
+def _is_file(sqlite_name: str) -> bool:
+    """A SQLite database in a file, not in memory (``:memory:``, or a test's ``file:...mode=memory``)."""
+    return sqlite_name not in (":memory:", "") and not sqlite_name.startswith("file:")
 
 
 def _create_local_folders(settings) -> None:

@@ -202,6 +202,11 @@ class Platform:
     def url(self, port: int) -> str:
         return f"http://127.0.0.1:{port}"
 
+    @property
+    def runs_mlflow(self) -> bool:
+        """False when MLFLOW_TRACKING_URI already names a server: the stages use that one."""
+        return not self.settings.mlflow_tracking_uri.startswith(("http://", "https://"))
+
     # --- environment ---
 
     def environment(self) -> dict[str, str]:
@@ -267,7 +272,7 @@ class Platform:
             Component("airflow dag-processor", [airflow, "dag-processor"]),
             Component("airflow triggerer", [airflow, "triggerer"]),
         ]
-        if not self.settings.mlflow_tracking_uri.startswith(("http://", "https://")):
+        if self.runs_mlflow:
             components.append(
                 Component(
                     "mlflow server",
@@ -348,7 +353,7 @@ class Platform:
             "airflow_trigger_logs": self.ports.airflow_trigger_logs,
             "catalog": self.ports.catalog,
         }
-        if not self.settings.mlflow_tracking_uri.startswith(("http://", "https://")):
+        if self.runs_mlflow:
             ports["mlflow"] = self.ports.mlflow
         if self.worker:
             ports["worker_metrics"] = self.ports.worker_metrics

@@ -249,7 +249,6 @@ class Consumer:
                 fresh.append((method, properties, body))
                 continue
             headers = {k: v for k, v in (properties.headers or {}).items() if k != "x-delivery-count"}
-            headers["x-imgtag-deliveries"] = broker.deliveries(properties) + 1
             publisher.publish_raw(body, self.settings.suspect_queue, headers=headers)  # confirmed,
             channel.basic_ack(method.delivery_tag)  # then acked: never lost, at worst held twice
             self.summary.suspects += 1
@@ -288,9 +287,12 @@ class Consumer:
         _ChannelPublisher(channel, self.settings).dead_letter(body, "crashed_worker", error, properties.headers)
         channel.basic_ack(method.delivery_tag)
         self.summary.received += 1
+        self._count_dead_letter("crashed_worker")
+
+    def _count_dead_letter(self, reason: str) -> None:
         self.summary.dead_lettered += 1
-        self.summary.reasons["crashed_worker"] += 1
-        metrics.FAILURES.labels(reason="crashed_worker").inc()
+        self.summary.reasons[reason] += 1
+        metrics.FAILURES.labels(reason=reason).inc()
 
     def _process(self, connection, channel, work, batch) -> None:
         self.summary.received += len(batch)
@@ -305,9 +307,7 @@ class Consumer:
         for (method, properties, body), (reason, error) in zip(batch, outcome):
             if reason:
                 publisher.dead_letter(body, reason, error, properties.headers)
-                self.summary.dead_lettered += 1
-                self.summary.reasons[reason] += 1
-                metrics.FAILURES.labels(reason=reason).inc()
+                self._count_dead_letter(reason)
             else:
                 self.summary.tagged += 1
                 metrics.TAGGED.inc()
