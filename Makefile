@@ -45,7 +45,7 @@ $(PROMTOOL):
 
 tools: $(CHECKOV) $(PROMTOOL)  ## checkov (own venv) and promtool (Debian package, unpacked) for tests/infra
 
-# tests/web drive Debian's Chromium through Playwright (never `playwright install`); installing
+# tests/e2e/web drive Debian's Chromium through Playwright (never `playwright install`); installing
 # it needs root. IMGTAG_CHROMIUM=/path/to/chromium uses another binary instead.
 CHROMIUM := $(or $(IMGTAG_CHROMIUM),/usr/bin/chromium)
 export IMGTAG_CHROMIUM := $(CHROMIUM)
@@ -53,10 +53,10 @@ export IMGTAG_CHROMIUM := $(CHROMIUM)
 $(CHROMIUM):
 	{ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium 2>/dev/null \
 		|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }; } \
-		|| { echo "cannot install Debian's chromium package (for tests/web): run as root, or set IMGTAG_CHROMIUM"; exit 1; }
+		|| { echo "cannot install Debian's chromium package (for tests/e2e/web): run as root, or set IMGTAG_CHROMIUM"; exit 1; }
 	test -x $@ || { echo "$@ is missing after installing Debian's chromium: set IMGTAG_CHROMIUM to its path"; exit 1; }
 
-browser: $(CHROMIUM)  ## Debian's Chromium for the browser tests in tests/web
+browser: $(CHROMIUM)  ## Debian's Chromium for the browser tests in tests/e2e/web
 
 demo: install  ## import the photos scikit-image ships (or DEMO_DIR=...) and show their tags
 	IMGTAG_HOME=$(DEMO_HOME) $(BIN)/python -m pipelines.demo $(DEMO_DIR)

@@ -48,7 +48,7 @@ from catalog.serializers import (
     UploadResponseSerializer,
 )
 from catalog.storage import get_storage
-from pipelines.imageio import ImageError
+from core.imageio import ImageError
 
 CONTENT_TYPES = {
     "JPEG": "image/jpeg",

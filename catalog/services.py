@@ -30,9 +30,9 @@ from django.utils import timezone
 from catalog.models import Asset, AssetTag, ModelVersion, Tag, TagThreshold
 from catalog.query import compile_query, normalize_tag_name
 from catalog.storage import get_storage
-from pipelines import tagger as tagging
-from pipelines.imageio import ImageInfo, probe
-from pipelines.results import TagResult, TagScore
+from serving import current as tagging
+from core.imageio import ImageInfo, probe
+from core.results import TagResult, TagScore
 
 Parents = Callable[[str], Iterable[str]]  # tag -> its immediate parents, like TagMap.parents
 
@@ -88,7 +88,7 @@ def validate(data: bytes, filename: str) -> ImageInfo:
 
     Raises:
         UploadTooLarge: more than ``IMGTAG_MAX_UPLOAD_BYTES``.
-        pipelines.imageio.ImageError: not an image we can decode; ``.reason`` names the problem.
+        core.imageio.ImageError: not an image we can decode; ``.reason`` names the problem.
     """
     limit = settings.IMGTAG_MAX_UPLOAD_BYTES
     if len(data) > limit:
@@ -116,7 +116,7 @@ def prepare(data: bytes, filename: str, sha256: str | None = None) -> Prepared:
         sha256: the hex digest of ``data`` when the caller has it already.
 
     Raises:
-        UploadTooLarge, pipelines.imageio.ImageError: see :func:`validate`; nothing is stored.
+        UploadTooLarge, core.imageio.ImageError: see :func:`validate`; nothing is stored.
     """
     info = validate(data, filename)
     # The file goes first: a crash before the row leaves an orphan file that the next upload
@@ -179,7 +179,7 @@ def ingest(data: bytes, filename: str) -> tuple[Asset, bool]:
         (and are stored again only if their file went missing).
 
     Raises:
-        UploadTooLarge, pipelines.imageio.ImageError: see :func:`validate`; nothing is stored.
+        UploadTooLarge, core.imageio.ImageError: see :func:`validate`; nothing is stored.
     """
     return register([prepare(data, filename)])[0]
 
@@ -432,8 +432,8 @@ def tag_assets_in_process(assets: Iterable[Asset], tagger=None) -> list[TagResul
 
     Args:
         assets: assets whose originals are stored (typically the ``pending`` ones just uploaded).
-        tagger: a :class:`pipelines.tagger.Tagger`; default the process-wide one from
-            :func:`pipelines.tagger.get_tagger` (the model loads on first use, in about 3 s).
+        tagger: a :class:`core.tagger.Tagger`; default the process-wide one from
+            :func:`serving.current.get_tagger` (the model loads on first use, in about 3 s).
             The thresholds people set for its model (:func:`threshold_overrides`) apply.
 
     Returns:
@@ -466,7 +466,7 @@ def record_results(results: Sequence[TagResult], tagger, asset_of: Callable = la
 
     Args:
         results: from ``tagger.tag_images``.
-        tagger: the :class:`pipelines.tagger.Tagger` that produced them (its model is recorded).
+        tagger: the :class:`core.tagger.Tagger` that produced them (its model is recorded).
         asset_of: turns a result's ``key`` into its :class:`Asset` (default: the key is one).
     """
     with transaction.atomic():
@@ -486,8 +486,8 @@ def publish_for_tagging(assets: Iterable[Asset]) -> bool:
     """
     from pika.exceptions import AMQPError
 
-    from pipelines import broker
-    from pipelines.settings import Settings
+    from core import broker
+    from core.settings import Settings
 
     assets = list(assets)
     if not assets:

@@ -1,7 +1,7 @@
 """Django settings of the catalog, read once from the environment.
 
 The imgtag settings (``IMGTAG_HOME``, ``DATABASE_URL``, ``IMGTAG_STORAGE_URL``, upload limits)
-come from :class:`pipelines.settings.Settings`; the Django-only ones are:
+come from :class:`core.settings.Settings`; the Django-only ones are:
 
 | variable | default | meaning |
 |---|---|---|
@@ -40,7 +40,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from pipelines.settings import Settings
+from core.settings import Settings
 
 _imgtag = Settings.from_env()
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from django.db.models import Count, Q
 
 from catalog.models import AssetTag, TagThreshold
-from pipelines.settings import Settings
+from core.settings import Settings
 
 STEPS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
 
@@ -108,15 +108,15 @@ def scored_tags() -> list[str]:
 
 def current(tag: str, settings: Settings | None = None) -> CurrentThreshold:
     """The threshold of ``tag`` in force for the model that tags now
-    (``pipelines.tagger.current_model``): the one set on the thresholds page, else the model's."""
-    from pipelines.tagger import current_model
+    (``serving.current.current_model``): the one set on the thresholds page, else the model's."""
+    from serving.current import current_model
 
     model = current_model(settings)
     if model.path is not None:
         where = f"{model.path / 'assets' / 'tags.csv'} (set by imgtag evaluate; off: never emitted, its calibration could not reach the target precision)"
         thresholds = _vocabulary_thresholds(str(model.path / "assets"))
     else:
-        from pipelines import tagmap
+        from core import tagmap
 
         folder = Path(os.environ.get("IMGTAG_TAGMAP_DIR") or tagmap.DATA_DIR)
         where = f"{folder / tagmap.THRESHOLD_FILE} (the default rows * and ** or the tag's own row)"
@@ -160,7 +160,7 @@ def _mtime(path: Path) -> float:
 
 @functools.lru_cache(maxsize=4)
 def _tagmap_thresholds(folder: str, mtime: float) -> dict[str, float]:
-    from pipelines.tagmap import TagMap
+    from core.tagmap import TagMap
 
     labels = TagMap.load(folder)
     return {tag: float(limit) for tag, limit in zip(labels.tags, labels.thresholds)}
@@ -168,7 +168,7 @@ def _tagmap_thresholds(folder: str, mtime: float) -> dict[str, float]:
 
 @functools.lru_cache(maxsize=4)
 def _vocabulary_thresholds(assets: str) -> dict[str, float]:
-    from pipelines.vocabulary import Vocabulary
+    from core.vocabulary import Vocabulary
 
     labels = Vocabulary.read(assets)
     return {tag: float(limit) for tag, limit in zip(labels.tags, labels.thresholds)}

@@ -1,7 +1,7 @@
 """Thumbnails of the originals: JPEGs that fit in 256 px, made once and kept on disk.
 
 A thumbnail is made with OpenCV (reduced JPEG decode where the size allows, then an area
-resize; :func:`pipelines.imageio.load_to_fit`) and encoded at quality 85. It is kept in
+resize; :func:`core.imageio.load_to_fit`) and encoded at quality 85. It is kept in
 ``IMGTAG_CACHE_DIR/thumbnails/<sha256>-<size>.jpg``, written under a temporary name and
 renamed, so a reader never sees half a file and two processes making the same one at once
 are harmless. Its name follows from the original's content, so a cached thumbnail is never
@@ -26,7 +26,7 @@ from django.conf import settings
 
 from catalog.models import Asset
 from catalog.storage import get_storage, write_local_atomically
-from pipelines.imageio import ImageError, load_to_fit
+from core.imageio import ImageError, load_to_fit
 
 SIZE = 256  # the gallery's
 PREVIEW_SIZE = 1024  # the asset page's, for originals a browser cannot show (TIFF)
@@ -52,7 +52,7 @@ def make_thumbnail(data: bytes, name: str = "<bytes>", size: int = SIZE, quality
     """JPEG bytes of the image shrunk to fit in ``size`` x ``size`` (never enlarged).
 
     Raises:
-        pipelines.imageio.ImageError: the bytes are not an image OpenCV can decode.
+        core.imageio.ImageError: the bytes are not an image OpenCV can decode.
     """
     rgb, _ = load_to_fit(
         data, size, name, max_pixels=settings.IMGTAG_MAX_PIXELS, max_decode_bytes=settings.IMGTAG_MAX_DECODE_BYTES

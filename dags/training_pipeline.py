@@ -60,7 +60,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import Param, dag
 from imgtag_stage import CHAMPION_ASSET, MODEL_RESOURCES, TRAINING_RESOURCES, stage
 
-#: The gate's exit status for a rejected challenger (``pipelines.registry.GATE_REJECTED_EXIT``).
+#: The gate's exit status for a rejected challenger (``pipelines.training.registry.GATE_REJECTED_EXIT``).
 GATE_REJECTED_EXIT = 3
 
 #: Stages that meet transient faults (storage, MLflow server, database) try again.

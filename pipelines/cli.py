@@ -2,7 +2,7 @@
 
 Every stage of imgtag is a subcommand here, so the same code runs from a terminal, an
 Airflow task and a Kubernetes pod. Settings come from the environment (see
-:mod:`pipelines.settings`); ``IMGTAG_HOME`` (default ``./var``) holds the catalog database
+:mod:`core.settings`); ``IMGTAG_HOME`` (default ``./var``) holds the catalog database
 and the stored originals.
 """
 
@@ -36,7 +36,7 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 def _tagger():
-    from pipelines.tagger import get_tagger
+    from serving.current import get_tagger
 
     with err.status("Loading the tagging model..."):
         return get_tagger()
@@ -63,7 +63,7 @@ def _emit(summary: dict, as_json: bool, text: str) -> None:
 
 
 def _settings():
-    from pipelines.settings import Settings
+    from core.settings import Settings
 
     try:
         return Settings.from_env()
@@ -134,7 +134,7 @@ def import_(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from pipelines.importer import collect_files, import_files, queue_files
+    from pipelines.tagging.importer import collect_files, import_files, queue_files
 
     try:
         files = collect_files(paths)
@@ -206,14 +206,14 @@ def search(
 
 
 def _consumer(metrics_port: Optional[int]):
-    from pipelines import metrics
-    from pipelines.worker import Consumer
+    from core import metrics
+    from pipelines.tagging.worker import Consumer
 
     settings = _settings()
     _catalog()
     if metrics_port:
         metrics.serve(metrics_port)
-    from pipelines.tagger import get_tagger
+    from serving.current import get_tagger
 
     _tagger()  # load the model before the first message
     consumer = Consumer(get_tagger, settings)  # follows a newly promoted champion between batches
@@ -222,7 +222,7 @@ def _consumer(metrics_port: Optional[int]):
 
 
 def _run_consumer(consumer, as_json: bool, **limits) -> None:
-    from pipelines.broker import BrokerUnavailable, QueueMismatch
+    from core.broker import BrokerUnavailable, QueueMismatch
 
     try:
         summary = consumer.run(**limits).as_dict()
@@ -288,9 +288,9 @@ def requeue(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Put catalog assets (back) on the tagging queue. Human-reviewed tags are never changed."""
-    from pipelines import requeue as requeueing
-    from pipelines.broker import BrokerUnavailable
-    from pipelines.tagger import current_model
+    from pipelines.tagging import requeue as requeueing
+    from core.broker import BrokerUnavailable
+    from serving.current import current_model
 
     if not (pending or stale_model):
         err.print("[red]say what to requeue: --pending, --stale-model, or both[/red]")
@@ -322,7 +322,7 @@ def dead_list(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ):
     """Show dead letters and why they died; they stay in the queue."""
-    from pipelines.requeue import dead_letters
+    from pipelines.tagging.requeue import dead_letters
 
     letters = dead_letters(_settings(), limit)
     if as_json:
@@ -340,7 +340,7 @@ def dead_replay(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Move dead letters back to the tagging queue (once their cause is fixed)."""
-    from pipelines.requeue import replay_dead
+    from pipelines.tagging.requeue import replay_dead
 
     summary = replay_dead(_settings(), limit)
     _emit(summary, as_json, f"replayed {summary['replayed']}")
@@ -605,8 +605,8 @@ def ingest(
     Exit status 2 when a source cannot be read (the message names the file and line).
     """
     from catalog.runtime import CatalogUnavailable
-    from pipelines.ingest import IngestError
-    from pipelines.ingest import ingest as run_ingest
+    from pipelines.training.ingest import IngestError
+    from pipelines.training.ingest import ingest as run_ingest
 
     if (out is None) == (run_name is None):
         _fail("say where the dataset goes: --out DIR or --run-name NAME (one of them)")
@@ -648,9 +648,9 @@ def validate(
     when a rule fails: the report, naming each bad file and tag, goes to stderr and the JSON
     summary to stdout.
     """
-    from pipelines.dataset import DatasetError
-    from pipelines.validate import default_report_dir, read_allowed_tags
-    from pipelines.validate import validate as run_validation
+    from pipelines.training.dataset import DatasetError
+    from pipelines.training.validate import default_report_dir, read_allowed_tags
+    from pipelines.training.validate import validate as run_validation
 
     try:
         result = run_validation(
@@ -685,7 +685,7 @@ def version_(
     The hash names the exact images and labels a model was trained on: the training run and
     the registered model carry it, and `dvc pull` brings the data back.
     """
-    from pipelines.versioning import VersioningError, version_dataset
+    from pipelines.training.versioning import VersioningError, version_dataset
 
     try:
         summary = version_dataset(dataset, remote=remote, settings=_settings())
@@ -727,9 +727,9 @@ def train(
     Logs parameters, per-epoch metrics, training curves and the dataset hash to an MLflow run
     (MLFLOW_TRACKING_URI, default a SQLite file in IMGTAG_HOME) and writes the model folder.
     """
-    from pipelines.dataset import DatasetError
-    from pipelines.train import TrainParams
-    from pipelines.train import train as run_training
+    from pipelines.training.dataset import DatasetError
+    from pipelines.training.train import TrainParams
+    from pipelines.training.train import train as run_training
 
     params = TrainParams(
         epochs=epochs,
@@ -774,8 +774,8 @@ def evaluate(
     Prints mAP, the share of test images with a correct tag and with no tag, the precision of
     emitted tags and person AP; per_tag.csv, plots and predictions.jsonl go to the report folder.
     """
-    from pipelines.dataset import DatasetError
-    from pipelines.evaluate import evaluate as run_evaluation
+    from pipelines.training.dataset import DatasetError
+    from pipelines.training.evaluate import evaluate as run_evaluation
 
     try:
         with err.status("Evaluating..."):
@@ -804,7 +804,7 @@ def register_(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Export the SavedModel and register it in MLflow as a new version of the tagger."""
-    from pipelines.registry import register
+    from pipelines.training.registry import register
 
     try:
         with err.status("Exporting and registering..."):
@@ -844,9 +844,9 @@ def gate(
     point at what is served (it was moved by hand): nothing is scored, and the red message says
     how to put the alias back (`imgtag models` shows both).
     """
-    from pipelines.dataset import DatasetError
-    from pipelines.registry import CHAMPION_DIVERGENCE_EXIT, GATE_REJECTED_EXIT, ChampionDivergence
-    from pipelines.registry import gate as run_gate
+    from pipelines.training.dataset import DatasetError
+    from pipelines.training.registry import CHAMPION_DIVERGENCE_EXIT, GATE_REJECTED_EXIT, ChampionDivergence
+    from pipelines.training.registry import gate as run_gate
 
     try:
         with err.status("Scoring challenger and champion..."):
@@ -875,7 +875,7 @@ def promote(
     the server reports the new version loaded (up to IMGTAG_SERVING_LOAD_TIMEOUT seconds).
     Promoting the version already served copies nothing: it only points the MLflow alias back
     at it, which is how an alias moved by hand is put back (`imgtag models` says when)."""
-    from pipelines.registry import promote as run_promote
+    from pipelines.training.registry import promote as run_promote
     from serving.repository import RepositoryError
 
     try:
@@ -898,7 +898,7 @@ def rollback(
     `rollback_champion` DAG in Airflow instead: it runs this command and updates the champion
     asset, which starts `nightly_retag`.
     """
-    from pipelines.registry import rollback as run_rollback
+    from pipelines.training.registry import rollback as run_rollback
     from serving.repository import RepositoryError
 
     try:
@@ -934,7 +934,7 @@ def models(
     from mlflow.exceptions import MlflowException
     from rich.markup import escape
 
-    from pipelines.registry import CHAMPION_DIVERGENCE_EXIT, champion_history, champion_status
+    from pipelines.training.registry import CHAMPION_DIVERGENCE_EXIT, champion_history, champion_status
     from serving.repository import RepositoryError
 
     settings = _settings()
@@ -1066,8 +1066,8 @@ def starter_build(
 ):
     """Rebuild the starter model from labelled photos: prepare (tags, people, box crops) → ingest →
     validate → version → train → evaluate → register, then write serving/starter_model/ and the
-    calibrated general thresholds (pipelines/data/tag_thresholds.csv). About 10 minutes on 2 cores."""
-    from pipelines.build_starter import build
+    calibrated general thresholds (core/data/tag_thresholds.csv). About 10 minutes on 2 cores."""
+    from pipelines.training.build_starter import build
 
     if not (data / "manifest.csv").is_file():
         _fail(f"{data}: no manifest.csv; --data takes the dam-photos folder (../shared/data/dam-photos)")

@@ -27,9 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     from catalog import runtime
-    from pipelines.importer import collect_files, import_files
-    from pipelines.settings import Settings
-    from pipelines.tagger import get_tagger
+    from pipelines.tagging.importer import collect_files, import_files
+    from core.settings import Settings
+    from serving.current import get_tagger
 
     argv = sys.argv[1:] if argv is None else argv
     folder = Path(argv[0]) if argv and argv[0] else sample_folder()

@@ -50,7 +50,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipelines.settings import Settings
+from core.settings import Settings
 
 #: The project's checkout: ``dags/`` sits beside the ``pipelines`` package.
 PROJECT_DIR = Path(__file__).resolve().parent.parent

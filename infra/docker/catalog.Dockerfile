@@ -3,8 +3,8 @@
 # The build context is the repository root (see /.dockerignore).
 #
 # The whole imgtag distribution is installed, TensorFlow included: the catalog imports
-# pipelines (catalog/settings.py -> pipelines.settings; catalog/services.py -> pipelines.tagger,
-# pipelines.imageio, pipelines.results, pipelines.broker; catalog/api.py -> pipelines.imageio),
+# pipelines (catalog/settings.py -> core.settings; catalog/services.py -> core.tagger,
+# core.imageio, core.results, core.broker; catalog/api.py -> core.imageio),
 # uploads can be tagged in the web process (IMGTAG_UPLOAD_TAGGING=inprocess), and setup.cfg
 # declares one distribution with one dependency list. Image size is the known cost.
 #
@@ -35,6 +35,7 @@ RUN python -c "import configparser; c = configparser.ConfigParser(); c.read('set
  && pip install --no-cache-dir -r /tmp/requirements.txt
 
 COPY README.md ./
+COPY core ./core
 COPY pipelines ./pipelines
 COPY serving ./serving
 COPY catalog ./catalog

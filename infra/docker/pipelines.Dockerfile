@@ -27,6 +27,7 @@ RUN python -c "import configparser; c = configparser.ConfigParser(); c.read('set
 
 # The package itself (README.md: setup.cfg reads long_description from it).
 COPY README.md ./
+COPY core ./core
 COPY pipelines ./pipelines
 COPY serving ./serving
 COPY catalog ./catalog

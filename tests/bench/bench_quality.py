@@ -47,8 +47,8 @@ GRID = 0.6  # corner crops of 60% of each side
 
 def test_photos(data: Path) -> list[tuple[Path, set[str]]]:
     """The test split's photos and their COCO objects as tag names."""
-    from pipelines.build_starter import tag_for
-    from pipelines.dataset import split_for
+    from pipelines.training.build_starter import tag_for
+    from pipelines.training.dataset import split_for
 
     out = []
     with (data / "manifest.csv").open(newline="", encoding="utf-8") as f:
@@ -60,7 +60,7 @@ def test_photos(data: Path) -> list[tuple[Path, set[str]]]:
 
 
 def coco_tags() -> list[str]:
-    from pipelines.build_starter import COCO_TAGS
+    from pipelines.training.build_starter import COCO_TAGS
 
     names = (
         "person bicycle car motorcycle airplane bus train truck boat;traffic light;fire hydrant;stop sign;"
@@ -129,7 +129,7 @@ def measure(tags, scores, thresholds, truth: list[set[str]], coco: list[str]) ->
 
 
 def load_pixels(paths: list[Path], size: int = 224) -> np.ndarray:
-    from pipelines import imageio
+    from core import imageio
 
     with ThreadPoolExecutor(2) as pool:
         return np.stack(list(pool.map(lambda p: imageio.load_for_model(p.read_bytes(), size, str(p))[0], paths)))
@@ -139,7 +139,7 @@ def grid_pixels(path: Path, size: int = 224) -> np.ndarray:
     """The four corner crops (60% of each side) of a photo, at the model's size."""
     import cv2
 
-    from pipelines import imageio
+    from core import imageio
 
     rgb, _ = imageio.load_to_fit(path.read_bytes(), 2 * size, str(path))
     h, w = rgb.shape[:2]
@@ -188,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     os.environ.setdefault("IMGTAG_HOME", tempfile.mkdtemp(prefix="imgtag-bench-quality-"))
-    from pipelines.settings import Settings
-    from pipelines.tagger import PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION, CurrentModel, _cached_tagger
-    from pipelines.tagger import get_tagger
+    from core.settings import Settings
+    from core.runtimes import PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION
+    from serving.current import CurrentModel, _cached_tagger, get_tagger
 
     settings = Settings.from_env()
     photos = test_photos(args.data)

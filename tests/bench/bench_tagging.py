@@ -79,7 +79,7 @@ def setup_catalog(home: Path) -> None:
 
 
 def bench_import(tagger, files: list[Path]) -> float:
-    from pipelines.importer import import_files
+    from pipelines.tagging.importer import import_files
 
     start = time.perf_counter()
     summary = import_files(files, tagger)
@@ -109,7 +109,7 @@ def bench_naive(model, tagger, files: list[Path]) -> float:
 
 
 def bench_decode(files: list[Path], size: int = 224) -> tuple[float, float]:
-    from pipelines import imageio
+    from core import imageio
 
     blobs = [p.read_bytes() for p in files]
     start = time.perf_counter()
@@ -133,17 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big-images", type=int, default=16, help="12 MP images for the decode comparison")
     args = parser.parse_args(argv)
 
-    from pipelines import backbone
-    from pipelines.settings import Settings
-    from pipelines.tagger import (
-        PRETRAINED_MODEL_NAME,
-        PRETRAINED_MODEL_VERSION,
-        CurrentModel,
-        Tagger,
-        _cached_tagger,
-        get_tagger,
-        keras_predictor,
-    )
+    from core import backbone
+    from core.settings import Settings
+    from core.runtimes import PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION, keras_predictor
+    from core.tagger import Tagger
+    from serving.current import CurrentModel, _cached_tagger, get_tagger
 
     settings = Settings.from_env()
 
@@ -165,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             settings.runtime,
             settings.cache_dir,
         )
-        from pipelines import imageio
+        from core import imageio
 
         pixels = np.stack([imageio.load_for_model(p.read_bytes(), 224)[0] for p in small])
         bare = bench_bare(tagger, pixels)

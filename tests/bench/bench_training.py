@@ -2,7 +2,7 @@
 
 Measured in one run, on 640x480 photo-like JPEGs at the default image size (224):
 
-- **input**: the ``tf.data`` pipeline alone (:func:`pipelines.train.input_pipeline`, read,
+- **input**: the ``tf.data`` pipeline alone (:func:`pipelines.training.train.input_pipeline`, read,
   decode, resize, augment, batch; no cache, i.e. the first epoch, its slowest), images/s;
 - **step**: training steps of the default run (the learned head on the frozen backbone) on
   tensors already in memory, images/s; fine-tuning steps (top 4 blocks) are printed too.
@@ -52,13 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=8)
     args = parser.parse_args(argv)
 
-    from pipelines.tf_runtime import import_tensorflow
+    from core.tf_runtime import import_tensorflow
 
     import_tensorflow()
     import keras
 
-    from pipelines import model as tagger_model
-    from pipelines.train import input_pipeline
+    from core import model as tagger_model
+    from pipelines.training.train import input_pipeline
 
     tags = 6
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,7 +5,7 @@
   server does not answer, the session stops with a message naming it when ``CI=true``, and
   the database tests are skipped with that message otherwise.
 - Every test gets its own ``IMGTAG_HOME`` and storage folder, so stored files can be counted.
-- ``fake_tagger`` stands in for the model (same interface as :class:`pipelines.tagger.Tagger`,
+- ``fake_tagger`` stands in for the model (same interface as :class:`core.tagger.Tagger`,
   real labels with thresholds): it scores by dominant colour, so the tests do not load TensorFlow.
 - Users have the role their test needs: ``user`` (alice) is a content manager, ``end_user``
   (bob) may only search, view and download; ``client_with_token`` and ``reader`` send their
@@ -26,10 +26,10 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from pipelines import imageio
-from pipelines import tagger as tagging
-from pipelines.results import TagResult, TagScore
-from pipelines.vocabulary import Vocabulary
+from core import imageio
+from serving import current as tagging
+from core.results import TagResult, TagScore
+from core.vocabulary import Vocabulary
 
 POSTGRES_SCHEMES = ("postgres://", "postgresql://", "pgsql://")
 
@@ -96,7 +96,7 @@ def imgtag_home(tmp_path, monkeypatch, settings):
     settings.IMGTAG_HOME = str(home)
     settings.IMGTAG_STORAGE_URL = str(home / "storage")
     settings.IMGTAG_CACHE_DIR = str(home / "cache")
-    settings.IMGTAG_UPLOAD_TAGGING = "inprocess"  # the queue path is tested against RabbitMQ in tests/streaming
+    settings.IMGTAG_UPLOAD_TAGGING = "inprocess"  # the queue path is tested against RabbitMQ in tests/pipelines/tagging
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
     return home
 
@@ -138,7 +138,7 @@ FAKE_PARENT = {
 
 
 def fake_labels() -> Vocabulary:
-    """The fake tagger's labels: a real :class:`~pipelines.vocabulary.Vocabulary` of seven tags,
+    """The fake tagger's labels: a real :class:`~core.vocabulary.Vocabulary` of seven tags,
     each with the threshold 0.5, and their hierarchy (``egyptian cat`` → ``cat`` → ``animal``)."""
     tags = ("animal", "cat", "coffee mug", "container", "cup", "dog", "egyptian cat")
     return Vocabulary(tags, np.full(len(tags), 0.5, np.float32), ("general",) * len(tags), dict(FAKE_PARENT))
@@ -184,7 +184,7 @@ class FakeTagger:
 
 @pytest.fixture
 def fake_tagger(monkeypatch) -> FakeTagger:
-    """Replaces the process-wide tagger (``pipelines.tagger.get_tagger``) with a FakeTagger."""
+    """Replaces the process-wide tagger (``serving.current.get_tagger``) with a FakeTagger."""
     fake = FakeTagger()
     monkeypatch.setattr(tagging, "get_tagger", lambda settings=None: fake)
     return fake
@@ -281,7 +281,7 @@ def tagged(image, user):
 @pytest.fixture
 def tag_map(monkeypatch, tmp_path):
     """The ImageNet-only tagger (no starter model) with a tag map whose thresholds are known."""
-    from pipelines import tagmap
+    from core import tagmap
 
     folder = tmp_path / "tagmap"
     folder.mkdir()

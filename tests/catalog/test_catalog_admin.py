@@ -3,7 +3,7 @@
 import pytest
 
 from catalog import services
-from pipelines.results import TagScore
+from core.results import TagScore
 
 pytestmark = pytest.mark.django_db
 

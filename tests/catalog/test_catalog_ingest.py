@@ -8,7 +8,7 @@ import pytest
 from catalog import services
 from catalog.models import Asset
 from catalog.storage import Storage, get_storage
-from pipelines.imageio import ImageError
+from core.imageio import ImageError
 
 pytestmark = pytest.mark.django_db
 

@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from catalog import roles
 from catalog.models import Asset, AssetTag, TagThreshold
-from pipelines.tagger import PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION
+from core.runtimes import PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION
 from tests.catalog.conftest import make_image, make_user, token_client
 
 pytestmark = pytest.mark.django_db

@@ -17,7 +17,7 @@ from catalog.query import (
     compile_query,
     parse,
 )
-from pipelines.results import TagScore
+from core.results import TagScore
 
 cat, dog, mug, animal = Term("cat"), Term("dog"), Term("coffee mug"), Term("animal")
 

@@ -6,7 +6,7 @@ from django.test.utils import CaptureQueriesContext
 
 from catalog import services
 from catalog.models import Asset, AssetTag, ModelVersion, Tag
-from pipelines.results import TagScore
+from core.results import TagScore
 
 pytestmark = pytest.mark.django_db
 

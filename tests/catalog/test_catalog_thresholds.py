@@ -7,9 +7,11 @@ from django.db import IntegrityError, transaction
 
 from catalog import services, thresholds
 from catalog.models import AssetTag, Tag, TagThreshold
-from pipelines import broker, tagger, worker
-from pipelines.results import TagScore
-from pipelines.vocabulary import Vocabulary
+from core import broker
+from serving import current
+from pipelines.tagging import worker
+from core.results import TagScore
+from core.vocabulary import Vocabulary
 
 pytestmark = pytest.mark.django_db
 
@@ -87,11 +89,11 @@ def test_the_current_threshold_of_a_promoted_model_comes_from_its_vocabulary(mon
     Vocabulary(("cat", "sofa"), np.array([0.42, 0.7]), ("learned", "learned"), {}).write(
         tmp_path / "7" / "assets"
     )
-    champion = tagger.CurrentModel("imgtag-tagger", "7", tmp_path / "7")
-    monkeypatch.setattr(tagger, "current_model", lambda settings=None: champion)
-    current = thresholds.current("cat")
-    assert (current.value, current.model) == (0.42, "imgtag-tagger:7")
-    assert str(tmp_path / "7" / "assets" / "tags.csv") in current.where
+    champion = current.CurrentModel("imgtag-tagger", "7", tmp_path / "7")
+    monkeypatch.setattr(current, "current_model", lambda settings=None: champion)
+    in_force = thresholds.current("cat")
+    assert (in_force.value, in_force.model) == (0.42, "imgtag-tagger:7")
+    assert str(tmp_path / "7" / "assets" / "tags.csv") in in_force.where
 
 
 # ---------------------------------------------------------------------------- thresholds people set

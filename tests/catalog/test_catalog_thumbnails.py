@@ -6,7 +6,7 @@ import pytest
 
 from catalog import services, thumbnails
 from catalog.storage import Storage
-from pipelines import imageio
+from core import imageio
 from tests.catalog.conftest import make_image
 
 pytestmark = pytest.mark.django_db

@@ -8,7 +8,7 @@ from django.test import Client
 
 from catalog import services, thumbnails
 from catalog.models import AssetTag, TagThreshold
-from pipelines.tagger import PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION
+from core.runtimes import PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION
 from tests.catalog.conftest import PASSWORD
 from tests.catalog.htmlquery import parse
 
@@ -500,7 +500,7 @@ def test_a_threshold_is_only_applied_to_the_current_models_tags(manager, tagged)
 
 
 def test_tags_accepted_and_added_on_the_web_are_ingest_labels(manager, tagged, settings):
-    from pipelines.ingest import catalog_entries
+    from pipelines.training.ingest import catalog_entries
 
     blue, green = tagged["blue"], tagged["green"]
     manager.post(f"/assets/{blue.pk}/review/", {"tag": "cup", "action": "accept"})

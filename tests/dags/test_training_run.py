@@ -115,11 +115,12 @@ def champion_events() -> int:
 
 def in_memory_tags(model_dir: Path, thresholds: Path, files: list[Path]) -> list[set[str]]:
     """Tags of the trained Keras model (as training left it) with the evaluated thresholds."""
-    from pipelines import evaluate, model
+    from core import model
+    from pipelines.training import evaluate
 
     trained = model.load(model_dir)
     scores = evaluate.predict(trained, files)["learned"]
-    from pipelines.tagmap import parse_threshold
+    from core.tagmap import parse_threshold
 
     chosen = json.loads(thresholds.read_text())["tags"]
     limits = {t: parse_threshold(c["threshold"]) for t, c in chosen.items()}  # "off": never emitted
@@ -127,7 +128,7 @@ def in_memory_tags(model_dir: Path, thresholds: Path, files: list[Path]) -> list
 
 
 def test_train_gate_promote_rollback(training_home, labelled):
-    from pipelines import dataset as ds
+    from pipelines.training import dataset as ds
     from serving.export import LoadedModel
 
     # Run 1: the starter model is the champion until a promotion; the shapes model beats it on

@@ -448,7 +448,7 @@ def test_dockerignore_keeps_local_state_out():
         "pyproject.toml",
         "README.md",
         "pipelines/cli.py",
-        "pipelines/data/imagenet_tags.csv",
+        "core/data/imagenet_tags.csv",
         "catalog/wsgi.py",
         "serving/predictors.py",
     ):
@@ -459,7 +459,7 @@ def test_dockerignore_keeps_local_state_out():
     ("patterns", "path", "ignored"),
     [
         ("*\n!pipelines/", "pipelines/cli.py", False),
-        ("*\n!pipelines/", "tests/test_cli.py", True),
+        ("*\n!pipelines/", "tests/pipelines/test_cli.py", True),
         ("**/__pycache__", "a/b/__pycache__/c.pyc", True),
         ("**/__pycache__", "__pycache__/c.pyc", True),
         ("*.pyc", "a/b.pyc", False),  # Docker anchors patterns at the context root

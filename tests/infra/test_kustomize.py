@@ -21,7 +21,7 @@ CUSTOM_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "Prom
 WORKLOADS = {"Deployment", "StatefulSet", "Job", "CronJob", "DaemonSet"}
 #: The images infra/docker builds.
 OUR_IMAGES = ("ghcr.io/imgtag/imgtag-pipelines", "ghcr.io/imgtag/imgtag-catalog")
-ENV_SOURCES = ("pipelines", "serving", "catalog", "dags")
+ENV_SOURCES = ("core", "pipelines", "serving", "catalog", "dags")
 
 
 def pod_template(obj: dict) -> dict:

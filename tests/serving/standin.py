@@ -24,7 +24,7 @@ import grpc
 import numpy as np
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from pipelines.tf_runtime import import_tensorflow
+from core.tf_runtime import import_tensorflow
 
 tf = import_tensorflow()
 

@@ -18,8 +18,8 @@ import pytest
 import requests
 from tiny_model import TAGS, tiny_saved_model
 
-from pipelines.settings import Settings
-from pipelines.vocabulary import Vocabulary
+from core.settings import Settings
+from core.vocabulary import Vocabulary
 from serving.export import INPUT_KEY, OUTPUT_KEY
 from serving.predictors import (
     SIGNATURE_NAME,

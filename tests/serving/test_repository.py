@@ -33,7 +33,7 @@ NAME = "imgtag-tagger"
 @pytest.fixture(scope="session")
 def saved_model(tmp_path_factory) -> Path:
     """A tiny SavedModel: ``serving_default`` takes ``images`` (tf.string [None]), returns float scores."""
-    from pipelines.tf_runtime import import_tensorflow
+    from core.tf_runtime import import_tensorflow
 
     tf = import_tensorflow()
 

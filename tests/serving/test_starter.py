@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines import imageio
-from pipelines.settings import Settings
+from core import imageio
+from core.settings import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,7 @@ def test_installed_starter_serves_the_in_process_tags_on_an_exif_rotated_photo(t
     """``imgtag starter install`` makes the starter serving version 1; its SavedModel (what TF
     Serving loads) and the in-process tagger give the same tags, and a camera photo stored
     sideways with an EXIF orientation scores as the upright photo."""
-    from pipelines import tagger
+    from serving import current as tagger
     from serving.export import LoadedModel
 
     home = tmp_path / "home"

@@ -12,7 +12,7 @@ IMAGES = [b"\xff\xd8\xff\xe0 first jpeg", b"\x89PNG\r\n\x1a\n second png"]
 @pytest.fixture(scope="session")
 def saved_model(tmp_path_factory) -> Path:
     """A tiny SavedModel: ``serving_default`` takes ``images`` (tf.string [None]), returns float scores."""
-    from pipelines.tf_runtime import import_tensorflow
+    from core.tf_runtime import import_tensorflow
 
     tf = import_tensorflow()
 

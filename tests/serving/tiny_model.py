@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.vocabulary import Vocabulary
+from core.vocabulary import Vocabulary
 from serving.export import INPUT_KEY, OUTPUT_KEY
 from serving.predictors import SIGNATURE_NAME
 
@@ -22,7 +22,7 @@ def tiny_saved_model(out: Path, scale: float) -> Path:
     Scores are the mean RGB of the image resized to 8x8, over 255, times ``scale``; the vocabulary
     (``assets/tags.csv``) and ``assets/model.json`` sit beside it as in an export.
     """
-    from pipelines.tf_runtime import import_tensorflow
+    from core.tf_runtime import import_tensorflow
 
     tf = import_tensorflow()
 

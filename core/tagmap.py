@@ -1,0 +1,247 @@
+"""From 1000 ImageNet class probabilities to the tags people search for in a DAM.
+
+The map is two CSV files in ``core/data/`` that a user can edit (or replace, with
+``IMGTAG_TAGMAP_DIR``):
+
+- ``imagenet_tags.csv`` — ``index,wnid,label,tag,broader``: each class's readable tag and its
+  broader tags from specific to general, ``;``-separated (``egyptian cat`` → ``cat;animal``).
+  The tag right after another in a chain is its parent, and must be the same in every row.
+- ``tag_thresholds.csv`` — ``tag,threshold`` (and, where a calibration wrote them, the
+  ``reason``, ``val_precision``, ``val_recall`` and ``val_positives`` behind each value and the
+  ``prior`` threshold it replaced): ``*`` is the default for class tags, ``**`` for broader
+  tags; other rows override one tag. ``off`` means the tag is never emitted (its calibration
+  showed it cannot reach the target precision). ``TagMap.load(calibrated=False)`` reads the
+  priors instead: what the next calibration starts from.
+- ``tag_hierarchy.csv`` (optional) — ``tag,broader``: where tags that no ImageNet class carries
+  sit in the same hierarchy (``giraffe`` → ``animal``, ``people`` → ``person``), so a learned
+  tag of a trained model has a parent like the general ones.
+
+A tag's score is the sum of the probabilities of every class under it (the classes tagged
+with it directly or through ``broader``), so broader tags collect the evidence of all their
+members: a photo split between "tabby" and "tiger cat" is still confidently a ``cat``.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.results import TagScore
+
+DATA_DIR = Path(__file__).parent / "data"
+CLASS_FILE = "imagenet_tags.csv"
+THRESHOLD_FILE = "tag_thresholds.csv"
+HIERARCHY_FILE = "tag_hierarchy.csv"
+OFF = "off"  # a threshold that is never reached: the tag is not emitted
+DEFAULT_CLASS_KEY = "*"
+DEFAULT_BROADER_KEY = "**"
+
+
+class TagMapError(ValueError):
+    """The tag map files are inconsistent; the message names the file, row and problem."""
+
+
+@dataclass(frozen=True, eq=False)
+class TagMap:
+    """The class-to-tag matrix, thresholds and tag hierarchy."""
+
+    tags: tuple[str, ...]
+    matrix: np.ndarray  # (num_classes, num_tags) of 0/1, float32
+    thresholds: np.ndarray  # (num_tags,)
+    parent: dict[str, str]  # tag -> its parent tag
+    class_tags: tuple[str, ...]  # index -> the class's own tag
+
+    @functools.cached_property
+    def _sparse(self):
+        from scipy import sparse
+
+        return sparse.csr_array(self.matrix)
+
+    @functools.cached_property
+    def _tie_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """Ties in score list the narrower tag (fewer classes), then the deeper one, first."""
+
+        def depth(tag: str) -> int:
+            return 1 + depth(self.parent[tag]) if tag in self.parent else 0
+
+        return self.matrix.sum(axis=0), np.array([depth(t) for t in self.tags])
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {tag: i for i, tag in enumerate(self.tags)}
+
+    @property
+    def output_width(self) -> int:
+        """How many class probabilities the model outputs."""
+        return self.matrix.shape[0]
+
+    def with_thresholds(self, overrides: Mapping[str, float]) -> TagMap:
+        """A copy whose thresholds have ``overrides`` (tag -> threshold), sharing the class-to-tag
+        matrix; unknown tags are ignored (see :func:`core.vocabulary.with_thresholds`)."""
+        from core.vocabulary import with_thresholds
+
+        return with_thresholds(self, overrides)
+
+    def parents(self, tag: str) -> list[str]:
+        """Immediate parent tags of ``tag`` (empty for a top-level tag)."""
+        return [self.parent[tag]] if tag in self.parent else []
+
+    def ancestors(self, tag: str) -> list[str]:
+        """The broader tags of ``tag``, nearest first (``tabby cat`` → ``cat``, ``animal``)."""
+        return ancestors(self.parent, tag)
+
+    def scores(self, probabilities: np.ndarray) -> np.ndarray:
+        """``(n, num_classes)`` probabilities to ``(n, num_tags)`` tag scores in [0, 1]."""
+        # A sparse product: each class has a handful of tags. A dense BLAS call here would
+        # start OpenBLAS threads that fight the decoder threads and the model for two cores.
+        return np.minimum(np.asarray(probabilities, np.float32) @ self._sparse, 1.0)
+
+    def select(self, probabilities: np.ndarray) -> list[list[TagScore]]:
+        """Tags at or above their threshold for each image, best first.
+
+        Scores equal to two decimals list the more specific tag first (``espresso`` before
+        ``coffee`` before ``drink``).
+        """
+        scores = self.scores(probabilities)
+        breadth, depth = self._tie_order
+        out = []
+        for row in scores:
+            keep = np.flatnonzero(row >= self.thresholds)
+            keep = keep[np.lexsort((-depth[keep], breadth[keep], -np.round(row[keep], 2)))]
+            out.append([TagScore(self.tags[i], round(float(row[i]), 4)) for i in keep])
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path | None = None, *, calibrated: bool = True) -> "TagMap":
+        """Read and check the CSV files (default: the packaged ones).
+
+        Args:
+            calibrated: False: each threshold a calibration chose is replaced by its ``prior``.
+        """
+        directory = Path(directory or os.environ.get("IMGTAG_TAGMAP_DIR") or DATA_DIR)
+        class_file, threshold_file = directory / CLASS_FILE, directory / THRESHOLD_FILE
+        thresholds = _read_thresholds(threshold_file, calibrated)
+
+        class_tags: list[str] = []
+        members: dict[str, set[int]] = {}
+        parent: dict[str, str] = {}
+        broader_tags: set[str] = set()
+        with open(class_file, newline="", encoding="utf-8") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):
+                where = f"{class_file}:{line}"
+                try:
+                    index = int(row["index"])
+                    own = row["tag"].strip()
+                    chain = [t.strip() for t in (row.get("broader") or "").split(";") if t.strip()]
+                except (KeyError, ValueError, AttributeError) as exc:
+                    raise TagMapError(
+                        f"{where}: expected columns index,wnid,label,tag,broader ({exc})"
+                    ) from None
+                if index != len(class_tags):
+                    raise TagMapError(f"{where}: index {index} out of order, expected {len(class_tags)}")
+                if not own:
+                    raise TagMapError(f"{where}: empty tag")
+                class_tags.append(own)
+                path = [own, *chain]
+                for tag in path:
+                    members.setdefault(tag, set()).add(index)
+                for child, par in zip(path, path[1:]):
+                    if parent.setdefault(child, par) != par:
+                        raise TagMapError(
+                            f"{where}: tag {child!r} has parent {par!r} here but {parent[child]!r} elsewhere"
+                        )
+                broader_tags.update(chain)
+        _read_hierarchy(directory / HIERARCHY_FILE, parent)
+        tags = tuple(sorted(members))
+        matrix = np.zeros((len(class_tags), len(tags)), dtype=np.float32)
+        for j, tag in enumerate(tags):
+            matrix[sorted(members[tag]), j] = 1.0
+        own_tags = set(class_tags)
+        default_class = thresholds.get(DEFAULT_CLASS_KEY, 0.25)
+        default_broader = thresholds.get(DEFAULT_BROADER_KEY, 0.35)
+        limits = np.array(
+            [
+                thresholds.get(
+                    t, default_class if t in own_tags and t not in broader_tags else default_broader
+                )
+                for t in tags
+            ],
+            dtype=np.float32,
+        )
+        unknown = set(thresholds) - set(tags) - {DEFAULT_CLASS_KEY, DEFAULT_BROADER_KEY}
+        if unknown:
+            raise TagMapError(f"{threshold_file}: thresholds for unknown tags {sorted(unknown)[:5]}")
+        return cls(tags, matrix, limits, parent, tuple(class_tags))
+
+
+def ancestors(parent: Mapping[str, str], tag: str) -> list[str]:
+    """The chain of parents of ``tag`` in a ``{tag: parent}`` map, nearest first."""
+    chain: list[str] = []
+    while tag in parent and parent[tag] not in chain:
+        tag = parent[tag]
+        chain.append(tag)
+    return chain
+
+
+def parse_threshold(text: str) -> float:
+    """A threshold as the CSV files write it: a number in (0, 1], or ``off`` (never emitted).
+
+    Raises:
+        ValueError: anything else.
+    """
+    text = str(text).strip().lower()
+    if text in (OFF, "inf"):
+        return float("inf")
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"threshold {value} is not in (0, 1]")
+    return value
+
+
+def format_threshold(value: float) -> str:
+    """The CSV form of a threshold: six decimals, or ``off``."""
+    return f"{float(value):.6f}" if np.isfinite(value) else OFF
+
+
+def _read_thresholds(path: Path, calibrated: bool = True) -> dict[str, float]:
+    thresholds: dict[str, float] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                tag = row["tag"].strip()
+                prior = (row.get("prior") or "").strip()
+                value = parse_threshold(row["threshold"] if calibrated or not prior else prior)
+            except (KeyError, TypeError, AttributeError):
+                raise TagMapError(f"{path}:{line}: expected 'tag,threshold' with a number or 'off'") from None
+            except ValueError as exc:
+                raise TagMapError(f"{path}:{line}: {exc} for {tag!r} (a number in (0, 1], or 'off')") from None
+            thresholds[tag] = value
+    return thresholds
+
+
+def _read_hierarchy(path: Path, parent: dict[str, str]) -> None:
+    """Add the chains of ``tag_hierarchy.csv`` (when present) to ``parent``, checking that every
+    tag keeps one parent across both files."""
+    if not path.is_file():
+        return
+    with open(path, newline="", encoding="utf-8") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                own = row["tag"].strip()
+                chain = [t.strip() for t in (row.get("broader") or "").split(";") if t.strip()]
+            except (KeyError, AttributeError):
+                raise TagMapError(f"{path}:{line}: expected columns tag,broader") from None
+            if not own:
+                raise TagMapError(f"{path}:{line}: empty tag")
+            path_tags = [own, *chain]
+            for child, par in zip(path_tags, path_tags[1:]):
+                if parent.setdefault(child, par) != par:
+                    raise TagMapError(
+                        f"{path}:{line}: tag {child!r} has parent {par!r} here but {parent[child]!r} elsewhere"
+                    )

@@ -1,0 +1,221 @@
+"""A model's output tags with their thresholds: which scores become tags on an image.
+
+The pretrained tagger's vocabulary is its :class:`~core.tagmap.TagMap` (class
+probabilities to tags); an exported model (:mod:`serving.export`) outputs tag scores directly
+and carries its vocabulary in ``assets/tags.csv`` (tag, threshold, head, parent, and the
+reason for each threshold).
+
+A trained model has two heads, and :func:`merge` says how their outputs become one score per
+tag: **one tag, one score**. A tag both heads know (``cat``: the ImageNet cat classes through
+the tag map, and a learned ``cat``) scores the larger of the two, and a broader tag scores at
+least as much as any learned tag below it (a learned ``giraffe`` lifts ``animal``).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import functools
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from core.results import TagScore
+from core.tagmap import ancestors, format_threshold, parse_threshold
+
+if TYPE_CHECKING:
+    from core.tagmap import TagMap
+
+TAGS_FILE = "tags.csv"
+LABELS_FILE = "labels.txt"
+GENERAL, LEARNED, BOTH = "general", "learned", "general+learned"  # which head scores a tag
+
+log = logging.getLogger(__name__)
+
+
+def with_thresholds(labels, overrides: Mapping[str, float]):
+    """A shallow copy of ``labels`` (a :class:`Vocabulary` or a :class:`~core.tagmap.TagMap`)
+    whose ``thresholds`` array has the ``overrides`` (tag name -> threshold); ``labels`` is
+    left as it is. Tag names the labels do not know are ignored (logged at debug level).
+
+    Raises:
+        ValueError: a threshold outside (0, 1].
+    """
+    thresholds = np.array(labels.thresholds, copy=True)
+    index = labels._index
+    for tag, value in overrides.items():
+        value = float(value)
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"threshold {value} for {tag!r} is not in (0, 1]")
+        if tag not in index:
+            log.debug("threshold override for %r ignored: not a tag of this model", tag)
+            continue
+        thresholds[index[tag]] = value
+    changed = copy.copy(labels)  # keeps the cached properties (the tag map's sparse matrix)
+    object.__setattr__(changed, "thresholds", thresholds)
+    return changed
+
+
+@dataclass(frozen=True, eq=False)
+class Vocabulary:
+    """Tag names in output order, each with a threshold, the head that scores it and its parent."""
+
+    tags: tuple[str, ...]
+    thresholds: np.ndarray  # inf: never emitted (see ``reasons``)
+    heads: tuple[str, ...]
+    parent: dict[str, str]
+    reasons: dict[str, str] = field(default_factory=dict)  # tag -> why its threshold is what it is
+
+    @property
+    def output_width(self) -> int:
+        return len(self.tags)
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {tag: i for i, tag in enumerate(self.tags)}
+
+    def with_thresholds(self, overrides: Mapping[str, float]) -> Vocabulary:
+        """A copy whose thresholds have ``overrides`` (tag -> threshold); see :func:`with_thresholds`."""
+        return with_thresholds(self, overrides)
+
+    def parents(self, tag: str) -> list[str]:
+        """Immediate parent tags of ``tag`` (empty for a top-level or learned tag)."""
+        return [self.parent[tag]] if tag in self.parent else []
+
+    def select(self, scores: np.ndarray) -> list[list[TagScore]]:
+        """Tags at or above their threshold for each row of ``(n, tags)`` scores, best first
+        (equal scores to two decimals: by name)."""
+        out = []
+        names = np.array(self.tags, dtype=object)
+        for row in np.asarray(scores, np.float32):
+            keep = np.flatnonzero(row >= self.thresholds)
+            keep = keep[np.lexsort((names[keep], -np.round(row[keep], 2)))]
+            out.append([TagScore(self.tags[i], round(float(row[i]), 4)) for i in keep])
+        return out
+
+    def write(self, directory: Path) -> list[Path]:
+        """Write ``tags.csv`` and ``labels.txt`` (one tag per line, for TF Serving clients)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        tags_file, labels_file = directory / TAGS_FILE, directory / LABELS_FILE
+        with tags_file.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["tag", "threshold", "head", "parent", "reason"])
+            for tag, limit, head in zip(self.tags, self.thresholds, self.heads):
+                writer.writerow(
+                    [tag, format_threshold(limit), head, self.parent.get(tag, ""), self.reasons.get(tag, "")]
+                )
+        labels_file.write_text("".join(t + "\n" for t in self.tags), encoding="utf-8")
+        return [tags_file, labels_file]
+
+    @classmethod
+    def read(cls, directory: str | Path) -> "Vocabulary":
+        """Read ``tags.csv`` from ``directory`` (a SavedModel's ``assets/``)."""
+        path = Path(directory) / TAGS_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no tag vocabulary; is this a SavedModel exported by imgtag?")
+        tags, limits, heads, parent, reasons = [], [], [], {}, {}
+        with path.open(newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                tags.append(row["tag"])
+                limits.append(parse_threshold(row["threshold"]))
+                heads.append(row["head"])
+                if row.get("parent"):
+                    parent[row["tag"]] = row["parent"]
+                if row.get("reason"):
+                    reasons[row["tag"]] = row["reason"]
+        return cls(tuple(tags), np.array(limits, np.float32), tuple(heads), parent, reasons)
+
+
+@dataclass(frozen=True, eq=False)
+class Merge:
+    """How a two-headed model's outputs become one score per tag of its :attr:`vocabulary`.
+
+    ``score[:, v] = max(general[:, v], max(learned[:, l] for each learned tag l that is v or
+    lies below v))`` with ``general = min(probabilities @ general_matrix, 1)``, the tag map's
+    scores. :meth:`scores` is the NumPy reference; the exported SavedModel computes the same
+    in TensorFlow (:mod:`serving.export`), and a test holds the two together.
+
+    Attributes:
+        vocabulary: the tags, in output order: the tag map's, then learned tags it lacks.
+        learned_tags: the learned head's tags, in its output order.
+        general_matrix: ``(classes, tags)`` 0/1 (zero columns for tags only the learned head
+            knows), or None when the general tags are left out.
+        lift: ``(learned tags, tags)`` 0/1: which vocabulary columns each learned score reaches
+            (its own and its ancestors').
+    """
+
+    vocabulary: Vocabulary
+    learned_tags: tuple[str, ...]
+    general_matrix: np.ndarray | None
+    lift: np.ndarray
+
+    def scores(self, probabilities: np.ndarray | None, learned: np.ndarray) -> np.ndarray:
+        """``(n, tags)`` scores from ImageNet ``probabilities`` ``(n, classes)`` and the learned
+        head's sigmoid ``learned`` ``(n, learned tags)``."""
+        learned = np.asarray(learned, np.float32)
+        lifted = (learned[:, :, None] * self.lift[None]).max(axis=1) if len(self.learned_tags) else 0.0
+        if self.general_matrix is None:
+            return np.broadcast_to(lifted, (len(learned), self.vocabulary.output_width)).astype(np.float32)
+        general = np.minimum(np.asarray(probabilities, np.float32) @ self.general_matrix, 1.0)
+        return np.maximum(general, lifted).astype(np.float32)
+
+
+def merge(
+    learned_tags: list[str] | tuple[str, ...],
+    thresholds: Mapping[str, float],
+    tagmap: TagMap | None,
+    *,
+    parent: Mapping[str, str] | None = None,
+    reasons: Mapping[str, str] | None = None,
+) -> Merge:
+    """The merged vocabulary of the general tags (``tagmap``; None leaves them out) and the
+    learned ones.
+
+    Args:
+        learned_tags: the learned head's tags, in output order.
+        thresholds: a threshold for every learned tag, and for any general tag whose threshold
+            a calibration chose (the tag map's own otherwise); ``inf`` turns a tag off.
+        parent: the tag hierarchy (default: ``tagmap.parent``, which includes
+            ``tag_hierarchy.csv``); a tag's parent is kept when both are in the vocabulary.
+        reasons: why each threshold is what it is (written to ``tags.csv``).
+
+    Raises:
+        ValueError: a learned tag has no threshold.
+    """
+    missing = [t for t in learned_tags if t not in thresholds]
+    if missing:
+        raise ValueError(f"no threshold for the learned tags {missing}; run `imgtag evaluate` on this model")
+    parent = dict(parent if parent is not None else (tagmap.parent if tagmap is not None else {}))
+    general = list(tagmap.tags) if tagmap is not None else []
+    known = set(general)
+    tags = general + [t for t in learned_tags if t not in known]
+    index = {t: i for i, t in enumerate(tags)}
+    learned_set = set(learned_tags)
+    limits = np.empty(len(tags), np.float32)
+    heads = []
+    for i, tag in enumerate(tags):
+        in_general, in_learned = tag in known, tag in learned_set
+        heads.append(BOTH if in_general and in_learned else GENERAL if in_general else LEARNED)
+        limits[i] = thresholds[tag] if tag in thresholds else tagmap.thresholds[i]
+    lift = np.zeros((len(learned_tags), len(tags)), np.float32)
+    for row, tag in enumerate(learned_tags):
+        for reached in (tag, *ancestors(parent, tag)):
+            if reached in index:
+                lift[row, index[reached]] = 1.0
+    vocab_parent = {}
+    for tag in tags:  # the nearest ancestor that is in the vocabulary
+        nearest = next((a for a in ancestors(parent, tag) if a in index), None)
+        if nearest is not None:
+            vocab_parent[tag] = nearest
+    vocabulary = Vocabulary(
+        tuple(tags), limits, tuple(heads), vocab_parent, {t: r for t, r in (reasons or {}).items() if t in index}
+    )
+    matrix = None
+    if tagmap is not None:  # the tag map's columns first, zero columns for the learned-only tags
+        matrix = np.zeros((tagmap.output_width, len(tags)), np.float32)
+        matrix[:, : len(general)] = tagmap.matrix
+    return Merge(vocabulary, tuple(learned_tags), matrix, lift)

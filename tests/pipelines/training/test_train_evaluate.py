@@ -1,0 +1,103 @@
+"""train and evaluate on a drawn shapes dataset: the model learns, MLflow holds the run,
+thresholds meet their target on validation, metrics are computed right."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from pipelines.training.evaluate import score_metrics
+from pipelines.training.train import TrainParams, train
+
+
+def test_training_learns_and_logs_the_run(trained, shapes_dataset):
+    import mlflow
+
+    result, _ = trained
+    assert result.tags == shapes_dataset.tags == ["blue", "circle", "green", "red", "square", "triangle"]
+    losses = result.history["train/loss"]
+    assert len(losses) == 5 and losses[-1] < losses[0] * 0.8, losses
+
+    client = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    run = client.get_run(result.run_id)
+    assert run.data.params["epochs"] == "5" and run.data.params["image_size"] == "96"
+    assert run.data.tags["imgtag.dataset_hash"] == "0123abcd"
+    assert run.data.tags["imgtag.git_commit"] not in ("", None)
+    assert [m.step for m in client.get_metric_history(result.run_id, "val/loss")] == [0, 1, 2, 3, 4]
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert "training_curves.png" in artifacts
+    assert run.inputs.dataset_inputs[0].dataset.digest == "0123abcd"
+
+
+def test_evaluation_reports_metrics_thresholds_and_plots(trained, shapes_dataset):
+    import mlflow
+
+    result, evaluation = trained
+    metrics = evaluation.metrics
+    assert metrics["images"] == len(shapes_dataset.split("test"))
+    assert metrics["map"] > 0.7, metrics  # colours and shapes are easy on ImageNet features
+    chosen = json.loads(evaluation.thresholds.read_text())["tags"]
+    assert set(result.tags) <= set(chosen)  # and the general tags these labels can check
+    for tag, choice in chosen.items():
+        if choice["reason"] == "target_precision":
+            assert choice["val_precision"] >= 0.8, (tag, choice)
+    predictions = (evaluation.report_dir / "predictions.jsonl").read_text().splitlines()
+    assert len(predictions) == metrics["images"]
+    assert {"sha256", "tags", "predicted", "scores", "error"} <= set(json.loads(predictions[0]))
+    run = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_run(result.run_id)
+    assert run.data.metrics["test/map"] == pytest.approx(metrics["map"])
+    assert "test/precision/red" in run.data.metrics
+    logged = {a.path for a in mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).list_artifacts(result.run_id, "evaluation")}
+    assert {"evaluation/pr_curves.png", "evaluation/per_tag.png", "evaluation/predictions.jsonl"} <= logged
+
+
+def test_metrics_of_perfect_and_inverted_scores():
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], np.float32)
+    perfect = score_metrics(y, y * 0.9 + 0.05, ["a", "b"], {"a": 0.5, "b": 0.5})
+    assert perfect["map"] == 1.0 and perfect["micro_f1"] == 1.0 and perfect["macro_f1"] == 1.0
+    inverted = score_metrics(y, 1 - y, ["a", "b"], {"a": 0.5, "b": 0.5})
+    assert inverted["micro_f1"] == 0.0 and inverted["map"] < 0.6
+    assert inverted["per_tag"]["a"]["support"] == 2
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (TrainParams(epochs=0), "epochs"),
+        (TrainParams(learning_rate=0), "learning rate"),
+        (TrainParams(fine_tune_blocks=17), "fine-tune blocks"),
+        (TrainParams(image_size=8), "image size"),
+    ],
+)
+def test_bad_parameters_are_refused_before_anything_runs(params, message, shapes_dataset):
+    with pytest.raises(ValueError, match=message):
+        train(shapes_dataset.root, params=params)
+
+
+def test_fine_tuning_unfreezes_only_the_top_blocks_and_no_batchnorm():
+    from core import model as tagger_model
+
+    full, _ = tagger_model.build(3, 64)
+    names = tagger_model.unfreeze_top_blocks(full, 2)
+    assert names and all(n.startswith(("blocks.14.", "blocks.15.", "conv_head")) for n in names)
+    trainable = {layer.name for layer in full.layers if layer.trainable and layer.weights}
+    assert "fc" not in trainable and not any("bn" in n.split(".")[-1] for n in trainable)
+    assert trainable == set(names) | {"learned"}
+
+
+def test_fine_tuning_holds_the_imagenet_head_with_distillation(shapes_dataset, tmp_path):
+    """Fine-tuning trains the top blocks with a second target, the pretrained ImageNet outputs;
+    the learned loss stays comparable across both phases and the distillation loss is logged."""
+    from core import model as tagger_model
+
+    params = TrainParams(epochs=1, batch_size=16, image_size=64, fine_tune_blocks=1, fine_tune_epochs=1)
+    result = train(shapes_dataset.root, tmp_path / "model", params, run_name="fine-tune")
+    assert len(result.history["train/loss"]) == 2  # the learned loss, not the sum with distillation
+    assert len(result.history["train/distill_loss"]) == 1
+    assert result.history["train/distill_loss"][0] > 0
+    trained = tagger_model.load(result.model)
+    assert trained.info["fine_tuned_layers"] > 0
+    assert set(trained.model.output) == {"learned", "imagenet"}  # both heads are saved
