@@ -7,7 +7,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 DEMO_HOME ?= var/demo
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install tools browser demo platform labelled-sample test test-sqlite test-postgres bench starter-model clean
+.PHONY: install tools browser demo platform labelled-sample lint test test-sqlite test-postgres bench starter-model clean
 
 # Infrastructure checkers kept out of .venv: checkov pins old packaging/networkx/cachetools
 # that would downgrade them under Airflow, MLflow and DVC; promtool comes from Debian's
@@ -77,9 +77,15 @@ starter-model: install  ## rebuild serving/starter_model/ and the calibrated tag
 	@test -f $(STARTER_DATA)/manifest.csv || { echo "$(STARTER_DATA)/manifest.csv not found: set STARTER_DATA to the labelled photos (manifest.csv, boxes.csv, images/)"; exit 1; }
 	$(BIN)/imgtag starter build --data $(STARTER_DATA) --work var/starter-build
 
-test: test-sqlite test-postgres  ## the whole suite on SQLite, then the catalog tests on PostgreSQL
+# Import contracts (lint-imports, setup.cfg [importlinter]), ruff (pyproject.toml) and the DAG
+# files' imports, in seconds, before the 13-minute suite. They are tests (tests/test_layout.py),
+# so the suite and CI run them too; a plain `pytest` sees the same verdict.
+lint: install  ## import contracts, ruff and the layout checks of tests/test_layout.py
+	$(BIN)/python -m pytest -q tests/test_layout.py
 
-test-sqlite: install tools browser
+test: test-sqlite test-postgres  ## lint, the whole suite on SQLite, then the catalog tests on PostgreSQL
+
+test-sqlite: install tools browser lint
 	$(BIN)/python -m pytest -q
 
 test-postgres: install

@@ -33,6 +33,7 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from catalog import roles, services, thresholds
+from catalog.conf import imgtag_settings
 from catalog.models import Asset, AssetTag, Tag
 from catalog.query import QueryError, normalize_tag_name
 from catalog.serializers import (
@@ -90,7 +91,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         )
         return _upload_errors(413, [_error(None, "request_too_large", message)])
     if isinstance(exc, RequestTooLarge):
-        limit = settings.IMGTAG_MAX_REQUEST_BYTES
+        limit = imgtag_settings().max_request_bytes
         message = (
             f"the request is larger than {limit / 2**20:,.0f} MiB (IMGTAG_MAX_REQUEST_MB, all files "
             "together); nothing was stored: send the files in several requests"
@@ -167,8 +168,8 @@ class AssetListView(generics.ListAPIView):
 
     def initialize_request(self, request, *args, **kwargs) -> Request:
         if request.method == "POST":  # before anything (a CSRF check included) reads the body
-            request.upload_handlers.insert(0, _KeepUpToLimit(request, settings.IMGTAG_MAX_UPLOAD_BYTES))
-            request.upload_handlers.insert(0, _RefuseLargeRequests(request, settings.IMGTAG_MAX_REQUEST_BYTES))
+            request.upload_handlers.insert(0, _KeepUpToLimit(request, imgtag_settings().max_upload_bytes))
+            request.upload_handlers.insert(0, _RefuseLargeRequests(request, imgtag_settings().max_request_bytes))
         return super().initialize_request(request, *args, **kwargs)
 
     def get_queryset(self):
@@ -220,7 +221,7 @@ class AssetListView(generics.ListAPIView):
         if not uploads:
             message = "no file in the request; send images as multipart/form-data fields 'files'"
             return _upload_errors(400, [_error(None, "no_file", message)])
-        limit = settings.IMGTAG_MAX_UPLOAD_BYTES
+        limit = imgtag_settings().max_upload_bytes
         errors, too_large = [], False
         for upload in uploads:
             try:
@@ -240,7 +241,7 @@ class AssetListView(generics.ListAPIView):
         # Through the queue, only new assets: bytes already stored and still pending have their
         # message queued (or `imgtag requeue --pending` sends it); a second one would tag them
         # twice. Tagged in process, a pending duplicate (left by a crash) is tagged now.
-        in_process = settings.IMGTAG_UPLOAD_TAGGING == "inprocess"
+        in_process = imgtag_settings().upload_tagging == "inprocess"
         to_tag = {
             asset.pk: asset
             for asset, created in ingested
@@ -385,14 +386,14 @@ class TagThresholdView(APIView):
 
     def _current(self, name: str) -> tuple[str, thresholds.CurrentThreshold]:
         tag = normalize_tag_name(name)
-        current = thresholds.current(tag)
+        current = thresholds.current(tag, imgtag_settings())
         if current.default is None:
             raise NotFound(f"{tag!r} is not a tag of the model that tags now, {current.model}")
         return tag, current
 
     @staticmethod
     def _answer(tag: str) -> Response:
-        current = thresholds.current(tag)
+        current = thresholds.current(tag, imgtag_settings())
         return Response(
             TagThresholdSerializer(
                 {

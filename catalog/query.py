@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from django.db.models import Q
 
 from catalog.models import AssetTag
+from core.errors import UsageError
 
 KEYWORDS = ("AND", "OR", "NOT")
 MAX_LENGTH = 1_000  # characters of query text
@@ -53,7 +54,7 @@ SOURCES = tuple(AssetTag.Source.values)
 REVIEW_FILTERS = (AssetTag.Review.SUGGESTED.value, AssetTag.Review.ACCEPTED.value)
 
 
-class QueryError(ValueError):
+class QueryError(UsageError, ValueError):
     """A search that cannot run: a bad option such as ``min_score=2``."""
 
 

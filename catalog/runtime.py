@@ -24,11 +24,14 @@ from pathlib import Path
 
 import django
 
+from catalog.storage import get_storage
+from core.errors import UsageError
+
 #: The key of the PostgreSQL advisory lock held while the catalog migrates ("imgtagMG").
 MIGRATION_LOCK_KEY = int.from_bytes(b"imgtagMG", "big", signed=True)
 
 
-class CatalogUnavailable(RuntimeError):
+class CatalogUnavailable(UsageError, RuntimeError):  # exit 2, as before: usually `imgtag migrate` is due
     """The catalog database cannot be reached, migrated or used as it is; the message says what to do."""
 
 
@@ -87,7 +90,6 @@ def _create_local_folders(settings) -> None:
     database = settings.DATABASES["default"]
     if database["ENGINE"] == "django.db.backends.sqlite3" and str(database["NAME"]) != ":memory:":
         Path(database["NAME"]).parent.mkdir(parents=True, exist_ok=True)
-    from catalog.storage import get_storage
 
     storage = get_storage()
     if storage.is_local:

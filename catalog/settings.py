@@ -1,17 +1,11 @@
-"""Django settings of the catalog, read once from the environment.
+"""Django settings of the catalog, every one derived from one :class:`core.settings.Settings`.
 
-The imgtag settings (``IMGTAG_HOME``, ``DATABASE_URL``, ``IMGTAG_STORAGE_URL``, upload limits)
-come from :class:`core.settings.Settings`; the Django-only ones are:
-
-| variable | default | meaning |
-|---|---|---|
-| ``IMGTAG_SECRET_KEY`` | see below | ``SECRET_KEY``: required by the web server in production |
-| ``IMGTAG_DEBUG`` | ``false`` | Django's ``DEBUG`` (``1``/``true``/``yes`` turn it on) |
-| ``IMGTAG_ALLOWED_HOSTS`` | ``127.0.0.1,localhost`` | comma-separated host names to answer to |
-| ``IMGTAG_HTTPS`` | ``false`` | behind an HTTPS proxy: HTTPS redirect, HSTS, secure cookies |
-| ``IMGTAG_NUM_PROXIES`` | ``0`` | trusted proxies whose ``X-Forwarded-For`` names the client |
-| ``IMGTAG_REQUIRE_SECRET_KEY`` | ``true`` under ``catalog.wsgi`` | no start without ``IMGTAG_SECRET_KEY`` |
-| ``IMGTAG_STATIC_ROOT`` | ``catalog/staticfiles`` in the package | where ``collectstatic`` puts files (optional) |
+This module builds ``Settings.from_env()`` once and keeps it as ``IMGTAG``; catalog code reads
+it with :func:`catalog.conf.imgtag_settings` and passes it on (to the broker, the tagger), so a
+test's override of ``settings.IMGTAG`` reaches them too. The variables are listed in
+:mod:`core.settings`: the database (``DATABASE_URL``), the storage and upload limits, and the
+web server's (``settings.web``: ``IMGTAG_SECRET_KEY``, ``IMGTAG_DEBUG``, ``IMGTAG_ALLOWED_HOSTS``,
+``IMGTAG_HTTPS``, ``IMGTAG_NUM_PROXIES``, ``IMGTAG_REQUIRE_SECRET_KEY``, ``IMGTAG_STATIC_ROOT``).
 
 ``SECRET_KEY``: ``IMGTAG_SECRET_KEY`` when set (the same in every replica). Without it, the WSGI
 entry point (``catalog.wsgi``: gunicorn, the catalog image) refuses to start with DEBUG off; any
@@ -27,7 +21,10 @@ Static files (the web pages' CSS and JS, the admin's) are served by WhiteNoise f
 ``collectstatic`` first; ``STATIC_ROOT`` is never on the ``IMGTAG_HOME`` volume.
 
 Importing this module has no side effect but making ``IMGTAG_HOME/secret-key`` (and the folder)
-when ``IMGTAG_SECRET_KEY`` is not set; other folders are made by :func:`catalog.runtime.setup`.
+when ``IMGTAG_SECRET_KEY`` is not set, and telling :mod:`core.tf_runtime` whether TensorFlow may
+print its start-up lines (``IMGTAG_TF_VERBOSE``); other folders are made by
+:func:`catalog.runtime.setup`. A variable with a bad value stops it with a
+:class:`core.errors.UsageError` naming the variable.
 """
 
 from __future__ import annotations
@@ -40,29 +37,17 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from core import tf_runtime
 from core.settings import Settings
 
-_imgtag = Settings.from_env()
+#: The imgtag settings of this process (catalog.conf.imgtag_settings() reads them; tests override them).
+IMGTAG = Settings.from_env()
+_web = IMGTAG.web
+tf_runtime.configure(verbose=IMGTAG.tf_verbose)  # in-process tagging may import TensorFlow
 
 BASE_DIR = Path(__file__).resolve().parent
 
-# imgtag settings, read by catalog.services and catalog.storage at call time (tests override them)
-IMGTAG_HOME = str(_imgtag.home)
-IMGTAG_STORAGE_URL = _imgtag.storage_url
-IMGTAG_MAX_UPLOAD_BYTES = _imgtag.max_upload_bytes
-IMGTAG_MAX_REQUEST_BYTES = _imgtag.max_request_bytes
-IMGTAG_THUMBNAIL_CACHE_BYTES = _imgtag.thumbnail_cache_bytes
-IMGTAG_MAX_PIXELS = _imgtag.max_pixels
-IMGTAG_MAX_DECODE_BYTES = _imgtag.max_decode_bytes
-IMGTAG_UPLOAD_TAGGING = _imgtag.upload_tagging
-IMGTAG_CACHE_DIR = str(_imgtag.cache_dir)  # thumbnails under <cache>/thumbnails
-
-
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-DEBUG = _flag("IMGTAG_DEBUG")
+DEBUG = _web.debug
 
 SECRET_KEY_FILE = "secret-key"  # under IMGTAG_HOME
 
@@ -95,26 +80,21 @@ def _installation_key(home: Path) -> str:
 
 
 def _secret_key() -> str:
-    key = os.environ.get("IMGTAG_SECRET_KEY", "").strip()
-    if key:
-        return key
-    if _flag("IMGTAG_REQUIRE_SECRET_KEY") and not DEBUG:
+    if _web.secret_key:
+        return _web.secret_key
+    if _web.require_secret_key and not DEBUG:
         raise ImproperlyConfigured(
             "IMGTAG_SECRET_KEY is not set: the catalog's web server needs a secret key of its own, "
             "the same in every replica (Kubernetes: Secret imgtag-secrets). Make one with "
             "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`, or set IMGTAG_DEBUG=true "
             "on a development machine."
         )
-    return _installation_key(Path(_imgtag.home))
+    return _installation_key(IMGTAG.home)
 
 
 SECRET_KEY = _secret_key()
 
-ALLOWED_HOSTS = [
-    host.strip()
-    for host in os.environ.get("IMGTAG_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
-    if host.strip()
-]
+ALLOWED_HOSTS = list(_web.allowed_hosts)
 
 INSTALLED_APPS = [
     "catalog",
@@ -182,7 +162,7 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": dj_database_url.parse(_imgtag.database_url, conn_max_age=60, conn_health_checks=True)}
+DATABASES = {"default": dj_database_url.parse(IMGTAG.database_url, conn_max_age=60, conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The API, the CLI and the worker may write at the same time: WAL lets readers go on while
     # one writes, and BEGIN IMMEDIATE takes the write lock up front (no deadlock on upgrade).
@@ -207,7 +187,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = os.environ.get("IMGTAG_STATIC_ROOT") or str(BASE_DIR / "staticfiles")
+STATIC_ROOT = _web.static_root or str(BASE_DIR / "staticfiles")
 WHITENOISE_USE_FINDERS = True  # serve the apps' static/ folders directly: no collectstatic needed
 WHITENOISE_AUTOREFRESH = DEBUG  # pick up edited CSS and JS without a restart while developing
 
@@ -215,7 +195,7 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
-# Non-file form fields stay small; files are limited per file by IMGTAG_MAX_UPLOAD_BYTES (the
+# Non-file form fields stay small; files are limited per file by IMGTAG.max_upload_bytes (the
 # upload view keeps no more than that of any file) and in number by this setting.
 DATA_UPLOAD_MAX_NUMBER_FILES = 100
 
@@ -224,7 +204,7 @@ DATA_UPLOAD_MAX_NUMBER_FILES = 100
 # session and CSRF cookies to HTTPS. `check --deploy` is then clean; without it (one machine
 # over plain HTTP) it rightly warns that these four are off (W004, W008, W012, W016). /healthz
 # and /readyz are answered before SecurityMiddleware: the kubelet's HTTP probes stay unredirected.
-HTTPS = _flag("IMGTAG_HTTPS")
+HTTPS = _web.https
 if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
@@ -243,7 +223,7 @@ REST_FRAMEWORK = {
     ],
     # The client address of throttling (catalog.authentication.client_address): REMOTE_ADDR,
     # or the one that the nearest of this many trusted proxies put in X-Forwarded-For.
-    "NUM_PROXIES": int(os.environ.get("IMGTAG_NUM_PROXIES", "0") or 0),
+    "NUM_PROXIES": _web.num_proxies,
     "DEFAULT_PERMISSION_CLASSES": ["catalog.permissions.HasCatalogPermission"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

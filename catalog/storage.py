@@ -20,8 +20,9 @@ import tempfile
 from typing import BinaryIO
 
 import fsspec
-from django.conf import settings
 from fsspec.implementations.local import LocalFileSystem
+
+from catalog.conf import imgtag_settings
 
 
 class Storage:
@@ -107,5 +108,5 @@ def _storage(url: str) -> Storage:
 
 
 def get_storage() -> Storage:
-    """The storage configured by ``settings.IMGTAG_STORAGE_URL`` (one instance per URL)."""
-    return _storage(settings.IMGTAG_STORAGE_URL)
+    """The storage at ``IMGTAG_STORAGE_URL`` (``imgtag_settings().storage_url``), one instance per URL."""
+    return _storage(imgtag_settings().storage_url)

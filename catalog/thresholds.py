@@ -3,7 +3,7 @@ and the threshold in force.
 
 The tagger keeps a tag on an image when its score reaches the tag's threshold. Each model
 ships its own: the pretrained tagger's in ``tag_thresholds.csv`` (the packaged one, or
-``IMGTAG_TAGMAP_DIR``), a promoted model's in its ``assets/tags.csv`` (set by ``imgtag
+``IMGTAG_TAGMAP_DIR``: ``settings.tagmap_dir``), a promoted model's in its ``assets/tags.csv`` (set by ``imgtag
 evaluate``). A content manager can set a tag's threshold for one model on the thresholds page
 (:class:`catalog.models.TagThreshold`, :func:`catalog.services.set_threshold`); it replaces
 the model's own when the catalog tags images with that model, from the next batch on.
@@ -15,14 +15,16 @@ counts are exact above that threshold and a lower bound below it.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.db.models import Count, Q
 
 from catalog.models import AssetTag, TagThreshold
+from core import tagmap
 from core.settings import Settings
+from core.tagmap import TagMap
+from serving.current import current_vocabulary
 
 STEPS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
 
@@ -106,19 +108,19 @@ def scored_tags() -> list[str]:
     )
 
 
-def current(tag: str, settings: Settings | None = None) -> CurrentThreshold:
+def current(tag: str, settings: Settings) -> CurrentThreshold:
     """The threshold of ``tag`` in force for the model that tags now
-    (``serving.current.current_model``): the one set on the thresholds page, else the model's."""
-    from serving.current import current_model
+    (``serving.current.current_vocabulary``): the one set on the thresholds page, else the model's.
 
-    model = current_model(settings)
-    if model.path is not None:
-        where = f"{model.path / 'assets' / 'tags.csv'} (set by imgtag evaluate; off: never emitted, its calibration could not reach the target precision)"
-        thresholds = _vocabulary_thresholds(str(model.path / "assets"))
+    ``settings``: the web process's (:func:`catalog.conf.imgtag_settings`)."""
+
+    model, vocabulary, source = current_vocabulary(settings)
+    if vocabulary is not None:
+        how = "set by imgtag evaluate" if model.path is not None else "the starter model's calibration"
+        where = f"{source} ({how}; off: never emitted, its calibration could not reach the target precision)"
+        thresholds = {tag: float(limit) for tag, limit in zip(vocabulary.tags, vocabulary.thresholds, strict=True)}
     else:
-        from core import tagmap
-
-        folder = Path(os.environ.get("IMGTAG_TAGMAP_DIR") or tagmap.DATA_DIR)
+        folder = Path(settings.tagmap_dir or tagmap.DATA_DIR)
         where = f"{folder / tagmap.THRESHOLD_FILE} (the default rows * and ** or the tag's own row)"
         thresholds = _tagmap_thresholds(str(folder), _mtime(folder / tagmap.THRESHOLD_FILE))
     default = thresholds.get(tag)
@@ -160,15 +162,6 @@ def _mtime(path: Path) -> float:
 
 @functools.lru_cache(maxsize=4)
 def _tagmap_thresholds(folder: str, mtime: float) -> dict[str, float]:
-    from core.tagmap import TagMap
 
     labels = TagMap.load(folder)
-    return {tag: float(limit) for tag, limit in zip(labels.tags, labels.thresholds)}
-
-
-@functools.lru_cache(maxsize=4)
-def _vocabulary_thresholds(assets: str) -> dict[str, float]:
-    from core.vocabulary import Vocabulary
-
-    labels = Vocabulary.read(assets)
-    return {tag: float(limit) for tag, limit in zip(labels.tags, labels.thresholds)}
+    return {tag: float(limit) for tag, limit in zip(labels.tags, labels.thresholds, strict=True)}

@@ -22,10 +22,11 @@ import time
 from pathlib import Path
 
 import cv2
-from django.conf import settings
 
+from catalog.conf import imgtag_settings
 from catalog.models import Asset
 from catalog.storage import get_storage, write_local_atomically
+from core.errors import ImgtagError
 from core.imageio import ImageError, load_to_fit
 
 SIZE = 256  # the gallery's
@@ -39,13 +40,13 @@ _last_sweep = 0.0
 _sweep_lock = threading.Lock()
 
 
-class ThumbnailUnavailable(LookupError):
+class ThumbnailUnavailable(ImgtagError, LookupError):
     """No thumbnail can be made: the original is missing or cannot be decoded (the message says)."""
 
 
 def thumbnail_path(sha256: str, size: int = SIZE) -> Path:
     """Where the thumbnail of the original with this hash is cached."""
-    return Path(settings.IMGTAG_CACHE_DIR) / "thumbnails" / f"{sha256}-{size}.jpg"
+    return Path(imgtag_settings().cache_dir) / "thumbnails" / f"{sha256}-{size}.jpg"
 
 
 def make_thumbnail(data: bytes, name: str = "<bytes>", size: int = SIZE, quality: int = QUALITY) -> bytes:
@@ -55,7 +56,7 @@ def make_thumbnail(data: bytes, name: str = "<bytes>", size: int = SIZE, quality
         core.imageio.ImageError: the bytes are not an image OpenCV can decode.
     """
     rgb, _ = load_to_fit(
-        data, size, name, max_pixels=settings.IMGTAG_MAX_PIXELS, max_decode_bytes=settings.IMGTAG_MAX_DECODE_BYTES
+        data, size, name, max_pixels=imgtag_settings().max_pixels, max_decode_bytes=imgtag_settings().max_decode_bytes
     )
     ok, encoded = cv2.imencode(
         ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
@@ -112,7 +113,7 @@ def sweep(folder: Path, *, force: bool = False) -> int:
         if not force and time.monotonic() - _last_sweep < SWEEP_EVERY_SECONDS:
             return 0
         _last_sweep = time.monotonic()
-    bound = settings.IMGTAG_THUMBNAIL_CACHE_BYTES
+    bound = imgtag_settings().thumbnail_cache_bytes
     files = []
     for entry in os.scandir(folder):
         try:

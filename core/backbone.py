@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.torch_legacy import load_state_dict
+
 IMAGE_SIZE = 224
 NUM_CLASSES = 1000
 FEATURES = 1280
@@ -135,7 +137,6 @@ def load_pretrained(include_top: bool = True, path: str | Path | None = None, im
     Raises:
         ValueError: if a tensor is missing, unused, or has the wrong shape.
     """
-    from core.torch_legacy import load_state_dict
 
     state = load_state_dict(path or weights_path())
     model = build(include_top=include_top, image_size=image_size)
@@ -144,7 +145,7 @@ def load_pretrained(include_top: bool = True, path: str | Path | None = None, im
         if not layer.weights:
             continue
         arrays = _keras_weights(layer, state)
-        for variable, array in zip(layer.weights, arrays):
+        for variable, array in zip(layer.weights, arrays, strict=True):
             if tuple(variable.shape) != array.shape:
                 raise ValueError(f"{layer.name}: weights {array.shape} do not fit {tuple(variable.shape)}")
         layer.set_weights(arrays)

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Iterable
 
 import pika
 from pika.exceptions import AMQPError, NackError
 
+from core.errors import UnavailableError, UsageError
 from core.settings import Settings
 
 SCHEMA = 1
@@ -37,7 +38,7 @@ REASON_HEADER = "x-imgtag-reason"
 ERROR_HEADER = "x-imgtag-error"
 
 
-class BrokerUnavailable(ConnectionError):
+class BrokerUnavailable(UnavailableError, ConnectionError):
     """RabbitMQ could not be reached; the message says where and what to do."""
 
 
@@ -45,12 +46,12 @@ class PublishRefused(BrokerUnavailable):
     """RabbitMQ kept refusing (nacking) a message: the queue is starting or over its limits."""
 
 
-class QueueMismatch(RuntimeError):
+class QueueMismatch(UsageError, RuntimeError):
     """A queue exists with other arguments than these settings give it: a configuration error
     that no retry can fix (RabbitMQ closes the channel with 406 PRECONDITION_FAILED)."""
 
 
-class BadMessage(ValueError):
+class BadMessage(UsageError, ValueError):
     """A tagging message that does not follow the contract."""
 
 
@@ -77,7 +78,7 @@ class TaggingMessage:
         ).encode()
 
     @classmethod
-    def decode(cls, body: bytes) -> "TaggingMessage":
+    def decode(cls, body: bytes) -> TaggingMessage:
         """Parse and check a message body.
 
         Raises:
@@ -104,7 +105,7 @@ class TaggingMessage:
         return message
 
     @classmethod
-    def for_asset(cls, asset, reason: str = "upload") -> "TaggingMessage":
+    def for_asset(cls, asset, reason: str = "upload") -> TaggingMessage:
         return cls(asset.pk, asset.sha256, asset.uri, reason)
 
 
@@ -168,8 +169,8 @@ class Publisher:
         BrokerUnavailable: when the broker cannot be reached.
     """
 
-    def __init__(self, settings: Settings | None = None):
-        self.settings = settings or Settings.from_env()
+    def __init__(self, settings: Settings):
+        self.settings = settings
         self.connection = connect(self.settings)
         self.channel = self.connection.channel()
         self.channel.confirm_delivery()
@@ -223,7 +224,7 @@ class Publisher:
         except AMQPError:
             pass
 
-    def __enter__(self) -> "Publisher":
+    def __enter__(self) -> Publisher:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from core.errors import UsageError
+
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".gif"}
@@ -54,7 +56,7 @@ _SUPPORTED_MAGIC = (
 _FTYP_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF"}
 
 
-class ImageError(ValueError):
+class ImageError(UsageError, ValueError):
     """A file that cannot be used as an image. The message names the file and the problem."""
 
     reason = "invalid_image"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from core import backbone
+from core.errors import InvalidValue, MissingFile
 
 LEARNED = "learned"
 IMAGENET = "imagenet"
@@ -209,7 +210,7 @@ def unfreeze_top_blocks(model, blocks: int) -> list[str]:
     made trainable.
     """
     if not 0 <= blocks <= NUM_BLOCKS:
-        raise ValueError(f"fine-tune blocks must be between 0 and {NUM_BLOCKS}, got {blocks}")
+        raise InvalidValue(f"fine-tune blocks must be between 0 and {NUM_BLOCKS}, got {blocks}")
     if blocks == 0:
         return []
     first = NUM_BLOCKS - blocks
@@ -259,7 +260,7 @@ def load(directory: str | Path) -> TrainedModel:
     """
     directory = Path(directory)
     if not (directory / MODEL_FILE).is_file() or not (directory / INFO_FILE).is_file():
-        raise FileNotFoundError(f"{directory}: no {MODEL_FILE} and {INFO_FILE}; run `imgtag train` first")
+        raise MissingFile(f"{directory}: no {MODEL_FILE} and {INFO_FILE}; run `imgtag train` first")
     import keras
 
     info = json.loads((directory / INFO_FILE).read_text(encoding="utf-8"))

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core import backbone
 from core.backbone import IMAGE_SIZE
+from core.tf_runtime import import_tensorflow, quiet_stderr
 
 PRETRAINED_MODEL_NAME = "efficientnet-lite0-imagenet"
 PRETRAINED_MODEL_VERSION = "pretrained"
@@ -39,8 +41,6 @@ def litert_flatbuffer(model, batch_size: int, image_size: int = IMAGE_SIZE) -> b
     """Convert the softmax function of a Keras logits model to a LiteRT flatbuffer (about 2 s)."""
     import tensorflow as tf
 
-    from core.tf_runtime import quiet_stderr
-
     function = _softmax_function(model, batch_size, image_size)
     with quiet_stderr():  # the converter logs every pass from C++
         # No trackable object: given the Keras model, the converter resolves its variables by
@@ -52,8 +52,6 @@ def litert_flatbuffer(model, batch_size: int, image_size: int = IMAGE_SIZE) -> b
 def litert_interpreter(flatbuffer: bytes, threads: int | None = None):
     """Run a flatbuffer with XNNPACK; returns ``predict(pixels) -> probabilities``. No TensorFlow."""
     from ai_edge_litert.interpreter import Interpreter
-
-    from core.tf_runtime import quiet_stderr
 
     with quiet_stderr():  # the interpreter logs its delegate
         interpreter = Interpreter(model_content=flatbuffer, num_threads=threads or os.cpu_count() or 2)
@@ -87,15 +85,12 @@ def pretrained_flatbuffer(cache_dir: Path, batch_size: int) -> bytes:
     import hashlib
     from importlib.metadata import version
 
-    from core import backbone
-
     weights = backbone.weights_path()
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
     key = f"{PRETRAINED_MODEL_NAME}-b{batch_size}-{digest}-tf{version('tensorflow')}-v1"
     path = cache_dir / f"{key}.tflite"
     if path.is_file():
         return path.read_bytes()
-    from core.tf_runtime import import_tensorflow
 
     import_tensorflow()
     flatbuffer = litert_flatbuffer(backbone.load_pretrained(include_top=True), batch_size)
@@ -106,7 +101,6 @@ def pretrained_flatbuffer(cache_dir: Path, batch_size: int) -> bytes:
 
 def saved_model_predictor(path: Path):
     """``pixels -> scores`` through an exported SavedModel's ``predict_pixels`` signature."""
-    from core.tf_runtime import import_tensorflow
 
     tf = import_tensorflow()
     loaded = tf.saved_model.load(str(path))

@@ -169,6 +169,6 @@ class Tagger:
                     else:
                         outputs = self.predict_pixels(np.stack(pixels))
                     tags = self.labels.select(outputs)
-                    for slot, image_tags in zip(slots, tags):
+                    for slot, image_tags in zip(slots, tags, strict=True):
                         results[slot].tags = image_tags
                 yield from results

@@ -1,7 +1,7 @@
 """From 1000 ImageNet class probabilities to the tags people search for in a DAM.
 
 The map is two CSV files in ``core/data/`` that a user can edit (or replace, with
-``IMGTAG_TAGMAP_DIR``):
+``IMGTAG_TAGMAP_DIR``: ``settings.tagmap_dir``, which callers pass to :meth:`TagMap.load`):
 
 - ``imagenet_tags.csv`` — ``index,wnid,label,tag,broader``: each class's readable tag and its
   broader tags from specific to general, ``;``-separated (``egyptian cat`` → ``cat;animal``).
@@ -23,16 +23,21 @@ members: a photo split between "tabby" and "tiger cat" is still confidently a ``
 
 from __future__ import annotations
 
+import copy
 import csv
 import functools
-import os
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
+from core.errors import UsageError
 from core.results import TagScore
+
+log = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).parent / "data"
 CLASS_FILE = "imagenet_tags.csv"
@@ -43,7 +48,7 @@ DEFAULT_CLASS_KEY = "*"
 DEFAULT_BROADER_KEY = "**"
 
 
-class TagMapError(ValueError):
+class TagMapError(UsageError, ValueError):
     """The tag map files are inconsistent; the message names the file, row and problem."""
 
 
@@ -83,9 +88,7 @@ class TagMap:
 
     def with_thresholds(self, overrides: Mapping[str, float]) -> TagMap:
         """A copy whose thresholds have ``overrides`` (tag -> threshold), sharing the class-to-tag
-        matrix; unknown tags are ignored (see :func:`core.vocabulary.with_thresholds`)."""
-        from core.vocabulary import with_thresholds
-
+        matrix; unknown tags are ignored (see :func:`with_thresholds`)."""
         return with_thresholds(self, overrides)
 
     def parents(self, tag: str) -> list[str]:
@@ -118,13 +121,14 @@ class TagMap:
         return out
 
     @classmethod
-    def load(cls, directory: str | Path | None = None, *, calibrated: bool = True) -> "TagMap":
+    def load(cls, directory: str | Path | None = None, *, calibrated: bool = True) -> TagMap:
         """Read and check the CSV files (default: the packaged ones).
 
         Args:
+            directory: the folder of the CSV files (``settings.tagmap_dir``); None: ``core/data``.
             calibrated: False: each threshold a calibration chose is replaced by its ``prior``.
         """
-        directory = Path(directory or os.environ.get("IMGTAG_TAGMAP_DIR") or DATA_DIR)
+        directory = Path(directory or DATA_DIR)
         class_file, threshold_file = directory / CLASS_FILE, directory / THRESHOLD_FILE
         thresholds = _read_thresholds(threshold_file, calibrated)
 
@@ -151,7 +155,7 @@ class TagMap:
                 path = [own, *chain]
                 for tag in path:
                     members.setdefault(tag, set()).add(index)
-                for child, par in zip(path, path[1:]):
+                for child, par in pairwise(path):
                     if parent.setdefault(child, par) != par:
                         raise TagMapError(
                             f"{where}: tag {child!r} has parent {par!r} here but {parent[child]!r} elsewhere"
@@ -240,8 +244,31 @@ def _read_hierarchy(path: Path, parent: dict[str, str]) -> None:
             if not own:
                 raise TagMapError(f"{path}:{line}: empty tag")
             path_tags = [own, *chain]
-            for child, par in zip(path_tags, path_tags[1:]):
+            for child, par in pairwise(path_tags):
                 if parent.setdefault(child, par) != par:
                     raise TagMapError(
                         f"{path}:{line}: tag {child!r} has parent {par!r} here but {parent[child]!r} elsewhere"
                     )
+
+
+def with_thresholds(labels, overrides: Mapping[str, float]):
+    """A shallow copy of ``labels`` (a :class:`Vocabulary` or a :class:`~core.tagmap.TagMap`)
+    whose ``thresholds`` array has the ``overrides`` (tag name -> threshold); ``labels`` is
+    left as it is. Tag names the labels do not know are ignored (logged at debug level).
+
+    Raises:
+        ValueError: a threshold outside (0, 1].
+    """
+    thresholds = np.array(labels.thresholds, copy=True)
+    index = labels._index
+    for tag, value in overrides.items():
+        value = float(value)
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"threshold {value} for {tag!r} is not in (0, 1]")
+        if tag not in index:
+            log.debug("threshold override for %r ignored: not a tag of this model", tag)
+            continue
+        thresholds[index[tag]] = value
+    changed = copy.copy(labels)  # keeps the cached properties (the tag map's sparse matrix)
+    object.__setattr__(changed, "thresholds", thresholds)
+    return changed

@@ -3,8 +3,9 @@
 TensorFlow 2.21 prints start-up lines from C++ (oneDNN notes, "could not find cuda
 drivers", absl's "log messages before InitializeLog") before ``TF_CPP_MIN_LOG_LEVEL`` takes
 effect. A user tagging a folder should not read them, so the import runs with the process's
-stderr file descriptor pointed at /dev/null, unless ``IMGTAG_TF_VERBOSE=1``. Python errors
-raised by the import still surface (they are raised after stderr is restored).
+stderr file descriptor pointed at /dev/null, unless ``IMGTAG_TF_VERBOSE`` is on: the entry
+point that read the settings calls :func:`configure` before anything imports TensorFlow. Python
+errors raised by the import still surface (they are raised after stderr is restored).
 """
 
 from __future__ import annotations
@@ -12,6 +13,17 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+
+_verbose = False
+
+
+def configure(*, verbose: bool) -> None:
+    """Let TensorFlow's start-up lines through (``settings.tf_verbose``), or not (the default).
+
+    Process-wide, like the import it governs; entry points call it once with their settings.
+    """
+    global _verbose
+    _verbose = verbose
 
 
 @contextlib.contextmanager
@@ -34,7 +46,7 @@ def import_tensorflow():
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if os.environ.get("IMGTAG_TF_VERBOSE") == "1":
+    if _verbose:
         import tensorflow
     else:
         with quiet_stderr():

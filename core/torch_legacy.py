@@ -22,6 +22,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from core.errors import UsageError
+
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
 
@@ -38,7 +40,7 @@ _STORAGE_DTYPES = {
 }
 
 
-class TorchFileError(ValueError):
+class TorchFileError(UsageError, ValueError):
     """The file is not a legacy PyTorch checkpoint this reader understands."""
 
 

@@ -13,7 +13,6 @@ least as much as any learned tag below it (a learned ``giraffe`` lifts ``animal`
 
 from __future__ import annotations
 
-import copy
 import csv
 import functools
 import logging
@@ -24,8 +23,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.errors import InvalidValue, MissingFile
 from core.results import TagScore
-from core.tagmap import ancestors, format_threshold, parse_threshold
+from core.tagmap import ancestors, format_threshold, parse_threshold, with_thresholds
 
 if TYPE_CHECKING:
     from core.tagmap import TagMap
@@ -35,29 +35,6 @@ LABELS_FILE = "labels.txt"
 GENERAL, LEARNED, BOTH = "general", "learned", "general+learned"  # which head scores a tag
 
 log = logging.getLogger(__name__)
-
-
-def with_thresholds(labels, overrides: Mapping[str, float]):
-    """A shallow copy of ``labels`` (a :class:`Vocabulary` or a :class:`~core.tagmap.TagMap`)
-    whose ``thresholds`` array has the ``overrides`` (tag name -> threshold); ``labels`` is
-    left as it is. Tag names the labels do not know are ignored (logged at debug level).
-
-    Raises:
-        ValueError: a threshold outside (0, 1].
-    """
-    thresholds = np.array(labels.thresholds, copy=True)
-    index = labels._index
-    for tag, value in overrides.items():
-        value = float(value)
-        if not 0.0 < value <= 1.0:
-            raise ValueError(f"threshold {value} for {tag!r} is not in (0, 1]")
-        if tag not in index:
-            log.debug("threshold override for %r ignored: not a tag of this model", tag)
-            continue
-        thresholds[index[tag]] = value
-    changed = copy.copy(labels)  # keeps the cached properties (the tag map's sparse matrix)
-    object.__setattr__(changed, "thresholds", thresholds)
-    return changed
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,7 +81,7 @@ class Vocabulary:
         with tags_file.open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(["tag", "threshold", "head", "parent", "reason"])
-            for tag, limit, head in zip(self.tags, self.thresholds, self.heads):
+            for tag, limit, head in zip(self.tags, self.thresholds, self.heads, strict=True):
                 writer.writerow(
                     [tag, format_threshold(limit), head, self.parent.get(tag, ""), self.reasons.get(tag, "")]
                 )
@@ -112,11 +89,11 @@ class Vocabulary:
         return [tags_file, labels_file]
 
     @classmethod
-    def read(cls, directory: str | Path) -> "Vocabulary":
+    def read(cls, directory: str | Path) -> Vocabulary:
         """Read ``tags.csv`` from ``directory`` (a SavedModel's ``assets/``)."""
         path = Path(directory) / TAGS_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no tag vocabulary; is this a SavedModel exported by imgtag?")
+            raise MissingFile(f"{path}: no tag vocabulary; is this a SavedModel exported by imgtag?")
         tags, limits, heads, parent, reasons = [], [], [], {}, {}
         with path.open(newline="", encoding="utf-8") as f:
             for row in csv.DictReader(f):
@@ -188,7 +165,7 @@ def merge(
     """
     missing = [t for t in learned_tags if t not in thresholds]
     if missing:
-        raise ValueError(f"no threshold for the learned tags {missing}; run `imgtag evaluate` on this model")
+        raise InvalidValue(f"no threshold for the learned tags {missing}; run `imgtag evaluate` on this model")
     parent = dict(parent if parent is not None else (tagmap.parent if tagmap is not None else {}))
     general = list(tagmap.tags) if tagmap is not None else []
     known = set(general)

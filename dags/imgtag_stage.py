@@ -1,6 +1,6 @@
 """Turn an ``imgtag`` stage into an Airflow task: a pod in production, a local process here.
 
-Every pipeline stage is one command, ``imgtag <stage> ... --json`` (see ``pipelines/cli.py``):
+Every pipeline stage is one command, ``imgtag <stage> ... --json`` (see ``pipelines/cli/``):
 it prints one JSON summary on stdout and, when ``/airflow/xcom`` exists, writes the same
 summary to ``/airflow/xcom/return.json``. :func:`stage` runs that command in one of two ways,
 chosen by ``IMGTAG_STAGE_EXECUTOR`` when the DAG file is parsed:
@@ -16,6 +16,12 @@ Either way ``arguments`` are Jinja-templated (``"{{ params.max_seconds }}"``) an
 XCom is the stage's summary dict. A stage that may decide the rest of the run is pointless (the
 training gate rejecting a model exits 3) is given ``skip_on_exit_code``: that exit status
 skips the task, and with it the tasks downstream, instead of failing the run.
+
+Exit statuses are :class:`core.errors.ExitCode`, the same enum the command exits with. The DAG
+files import only Airflow, the standard library and the stdlib-only modules of ``core``
+(``core/errors.py``, ``core/training_limits.py``), so the stock Airflow image parses them as long as
+the repository root is importable: the project's virtualenv locally, ``PYTHONPATH`` pointing at
+the git-synced checkout in the cluster (``infra/k8s/airflow/values.yaml``).
 
 | variable | default | meaning |
 |---|---|---|
@@ -54,14 +60,12 @@ from typing import Any
 from airflow.sdk import Asset, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from core.errors import ExitCode
+
 #: Updated by the promotion stage when a new champion model lands; schedules ``nightly_retag``.
 CHAMPION_ASSET = Asset("imgtag://models/imgtag-tagger/champion")
 
 EXECUTORS = ("local", "kubernetes")
-
-#: The exit status of an ``imgtag`` command refusing its input (a missing folder, a malformed
-#: manifest, a bad option): running it again cannot help, so the task fails without retries.
-USAGE_EXIT = 2
 
 
 class StageError(RuntimeError):
@@ -125,7 +129,13 @@ DEFAULT_VOLUMES = (("imgtag-data", "/data"), ("imgtag-models", "/models"))
 
 @dataclass(frozen=True)
 class StageSettings:
-    """Where and how stages run, read from the environment when a DAG file is parsed."""
+    """Where and how stages run, read from the environment when a DAG file is parsed.
+
+    The only settings read on the Airflow side, and kept apart from :class:`core.settings.Settings`
+    on purpose: they configure Airflow (which executor, which image, which pods), not imgtag. The
+    stage command reads imgtag's own settings itself when it starts, from the environment the task
+    hands it (the worker's, or the pod's ConfigMap and Secret).
+    """
 
     executor: str = "local"
     image: str | None = None
@@ -285,7 +295,7 @@ class LocalStageOperator(BaseOperator):
     The command inherits the worker's environment. Its stderr goes to the task log as it comes;
     a non-zero exit fails the task with the exit status and the end of stderr, except an exit
     status in ``skip_on_exit_code``, which skips the task (like ``KubernetesPodOperator``'s) with
-    the summary's ``reason`` in the message, and exit status 2 (``USAGE_EXIT``: the command refused
+    the summary's ``reason`` in the message, and exit status 2 (``ExitCode.USAGE``: the command refused
     its input), which fails the task at once, without the retries meant for transient faults. A
     summary printed before a non-zero exit is still pushed as the XCom, as the pod's XCom sidecar
     does.
@@ -319,7 +329,7 @@ class LocalStageOperator(BaseOperator):
                 ti.xcom_push(key="return_value", value=exc.summary)
             if exc.returncode in self.skip_on_exit_code:
                 raise AirflowSkipException(_skip_message(exc)) from exc
-            if exc.returncode == USAGE_EXIT:  # bad input: fail now, whatever the retries
+            if exc.returncode == ExitCode.USAGE:  # bad input: fail now, whatever the retries
                 raise AirflowFailException(f"{exc} (bad input: not retried)") from exc
             raise
 

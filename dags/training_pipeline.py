@@ -44,7 +44,8 @@ Parameters (the trigger form): the labelled sources `folders`, `manifests`, `use
 `min_examples_per_tag`; training `epochs`, `learning_rate`, `batch_size`, `image_size`,
 `fine_tune_blocks`, `fine_tune_epochs`, `distill_weight`, `base`; `learned_only`; `target_precision`; and
 the gate's `gate_metric`, `gate_margin`, `gate_floor`, `gate_allow_dropped_tags`. Airflow refuses a trigger whose parameters do not
-fit their schema. Folders and manifests are paths on the filesystem the stages see (object
+fit their schema; the numeric limits are `core/training_limits.py`, which the stages check too.
+Folders and manifests are paths on the filesystem the stages see (object
 storage URIs are not read; copy the images to the shared volume first). Only the stages that
 talk to storage, the MLflow server or the database (`ingest`, `version`, `register`, `promote`)
 are retried, and only on a transient failure: a stage that exits with status 2 (bad input: a
@@ -60,8 +61,8 @@ from datetime import UTC, datetime, timedelta
 from airflow.sdk import Param, dag
 from imgtag_stage import CHAMPION_ASSET, MODEL_RESOURCES, TRAINING_RESOURCES, stage
 
-#: The gate's exit status for a rejected challenger (``pipelines.training.registry.GATE_REJECTED_EXIT``).
-GATE_REJECTED_EXIT = 3
+from core import training_limits as limits
+from core.errors import ExitCode
 
 #: Stages that meet transient faults (storage, MLflow server, database) try again.
 TRANSIENT = {"retries": 2, "retry_delay": timedelta(minutes=1)}
@@ -69,7 +70,7 @@ TRANSIENT = {"retries": 2, "retry_delay": timedelta(minutes=1)}
 
 def out(task_id: str, key: str) -> str:
     """The template of one key of an earlier stage's summary (its XCom)."""
-    return "{{ ti.xcom_pull(task_ids='%s')['%s'] }}" % (task_id, key)
+    return f"{{{{ ti.xcom_pull(task_ids='{task_id}')['{key}'] }}}}"  # {{{{ }}}}: Jinja's own braces
 
 
 DATASET = out("ingest", "dataset")
@@ -115,40 +116,35 @@ MODEL_VERSION = out("register", "model_version")
         "min_examples_per_tag": Param(
             10,
             type="integer",
-            minimum=1,
+            **limits.MIN_EXAMPLES_PER_TAG.schema(),
             title="Minimum examples per tag",
             description="Validation fails when a tag has fewer labelled images than this.",
         ),
         "epochs": Param(
             8,
             type="integer",
-            minimum=1,
-            maximum=200,
+            **limits.EPOCHS.schema(),
             title="Epochs",
             description="Epochs of training the learned head on the frozen backbone.",
         ),
         "learning_rate": Param(
             0.001,
             type="number",
-            exclusiveMinimum=0,
-            maximum=1,
+            **limits.LEARNING_RATE.schema(),
             title="Learning rate",
             description="Adam learning rate of the head training (fine-tuning uses a tenth of it).",
         ),
         "batch_size": Param(
             32,
             type="integer",
-            minimum=1,
-            maximum=512,
+            **limits.BATCH_SIZE.schema(),
             title="Batch size",
             description="Images per training step.",
         ),
         "image_size": Param(
             224,
             type="integer",
-            minimum=64,
-            maximum=512,
-            multipleOf=32,
+            **limits.IMAGE_SIZE.schema(),
             title="Image size",
             description="Input side in pixels, a multiple of 32; the backbone was trained at 224, "
             "smaller is faster.",
@@ -156,24 +152,21 @@ MODEL_VERSION = out("register", "model_version")
         "fine_tune_blocks": Param(
             0,
             type="integer",
-            minimum=0,
-            maximum=16,
+            **limits.FINE_TUNE_BLOCKS.schema(),
             title="Fine-tuned blocks",
             description="After the head, fine-tune this many top blocks of the backbone (0: none).",
         ),
         "fine_tune_epochs": Param(
             0,
             type="integer",
-            minimum=0,
-            maximum=100,
+            **limits.FINE_TUNE_EPOCHS.schema(),
             title="Fine-tuning epochs",
             description="Epochs of fine-tuning the top blocks (0: none).",
         ),
         "distill_weight": Param(
             1.0,
             type="number",
-            minimum=0,
-            maximum=100,
+            **limits.DISTILL_WEIGHT.schema(),
             title="Distillation weight",
             description="While fine-tuning, hold the ImageNet head to its pretrained outputs with this "
             "weight, so the general tags survive (0: let it drift).",
@@ -195,8 +188,7 @@ MODEL_VERSION = out("register", "model_version")
         "target_precision": Param(
             0.9,
             type="number",
-            minimum=0,
-            maximum=1,
+            **limits.TARGET_PRECISION.schema(),
             title="Target precision",
             description="Each tag's threshold is the lowest score reaching this precision on validation.",
         ),
@@ -210,16 +202,14 @@ MODEL_VERSION = out("register", "model_version")
         "gate_margin": Param(
             0.01,
             type="number",
-            minimum=0,
-            maximum=1,
+            **limits.GATE_MARGIN.schema(),
             title="Gate margin",
             description="How much better than the champion's the challenger's metric must be.",
         ),
         "gate_floor": Param(
             0.5,
             type="number",
-            minimum=0,
-            maximum=1,
+            **limits.GATE_FLOOR.schema(),
             title="Gate floor",
             description="The least metric the challenger must reach (the only bar with no champion yet).",
         ),
@@ -339,7 +329,7 @@ def training_pipeline():
             "--json",
         ],
         resources=MODEL_RESOURCES,
-        skip_on_exit_code=GATE_REJECTED_EXIT,  # rejected: skipped, and promote with it
+        skip_on_exit_code=ExitCode.GATE_REJECTED.value,  # rejected (exit 3): skipped, and promote with it
         execution_timeout=timedelta(hours=1),
     )
     promote = stage(

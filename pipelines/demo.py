@@ -11,6 +11,12 @@ import os
 import sys
 from pathlib import Path
 
+from catalog import runtime
+from core import tf_runtime
+from core.settings import Settings
+from pipelines.tagging.importer import collect_files, import_files
+from serving.current import get_tagger
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -26,15 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from catalog import runtime
-    from pipelines.tagging.importer import collect_files, import_files
-    from core.settings import Settings
-    from serving.current import get_tagger
-
     argv = sys.argv[1:] if argv is None else argv
     folder = Path(argv[0]) if argv and argv[0] else sample_folder()
     console = Console(soft_wrap=True)
-    settings = Settings.from_env()
+    settings = Settings.from_env()  # this entry point's settings, passed down (Django reads the same environment)
+    tf_runtime.configure(verbose=settings.tf_verbose)
     console.print(f"[bold]imgtag demo[/bold]: importing images from {folder} into {settings.home}")
     files = collect_files([folder])
     runtime.setup(migrate=True)
@@ -44,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         task = progress.add_task("tagging", total=len(files))
         summary = import_files(files, tagger, on_progress=lambda n: progress.advance(task, n))
 
+    # Django models: importable only once catalog.runtime.setup() has run
     from catalog import services
 
     table = Table("file", "size", "status", "tags (score)", title="Tags per image")

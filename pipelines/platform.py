@@ -50,6 +50,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from core.errors import ImgtagError
 from core.settings import Settings
 
 #: The project's checkout: ``dags/`` sits beside the ``pipelines`` package.
@@ -59,7 +60,7 @@ DAGS_DIR = PROJECT_DIR / "dags"
 BUNDLED_PROMETHEUS = PROJECT_DIR / ".tools" / "prometheus" / "usr" / "bin" / "prometheus"
 
 
-class PlatformError(RuntimeError):
+class PlatformError(ImgtagError, RuntimeError):
     """The platform cannot start (a port taken, RabbitMQ missing, a component died); the message says what to do."""
 
 
@@ -622,9 +623,10 @@ def _tail(path: Path | None, lines: int = 15) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def find_prometheus() -> str | None:
-    """Prometheus from ``IMGTAG_PROMETHEUS``, ``make tools``' unpacked Debian package, or ``PATH``."""
-    for candidate in (os.environ.get("IMGTAG_PROMETHEUS"), str(BUNDLED_PROMETHEUS), shutil.which("prometheus")):
+def find_prometheus(settings: Settings) -> str | None:
+    """Prometheus from ``settings.prometheus`` (``IMGTAG_PROMETHEUS``), ``make tools``' unpacked
+    Debian package, or ``PATH``."""
+    for candidate in (settings.prometheus, str(BUNDLED_PROMETHEUS), shutil.which("prometheus")):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None

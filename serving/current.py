@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from core import backbone
 from core.backbone import IMAGE_SIZE
 from core.runtimes import (
     PRETRAINED_MODEL_NAME,
@@ -28,9 +29,10 @@ from core.runtimes import (
 from core.settings import Settings
 from core.tagger import Tagger
 from core.tagmap import TagMap
+from core.tf_runtime import import_tensorflow, quiet_stderr
 from core.vocabulary import Vocabulary
 from serving import starter
-from serving.predictors import ServingSettings, predictor_from_settings
+from serving.predictors import predictor_from_settings
 from serving.repository import ModelRepository
 
 _lock = threading.Lock()
@@ -48,7 +50,6 @@ def _champion_flatbuffer(cache_dir: Path, model: CurrentModel, batch_size: int) 
     )
     if path.is_file():
         return path.read_bytes()
-    from core.tf_runtime import import_tensorflow, quiet_stderr
 
     tf = import_tensorflow()
     predict = saved_model_predictor(model.path)
@@ -74,17 +75,16 @@ class CurrentModel:
     served: bool = False  # in the model repository (so TF Serving has it too)
 
 
-def current_model(settings: Settings | None = None) -> CurrentModel:
+def current_model(settings: Settings) -> CurrentModel:
     """Which model tags now: the version labelled ``champion`` in ``IMGTAG_MODEL_BASE``'s
     ``models.config``; until a model has been promoted, the starter model
     (:mod:`serving.starter`, exported into ``IMGTAG_CACHE_DIR`` on first use), or the
     pretrained ImageNet tagger with ``IMGTAG_STARTER=off``.
     Cheap once that export exists (reads one small file and stats a few), so long-running
     workers ask before every batch."""
-    settings = settings or Settings.from_env()
     promotion = ModelRepository(settings.model_base, settings.model_name).current()
     if promotion is None:
-        head = starter.load_head() if settings.starter else None
+        head = starter.load_head(tagmap_dir=settings.tagmap_dir) if settings.starter else None
         if head is None:
             return CurrentModel(PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION)
         return CurrentModel(
@@ -96,6 +96,44 @@ def current_model(settings: Settings | None = None) -> CurrentModel:
     )
 
 
+def current_vocabulary(settings: Settings) -> tuple[CurrentModel, Vocabulary | None, Path | None]:
+    """The model that tags now and the vocabulary its thresholds come from, without loading or
+    exporting a model (no TensorFlow: the catalog's web process asks this).
+
+    Returns:
+        ``(model, vocabulary, source)``: the champion with its exported vocabulary and its
+        ``tags.csv``; the starter (``model.path`` None: not exported here) with its head merged
+        with the tag map and the head's tag file; the pretrained ImageNet tagger with None, None
+        (its thresholds are the tag map's).
+    """
+    promotion = ModelRepository(settings.model_base, settings.model_name).current()
+    if promotion is not None:
+        model = current_model(settings)
+        return model, _read_vocabulary(str(model.path / "assets")), model.path / "assets" / "tags.csv"
+    head = starter.load_head(tagmap_dir=settings.tagmap_dir) if settings.starter else None
+    if head is None:
+        return CurrentModel(PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION), None, None
+    return (
+        CurrentModel(starter.MODEL_NAME, head.version, None, starter.IMAGE_SIZE),
+        _starter_vocabulary(head.version, head),
+        starter.STARTER_DIR / starter.TAGS_FILE,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _read_vocabulary(assets: str) -> Vocabulary:
+    return Vocabulary.read(assets)  # a numbered version's folder never changes
+
+
+_starter_vocabularies: dict[str, Vocabulary] = {}
+
+
+def _starter_vocabulary(version: str, head: starter.StarterHead) -> Vocabulary:
+    if version not in _starter_vocabularies:  # the version is a digest of the head and the tag map
+        _starter_vocabularies[version] = starter.vocabulary(head)
+    return _starter_vocabularies[version]
+
+
 @functools.cache
 def _cached_tagger(
     model: CurrentModel,
@@ -105,6 +143,7 @@ def _cached_tagger(
     max_decode_bytes: int,
     runtime: str,
     cache_dir: Path,
+    tagmap_dir: Path | None,
 ) -> Tagger:
     import cv2
 
@@ -115,17 +154,17 @@ def _cached_tagger(
             predict = litert_interpreter(_champion_flatbuffer(cache_dir / "models", model, batch_size))
         else:
             signature = saved_model_predictor(model.path)
-            predict = lambda pixels: signature(pixels).numpy()
+
+            def predict(pixels):
+                return signature(pixels).numpy()
     elif runtime == "litert":
-        labels = TagMap.load()
+        labels = TagMap.load(tagmap_dir)
         predict = litert_interpreter(pretrained_flatbuffer(cache_dir / "models", batch_size))
     else:
-        from core.tf_runtime import import_tensorflow
 
         import_tensorflow()
-        from core import backbone
 
-        labels = TagMap.load()
+        labels = TagMap.load(tagmap_dir)
         predict = keras_predictor(backbone.load_pretrained(include_top=True), batch_size)
     return Tagger(
         predict,
@@ -161,20 +200,19 @@ def _remote_tagger(serving, model: CurrentModel, settings: Settings) -> Tagger:
     )
 
 
-def get_tagger(settings: Settings | None = None) -> Tagger:
+def get_tagger(settings: Settings) -> Tagger:
     """The tagger of the current model (:func:`current_model`), loaded on first use and kept.
 
     A new champion is picked up on the next call. Loading takes well under a second once the
     LiteRT model is in ``IMGTAG_CACHE_DIR``, a few seconds the first time.
 
-    With ``IMGTAG_PREDICTOR=rest`` or ``grpc`` (:class:`serving.predictors.ServingSettings`)
+    With ``IMGTAG_PREDICTOR=rest`` or ``grpc`` (``settings.serving``)
     the champion's scores come from TF Serving; until the repository has a champion (``imgtag
     starter install`` or a promotion) there is nothing for the server to serve, and the starter
     model tags in process.
     """
-    settings = settings or Settings.from_env()
     model = current_model(settings)
-    serving = ServingSettings.from_env()
+    serving = settings.serving
     if serving.predictor != "inprocess" and model.served:
         with _lock:
             return _remote_tagger(serving, model, settings)
@@ -187,4 +225,5 @@ def get_tagger(settings: Settings | None = None) -> Tagger:
             settings.max_decode_bytes,
             settings.runtime,
             settings.cache_dir,
+            settings.tagmap_dir,
         )

@@ -27,8 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from core import model as tagger_model
+from core.errors import InvalidValue
 from core.tagmap import TagMap, parse_threshold
+from core.tf_runtime import import_tensorflow
 from core.vocabulary import Merge, Vocabulary, merge
+from serving.warmup import write_warmup
 
 INPUT_KEY = "images"
 PIXELS_KEY = "pixels"
@@ -51,9 +54,12 @@ def tag_merge(
     *,
     learned_only: bool = False,
     reasons: dict[str, str] | None = None,
+    tagmap_dir: Path | None = None,
 ) -> Merge:
-    """How the trained model's two heads become the exported vocabulary's scores."""
-    tagmap = TagMap.load()
+    """How the trained model's two heads become the exported vocabulary's scores.
+
+    ``tagmap_dir``: the tag map of the general tags (``settings.tagmap_dir``; None: the packaged one)."""
+    tagmap = TagMap.load(tagmap_dir)
     return merge(
         trained.tags, thresholds, None if learned_only else tagmap, parent=tagmap.parent, reasons=reasons
     )
@@ -110,6 +116,7 @@ def export(
     model_name: str = "imgtag-tagger",
     warmup_images: list[bytes] | None = None,
     info: dict | None = None,
+    tagmap_dir: Path | None = None,
 ) -> Path:
     """Write the SavedModel of a trained model into ``out_dir`` (replaced if present).
 
@@ -119,16 +126,16 @@ def export(
         learned_only: leave the general (ImageNet-derived) tags out.
         warmup_images: encoded images for TF Serving's warm-up requests (none: no warm-up file).
         info: facts stored in ``assets/model.json`` (run id, dataset hash ...).
+        tagmap_dir: the tag map of the general tags (``settings.tagmap_dir``; None: the packaged one).
     """
-    from core.tf_runtime import import_tensorflow
 
     import_tensorflow()
     thresholds, reasons = read_thresholds(thresholds_file)
     trained = tagger_model.load(model_dir)
     try:
-        merged = tag_merge(trained, thresholds, learned_only=learned_only, reasons=reasons)
+        merged = tag_merge(trained, thresholds, learned_only=learned_only, reasons=reasons, tagmap_dir=tagmap_dir)
     except ValueError as exc:
-        raise ValueError(f"{thresholds_file}: {exc}") from None
+        raise InvalidValue(f"{thresholds_file}: {exc}") from None
     return export_model(
         trained, merged, out_dir, model_name=model_name, warmup_images=warmup_images, info=info
     )
@@ -144,7 +151,6 @@ def export_model(
     info: dict | None = None,
 ) -> Path:
     """Write the SavedModel of a model in memory and its merged vocabulary (see :func:`export`)."""
-    from core.tf_runtime import import_tensorflow
 
     tf = import_tensorflow()
     vocab = merged.vocabulary
@@ -180,7 +186,6 @@ def export_model(
             signatures={"serving_default": module.serve, PIXELS_SIGNATURE: module.predict_pixels},
         )
         if warmup_images:
-            from serving.warmup import write_warmup
 
             write_warmup(saved, model_name, warmup_images, input_key=INPUT_KEY)
         if out_dir.exists():
@@ -195,7 +200,6 @@ class LoadedModel:
     """An exported SavedModel loaded in process: scores for encoded images, and its vocabulary."""
 
     def __init__(self, saved_model_dir: str | Path):
-        from core.tf_runtime import import_tensorflow
 
         tf = import_tensorflow()
         self.path = Path(saved_model_dir)

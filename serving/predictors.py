@@ -26,17 +26,9 @@ the ``assets/tags.csv`` of the version the label points at in ``models.config``)
 checks that the served model returns as many columns as that vocabulary has tags, which
 catches a server still serving another version with a different vocabulary.
 
-Which predictor :func:`predictor_from_settings` builds is set by the environment
-(:class:`ServingSettings`):
-
-| variable | default | meaning |
-|---|---|---|
-| ``IMGTAG_PREDICTOR`` | ``inprocess`` | ``inprocess``, ``rest`` or ``grpc`` |
-| ``IMGTAG_SERVING_URL`` | ``http://127.0.0.1:8501`` (rest), ``127.0.0.1:8500`` (grpc) | TF Serving's REST base URL or gRPC target |
-| ``IMGTAG_SERVING_LABEL`` | ``champion`` | version label to ask for; digits pin a version number |
-| ``IMGTAG_SERVING_TIMEOUT`` | ``10`` | seconds per request attempt |
-| ``IMGTAG_SERVING_STATUS_URL`` | the REST URL with ``rest``, else none | TF Serving's REST base URL, for ``promote`` and ``rollback`` to wait until a version is loaded before moving its label |
-| ``IMGTAG_SERVING_LOAD_TIMEOUT`` | ``600`` | seconds they wait for it |
+Which predictor :func:`predictor_from_settings` builds is set by ``settings.serving``
+(:class:`core.settings.ServingSettings`: ``IMGTAG_PREDICTOR`` and the ``IMGTAG_SERVING_*``
+variables, listed in :mod:`core.settings`).
 
 Importing this module does not import TensorFlow; the in-process and gRPC predictors import
 it when built (``tensorflow_serving.apis`` needs it).
@@ -45,11 +37,9 @@ it when built (``tensorflow_serving.apis`` needs it).
 from __future__ import annotations
 
 import base64
-import dataclasses
 import logging
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
@@ -57,16 +47,16 @@ import numpy as np
 import requests
 
 from core import metrics
+from core.errors import UnavailableError, UsageError
+from core.settings import ServingSettings  # re-exported: serving.predictors.ServingSettings
+from core.tf_runtime import import_tensorflow
 from core.vocabulary import Vocabulary
 from serving.export import INPUT_KEY, OUTPUT_KEY, LoadedModel
-from serving.repository import CHAMPION, ModelRepository
+from serving.repository import CHAMPION, ModelRepository, RepositoryError
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_NAME = "serving_default"
-PREDICTOR_KINDS = ("inprocess", "rest", "grpc")
-DEFAULT_REST_URL = "http://127.0.0.1:8501"
-DEFAULT_GRPC_TARGET = "127.0.0.1:8500"
 RETRY_HTTP_STATUS = frozenset({429, 500, 502, 503, 504})
 UNAVAILABLE_HTTP_STATUS = frozenset({429, 502, 503, 504})
 MAX_GRPC_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -74,11 +64,11 @@ MAX_GRPC_MESSAGE_BYTES = 64 * 1024 * 1024
 _T = TypeVar("_T")
 
 
-class ServingError(RuntimeError):
+class ServingError(UsageError, RuntimeError):
     """The model server answered but refused the request (unknown model or label, bad input ...)."""
 
 
-class ServingUnavailable(RuntimeError):
+class ServingUnavailable(UnavailableError, RuntimeError):
     """The model server could not be reached, or stayed overloaded, after the retries."""
 
 
@@ -414,7 +404,6 @@ class GrpcPredictor(_RemotePredictor):
         backoff: float = 0.2,
         channel=None,
     ):
-        from core.tf_runtime import import_tensorflow
 
         import_tensorflow()  # tensorflow_serving.apis imports it; this keeps its start-up chatter quiet
         import grpc
@@ -555,7 +544,6 @@ def wait_until_available(
         RepositoryError: the load failed (the server's error), or the version was not
             AVAILABLE within ``timeout`` seconds (its last state, and what to check).
     """
-    from serving.repository import RepositoryError
 
     url = f"{base_url.rstrip('/')}/v1/models/{name}/versions/{int(version)}"
     http = session or requests.Session()
@@ -601,97 +589,12 @@ def wait_until_available(
 # ---- settings and construction ---------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class ServingSettings:
-    """Which predictor to use and where TF Serving is (see the module docstring for the variables).
-
-    Attributes:
-        predictor: ``inprocess``, ``rest`` or ``grpc``.
-        url: the REST base URL (``http://...``) or gRPC target (``host:port``); unused in process.
-        label: the version label asked for, or None when ``version`` pins a number.
-        version: a pinned version number (``IMGTAG_SERVING_LABEL`` of digits), or None.
-        timeout: seconds per request attempt.
-    """
-
-    predictor: str = "inprocess"
-    url: str = ""
-    label: str | None = CHAMPION
-    version: int | None = None
-    timeout: float = 10.0
-    status_url: str = ""
-    load_timeout: float = 600.0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ServingSettings:
-        """Read ``IMGTAG_PREDICTOR``, ``IMGTAG_SERVING_URL``, ``_LABEL`` and ``_TIMEOUT``.
-
-        Args:
-            env: the environment (``os.environ`` when None).
-
-        Returns:
-            The settings.
-
-        Raises:
-            ValueError: an unknown predictor, a URL that does not fit it, an empty or malformed
-                label, or a timeout that is not a positive number.
-        """
-        env = os.environ if env is None else env
-        kind = env.get("IMGTAG_PREDICTOR", "inprocess").strip().lower() or "inprocess"
-        if kind not in PREDICTOR_KINDS:
-            raise ValueError(f"IMGTAG_PREDICTOR={kind!r}: expected one of {', '.join(PREDICTOR_KINDS)}")
-        url = env.get("IMGTAG_SERVING_URL", "").strip()
-        if kind == "rest":
-            url = url or DEFAULT_REST_URL
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(
-                    f"IMGTAG_SERVING_URL={url!r}: the rest predictor needs http://host:port (TF Serving's REST port)"
-                )
-        elif kind == "grpc":
-            url = url or DEFAULT_GRPC_TARGET
-            url = url.removeprefix("grpc://")
-            if "://" in url or ":" not in url:
-                raise ValueError(
-                    f"IMGTAG_SERVING_URL={url!r}: the grpc predictor needs host:port (TF Serving's gRPC port)"
-                )
-        raw_label = env.get("IMGTAG_SERVING_LABEL", CHAMPION).strip()
-        if not raw_label or "/" in raw_label or ":" in raw_label:
-            raise ValueError(f"IMGTAG_SERVING_LABEL={raw_label!r}: expected a version label or number")
-        label, version = (None, int(raw_label)) if raw_label.isdigit() else (raw_label, None)
-        timeout = _seconds(env, "IMGTAG_SERVING_TIMEOUT", "10", finite=True)
-        status_url = env.get("IMGTAG_SERVING_STATUS_URL", "").strip() or (url if kind == "rest" else "")
-        if status_url and not status_url.startswith(("http://", "https://")):
-            raise ValueError(
-                f"IMGTAG_SERVING_STATUS_URL={status_url!r}: expected http://host:port (TF Serving's REST port)"
-            )
-        load_timeout = _seconds(env, "IMGTAG_SERVING_LOAD_TIMEOUT", "600", finite=False)
-        return cls(
-            predictor=kind,
-            url=url,
-            label=label,
-            version=version,
-            timeout=timeout,
-            status_url=status_url,
-            load_timeout=load_timeout,
-        )
-
-    def load_waiter(self, name: str) -> Callable[[int], None] | None:
-        """``wait(version)`` for :meth:`serving.repository.ModelRepository.promote`: returns once
-        the server at ``status_url`` has loaded the version; None when no server is configured."""
-        if not self.status_url:
-            return None
-        return lambda version: wait_until_available(self.status_url, name, version, timeout=self.load_timeout)
-
-
-def _seconds(env: Mapping[str, str], name: str, default: str, *, finite: bool) -> float:
-    """A positive number of seconds from ``env[name]`` (``inf`` only when not ``finite``)."""
-    raw = env.get(name, default)
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or (finite and value == float("inf")):
-        raise ValueError(f"{name}={raw!r}: expected a positive number of seconds")
-    return value
+def load_waiter(serving: ServingSettings, name: str) -> Callable[[int], None] | None:
+    """``wait(version)`` for :meth:`serving.repository.ModelRepository.promote`: returns once
+    the server at ``serving.status_url`` has loaded the version; None when no server is configured."""
+    if not serving.status_url:
+        return None
+    return lambda version: wait_until_available(serving.status_url, name, version, timeout=serving.load_timeout)
 
 
 def served_version_path(settings, label: str | None = CHAMPION, version: int | None = None) -> Path:
@@ -751,21 +654,20 @@ def vocabulary_from_repository(
 
 
 def predictor_from_settings(settings, serving: ServingSettings | None = None) -> Predictor:
-    """The predictor the environment asks for, serving the labelled version of ``settings.model_name``.
+    """The predictor the settings ask for, serving the labelled version of ``settings.model_name``.
 
     Args:
-        settings: :class:`core.settings.Settings` (``model_base``, ``model_name``).
-        serving: which predictor and where (``ServingSettings.from_env()`` when None).
+        settings: :class:`core.settings.Settings` (``model_base``, ``model_name``, ``serving``).
+        serving: which predictor and where, instead of ``settings.serving`` (a pinned version).
 
     Returns:
         An :class:`InProcessPredictor` of the labelled version, or a :class:`RestPredictor` or
         :class:`GrpcPredictor` asking TF Serving for it, with its vocabulary from the repository.
 
     Raises:
-        ValueError: bad serving variables.
         ServingError: the repository has no such label or version.
     """
-    serving = ServingSettings.from_env() if serving is None else serving
+    serving = settings.serving if serving is None else serving
     if serving.predictor == "inprocess":
         return InProcessPredictor(served_version_path(settings, serving.label, serving.version))
     vocabulary = vocabulary_from_repository(settings, serving.label, serving.version)

@@ -39,6 +39,7 @@ the repository only (``serving_base_path``), not for writing it.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import dataclasses
 import fcntl
@@ -52,10 +53,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from google.protobuf import text_format
-from tensorflow_serving.config import model_server_config_pb2
+from core.errors import UsageError
+
+if TYPE_CHECKING:
+    from tensorflow_serving.config import model_server_config_pb2
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ STAGING_PREFIX = ".staging-"
 _VERSION_DIR = re.compile(r"[0-9]+")
 
 
-class RepositoryError(RuntimeError):
+class RepositoryError(UsageError, RuntimeError):
     """The repository cannot do what was asked (nothing to roll back to, not a SavedModel ...)."""
 
 
@@ -103,6 +106,25 @@ class Promotion:
         }
 
 
+def _config_protos():
+    """TF Serving's ModelServerConfig classes and protobuf's text format, imported on first use.
+
+    Writing ``models.config`` (promote, rollback) needs them; they come with
+    ``tensorflow-serving-api``, which depends on TensorFlow, so they are in setup.cfg's ``tagger``
+    extra. Reading the version labels (:meth:`ModelRepository.current`) does not: the catalog's
+    image, which has no TensorFlow, reads them with :func:`_parse_text_format`.
+    """
+    try:
+        from google.protobuf import text_format
+        from tensorflow_serving.config import model_server_config_pb2
+    except ImportError as exc:
+        raise UsageError(
+            f"writing or parsing models.config needs TF Serving's protos ({exc.name} is missing): "
+            "install imgtag's `tagger` extra (pip install 'imgtag[tagger]')"
+        ) from exc
+    return model_server_config_pb2, text_format
+
+
 def read_models_config(path: str | Path) -> model_server_config_pb2.ModelServerConfig:
     """Parse a ``models.config`` file (ModelServerConfig in protobuf text format).
 
@@ -117,6 +139,7 @@ def read_models_config(path: str | Path) -> model_server_config_pb2.ModelServerC
         RepositoryError: the file is not a valid ModelServerConfig.
     """
     text = Path(path).read_text(encoding="utf-8")
+    model_server_config_pb2, text_format = _config_protos()
     try:
         return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
     except text_format.ParseError as exc:
@@ -132,7 +155,96 @@ def models_config_text(config: model_server_config_pb2.ModelServerConfig) -> str
     Returns:
         The text, ending with a newline.
     """
+    _, text_format = _config_protos()
     return text_format.MessageToString(config)
+
+
+# Protobuf text format, read without protobuf: a message is ``name: value``, ``name { ... }`` or
+# ``name < ... >`` fields, with ``#`` comments, optional ``,``/``;`` separators and ``[a, b]``
+# lists. Enough to find a model's version labels; the full parse (unknown fields are errors)
+# is read_models_config's, where TF Serving's protos are installed.
+_TEXT_TOKEN = re.compile(
+    r"""\s+|\#[^\n]*|(?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')"""
+    r"""|(?P<punct>[{}<>\[\]:,;])|(?P<word>[^\s{}<>\[\]:,;"'\#]+)"""
+)
+
+
+def _parse_text_format(text: str) -> dict[str, list]:
+    """A protobuf text-format message as ``{field: [value, ...]}``; a value is a string (numbers
+    and enum names as written) or such a dict. Raises ValueError on a syntax error."""
+    tokens: list[tuple[str, str]] = []
+    position = 0
+    while position < len(text):
+        match = _TEXT_TOKEN.match(text, position)
+        if match is None:
+            raise ValueError(f"unexpected {text[position]!r} at offset {position}")
+        position = match.end()
+        if match.lastgroup == "string":
+            raw = match.group()[1:-1].encode("utf-8")
+            tokens.append(("value", codecs.escape_decode(raw)[0].decode("utf-8")))
+        elif match.lastgroup:
+            tokens.append((match.lastgroup, match.group()))
+    tokens.append(("end", ""))
+    index = 0
+
+    def take(expected: str | None = None) -> str:
+        nonlocal index
+        kind, value = tokens[index]
+        if expected is not None and value != expected:
+            raise ValueError(f"expected {expected!r}, found {value or 'the end'!r}")
+        index += 1
+        return value
+
+    def peek() -> str | None:
+        """The next punctuation mark ("" at the end), None for a name or a value."""
+        kind, value = tokens[index]
+        return value if kind in ("punct", "end") else None
+
+    def scalar() -> str:
+        kind, value = tokens[index]
+        if kind not in ("value", "word"):
+            raise ValueError(f"expected a value, found {value or 'the end'!r}")
+        take()
+        while kind == "value" and tokens[index][0] == "value":  # "a" "b": adjacent strings concatenate
+            value += take()
+        return value
+
+    def value() -> str | dict[str, list]:
+        if peek() in ("{", "<"):
+            close = "}" if take() == "{" else ">"
+            return message(close)
+        return scalar()
+
+    def message(close: str) -> dict[str, list]:
+        fields: dict[str, list] = {}
+        while peek() != close:
+            if peek() == "":
+                raise ValueError(f"missing {close!r} at the end")
+            if peek() == "[":  # an extension or Any type URL: [type.googleapis.com/...]
+                take()
+                name = "[" + scalar() + take("]")
+            else:
+                name = take()
+                if not re.fullmatch(r"[A-Za-z_][\w]*", name):
+                    raise ValueError(f"expected a field name, found {name!r}")
+            if peek() == ":":
+                take()
+            values = fields.setdefault(name, [])
+            if peek() == "[":
+                take()
+                while peek() != "]":
+                    values.append(value())
+                    if peek() == ",":
+                        take()
+                take("]")
+            else:
+                values.append(value())
+            if peek() in (",", ";"):
+                take()
+        take(close)
+        return fields
+
+    return message("")
 
 
 def _now() -> str:
@@ -257,8 +369,22 @@ class ModelRepository:
         return None
 
     def _config_labels(self) -> dict[str, int]:
-        entry = self._model_entry(self.read_config())
-        return {} if entry is None else dict(entry.version_labels)
+        """This model's version labels in ``models.config``, read without TF Serving's protos."""
+        try:
+            text = self.config_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        try:
+            config = _parse_text_format(text)
+            for config_list in config.get("model_config_list", []):
+                for entry in config_list.get("config", []):
+                    if entry.get("name", [""])[-1] == self.name:
+                        return {
+                            pair["key"][-1]: int(pair["value"][-1]) for pair in entry.get("version_labels", [])
+                        }
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise RepositoryError(f"{self.config_path}: not a valid ModelServerConfig: {exc}") from exc
+        return {}
 
     def version_metadata(self, version: int) -> dict:
         """The promotion record a version carries in ``assets.extra/imgtag_promotion.json``.
@@ -373,6 +499,7 @@ class ModelRepository:
     def _write_config(self, champion: int, previous: int | None, also: list[int] = ()) -> None:
         """Point this model's config entry at ``champion`` (and ``previous``), serving the
         versions in ``also`` too, unlabelled; other models untouched."""
+        model_server_config_pb2, _ = _config_protos()
         config = self.read_config() or model_server_config_pb2.ModelServerConfig()
         if config.WhichOneof("config") == "custom_model_config":
             raise RepositoryError(

@@ -32,7 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-from core.tagmap import format_threshold, parse_threshold
+from core import model as tagger_model
+from core import tagmap
+from core.errors import MissingFile
+from core.tagmap import TagMap, format_threshold, parse_threshold
+from core.tf_runtime import import_tensorflow
+from core.vocabulary import Vocabulary, merge
+from serving.export import export_model, tag_merge
+from serving.predictors import load_waiter
+from serving.repository import ModelRepository
 
 STARTER_DIR = Path(__file__).resolve().parent / "starter_model"
 HEAD_FILE = "head.npz"
@@ -54,6 +62,7 @@ class StarterHead:
     reasons: dict[str, str]
     provenance: dict
     version: str  # "starter-" and a digest of the head and the tag map it is merged with
+    tagmap_dir: Path | None = None  # that tag map's folder (None: the packaged one)
 
 
 def write_head(
@@ -80,27 +89,31 @@ def write_head(
     (directory / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
 
 
-def _tagmap_files() -> list[Path]:
-    from core import tagmap
+def _tagmap_files(tagmap_dir: Path | None) -> list[Path]:
 
-    folder = Path(os.environ.get("IMGTAG_TAGMAP_DIR") or tagmap.DATA_DIR)
+    folder = Path(tagmap_dir or tagmap.DATA_DIR)
     return [folder / name for name in (tagmap.CLASS_FILE, tagmap.THRESHOLD_FILE, tagmap.HIERARCHY_FILE)]
 
 
-def _fingerprint(directory: Path) -> tuple:
-    files = [directory / HEAD_FILE, directory / TAGS_FILE, *_tagmap_files()]
+def _fingerprint(directory: Path, tagmap_dir: Path | None) -> tuple:
+    files = [directory / HEAD_FILE, directory / TAGS_FILE, *_tagmap_files(tagmap_dir)]
     return tuple((str(p), p.stat().st_mtime_ns if p.exists() else 0) for p in files)
 
 
-def load_head(directory: Path = STARTER_DIR) -> StarterHead | None:
-    """The shipped head, or None when ``directory`` holds none (the ImageNet tags alone then)."""
+def load_head(directory: Path = STARTER_DIR, *, tagmap_dir: Path | None = None) -> StarterHead | None:
+    """The shipped head, or None when ``directory`` holds none (the ImageNet tags alone then).
+
+    Args:
+        tagmap_dir: the tag map the head's general tags come from (``settings.tagmap_dir``;
+            None: the packaged one); part of the head's version.
+    """
     if not (directory / HEAD_FILE).is_file():
         return None
-    return _load_head(directory, _fingerprint(directory))
+    return _load_head(directory, tagmap_dir, _fingerprint(directory, tagmap_dir))
 
 
 @functools.lru_cache(maxsize=4)
-def _load_head(directory: Path, fingerprint: tuple) -> StarterHead:
+def _load_head(directory: Path, tagmap_dir: Path | None, fingerprint: tuple) -> StarterHead:
     digest = hashlib.sha256()
     for path, _ in fingerprint:
         if Path(path).is_file():
@@ -118,14 +131,12 @@ def _load_head(directory: Path, fingerprint: tuple) -> StarterHead:
     provenance_file = directory / PROVENANCE_FILE
     provenance = json.loads(provenance_file.read_text()) if provenance_file.is_file() else {}
     return StarterHead(
-        tuple(tags), kernel, bias, thresholds, reasons, provenance, f"starter-{digest.hexdigest()[:12]}"
+        tuple(tags), kernel, bias, thresholds, reasons, provenance, f"starter-{digest.hexdigest()[:12]}", tagmap_dir
     )
 
 
 def trained_model(head: StarterHead):
     """The two-headed Keras model (:func:`core.model.build`) with the starter's head."""
-    from core import model as tagger_model
-    from core.tf_runtime import import_tensorflow
 
     import_tensorflow()
     full, _ = tagger_model.build(len(head.tags), IMAGE_SIZE)
@@ -133,20 +144,25 @@ def trained_model(head: StarterHead):
     return tagger_model.TrainedModel(full, list(head.tags), IMAGE_SIZE, {"name": MODEL_NAME, "version": head.version})
 
 
-def saved_model(cache_dir: Path, head: StarterHead | None = None) -> Path:
-    """The starter as a SavedModel in ``cache_dir`` (exported on first use, about 20 s; then a
-    path check). Several processes may race to export it: each writes its own copy and the
-    first rename wins."""
-    head = head or load_head()
+def vocabulary(head: StarterHead) -> Vocabulary:
+    """The tags the starter emits and their thresholds: its learned head merged with the tag map's
+    general tags, as :func:`saved_model` exports them; no TensorFlow, no export."""
+    general = TagMap.load(head.tagmap_dir)
+    return merge(head.tags, head.thresholds, general, parent=general.parent, reasons=head.reasons).vocabulary
+
+
+def saved_model(cache_dir: Path, head: StarterHead | None) -> Path:
+    """The starter (``head``, from :func:`load_head`) as a SavedModel in ``cache_dir`` (exported on
+    first use, about 20 s; then a path check). Several processes may race to export it: each
+    writes its own copy and the first rename wins."""
     if head is None:
-        raise FileNotFoundError(f"{STARTER_DIR}: no starter model shipped; run `make starter-model`")
+        raise MissingFile(f"{STARTER_DIR}: no starter model shipped; run `make starter-model`")
     target = Path(cache_dir) / "starter" / head.version
     if (target / "saved_model.pb").is_file():
         return target
-    from serving.export import export_model, tag_merge
 
     trained = trained_model(head)
-    merged = tag_merge(trained, head.thresholds, reasons=head.reasons)
+    merged = tag_merge(trained, head.thresholds, reasons=head.reasons, tagmap_dir=head.tagmap_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{head.version}-", dir=target.parent))
     try:
@@ -182,18 +198,17 @@ def _warmup_image() -> bytes:
     return cv2.imencode(".jpg", pixels)[1].tobytes()
 
 
-def install(settings=None) -> dict:
+def install(settings) -> dict:
     """Put the starter into the TF Serving model repository as its champion, when none is
     served yet: TF Serving then serves what the in-process tagger serves.
+
+    Args:
+        settings: :class:`core.settings.Settings` (the model repository, the cache, ``serving``).
 
     Returns:
         The summary: ``installed`` (False when a champion was already there), the serving version.
     """
-    from core.settings import Settings
-    from serving.repository import ModelRepository
-    from serving.predictors import ServingSettings
 
-    settings = settings or Settings.from_env()
     repository = ModelRepository(settings.model_base, settings.model_name, serving_base_path=settings.serving_base_path)
     current = repository.current()
     if current is not None:
@@ -202,11 +217,11 @@ def install(settings=None) -> dict:
             "serving_version": current.version,
             "reason": f"{settings.model_name} already serves version {current.version}",
         }
-    head = load_head()
+    head = load_head(tagmap_dir=settings.tagmap_dir)
     path = saved_model(settings.cache_dir, head)
     promotion = repository.promote(
         path,
         {"starter": head.version, "source": str(STARTER_DIR)},
-        wait=ServingSettings.from_env().load_waiter(settings.model_name),
+        wait=load_waiter(settings.serving, settings.model_name),
     )
     return {"installed": True, "serving_version": promotion.version, "starter": head.version, "path": str(promotion.path)}

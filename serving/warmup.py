@@ -17,6 +17,8 @@ import os
 from itertools import cycle, islice
 from pathlib import Path
 
+from core.tf_runtime import import_tensorflow
+
 WARMUP_FILENAME = "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit per warm-up file
 
@@ -60,8 +62,6 @@ def write_warmup(
     if not all(isinstance(image, bytes) for image in images):
         raise ValueError("warm-up images must be bytes (encoded image files)")
 
-    from core.tf_runtime import import_tensorflow
-
     tf = import_tensorflow()
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
@@ -100,8 +100,6 @@ def read_warmup(saved_model_dir: str | Path) -> list:
     path = warmup_path(saved_model_dir)
     if not path.is_file():
         return []
-
-    from core.tf_runtime import import_tensorflow
 
     tf = import_tensorflow()
     from tensorflow_serving.apis import prediction_log_pb2

@@ -15,7 +15,6 @@ import functools
 import math
 from urllib.parse import urlencode
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -27,6 +26,7 @@ from django.utils.http import parse_etags, url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from catalog import facets, roles, services, thresholds, thumbnails
+from catalog.conf import imgtag_settings
 from catalog.models import Asset
 from catalog.query import QueryError, normalize_tag_name
 from catalog.web.forms import (
@@ -251,7 +251,7 @@ def upload(request):
     return render(
         request,
         "catalog/upload.html",
-        {"upload_api": reverse("catalog:asset-list"), "max_upload_bytes": settings.IMGTAG_MAX_UPLOAD_BYTES},
+        {"upload_api": reverse("catalog:asset-list"), "max_upload_bytes": imgtag_settings().max_upload_bytes},
     )
 
 
@@ -271,7 +271,7 @@ def _threshold_context(request, tag: str, tried: float | None = None) -> dict:
     tag = normalize_tag_name(tag)
     context = {"tag": tag, "tags": thresholds.scored_tags()}
     if tag:
-        current = thresholds.current(tag)
+        current = thresholds.current(tag, imgtag_settings())
         rows = thresholds.table(tag)
         start = tried if tried is not None else current.value if current.value not in (None, float("inf")) else 0.5
         most = max((row.kept for row in rows), default=0)
@@ -326,7 +326,7 @@ def _check_model(form) -> tuple[thresholds.CurrentThreshold | None, str, int]:
     """The tag's threshold in force, or why the form does not name a tag of the current model
     (and the status to answer with)."""
     tag = normalize_tag_name(form.cleaned_data["tag"])
-    current = thresholds.current(tag)
+    current = thresholds.current(tag, imgtag_settings())
     named = (form.cleaned_data["model_name"], form.cleaned_data["model_version"])
     if named != (current.model_name, current.model_version):
         problem = (

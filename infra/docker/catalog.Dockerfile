@@ -2,11 +2,13 @@
 #   docker build -f infra/docker/catalog.Dockerfile -t ghcr.io/imgtag/imgtag-catalog:dev .
 # The build context is the repository root (see /.dockerignore).
 #
-# The whole imgtag distribution is installed, TensorFlow included: the catalog imports
-# pipelines (catalog/settings.py -> core.settings; catalog/services.py -> core.tagger,
-# core.imageio, core.results, core.broker; catalog/api.py -> core.imageio),
-# uploads can be tagged in the web process (IMGTAG_UPLOAD_TAGGING=inprocess), and setup.cfg
-# declares one distribution with one dependency list. Image size is the known cost.
+# imgtag is installed with its base dependencies and the `server` extra only (setup.cfg): no
+# TensorFlow, Keras, LiteRT, MLflow or DVC. The catalog imports core and serving, whose model
+# code imports TensorFlow only when it tags (tests/catalog/test_catalog_slim.py runs the catalog
+# with those packages missing). Tagging uploads in the web process
+# (IMGTAG_UPLOAD_TAGGING=inprocess) needs the `tagger` extra: without it the catalog refuses to
+# start and says so (catalog/apps.py); install '.[server,tagger]' for that. The default,
+# IMGTAG_UPLOAD_TAGGING=queue, leaves tagging to the pipelines image's workers.
 #
 # collectstatic is not run: WhiteNoise serves the static files the catalog package ships
 # straight from site-packages (WHITENOISE_USE_FINDERS in catalog/settings.py), under gunicorn
@@ -40,7 +42,7 @@ COPY pipelines ./pipelines
 COPY serving ./serving
 COPY catalog ./catalog
 RUN pip install --no-cache-dir '.[server]' \
- && cd /tmp && python -c "import catalog.wsgi, gunicorn"
+ && cd /tmp && python -c "import catalog.wsgi, gunicorn, importlib.util; assert importlib.util.find_spec('tensorflow') is None, 'TensorFlow in the catalog image'"
 
 # ---------------------------------------------------------------- runtime
 FROM python:3.11.17-slim-bookworm AS runtime

@@ -21,7 +21,10 @@ WORKDIR /src
 # Dependencies first, in their own layer: it is rebuilt only when setup.cfg changes, not on
 # every code change (TensorFlow alone is several hundred MB).
 COPY setup.cfg pyproject.toml ./
-RUN python -c "import configparser; c = configparser.ConfigParser(); c.read('setup.cfg'); reqs = c['options']['install_requires'] + '\n' + c['options.extras_require']['server']; print('\n'.join(r.strip() for r in reqs.splitlines() if r.strip()))" > /tmp/requirements.txt \
+# The extras: `server` (S3, DVC's S3 remote), `tagger` (TensorFlow, LiteRT, TF Serving's protos),
+# `training` (MLflow, DVC, Great Expectations ...); `training` names `imgtag[tagger]`, a line
+# left out here (the package is installed below).
+RUN python -c "import configparser; c = configparser.ConfigParser(); c.read('setup.cfg'); reqs = c['options']['install_requires'] + '\n' + c['options.extras_require']['server'] + '\n' + c['options.extras_require']['tagger'] + '\n' + c['options.extras_require']['training']; print('\n'.join(r.strip() for r in reqs.splitlines() if r.strip() and not r.strip().startswith('imgtag[')))" > /tmp/requirements.txt \
  && pip install --no-cache-dir --upgrade pip \
  && pip install --no-cache-dir -r /tmp/requirements.txt
 
@@ -31,7 +34,7 @@ COPY core ./core
 COPY pipelines ./pipelines
 COPY serving ./serving
 COPY catalog ./catalog
-RUN pip install --no-cache-dir '.[server]' \
+RUN pip install --no-cache-dir '.[server,tagger,training]' \
  && imgtag --help > /dev/null
 
 # ---------------------------------------------------------------- runtime

@@ -19,11 +19,13 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
+from core import broker
+from core.errors import MissingFile
 from core.imageio import IMAGE_EXTENSIONS, ImageError
 from core.tagger import lower_thread_priority
 
@@ -61,7 +63,7 @@ def collect_files(paths: Iterable[str | Path]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise FileNotFoundError(f"{raw}: no such file or folder")
+            raise MissingFile(f"{raw}: no such file or folder")
     return list(dict.fromkeys(files))
 
 
@@ -107,6 +109,7 @@ class _TaggerThread:
 
 def _prepare(path: Path):
     """Read, hash, validate and store one file (thread-safe, no database)."""
+    # Django models: importable only once catalog.runtime.setup() has run
     from catalog import services
 
     try:
@@ -124,7 +127,10 @@ def _new_assets(files: list[Path], summary: ImportSummary, chunk_size: int, thre
 
     Duplicates are counted; an asset that an interrupted run left ``pending`` is yielded again.
     """
+    # Django models: importable only once catalog.runtime.setup() has run
     from catalog import services
+
+    # Django models: importable only once catalog.runtime.setup() has run
     from catalog.models import Asset
 
     queued: set[int] = set()
@@ -138,7 +144,7 @@ def _new_assets(files: list[Path], summary: ImportSummary, chunk_size: int, thre
                     prepared.append((path, item))
             registered = services.register([item for _, item in prepared])
             to_tag = []
-            for (path, _), (asset, created) in zip(prepared, registered):
+            for (path, _), (asset, created) in zip(prepared, registered, strict=True):
                 if (created or asset.status == Asset.Status.PENDING) and asset.pk not in queued:
                     queued.add(asset.pk)
                     to_tag.append((asset, path))
@@ -164,6 +170,7 @@ def import_files(
         chunk_size: files read and registered together.
         on_progress: called with the number of files finished after each step.
     """
+    # Django models: importable only once catalog.runtime.setup() has run
     from catalog import services
 
     tagger = services.with_catalog_thresholds(tagger)
@@ -212,7 +219,6 @@ def queue_files(
     If RabbitMQ cannot be reached the originals are still stored and their assets stay
     ``pending`` (``imgtag requeue --pending`` publishes them later); the summary says so.
     """
-    from core import broker
 
     summary = ImportSummary()
     summary.published = 0

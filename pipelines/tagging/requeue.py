@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 from core import broker
 from core.settings import Settings
@@ -28,11 +28,11 @@ def _pages(queryset, batch_size: int) -> Iterator[list]:
         last = page[-1].pk
 
 
-def requeue_pending(settings: Settings | None = None, batch_size: int = 500) -> dict:
+def requeue_pending(settings: Settings, batch_size: int = 500) -> dict:
     """Publish a tagging message for every asset still ``pending``."""
+    # Django models: importable only once catalog.runtime.setup() has run
     from catalog.models import Asset
 
-    settings = settings or Settings.from_env()
     published = 0
     with broker.Publisher(settings) as publisher:
         for page in _pages(Asset.objects.filter(status=Asset.Status.PENDING), batch_size):
@@ -41,12 +41,12 @@ def requeue_pending(settings: Settings | None = None, batch_size: int = 500) -> 
 
 
 def requeue_stale(
-    model_name: str, model_version: str, settings: Settings | None = None, batch_size: int = 500
+    model_name: str, model_version: str, settings: Settings, batch_size: int = 500
 ) -> dict:
     """Publish a retag message for every asset with machine tags from another model version."""
+    # Django models: importable only once catalog.runtime.setup() has run
     from catalog.models import Asset, AssetTag
 
-    settings = settings or Settings.from_env()
     stale_ids = (
         AssetTag.objects.filter(source=AssetTag.Source.MODEL, review=AssetTag.Review.SUGGESTED)
         .exclude(model_version__name=model_name, model_version__version=model_version)
@@ -65,9 +65,8 @@ def requeue_stale(
     }
 
 
-def dead_letters(settings: Settings | None = None, limit: int = 100) -> list[dict]:
+def dead_letters(settings: Settings, limit: int = 100) -> list[dict]:
     """Up to ``limit`` dead letters with their reasons; they stay in the queue."""
-    settings = settings or Settings.from_env()
     connection = broker.connect(settings)
     try:
         channel = connection.channel()
@@ -89,9 +88,8 @@ def dead_letters(settings: Settings | None = None, limit: int = 100) -> list[dic
         connection.close()
 
 
-def replay_dead(settings: Settings | None = None, limit: int | None = None) -> dict:
+def replay_dead(settings: Settings, limit: int | None = None) -> dict:
     """Move dead letters back to the tagging queue (after the cause was fixed)."""
-    settings = settings or Settings.from_env()
     replayed = 0
     with broker.Publisher(settings) as publisher:
         channel = publisher.channel

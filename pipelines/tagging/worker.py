@@ -43,8 +43,10 @@ from dataclasses import dataclass, field
 
 from pika.exceptions import AMQPError
 
+from catalog.storage import get_storage
 from core import broker, metrics
 from core.settings import Settings
+from serving.predictors import ServingUnavailable
 
 RECONNECT_BUDGET_SECONDS = 120.0
 BATCHES_PER_COMMIT = 4
@@ -84,9 +86,11 @@ def tag_batch(tagger, deliveries: list[tuple[object, object, bytes]]) -> list[tu
         One ``(reason, error)`` per delivery: ``("", "")`` when tagged, otherwise why it goes
         to the dead-letter queue.
     """
+    # Django models: importable only once catalog.runtime.setup() has run
     from catalog import services
+
+    # Django models: importable only once catalog.runtime.setup() has run
     from catalog.models import Asset
-    from catalog.storage import get_storage
 
     outcome: list[tuple[str, str]] = [("", "")] * len(deliveries)
     parsed = []
@@ -127,9 +131,9 @@ class Consumer:
         settings: queue names, broker URL, batch size.
     """
 
-    def __init__(self, tagger, settings: Settings | None = None, *, linger_seconds: float = 0.3):
+    def __init__(self, tagger, settings: Settings, *, linger_seconds: float = 0.3):
         self._tagger = tagger
-        self.settings = settings or Settings.from_env()
+        self.settings = settings
         # Messages handled per commit: a few inference batches, so that decoding the next
         # inference batch overlaps the model within one call of the engine.
         self.batch_size = self.settings.batch_size * BATCHES_PER_COMMIT
@@ -278,7 +282,10 @@ class Consumer:
         except broker.BadMessage:
             message = None
         if message is not None:
+            # Django models: importable only once catalog.runtime.setup() has run
             from catalog import services
+
+            # Django models: importable only once catalog.runtime.setup() has run
             from catalog.models import Asset
 
             asset = Asset.objects.filter(pk=message.asset_id, sha256=message.sha256).first()
@@ -304,7 +311,7 @@ class Consumer:
             self.summary.received -= len(batch)
             return
         publisher = _ChannelPublisher(channel, self.settings)
-        for (method, properties, body), (reason, error) in zip(batch, outcome):
+        for (_method, properties, body), (reason, error) in zip(batch, outcome, strict=True):
             if reason:
                 publisher.dead_letter(body, reason, error, properties.headers)
                 self._count_dead_letter(reason)
@@ -323,7 +330,6 @@ class Consumer:
         Returns:
             ``tag_batch``'s outcome, or None when a stop was requested during an outage.
         """
-        from serving.predictors import ServingUnavailable
 
         delay = 1.0
         while True:

@@ -29,13 +29,18 @@ import random
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from core import imageio, tagmap
+from core import model as tagger_model
+from core.settings import Settings
 from pipelines.training import dataset as ds
-from core import tagmap
+from pipelines.training import evaluate, ingest, registry, tracking, train, validate, versioning
+from pipelines.training.layout import RunLayout
+from serving import starter
 
 #: COCO class names that the tag map already knows by another name.
 COCO_TAGS = {
@@ -156,8 +161,6 @@ def prepare(data: Path, out: Path, *, crops: bool = True, progress: bool = False
     """
     import cv2
 
-    from core import imageio
-
     manifest = data / "manifest.csv"
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest}: no such file; point --data at the dam-photos folder")
@@ -233,10 +236,6 @@ def build(
     Returns:
         The provenance written beside the head.
     """
-    from pipelines.training import evaluate, ingest, registry, train, validate, versioning
-    from core import model as tagger_model
-    from core.settings import Settings
-    from serving import starter
 
     shipped = shipped or starter.STARTER_DIR
     thresholds_file = thresholds_file or tagmap.DATA_DIR / tagmap.THRESHOLD_FILE
@@ -249,7 +248,8 @@ def build(
 
     _stage("prepare: tags, people, box crops", started)
     prepared = prepare(data, work / "prepared", crops=crops, progress=True)
-    dataset_dir = settings.runs_dir / "starter" / "dataset"
+    run = RunLayout.named(settings.runs_dir, "starter")
+    dataset_dir = run.dataset
     _stage("ingest", started)
     ingested = ingest.ingest(dataset_dir, manifests=[work / "prepared" / "manifest.csv"])
     _stage("validate (Great Expectations)", started)
@@ -263,7 +263,7 @@ def build(
         epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, base="none", seed=0
     )
     trained = train.train(
-        dataset_dir, dataset_dir.parent / "model", params, dataset_hash=versioned["dataset_hash"], run_name="starter-model",
+        dataset_dir, run.model, params, dataset_hash=versioned["dataset_hash"], run_name="starter-model",
         settings=settings,
     )
     _stage("evaluate", started)
@@ -279,9 +279,9 @@ def build(
     metrics = evaluation.metrics
     provenance = {
         "name": starter.MODEL_NAME,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "make starter-model",
-        "git_commit": _git_commit(),
+        "git_commit": _git_commit(settings),
         "data": {
             "source": "COCO 2017 photos with their 80 object labels and boxes (../shared/data/dam-photos)",
             **prepared,
@@ -341,7 +341,6 @@ def write_calibrated_thresholds(path: Path, chosen: dict[str, dict], target_prec
         writer.writerows(rows)
 
 
-def _git_commit() -> str:
-    from pipelines.training import tracking
+def _git_commit(settings) -> str:
 
-    return tracking.git_commit()
+    return tracking.git_commit(settings)

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+
+from core.errors import InvalidValue, UsageError
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
@@ -30,7 +32,7 @@ IMAGES_DIR = "images"
 SOURCES = ("folder", "manifest", "catalog")
 
 
-class DatasetError(ValueError):
+class DatasetError(UsageError, ValueError):
     """A dataset folder or manifest cannot be read; the message names the file and line."""
 
 
@@ -48,7 +50,7 @@ def split_for(sha256: str, fractions: tuple[float, float, float] = DEFAULT_FRACT
         salt: changes the assignment as a whole (a new split for a new study); empty by default.
     """
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"split fractions {fractions} must be three shares >= 0 that sum to 1")
+        raise InvalidValue(f"split fractions {fractions} must be three shares >= 0 that sum to 1")
     key = sha256 if not salt else hashlib.sha256(f"{salt}:{sha256}".encode()).hexdigest()
     point = int(key[:15], 16) / float(16**15)
     if point < fractions[0]:
@@ -104,7 +106,7 @@ class Example:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, row: dict) -> "Example":
+    def from_dict(cls, row: dict) -> Example:
         return cls(
             sha256=row["sha256"],
             path=row["path"],

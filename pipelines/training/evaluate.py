@@ -30,13 +30,18 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.training import calibration
-from pipelines.training import dataset as ds
+from core import backbone, training_limits
 from core import model as tagger_model
+from core.errors import InvalidValue
 from core.settings import Settings
-from core.tagmap import TagMap, parse_threshold
+from core.tagmap import TagMap, format_threshold, parse_threshold
+from core.tf_runtime import import_tensorflow
+from pipelines.training import calibration, tracking
+from pipelines.training import dataset as ds
+from pipelines.training.layout import THRESHOLDS_FILE, RunLayout
+from pipelines.training.train import input_pipeline
+from serving.export import tag_merge
 
-THRESHOLDS_FILE = "thresholds.json"
 METRICS = ("map", "micro_f1", "macro_f1")
 QUALITY = ("map_common", "images_with_correct_tag", "no_tag", "precision", "person_ap")
 PLOTTED_TAGS = 12  # PR curves and bars of the tags with the most test images
@@ -81,7 +86,6 @@ def predict(
     trained: tagger_model.TrainedModel, files: list[Path], batch_size: int = 32
 ) -> dict[str, np.ndarray]:
     """The two heads' outputs for image files, decoded as the exported model decodes them."""
-    from pipelines.training.train import input_pipeline
 
     learned, imagenet = [], []
     for batch in input_pipeline(files, None, trained.image_size, batch_size):
@@ -102,8 +106,6 @@ def _general_agreement(
     moved the general head (1.0 without fine-tuning)."""
     if not trained.info.get("fine_tuned_layers") or not len(files):
         return 1.0 if len(files) else None
-    from core import backbone
-    from pipelines.training.train import input_pipeline
 
     reference = backbone.load_pretrained(include_top=True, image_size=trained.image_size)
     pretrained = np.concatenate(
@@ -150,7 +152,7 @@ def evaluate(
     target_precision: float = calibration.TARGET_PRECISION,
     min_positives: int = calibration.MIN_POSITIVES,
     out_dir: str | Path | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> EvaluationResult:
     """Choose thresholds on val, measure on test, write the report and log it to the MLflow run.
 
@@ -161,19 +163,18 @@ def evaluate(
         target_precision: the validation precision each tag's threshold must reach.
         min_positives: validation images a tag needs before its threshold is chosen from them.
         out_dir: where the report goes; default ``<model_dir>/../evaluation``.
+        settings: the tag map (``tagmap_dir``) and MLflow.
     """
-    if not 0 < target_precision <= 1:
-        raise ValueError(f"target precision must be in (0, 1], got {target_precision}")
+    if problem := training_limits.TARGET_PRECISION.problem(target_precision):
+        raise InvalidValue(problem)
     if min_positives < 1:
-        raise ValueError(f"min positives must be at least 1, got {min_positives}")
-    from core.tf_runtime import import_tensorflow
+        raise InvalidValue(f"min positives must be at least 1, got {min_positives}")
 
     import_tensorflow()
-    from serving.export import tag_merge
 
     data = ds.load(dataset_dir)
     trained = tagger_model.load(model_dir)
-    out_dir = Path(out_dir) if out_dir else Path(model_dir).parent / "evaluation"
+    out_dir = Path(out_dir) if out_dir else RunLayout.of(model_dir).evaluation
     out_dir.mkdir(parents=True, exist_ok=True)
     val_rows, test_rows = data.split("val"), data.split("test")
     val = predict(trained, [data.image_path(e) for e in val_rows])
@@ -181,7 +182,7 @@ def evaluate(
     test = predict(trained, test_files)
 
     # Scores as the exported model will serve them: both heads merged, one score per tag.
-    scorer = tag_merge(trained, {t: 0.5 for t in trained.tags})
+    scorer = tag_merge(trained, {t: 0.5 for t in trained.tags}, tagmap_dir=settings.tagmap_dir)
     tags = list(scorer.vocabulary.tags)
     right = calibration.evidence(tags, data.tags, scorer.vocabulary.parent)
     val_scores = scorer.scores(_softmax(val["imagenet"]), val["learned"])
@@ -193,8 +194,8 @@ def evaluate(
     # thresholds they were calibrated with: these labels cannot judge them. The others start
     # from their prior: the tag map's threshold before any calibration, 0.5 for learned tags.
     kept = trained.info.get("base", {}).get("kept", {})
-    uncalibrated = TagMap.load(calibrated=False)
-    priors = dict(zip(uncalibrated.tags, map(float, uncalibrated.thresholds)))
+    uncalibrated = TagMap.load(settings.tagmap_dir, calibrated=False)
+    priors = dict(zip(uncalibrated.tags, map(float, uncalibrated.thresholds), strict=True))
     priors.update({t: 0.5 for t in trained.tags})
     judged = [t for t in right if t not in kept]
     chosen = calibration.choose_thresholds(
@@ -210,13 +211,16 @@ def evaluate(
     for tag, choice in kept.items():
         chosen[tag] = calibration.Choice(parse_threshold(choice["threshold"]), choice.get("reason") or "kept")
     merged = tag_merge(
-        trained, {t: c.threshold for t, c in chosen.items()}, reasons={t: c.reason for t, c in chosen.items()}
+        trained,
+        {t: c.threshold for t, c in chosen.items()},
+        reasons={t: c.reason for t, c in chosen.items()},
+        tagmap_dir=settings.tagmap_dir,
     )
     limits = merged.vocabulary.thresholds
     checkable = [t for t in tags if t in right]
     columns = [tags.index(t) for t in checkable]
     metrics = score_metrics(
-        y_test[:, columns], test_scores[:, columns], checkable, dict(zip(tags, map(float, limits)))
+        y_test[:, columns], test_scores[:, columns], checkable, dict(zip(tags, map(float, limits), strict=True))
     )
     metrics["per_tag"] = {t: m for t, m in metrics["per_tag"].items() if m["support"] or t in chosen}
     metrics.update(calibration.quality(y_test, test_scores, tags, limits, right))
@@ -264,7 +268,6 @@ def _finite(value):
 
 
 def _write_per_tag(path: Path, per_tag: dict, chosen: dict) -> None:
-    from core.tagmap import format_threshold
 
     with path.open("w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
@@ -290,7 +293,7 @@ def _write_predictions(path, rows, tags, columns, y, scores, limits) -> None:
     """One line per test image: its labels, the tags emitted, the scores of the tags the labels
     can check, and how wrong it was (summed over those tags)."""
     with path.open("w") as f:
-        for example, truth, score in zip(rows, y, scores):
+        for example, truth, score in zip(rows, y, scores, strict=True):
             emitted = np.flatnonzero(score >= limits)
             emitted = emitted[np.argsort(-score[emitted])]
             f.write(
@@ -354,8 +357,6 @@ def _plot_per_tag(path: Path, per_tag: dict) -> None:
 
 def _log_to_mlflow(run_id: str, metrics: dict, out_dir: Path, thresholds_path: Path, settings) -> None:
     import mlflow
-
-    from pipelines.training import tracking
 
     tracking.client(settings)
     with mlflow.start_run(run_id=run_id):

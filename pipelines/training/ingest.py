@@ -41,8 +41,11 @@ from functools import partial
 from itertools import groupby
 from pathlib import Path
 
-from pipelines.training import dataset as ds
+from catalog import runtime
+from catalog.storage import get_storage
+from core.errors import UsageError
 from core.imageio import IMAGE_EXTENSIONS, ImageError, probe
+from pipelines.training import dataset as ds
 
 CSV_SUFFIXES = (".csv",)
 JSONL_SUFFIXES = (".jsonl", ".json-lines")
@@ -59,7 +62,7 @@ _SAFE_SUFFIX = re.compile(r"^\.[a-z0-9]{1,10}$")
 _CHUNK = 64  # images read, hashed and probed together (bounds memory)
 
 
-class IngestError(ValueError):
+class IngestError(UsageError, ValueError):
     """A source cannot be ingested; the message names the file (and line) and what to do."""
 
 
@@ -333,11 +336,10 @@ def catalog_entries() -> list[_Entry]:
     Raises:
         catalog.runtime.CatalogUnavailable: the catalog database cannot be reached.
     """
-    from catalog import runtime
 
     runtime.setup()  # PostgreSQL: checked, not migrated (imgtag migrate)
+    # Django models: importable only once catalog.runtime.setup() has run
     from catalog.models import AssetTag
-    from catalog.storage import get_storage
 
     storage = get_storage()
     rows = (

@@ -26,13 +26,12 @@ EXPERIMENT_NOTE = (
 )
 
 
-def client(settings: Settings | None = None):
+def client(settings: Settings):
     """The MLflow client for ``settings`` (tracking and registry URI set process-wide)."""
     import logging
 
     import mlflow
 
-    settings = settings or Settings.from_env()
     # A stage's log is for people: no per-file download progress bars.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # Alembic logs every migration of a new SQLite store at INFO on stderr.
@@ -46,13 +45,12 @@ def client(settings: Settings | None = None):
     return mlflow.MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
 
 
-def experiment_id(settings: Settings | None = None) -> str:
+def experiment_id(settings: Settings) -> str:
     """The training experiment's id, created on first use.
 
     With a local tracking database its artifacts go to ``$IMGTAG_HOME/mlartifacts`` (MLflow's
     own default is a folder in the current directory, which moves with the caller).
     """
-    settings = settings or Settings.from_env()
     mlflow_client = client(settings)
     found = mlflow_client.get_experiment_by_name(settings.mlflow_experiment)
     if found is not None:
@@ -69,10 +67,11 @@ def experiment_id(settings: Settings | None = None) -> str:
     )
 
 
-def git_commit() -> str:
-    """The code's git commit: ``IMGTAG_GIT_COMMIT`` (set in container images), else ``git``."""
-    if os.environ.get("IMGTAG_GIT_COMMIT"):
-        return os.environ["IMGTAG_GIT_COMMIT"]
+def git_commit(settings: Settings) -> str:
+    """The code's git commit: ``settings.git_commit`` (``IMGTAG_GIT_COMMIT``, set in container
+    images), else ``git``."""
+    if settings.git_commit:
+        return settings.git_commit
     try:
         found = subprocess.run(
             ["git", "rev-parse", "HEAD"],

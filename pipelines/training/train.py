@@ -30,10 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.training import dataset as ds
 from core import model as tagger_model
+from core import training_limits
+from core.errors import InvalidValue
 from core.settings import Settings
 from core.tagmap import format_threshold
+from core.tf_runtime import import_tensorflow
+from pipelines.training import dataset as ds
+from pipelines.training import tracking
+from pipelines.training.layout import RunLayout
+from serving import starter
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +50,8 @@ HEAD_PATIENCE = 6  # epochs without a better val/pr_auc before the head stops tr
 
 @dataclass(frozen=True)
 class TrainParams:
-    """What a data scientist chooses for a run (the DAG's trigger form has the same fields)."""
+    """What a data scientist chooses for a run (the DAG's trigger form has the same fields, and
+    the same limits: :mod:`core.training_limits`)."""
 
     epochs: int = 8
     learning_rate: float = 1e-3
@@ -60,30 +67,26 @@ class TrainParams:
     base: str = "starter"  # the learned head starts from the starter model's ("none": from scratch)
 
     def check(self) -> None:
-        """Raise ``ValueError`` naming the first parameter out of range."""
-        problems = []
-        if self.epochs < 1:
-            problems.append(f"epochs must be at least 1 (got {self.epochs})")
-        if not 0 < self.learning_rate <= 1:
-            problems.append(f"learning rate must be in (0, 1] (got {self.learning_rate})")
-        if self.batch_size < 1:
-            problems.append(f"batch size must be at least 1 (got {self.batch_size})")
-        if not 32 <= self.image_size <= 512:
-            problems.append(f"image size must be between 32 and 512 (got {self.image_size})")
-        if not 0 <= self.fine_tune_blocks <= tagger_model.NUM_BLOCKS:
-            problems.append(
-                f"fine-tune blocks must be 0..{tagger_model.NUM_BLOCKS} (got {self.fine_tune_blocks})"
+        """Raise :class:`core.errors.InvalidValue` (a ``ValueError``) naming each parameter out of range."""
+        problems = [
+            problem
+            for limit, value in (
+                (training_limits.EPOCHS, self.epochs),
+                (training_limits.LEARNING_RATE, self.learning_rate),
+                (training_limits.BATCH_SIZE, self.batch_size),
+                (training_limits.IMAGE_SIZE, self.image_size),
+                (training_limits.FINE_TUNE_BLOCKS, self.fine_tune_blocks),
+                (training_limits.FINE_TUNE_EPOCHS, self.fine_tune_epochs),
+                (training_limits.DISTILL_WEIGHT, self.distill_weight),
             )
-        if self.fine_tune_epochs < 0:
-            problems.append(f"fine-tune epochs must be >= 0 (got {self.fine_tune_epochs})")
-        if self.distill_weight < 0:
-            problems.append(f"distillation weight must be >= 0 (got {self.distill_weight})")
+            if (problem := limit.problem(value))
+        ]
         if not 0 <= self.dropout < 1:
             problems.append(f"dropout must be in [0, 1) (got {self.dropout})")
         if self.base not in BASES:
             problems.append(f"base must be one of {', '.join(BASES)} (got {self.base!r})")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise InvalidValue("; ".join(problems))
 
 
 @dataclass
@@ -130,7 +133,7 @@ def _augment(image):
 
 def input_pipeline(
     files: list[str],
-    labels: "np.ndarray | dict[str, np.ndarray] | None",
+    labels: np.ndarray | dict[str, np.ndarray] | None,
     image_size: int,
     batch_size: int,
     *,
@@ -256,13 +259,12 @@ class _Base:
     reasons: dict[str, str]
 
 
-def _base(params: TrainParams) -> _Base | None:
+def _base(params: TrainParams, tagmap_dir: Path | None) -> _Base | None:
     """The starter's head when ``params.base`` asks for it and it fits (same image size)."""
     if params.base != "starter":
         return None
-    from serving import starter
 
-    head = starter.load_head()
+    head = starter.load_head(tagmap_dir=tagmap_dir)
     if head is None:
         log.warning("no starter model is shipped (%s): training from scratch", starter.STARTER_DIR)
         return None
@@ -379,7 +381,7 @@ def _plot_curves(history: dict[str, list[float]], fine_tune_from: int | None, pa
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for axis, metric in zip(axes, ("loss", "pr_auc")):
+    for axis, metric in zip(axes, ("loss", "pr_auc"), strict=True):
         for split in ("train", "val"):
             values = history.get(f"{split}/{metric}")
             if values:
@@ -403,7 +405,7 @@ def train(
     dataset_hash: str | None = None,
     run_name: str | None = None,
     dag_run_id: str | None = None,
-    settings: Settings | None = None,
+    settings: Settings,
     verbose: int = 0,
 ) -> TrainResult:
     """Train on the dataset's train split, validate on its val split, log everything to MLflow.
@@ -419,24 +421,19 @@ def train(
         ValueError: bad parameters, or no training images.
     """
     params.check()
-    settings = settings or Settings.from_env()
     data = ds.load(dataset_dir)
     tags = data.tags
     train_rows, val_rows = data.split("train"), data.split("val")
     if not train_rows or not tags:
-        raise ValueError(f"{data.root}: the train split is empty; ingest more labelled images")
-    out_dir = Path(out_dir) if out_dir else data.root.parent / "model"
-
-    from core.tf_runtime import import_tensorflow
+        raise InvalidValue(f"{data.root}: the train split is empty; ingest more labelled images")
+    out_dir = Path(out_dir) if out_dir else RunLayout.of(data.root).model
 
     import_tensorflow()
     import keras
     import mlflow
 
-    from pipelines.training import tracking
-
     keras.utils.set_random_seed(params.seed)
-    base = _base(params)
+    base = _base(params, settings.tagmap_dir)
     learned_tags, mask = _learned_tags(tags, base)
     full, trainer = tagger_model.build(len(learned_tags), params.image_size, params.dropout)
     _start_from(full, learned_tags, base)
@@ -453,7 +450,7 @@ def train(
             {
                 "imgtag.stage": "train",
                 "imgtag.dataset_hash": dataset_hash or "unversioned",
-                "imgtag.git_commit": tracking.git_commit(),
+                "imgtag.git_commit": tracking.git_commit(settings),
                 "imgtag.dag_run_id": dag_run_id or run_name or "",
                 "imgtag.dataset": str(data.root),
                 "imgtag.base": base.version if base else "none",
@@ -464,7 +461,7 @@ def train(
         )
         mlflow.log_dict(data.summary(), "dataset/dataset.json")
         _log_dataset_input(data, dataset_hash)
-        report = data.root.parent / "validation" / "report.md"
+        report = RunLayout.of(data.root).validation_report
         if report.is_file():
             mlflow.log_artifact(str(report), "validation")
 

@@ -31,12 +31,15 @@ import json
 import os
 import posixpath
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
+from core.imageio import ImageError, decode
 from pipelines.training import dataset as ds
+from pipelines.training.layout import REPORT_MD, RunLayout
 
 #: The columns every manifest row has: the fields of :class:`pipelines.training.dataset.Example` (``group``
 #: is optional: datasets written before it existed have none).
@@ -46,7 +49,6 @@ SHA256_PATTERN = r"^[0-9a-f]{64}$"
 TAG_PATTERN = r"^(?=.{1,200}$)[^\sA-Z]+(?: [^\sA-Z]+)*$"
 #: Relative POSIX path inside the dataset folder: no leading ``/``, no ``..``, no backslash.
 PATH_PATTERN = r"^(?!/)(?!.*(?:^|/)\.\.(?:/|$))[^\\]+$"
-REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
 GX_RESULT_JSON = "gx_result.json"
 #: Offending values listed per failure in ``report.md`` (``report.json`` has them all).
@@ -251,10 +253,7 @@ def _read_manifest(dataset_dir: Path) -> list[_Row]:
 
 def default_report_dir(dataset_dir: str | Path) -> Path:
     """``<dataset>/../validation``: beside the dataset folder, so DVC never versions the report."""
-    dataset_dir = Path(dataset_dir)
-    if dataset_dir.name == ds.MANIFEST_FILE:
-        dataset_dir = dataset_dir.parent
-    return dataset_dir.parent / "validation"
+    return RunLayout.of(dataset_dir).validation
 
 
 def read_allowed_tags(path: str | Path) -> list[str]:
@@ -284,7 +283,6 @@ def _image_file(dataset_dir: Path, path: Any) -> Path | None:
 
 def _check_file(file: Path | None, name: str, max_pixels: int) -> tuple[bool, str | None]:
     """``(exists, decode error or None)`` for one image file (runs in a worker thread)."""
-    from core.imageio import ImageError, decode
 
     if file is None or not file.is_file():
         return False, None

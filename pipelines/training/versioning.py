@@ -19,12 +19,13 @@ from pathlib import Path
 
 import yaml
 
+from core.errors import MissingFile, UsageError
 from core.settings import Settings
 
 REMOTE_NAME = "imgtag"
 
 
-class VersioningError(RuntimeError):
+class VersioningError(UsageError, RuntimeError):
     """A DVC command failed; the message quotes it and its output."""
 
 
@@ -53,7 +54,7 @@ def repository_root(dataset_dir: Path, settings: Settings) -> Path:
 
 
 def version_dataset(
-    dataset_dir: str | Path, *, remote: str | None = None, settings: Settings | None = None
+    dataset_dir: str | Path, *, remote: str | None = None, settings: Settings
 ) -> dict:
     """``dvc add`` the dataset folder (and ``dvc push`` it when a remote is set).
 
@@ -65,10 +66,9 @@ def version_dataset(
         The stage summary: ``dataset``, ``dataset_hash``, ``dvc_file``, ``files``, ``bytes``,
         ``repository``, ``remote``, ``pushed``.
     """
-    settings = settings or Settings.from_env()
     dataset_dir = Path(dataset_dir).resolve()
     if not (dataset_dir / "manifest.jsonl").is_file():
-        raise FileNotFoundError(
+        raise MissingFile(
             f"{dataset_dir}: not a dataset folder (no manifest.jsonl); run `imgtag ingest` first"
         )
     remote = settings.dvc_remote if remote is None else remote

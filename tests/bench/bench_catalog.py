@@ -291,7 +291,7 @@ def bench_thumbnails(folder: Path, count: int) -> tuple[float, float]:
     mb = sum(p.stat().st_size for p in files) / len(files) / 1e6
     assets = [a for a, _ in services.register([services.prepare(p.read_bytes(), p.name) for p in files])]
     storage = get_storage()
-    cache = Path(settings.IMGTAG_CACHE_DIR) / "thumbnails"
+    cache = Path(settings.IMGTAG.cache_dir) / "thumbnails"
 
     def rate(fn, rounds: int, before=None) -> float:
         seconds = []

@@ -188,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     os.environ.setdefault("IMGTAG_HOME", tempfile.mkdtemp(prefix="imgtag-bench-quality-"))
-    from core.settings import Settings
     from core.runtimes import PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION
+    from core.settings import Settings
     from serving.current import CurrentModel, _cached_tagger, get_tagger
 
     settings = Settings.from_env()

@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from core import backbone
-    from core.settings import Settings
     from core.runtimes import PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION, keras_predictor
+    from core.settings import Settings
     from core.tagger import Tagger
     from serving.current import CurrentModel, _cached_tagger, get_tagger
 
@@ -150,14 +150,16 @@ def main(argv: list[str] | None = None) -> int:
         mb = sum(p.stat().st_size for p in big) / len(big) / 1e6
 
         setup_catalog(tmp / "home")
-        tagger = get_tagger()
+        tagger = get_tagger(settings)
         imagenet = _cached_tagger(
             CurrentModel(PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION),
             settings.batch_size,
             settings.decode_threads,
             settings.max_pixels,
+            settings.max_decode_bytes,
             settings.runtime,
             settings.cache_dir,
+            settings.tagmap_dir,
         )
         from core import imageio
 

@@ -4,7 +4,10 @@
 - PostgreSQL (``DATABASE_URL=postgres://...``): pytest-django creates ``test_<name>``. When the
   server does not answer, the session stops with a message naming it when ``CI=true``, and
   the database tests are skipped with that message otherwise.
-- Every test gets its own ``IMGTAG_HOME`` and storage folder, so stored files can be counted.
+- Every test gets its own ``IMGTAG_HOME`` and storage folder, so stored files can be counted:
+  the catalog's one settings object, ``django.conf.settings.IMGTAG``, is rebuilt for it. A test
+  changes a setting with ``settings.IMGTAG = dataclasses.replace(settings.IMGTAG, ...)``
+  (pytest-django's ``settings`` fixture puts it back).
 - ``fake_tagger`` stands in for the model (same interface as :class:`core.tagger.Tagger`,
   real labels with thresholds): it scores by dominant colour, so the tests do not load TensorFlow.
 - Users have the role their test needs: ``user`` (alice) is a content manager, ``end_user``
@@ -14,6 +17,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import ClassVar
@@ -27,9 +31,10 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from core import imageio
-from serving import current as tagging
 from core.results import TagResult, TagScore
+from core.settings import Settings
 from core.vocabulary import Vocabulary
+from serving import current as tagging
 
 POSTGRES_SCHEMES = ("postgres://", "postgresql://", "pgsql://")
 
@@ -93,10 +98,16 @@ def imgtag_home(tmp_path, monkeypatch, settings):
     home = tmp_path / "imgtag-home"
     monkeypatch.setenv("IMGTAG_HOME", str(home))
     monkeypatch.delenv("IMGTAG_STORAGE_URL", raising=False)
-    settings.IMGTAG_HOME = str(home)
-    settings.IMGTAG_STORAGE_URL = str(home / "storage")
-    settings.IMGTAG_CACHE_DIR = str(home / "cache")
-    settings.IMGTAG_UPLOAD_TAGGING = "inprocess"  # the queue path is tested against RabbitMQ in tests/pipelines/tagging
+    cache = home / "cache"  # the thumbnails are this test's; the converted models are the session's
+    cache.mkdir(parents=True)
+    for shared in ("models", "starter"):
+        (target := Path(os.environ["IMGTAG_CACHE_DIR"]) / shared).mkdir(parents=True, exist_ok=True)
+        (cache / shared).symlink_to(target, target_is_directory=True)
+    settings.IMGTAG = dataclasses.replace(
+        Settings.from_env(),  # the home just set: storage and model repository under it
+        cache_dir=cache,
+        upload_tagging="inprocess",  # the queue path is tested against RabbitMQ in tests/pipelines/tagging
+    )
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
     return home
 
@@ -279,7 +290,7 @@ def tagged(image, user):
 
 
 @pytest.fixture
-def tag_map(monkeypatch, tmp_path):
+def tag_map(tmp_path, settings):
     """The ImageNet-only tagger (no starter model) with a tag map whose thresholds are known."""
     from core import tagmap
 
@@ -291,6 +302,5 @@ def tag_map(monkeypatch, tmp_path):
         "tag,threshold,reason\n*,0.25,default\n**,0.35,default\nanimal,0.5,hand-set\n"
         "tabby cat,off,below_target_precision\n"
     )
-    monkeypatch.setenv("IMGTAG_TAGMAP_DIR", str(folder))
-    monkeypatch.setenv("IMGTAG_STARTER", "off")
+    settings.IMGTAG = dataclasses.replace(settings.IMGTAG, tagmap_dir=folder, starter=False)
     return folder

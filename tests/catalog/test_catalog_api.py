@@ -4,6 +4,7 @@ alice (``client_with_token``) is a content manager; bob (``reader``) an end user
 but not upload or review; ``anonymous`` sends no credentials.
 """
 
+import dataclasses
 import json
 
 import pytest
@@ -80,8 +81,8 @@ def test_an_oversized_file_is_413_naming_it_and_nothing_is_stored(
     client_with_token, image, settings, fake_tagger, stored_files
 ):
     small, big = image("red", seed=1), image("blue", seed=2, size=(300, 300))
-    settings.IMGTAG_MAX_UPLOAD_BYTES = len(small) + 100
-    assert len(big) > settings.IMGTAG_MAX_UPLOAD_BYTES
+    settings.IMGTAG = dataclasses.replace(settings.IMGTAG, max_upload_bytes=len(small) + 100)
+    assert len(big) > settings.IMGTAG.max_upload_bytes
     response = post_files(client_with_token, [upload("small.png", small), upload("big.png", big)])
     assert response.status_code == 413
     [error] = response.json()["errors"]
@@ -99,7 +100,7 @@ def test_an_image_over_the_decode_budget_is_400_naming_it_and_nothing_is_stored(
 
     buffer = io.BytesIO()
     Image.new("RGBA", (200, 100), (10, 20, 30, 128)).save(buffer, "PNG")  # 80,000 bytes decoded
-    settings.IMGTAG_MAX_DECODE_BYTES = 79_999
+    settings.IMGTAG = dataclasses.replace(settings.IMGTAG, max_decode_bytes=79_999)
     response = post_files(client_with_token, [upload("layers.png", buffer.getvalue())])
     assert response.status_code == 400
     [error] = response.json()["errors"]
@@ -112,8 +113,9 @@ def test_a_request_over_the_total_limit_is_413_while_streaming_and_nothing_is_st
     client_with_token, image, settings, fake_tagger, stored_files
 ):
     files = [image("red", seed=i, size=(200, 200)) for i in range(4)]
-    assert all(len(f) <= settings.IMGTAG_MAX_UPLOAD_BYTES for f in files)  # each file is fine alone
-    settings.IMGTAG_MAX_REQUEST_BYTES = sum(len(f) for f in files[:2]) + 1000  # two fit, four do not
+    assert all(len(f) <= settings.IMGTAG.max_upload_bytes for f in files)  # each file is fine alone
+    two_fit = sum(len(f) for f in files[:2]) + 1000  # four do not
+    settings.IMGTAG = dataclasses.replace(settings.IMGTAG, max_request_bytes=two_fit)
     response = post_files(client_with_token, [upload(f"{i}.png", f) for i, f in enumerate(files)])
     assert response.status_code == 413
     [error] = response.json()["errors"]
@@ -122,7 +124,7 @@ def test_a_request_over_the_total_limit_is_413_while_streaming_and_nothing_is_st
     # a Content-Length over the limit is refused before the body is read
     response = client_with_token.generic(
         "POST", ASSETS, b"x" * 10, content_type="multipart/form-data; boundary=zz",
-        CONTENT_LENGTH=str(settings.IMGTAG_MAX_REQUEST_BYTES + 1),
+        CONTENT_LENGTH=str(settings.IMGTAG.max_request_bytes + 1),
     )
     assert response.status_code == 413 and response.json()["errors"][0]["reason"] == "request_too_large"
     two = post_files(client_with_token, [upload(f"{i}.png", f) for i, f in enumerate(files[:2])])
@@ -130,7 +132,7 @@ def test_a_request_over_the_total_limit_is_413_while_streaming_and_nothing_is_st
 
 
 def test_oversized_and_bad_files_are_all_reported_with_413(client_with_token, image, settings, stored_files):
-    settings.IMGTAG_MAX_UPLOAD_BYTES = 2000
+    settings.IMGTAG = dataclasses.replace(settings.IMGTAG, max_upload_bytes=2000)
     big = image("blue", size=(300, 300))
     response = post_files(client_with_token, [upload("notes.txt", b"just some text"), upload("big.png", big)])
     assert response.status_code == 413

@@ -50,7 +50,9 @@ def test_every_facet_value_count_is_the_result_after_clicking_it(tagged, facet):
 
 
 def test_filters_combine_with_and_and_with_the_query(tagged):
-    only = lambda **kw: names(facets.filter_assets(facets.Filters(**kw)))
+    def only(**kw):
+        return names(facets.filter_assets(facets.Filters(**kw)))
+
     assert only(tag=("animal",)) == {"red.png", "green.png"}
     assert only(tag=("animal",), model=("net:2",)) == {"green.png"}
     assert only(source=("human",)) == {"red.png"}

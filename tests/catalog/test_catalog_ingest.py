@@ -1,5 +1,6 @@
 """Ingest: originals stored once by content, refused before anything is stored when bad."""
 
+import dataclasses
 import hashlib
 import uuid
 
@@ -68,7 +69,7 @@ def test_a_bad_file_is_refused_with_its_reason_and_nothing_is_stored(data, reaso
 
 def test_a_file_over_the_size_limit_is_refused_before_anything_is_stored(image, settings, stored_files):
     data = image("red")
-    settings.IMGTAG_MAX_UPLOAD_BYTES = len(data) - 1
+    settings.IMGTAG = dataclasses.replace(settings.IMGTAG, max_upload_bytes=len(data) - 1)
     with pytest.raises(services.UploadTooLarge) as refused:
         services.ingest(data, "big.png")
     assert "big.png" in str(refused.value) and "IMGTAG_MAX_UPLOAD_MB" in str(refused.value)
@@ -76,7 +77,7 @@ def test_a_file_over_the_size_limit_is_refused_before_anything_is_stored(image, 
 
 
 def test_a_decompression_bomb_is_refused_by_the_pixel_limit(image, settings, stored_files):
-    settings.IMGTAG_MAX_PIXELS = 1000  # the image is 64x48 = 3072 pixels
+    settings.IMGTAG = dataclasses.replace(settings.IMGTAG, max_pixels=1000)  # the image is 64x48 = 3072 pixels
     with pytest.raises(ImageError) as refused:
         services.ingest(image("red"), "bomb.png")
     assert refused.value.reason == "too_many_pixels"
@@ -108,7 +109,7 @@ def test_storage_writes_atomically_and_leaves_no_temporary_file(tmp_path):
 
 
 def test_storage_works_on_a_non_local_fsspec_filesystem(settings, image):
-    settings.IMGTAG_STORAGE_URL = f"memory://imgtag-test-{uuid.uuid4().hex}/originals"
+    settings.IMGTAG = dataclasses.replace(settings.IMGTAG, storage_url=f"memory://imgtag-test-{uuid.uuid4().hex}/originals")
     data = image("red", seed=9)
     asset, _ = services.ingest(data, "cloud.png")
     assert asset.uri.startswith("memory://") and asset.uri.endswith(

@@ -1,6 +1,8 @@
 """Thresholds: what each threshold would keep among the stored machine scores, the one in force, and
 the thresholds people set, which the next tagging applies."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from django.db import IntegrityError, transaction
@@ -8,10 +10,10 @@ from django.db import IntegrityError, transaction
 from catalog import services, thresholds
 from catalog.models import AssetTag, Tag, TagThreshold
 from core import broker
-from serving import current
-from pipelines.tagging import worker
 from core.results import TagScore
 from core.vocabulary import Vocabulary
+from pipelines.tagging import worker
+from serving import current
 
 pytestmark = pytest.mark.django_db
 
@@ -51,19 +53,19 @@ def test_scored_tags_are_those_with_machine_scores(cats):
     assert thresholds.scored_tags() == ["animal", "cat"]
 
 
-def test_the_current_threshold_comes_from_the_tag_map_files(tag_map):
-    animal = thresholds.current("animal")
+def test_the_current_threshold_comes_from_the_tag_map_files(tag_map, settings):
+    animal = thresholds.current("animal", settings.IMGTAG)
     assert animal.value == 0.5 and animal.model == "efficientnet-lite0-imagenet:pretrained"
     assert "tag_thresholds.csv" in animal.where
-    assert thresholds.current("cat").value == 0.35  # a broader tag without its own row: the ** default
-    assert thresholds.current("egyptian cat").value == 0.25  # a class tag: the * default
-    assert thresholds.current("no such tag").value is None
+    assert thresholds.current("cat", settings.IMGTAG).value == 0.35  # a broader tag without its own row: the ** default
+    assert thresholds.current("egyptian cat", settings.IMGTAG).value == 0.25  # a class tag: the * default
+    assert thresholds.current("no such tag", settings.IMGTAG).value is None
 
 
-def test_a_tag_turned_off_by_calibration_shows_off_and_can_be_turned_on(tag_map, user):
+def test_a_tag_turned_off_by_calibration_shows_off_and_can_be_turned_on(tag_map, user, settings):
     from rest_framework.test import APIClient
 
-    tabby = thresholds.current("tabby cat")
+    tabby = thresholds.current("tabby cat", settings.IMGTAG)
     assert tabby.off and tabby.shown == "off" and tabby.default_shown == "off"
     api = APIClient()
     api.force_authenticate(user)
@@ -75,23 +77,25 @@ def test_a_tag_turned_off_by_calibration_shows_off_and_can_be_turned_on(tag_map,
     assert (answer["threshold"], answer["default"], answer["off"]) == (0.6, None, False)
 
 
-def test_the_starter_models_thresholds_are_its_calibrated_ones(monkeypatch):
+def test_the_starter_models_thresholds_are_its_calibrated_ones(settings):
     from serving import starter
 
-    monkeypatch.delenv("IMGTAG_TAGMAP_DIR", raising=False)
-    person = thresholds.current("person")
+    settings.IMGTAG = dataclasses.replace(settings.IMGTAG, tagmap_dir=None, starter=True)
+    person = thresholds.current("person", settings.IMGTAG)
     assert person.model_name == starter.MODEL_NAME
     calibrated = starter.load_head().thresholds["person"]
     assert person.value == pytest.approx(calibrated, abs=1e-4) and not person.off
 
 
-def test_the_current_threshold_of_a_promoted_model_comes_from_its_vocabulary(monkeypatch, tmp_path):
+def test_the_current_threshold_of_a_promoted_model_comes_from_its_vocabulary(monkeypatch, tmp_path, settings):
     Vocabulary(("cat", "sofa"), np.array([0.42, 0.7]), ("learned", "learned"), {}).write(
         tmp_path / "7" / "assets"
     )
     champion = current.CurrentModel("imgtag-tagger", "7", tmp_path / "7")
-    monkeypatch.setattr(current, "current_model", lambda settings=None: champion)
-    in_force = thresholds.current("cat")
+    monkeypatch.setattr(current, "current_model", lambda settings: champion)
+    promotion = type("Promotion", (), {"version": 7, "path": str(tmp_path / "7")})()
+    monkeypatch.setattr(current.ModelRepository, "current", lambda self: promotion)
+    in_force = thresholds.current("cat", settings.IMGTAG)
     assert (in_force.value, in_force.model) == (0.42, "imgtag-tagger:7")
     assert str(tmp_path / "7" / "assets" / "tags.csv") in in_force.where
 
@@ -130,12 +134,12 @@ def test_the_database_refuses_a_threshold_outside_0_1():
         TagThreshold.objects.create(tag=tag, model_name="net", model_version="1", threshold=0.5)  # twice
 
 
-def test_the_threshold_in_force_is_the_one_set_for_the_current_model(tag_map, user):
+def test_the_threshold_in_force_is_the_one_set_for_the_current_model(tag_map, user, settings):
     services.set_threshold("animal", "efficientnet-lite0-imagenet", "pretrained", 0.8, user)
     services.set_threshold("cat", "efficientnet-lite0-imagenet", "other", 0.1, user)
-    animal = thresholds.current("animal")
+    animal = thresholds.current("animal", settings.IMGTAG)
     assert (animal.value, animal.default, animal.override.updated_by) == (0.8, 0.5, user)
-    cat = thresholds.current("cat")  # set for another version of the model only
+    cat = thresholds.current("cat", settings.IMGTAG)  # set for another version of the model only
     assert (cat.value, cat.default, cat.override) == (0.35, 0.35, None)
     assert (cat.model_name, cat.model_version) == ("efficientnet-lite0-imagenet", "pretrained")
 

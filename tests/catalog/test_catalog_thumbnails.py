@@ -1,5 +1,7 @@
 """Thumbnails: made with OpenCV to fit 256 px, cached on disk by sha256, made again when missing."""
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -91,7 +93,7 @@ def test_an_undecodable_or_missing_original_has_no_thumbnail(image, stored_files
 def test_an_original_over_the_decode_budget_has_no_thumbnail_and_costs_no_decode(image, settings):
     """An end user opening a pixel bomb's page must not make the web process decode it."""
     asset, _ = services.ingest(image("red", size=(300, 300)), "huge.png")  # stored under the old budget
-    settings.IMGTAG_MAX_DECODE_BYTES = 300 * 300 * 3 - 1
+    settings.IMGTAG = dataclasses.replace(settings.IMGTAG, max_decode_bytes=300 * 300 * 3 - 1)
     with pytest.raises(thumbnails.ThumbnailUnavailable, match="huge.png.*IMGTAG_MAX_DECODE_BYTES"):
         thumbnails.get_thumbnail(asset)
 
@@ -105,7 +107,7 @@ def test_the_thumbnail_cache_keeps_to_its_bound_by_evicting_the_least_recently_u
     for age, path in enumerate(reversed(paths)):  # the first made is the most recently used
         os.utime(path, (1_000_000 + age, 1_000_000 + age))
     thumbnails.get_thumbnail(assets[5])  # served again: used now
-    settings.IMGTAG_THUMBNAIL_CACHE_BYTES = 4 * each
+    settings.IMGTAG = dataclasses.replace(settings.IMGTAG, thumbnail_cache_bytes=4 * each)
     removed = thumbnails.sweep(paths[0].parent, force=True)
     kept = sorted(p.name for p in paths if p.exists())
     assert removed >= 2 and sum(p.stat().st_size for p in paths if p.exists()) <= 0.9 * 4 * each

@@ -83,7 +83,7 @@ def test_keras_graph_matches_independent_numpy_forward_pass(state, keras_model):
     np.testing.assert_allclose(got, expected, atol=2e-3, rtol=1e-3)
 
     stored = json.loads(ref.JSON_PATH.read_text())
-    for name, logits in zip(("chelsea", "coffee"), got):
+    for name, logits in zip(("chelsea", "coffee"), got, strict=True):
         probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
         top5 = [int(i) for i in np.argsort(-probabilities)[:5]]
         record = stored["images"][name]

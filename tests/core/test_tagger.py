@@ -10,21 +10,20 @@ import skimage.data
 
 from core.results import TagScore
 from core.runtimes import PRETRAINED_MODEL_NAME
+from core.settings import Settings
 from core.tagger import Tagger
-from serving.current import get_tagger
 from core.tagmap import TagMap
 from core.vocabulary import Vocabulary
+from serving.current import get_tagger
 
 
 @pytest.fixture(scope="module")
 def tagger():
-    return get_tagger()
+    return get_tagger(Settings.from_env())
 
 
 @pytest.fixture(scope="module")
 def pretrained():
-    from core.settings import Settings
-
     return get_tagger(Settings.from_env({**os.environ, "IMGTAG_STARTER": "off"}))
 
 
@@ -189,8 +188,9 @@ def test_converted_model_is_cached_and_the_next_start_needs_no_tensorflow(tmp_pa
     image = tmp_path / "cat.png"
     image.write_bytes(png(skimage.data.chelsea()))
     code = (
-        "import sys, json; from pathlib import Path; from serving.current import get_tagger; "
-        f"r = next(get_tagger().tag_images([('k', Path({str(image)!r}), 'cat.png')])); "
+        "import sys, json; from pathlib import Path; from core.settings import Settings; "
+        "from serving.current import get_tagger; "
+        f"r = next(get_tagger(Settings.from_env()).tag_images([('k', Path({str(image)!r}), 'cat.png')])); "
         "print(json.dumps([[t.name for t in r.tags], 'tensorflow' in sys.modules]))"
     )
     home = tmp_path / "home"

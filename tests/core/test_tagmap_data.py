@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -96,7 +97,7 @@ def test_each_tag_has_one_parent(rows):
     parent: dict[str, tuple[str, str]] = {}
     for r in rows:
         path = [r["tag"], *_chain(r)]
-        for child, par in zip(path, path[1:]):
+        for child, par in pairwise(path):
             seen = parent.setdefault(child, (par, r["index"]))
             assert seen[0] == par, (
                 f"index {r['index']}: {child!r} has parent {par!r}, but {seen[0]!r} at index {seen[1]}"

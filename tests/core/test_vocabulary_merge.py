@@ -37,14 +37,14 @@ def test_a_tag_both_heads_know_is_one_column(merged, tagmap):
     tags = merged.vocabulary.tags
     assert tags.count("cat") == 1 and tags[: len(tagmap.tags)] == tagmap.tags
     assert tags[len(tagmap.tags) :] == ("person", "giraffe")  # learned tags the tag map lacks, after
-    heads = dict(zip(tags, merged.vocabulary.heads))
+    heads = dict(zip(tags, merged.vocabulary.heads, strict=True))
     assert (heads["cat"], heads["person"], heads["tabby cat"]) == (BOTH, LEARNED, GENERAL)
     assert merged.vocabulary.parent["giraffe"] == "animal" and merged.vocabulary.parent["tabby cat"] == "cat"
 
 
 def test_chelseas_general_cat_is_not_hidden_by_a_weak_learned_cat(merged, tagmap):
     scores = merged.scores(probabilities(tagmap, tabby_cat=0.6, tiger_cat=0.36), np.array([[0.2, 0.1, 0.0]]))
-    named = dict(zip(merged.vocabulary.tags, scores[0]))
+    named = dict(zip(merged.vocabulary.tags, scores[0], strict=True))
     assert named["cat"] == pytest.approx(0.96)  # the general score, the larger
     emitted = [t.name for t in merged.vocabulary.select(scores)[0]]
     assert emitted.count("cat") == 1 and {"cat", "animal", "tabby cat"} <= set(emitted)
@@ -52,7 +52,7 @@ def test_chelseas_general_cat_is_not_hidden_by_a_weak_learned_cat(merged, tagmap
 
 def test_a_learned_score_lifts_its_own_column_and_the_broader_ones(merged, tagmap):
     scores = merged.scores(probabilities(tagmap, tabby_cat=0.01), np.array([[0.9, 0.8, 0.7]]))
-    named = dict(zip(merged.vocabulary.tags, scores[0]))
+    named = dict(zip(merged.vocabulary.tags, scores[0], strict=True))
     assert named["cat"] == pytest.approx(0.9) and named["person"] == pytest.approx(0.8)
     assert named["animal"] == pytest.approx(0.9)  # at least its best learned tag below it
     assert named["giraffe"] == pytest.approx(0.7)

@@ -7,6 +7,7 @@ command line each stage receives and that a rejecting gate skips promotion.
 
 from __future__ import annotations
 
+import itertools
 import json
 import stat
 import sys
@@ -92,7 +93,7 @@ def test_stages_run_in_order(training):
     assert training.schedule is None
     assert training.max_active_runs == 1
     assert set(training.task_ids) == set(ORDER)
-    for upstream, task_id in zip(ORDER, ORDER[1:]):
+    for upstream, task_id in itertools.pairwise(ORDER):
         assert training.get_task(task_id).upstream_task_ids == {upstream}, task_id
     assert training.get_task("ingest").upstream_task_ids == set()
 
@@ -343,3 +344,56 @@ def test_a_rejecting_gate_skips_promotion(training, fake_imgtag, champion_events
     assert "promote" not in commands
     assert xcoms["gate"] == {"passed": False, "reason": "map 0.41 does not beat champion 0.62 by 0.01"}
     assert champion_events() == before
+
+
+# --- the trigger form and the stages accept the same values ---
+
+
+def _probes(limit) -> list:
+    """Values on and around each bound of ``limit`` (and off its multiple)."""
+    values = []
+    for bound in (limit.minimum, limit.maximum):
+        if bound is not None:
+            step = limit.multiple_of or (1 if float(bound).is_integer() else 0.01)
+            values += [bound - step, bound, bound + step]
+    if limit.multiple_of:
+        values.append(limit.minimum + limit.multiple_of + 1)
+    return values
+
+
+def test_the_trigger_form_refuses_exactly_what_train_params_refuse(training):
+    """One source of limits (``core.training_limits``): a value the form accepts, ``TrainParams``
+    accepts, and the other way round, on and around every bound."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    from core import training_limits
+    from pipelines.training.train import TrainParams
+
+    checked = []
+    fields = ("epochs", "learning_rate", "batch_size", "image_size", "fine_tune_blocks", "fine_tune_epochs")
+    for name in (*fields, "distill_weight"):
+        limit = training_limits.TRIGGER_FORM[name]
+        for value in _probes(limit):
+            try:
+                trigger_params(training, **{name: value})
+                form = True
+            except ParamValidationError:
+                form = False
+            try:
+                TrainParams(**{name: value}).check()
+                stage = True
+            except ValueError:
+                stage = False
+            assert form == stage, f"{name}={value}: the form {'accepts' if form else 'refuses'} it, TrainParams not"
+            checked.append((name, value, form))
+    assert ("image_size", 64, True) in checked and ("image_size", 32, False) in checked
+    assert ("epochs", 201, False) in checked and ("fine_tune_blocks", 16, True) in checked
+
+
+def test_every_numeric_form_param_takes_its_limits_from_core(training):
+    from core import training_limits
+
+    for name, limit in training_limits.TRIGGER_FORM.items():
+        schema = training.params.get_param(name).schema
+        bounds = {k: v for k, v in schema.items() if k in ("minimum", "maximum", "exclusiveMinimum", "multipleOf")}
+        assert bounds == limit.schema(), name

@@ -124,7 +124,7 @@ def in_memory_tags(model_dir: Path, thresholds: Path, files: list[Path]) -> list
 
     chosen = json.loads(thresholds.read_text())["tags"]
     limits = {t: parse_threshold(c["threshold"]) for t, c in chosen.items()}  # "off": never emitted
-    return [{t for t, s in zip(trained.tags, row) if s >= limits[t]} for row in scores]
+    return [{t for t, s in zip(trained.tags, row, strict=True) if s >= limits[t]} for row in scores]
 
 
 def test_train_gate_promote_rollback(training_home, labelled):

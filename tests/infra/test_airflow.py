@@ -92,3 +92,23 @@ def test_the_worker_account_is_the_one_allowed_to_launch_stage_pods(values, rend
         assert subjects == {("airflow", account)}, overlay
         accounts = {o["metadata"]["name"] for o in objects if o["kind"] == "ServiceAccount"}
         assert env_of(values["env"])["IMGTAG_K8S_SERVICE_ACCOUNT"] in accounts, overlay
+
+
+def test_the_dag_parsers_and_task_pods_can_import_the_repository_root(values, pod_template):
+    """The DAG files import core/errors.py (the exit codes) from the checkout git-sync makes.
+
+    The chart mounts the dags volume at /opt/airflow/dags, git-sync links the checkout there as
+    `repo`, and the DAG folder is /opt/airflow/dags/repo/<subPath>: the checkout's root, which
+    holds core/, is the DAG folder's parent, and PYTHONPATH must name it for every component that
+    parses the DAGs (scheduler, DAG processor, API server) and for the task pods.
+    """
+    sub_path = values["dags"]["gitSync"]["subPath"]
+    assert sub_path == "dags" and (ROOT / sub_path / "imgtag_stage.py").is_file()
+    (base,) = [c for c in pod_template["spec"]["containers"] if c["name"] == "base"]
+    pythonpath = env_of(values["env"])["PYTHONPATH"]
+    assert pythonpath == env_of(base["env"])["PYTHONPATH"] == "/opt/airflow/dags/repo"
+    (init,) = pod_template["spec"]["initContainers"]
+    sync = env_of(init["env"])
+    (dags_mount,) = [m for m in base["volumeMounts"] if m["name"] == "dags"]
+    assert f"{dags_mount['mountPath']}/{sync['GITSYNC_LINK']}" == pythonpath
+    assert (ROOT / "core" / "errors.py").is_file()

@@ -18,7 +18,10 @@ import io
 import json
 import re
 import shlex
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,8 +298,10 @@ def command_line(stages: list[Stage]) -> list[str]:
 
 
 def _module_defines(module: str, attribute: str) -> str | None:
-    """None when ``module`` (a file in the repository) binds ``attribute`` at top level."""
+    """None when ``module`` (a file or a package in the repository) binds ``attribute`` at top level."""
     path = REPO.joinpath(*module.split(".")).with_suffix(".py")
+    if not path.exists() and (path.with_suffix("") / "__init__.py").exists():
+        path = path.with_suffix("") / "__init__.py"
     if not path.exists():
         return f"module {module} does not exist ({path.relative_to(REPO)})"
     tree = ast.parse(path.read_text())
@@ -395,6 +400,88 @@ def test_oci_labels(dockerfile):
     assert setup_cfg()["metadata"]["license"] == "Apache-2.0"
 
 
+# ---------------------------------------------------------------- what each image installs
+
+# The extras of setup.cfg whose packages the catalog image must not carry (TensorFlow ...).
+HEAVY_EXTRAS = ("tagger", "training")
+SELF = re.compile(r"^imgtag\[([\w,\s-]+)\]$")
+
+
+def _requirements(section: str) -> list[str]:
+    return [line.strip() for line in section.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def extra_requirements(extras: set[str]) -> set[str]:
+    """The requirements the named extras add, following ``imgtag[...]`` references."""
+    declared = setup_cfg()["options.extras_require"]
+    found: set[str] = set()
+    todo, seen = list(extras), set()
+    while todo:
+        extra = todo.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for requirement in _requirements(declared[extra]):
+            if match := SELF.match(requirement):
+                todo.extend(e.strip() for e in match.group(1).split(","))
+            else:
+                found.add(requirement)
+    return found
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_extras_split_the_dependencies():
+    """Base: what core, serving and the catalog import; the model and the training tools are
+    extras; `make install` (the test extra) still gets everything."""
+    config = setup_cfg()
+    base = {_name(r) for r in _requirements(config["options"]["install_requires"])}
+    heavy = {"tensorflow", "keras", "ai-edge-litert", "tensorflow-serving-api", "mlflow", "dvc", "great-expectations"}
+    assert not base & heavy, f"install_requires has {sorted(base & heavy)}: the catalog image would carry them"
+    tagger = {_name(r) for r in extra_requirements({"tagger"})}
+    assert {"tensorflow", "keras", "ai-edge-litert", "tensorflow-serving-api"} <= tagger
+    training = {_name(r) for r in extra_requirements({"training"})}
+    assert tagger | {"mlflow", "dvc", "great-expectations", "pandas", "scikit-learn"} <= training
+    assert training <= {_name(r) for r in extra_requirements({"test"})}
+    declared = set(config["options.extras_require"])
+    for extra in declared:
+        for requirement in _requirements(config["options.extras_require"][extra]):
+            if match := SELF.match(requirement):
+                assert {e.strip() for e in match.group(1).split(",")} <= declared, requirement
+
+
+def test_catalog_image_installs_no_model_or_training_packages():
+    catalog = installed_extras(parse(DOCKER_DIR / "catalog.Dockerfile"))
+    assert catalog == {"server"}, f"the catalog image installs {sorted(catalog)}: {HEAVY_EXTRAS} bring TensorFlow"
+    assert {"server", *HEAVY_EXTRAS} <= installed_extras(parse(DOCKER_DIR / "pipelines.Dockerfile"))
+
+
+def _dependency_layer_script(stages: list[Stage]) -> str:
+    """The ``python -c`` program of the RUN that writes /tmp/requirements.txt."""
+    for stage in stages:
+        for instruction in stage.instructions:
+            if instruction.name == "RUN" and "/tmp/requirements.txt" in instruction.value:
+                words = shlex.split(instruction.value)
+                return words[words.index("-c") + 1]
+    raise AssertionError("no RUN writes /tmp/requirements.txt")
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES)
+def test_dependency_layer_holds_what_the_package_install_needs(tmp_path, dockerfile):
+    """The cached layer installs exactly the requirements of the extras the image installs the
+    package with, so that install adds nothing."""
+    stages = parse(DOCKER_DIR / dockerfile)
+    shutil.copy(REPO / "setup.cfg", tmp_path / "setup.cfg")
+    script = _dependency_layer_script(stages)
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True)
+    listed = set(out.stdout.splitlines()) - {""}
+    wanted = set(_requirements(setup_cfg()["options"]["install_requires"]))
+    wanted |= extra_requirements(installed_extras(stages))
+    assert listed == wanted
+
+
 def test_catalog_serves_an_existing_wsgi_application():
     assert problems_wsgi(parse(DOCKER_DIR / "catalog.Dockerfile")) == []
 
@@ -418,10 +505,10 @@ def test_pipelines_runs_the_imgtag_command():
 
 
 def test_pipelines_healthcheck_probes_the_worker_metrics_port():
-    """The script's default port is the worker's default --metrics-port (pipelines/cli.py)."""
-    cli = (REPO / "pipelines" / "cli.py").read_text()
+    """The script's default port is the worker's default --metrics-port (pipelines/cli/queue.py)."""
+    cli = (REPO / "pipelines" / "cli" / "queue.py").read_text()
     worker = cli[cli.index("def worker(") :]
-    default = re.search(r"metrics_port: Optional\[int\] = typer\.Option\((\d+)", worker)
+    default = re.search(r"metrics_port: (?:Optional\[int\]|int \| None) = typer\.Option\((\d+)", worker)
     assert default and int(default.group(1)) == healthcheck_module().DEFAULT_WORKER_PORT == 9100
     final = parse(DOCKER_DIR / "pipelines.Dockerfile")[-1].instructions
     assert [i.value for i in final if i.name == "EXPOSE"] == ["9100"]
@@ -435,7 +522,7 @@ def test_dockerignore_keeps_local_state_out():
         ".venv-ci/bin/python",
         "var/catalog.sqlite3",
         "tests/artifacts/report.html",
-        "pipelines/__pycache__/cli.cpython-311.pyc",
+        "pipelines/cli/__pycache__/queue.cpython-311.pyc",
         "catalog/__pycache__/x.pyc",
         ".pytest_cache/v/cache",
         "notebooks/evaluation.ipynb",
@@ -447,7 +534,7 @@ def test_dockerignore_keeps_local_state_out():
         "setup.cfg",
         "pyproject.toml",
         "README.md",
-        "pipelines/cli.py",
+        "pipelines/cli/queue.py",
         "core/data/imagenet_tags.csv",
         "catalog/wsgi.py",
         "serving/predictors.py",
@@ -458,7 +545,7 @@ def test_dockerignore_keeps_local_state_out():
 @pytest.mark.parametrize(
     ("patterns", "path", "ignored"),
     [
-        ("*\n!pipelines/", "pipelines/cli.py", False),
+        ("*\n!pipelines/", "pipelines/cli/queue.py", False),
         ("*\n!pipelines/", "tests/pipelines/test_cli.py", True),
         ("**/__pycache__", "a/b/__pycache__/c.pyc", True),
         ("**/__pycache__", "__pycache__/c.pyc", True),
@@ -514,7 +601,7 @@ BROKEN = [
         "ARG IMGTAG_SECRET_KEY=change-me",
     ),
     ("secret_names", "pipelines.Dockerfile", r"PYTHONUNBUFFERED=1", "GITHUB_TOKEN=abc PYTHONUNBUFFERED=1"),
-    ("extras", "pipelines.Dockerfile", r"'\.\[server\]'", "'.[server,gpu]'"),
+    ("extras", "pipelines.Dockerfile", r"'\.\[server,tagger,training\]'", "'.[server,tagger,training,gpu]'"),
     ("extras", "catalog.Dockerfile", r"\['server'\]", "['servers']"),
     ("wsgi", "catalog.Dockerfile", r"catalog\.wsgi:application", "catalog.asgi:application"),
     ("wsgi", "catalog.Dockerfile", r"catalog\.wsgi:application", "catalog.wsgi:app"),

@@ -11,6 +11,8 @@ import cv2
 import pytest
 import skimage.data
 
+from core.errors import ExitCode
+
 IMGTAG = [sys.executable, "-m", "pipelines.cli"]
 
 
@@ -95,6 +97,165 @@ def test_help_explains_every_command(tmp_path):
     text = run(["--help"], tmp_path).stdout
     for command in ("tag", "import", "search", "serve", "createuser"):
         assert command in text
+
+
+#: ``imgtag --help``'s sections: each audience and its commands, in order.
+AUDIENCES = {
+    "Catalog users": ["tag", "import", "search", "serve", "migrate", "createuser"],
+    "Queue operators": ["drain", "worker", "requeue", "dead"],
+    "Data scientists and MLOps": [
+        "ingest", "validate", "version", "train", "evaluate",
+        "register", "gate", "promote", "rollback", "models", "starter",
+    ],
+    "The platform": ["platform"],
+}
+
+
+def help_sections(text: str) -> dict[str, list[str]]:
+    """The command names under each ``Section:`` heading of a help text."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if line and not line.startswith(" ") and line.endswith(":"):
+            current = sections.setdefault(line[:-1], [])
+        elif current is not None and line.startswith("  ") and not line.startswith("   "):
+            current.append(line.split()[0])
+    return sections
+
+
+def test_help_lists_every_command_under_its_audience():
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    done = CliRunner().invoke(app, ["--help"])
+    assert done.exit_code == 0, done.output
+    sections = help_sections(done.stdout)
+    assert sections.pop("Options") == ["--help"]
+    assert sections == AUDIENCES
+    assert sorted(sum(AUDIENCES.values(), [])) == sorted(app_commands())
+
+
+def app_commands() -> list[str]:
+    import typer
+
+    from pipelines.cli import app
+
+    return list(typer.main.get_command(app).commands)
+
+
+def invoke(*args: str):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_a_project_error_is_one_red_line_with_its_exit_code(monkeypatch, tmp_path):
+    """A service that does not answer: exit 75 (try again later), the message, no traceback."""
+    from core.broker import BrokerUnavailable
+    from pipelines.tagging import requeue
+
+    def unreachable(*args, **kwargs):
+        raise BrokerUnavailable("RabbitMQ at 127.0.0.1:1 is not reachable; start it or set IMGTAG_AMQP_URL")
+
+    monkeypatch.setattr(requeue, "dead_letters", unreachable)
+    done = invoke("dead", "list")
+    assert done.exit_code == 75 == ExitCode.UNAVAILABLE
+    assert done.stderr == "RabbitMQ at 127.0.0.1:1 is not reachable; start it or set IMGTAG_AMQP_URL\n"
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "error, code",
+    [
+        ("core.errors.UsageError", 2),
+        ("core.imageio.NotAnImageError", 2),
+        ("pipelines.training.dataset.DatasetError", 2),
+        ("core.broker.QueueMismatch", 2),
+        ("serving.predictors.ServingUnavailable", 75),
+        ("pipelines.platform.PlatformError", 1),
+    ],
+)
+def test_each_project_error_ends_the_command_with_its_code(monkeypatch, error, code):
+    import importlib
+
+    from pipelines.tagging import requeue
+
+    module, name = error.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    exc = cls("x.jpg", "what went wrong; what to do") if name == "NotAnImageError" else cls("what to do")
+
+    def raising(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(requeue, "replay_dead", raising)
+    done = invoke("dead", "replay")
+    assert done.exit_code == code, done.output
+    assert done.stderr.count("\n") == 1 and "what to do" in done.stderr
+
+
+def test_a_bug_shows_its_traceback_not_a_tidy_exit(tmp_path):
+    """A plain ValueError from inside a stage is a bug: the traceback, exit 1, never a usage error."""
+    script = (
+        "import sys\n"
+        "from pipelines.tagging import requeue\n"
+        "def broken(*args, **kwargs):\n"
+        "    raise ValueError('a bug, not a bad input')\n"
+        "requeue.dead_letters = broken\n"
+        "from pipelines.cli import main\n"
+        "sys.argv = ['imgtag', 'dead', 'list']\n"
+        "main()\n"
+    )
+    env = {**os.environ, "IMGTAG_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "ValueError: a bug, not a bad input" in done.stderr
+    assert "dead_list" in done.stderr  # where it happened
+
+
+def test_an_unreachable_broker_exits_75(tmp_path):
+    env_home = tmp_path / "home"
+    done = subprocess.run(
+        [*IMGTAG, "dead", "list"], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "IMGTAG_HOME": str(env_home), "IMGTAG_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/%2F"},
+    )
+    assert done.returncode == ExitCode.UNAVAILABLE == 75, done.stderr
+    assert "127.0.0.1:1 is not reachable" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_rejected_challenger_exits_3_with_the_summary(monkeypatch):
+    """The training DAG skips promotion on exit 3; the summary still goes to stdout."""
+    from pipelines.training import gate
+
+    class Rejected:
+        passed = False
+        reason = "map 0.41 does not beat champion 0.62 by 0.01"
+
+        def to_dict(self):
+            return {"passed": False, "reason": self.reason}
+
+    monkeypatch.setattr(gate, "gate", lambda *args, **kwargs: Rejected())
+    done = invoke("gate", "7", "some/dataset", "--json")
+    assert done.exit_code == ExitCode.GATE_REJECTED == 3, done.output
+    assert json.loads(done.stdout) == {"passed": False, "reason": Rejected.reason}
+    assert "gate rejected model version 7" in done.stderr
+
+
+def test_settings_are_read_once_per_invocation(monkeypatch):
+    """Every stage of one command gets the same Settings; the next command reads the environment again."""
+    from core.settings import Settings
+    from pipelines.tagging import requeue
+
+    seen = []
+    monkeypatch.setattr(requeue, "replay_dead", lambda settings, limit: seen.append(settings) or {"replayed": 0})
+    monkeypatch.setenv("IMGTAG_QUEUE", "imgtag.first")
+    assert invoke("dead", "replay").exit_code == 0
+    monkeypatch.setenv("IMGTAG_QUEUE", "imgtag.second")
+    assert invoke("dead", "replay").exit_code == 0
+    assert [type(s) for s in seen] == [Settings, Settings]
+    assert [s.queue for s in seen] == ["imgtag.first", "imgtag.second"]
 
 
 def free_port() -> int:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.platform import Platform, PlatformError, Ports, airflow_db_urls, check_ports
 from core.settings import Settings
+from pipelines.platform import Platform, PlatformError, Ports, airflow_db_urls, check_ports
 
 
 def test_airflow_metadata_is_sqlite_by_default_and_postgresql_through_psycopg_by_url(tmp_path):

@@ -264,7 +264,7 @@ def main():
         "padding": "TF SAME (asymmetric for stride 2: pad_top = total // 2)",
         "images": {},
     }
-    for (name, _), row in zip(images.items(), logits):
+    for (name, _), row in zip(images.items(), logits, strict=True):
         idx, probs = top_k(row, 5)
         result["images"][name] = {
             "top5_indices": [int(i) for i in idx],

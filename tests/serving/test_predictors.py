@@ -5,6 +5,7 @@ tiny SavedModels promoted into a real model repository: version 1 (``previous``)
 (``champion``) score differently, so label routing is observable.
 """
 
+import dataclasses
 import re
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 import requests
 from tiny_model import TAGS, tiny_saved_model
 
+from core.errors import UsageError
 from core.settings import Settings
 from core.vocabulary import Vocabulary
 from serving.export import INPUT_KEY, OUTPUT_KEY
@@ -343,15 +345,14 @@ def test_predictor_from_settings(settings, rest_server, grpc_server, inprocess, 
     assert isinstance(predictor_from_settings(settings, pinned), RestPredictor)
 
 
-def test_predictor_from_settings_reads_the_environment(settings, monkeypatch):
-    monkeypatch.setenv("IMGTAG_PREDICTOR", "grpc")
-    monkeypatch.setenv("IMGTAG_SERVING_URL", "grpc://tf-serving:8500")
-    predictor = predictor_from_settings(settings)
+def test_predictor_from_settings_follows_the_settings_serving_section(settings, monkeypatch):
+    monkeypatch.setenv("IMGTAG_PREDICTOR", "rest")  # the environment is read by Settings.from_env, not here
+    grpc_ = ServingSettings.from_env({"IMGTAG_PREDICTOR": "grpc", "IMGTAG_SERVING_URL": "grpc://tf-serving:8500"})
+    predictor = predictor_from_settings(dataclasses.replace(settings, serving=grpc_))
     assert isinstance(predictor, GrpcPredictor) and predictor.target == "tf-serving:8500"
     predictor.close()
-    monkeypatch.setenv("IMGTAG_PREDICTOR", "torchserve")
-    with pytest.raises(ValueError, match="IMGTAG_PREDICTOR='torchserve'"):
-        predictor_from_settings(settings)
+    with pytest.raises(UsageError, match="IMGTAG_PREDICTOR='torchserve'"):
+        Settings.from_env({"IMGTAG_PREDICTOR": "torchserve"})
 
 
 @pytest.mark.parametrize(
@@ -368,7 +369,7 @@ def test_predictor_from_settings_reads_the_environment(settings, monkeypatch):
     ],
 )
 def test_bad_serving_settings(env, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UsageError, match=message):
         ServingSettings.from_env(env)
 
 

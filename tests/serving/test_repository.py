@@ -306,6 +306,74 @@ def test_other_models_in_config_are_kept(repo, saved_model):
     assert dict(entry(repo).version_labels) == {"champion": 1}
 
 
+
+# Another model's labels, a comment, the alternative syntax (`<>`, lists, `;`, single quotes):
+# text TF Serving accepts, read for the labels without TF Serving's protos.
+HAND_WRITTEN = """
+# edited by hand
+model_config_list: <
+  config [{ name: 'faces' base_path: "/models/faces" version_labels { key: "champion" value: 9 } },
+          { name: "imgtag-tagger"; base_path: "/models/imgtag-tagger"; model_platform: "tensorflow"
+            model_version_policy { specific { versions: [5, 4] } }
+            version_labels { key: "champion" value: 5 } version_labels: { key: "previous", value: 4 } }]
+>
+"""
+
+
+def test_labels_are_read_as_tf_serving_reads_them(repo):
+    repo.base.mkdir(parents=True)
+    repo.config_path.write_text(HAND_WRITTEN)
+    assert dict(entry(repo).version_labels) == {"champion": 5, "previous": 4}  # protobuf's reading
+    assert repo._config_labels() == {"champion": 5, "previous": 4}
+    assert ModelRepository(repo.base, "faces")._config_labels() == {"champion": 9}
+    assert ModelRepository(repo.base, "absent")._config_labels() == {}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "model_config_list {",
+        "model_config_list { config { name: } }",
+        'model_config_list { config { name: "imgtag-tagger" version_labels { key: "champion" value: x } } }',
+        'model_config_list { config { name: "unterminated } }',
+    ],
+)
+def test_a_damaged_config_is_an_error_when_reading_labels(repo, text):
+    repo.base.mkdir(parents=True)
+    repo.config_path.write_text(text)
+    with pytest.raises(RepositoryError, match="not a valid ModelServerConfig"):
+        repo.current()
+
+
+def test_labels_are_read_without_tf_serving_protos(repo, saved_model):
+    """The catalog's image has no TensorFlow and so no tensorflow-serving-api: it reads which
+    version is champion all the same; writing the config says which extra it needs."""
+    repo.promote(saved_model, {"run": "a"})
+    repo.promote(saved_model, {"run": "b"})
+    code = f"""
+import sys
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "tensorflow_serving", "google"):
+            raise ImportError(f"No module named {{name!r}} (refused)", name=name)
+sys.meta_path.insert(0, Refuse())
+from pathlib import Path
+from core.errors import UsageError
+from serving.repository import ModelRepository
+repo = ModelRepository(Path({str(repo.base)!r}), {NAME!r})
+current = repo.current()
+print(current.version, current.previous, current.metadata["run"])
+try:
+    repo.rollback()
+except UsageError as exc:
+    print("UsageError:", exc)
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    assert first == "2 1 b"
+    assert "install imgtag's `tagger` extra" in second and "pip install 'imgtag[tagger]'" in second
+
 def test_serving_base_path(tmp_path, saved_model):
     s3 = ModelRepository(tmp_path / "a", NAME, serving_base_path="s3://bucket/models/")
     s3.promote(saved_model, {})

@@ -93,7 +93,18 @@ def test_installed_starter_serves_the_in_process_tags_on_an_exif_rotated_photo(t
     from_pixels = served.pixel_scores(pixels)
     results = list(in_process.tag_images([("up", upright, "up.jpg"), ("side", sideways, "side.jpg")]))
     labels = served.vocabulary
-    for result, row in zip(results, from_pixels):
+    # The catalog's thresholds page reads the starter's tags and thresholds without exporting it
+    # (no TensorFlow in the catalog's image): the same as the exported, served vocabulary.
+    from serving import starter
+
+    fresh = Settings.from_env({**os.environ, "IMGTAG_HOME": str(tmp_path / "fresh"), "IMGTAG_CACHE_DIR": str(tmp_path / "fresh-cache")})
+    model, vocabulary, _ = tagger.current_vocabulary(fresh)
+    assert (model.name, model.version, model.path) == (starter.MODEL_NAME, starter.load_head().version, None)
+    assert vocabulary.tags == served.vocabulary.tags
+    np.testing.assert_array_equal(vocabulary.thresholds, served.vocabulary.thresholds)
+    assert not (fresh.cache_dir / "starter").exists()
+
+    for result, row in zip(results, from_pixels, strict=True):
         assert result.ok, result.error
         mine = {t.name: t.score for t in result.tags}
         emitted = {t.name for t in labels.select(row[None])[0]}

@@ -1,5 +1,10 @@
-"""REST API uploads go through RabbitMQ (the real one); with the broker down they stay pending."""
+"""REST API uploads go through RabbitMQ (the real one); with the broker down they stay pending.
 
+The queue and the broker the catalog publishes to come from its one settings object
+(``django.conf.settings.IMGTAG``), not from the environment: :func:`catalog_on` sets them there.
+"""
+
+import dataclasses
 import json
 import time
 
@@ -8,6 +13,14 @@ import pytest
 import skimage.data
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
+
+from core.settings import Settings
+
+
+def catalog_on(settings, env, **changes) -> Settings:
+    """Point the catalog's settings object at ``env``'s installation and queue, uploads queued."""
+    settings.IMGTAG = dataclasses.replace(Settings.from_env(env.vars), upload_tagging="queue", **changes)
+    return settings.IMGTAG
 
 
 def png(image) -> bytes:
@@ -18,10 +31,7 @@ def png(image) -> bytes:
 
 @pytest.mark.django_db
 def test_upload_publishes_a_tagging_message_or_stays_pending(env, settings, monkeypatch, django_user_model):
-    settings.IMGTAG_HOME = str(env.home)
-    settings.IMGTAG_STORAGE_URL = str(env.home / "storage")
-    settings.IMGTAG_UPLOAD_TAGGING = "queue"
-    monkeypatch.setenv("IMGTAG_QUEUE", env.queue)
+    monkeypatch.setenv("IMGTAG_QUEUE", "not.this.queue")  # the environment no longer counts: the object does
     client = APIClient()
     from catalog.roles import CONTENT_MANAGER, assign_role
 
@@ -29,11 +39,11 @@ def test_upload_publishes_a_tagging_message_or_stays_pending(env, settings, monk
     assign_role(uploader, CONTENT_MANAGER)  # uploading needs the role
     client.force_authenticate(uploader)
 
-    monkeypatch.setenv("IMGTAG_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2F")  # the broker is down
+    catalog_on(settings, env, amqp_url="amqp://guest:guest@127.0.0.1:1/%2F")  # the broker is down
     down = client.post("/api/assets/", {"files": SimpleUploadedFile("a.png", png(skimage.data.coffee()))})
     assert down.status_code == 201 and down.json()["assets"][0]["status"] == "pending"
 
-    monkeypatch.setenv("IMGTAG_AMQP_URL", env.vars["IMGTAG_AMQP_URL"])
+    catalog_on(settings, env)
     up = client.post("/api/assets/", {"files": SimpleUploadedFile("b.png", png(skimage.data.chelsea()))})
     assert up.status_code == 201
     asset = up.json()["assets"][0]
@@ -49,22 +59,16 @@ def test_upload_publishes_a_tagging_message_or_stays_pending(env, settings, monk
 
 
 @pytest.mark.django_db
-def test_a_queue_that_refuses_publishes_leaves_the_upload_pending_not_an_error(
-    env, settings, monkeypatch, django_user_model
-):
+def test_a_queue_that_refuses_publishes_leaves_the_upload_pending_not_an_error(env, settings, django_user_model):
     """RabbitMQ nacks publishes to a quorum queue that is starting or full (reject-publish):
     the upload is kept, pending, for ``imgtag requeue --pending``; no 500."""
     import subprocess
 
-    settings.IMGTAG_HOME = str(env.home)
-    settings.IMGTAG_STORAGE_URL = str(env.home / "storage")
-    settings.IMGTAG_UPLOAD_TAGGING = "queue"
-    monkeypatch.setenv("IMGTAG_QUEUE", env.queue)
+    imgtag = catalog_on(settings, env)
     from catalog.roles import CONTENT_MANAGER, assign_role
     from core import broker
-    from core.settings import Settings
 
-    broker.Publisher(Settings.from_env()).close()  # the queue exists
+    broker.Publisher(imgtag).close()  # the queue exists
     policy = f"refuse-{env.queue}"
     pattern = "^" + env.queue.replace(".", r"\.") + "$"
     subprocess.run(
@@ -76,7 +80,7 @@ def test_a_queue_that_refuses_publishes_leaves_the_upload_pending_not_an_error(
         # A policy takes effect a moment after it is set: publish until the broker refuses.
         refused, deadline = None, time.monotonic() + 30
         while refused is None and time.monotonic() < deadline:
-            with broker.Publisher(Settings.from_env()) as publisher:
+            with broker.Publisher(imgtag) as publisher:
                 try:
                     publisher.publish_raw(b"{}", env.queue)
                 except broker.BrokerUnavailable as exc:
@@ -100,15 +104,9 @@ def test_a_queue_that_refuses_publishes_leaves_the_upload_pending_not_an_error(
 
 
 @pytest.mark.django_db
-def test_the_same_bytes_uploaded_again_while_pending_publish_no_second_message(
-    env, settings, monkeypatch, django_user_model
-):
+def test_the_same_bytes_uploaded_again_while_pending_publish_no_second_message(env, settings, django_user_model):
     """Four uploads of one file before a worker tagged it: one message, so one inference."""
-    settings.IMGTAG_HOME = str(env.home)
-    settings.IMGTAG_STORAGE_URL = str(env.home / "storage")
-    settings.IMGTAG_UPLOAD_TAGGING = "queue"
-    monkeypatch.setenv("IMGTAG_QUEUE", env.queue)
-    monkeypatch.setenv("IMGTAG_AMQP_URL", env.vars["IMGTAG_AMQP_URL"])
+    catalog_on(settings, env)
     from catalog.roles import CONTENT_MANAGER, assign_role
 
     uploader = django_user_model.objects.create_user("uploader")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import Settings
 from pipelines.training import dataset as ds
 from tests.shapes import make_images
 
@@ -57,12 +58,18 @@ def training_env(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def training_settings(training_env) -> Settings:
+    """The settings of :func:`training_env`'s installation, as an entry point would build them."""
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
 def shapes_dataset(training_env) -> ds.Dataset:
     return write_dataset(Path(training_env["IMGTAG_RUNS_DIR"]) / "run-a" / "dataset", 96)
 
 
 @pytest.fixture(scope="session")
-def trained(shapes_dataset):
+def trained(shapes_dataset, training_settings):
     """A model trained briefly (96 px) on the shapes, evaluated: ``(TrainResult, EvaluationResult)``."""
     from pipelines.training.evaluate import evaluate
     from pipelines.training.train import TrainParams, train
@@ -72,5 +79,9 @@ def trained(shapes_dataset):
         params=TrainParams(epochs=5, learning_rate=3e-3, batch_size=16, image_size=96),
         dataset_hash="0123abcd",
         run_name="session-model",
+        settings=training_settings,
     )
-    return result, evaluate(result.model, shapes_dataset.root, run_id=result.run_id, target_precision=0.8)
+    evaluation = evaluate(
+        result.model, shapes_dataset.root, run_id=result.run_id, target_precision=0.8, settings=training_settings
+    )
+    return result, evaluation

@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
+from core import tagmap
 from pipelines.training import build_starter as bs
 from pipelines.training import dataset as ds
-from core import tagmap
 
 
 def box(tag, x0, y0, x1, y1):

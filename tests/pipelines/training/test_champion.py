@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from core.errors import ExitCode
+from core.settings import Settings
 from pipelines.training import registry
-from pipelines.training.registry import ChampionDivergence, champion_agreement, describe_served
+from pipelines.training.champion import ChampionDivergence, champion_agreement, describe_served
 
 NAME = "imgtag-tagger"
 #: Settings of the developer's shell that would point this module's home elsewhere.
@@ -98,20 +100,23 @@ def promoted(trained, shapes_dataset, tmp_path_factory):
             patch.setenv(key, value)
         for key in UNSET:
             patch.delenv(key, raising=False)
-        client = tracking.client()
-        experiment = tracking.experiment_id()
+        settings = Settings.from_env()  # this module's home
+        client = tracking.client(settings)
+        experiment = tracking.experiment_id(settings)
         versions = []
         for name in ("a", "b"):
             model_dir = home / "runs" / name / "model"  # register exports beside the model folder
             shutil.copytree(result.model, model_dir)
             run_id = client.create_run(experiment).info.run_id
             versions.append(
-                registry.register(model_dir, run_id=run_id, thresholds=evaluation.thresholds)["model_version"]
+                registry.register(model_dir, run_id=run_id, thresholds=evaluation.thresholds, settings=settings)[
+                    "model_version"
+                ]
             )
         assert versions == ["1", "2"]
-        registry.promote("1")
-        yield {"home": home, "client": client, "dataset": shapes_dataset.root}
-    tracking.client()  # MLflow's process-wide URI back to the session's store
+        registry.promote("1", settings=settings)
+        yield {"home": home, "client": client, "dataset": shapes_dataset.root, "settings": settings}
+    tracking.client(Settings.from_env())  # MLflow's process-wide URI back to the session's store
     assert mlflow.get_tracking_uri() != env["MLFLOW_TRACKING_URI"]
 
 
@@ -150,7 +155,9 @@ def test_the_gate_scores_the_served_saved_model(promoted, tmp_path):
     hidden = tmp_path / "hidden"
     shutil.move(source, hidden)
     try:
-        result = registry.gate("2", promoted["dataset"], floor=0.0, report_dir=tmp_path / "gate")
+        result = registry.gate(
+            "2", promoted["dataset"], floor=0.0, report_dir=tmp_path / "gate", settings=promoted["settings"]
+        )
     finally:
         shutil.move(hidden, source)
     assert result.champion["version"] == "1"
@@ -166,7 +173,9 @@ def test_an_alias_moved_by_hand_stops_the_gate_until_promote_puts_it_back(promot
     tags_before = client.get_model_version(NAME, "2").tags
     try:
         with pytest.raises(ChampionDivergence) as refused:
-            registry.gate("2", promoted["dataset"], floor=0.0, report_dir=tmp_path / "gate")
+            registry.gate(
+                "2", promoted["dataset"], floor=0.0, report_dir=tmp_path / "gate", settings=promoted["settings"]
+            )
         message = str(refused.value)
         assert "the MLflow alias `champion` points at version 2" in message
         assert "TF Serving serves MLflow version 1 (serving version 1)" in message
@@ -175,7 +184,7 @@ def test_an_alias_moved_by_hand_stops_the_gate_until_promote_puts_it_back(promot
         assert client.get_model_version(NAME, "2").tags == tags_before  # nor recorded
 
         done = imgtag("gate", "2", str(promoted["dataset"]), "--floor", "0")
-        assert done.exit_code == registry.CHAMPION_DIVERGENCE_EXIT == 4, done.output
+        assert done.exit_code == ExitCode.CHAMPION_DIVERGED == 4, done.output
         assert "champion divergence" in done.stderr and "points at version 2" in done.stderr
 
         status = models_json(4)

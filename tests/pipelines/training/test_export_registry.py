@@ -17,10 +17,14 @@ from tests.pipelines.training.conftest import write_dataset
 
 
 @pytest.fixture(scope="module")
-def registered(trained, shapes_dataset):
+def registered(trained, shapes_dataset, training_settings):
     result, evaluation = trained
     return registry.register(
-        result.model, run_id=result.run_id, thresholds=evaluation.thresholds, dag_run_id="manual__test"
+        result.model,
+        run_id=result.run_id,
+        thresholds=evaluation.thresholds,
+        dag_run_id="manual__test",
+        settings=training_settings,
     )
 
 
@@ -116,67 +120,69 @@ def test_registered_version_carries_provenance(registered):
     assert len(version.tags["git_commit"]) >= 7
 
 
-def test_gate_promote_tagger_and_rollback(registered, shapes_dataset, trained, training_env):
+def test_gate_promote_tagger_and_rollback(registered, shapes_dataset, trained, training_settings):
     """Before any promotion the starter model is the champion: a challenger that cannot emit its
     tags (a 96 px model does not keep the starter's head) passes only when that is meant.
     Promotion serves version 1 and the tagger follows it; a second model that is no better is
     rejected; rollback with nothing before fails clearly."""
     import mlflow
 
-    from serving.current import current_model, get_tagger
+    settings = training_settings
+
     from serving import starter
+    from serving.current import current_model, get_tagger
     from serving.repository import RepositoryError
 
-    too_high = registry.gate(registered["model_version"], shapes_dataset.root, floor=0.999)
+    too_high = registry.gate(registered["model_version"], shapes_dataset.root, floor=0.999, settings=settings)
     assert not too_high.passed and "below the floor" in too_high.reason
-    assert current_model().name == starter.MODEL_NAME
+    assert current_model(settings).name == starter.MODEL_NAME
 
-    dropping = registry.gate(registered["model_version"], shapes_dataset.root, floor=0.3)
+    dropping = registry.gate(registered["model_version"], shapes_dataset.root, floor=0.3, settings=settings)
     assert not dropping.passed and "drops" in dropping.reason, dropping.reason
     assert dropping.details["champion_is"] == "the starter model" and "person" in dropping.details["dropped_tags"]
 
-    verdict = registry.gate(registered["model_version"], shapes_dataset.root, floor=0.3, allow_dropped_tags=True)
+    verdict = registry.gate(registered["model_version"], shapes_dataset.root, floor=0.3, allow_dropped_tags=True, settings=settings)
     assert verdict.passed and verdict.champion["version"] == starter.load_head().version, verdict.reason
     assert (verdict.report / "report.md").read_text().startswith("# Gate: PASSED")
 
-    promoted = registry.promote(registered["model_version"])
+    promoted = registry.promote(registered["model_version"], settings=settings)
     assert promoted["serving_version"] == 1 and promoted["changed"]
-    assert registry.promote(registered["model_version"])["changed"] is False  # a retried promote
+    assert registry.promote(registered["model_version"], settings=settings)["changed"] is False  # a retried promote
     client = mlflow.MlflowClient()
     assert (
         str(client.get_model_version_by_alias("imgtag-tagger", "champion").version) == registered["model_version"]
     )
 
-    model = current_model()
+    model = current_model(settings)
     assert (model.name, model.version) == ("imgtag-tagger", "1")
-    tagger = get_tagger()
+    tagger = get_tagger(settings)
     assert tagger.model_version == "1" and tagger.image_size == 96
     example = shapes_dataset.split("test")[0]
     (tagged,) = tagger.tag_images([("k", shapes_dataset.image_path(example), "x")])
     assert {t.name for t in tagged.tags} & set(example.tags), (tagged.tags, example.tags)
 
-    same_again = registry.register(trained[0].model, run_id=trained[0].run_id)
-    rejected = registry.gate(same_again["model_version"], shapes_dataset.root, margin=0.05)
+    same_again = registry.register(trained[0].model, run_id=trained[0].run_id, settings=settings)
+    rejected = registry.gate(same_again["model_version"], shapes_dataset.root, margin=0.05, settings=settings)
     assert not rejected.passed and "does not beat champion v" in rejected.reason
     assert client.get_model_version("imgtag-tagger", same_again["model_version"]).tags["gate"] == "rejected"
 
     with pytest.raises(RepositoryError):
-        registry.rollback()
-    assert current_model().version == "1"
+        registry.rollback(settings=settings)
+    assert current_model(settings).version == "1"
 
 
-def test_dataset_hash_follows_content(training_env, tmp_path):
+def test_dataset_hash_follows_content(training_env, training_settings, tmp_path):
     from pipelines.training.versioning import version_dataset
 
     runs = Path(training_env["IMGTAG_RUNS_DIR"])
     first = write_dataset(runs / "hash-1" / "dataset", 12, seed=7)
     shutil.copytree(first.root, runs / "hash-2" / "dataset")
-    a = version_dataset(first.root)
-    b = version_dataset(runs / "hash-2" / "dataset")
+    a = version_dataset(first.root, settings=training_settings)
+    b = version_dataset(runs / "hash-2" / "dataset", settings=training_settings)
     assert a["dataset_hash"] == b["dataset_hash"] and len(a["dataset_hash"]) == 32
     assert a["pushed"] and any(Path(training_env["IMGTAG_DVC_REMOTE"]).rglob("*"))
 
     changed = ds.load(runs / "hash-2" / "dataset")
     relabelled = [changed.examples[0].__class__(**{**changed.examples[0].__dict__, "tags": ("purple",)})]
     ds.write(changed.root, relabelled + changed.examples[1:])
-    assert version_dataset(changed.root)["dataset_hash"] != a["dataset_hash"]
+    assert version_dataset(changed.root, settings=training_settings)["dataset_hash"] != a["dataset_hash"]

@@ -1,14 +1,17 @@
-"""The gate's decision (pipelines.training.registry.verdict) and the comparison it rests on
-(pipelines.training.registry.compare_on), on generated metrics and scores: no MLflow, no model."""
+"""The gate's decision (pipelines.training.verdict.verdict, a pure function of two metric sets) and
+the comparison it rests on (pipelines.training.gate.compare_on), on generated metrics and scores:
+no MLflow, no model."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipelines.training import dataset as ds
-from pipelines.training.registry import Scored, compare_on, verdict
+from core.errors import InvalidValue
 from core.vocabulary import Vocabulary
+from pipelines.training import dataset as ds
+from pipelines.training.gate import Scored, compare_on
+from pipelines.training.verdict import Verdict, verdict
 
 
 def metrics(version="2", map=0.7, micro_f1=0.6, macro_f1=0.5):
@@ -45,6 +48,53 @@ def test_dropping_the_champions_tags_is_refused_unless_allowed():
     passed, reason = decide(metrics(map=0.9), metrics("starter-1", map=0.5), dropped=["people", "person"])
     assert not passed and "drops 2 tags" in reason and "person" in reason and "--allow-dropped-tags" in reason
     assert decide(metrics(map=0.9), metrics("starter-1", map=0.5), dropped=["person"], allow_dropped_tags=True)[0]
+
+
+def test_a_challenger_equal_to_the_champion_within_the_margin_is_rejected():
+    champion = metrics("1", map=0.70)
+    for value in (0.70, 0.705, 0.7099):
+        passed, reason = decide(metrics(map=value), champion)
+        assert not passed and "does not beat champion v1 0.7000 by the margin 0.0100" in reason, value
+    assert decide(metrics(map=0.71), champion) == Verdict(True, decide(metrics(map=0.71), champion).reason)
+    assert decide(metrics(map=0.69), champion, margin=0.0).passed is False  # worse is never better
+
+
+def test_below_the_floor_is_rejected_even_when_it_beats_the_champion():
+    verdict_ = decide(metrics(map=0.45), metrics("1", map=0.2), floor=0.5)
+    assert verdict_ == (False, "challenger map 0.4500 is below the floor 0.5000")
+    assert decide(metrics(map=0.5), None, floor=0.5).passed  # the floor itself is reached
+
+
+def test_no_champion_passes_on_the_floor_alone_whatever_was_dropped():
+    passed, reason = decide(metrics(map=0.51), None, dropped=["person"])
+    assert passed and reason.startswith("no champion yet") and "reaches the floor 0.5000" in reason
+
+
+@pytest.mark.parametrize(
+    "challenger, champion, who",
+    [
+        ({"version": "2", "micro_f1": 0.9}, metrics("1"), "challenger map was not measured"),
+        (metrics(map=float("nan")), metrics("1"), "challenger map was not measured"),
+        (metrics(map=0.9), {"version": "1", "micro_f1": 0.5}, "champion v1 map was not measured"),
+        (metrics(map=1.0, micro_f1=None), metrics("1", map=1.0), "micro_f1 was not measured"),
+    ],
+)
+def test_a_missing_metric_is_rejected_with_the_reason(challenger, champion, who):
+    passed, reason = decide(challenger, champion)
+    assert not passed and who in reason
+
+
+def test_an_unknown_metric_is_a_usage_error():
+    with pytest.raises(InvalidValue, match="gate metric 'accuracy'"):
+        decide(metrics(), None, metric="accuracy")
+
+
+def test_every_gate_metric_has_a_tie_breaker_and_the_other_metrics_decide_too():
+    champion = metrics("1", map=0.5, micro_f1=0.5, macro_f1=0.5)
+    for metric in ("map", "micro_f1", "macro_f1"):
+        better = metrics(**{"map": 0.5, "micro_f1": 0.5, "macro_f1": 0.5, metric: 0.6})
+        assert decide(better, champion, metric=metric).passed, metric
+        assert not decide(champion | {"version": "2"}, champion, metric=metric).passed, metric
 
 
 def test_the_comparison_covers_every_checkable_tag_of_either_model(tmp_path):

@@ -6,6 +6,7 @@ database with its own storage folder; the command line runs as a subprocess, as 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -237,7 +238,7 @@ def test_the_catalog_gives_its_accepted_and_human_tags(tmp_path, settings):
     from catalog import services
     from catalog.models import AssetTag, Tag
 
-    settings.IMGTAG_STORAGE_URL = str(tmp_path / "storage")
+    settings.IMGTAG = dataclasses.replace(settings.IMGTAG, storage_url=str(tmp_path / "storage"))
     with pytest.raises(IngestError, match="no labelled image"):
         ingest(tmp_path / "out", catalog=True)
     photo = draw(tmp_path / "upload" / "Photo.JPG")

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from pipelines.training import tracking
 from core.settings import Settings
+from pipelines.training import tracking
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +20,7 @@ def restore_mlflow_uris():
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = before
-    tracking.client()
+    tracking.client(Settings.from_env())
 
 
 def settings_for(tmp_path) -> Settings:

@@ -72,9 +72,9 @@ def test_metrics_of_perfect_and_inverted_scores():
         (TrainParams(image_size=8), "image size"),
     ],
 )
-def test_bad_parameters_are_refused_before_anything_runs(params, message, shapes_dataset):
+def test_bad_parameters_are_refused_before_anything_runs(params, message, shapes_dataset, training_settings):
     with pytest.raises(ValueError, match=message):
-        train(shapes_dataset.root, params=params)
+        train(shapes_dataset.root, params=params, settings=training_settings)
 
 
 def test_fine_tuning_unfreezes_only_the_top_blocks_and_no_batchnorm():
@@ -88,13 +88,13 @@ def test_fine_tuning_unfreezes_only_the_top_blocks_and_no_batchnorm():
     assert trainable == set(names) | {"learned"}
 
 
-def test_fine_tuning_holds_the_imagenet_head_with_distillation(shapes_dataset, tmp_path):
+def test_fine_tuning_holds_the_imagenet_head_with_distillation(shapes_dataset, tmp_path, training_settings):
     """Fine-tuning trains the top blocks with a second target, the pretrained ImageNet outputs;
     the learned loss stays comparable across both phases and the distillation loss is logged."""
     from core import model as tagger_model
 
     params = TrainParams(epochs=1, batch_size=16, image_size=64, fine_tune_blocks=1, fine_tune_epochs=1)
-    result = train(shapes_dataset.root, tmp_path / "model", params, run_name="fine-tune")
+    result = train(shapes_dataset.root, tmp_path / "model", params, run_name="fine-tune", settings=training_settings)
     assert len(result.history["train/loss"]) == 2  # the learned loss, not the sum with distillation
     assert len(result.history["train/distill_loss"]) == 1
     assert result.history["train/distill_loss"][0] > 0

@@ -1,0 +1,23 @@
+"""A page of search results as plain data, for callers that print them (``imgtag search``)."""
+
+from __future__ import annotations
+
+from catalog import services
+
+
+def search_page(
+    query: str,
+    *,
+    limit: int,
+    min_score: float = 0.0,
+    source: str | None = None,
+    review: str | None = None,
+) -> tuple[int, list[dict]]:
+    """How many assets match ``query`` (see :func:`catalog.services.search`), and the first
+    ``limit`` of them as :func:`catalog.services.asset_summary` dicts.
+
+    Raises:
+        catalog.query.QueryError: the query or an option cannot run; the message says why.
+    """
+    assets = services.search(query, min_score=min_score, source=source, review=review)
+    return assets.count(), [services.asset_summary(asset) for asset in assets[:limit]]

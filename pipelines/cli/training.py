@@ -1,0 +1,253 @@
+"""Commands for data scientists: the training stages from labelled images to a trained, evaluated model.
+
+``ingest`` → ``validate`` → ``version`` → ``train`` → ``evaluate``; the training DAG runs them in
+this order (then :mod:`pipelines.cli.models`' ``register``, ``gate`` and ``promote``). Each prints
+its summary (JSON with ``--json``, handed to Airflow in a pod) and exits 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from core.errors import ExitCode
+from pipelines.cli.common import err, fail, settings
+from pipelines.cli.output import emit
+from pipelines.training.layout import RunLayout
+
+PANEL = "Data scientists and MLOps"
+app = typer.Typer(rich_help_panel=PANEL)
+
+
+def _path_list(values: list[str] | None) -> list[Path]:
+    """Repeated options whose values may each hold several comma-separated paths (empties ignored).
+
+    A value naming an existing file or folder is taken whole, so a path with a comma still works.
+    """
+    paths = []
+    for value in values or []:
+        parts = [value] if value.strip() and Path(value.strip()).exists() else value.split(",")
+        paths.extend(Path(p.strip()) for p in parts if p.strip())
+    return paths
+
+
+
+@app.command(rich_help_panel=PANEL)
+def ingest(
+    folder: list[str] | None = typer.Option(
+        None, "--folder", metavar="DIR",
+        help="A folder-per-tag tree <DIR>/<tag>/.../<image>: the first-level folder names the tag. "
+        "Repeatable; one value may also list several folders separated by commas.",
+    ),
+    manifest: list[str] | None = typer.Option(
+        None, "--manifest", metavar="FILE",
+        help="A CSV manifest with a 'path,tags' header (tags separated by ';') or JSON lines "
+        '({"path": ..., "tags": [...]}); paths relative to the manifest\'s folder. '
+        "Repeatable; commas separate several.",
+    ),
+    catalog: bool = typer.Option(
+        False,
+        "--catalog/--no-catalog",
+        help="Also take every catalog asset with a tag a person accepted or added.",
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", metavar="DIR",
+        help="The dataset folder to write; a dataset already there is replaced.",
+    ),
+    run_name: str | None = typer.Option(
+        None, "--run-name", metavar="NAME",
+        help="Instead of --out: write <IMGTAG_RUNS_DIR>/<run name>/dataset (characters other than "
+        "letters, digits, '.', '_' and '-' become '_', so an Airflow run id is a safe folder and S3 key).",
+    ),
+    split: str = typer.Option(
+        "0.7,0.15,0.15", "--split", metavar="TRAIN,VAL,TEST",
+        help="Train, val and test shares (summing to 1); by sha256, stable.",
+    ),
+    salt: str = typer.Option(
+        "", "--salt", metavar="TEXT", help="Any text: a different (still stable) split assignment."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json",
+        help="Print the summary as JSON (also written to /airflow/xcom/return.json in a pod).",
+    ),
+):
+    """Gather labelled images into one dataset folder: images by sha256, manifest.jsonl, dataset.json.
+
+    Duplicates (the same bytes from any sources) become one example with the union of their
+    tags. The split follows from each image's sha256, so an image keeps its split in every
+    run. Images whose header cannot be read are kept for `imgtag validate` to report.
+    Exit status 2 when a source cannot be read (the message names the file and line).
+    """
+    # lazy: needs the training extra (MLflow, DVC, GX)
+    from pipelines.training.ingest import ingest as run_ingest
+
+    if (out is None) == (run_name is None):
+        fail("say where the dataset goes: --out DIR or --run-name NAME (one of them)")
+    if out is None:
+        out = RunLayout.named(settings().runs_dir, run_name).dataset
+    try:
+        fractions = tuple(float(share) for share in split.split(","))
+    except ValueError:  # float() of the user's text, nothing else
+        fail(f"--split {split!r}: expected three numbers such as 0.7,0.15,0.15")
+    result = run_ingest(
+        out, folders=_path_list(folder), manifests=_path_list(manifest), catalog=catalog,
+        fractions=fractions, salt=salt, progress=sys.stderr.isatty(),
+    )
+    summary = result.to_dict()
+    splits = ", ".join(f"{name} {count}" for name, count in summary["images_per_split"].items())
+    emit(summary, as_json, f"dataset {summary['dataset']}: {summary['images']} images ({splits}), "
+                            f"{len(summary['tags'])} tags, {summary['duplicates_merged']} duplicates merged, "
+                            f"{summary['unreadable']} unreadable")
+
+
+@app.command(rich_help_panel=PANEL)
+def validate(
+    dataset: Path = typer.Argument(..., help="A dataset folder written by `imgtag ingest`."),
+    report: Path | None = typer.Option(None, help="Report folder (default: <dataset>/../validation)."),
+    min_examples: int = typer.Option(10, help="Images each tag must label, over the whole dataset."),
+    allowed_tags: Path | None = typer.Option(
+        None, help="File of allowed tags, one per line (# comments); any other tag fails."
+    ),
+    min_side: int = typer.Option(32, help="Smallest width and height, in pixels."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Validate a dataset with Great Expectations and decode every image; write the report.
+
+    Rules: schema, tag names, allowed tags, examples per tag, no split leakage, image sizes,
+    files present and decodable. Writes report.md, report.json and gx_result.json. Exits 1
+    when a rule fails: the report, naming each bad file and tag, goes to stderr and the JSON
+    summary to stdout.
+    """
+    # lazy: needs the training extra (MLflow, DVC, GX)
+    from pipelines.training import validate as validation
+
+    if allowed_tags is not None and not allowed_tags.is_file():
+        fail(f"--allowed-tags {allowed_tags}: no such file")
+    result = validation.validate(
+        dataset,
+        report or validation.default_report_dir(dataset),
+        min_examples_per_tag=min_examples,
+        allowed_tags=validation.read_allowed_tags(allowed_tags) if allowed_tags else None,
+        min_side=min_side,
+        progress=sys.stderr.isatty(),
+    )
+    summary = result.to_dict()
+    if not result.passed:
+        err.print(result.text(), markup=False, highlight=False)
+        emit(summary, True, "")
+        raise typer.Exit(ExitCode.FAILED)
+    emit(summary, as_json, f"dataset {dataset} passed validation: {summary['images_checked']} images, "
+                            f"{len(summary['tags'])} tags; report {summary['report']}")
+
+
+@app.command("version", rich_help_panel=PANEL)
+def version_(
+    dataset: Path = typer.Argument(..., help="A dataset folder written by `imgtag ingest`."),
+    remote: str | None = typer.Option(
+        None, help="DVC remote to push to (default IMGTAG_DVC_REMOTE; '' for none)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Version a dataset with DVC (dvc add, dvc push); prints its hash.
+
+    The hash names the exact images and labels a model was trained on: the training run and
+    the registered model carry it, and `dvc pull` brings the data back.
+    """
+    # lazy: needs the training extra (MLflow, DVC, GX)
+    from pipelines.training.versioning import version_dataset
+
+    summary = version_dataset(dataset, remote=remote, settings=settings())
+    emit(summary, as_json, f"dataset {summary['dataset']}: DVC hash {summary['dataset_hash']}")
+
+
+@app.command(rich_help_panel=PANEL)
+def train(
+    dataset: Path = typer.Argument(..., help="A dataset folder written by `imgtag ingest`."),
+    out: Path | None = typer.Option(None, help="Model folder (default: <dataset>/../model)."),
+    dataset_hash: str | None = typer.Option(None, help="The dataset's DVC hash (`imgtag version`)."),
+    epochs: int = typer.Option(8, help="Epochs of training the learned head on the frozen backbone."),
+    learning_rate: float = typer.Option(1e-3, help="Adam learning rate of the head training."),
+    batch_size: int = typer.Option(32, help="Images per training step."),
+    image_size: int = typer.Option(224, help="Input side in pixels (the backbone was trained at 224)."),
+    fine_tune_blocks: int = typer.Option(
+        0, help="Then fine-tune this many top blocks of the backbone (0-16)."
+    ),
+    fine_tune_epochs: int = typer.Option(0, help="Epochs of fine-tuning (at a tenth of the learning rate)."),
+    distill_weight: float = typer.Option(
+        1.0,
+        help="While fine-tuning, hold the ImageNet head to its pretrained outputs with this weight "
+        "(learning without forgetting; keeps the general tags); 0 lets it drift.",
+    ),
+    seed: int = typer.Option(0, help="Random seed (shuffling, augmentation, head initialisation)."),
+    base: str = typer.Option(
+        "starter",
+        help="starter: begin from the starter model's learned head and keep its tags (person, everyday "
+        "objects) that this dataset does not label; none: learn only this dataset's tags.",
+    ),
+    run_name: str | None = typer.Option(None, help="MLflow run name (the DAG passes its run id)."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show Keras' progress bar per epoch."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Train the tagger on a dataset: the learned head first, then optionally the top blocks.
+
+    Logs parameters, per-epoch metrics, training curves and the dataset hash to an MLflow run
+    (MLFLOW_TRACKING_URI, default a SQLite file in IMGTAG_HOME) and writes the model folder.
+    """
+    # lazy: needs the training extra (MLflow, DVC, GX)
+    from pipelines.training import train as training
+
+    params = training.TrainParams(
+        epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        image_size=image_size,
+        fine_tune_blocks=fine_tune_blocks,
+        fine_tune_epochs=fine_tune_epochs,
+        distill_weight=distill_weight,
+        seed=seed,
+        base=base,
+    )
+    with err.status(f"Training on {dataset}..."):
+        result = training.train(
+            dataset, out, params, dataset_hash=dataset_hash, run_name=run_name, settings=settings(),
+            verbose=2 if verbose else 0,
+        )
+    summary = result.to_dict()
+    emit(summary, as_json, f"model {summary['model']} (MLflow run {summary['run_id']}): {summary['final']}")
+
+
+@app.command(rich_help_panel=PANEL)
+def evaluate(
+    model: Path = typer.Argument(..., help="A model folder written by `imgtag train`."),
+    dataset: Path = typer.Argument(..., help="The dataset it was trained on."),
+    run_id: str | None = typer.Option(None, help="MLflow run to log metrics and plots to."),
+    target_precision: float = typer.Option(
+        0.9,
+        help="Each tag's threshold is the lowest score reaching this precision on validation; a tag "
+        "that cannot reach it is turned off (listed with the reason in thresholds.json).",
+    ),
+    min_positives: int = typer.Option(
+        3, help="Validation images a tag needs before its threshold is chosen from them."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+):
+    """Evaluate a trained model: per-tag thresholds on val (learned and general tags), quality on test.
+
+    Prints mAP, the share of test images with a correct tag and with no tag, the precision of
+    emitted tags and person AP; per_tag.csv, plots and predictions.jsonl go to the report folder.
+    """
+    # lazy: needs the training extra (MLflow, DVC, GX)
+    from pipelines.training.evaluate import evaluate as run_evaluation
+
+    with err.status("Evaluating..."):
+        result = run_evaluation(model, dataset, run_id=run_id, target_precision=target_precision,
+                                min_positives=min_positives, settings=settings())
+    summary = result.to_dict()
+    person = "" if summary["person_ap"] is None else f", person AP {summary['person_ap']}"
+    emit(summary, as_json, f"test mAP {summary['map']} (common tags {summary['map_common']}), micro F1 "
+                            f"{summary['micro_f1']}; images with a correct tag {summary['images_with_correct_tag']}, "
+                            f"with no tag {summary['no_tag']}, precision {summary['precision']}{person}; "
+                            f"{len(summary['tags_off'])} tags off; report in {summary['report']}")
+

@@ -1,0 +1,217 @@
+"""The layout holds: import contracts, one linter, imports at the top, DAG files the stock Airflow reads.
+
+- ``lint-imports`` checks the contracts in setup.cfg (``[importlinter]``): the layers
+  dags > pipelines > catalog > serving > core, what core and the catalog may not import, the
+  DAGs' few core modules, no cycle inside a package. A broken copy of the code shows each
+  contract able to fail.
+- ``ruff check`` with pyproject.toml's rule set, on the code and the tests.
+- The project's own modules are imported at the top of a module; one imported inside a function
+  carries a comment saying why (a heavy optional dependency, after ``django.setup()`` ...).
+- The DAG files and the core modules they import use the standard library alone (besides
+  Airflow): Airflow's stock image parses them without imgtag's dependencies.
+
+These run first in ``make test`` (``make lint``) and again with the whole suite, so CI and a
+plain ``pytest`` see them too.
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PACKAGES = ("core", "serving", "catalog", "pipelines")
+LINTED = (*PACKAGES, "dags", "tests")
+# The core modules a DAG file may import (setup.cfg's dags-thin contract names them too).
+DAG_CORE_MODULES = ("core.errors", "core.settings", "core.training_limits")
+# What else a DAG file imports: Airflow and its Kubernetes provider, the sibling imgtag_stage.py.
+DAG_IMPORTS = ("airflow", "kubernetes", "imgtag_stage")
+
+
+def _tool(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        pytest.fail(f"{name} is not installed in {BIN}: run `make install` (setup.cfg's test extra)")
+    return str(path)
+
+
+def _run(args: list[str], cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+# ---------------------------------------------------------------- import contracts
+
+
+def test_import_contracts_are_kept():
+    out = _run([_tool("lint-imports"), "--no-cache", "--no-logo"])
+    assert out.returncode == 0, f"lint-imports: a contract in setup.cfg is broken\n{out.stdout}{out.stderr}"
+
+
+# (contract id, file, line added): a copy of the code broken the way the contract catches.
+BROKEN = [
+    ("layers", "catalog/models.py", "import pipelines"),
+    ("layers", "core/results.py", "from serving import current"),
+    ("layers", "serving/export.py", "def later():\n    from catalog import models"),
+    ("core-light", "core/imageio.py", "import django"),
+    ("catalog-slim", "catalog/query.py", "import tensorflow"),
+    ("dags-thin", "dags/nightly_retag.py", "from core import tagger"),
+    ("dags-thin", "dags/imgtag_stage.py", "import serving"),
+    ("data-paths", "pipelines/tagging/worker.py", "from pipelines.training import train"),
+    ("no-cycles", "serving/starter.py", "from serving import current"),
+]
+
+
+@pytest.fixture(scope="module")
+def code_copy(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("layout")
+    for name in (*PACKAGES, "dags"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy(REPO / "setup.cfg", root / "setup.cfg")
+    return root
+
+
+@pytest.mark.parametrize(("contract", "path", "line"), BROKEN, ids=[f"{b[0]}-{b[1]}" for b in BROKEN])
+def test_contract_catches_a_broken_copy(code_copy, contract, path, line):
+    target = code_copy / path
+    original = target.read_text()
+    try:
+        target.write_text(f"{original}\n{line}\n")
+        out = _run([_tool("lint-imports"), "--no-cache", "--no-logo", "--contract", contract], cwd=code_copy)
+    finally:
+        target.write_text(original)
+    assert out.returncode == 1 and "BROKEN" in out.stdout, out.stdout + out.stderr
+
+
+# ---------------------------------------------------------------- ruff
+
+
+def test_ruff_finds_nothing():
+    out = _run([_tool("ruff"), "check", "--no-cache", "--output-format", "concise", *LINTED])
+    assert out.returncode == 0, (
+        f"ruff check {' '.join(LINTED)} (rules: pyproject.toml [tool.ruff]); "
+        f"`ruff check --fix` fixes those marked [*]\n{out.stdout}{out.stderr}"
+    )
+
+
+# ---------------------------------------------------------------- imports inside functions
+
+
+def _python_files(*folders: str) -> list[Path]:
+    return sorted(p for folder in folders for p in (REPO / folder).rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _imported_modules(node: ast.Import | ast.ImportFrom) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if node.level:  # relative: within the package
+        return [node.module or "."]
+    return [node.module or ""]
+
+
+def _imports_in_functions(tree: ast.AST):
+    """Every import statement inside a function body (nested ones too)."""
+    for function in ast.walk(tree):
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            for node in ast.walk(function):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    yield node
+
+
+def _has_comment(lines: list[str], lineno: int) -> bool:
+    """A ``#`` comment at the end of the import's first line, or a comment line just above it."""
+    above = lines[lineno - 2].strip() if lineno >= 2 else ""
+    return "#" in lines[lineno - 1] or above.startswith("#")
+
+
+def project_imports_in_functions(*folders: str) -> list[str]:
+    """``file:line module`` of each import of core/serving/catalog/pipelines inside a function
+    that has no comment on its line or the line above saying why."""
+    found = set()
+    for path in _python_files(*folders):
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        for node in _imports_in_functions(ast.parse(text, str(path))):
+            modules = _imported_modules(node)
+            own = [m for m in modules if m.split(".")[0] in PACKAGES or m.startswith(".")]
+            if own and not _has_comment(lines, node.lineno):
+                found.add(f"{path.relative_to(REPO)}:{node.lineno} {', '.join(own)}")
+    return sorted(found, key=lambda s: (s.split(":")[0], int(s.split(":")[1].split()[0])))
+
+
+def test_project_modules_are_imported_at_the_top():
+    found = project_imports_in_functions(*PACKAGES, "dags")
+    assert not found, (
+        f"{len(found)} imports of the project's own modules inside a function without a comment "
+        "saying why (on the line or the line above; e.g. `# heavy: TensorFlow`). Move them to the "
+        "top of the module:\n" + "\n".join(found)
+    )
+
+
+def test_the_function_import_check_finds_what_it_should(tmp_path, monkeypatch):
+    sample = tmp_path / "core" / "sample.py"
+    sample.parent.mkdir()
+    sample.write_text(
+        "import os\n"
+        "from core import tagmap\n"
+        "def a():\n"
+        "    from core.vocabulary import Vocabulary\n"
+        "    import numpy\n"
+        "def b():\n"
+        "    # heavy: TensorFlow\n"
+        "    from core import model\n"
+        "    from serving import export  # after django.setup()\n"
+        "    from . import results\n"
+        "    x = lambda: __import__('json')\n"
+    )
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    assert project_imports_in_functions("core") == ["core/sample.py:4 core.vocabulary", "core/sample.py:10 ."]
+
+
+# ---------------------------------------------------------------- what Airflow's stock image parses
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """Every module a file imports, anywhere in it (absolute names; relative ones as ``.x``)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.update(_imported_modules(node))
+    return found
+
+
+def _allowed(module: str, extra: tuple[str, ...]) -> bool:
+    top = module.split(".")[0]
+    return (
+        top in sys.stdlib_module_names
+        or top == "__future__"
+        or any(module == e or module.startswith(e + ".") for e in (*DAG_CORE_MODULES, *extra))
+        or (module == "core" and extra is DAG_IMPORTS)  # `from core import errors`: the names are checked below
+    )
+
+
+@pytest.mark.parametrize("module", DAG_CORE_MODULES)
+def test_dag_core_modules_use_the_standard_library_alone(module):
+    path = REPO.joinpath(*module.split(".")).with_suffix(".py")
+    if not path.exists():
+        pytest.skip(f"{module} is not there yet")
+    others = sorted(m for m in _top_level_imports(path) if not _allowed(m, ()))
+    assert not others, f"{module} is imported by the DAG files: standard library only, not {others}"
+
+
+@pytest.mark.parametrize("path", _python_files("dags"), ids=lambda p: p.name)
+def test_dag_files_import_airflow_the_stdlib_and_stdlib_only_core_modules(path):
+    others = sorted(m for m in _top_level_imports(path) if not _allowed(m, DAG_IMPORTS))
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):  # `from core import errors` names the module in the alias
+        if isinstance(node, ast.ImportFrom) and node.module == "core":
+            others += [f"core.{a.name}" for a in node.names if f"core.{a.name}" not in DAG_CORE_MODULES]
+    assert not others, (
+        f"{path.name} imports {others}: Airflow's stock image has neither imgtag's dependencies nor "
+        f"its other modules; a DAG runs the `imgtag` command instead (allowed: {DAG_CORE_MODULES})"
+    )
