@@ -25,14 +25,19 @@ from pathlib import Path
 import django
 
 from catalog.storage import get_storage
-from core.errors import UsageError
+from core.errors import UnavailableError, UsageError
 
 #: The key of the PostgreSQL advisory lock held while the catalog migrates ("imgtagMG").
 MIGRATION_LOCK_KEY = int.from_bytes(b"imgtagMG", "big", signed=True)
 
 
-class CatalogUnavailable(UsageError, RuntimeError):  # exit 2, as before: usually `imgtag migrate` is due
-    """The catalog database cannot be reached, migrated or used as it is; the message says what to do."""
+class CatalogUnavailable(UsageError, RuntimeError):
+    """The catalog database cannot be used as it is (its schema is behind: run ``imgtag migrate``),
+    or cannot be reached (:class:`CatalogUnreachable`); the message says what to do. Exit 2."""
+
+
+class CatalogUnreachable(UnavailableError, CatalogUnavailable):
+    """The database server did not answer: trying again later may help (exit 75, a DAG task retries)."""
 
 
 def setup(migrate: bool | None = None) -> None:
@@ -44,7 +49,8 @@ def setup(migrate: bool | None = None) -> None:
             go on while one is pending (``imgtag migrate`` applies them).
 
     Raises:
-        CatalogUnavailable: the database cannot be reached, or its schema is behind.
+        CatalogUnavailable: the schema is behind (exit 2); :class:`CatalogUnreachable`: the
+            database cannot be reached (exit 75).
     """
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "catalog.settings")
     django.setup()
@@ -134,10 +140,10 @@ def _migrate() -> None:
         raise _unavailable(connection, exc) from exc
 
 
-def _unavailable(connection, exc: Exception) -> CatalogUnavailable:
+def _unavailable(connection, exc: Exception) -> CatalogUnreachable:
     db = connection.settings_dict
     where = f"{db['HOST']}:{db['PORT'] or 'default port'}" if db.get("HOST") else db["NAME"]
-    return CatalogUnavailable(
+    return CatalogUnreachable(
         f"cannot open the catalog database ({connection.vendor} at {where}): {exc}. "
         "Start the database server or fix DATABASE_URL; unset DATABASE_URL to use the "
         "SQLite file under IMGTAG_HOME."

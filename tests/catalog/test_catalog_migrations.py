@@ -72,3 +72,13 @@ def test_on_a_fresh_sqlite_catalog_three_commands_started_together_all_work(tmp_
     env = clean_env(tmp_path / "home")
     done = start_together([["search", "cat", "--json"], ["migrate"], ["search", "dog", "--json"]], env)
     assert [d.returncode for d in done] == [0, 0, 0], [d.stderr[-2000:] for d in done]
+
+
+def test_an_unreachable_database_exits_75_so_a_task_retries(tmp_path):
+    """A database server that does not answer is worth retrying (exit 75), unlike a schema that is
+    behind (exit 2, above): the message names the server and what to check."""
+    env = clean_env(tmp_path / "home", "postgresql://postgres@127.0.0.1:1/nothing_listens")
+    out = subprocess.run([IMGTAG, "search", "cat"], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 75, out.stderr
+    assert "cannot open the catalog database" in out.stderr and "127.0.0.1:1" in out.stderr
+    assert "Traceback" not in out.stderr
