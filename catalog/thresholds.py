@@ -162,6 +162,5 @@ def _mtime(path: Path) -> float:
 
 @functools.lru_cache(maxsize=4)
 def _tagmap_thresholds(folder: str, mtime: float) -> dict[str, float]:
-
     labels = TagMap.load(folder)
     return {tag: float(limit) for tag, limit in zip(labels.tags, labels.thresholds, strict=True)}

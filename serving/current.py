@@ -90,6 +90,11 @@ def current_model(settings: Settings) -> CurrentModel:
         return CurrentModel(
             starter.MODEL_NAME, head.version, starter.saved_model(settings.cache_dir, head), starter.IMAGE_SIZE
         )
+    return _served(settings, promotion)
+
+
+def _served(settings: Settings, promotion) -> CurrentModel:
+    """The champion a ``models.config`` promotion names."""
     info = json.loads((Path(promotion.path) / "assets" / "model.json").read_text())
     return CurrentModel(
         settings.model_name, str(promotion.version), Path(promotion.path), int(info["image_size"]), served=True
@@ -108,7 +113,7 @@ def current_vocabulary(settings: Settings) -> tuple[CurrentModel, Vocabulary | N
     """
     promotion = ModelRepository(settings.model_base, settings.model_name).current()
     if promotion is not None:
-        model = current_model(settings)
+        model = _served(settings, promotion)
         return model, _read_vocabulary(str(model.path / "assets")), model.path / "assets" / "tags.csv"
     head = starter.load_head(tagmap_dir=settings.tagmap_dir) if settings.starter else None
     if head is None:
@@ -161,7 +166,6 @@ def _cached_tagger(
         labels = TagMap.load(tagmap_dir)
         predict = litert_interpreter(pretrained_flatbuffer(cache_dir / "models", batch_size))
     else:
-
         import_tensorflow()
 
         labels = TagMap.load(tagmap_dir)

@@ -200,7 +200,6 @@ class LoadedModel:
     """An exported SavedModel loaded in process: scores for encoded images, and its vocabulary."""
 
     def __init__(self, saved_model_dir: str | Path):
-
         tf = import_tensorflow()
         self.path = Path(saved_model_dir)
         self._tf = tf

@@ -90,7 +90,6 @@ def write_head(
 
 
 def _tagmap_files(tagmap_dir: Path | None) -> list[Path]:
-
     folder = Path(tagmap_dir or tagmap.DATA_DIR)
     return [folder / name for name in (tagmap.CLASS_FILE, tagmap.THRESHOLD_FILE, tagmap.HIERARCHY_FILE)]
 

@@ -342,5 +342,4 @@ def write_calibrated_thresholds(path: Path, chosen: dict[str, dict], target_prec
 
 
 def _git_commit(settings) -> str:
-
     return tracking.git_commit(settings)

@@ -268,7 +268,6 @@ def _finite(value):
 
 
 def _write_per_tag(path: Path, per_tag: dict, chosen: dict) -> None:
-
     with path.open("w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(

@@ -91,8 +91,7 @@ def test_the_current_threshold_of_a_promoted_model_comes_from_its_vocabulary(mon
     Vocabulary(("cat", "sofa"), np.array([0.42, 0.7]), ("learned", "learned"), {}).write(
         tmp_path / "7" / "assets"
     )
-    champion = current.CurrentModel("imgtag-tagger", "7", tmp_path / "7")
-    monkeypatch.setattr(current, "current_model", lambda settings: champion)
+    (tmp_path / "7" / "assets" / "model.json").write_text('{"image_size": 224}')
     promotion = type("Promotion", (), {"version": 7, "path": str(tmp_path / "7")})()
     monkeypatch.setattr(current.ModelRepository, "current", lambda self: promotion)
     in_force = thresholds.current("cat", settings.IMGTAG)
