@@ -35,6 +35,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from catalog import roles, services, thresholds
 from catalog.conf import imgtag_settings
 from catalog.models import Asset, AssetTag, Tag
+from catalog.pagination import AssetCursorPagination
 from catalog.query import QueryError, normalize_tag_name
 from catalog.serializers import (
     AssetSerializer,
@@ -164,6 +165,7 @@ class AssetListView(generics.ListAPIView):
     """Search assets (GET) and upload images (POST)."""
 
     serializer_class = AssetSerializer
+    pagination_class = AssetCursorPagination
     required_permissions: ClassVar[dict[str, str]] = {"GET": roles.VIEW, "POST": roles.UPLOAD}
 
     def initialize_request(self, request, *args, **kwargs) -> Request:

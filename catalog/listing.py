@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from catalog import services
+from catalog import facets, services
 
 
 def search_page(
@@ -12,12 +12,13 @@ def search_page(
     min_score: float = 0.0,
     source: str | None = None,
     review: str | None = None,
-) -> tuple[int, list[dict]]:
-    """How many assets match ``query`` (see :func:`catalog.services.search`), and the first
-    ``limit`` of them as :func:`catalog.services.asset_summary` dicts.
+) -> tuple[facets.Size, list[dict]]:
+    """How many assets match ``query`` (see :func:`catalog.services.search`; exact up to
+    :data:`catalog.facets.EXACT_UP_TO`, an estimate above), and the first ``limit`` of them as
+    :func:`catalog.services.asset_summary` dicts.
 
     Raises:
         catalog.query.QueryError: the query or an option cannot run; the message says why.
     """
     assets = services.search(query, min_score=min_score, source=source, review=review)
-    return assets.count(), [services.asset_summary(asset) for asset in assets[:limit]]
+    return facets.result_size(assets), [services.asset_summary(asset) for asset in assets[:limit]]

@@ -13,8 +13,14 @@ negation only at the start of a term (``t-shirt`` is one tag). Quote tag names t
 spaces or are a keyword: ``"coffee mug" AND NOT dog``, ``cat -"tiger cat"``, ``"or"``. Tag
 names are compared lowercase with runs of spaces collapsed.
 
-Each tag term becomes one ``id IN (SELECT asset_id FROM assettag ...)`` subquery that uses the
-``(tag, score)`` index, so the same SQL runs on SQLite and PostgreSQL. A term matches an asset
+The query's tag names are looked up first (one query), then each tag term becomes one
+``EXISTS (SELECT 1 FROM assettag WHERE asset_id = asset.id AND tag_id = ...)`` subquery (tags
+ORed at one level share one, ``tag_id IN (...)``), so the same SQL runs on SQLite and
+PostgreSQL. Naming the tag by id, not through a join on its name, lets PostgreSQL's planner see
+how many assets the tag has, and EXISTS lets it choose per query: read a rare tag's few assets
+from the ``(tag, asset)`` index, or walk the newest assets and look each one up in the
+``(asset, tag)`` index until a page is full (NOT, OR and common tags). A tag name the catalog
+does not have matches nothing, without a subquery. A term matches an asset
 that has the tag with ``score >= min_score`` (and the requested source and review state); a
 rejected tag never matches.
 
@@ -41,9 +47,9 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 
-from catalog.models import AssetTag
+from catalog.models import AssetTag, Tag
 from core.errors import UsageError
 
 KEYWORDS = ("AND", "OR", "NOT")
@@ -315,13 +321,32 @@ def parse(text: str) -> Node:
     return _Parser(text).parse()
 
 
-def _to_q(node: Node, term: Callable[[str], Q]) -> Q:
+def tag_names(node: Node) -> set[str]:
+    """Every tag name a query tree mentions."""
     if isinstance(node, Term):
-        return term(node.name)
+        return {node.name}
+    if isinstance(node, Not):
+        return tag_names(node.operand)
+    return set().union(*(tag_names(operand) for operand in node.operands))
+
+
+def tag_ids(names: set[str] | list[str] | tuple[str, ...]) -> dict[str, int]:
+    """The ids of the tags of these names that the catalog has (one query)."""
+    return dict(Tag.objects.filter(name__in=list(names)).values_list("name", "id")) if names else {}
+
+
+def _to_q(node: Node, term: Callable[[tuple[str, ...]], Q]) -> Q:
+    """``term(names)`` is the condition "has any of these tags": the tags ORed at one level
+    become one term (``tag_id IN (...)``), a single look at the index per asset."""
+    if isinstance(node, Term):
+        return term((node.name,))
     if isinstance(node, Not):
         return ~_to_q(node.operand, term)
-    combine = operator.and_ if isinstance(node, And) else operator.or_
-    return functools.reduce(combine, (_to_q(operand, term) for operand in node.operands))
+    if isinstance(node, And):
+        return functools.reduce(operator.and_, (_to_q(operand, term) for operand in node.operands))
+    names = tuple(operand.name for operand in node.operands if isinstance(operand, Term))
+    rest = [_to_q(operand, term) for operand in node.operands if not isinstance(operand, Term)]
+    return functools.reduce(operator.or_, ([term(names)] if names else []) + rest)
 
 
 def compile_query(
@@ -355,7 +380,13 @@ def compile_query(
     if review is not None:
         base = base.filter(review=review)
 
-    def term(name: str) -> Q:
-        return Q(pk__in=base.filter(tag__name=name).values("asset_id"))
+    ids = tag_ids(tag_names(tree))
+
+    def term(names: tuple[str, ...]) -> Q:
+        known = sorted({ids[name] for name in names if name in ids})
+        if not known:  # no asset has them: Django drops the term (and NOT it keeps everything)
+            return Q(pk__in=[])
+        rows = base.filter(tag_id=known[0]) if len(known) == 1 else base.filter(tag_id__in=known)
+        return Q(Exists(rows.filter(asset_id=OuterRef("pk"))))
 
     return _to_q(tree, term)

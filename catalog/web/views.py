@@ -18,7 +18,6 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import FileResponse, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -73,16 +72,49 @@ def forbidden(request, exception=None):
 # ---------------------------------------------------------------------------- gallery
 
 
-def _link(filters: facets.Filters, page: int | None = None) -> str:
-    """The gallery URL (query string) of ``filters``, at ``page``."""
-    params = filters.params() + ([("page", str(page))] if page else [])
+def _link(filters: facets.Filters, *extra: tuple[str, str]) -> str:
+    """The gallery URL (query string) of ``filters``, plus ``extra`` parameters."""
+    params = filters.params() + list(extra)
     return f"?{urlencode(params)}" if params else "?"
+
+
+def _asset_id(request, name: str, problems: list[str]) -> int | None:
+    raw = request.GET.get(name, "").strip()
+    if not raw:
+        return None
+    if raw.isdigit() and 0 < int(raw) < 2**63:
+        return int(raw)
+    problems.append(f"{name} must be an asset id (a whole number above 0), got {raw!r}")
+    return None
+
+
+def _keyset_page(assets, after: int | None, before: int | None) -> tuple[list[Asset], bool, bool]:
+    """A page of ``assets``, newest first: the :data:`PAGE_SIZE` after the asset ``after`` (ids
+    below it), or those just before the asset ``before`` (ids above it), or the first page.
+
+    Keyset pagination: any page, the 40,000th of a million assets too, is one index range
+    read, where an offset would read every asset before it.
+
+    Returns:
+        ``(assets, has_previous, has_next)``.
+    """
+    if before is not None:
+        rows = list(services.with_tags(assets.filter(pk__gt=before).order_by("pk"))[: PAGE_SIZE + 1])
+        has_previous = len(rows) > PAGE_SIZE
+        rows = rows[:PAGE_SIZE][::-1]
+        return rows, has_previous, assets.filter(pk__lte=before).exists()
+    newer = assets.filter(pk__lt=after) if after is not None else assets
+    rows = list(services.with_tags(newer.order_by("-pk"))[: PAGE_SIZE + 1])
+    has_previous = after is not None and assets.filter(pk__gte=after).exists()
+    return rows[:PAGE_SIZE], has_previous, len(rows) > PAGE_SIZE
 
 
 @require_GET
 @requires(roles.VIEW)
 def gallery(request):
-    """Thumbnails of the assets that match the search, 24 a page, with facet counts.
+    """Thumbnails of the assets that match the search, 24 a page (``after``/``before`` an asset
+    id), with facet counts: exact up to :data:`catalog.facets.EXACT_UP_TO` assets, estimates
+    from the sample above that (``exact=1`` counts them all).
 
     A search that cannot run (the query does not parse or is over a limit of
     :mod:`catalog.query`, a bad ``min_score`` or facet value, more than
@@ -99,6 +131,8 @@ def gallery(request):
         problems.append(
             f"{len(filters.active())} filters at once; at most {MAX_FACET_FILTERS} can be combined"
         )
+    after, before = _asset_id(request, "after", problems), _asset_id(request, "before", problems)
+    exact = request.GET.get("exact") == "1"
     assets = Asset.objects.none()
     if not problems:
         try:
@@ -106,8 +140,12 @@ def gallery(request):
         except QueryError as exc:
             problems.append(str(exc))
             assets = Asset.objects.none()
-    page = Paginator(services.with_tags(assets), PAGE_SIZE).get_page(request.GET.get("page"))
-    counts = facets.facet_counts(assets, filters) if not problems else facets.Facets()
+    rows, has_previous, has_next = _keyset_page(assets, after, before)
+    size, counts = facets.Size(0), facets.Facets()
+    if not problems:
+        size = facets.Size(assets.count()) if exact else facets.result_size(assets)
+        counts = facets.facet_counts(assets, filters, size=size)
+    kept = ("exact", "1") if exact else None
     toggle = filters.without_value, filters.with_value  # an active value's link removes it
     sidebar = [
         (
@@ -124,11 +162,18 @@ def gallery(request):
         {
             "filters": filters,
             "problems": problems,
-            "page": page,
+            "assets": rows,
+            "size": size,
+            "exact": counts.exact,
+            "exact_link": _link(filters, ("exact", "1")),
             "sidebar": sidebar,
             "active": active,
-            "prev_link": _link(filters, page.number - 1) if page.has_previous() else "",
-            "next_link": _link(filters, page.number + 1) if page.has_next() else "",
+            "prev_link": _link(filters, *filter(None, [kept, ("before", str(rows[0].pk))]))
+            if has_previous
+            else "",
+            "next_link": _link(filters, *filter(None, [kept, ("after", str(rows[-1].pk))]))
+            if has_next
+            else "",
             "next_url": request.get_full_path(),
         },
         status=400 if problems else 200,
@@ -217,8 +262,9 @@ def asset_thumbnail(request, pk: int):
         except FileNotFoundError:
             continue
     else:
-        return HttpResponse("no thumbnail: the cache is evicting faster than it fills", status=503,
-                            content_type="text/plain")
+        return HttpResponse(
+            "no thumbnail: the cache is evicting faster than it fills", status=503, content_type="text/plain"
+        )
     return FileResponse(handle, content_type="image/jpeg", headers=headers)
 
 
@@ -273,7 +319,13 @@ def _threshold_context(request, tag: str, tried: float | None = None) -> dict:
     if tag:
         current = thresholds.current(tag, imgtag_settings())
         rows = thresholds.table(tag)
-        start = tried if tried is not None else current.value if current.value not in (None, float("inf")) else 0.5
+        start = (
+            tried
+            if tried is not None
+            else current.value
+            if current.value not in (None, float("inf"))
+            else 0.5
+        )
         most = max((row.kept for row in rows), default=0)
         # the step the current threshold falls in (0.35 <= 0.37 < 0.40)
         at = (

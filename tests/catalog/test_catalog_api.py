@@ -242,10 +242,11 @@ def test_search_with_pagination(reader, uploaded):
     response = reader.get(ASSETS, {"q": "animal", "page_size": 1})
     assert response.status_code == 200
     page = response.json()
-    assert page["count"] == 2 and page["previous"] is None and "page=2" in page["next"]
+    assert page["count"] == 2 and page["count_exact"] is True and page["previous"] is None
     assert [a["filename"] for a in page["results"]] == ["green.png"]
-    second = reader.get(ASSETS, {"q": "animal", "page_size": 1, "page": 2}).json()
+    second = reader.get(page["next"]).json()  # a cursor: the page after the last asset seen
     assert [a["filename"] for a in second["results"]] == ["red.png"] and second["next"] is None
+    assert [a["filename"] for a in reader.get(second["previous"]).json()["results"]] == ["green.png"]
     assert reader.get(ASSETS).json()["count"] == 3
     everything_but = reader.get(ASSETS, {"q": '-"coffee mug" AND (cat OR dog)'}).json()
     assert {a["filename"] for a in everything_but["results"]} == {"red.png", "green.png"}
@@ -397,7 +398,7 @@ def test_the_openapi_schema_documents_every_endpoint(reader):
     assert {"201", "400", "401", "403", "413"} <= set(upload_op["responses"])
     assert "multipart/form-data" in upload_op["requestBody"]["content"]
     search_params = {p["name"] for p in schema["paths"]["/api/assets/"]["get"]["parameters"]}
-    assert {"q", "min_score", "source", "review", "page", "page_size"} <= search_params
+    assert {"q", "min_score", "source", "review", "cursor", "page_size"} <= search_params
     assert "tokenAuth" in schema["components"]["securitySchemes"]
 
 

@@ -227,7 +227,7 @@ def test_search(catalog, query, options, expected):
 
 @pytest.mark.django_db
 def test_search_is_newest_first_with_tags_prefetched(catalog, django_assert_num_queries):
-    with django_assert_num_queries(2):  # the assets, then all their tags
+    with django_assert_num_queries(3):  # the query's tag ids, the assets, then all their tags
         assets = list(services.search("animal"))
         summaries = [services.asset_summary(a) for a in assets]
     assert [s["filename"] for s in summaries] == ["rejected_cat.png", "dog.png", "cat.png"]

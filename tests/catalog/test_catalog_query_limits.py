@@ -6,6 +6,7 @@ bob (``reader`` on the API, ``viewer`` on the web) searches the three ``tagged``
 (animal, cat, sofa), blue (cup, coffee mug), green (animal, dog).
 """
 
+import base64
 from urllib.parse import urlencode
 
 import pytest
@@ -30,6 +31,11 @@ def viewer(end_user) -> Client:
     client = Client()
     client.force_login(end_user)
     return client
+
+
+def cursor(position: str) -> str:
+    """The API's ``cursor`` parameter for a page starting at ``position`` (DRF's encoding)."""
+    return base64.b64encode(position.encode()).decode()
 
 
 def api_search(reader, params, status: int):
@@ -121,9 +127,12 @@ ODD_INPUTS = {
     "min_score -1e400": ({"q": "cat", "min_score": "-1e400"}, 400, 400),
     "min_score text": ({"q": "cat", "min_score": "high"}, 400, 400),
     "min_score NUL": ({"q": "cat", "min_score": "\0"}, 400, 400),
-    "a huge page": ({"q": "cat", "page": "9" * 40}, 404, 200),
-    "page 1e400": ({"q": "cat", "page": "1e400"}, 404, 200),
-    "page -1": ({"q": "cat", "page": "-1"}, 404, 200),
+    "a cursor that is not one": ({"q": "cat", "cursor": "garbage"}, 404, 200),
+    "a cursor past any id": ({"q": "cat", "cursor": cursor("p=" + "9" * 40)}, 404, 200),
+    "a cursor with text for an id": ({"q": "cat", "cursor": cursor("p=cat")}, 404, 200),
+    "after a huge id": ({"q": "cat", "after": "9" * 40}, 200, 400),
+    "after -1": ({"q": "cat", "after": "-1"}, 200, 400),
+    "before 1e400": ({"q": "cat", "before": "1e400"}, 200, 400),
     "a huge page_size": ({"q": "cat", "page_size": "9" * 40}, 200, 200),
     "source NUL": ({"q": "cat", "source": "\0"}, 400, 400),
     "review text": ({"q": "cat", "review": "maybe"}, 400, 400),  # the gallery's review facet
@@ -215,6 +224,7 @@ MIN_SCORES = st.one_of(
     ODD_TEXT,
 )
 PAGES = st.one_of(st.integers(-5, 10**30).map(str), ODD_TEXT)
+CURSORS = st.one_of(ODD_TEXT, st.one_of(PAGES, ODD_TEXT).map(lambda p: cursor(f"p={p}")))
 FACETS = st.lists(
     st.tuples(st.sampled_from(["tag", "source", "review", "model", "date"]), st.one_of(LEAVES, ODD_TEXT)),
     max_size=12,
@@ -257,18 +267,20 @@ def test_no_query_text_makes_a_server_error(reader, viewer, tagged, query):
 @given(
     query=st.one_of(NESTED, st.text(max_size=50)),
     min_score=st.none() | MIN_SCORES,
-    page=st.none() | PAGES,
+    page=st.none() | CURSORS,
     page_size=st.none() | PAGES,
+    after=st.none() | PAGES,
     source=st.none() | st.sampled_from(["model", "human"]) | ODD_TEXT,
     review=st.none() | st.sampled_from(["suggested", "accepted", "rejected"]) | ODD_TEXT,
     facets=FACETS,
 )
 def test_no_search_parameters_make_a_server_error(
-    reader, viewer, tagged, query, min_score, page, page_size, source, review, facets
+    reader, viewer, tagged, query, min_score, page, page_size, after, source, review, facets
 ):
     options = {
         "min_score": min_score,
-        "page": page,
+        "cursor": page,
+        "after": after,
         "page_size": page_size,
         "source": source,
         "review": review,

@@ -1,0 +1,148 @@
+"""A large catalog stays fast by not reading all of a large result: counts and facet counts are
+exact up to a limit and estimates from the catalog's sample above it (and say so), pages go by
+keyset, and the scale migration applies to a catalog that already holds assets.
+
+The figures at a million assets are in ``tests/bench/bench_scale.py``; these tests pin what a
+user sees, on a catalog of a few thousand fake assets with the exact-count limit lowered.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.test import Client
+
+from catalog import facets, services
+from catalog.models import Asset, AssetTag, ModelVersion, Tag
+from tests.catalog.htmlquery import parse as parse_html
+
+ASSETS = 8_192  # 128 in the sample (1 in 64): an estimate within about 10% (one sigma)
+LIMIT = 500  # the exact-count limit in these tests
+
+
+def fake_catalog(n: int = ASSETS) -> dict[str, int]:
+    """``n`` tagged assets without originals: all have "thing", every third "third", the first
+    200 "rare"; returns how many assets have each tag."""
+    model = ModelVersion.objects.create(name="net", version="1")
+    tags = {name: Tag.objects.create(name=name) for name in ("thing", "third", "rare")}
+    assets = Asset.objects.bulk_create(
+        Asset(
+            sha256=f"{i:064x}",
+            uri=f"file:///nowhere/{i}",
+            filename=f"{i}.jpg",
+            size=1,
+            width=1,
+            height=1,
+            format="JPEG",
+            status=Asset.Status.TAGGED,
+        )
+        for i in range(n)
+    )
+    assets.sort(key=lambda a: a.pk)
+    rows, having = [], {"thing": 0, "third": 0, "rare": 0}
+    for i, asset in enumerate(assets):
+        for name, on in (("thing", True), ("third", i % 3 == 0), ("rare", i < 200)):
+            if on:
+                rows.append(
+                    AssetTag(asset=asset, tag=tags[name], score=0.9, source="model", model_version=model)
+                )
+                having[name] += 1
+    AssetTag.objects.bulk_create(rows, batch_size=2_000)
+    return having
+
+
+@pytest.fixture
+def viewer(end_user) -> Client:
+    """bob's browser: an end user, signed in."""
+    client = Client()
+    client.force_login(end_user)
+    return client
+
+
+@pytest.fixture
+def large(db, monkeypatch):
+    monkeypatch.setattr(facets, "EXACT_UP_TO", LIMIT)
+    return fake_catalog()
+
+
+def about_right(shown: str, truth: int, within: float = 0.3) -> bool:
+    """``shown`` is an estimate ("≈ 2,700") within ``within`` of ``truth``."""
+    match = re.fullmatch(r"≈ ([\d,]+)", shown.strip())
+    return bool(match) and abs(int(match[1].replace(",", "")) - truth) <= within * truth
+
+
+def test_a_small_result_is_counted_exactly(large):
+    size = facets.result_size(facets.filter_assets(facets.Filters(q="rare")))
+    assert size == facets.Size(200) and str(size) == "200"
+    result = facets.facet_counts(facets.filter_assets(facets.Filters(q="rare")), facets.Filters(q="rare"))
+    assert result.exact and {v.value: v.count for v in result.tag} == {"rare": 200, "thing": 200, "third": 67}
+
+
+def test_a_large_result_is_estimated_from_the_sample_and_says_so(large, viewer):
+    size = facets.result_size(Asset.objects.all())
+    assert not size.exact and about_right(str(size), ASSETS)
+    html = parse_html(viewer.get("/", {"q": "thing"}).content)
+    assert about_right(html.find(testid="result-count").text.removesuffix(" assets"), large["thing"])
+    shown = {
+        link.get("data-value"): link.find(testid="facet-count").text
+        for link in html.find_all(testid="facet-value")
+    }
+    assert about_right(shown["third"], large["third"]) and about_right(shown["net:1"], large["thing"])
+    assert len(html.find_all(testid="estimate-note")) == 1
+
+
+def test_exact_counts_on_demand(large, viewer):
+    html = parse_html(viewer.get("/", {"q": "thing"}).content)
+    exact = parse_html(viewer.get("/" + html.find(testid="exact-link").get("href")).content)
+    assert exact.find(testid="result-count").text == f"{ASSETS:,} assets"
+    shown = {
+        v.get("data-value"): v.find(testid="facet-count").text for v in exact.find_all(testid="facet-value")
+    }
+    assert shown["third"] == f"{large['third']:,}" and exact.find_all(testid="estimate-note") == []
+    # paging on keeps the exact counts
+    assert "exact=1" in exact.find(testid="page-next").get("href")
+
+
+def test_the_api_counts_exactly_up_to_its_limit_then_estimates(large, reader, monkeypatch):
+    answer = reader.get("/api/assets/", {"q": "rare", "page_size": 10}).json()
+    assert answer["count"] == large["rare"] and answer["count_exact"] is True
+    answer = reader.get("/api/assets/", {"q": "third", "page_size": 10}).json()
+    assert answer["count_exact"] is False and abs(answer["count"] - large["third"]) <= 0.3 * large["third"]
+    # every page of a large result follows by cursor, newest first, none missed or repeated
+    seen, url = [], "/api/assets/?q=rare&page_size=64"
+    while url:
+        page = reader.get(url).json()
+        seen += [a["id"] for a in page["results"]]
+        url = page["next"]
+    assert len(seen) == 200 == len(set(seen)) and seen == sorted(seen, reverse=True)
+
+
+def test_a_tag_the_catalog_does_not_have_matches_nothing_and_not_it_matches_everything(large):
+    assert services.search("no such tag").count() == 0
+    assert services.search('-"no such tag"').count() == ASSETS
+    assert services.search('rare OR "no such tag"').count() == 200
+    assert facets.filter_assets(facets.Filters(tag=("no such tag",))).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_scale_migration_applies_to_a_catalog_that_holds_assets():
+    executor = MigrationExecutor(connection)
+    executor.migrate([("catalog", "0005_tagthreshold_roles")])
+    old = MigrationExecutor(connection).loader.project_state([("catalog", "0005_tagthreshold_roles")]).apps
+    asset = old.get_model("catalog", "Asset").objects.create(
+        sha256="a" * 64, uri="file:///a", filename="a.jpg", size=1, width=1, height=1, format="JPEG"
+    )
+    tag = old.get_model("catalog", "Tag").objects.create(name="cat")
+    old.get_model("catalog", "AssetTag").objects.create(asset=asset, tag=tag, score=0.8, source="model")
+
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    with connection.cursor() as cursor:
+        indexes = connection.introspection.get_constraints(cursor, "catalog_assettag")
+    assert "catalog_assettag_tag_asset" in indexes and "catalog_assettag_tag_score" not in indexes
+    assert [a.filename for a in services.search("cat")] == ["a.jpg"]
