@@ -132,7 +132,7 @@ def search(
 
     total, rows = search_page(query, limit=limit, min_score=min_score, source=source, review=review)
     if as_json:
-        print_json({"count": total, "results": rows})
+        print_json({"count": total.count, "count_exact": total.exact, "results": rows})
         return
     table = Table("id", "file", "size", "tags", title=f"{total} asset(s) match {query!r}")
     for row in rows:
