@@ -17,12 +17,14 @@ of assets in the current result that match it, which is the result count after c
 
 **Counts at scale.** A result of up to :data:`EXACT_UP_TO` assets is counted and faceted
 exactly. A larger one is counted and faceted on the catalog's sample
-(:data:`catalog.models.IN_SAMPLE`: 1 asset in 64; the smaller sample, 1 in 512, for results so
-large that the first would hold more than :data:`SAMPLED_ASSETS` of their assets), and the
-figures are estimates that say so (``≈ 12,000``): no page waits on reading a million tag rows.
-``exact=1`` asks for exact counts (a slow page at a million assets). Estimates are rounded to
-two significant digits; one from ``k`` assets of a sample is off by about ``1/sqrt(k)`` of
-itself (a facet value on 100 sampled assets: about 10%).
+(:data:`catalog.models.IN_SAMPLE`): its assets in the small sample (1 in 512) when there are at
+least :data:`ENOUGH` of them (a result of about 50,000 assets or more), else in the sample (1 in
+64). The figures are then estimates that say so (``≈ 12,000``), and no page waits on reading a
+million tag rows; ``exact=1`` asks for exact counts (a slow page at a million assets).
+Estimates are rounded to two significant digits; one from ``k`` assets of a sample is off by
+about ``1/sqrt(k)`` of itself (a facet value on 100 sampled assets: about 10%). The ids counted
+(the whole result, or its sampled assets: at most about 2,000 at a million assets) are read
+once, and every facet query looks up those ids rather than run the search again.
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ from catalog.query import SOURCES, compile_query, normalize_tag_name, tag_ids
 FACETS = ("tag", "source", "review", "model", "date")
 TOP_TAGS = 20
 MONTH = re.compile(r"^(\d{4})-(\d{2})$")
-EXACT_UP_TO = 5_000  # results up to this many assets get exact counts
-SAMPLED_ASSETS = 2_000  # at most about this many assets of a result are faceted (the sample's)
+EXACT_UP_TO = 1_000  # results up to this many assets get exact counts
+ENOUGH = 100  # sampled assets of a result that make a good enough estimate (about 10%)
 
 
 @dataclass(frozen=True)
@@ -96,10 +98,18 @@ def about(count: int) -> int:
 
 @dataclass(frozen=True)
 class Size:
-    """How many assets a result has: exact, or estimated from the sample."""
+    """How many assets a result has: exact, or estimated from the sample.
+
+    Attributes:
+        ids: the assets counted: the whole result when exact, its sampled assets when not;
+            None when the count did not read them (the facets then run the search again).
+        every: how many assets of the result each id stands for (1 when exact).
+    """
 
     count: int
     exact: bool = True
+    ids: tuple[int, ...] | None = field(default=None, repr=False, compare=False)
+    every: int = field(default=1, compare=False)
 
     def __str__(self) -> str:
         return f"{self.count:,}" if self.exact else f"≈ {self.count:,}"
@@ -235,21 +245,18 @@ def filter_assets(filters: Filters) -> QuerySet[Asset]:
 
 def result_size(assets: QuerySet[Asset], limit: int | None = None) -> Size:
     """How many assets ``assets`` has: counted up to ``limit`` (:data:`EXACT_UP_TO`), estimated
-    from a sample above.
-
-    The count stops at ``limit + 1`` rows, so it never reads a large result. The estimate counts
-    the result's assets in the small sample (1 in 512), or in the sample (1 in 64) when the small
-    one holds fewer than 100 of them (a result under about 50,000 assets), and scales up.
+    from the sample above (see the module docstring). Reads at most ``limit + 1`` ids of the
+    result, then its ids in the small sample, then (too few there) in the sample.
     """
     limit = EXACT_UP_TO if limit is None else limit
-    ids = assets.order_by().values("pk")
-    counted = ids[: limit + 1].count()
-    if counted <= limit:
-        return Size(counted)
-    sampled, every = ids.filter(IN_SMALL_SAMPLE).count(), SMALL_SAMPLE_EVERY
-    if sampled < 100:
-        sampled, every = ids.filter(IN_SAMPLE).count(), SAMPLE_EVERY
-    return Size(max(limit + 1, about(sampled * every)), exact=False)
+    ids = assets.order_by().values_list("pk", flat=True)
+    found = tuple(ids[: limit + 1])
+    if len(found) <= limit:
+        return Size(len(found), ids=found)
+    sampled, every = tuple(ids.filter(IN_SMALL_SAMPLE)), SMALL_SAMPLE_EVERY
+    if len(sampled) < ENOUGH:
+        sampled, every = tuple(ids.filter(IN_SAMPLE)), SAMPLE_EVERY
+    return Size(max(limit + 1, about(len(sampled) * every)), exact=False, ids=sampled, every=every)
 
 
 def facet_counts(assets: QuerySet[Asset], filters: Filters, *, size: Size | None = None) -> Facets:
@@ -259,20 +266,19 @@ def facet_counts(assets: QuerySet[Asset], filters: Filters, *, size: Size | None
         assets: the current result, e.g. from :func:`filter_assets`.
         filters: the filters that made it (for ``min_score`` and which values are active).
         size: the result's size, when already known (:func:`result_size`; an exact count of
-            a large result gives exact facet counts, slow at a million assets).
+            a large result without its ids gives exact facet counts, slow at a million assets).
     """
     size = size or result_size(assets)
-    scale = 1
-    if not size.exact:
-        small = size.count > SAMPLED_ASSETS * SAMPLE_EVERY
-        scale = SMALL_SAMPLE_EVERY if small else SAMPLE_EVERY
-        assets = assets.filter(IN_SMALL_SAMPLE if small else IN_SAMPLE)
-    ids = assets.order_by().values("pk")
-    rows = AssetTag.objects.filter(asset_id__in=ids, score__gte=filters.min_score)
+    members = size.ids  # look the counted ids up, rather than run the search again
+    if members is None:
+        members = assets.order_by().values("pk")
+    else:
+        assets = Asset.objects.filter(pk__in=members)
+    rows = AssetTag.objects.filter(asset_id__in=members, score__gte=filters.min_score)
     counted = rows.exclude(review=AssetTag.Review.REJECTED)
 
     def value(facet: str, raw: str, count: int, label: str = "") -> FacetValue:
-        count = about(count * scale) if scale > 1 else count
+        count = about(count * size.every) if size.every > 1 else count
         return FacetValue(raw, count, label or raw, raw in getattr(filters, facet), size.exact)
 
     facets = Facets(exact=size.exact)
