@@ -48,6 +48,7 @@ from catalog.serializers import (
     UploadErrorsSerializer,
     UploadRequestSerializer,
     UploadResponseSerializer,
+    asset_list_data,
 )
 from catalog.storage import get_storage
 from core.imageio import ImageError
@@ -178,10 +179,14 @@ class AssetListView(generics.ListAPIView):
         params = SearchParamsSerializer(data=self.request.query_params)
         params.is_valid(raise_exception=True)
         options = dict(params.validated_data)
-        try:
-            return services.search(options.pop("q"), **options)
+        try:  # the tags are read by asset_list_data, for the page only
+            return services.search(options.pop("q"), **options).prefetch_related(None)
         except QueryError as exc:
             raise ValidationError({"q": [str(exc)]}) from None
+
+    def list(self, request, *args, **kwargs):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(asset_list_data(page, self.get_serializer_context()))
 
     @extend_schema(
         summary="Search assets by tag",

@@ -172,11 +172,7 @@ class AssetTag(models.Model):
     def review_state(self) -> str:
         """What people see: ``suggested``, ``accepted``, ``added`` or ``rejected`` (see
         :data:`REVIEW_STATES`)."""
-        if self.review == self.Review.REJECTED:
-            return "rejected"
-        if self.source == self.Source.HUMAN and self.review == self.Review.ACCEPTED:
-            return "added"
-        return self.review
+        return review_state(self.review, self.source)
 
     def __str__(self) -> str:
         return f"{self.tag} on asset {self.asset_id}: {self.score:.2f} ({self.source}, {self.review})"
@@ -218,6 +214,15 @@ class TagThreshold(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tag} in {self.model_name}:{self.model_version}: {self.threshold:g}"
+
+
+def review_state(review: str, source: str) -> str:
+    """The review state people see of a tag row with this ``review`` and ``source``."""
+    if review == AssetTag.Review.REJECTED:
+        return "rejected"
+    if source == AssetTag.Source.HUMAN and review == AssetTag.Review.ACCEPTED:
+        return "added"
+    return review
 
 
 # The review states people see, as conditions on tag rows (the same mapping as

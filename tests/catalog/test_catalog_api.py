@@ -9,8 +9,13 @@ import json
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.test import APIRequestFactory
 
+from catalog import services
 from catalog.models import Asset, AssetTag
+from catalog.serializers import AssetSerializer
 
 pytestmark = pytest.mark.django_db
 
@@ -459,3 +464,17 @@ def test_the_api_shows_the_review_state_people_see(client_with_token, reader, up
         client_with_token.post(url, {"tag": tag, "action": action}, format="json")
     tags = {t["name"]: t["state"] for t in reader.get(f"{ASSETS}{uploaded['red']['id']}/").json()["tags"]}
     assert tags == {"cat": "accepted", "animal": "rejected", "sofa": "added", "egyptian cat": "suggested"}
+
+
+def test_the_search_answers_each_asset_as_the_asset_serializer_does(reader, tagged):
+    """The search list builds its tags from plain rows (catalog.serializers.asset_list_data);
+    every field of every tag kind (suggested, accepted, added by a person, rejected with its
+    reviewer, two model versions) equals what AssetSerializer, the API's one definition, gives."""
+    listed = reader.get(ASSETS, {"page_size": 500}).json()["results"]
+    context = {"request": Request(APIRequestFactory().get(ASSETS))}
+    assets = services.with_tags(Asset.objects.order_by("-id"))
+    expected = json.loads(JSONRenderer().render(AssetSerializer(assets, many=True, context=context).data))
+    assert listed == expected
+    states = {tag["state"] for asset in listed for tag in asset["tags"]}
+    assert states == {"suggested", "accepted", "added", "rejected"}
+    assert {tag["reviewed_by"] for asset in listed for tag in asset["tags"]} == {None, "alice"}
