@@ -24,7 +24,8 @@ million tag rows; ``exact=1`` asks for exact counts (a slow page at a million as
 Estimates are rounded to two significant digits; one from ``k`` assets of a sample is off by
 about ``1/sqrt(k)`` of itself (a facet value on 100 sampled assets: about 10%). The ids counted
 (the whole result, or its sampled assets: at most about 2,000 at a million assets) are read
-once, and every facet query looks up those ids rather than run the search again.
+once; their tag rows are then read in one query and counted in Python, rather than the search
+running again under each facet's aggregate.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
@@ -46,6 +48,8 @@ from catalog.models import (
     Asset,
     AssetTag,
     ModelVersion,
+    Tag,
+    review_state,
 )
 from catalog.query import SOURCES, compile_query, normalize_tag_name, tag_ids
 
@@ -275,38 +279,15 @@ def facet_counts(assets: QuerySet[Asset], filters: Filters, *, size: Size | None
     else:
         assets = Asset.objects.filter(pk__in=members)
     rows = AssetTag.objects.filter(asset_id__in=members, score__gte=filters.min_score)
-    counted = rows.exclude(review=AssetTag.Review.REJECTED)
 
     def value(facet: str, raw: str, count: int, label: str = "") -> FacetValue:
         count = about(count * size.every) if size.every > 1 else count
         return FacetValue(raw, count, label or raw, raw in getattr(filters, facet), size.exact)
 
     facets = Facets(exact=size.exact)
-    by_tag = (
-        counted.values("tag__name")
-        .annotate(n=Count("asset_id"))  # an asset has a tag once
-        .order_by("-n", "tag__name")[:TOP_TAGS]
-    )
-    facets.tag = [value("tag", row["tag__name"], row["n"]) for row in by_tag]
-    by_source = counted.values("source").annotate(n=Count("asset_id", distinct=True)).order_by("-n", "source")
-    facets.source = [value("source", row["source"], row["n"]) for row in by_source]
-    states = rows.aggregate(
-        **{
-            state: Count("asset_id", filter=condition, distinct=True)
-            for state, condition in REVIEW_STATES.items()
-        }
-    )
-    facets.review = [value("review", state, n) for state, n in states.items() if n]
-    by_model = (
-        counted.filter(model_version__isnull=False)
-        .values("model_version__name", "model_version__version")
-        .annotate(n=Count("asset_id", distinct=True))
-        .order_by("-n", "model_version__name", "model_version__version")
-    )
-    facets.model = [
-        value("model", f"{row['model_version__name']}:{row['model_version__version']}", row["n"])
-        for row in by_model
-    ]
+    counts = _row_counts(rows) if size.ids is not None else _row_counts_in_sql(rows)
+    for facet in ("tag", "source", "review", "model"):
+        setattr(facets, facet, [value(facet, raw, n) for raw, n in counts[facet]])
     by_month = (
         assets.order_by()
         .annotate(month=TruncMonth("created_at", tzinfo=dt.UTC))
@@ -319,3 +300,64 @@ def facet_counts(assets: QuerySet[Asset], filters: Filters, *, size: Size | None
         for row in by_month
     ]
     return facets
+
+
+def _row_counts(rows: QuerySet[AssetTag]) -> dict[str, list[tuple[str, int]]]:
+    """Assets per tag (the top :data:`TOP_TAGS`), source, review state and model version among
+    ``rows``, counted in Python from one read of the rows: for the few thousand assets of a
+    small result or a sample, one query instead of four aggregates that each read the rows."""
+    per_tag: Counter[int] = Counter()
+    sources, states, models = defaultdict(set), defaultdict(set), defaultdict(set)
+    fields = ("asset_id", "tag_id", "source", "review", "model_version_id")
+    for asset_id, tag_id, source, review, model_id in rows.values_list(*fields):
+        states[review_state(review, source)].add(asset_id)
+        if review == AssetTag.Review.REJECTED:
+            continue
+        per_tag[tag_id] += 1  # an asset has a tag once
+        sources[source].add(asset_id)
+        if model_id is not None:
+            models[model_id].add(asset_id)
+    least = sorted(per_tag.values(), reverse=True)[TOP_TAGS - 1] if len(per_tag) >= TOP_TAGS else 0
+    top = [tag for tag, n in per_tag.items() if n >= least]  # the top ones and their ties
+    names = dict(Tag.objects.filter(pk__in=top).values_list("pk", "name"))
+    versions = {m.pk: (m.name, m.version) for m in ModelVersion.objects.filter(pk__in=list(models))}
+    by_tag = sorted(((names[t], per_tag[t]) for t in top), key=lambda item: (-item[1], item[0]))
+    by_model = [
+        (f"{name}:{version}", n)
+        for (name, version), n in sorted(
+            ((versions[m], len(a)) for m, a in models.items()), key=lambda item: (-item[1], item[0])
+        )
+    ]
+    return {
+        "tag": by_tag[:TOP_TAGS],
+        "source": sorted(((k, len(a)) for k, a in sources.items()), key=lambda item: (-item[1], item[0])),
+        "review": [(state, len(states[state])) for state in REVIEW_STATES if states[state]],
+        "model": by_model,
+    }
+
+
+def _row_counts_in_sql(rows: QuerySet[AssetTag]) -> dict[str, list[tuple[str, int]]]:
+    """What :func:`_row_counts` gives, with the database aggregating (for exact counts of a
+    large result, whose rows are too many to read)."""
+    counted = rows.exclude(review=AssetTag.Review.REJECTED)
+    by_tag = (
+        counted.values("tag__name")
+        .annotate(n=Count("asset_id"))  # an asset has a tag once
+        .order_by("-n", "tag__name")[:TOP_TAGS]
+    )
+    by_source = counted.values("source").annotate(n=Count("asset_id", distinct=True)).order_by("-n", "source")
+    states = rows.aggregate(
+        **{state: Count("asset_id", filter=condition, distinct=True) for state, condition in REVIEW_STATES.items()}
+    )
+    by_model = (
+        counted.filter(model_version__isnull=False)
+        .values("model_version__name", "model_version__version")
+        .annotate(n=Count("asset_id", distinct=True))
+        .order_by("-n", "model_version__name", "model_version__version")
+    )
+    return {
+        "tag": [(row["tag__name"], row["n"]) for row in by_tag],
+        "source": [(row["source"], row["n"]) for row in by_source],
+        "review": [(state, n) for state, n in states.items() if n],
+        "model": [(f"{row['model_version__name']}:{row['model_version__version']}", row["n"]) for row in by_model],
+    }

@@ -10,7 +10,8 @@
   worker commit.
 
 The new indexes are made before the old ones are dropped. On PostgreSQL this locks writes to
-the tables while the indexes are built (about N s at a million assets, see the README).
+the tables while the indexes are built: 9 s at a million assets (6.3 million tag rows) on the
+2-core development machine.
 """
 
 import django.db.models.deletion

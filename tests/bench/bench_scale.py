@@ -20,7 +20,7 @@ process):
    caches are measured), in process through Django's test client signed in as a content
    manager: the search API (``GET /api/assets/?q=``, what the API runs: its count, a page of
    50, the tags) for one tag, AND, OR, NOT and ``min_score``; the gallery with its facets
-   (unfiltered, a common tag, a rare tag, facet filters, a deep page); the asset page; the
+   (unfiltered, a common tag, a rare tag, facet filters, a page 400 deep by ``?after=``); the asset page; the
    thresholds page; the ``imgtag requeue --stale-model`` selection (``requeue_stale`` with a
    publisher that only counts: its pages of 500 assets, the messages built, nothing sent);
    and a worker's commit, ``record_tags_batch`` of 32 stale assets' new tags (ms per asset).

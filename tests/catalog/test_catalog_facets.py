@@ -122,3 +122,13 @@ def test_params_give_the_filters_back():
 def test_a_bad_query_raises_with_the_parser_message(tagged):
     with pytest.raises(QueryError, match=r"at character 5: expected '\)'"):
         list(facets.filter_assets(facets.Filters(q="(cat")))
+
+
+def test_counting_the_read_rows_gives_what_the_database_aggregates_give(tagged):
+    """Facets of a result whose ids were read are counted in Python from its tag rows; those of
+    a result counted without its ids (exact counts of a large result) by SQL aggregates."""
+    for filters in (facets.Filters(), facets.Filters(min_score=0.9), facets.Filters(q="animal")):
+        assets = facets.filter_assets(filters)
+        read = facets.facet_counts(assets, filters)
+        aggregated = facets.facet_counts(assets, filters, size=facets.Size(assets.count()))
+        assert read.items() == aggregated.items() and read.review, filters

@@ -146,3 +146,34 @@ def test_the_scale_migration_applies_to_a_catalog_that_holds_assets():
         indexes = connection.introspection.get_constraints(cursor, "catalog_assettag")
     assert "catalog_assettag_tag_asset" in indexes and "catalog_assettag_tag_score" not in indexes
     assert [a.filename for a in services.search("cat")] == ["a.jpg"]
+
+
+def test_the_top_tags_break_ties_by_name_as_the_database_does(db):
+    """25 tags, several tied at the 20th place: the counts read in Python keep the same top 20
+    as SQL's ORDER BY count DESC, name."""
+    model = ModelVersion.objects.create(name="net", version="1")
+    assets = Asset.objects.bulk_create(
+        Asset(
+            sha256=f"{i:064x}",
+            uri=f"file:///nowhere/{i}",
+            filename=f"{i}.jpg",
+            size=1,
+            width=1,
+            height=1,
+            format="JPEG",
+            status=Asset.Status.TAGGED,
+        )
+        for i in range(30)
+    )
+    tags = [Tag.objects.create(name=f"tag {25 - k:02d}") for k in range(25)]  # names against count order
+    counts = [30 - k if k < 15 else 12 for k in range(25)]  # tags 16 to 25 tie at 12 assets
+    AssetTag.objects.bulk_create(
+        AssetTag(asset=asset, tag=tag, score=0.9, source="model", model_version=model)
+        for tag, n in zip(tags, counts, strict=True)
+        for asset in assets[:n]
+    )
+    everything = Asset.objects.all()
+    read = facets.facet_counts(everything, facets.Filters())
+    aggregated = facets.facet_counts(everything, facets.Filters(), size=facets.Size(30))
+    assert [(v.value, v.count) for v in read.tag] == [(v.value, v.count) for v in aggregated.tag]
+    assert len(read.tag) == facets.TOP_TAGS and read.tag[-1].count == 12
