@@ -27,6 +27,7 @@ import dj_database_url
 import numpy as np
 import psycopg
 import pytest
+from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -243,6 +244,14 @@ def client_for(django_user_model):
         return token_client(make_user(django_user_model, username, role))
 
     return make
+
+
+@pytest.fixture
+def viewer(end_user) -> Client:
+    """bob's browser: an end user, signed in to the web pages."""
+    client = Client()
+    client.force_login(end_user)
+    return client
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from urllib.parse import urlencode
 
 import pytest
 from django.db import transaction
-from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,14 +22,6 @@ pytestmark = pytest.mark.django_db
 
 ASSETS = "/api/assets/"
 SEARCH = "/search/"
-
-
-@pytest.fixture
-def viewer(end_user) -> Client:
-    """bob's browser: an end user, signed in."""
-    client = Client()
-    client.force_login(end_user)
-    return client
 
 
 def cursor(position: str) -> str:

@@ -13,7 +13,6 @@ import re
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
-from django.test import Client
 
 from catalog import facets, services
 from catalog.models import Asset, AssetTag, ModelVersion, Tag
@@ -23,11 +22,8 @@ ASSETS = 8_192  # 128 in the sample (1 in 64): an estimate within about 10% (one
 LIMIT = 500  # the exact-count limit in these tests
 
 
-def fake_catalog(n: int = ASSETS) -> dict[str, int]:
-    """``n`` tagged assets without originals: all have "thing", every third "third", the first
-    200 "rare"; returns how many assets have each tag."""
-    model = ModelVersion.objects.create(name="net", version="1")
-    tags = {name: Tag.objects.create(name=name) for name in ("thing", "third", "rare")}
+def fake_assets(n: int) -> list[Asset]:
+    """``n`` tagged assets without originals, oldest first."""
     assets = Asset.objects.bulk_create(
         Asset(
             sha256=f"{i:064x}",
@@ -41,7 +37,15 @@ def fake_catalog(n: int = ASSETS) -> dict[str, int]:
         )
         for i in range(n)
     )
-    assets.sort(key=lambda a: a.pk)
+    return sorted(assets, key=lambda a: a.pk)
+
+
+def fake_catalog(n: int = ASSETS) -> dict[str, int]:
+    """``n`` tagged assets without originals: all have "thing", every third "third", the first
+    200 "rare"; returns how many assets have each tag."""
+    model = ModelVersion.objects.create(name="net", version="1")
+    tags = {name: Tag.objects.create(name=name) for name in ("thing", "third", "rare")}
+    assets = fake_assets(n)
     rows, having = [], {"thing": 0, "third": 0, "rare": 0}
     for i, asset in enumerate(assets):
         for name, on in (("thing", True), ("third", i % 3 == 0), ("rare", i < 200)):
@@ -52,14 +56,6 @@ def fake_catalog(n: int = ASSETS) -> dict[str, int]:
                 having[name] += 1
     AssetTag.objects.bulk_create(rows, batch_size=2_000)
     return having
-
-
-@pytest.fixture
-def viewer(end_user) -> Client:
-    """bob's browser: an end user, signed in."""
-    client = Client()
-    client.force_login(end_user)
-    return client
 
 
 @pytest.fixture
@@ -152,19 +148,7 @@ def test_the_top_tags_break_ties_by_name_as_the_database_does(db):
     """25 tags, several tied at the 20th place: the counts read in Python keep the same top 20
     as SQL's ORDER BY count DESC, name."""
     model = ModelVersion.objects.create(name="net", version="1")
-    assets = Asset.objects.bulk_create(
-        Asset(
-            sha256=f"{i:064x}",
-            uri=f"file:///nowhere/{i}",
-            filename=f"{i}.jpg",
-            size=1,
-            width=1,
-            height=1,
-            format="JPEG",
-            status=Asset.Status.TAGGED,
-        )
-        for i in range(30)
-    )
+    assets = fake_assets(30)
     tags = [Tag.objects.create(name=f"tag {25 - k:02d}") for k in range(25)]  # names against count order
     counts = [30 - k if k < 15 else 12 for k in range(25)]  # tags 16 to 25 tie at 12 assets
     AssetTag.objects.bulk_create(

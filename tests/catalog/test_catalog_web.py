@@ -23,14 +23,6 @@ def manager(user) -> Client:
     return client
 
 
-@pytest.fixture
-def viewer(end_user) -> Client:
-    """bob's browser: an end user, signed in."""
-    client = Client()
-    client.force_login(end_user)
-    return client
-
-
 def page(client, url, status=200, **params):
     response = client.get(url, params)
     assert response.status_code == status, response.content[:1000]
