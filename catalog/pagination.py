@@ -3,7 +3,7 @@
 - :class:`Pagination`: ``?page=`` and ``?page_size=``, for short lists (tags).
 - :class:`AssetCursorPagination`: the asset search, newest first, by cursor (keyset): every
   page, deep ones too, is one index range read at a million assets. Its ``count`` is exact up
-  to :data:`catalog.facets.EXACT_UP_TO` (5,000) assets, as the gallery's, and an estimate from
+  to :data:`catalog.facets.EXACT_UP_TO` (1,000) assets, as the gallery's, and an estimate from
   the catalog's sample above that (``count_exact`` says which), so a search never waits on
   counting a large result.
 """
