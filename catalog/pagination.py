@@ -37,7 +37,7 @@ class AssetCursorPagination(CursorPagination):
         is an asset id: a crafted cursor must not reach the database as text or a huge number."""
         cursor = super().decode_cursor(request)
         position = cursor.position if cursor else None
-        if position is not None and not (position.isdigit() and 0 < int(position) < 2**63):
+        if position is not None and not (position.isascii() and position.isdigit() and 0 < int(position) < 2**63):
             raise NotFound(self.invalid_cursor_message)
         return cursor
 

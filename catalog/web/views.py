@@ -79,12 +79,13 @@ def _link(filters: facets.Filters, *extra: tuple[str, str]) -> str:
 
 
 def _asset_id(request, name: str, problems: list[str]) -> int | None:
+    """The asset id in the query parameter ``name`` (None when absent; a problem when not one)."""
     raw = request.GET.get(name, "").strip()
     if not raw:
         return None
-    if raw.isdigit() and 0 < int(raw) < 2**63:
+    if raw.isascii() and raw.isdigit() and int(raw) < 2**63:
         return int(raw)
-    problems.append(f"{name} must be an asset id (a whole number above 0), got {raw!r}")
+    problems.append(f"{name} must be an asset id (a whole number), got {raw!r}")
     return None
 
 
@@ -145,7 +146,10 @@ def gallery(request):
     if not problems:
         size = facets.Size(assets.count()) if exact else facets.result_size(assets)
         counts = facets.facet_counts(assets, filters, size=size)
-    kept = ("exact", "1") if exact else None
+    kept = [("exact", "1")] if exact else []
+    # an empty page (past the last asset, or one deleted since) still links to its neighbours
+    first = rows[0].pk if rows else (after - 1 if after is not None else before)
+    last = rows[-1].pk if rows else (before + 1 if before is not None else after)
     toggle = filters.without_value, filters.with_value  # an active value's link removes it
     sidebar = [
         (
@@ -168,12 +172,8 @@ def gallery(request):
             "exact_link": _link(filters, ("exact", "1")),
             "sidebar": sidebar,
             "active": active,
-            "prev_link": _link(filters, *filter(None, [kept, ("before", str(rows[0].pk))]))
-            if has_previous
-            else "",
-            "next_link": _link(filters, *filter(None, [kept, ("after", str(rows[-1].pk))]))
-            if has_next
-            else "",
+            "prev_link": _link(filters, *kept, ("before", str(first))) if has_previous else "",
+            "next_link": _link(filters, *kept, ("after", str(last))) if has_next else "",
             "next_url": request.get_full_path(),
         },
         status=400 if problems else 200,

@@ -124,6 +124,8 @@ ODD_INPUTS = {
     "after a huge id": ({"q": "cat", "after": "9" * 40}, 200, 400),
     "after -1": ({"q": "cat", "after": "-1"}, 200, 400),
     "before 1e400": ({"q": "cat", "before": "1e400"}, 200, 400),
+    "after a superscript digit": ({"q": "cat", "after": "²"}, 200, 400),
+    "a cursor at a superscript digit": ({"q": "cat", "cursor": cursor("p=²")}, 404, 200),
     "a huge page_size": ({"q": "cat", "page_size": "9" * 40}, 200, 200),
     "source NUL": ({"q": "cat", "source": "\0"}, 400, 400),
     "review text": ({"q": "cat", "review": "maybe"}, 400, 400),  # the gallery's review facet

@@ -516,3 +516,15 @@ def test_tags_accepted_and_added_on_the_web_are_ingest_labels(manager, tagged, s
         blue.uri: {"cup", "saucer"},
         green.uri: {"garden"},
     }
+
+
+def test_a_page_past_the_last_asset_is_empty_and_links_back(viewer, tagged):
+    oldest = min(asset.pk for asset in tagged.values())
+    html = page(viewer, "/", after=str(oldest))
+    assert cards(html) == {} and html.find_all(testid="page-next") == []
+    back = page(viewer, "/" + html.find(testid="page-prev").get("href"))
+    assert oldest in cards(back)
+    newest = max(asset.pk for asset in tagged.values())
+    html = page(viewer, "/", before=str(newest))
+    assert cards(html) == {} and html.find_all(testid="page-prev") == []
+    assert newest in cards(page(viewer, "/" + html.find(testid="page-next").get("href")))
