@@ -123,7 +123,12 @@ class AssetTag(models.Model):
     score = models.FloatField(help_text="0 to 1; 1 for a tag a person added")
     source = models.CharField(max_length=8, choices=Source.choices)
     model_version = models.ForeignKey(
-        ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="asset_tags"
+        ModelVersion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="asset_tags",
+        db_index=False,  # (model_version, asset) is indexed (see Meta)
     )
     review = models.CharField(max_length=10, choices=Review.choices, default=Review.SUGGESTED)
     reviewed_by = models.ForeignKey(
@@ -148,6 +153,10 @@ class AssetTag(models.Model):
                 include=["score", "review", "source"],
                 name="catalog_assettag_tag_asset",
             ),
+            # a model facet filter looks up (model version, asset); SQLite, without table
+            # statistics, would otherwise pick a model-version-only index and read a whole
+            # version's rows for every asset
+            models.Index(fields=["model_version", "asset"], name="catalog_assettag_model_asset"),
             models.Index(
                 fields=["reviewed_by"],
                 condition=Q(reviewed_by__isnull=False),

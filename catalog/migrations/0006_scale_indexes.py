@@ -5,6 +5,9 @@
   ``(tag, score)`` index and the ``tag`` foreign key's own index.
 - ``catalog_asset_sample``: the ids of the catalog's sample (1 asset in 64, in runs of 8), which
   large results are counted and their facets estimated from (:data:`catalog.models.IN_SAMPLE`).
+- ``catalog_assettag_model_asset``: ``(model_version, asset)`` replaces the ``model_version``
+  key's own index, so a model facet filter's look-up per asset has an index of its own (SQLite,
+  without statistics, used to read a whole version's rows per asset through the old one).
 - The ``asset`` foreign key loses its own index (``(asset, tag)`` is unique, so indexed) and
   ``reviewed_by``'s index becomes partial (only reviewed rows): fewer indexes to update on each
   worker commit.
@@ -63,6 +66,10 @@ class Migration(migrations.Migration):
                 name="catalog_assettag_reviewer",
             ),
         ),
+        migrations.AddIndex(
+            model_name="assettag",
+            index=models.Index(fields=["model_version", "asset"], name="catalog_assettag_model_asset"),
+        ),
         migrations.RemoveIndex(
             model_name="assettag",
             name="catalog_assettag_tag_score",
@@ -97,6 +104,18 @@ class Migration(migrations.Migration):
                 on_delete=django.db.models.deletion.CASCADE,
                 related_name="asset_tags",
                 to="catalog.tag",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="assettag",
+            name="model_version",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="asset_tags",
+                to="catalog.modelversion",
             ),
         ),
     ]
