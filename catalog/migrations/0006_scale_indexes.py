@@ -13,7 +13,7 @@
   worker commit.
 
 The new indexes are made before the old ones are dropped. On PostgreSQL this locks writes to
-the tables while the indexes are built: 9 s at a million assets (6.3 million tag rows) on the
+the tables while the indexes are built: about 15 s at a million assets (6.3 million tag rows) on the
 2-core development machine.
 """
 
