@@ -28,7 +28,7 @@ LEARNED = "learned"
 IMAGENET = "imagenet"
 MODEL_FILE = "model.keras"
 INFO_FILE = "model.json"
-NUM_BLOCKS = sum(stage.repeats for stage in backbone.STAGES)  # 16 MBConv blocks
+NUM_BLOCKS = backbone.DEFAULT.blocks  # MBConv blocks of the default backbone (Lite0: 16, Lite2: 21)
 
 
 # JPEG segments scanned for the EXIF block, and IFD0 entries searched for the orientation: both
@@ -181,8 +181,9 @@ def decode_and_resize(encoded, image_size: int):
     return tf.clip_by_value(resized, 0.0, 255.0)
 
 
-def build(num_tags: int, image_size: int, dropout: float = 0.2):
-    """The two-headed model and the single-output model that training fits.
+def build(num_tags: int, image_size: int, dropout: float = 0.2, which: str | None = None):
+    """The two-headed model and the single-output model that training fits, on the backbone
+    ``which`` (default :data:`core.backbone.DEFAULT`).
 
     Returns:
         ``(full, trainer)``: ``full`` maps images to ``{"learned": sigmoid scores,
@@ -192,7 +193,7 @@ def build(num_tags: int, image_size: int, dropout: float = 0.2):
     import keras
     from keras import layers
 
-    base = backbone.load_pretrained(include_top=True, image_size=image_size)
+    base = backbone.load_pretrained(include_top=True, image_size=image_size, which=which)
     for layer in base.layers:
         layer.trainable = False
     features = base.get_layer("features").output
@@ -209,11 +210,12 @@ def unfreeze_top_blocks(model, blocks: int) -> list[str]:
     BatchNorm layers and the ImageNet classifier stay frozen. Returns the names of the layers
     made trainable.
     """
-    if not 0 <= blocks <= NUM_BLOCKS:
-        raise InvalidValue(f"fine-tune blocks must be between 0 and {NUM_BLOCKS}, got {blocks}")
+    total = 1 + max(int(layer.name.split(".")[1]) for layer in model.layers if layer.name.startswith("blocks."))
+    if not 0 <= blocks <= total:
+        raise InvalidValue(f"fine-tune blocks must be between 0 and {total}, got {blocks}")
     if blocks == 0:
         return []
-    first = NUM_BLOCKS - blocks
+    first = total - blocks
     names = []
     for layer in model.layers:
         name = layer.name

@@ -95,6 +95,14 @@ class TagMap:
         """Immediate parent tags of ``tag`` (empty for a top-level tag)."""
         return [self.parent[tag]] if tag in self.parent else []
 
+    def class_members(self) -> dict[str, list[str]]:
+        """For each tag, the own tags of the ImageNet classes it scores (``cat``: ``tabby cat``,
+        ``tiger cat`` ...; a class's own tag: itself)."""
+        return {
+            tag: sorted({self.class_tags[k] for k in np.flatnonzero(self.matrix[:, j])})
+            for j, tag in enumerate(self.tags)
+        }
+
     def ancestors(self, tag: str) -> list[str]:
         """The broader tags of ``tag``, nearest first (``tabby cat`` → ``cat``, ``animal``)."""
         return ancestors(self.parent, tag)
@@ -105,8 +113,13 @@ class TagMap:
         # start OpenBLAS threads that fight the decoder threads and the model for two cores.
         return np.minimum(np.asarray(probabilities, np.float32) @ self._sparse, 1.0)
 
+    @functools.cached_property
+    def _implied(self) -> list[np.ndarray]:
+        return implied_columns(self.tags, self.parent)
+
     def select(self, probabilities: np.ndarray) -> list[list[TagScore]]:
-        """Tags at or above their threshold for each image, best first.
+        """Tags at or above their threshold for each image, best first; a tag emitted brings its
+        broader tags (:func:`emitted`).
 
         Scores equal to two decimals list the more specific tag first (``espresso`` before
         ``coffee`` before ``drink``).
@@ -115,7 +128,7 @@ class TagMap:
         breadth, depth = self._tie_order
         out = []
         for row in scores:
-            keep = np.flatnonzero(row >= self.thresholds)
+            keep = np.flatnonzero(emitted(row, self.thresholds, self._implied))
             keep = keep[np.lexsort((-depth[keep], breadth[keep], -np.round(row[keep], 2)))]
             out.append([TagScore(self.tags[i], round(float(row[i]), 4)) for i in keep])
         return out
@@ -182,6 +195,61 @@ class TagMap:
         if unknown:
             raise TagMapError(f"{threshold_file}: thresholds for unknown tags {sorted(unknown)[:5]}")
         return cls(tags, matrix, limits, parent, tuple(class_tags))
+
+
+def implied_columns(tags: tuple[str, ...], parent: Mapping[str, str]) -> list[np.ndarray]:
+    """For each tag, the columns of its broader tags among ``tags`` (nearest first)."""
+    index = {tag: i for i, tag in enumerate(tags)}
+    return [np.array([index[a] for a in ancestors(parent, t) if a in index], dtype=np.intp) for t in tags]
+
+
+def emitted(
+    row: np.ndarray,
+    thresholds: np.ndarray,
+    implied: list[np.ndarray],
+    fallback: np.ndarray | None = None,
+    slope: np.ndarray | None = None,
+) -> np.ndarray:
+    """Which tags one image gets: each tag at or above its threshold, and every broader tag of
+    those (a ``flamingo`` is a ``bird`` and an ``animal``, whatever the broader tags' own
+    thresholds say). A broader tag that is off (an infinite threshold, e.g. a person turned it
+    off) stays off. A narrower tag is decided on its own score alone, so a confident
+    ``flamingo`` is emitted whether or not ``bird`` reached its threshold.
+
+    ``fallback`` (per tag, inf: never) gives a picture that got none of those tags (directly or
+    as a broader tag) its likeliest one instead: of the tags at or above their fallback
+    threshold, the one most probably right (``slope``: how fast its probability rises with the
+    score's logit), so that a photo of a horse whose every score is modest is still tagged
+    ``horse`` rather than nothing.
+    """
+    keep = row >= thresholds
+    _imply(keep, thresholds, implied)
+    if fallback is not None and not (keep & np.isfinite(fallback)).any():
+        reached = np.isfinite(fallback) & (row >= fallback)
+        if reached.any():
+            margin = np.full(row.shape, -np.inf)
+            margin[reached] = (slope[reached] if slope is not None else 1.0) * (
+                logit(row[reached]) - logit(fallback[reached])
+            )
+            likeliest = np.zeros_like(keep)
+            likeliest[int(np.argmax(margin))] = True
+            _imply(likeliest, thresholds, implied)
+            keep |= likeliest
+    return keep
+
+
+def _imply(keep: np.ndarray, thresholds: np.ndarray, implied: list[np.ndarray]) -> None:
+    """Add the broader tags (that are not off) of every tag in ``keep``, in place."""
+    for j in np.flatnonzero(keep):
+        broader = implied[j]
+        if broader.size:
+            keep[broader] |= np.isfinite(thresholds[broader])
+
+
+def logit(values: np.ndarray) -> np.ndarray:
+    """``log(p / (1 - p))`` of scores in [0, 1] (clipped 1e-6 from either end)."""
+    values = np.clip(np.asarray(values, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(values / (1 - values))
 
 
 def ancestors(parent: Mapping[str, str], tag: str) -> list[str]:
@@ -271,4 +339,11 @@ def with_thresholds(labels, overrides: Mapping[str, float]):
         thresholds[index[tag]] = value
     changed = copy.copy(labels)  # keeps the cached properties (the tag map's sparse matrix)
     object.__setattr__(changed, "thresholds", thresholds)
+    fallback = getattr(labels, "fallback", None)
+    if fallback is not None:  # a threshold a person set holds for the fallback too
+        fallback = np.array(fallback, copy=True)
+        for tag, value in overrides.items():
+            if tag in index:
+                fallback[index[tag]] = max(fallback[index[tag]], float(value))
+        object.__setattr__(changed, "fallback", fallback)
     return changed

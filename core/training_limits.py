@@ -70,10 +70,11 @@ def _shown(bound: float | None) -> str | None:
 EPOCHS = Limit("epochs", 1, 200)
 LEARNING_RATE = Limit("learning rate", 0, 1, exclusive_minimum=True)
 BATCH_SIZE = Limit("batch size", 1, 512)
-#: The backbone downsamples by 32 and was trained at 224 (the starter base needs 224).
+#: The backbone downsamples by 32; the starter model (and so ``--base starter``) is at this size.
 IMAGE_SIZE = Limit("image size", 64, 512, multiple_of=32)
+DEFAULT_IMAGE_SIZE = 256  # EfficientNet-Lite2's (trained at 260), a multiple of 32
 #: The backbone's MBConv blocks (``core.model.NUM_BLOCKS``; a test keeps them equal).
-FINE_TUNE_BLOCKS = Limit("fine-tune blocks", 0, 16)
+FINE_TUNE_BLOCKS = Limit("fine-tune blocks", 0, 21)
 FINE_TUNE_EPOCHS = Limit("fine-tune epochs", 0, 100)
 DISTILL_WEIGHT = Limit("distillation weight", 0, 100)
 

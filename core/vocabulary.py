@@ -8,7 +8,10 @@ reason for each threshold).
 A trained model has two heads, and :func:`merge` says how their outputs become one score per
 tag: **one tag, one score**. A tag both heads know (``cat``: the ImageNet cat classes through
 the tag map, and a learned ``cat``) scores the larger of the two, and a broader tag scores at
-least as much as any learned tag below it (a learned ``giraffe`` lifts ``animal``).
+least as much as any learned tag below it (a learned ``giraffe`` lifts ``animal``). When the
+learned head knows the kinds of picture that are not photos of things (:data:`NON_PHOTO`:
+``document``, ``screenshot``, ``graphic``, ``texture``), the other tags are scaled down by how
+sure it is of one: a page of text is a ``document``, not a ``person``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ import numpy as np
 
 from core.errors import InvalidValue, MissingFile
 from core.results import TagScore
-from core.tagmap import ancestors, format_threshold, parse_threshold, with_thresholds
+from core.tagmap import (
+    ancestors,
+    emitted,
+    format_threshold,
+    implied_columns,
+    parse_threshold,
+    with_thresholds,
+)
 
 if TYPE_CHECKING:
     from core.tagmap import TagMap
@@ -33,19 +43,29 @@ if TYPE_CHECKING:
 TAGS_FILE = "tags.csv"
 LABELS_FILE = "labels.txt"
 GENERAL, LEARNED, BOTH = "general", "learned", "general+learned"  # which head scores a tag
+#: Learned tags that say a picture is not a photo of things; the starter model learns them from
+#: drawn pictures (:mod:`pipelines.training.synthetic`).
+NON_PHOTO = ("document", "screenshot", "graphic", "texture")
+#: General tags that name pictures rather than things, kept on a non-photo (an ImageNet
+#: "web site" is a screenshot, a "menu" a document).
+PICTURE_TAGS = ("website", "menu", "crossword puzzle", "book cover", "comic book")
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
 class Vocabulary:
-    """Tag names in output order, each with a threshold, the head that scores it and its parent."""
+    """Tag names in output order, each with a threshold, the head that scores it and its parent,
+    and (from a calibration) the fallback that gives an otherwise untagged picture its likeliest
+    tag (:func:`core.tagmap.emitted`)."""
 
     tags: tuple[str, ...]
     thresholds: np.ndarray  # inf: never emitted (see ``reasons``)
     heads: tuple[str, ...]
     parent: dict[str, str]
     reasons: dict[str, str] = field(default_factory=dict)  # tag -> why its threshold is what it is
+    fallback: np.ndarray | None = None  # per tag, the score of the fallback level (inf: never)
+    slope: np.ndarray | None = None  # per tag, how fast its probability of being right rises
 
     @property
     def output_width(self) -> int:
@@ -63,13 +83,18 @@ class Vocabulary:
         """Immediate parent tags of ``tag`` (empty for a top-level or learned tag)."""
         return [self.parent[tag]] if tag in self.parent else []
 
+    @functools.cached_property
+    def _implied(self) -> list[np.ndarray]:
+        return implied_columns(self.tags, self.parent)
+
     def select(self, scores: np.ndarray) -> list[list[TagScore]]:
-        """Tags at or above their threshold for each row of ``(n, tags)`` scores, best first
-        (equal scores to two decimals: by name)."""
+        """Tags at or above their threshold for each row of ``(n, tags)`` scores, and the
+        broader tags of those (:func:`core.tagmap.emitted`), best first (equal scores to two
+        decimals: by name)."""
         out = []
         names = np.array(self.tags, dtype=object)
         for row in np.asarray(scores, np.float32):
-            keep = np.flatnonzero(row >= self.thresholds)
+            keep = np.flatnonzero(emitted(row, self.thresholds, self._implied, self.fallback, self.slope))
             keep = keep[np.lexsort((names[keep], -np.round(row[keep], 2)))]
             out.append([TagScore(self.tags[i], round(float(row[i]), 4)) for i in keep])
         return out
@@ -80,10 +105,19 @@ class Vocabulary:
         tags_file, labels_file = directory / TAGS_FILE, directory / LABELS_FILE
         with tags_file.open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["tag", "threshold", "head", "parent", "reason"])
-            for tag, limit, head in zip(self.tags, self.thresholds, self.heads, strict=True):
+            writer.writerow(["tag", "threshold", "head", "parent", "reason", "fallback", "slope"])
+            for j, (tag, limit, head) in enumerate(zip(self.tags, self.thresholds, self.heads, strict=True)):
+                fallback = self.fallback[j] if self.fallback is not None else np.inf
                 writer.writerow(
-                    [tag, format_threshold(limit), head, self.parent.get(tag, ""), self.reasons.get(tag, "")]
+                    [
+                        tag,
+                        format_threshold(limit),
+                        head,
+                        self.parent.get(tag, ""),
+                        self.reasons.get(tag, ""),
+                        format_threshold(fallback) if np.isfinite(fallback) else "",
+                        f"{float(self.slope[j]):.6f}" if np.isfinite(fallback) else "",
+                    ]
                 )
         labels_file.write_text("".join(t + "\n" for t in self.tags), encoding="utf-8")
         return [tags_file, labels_file]
@@ -94,7 +128,7 @@ class Vocabulary:
         path = Path(directory) / TAGS_FILE
         if not path.is_file():
             raise MissingFile(f"{path}: no tag vocabulary; is this a SavedModel exported by imgtag?")
-        tags, limits, heads, parent, reasons = [], [], [], {}, {}
+        tags, limits, heads, parent, reasons, fallback, slope = [], [], [], {}, {}, [], []
         with path.open(newline="", encoding="utf-8") as f:
             for row in csv.DictReader(f):
                 tags.append(row["tag"])
@@ -104,7 +138,18 @@ class Vocabulary:
                     parent[row["tag"]] = row["parent"]
                 if row.get("reason"):
                     reasons[row["tag"]] = row["reason"]
-        return cls(tuple(tags), np.array(limits, np.float32), tuple(heads), parent, reasons)
+                fallback.append(parse_threshold(row["fallback"]) if row.get("fallback") else np.inf)
+                slope.append(float(row["slope"]) if row.get("slope") else 1.0)
+        has_fallback = any(np.isfinite(fallback))
+        return cls(
+            tuple(tags),
+            np.array(limits, np.float32),
+            tuple(heads),
+            parent,
+            reasons,
+            np.array(fallback, np.float32) if has_fallback else None,
+            np.array(slope, np.float32) if has_fallback else None,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,12 +168,21 @@ class Merge:
             knows), or None when the general tags are left out.
         lift: ``(learned tags, tags)`` 0/1: which vocabulary columns each learned score reaches
             (its own and its ancestors').
+        non_photo: ``(learned tags,)`` 0/1: the learned tags of :data:`NON_PHOTO`.
+        gated: ``(tags,)`` 0/1: the columns scaled by ``1 - max(non-photo scores)`` (every tag
+            but the non-photo ones and :data:`PICTURE_TAGS`); all zero without non-photo tags.
     """
 
     vocabulary: Vocabulary
     learned_tags: tuple[str, ...]
     general_matrix: np.ndarray | None
     lift: np.ndarray
+    non_photo: np.ndarray | None = None
+    gated: np.ndarray | None = None
+
+    @property
+    def has_gate(self) -> bool:
+        return self.non_photo is not None and bool(self.non_photo.any())
 
     def scores(self, probabilities: np.ndarray | None, learned: np.ndarray) -> np.ndarray:
         """``(n, tags)`` scores from ImageNet ``probabilities`` ``(n, classes)`` and the learned
@@ -136,9 +190,14 @@ class Merge:
         learned = np.asarray(learned, np.float32)
         lifted = (learned[:, :, None] * self.lift[None]).max(axis=1) if len(self.learned_tags) else 0.0
         if self.general_matrix is None:
-            return np.broadcast_to(lifted, (len(learned), self.vocabulary.output_width)).astype(np.float32)
-        general = np.minimum(np.asarray(probabilities, np.float32) @ self.general_matrix, 1.0)
-        return np.maximum(general, lifted).astype(np.float32)
+            scores = np.broadcast_to(lifted, (len(learned), self.vocabulary.output_width)).astype(np.float32)
+        else:
+            general = np.minimum(np.asarray(probabilities, np.float32) @ self.general_matrix, 1.0)
+            scores = np.maximum(general, lifted).astype(np.float32)
+        if not self.has_gate:
+            return scores
+        not_a_photo = (learned * self.non_photo[None]).max(axis=1, keepdims=True)
+        return (scores * (1.0 - not_a_photo * self.gated[None])).astype(np.float32)
 
 
 def merge(
@@ -148,6 +207,8 @@ def merge(
     *,
     parent: Mapping[str, str] | None = None,
     reasons: Mapping[str, str] | None = None,
+    fallback: Mapping[str, float] | None = None,
+    slope: Mapping[str, float] | None = None,
 ) -> Merge:
     """The merged vocabulary of the general tags (``tagmap``; None leaves them out) and the
     learned ones.
@@ -159,6 +220,8 @@ def merge(
         parent: the tag hierarchy (default: ``tagmap.parent``, which includes
             ``tag_hierarchy.csv``); a tag's parent is kept when both are in the vocabulary.
         reasons: why each threshold is what it is (written to ``tags.csv``).
+        fallback, slope: the fallback threshold and slope of the tags that have one
+            (:func:`core.tagmap.emitted`), from a calibration.
 
     Raises:
         ValueError: a learned tag has no threshold.
@@ -188,11 +251,24 @@ def merge(
         nearest = next((a for a in ancestors(parent, tag) if a in index), None)
         if nearest is not None:
             vocab_parent[tag] = nearest
+    fallbacks = None
+    if fallback:
+        fallbacks = np.array([fallback.get(t, np.inf) for t in tags], np.float32)
+        slopes = np.array([(slope or {}).get(t, 1.0) for t in tags], np.float32)
     vocabulary = Vocabulary(
-        tuple(tags), limits, tuple(heads), vocab_parent, {t: r for t, r in (reasons or {}).items() if t in index}
+        tuple(tags),
+        limits,
+        tuple(heads),
+        vocab_parent,
+        {t: r for t, r in (reasons or {}).items() if t in index},
+        fallbacks,
+        slopes if fallbacks is not None else None,
     )
     matrix = None
     if tagmap is not None:  # the tag map's columns first, zero columns for the learned-only tags
         matrix = np.zeros((tagmap.output_width, len(tags)), np.float32)
         matrix[:, : len(general)] = tagmap.matrix
-    return Merge(vocabulary, tuple(learned_tags), matrix, lift)
+    non_photo = np.array([t in NON_PHOTO for t in learned_tags], np.float32)
+    kept = set(NON_PHOTO) | set(PICTURE_TAGS)
+    gated = np.array([0.0 if t in kept else 1.0 for t in tags], np.float32) * float(non_photo.any())
+    return Merge(vocabulary, tuple(learned_tags), matrix, lift, non_photo, gated)

@@ -142,12 +142,12 @@ MODEL_VERSION = out("register", "model_version")
             description="Images per training step.",
         ),
         "image_size": Param(
-            224,
+            limits.DEFAULT_IMAGE_SIZE,
             type="integer",
             **limits.IMAGE_SIZE.schema(),
             title="Image size",
-            description="Input side in pixels, a multiple of 32; the backbone was trained at 224, "
-            "smaller is faster.",
+            description=f"Input side in pixels, a multiple of 32; the starter model's is {limits.DEFAULT_IMAGE_SIZE} "
+            "(Starting point 'starter' needs it), smaller is faster.",
         ),
         "fine_tune_blocks": Param(
             0,
@@ -177,7 +177,7 @@ MODEL_VERSION = out("register", "model_version")
             enum=["starter", "none"],
             title="Start from",
             description="starter: begin from the starter model's learned head and keep its tags (person, "
-            "everyday objects) that these images do not label (needs image size 224); none: only these tags.",
+            "everyday objects) that these images do not label (needs the default image size); none: only these tags.",
         ),
         "learned_only": Param(
             False,

@@ -48,6 +48,17 @@ def read_thresholds(path: str | Path) -> tuple[dict[str, float], dict[str, str]]
     )
 
 
+def read_fallback(path: str | Path) -> tuple[dict[str, float], dict[str, float]]:
+    """``(fallback, slope)`` of the tags that have a fallback in a ``thresholds.json``
+    (:func:`core.tagmap.emitted`); empty when the calibration chose none."""
+    chosen = json.loads(Path(path).read_text())["tags"]
+    with_fallback = {tag: c for tag, c in chosen.items() if c.get("fallback") is not None}
+    return (
+        {tag: float(c["fallback"]) for tag, c in with_fallback.items()},
+        {tag: float(c.get("slope") or 1.0) for tag, c in with_fallback.items()},
+    )
+
+
 def tag_merge(
     trained: tagger_model.TrainedModel,
     thresholds: dict[str, float],
@@ -55,13 +66,22 @@ def tag_merge(
     learned_only: bool = False,
     reasons: dict[str, str] | None = None,
     tagmap_dir: Path | None = None,
+    fallback: dict[str, float] | None = None,
+    slope: dict[str, float] | None = None,
 ) -> Merge:
     """How the trained model's two heads become the exported vocabulary's scores.
 
-    ``tagmap_dir``: the tag map of the general tags (``settings.tagmap_dir``; None: the packaged one)."""
+    ``tagmap_dir``: the tag map of the general tags (``settings.tagmap_dir``; None: the packaged
+    one); ``fallback``, ``slope``: from the calibration (:func:`read_fallback`)."""
     tagmap = TagMap.load(tagmap_dir)
     return merge(
-        trained.tags, thresholds, None if learned_only else tagmap, parent=tagmap.parent, reasons=reasons
+        trained.tags,
+        thresholds,
+        None if learned_only else tagmap,
+        parent=tagmap.parent,
+        reasons=reasons,
+        fallback=fallback,
+        slope=slope,
     )
 
 
@@ -79,17 +99,23 @@ def tagger_module(trained: tagger_model.TrainedModel, merged: Merge, assets: lis
             self.model = trained.model
             self.general = None if merged.general_matrix is None else tf.constant(merged.general_matrix)
             self.lift = tf.constant(merged.lift)
+            self.non_photo = tf.constant(merged.non_photo) if merged.has_gate else None
+            self.gated = tf.constant(merged.gated) if merged.has_gate else None
             self.assets = [tf.saved_model.Asset(str(p)) for p in assets]
 
         def scores(self, pixels):
             out = self.model(pixels, training=False)
             learned = out[tagger_model.LEARNED]
             # one tag, one score: each learned score reaches its own column and its ancestors'
-            lifted = tf.reduce_max(learned[:, :, None] * self.lift[None], axis=1)
-            if self.general is None:
-                return lifted
-            probabilities = tf.nn.softmax(out[tagger_model.IMAGENET], axis=-1)
-            return tf.maximum(tf.minimum(tf.matmul(probabilities, self.general), 1.0), lifted)
+            scores = tf.reduce_max(learned[:, :, None] * self.lift[None], axis=1)
+            if self.general is not None:
+                probabilities = tf.nn.softmax(out[tagger_model.IMAGENET], axis=-1)
+                scores = tf.maximum(tf.minimum(tf.matmul(probabilities, self.general), 1.0), scores)
+            if self.non_photo is None:
+                return scores
+            # not a photo of things (a document, a screenshot ...): the other tags fade out
+            not_a_photo = tf.reduce_max(learned * self.non_photo[None], axis=1, keepdims=True)
+            return scores * (1.0 - not_a_photo * self.gated[None])
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_KEY)])
         def serve(self, images):
@@ -131,9 +157,18 @@ def export(
 
     import_tensorflow()
     thresholds, reasons = read_thresholds(thresholds_file)
+    fallback, slope = read_fallback(thresholds_file)
     trained = tagger_model.load(model_dir)
     try:
-        merged = tag_merge(trained, thresholds, learned_only=learned_only, reasons=reasons, tagmap_dir=tagmap_dir)
+        merged = tag_merge(
+            trained,
+            thresholds,
+            learned_only=learned_only,
+            reasons=reasons,
+            tagmap_dir=tagmap_dir,
+            fallback=fallback,
+            slope=slope,
+        )
     except ValueError as exc:
         raise InvalidValue(f"{thresholds_file}: {exc}") from None
     return export_model(

@@ -27,14 +27,14 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from core import backbone, tagmap
 from core import model as tagger_model
-from core import tagmap
-from core.errors import MissingFile
+from core.errors import MissingFile, UsageError
 from core.tagmap import TagMap, format_threshold, parse_threshold
 from core.tf_runtime import import_tensorflow
 from core.vocabulary import Vocabulary, merge
@@ -47,8 +47,8 @@ HEAD_FILE = "head.npz"
 TAGS_FILE = "learned_tags.csv"
 PROVENANCE_FILE = "provenance.json"
 MODEL_NAME = "imgtag-starter"
-IMAGE_SIZE = 224
-TAG_COLUMNS = ("tag", "threshold", "reason", "val_precision", "val_recall", "val_positives")
+IMAGE_SIZE = backbone.IMAGE_SIZE
+TAG_COLUMNS = ("tag", "threshold", "reason", "val_precision", "val_recall", "val_positives", "fallback", "slope")
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,6 +63,8 @@ class StarterHead:
     provenance: dict
     version: str  # "starter-" and a digest of the head and the tag map it is merged with
     tagmap_dir: Path | None = None  # that tag map's folder (None: the packaged one)
+    fallback: dict[str, float] = field(default_factory=dict)  # core.tagmap.emitted's fallback
+    slope: dict[str, float] = field(default_factory=dict)
 
 
 def write_head(
@@ -84,6 +86,8 @@ def write_head(
                     "" if c.get("val_precision") is None else c["val_precision"],
                     "" if c.get("val_recall") is None else c["val_recall"],
                     c.get("val_positives", ""),
+                    "" if c.get("fallback") is None else format_threshold(float(c["fallback"])),
+                    "" if c.get("fallback") is None else round(float(c.get("slope") or 1.0), 6),
                 ]
             )
     (directory / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
@@ -119,18 +123,36 @@ def _load_head(directory: Path, tagmap_dir: Path | None, fingerprint: tuple) -> 
             digest.update(Path(path).read_bytes())
     with np.load(directory / HEAD_FILE) as arrays:
         kernel, bias = arrays["kernel"], arrays["bias"]
-    tags, thresholds, reasons = [], {}, {}
+    tags, thresholds, reasons, fallback, slope = [], {}, {}, {}, {}
     with (directory / TAGS_FILE).open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             tags.append(row["tag"])
             thresholds[row["tag"]] = parse_threshold(row["threshold"])
             reasons[row["tag"]] = row.get("reason") or ""
+            if row.get("fallback"):
+                fallback[row["tag"]] = parse_threshold(row["fallback"])
+                slope[row["tag"]] = float(row.get("slope") or 1.0)
     if kernel.shape[1] != len(tags) or bias.shape != (len(tags),):
         raise ValueError(f"{directory}: {HEAD_FILE} has {kernel.shape[1]} outputs for {len(tags)} tags")
     provenance_file = directory / PROVENANCE_FILE
     provenance = json.loads(provenance_file.read_text()) if provenance_file.is_file() else {}
+    built_on = provenance.get("backbone", backbone.LITE0.name)  # heads before the field: Lite0
+    if built_on != backbone.DEFAULT.name:
+        raise UsageError(
+            f"{directory}: the starter head was trained on {built_on}, but this version tags with "
+            f"{backbone.DEFAULT.name}; run `make starter-model` to rebuild it"
+        )
     return StarterHead(
-        tuple(tags), kernel, bias, thresholds, reasons, provenance, f"starter-{digest.hexdigest()[:12]}", tagmap_dir
+        tuple(tags),
+        kernel,
+        bias,
+        thresholds,
+        reasons,
+        provenance,
+        f"starter-{digest.hexdigest()[:12]}",
+        tagmap_dir,
+        fallback,
+        slope,
     )
 
 
@@ -147,7 +169,15 @@ def vocabulary(head: StarterHead) -> Vocabulary:
     """The tags the starter emits and their thresholds: its learned head merged with the tag map's
     general tags, as :func:`saved_model` exports them; no TensorFlow, no export."""
     general = TagMap.load(head.tagmap_dir)
-    return merge(head.tags, head.thresholds, general, parent=general.parent, reasons=head.reasons).vocabulary
+    return merge(
+        head.tags,
+        head.thresholds,
+        general,
+        parent=general.parent,
+        reasons=head.reasons,
+        fallback=head.fallback,
+        slope=head.slope,
+    ).vocabulary
 
 
 def saved_model(cache_dir: Path, head: StarterHead | None) -> Path:
@@ -161,7 +191,14 @@ def saved_model(cache_dir: Path, head: StarterHead | None) -> Path:
         return target
 
     trained = trained_model(head)
-    merged = tag_merge(trained, head.thresholds, reasons=head.reasons, tagmap_dir=head.tagmap_dir)
+    merged = tag_merge(
+        trained,
+        head.thresholds,
+        reasons=head.reasons,
+        tagmap_dir=head.tagmap_dir,
+        fallback=head.fallback,
+        slope=head.slope,
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{head.version}-", dir=target.parent))
     try:

@@ -75,12 +75,15 @@ def starter_build(
     work: Path = typer.Option(Path("var/starter-build"), help="Working folder (its own MLflow, DVC, datasets)."),
     crops: bool = typer.Option(True, "--crops/--no-crops", help="Also train on box crops of the photos."),
     epochs: int = typer.Option(40, help="Epochs of the head on the frozen backbone."),
-    target_precision: float = typer.Option(0.9, help="The precision each tag's threshold must reach."),
+    target_precision: float = typer.Option(
+        0.9, help="The precision the emitted tags must reach on the validation pictures, weighted as a library."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the provenance as JSON."),
 ):
-    """Rebuild the starter model from labelled photos: prepare (tags, people, box crops) → ingest →
-    validate → version → train → evaluate → register, then write serving/starter_model/ and the
-    calibrated general thresholds (core/data/tag_thresholds.csv). About 10 minutes on 2 cores."""
+    """Rebuild the starter model from labelled photos: prepare (tags, people, person-free and box
+    crops, drawn non-photos) → ingest → validate → version → train → evaluate → register, then
+    write serving/starter_model/ and the calibrated general thresholds
+    (core/data/tag_thresholds.csv). About 40 minutes on 2 cores."""
     # lazy: needs the training extra (MLflow, DVC, GX)
     from pipelines.training.build_starter import build
 

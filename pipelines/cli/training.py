@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from core import training_limits
 from core.errors import ExitCode
 from pipelines.cli.common import err, fail, settings
 from pipelines.cli.output import emit
@@ -170,7 +171,10 @@ def train(
     epochs: int = typer.Option(8, help="Epochs of training the learned head on the frozen backbone."),
     learning_rate: float = typer.Option(1e-3, help="Adam learning rate of the head training."),
     batch_size: int = typer.Option(32, help="Images per training step."),
-    image_size: int = typer.Option(224, help="Input side in pixels (the backbone was trained at 224)."),
+    image_size: int = typer.Option(
+        training_limits.DEFAULT_IMAGE_SIZE,
+        help=f"Input side in pixels (the starter model's is {training_limits.DEFAULT_IMAGE_SIZE}).",
+    ),
     fine_tune_blocks: int = typer.Option(
         0, help="Then fine-tune this many top blocks of the backbone (0-16)."
     ),

@@ -1,17 +1,19 @@
 """The ``evaluate`` stage: per-tag thresholds chosen on validation, quality measured on test.
 
 Both heads are evaluated as they will be served: their outputs are merged into one score per
-tag (:func:`core.vocabulary.merge`), and every tag the labels can check through the tag
-hierarchy (:mod:`pipelines.training.calibration`) is calibrated, the general ones included: its
-threshold is the lowest score at which the validation precision reaches the target
-(``--target-precision``), and a tag that never reaches it is turned off and listed in
-``thresholds.json`` with the reason. Test metrics then use those thresholds:
+tag (:func:`core.vocabulary.merge`), and every tag the labels can confirm and refute through the
+tag hierarchy is calibrated, the general ones included (:mod:`pipelines.training.calibration`):
+its score becomes a probability of being right, and one level for all tags is chosen so that
+the emitted tags reach ``--target-precision`` on the validation images, weighted to look like a
+library; a tag whose probability never reaches the level is turned off, and ``thresholds.json``
+gives every tag's threshold with its reason. Test metrics then use those thresholds:
 
 - ``test/map``, ``test/micro_f1``, ``test/macro_f1``: over the checkable tags with a positive
   test image (``test/map`` is what the gate compares);
 - ``test/map_common``: mean AP over the tags right on at least 5 test images;
-- ``test/images_with_correct_tag``, ``test/no_tag``, ``test/precision``, ``test/person_ap``:
-  what users notice (:func:`pipelines.training.calibration.quality`);
+- ``test/images_with_correct_tag``, ``test/no_tag``, ``test/precision``, ``test/person_ap``,
+  ``test/person_recall``, ``test/person_on_person_free``, ``test/mean_recall``: what users
+  notice (:func:`pipelines.training.calibration.quality`);
 - per tag: precision, recall, AP, support, threshold and its reason (``per_tag.csv``,
   ``test/precision/<tag>``).
 
@@ -43,7 +45,16 @@ from pipelines.training.train import input_pipeline
 from serving.export import tag_merge
 
 METRICS = ("map", "micro_f1", "macro_f1")
-QUALITY = ("map_common", "images_with_correct_tag", "no_tag", "precision", "person_ap")
+QUALITY = (
+    "map_common",
+    "images_with_correct_tag",
+    "no_tag",
+    "precision",
+    "person_ap",
+    "person_recall",
+    "person_on_person_free",
+    "mean_recall",
+)
 PLOTTED_TAGS = 12  # PR curves and bars of the tags with the most test images
 
 
@@ -107,7 +118,9 @@ def _general_agreement(
     if not trained.info.get("fine_tuned_layers") or not len(files):
         return 1.0 if len(files) else None
 
-    reference = backbone.load_pretrained(include_top=True, image_size=trained.image_size)
+    reference = backbone.load_pretrained(
+        include_top=True, image_size=trained.image_size, which=trained.info.get("backbone")
+    )
     pretrained = np.concatenate(
         [
             np.asarray(reference(b, training=False))
@@ -197,33 +210,60 @@ def evaluate(
     uncalibrated = TagMap.load(settings.tagmap_dir, calibrated=False)
     priors = dict(zip(uncalibrated.tags, map(float, uncalibrated.thresholds), strict=True))
     priors.update({t: 0.5 for t in trained.tags})
-    judged = [t for t in right if t not in kept]
-    chosen = calibration.choose_thresholds(
+    families = calibration.refutable(tags, data.tags, scorer.vocabulary.parent, uncalibrated.class_members())
+    fixed = {
+        tag: calibration.Choice(
+            parse_threshold(choice["threshold"]),
+            choice.get("reason") or "kept",
+            fallback=float(choice["fallback"]) if choice.get("fallback") else None,
+            slope=float(choice["slope"]) if choice.get("slope") else None,
+        )
+        for tag, choice in kept.items()
+    }
+    calibrated = calibration.calibrate(
         y_val,
         val_scores,
         tags,
-        judged,
+        families,
         {t: p for t, p in priors.items() if (t in right or t in trained.tags) and t not in kept},
-        calibration.upper_bound_tags(judged, right, scorer.vocabulary.parent),
+        scorer.vocabulary.parent,
+        calibration.library_weights([e.tags for e in val_rows]),
         target_precision,
         min_positives,
+        fixed,
     )
-    for tag, choice in kept.items():
-        chosen[tag] = calibration.Choice(parse_threshold(choice["threshold"]), choice.get("reason") or "kept")
+    chosen = calibrated.choices
     merged = tag_merge(
         trained,
         {t: c.threshold for t, c in chosen.items()},
         reasons={t: c.reason for t, c in chosen.items()},
         tagmap_dir=settings.tagmap_dir,
+        fallback={t: c.fallback for t, c in chosen.items() if c.fallback is not None},
+        slope={t: c.slope for t, c in chosen.items() if c.fallback is not None},
     )
     limits = merged.vocabulary.thresholds
-    checkable = [t for t in tags if t in right]
+    checkable = [t for t in tags if t in families]
     columns = [tags.index(t) for t in checkable]
     metrics = score_metrics(
         y_test[:, columns], test_scores[:, columns], checkable, dict(zip(tags, map(float, limits), strict=True))
     )
     metrics["per_tag"] = {t: m for t, m in metrics["per_tag"].items() if m["support"] or t in chosen}
-    metrics.update(calibration.quality(y_test, test_scores, tags, limits, right))
+    metrics.update(
+        calibration.quality(
+            y_test,
+            test_scores,
+            tags,
+            limits,
+            families,
+            parent=scorer.vocabulary.parent,
+            labels=data.tags,
+            fallback=merged.vocabulary.fallback,
+            slope=merged.vocabulary.slope,
+        )
+    )
+    metrics["calibration_level"] = calibrated.level
+    metrics["fallback_level"] = calibrated.fallback_level
+    metrics["val_precision"] = calibrated.val_precision
     metrics["tags_off"] = sorted(t for t, c in chosen.items() if not np.isfinite(c.threshold))
     metrics["general_top1_agreement"] = _general_agreement(trained, test_files, test["imagenet"])
     metrics["target_precision"] = target_precision
@@ -244,7 +284,7 @@ def evaluate(
     (out_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2, sort_keys=True) + "\n")
     _write_per_tag(out_dir / "per_tag.csv", metrics["per_tag"], chosen)
     _write_predictions(
-        out_dir / "predictions.jsonl", test_rows, tags, columns, y_test, test_scores, limits
+        out_dir / "predictions.jsonl", test_rows, tags, columns, y_test, test_scores, merged.vocabulary
     )
     plotted = sorted(metrics["per_tag"], key=lambda t: -metrics["per_tag"][t]["support"])[:PLOTTED_TAGS]
     plotted_columns = [tags.index(t) for t in plotted]
@@ -288,13 +328,12 @@ def _write_per_tag(path: Path, per_tag: dict, chosen: dict) -> None:
             )
 
 
-def _write_predictions(path, rows, tags, columns, y, scores, limits) -> None:
+def _write_predictions(path, rows, tags, columns, y, scores, vocabulary) -> None:
     """One line per test image: its labels, the tags emitted, the scores of the tags the labels
     can check, and how wrong it was (summed over those tags)."""
     with path.open("w") as f:
         for example, truth, score in zip(rows, y, scores, strict=True):
-            emitted = np.flatnonzero(score >= limits)
-            emitted = emitted[np.argsort(-score[emitted])]
+            (emitted,) = vocabulary.select(score[None])
             f.write(
                 json.dumps(
                     {
@@ -302,7 +341,7 @@ def _write_predictions(path, rows, tags, columns, y, scores, limits) -> None:
                         "path": example.path,
                         "origins": list(example.origins),
                         "tags": list(example.tags),
-                        "predicted": [tags[j] for j in emitted],
+                        "predicted": [t.name for t in emitted],
                         "scores": {tags[j]: round(float(score[j]), 4) for j in columns},
                         "error": round(float(np.abs(truth[columns] - score[columns]).sum()), 4),
                     }

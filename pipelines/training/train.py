@@ -30,14 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
+from core import backbone, training_limits
 from core import model as tagger_model
-from core import training_limits
 from core.errors import InvalidValue
 from core.settings import Settings
 from core.tagmap import format_threshold
 from core.tf_runtime import import_tensorflow
+from pipelines.training import calibration, tracking
 from pipelines.training import dataset as ds
-from pipelines.training import tracking
 from pipelines.training.layout import RunLayout
 from serving import starter
 
@@ -56,7 +56,7 @@ class TrainParams:
     epochs: int = 8
     learning_rate: float = 1e-3
     batch_size: int = 32
-    image_size: int = 224
+    image_size: int = training_limits.DEFAULT_IMAGE_SIZE
     fine_tune_blocks: int = 0
     fine_tune_epochs: int = 0
     fine_tune_learning_rate: float | None = None  # default: learning_rate / 10
@@ -257,6 +257,8 @@ class _Base:
     bias: np.ndarray
     thresholds: dict[str, float]
     reasons: dict[str, str]
+    fallback: dict[str, float] = field(default_factory=dict)
+    slope: dict[str, float] = field(default_factory=dict)
 
 
 def _base(params: TrainParams, tagmap_dir: Path | None) -> _Base | None:
@@ -275,7 +277,9 @@ def _base(params: TrainParams, tagmap_dir: Path | None) -> _Base | None:
             params.image_size,
         )
         return None
-    return _Base(head.version, head.tags, head.kernel, head.bias, head.thresholds, head.reasons)
+    return _Base(
+        head.version, head.tags, head.kernel, head.bias, head.thresholds, head.reasons, head.fallback, head.slope
+    )
 
 
 def _learned_tags(tags: list[str], base: _Base | None) -> tuple[list[str], np.ndarray]:
@@ -469,6 +473,10 @@ def train(
         size, batch = params.image_size, params.batch_size
         x_train = _features(full, files(train_rows), size, batch)
         y_train = labels_matrix(train_rows, learned_tags)
+        # The head learns a library's odds, not the dataset's: a tag on more than half the
+        # training images (92% of the COCO photos show people) has them weighted down to half,
+        # or it learns to say `person` about anything (calibration.library_weights).
+        w_train = calibration.library_weights([e.tags for e in train_rows])
         if params.augment:
             # Mirror images, and black-and-white ones: without them the head learns shortcuts
             # (old black-and-white photos nearly all show people, so a grey texture became `person`).
@@ -480,8 +488,13 @@ def train(
                 ]
             )
             y_train = np.concatenate([y_train, y_train, y_train])
+            w_train = np.concatenate([w_train, w_train, w_train])
         validation = (
-            (_features(full, files(val_rows), size, batch), labels_matrix(val_rows, learned_tags))
+            (
+                _features(full, files(val_rows), size, batch),
+                labels_matrix(val_rows, learned_tags),
+                calibration.library_weights([e.tags for e in val_rows]),
+            )
             if val_rows
             else None
         )
@@ -495,6 +508,7 @@ def train(
         head.fit(
             x_train,
             y_train,
+            sample_weight=w_train,
             batch_size=batch,
             validation_data=validation,
             epochs=params.epochs,
@@ -539,13 +553,22 @@ def train(
             "params": asdict(params),
             "fine_tuned_layers": len(fine_tuned),
             "trained_tags": list(tags),
+            "backbone": backbone.DEFAULT.name,
         }
         if base is not None:
             kept = learned_tags[len(tags) :]
             info["base"] = {
                 "version": base.version,
                 "kept": {
-                    t: {"threshold": format_threshold(base.thresholds[t]), "reason": base.reasons.get(t, "")}
+                    t: {
+                        "threshold": format_threshold(base.thresholds[t]),
+                        "reason": base.reasons.get(t, ""),
+                        **(
+                            {"fallback": base.fallback[t], "slope": base.slope.get(t, 1.0)}
+                            if t in base.fallback
+                            else {}
+                        ),
+                    }
                     for t in kept
                 },
             }

@@ -68,7 +68,7 @@ def verdict(
             False,
             (
                 f"challenger drops {len(dropped)} tags {name} emits ({shown}); train "
-                f"with --base starter at 224 px to keep them, or gate with --allow-dropped-tags if that is meant"
+                f"with --base starter at the starter's image size to keep them, or gate with --allow-dropped-tags if that is meant"
             ),
         )
     best = _measured(champion, metric)

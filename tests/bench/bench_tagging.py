@@ -98,7 +98,8 @@ def bench_naive(model, tagger, files: list[Path]) -> float:
     for path in files:
         data = path.read_bytes()
         with Image.open(io.BytesIO(data)) as im:
-            image = np.asarray(im.convert("RGB").resize((224, 224), Image.BILINEAR), dtype=np.float32)
+            side = model.input_shape[1]
+            image = np.asarray(im.convert("RGB").resize((side, side), Image.BILINEAR), dtype=np.float32)
         logits = model.predict(image[None], verbose=0)
         probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
         asset, _ = services.ingest(data, path.name)
@@ -108,7 +109,7 @@ def bench_naive(model, tagger, files: list[Path]) -> float:
     return rate(len(files), time.perf_counter() - start)
 
 
-def bench_decode(files: list[Path], size: int = 224) -> tuple[float, float]:
+def bench_decode(files: list[Path], size: int) -> tuple[float, float]:
     from core import imageio
 
     blobs = [p.read_bytes() for p in files]
@@ -163,17 +164,34 @@ def main(argv: list[str] | None = None) -> int:
         )
         from core import imageio
 
-        pixels = np.stack([imageio.load_for_model(p.read_bytes(), 224)[0] for p in small])
+        size = tagger.image_size
+        pixels = np.stack([imageio.load_for_model(p.read_bytes(), size)[0] for p in small])
         bare = bench_bare(tagger, pixels)
         print(
-            f"(a) bare model ({settings.runtime}), batch {tagger.batch_size}: {bare:.1f} images/s", flush=True
+            f"(a) bare model ({settings.runtime}, {backbone.DEFAULT.name} at {size} px), batch {tagger.batch_size}: "
+            f"{bare:.1f} images/s",
+            flush=True,
         )
+        if backbone.DEFAULT is not backbone.LITE0:  # what the previous default backbone costs
+            from core.runtimes import litert_predictor
+
+            lite0 = litert_predictor(
+                backbone.load_pretrained(image_size=224, which=backbone.LITE0), tagger.batch_size, 224
+            )
+            small_pixels = np.stack([imageio.load_for_model(p.read_bytes(), 224)[0] for p in small])
+            previous = Tagger(lite0, imagenet.labels, "lite0", "lite0", image_size=224, batch_size=tagger.batch_size)
+            print(
+                f"    for reference, EfficientNet-Lite0 at 224 px (the default before): "
+                f"{bench_bare(previous, small_pixels):.1f} images/s",
+                flush=True,
+            )
         if settings.runtime != "tensorflow":
             other = Tagger(
                 keras_predictor(backbone.load_pretrained(), tagger.batch_size),
                 imagenet.labels,
                 "tf",
                 "tf",
+                image_size=size,
                 batch_size=tagger.batch_size,
             )
             print(
@@ -191,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         naive = bench_naive(backbone.load_pretrained(), imagenet, naive_files)
         print(f"(c) naive (PIL, predict per image, commit per row): {naive:.1f} images/s", flush=True)
-        reduced, full = bench_decode(big)
-        print(f"12 MP JPEG ({mb:.1f} MB) to 224 px: reduced decode {reduced:.1f}/s, full decode {full:.1f}/s")
+        reduced, full = bench_decode(big, size)
+        print(f"12 MP JPEG ({mb:.1f} MB) to {size} px: reduced decode {reduced:.1f}/s, full decode {full:.1f}/s")
         print(
             f"ratio e2e/bare={e2e / bare:.2f} e2e/naive={e2e / naive:.2f} reduced/full_decode_12mp={reduced / full:.2f} "
             f"starter/imagenet_import={e2e / before:.2f}"

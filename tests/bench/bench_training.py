@@ -1,6 +1,6 @@
 """Is the training input pipeline ever the bottleneck? (``make bench``)
 
-Measured in one run, on 640x480 photo-like JPEGs at the default image size (224):
+Measured in one run, on 640x480 photo-like JPEGs at the default image size (256):
 
 - **input**: the ``tf.data`` pipeline alone (:func:`pipelines.training.train.input_pipeline`, read,
   decode, resize, augment, batch; no cache, i.e. the first epoch, its slowest), images/s;
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=8)
     args = parser.parse_args(argv)
 

@@ -1,5 +1,5 @@
-"""The pretrained backbone: weights read without PyTorch, the input scaling they expect,
-and agreement with an independent NumPy forward pass."""
+"""The pretrained backbones: weights read without PyTorch, the input scaling they expect,
+and agreement with an independent NumPy forward pass (Lite0, and Lite2 that tags by default)."""
 
 import sys
 
@@ -16,7 +16,7 @@ PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "hubble_deep_field")
 
 @pytest.fixture(scope="module")
 def state():
-    return load_state_dict(backbone.weights_path())
+    return load_state_dict(backbone.weights_path(backbone.LITE0))
 
 
 def photo(name: str) -> np.ndarray:
@@ -68,7 +68,7 @@ def test_input_scaling_evidence(state):
 
 @pytest.fixture(scope="module")
 def keras_model():
-    return backbone.load_pretrained()
+    return backbone.load_pretrained(which=backbone.LITE0, image_size=224)
 
 
 def test_keras_graph_matches_independent_numpy_forward_pass(state, keras_model):
@@ -96,7 +96,25 @@ def test_litert_runtime_gives_the_same_probabilities_as_tensorflow(keras_model):
     from core.runtimes import keras_predictor, litert_predictor
 
     images = np.stack([photo(n) for n in PHOTOS[:4]])
-    expected = keras_predictor(keras_model, 4)(images)
-    got = litert_predictor(keras_model, 4)(images)
+    expected = keras_predictor(keras_model, 4, image_size=224)(images)
+    got = litert_predictor(keras_model, 4, image_size=224)(images)
     np.testing.assert_allclose(got, expected, atol=1e-4)
     assert got.argmax(1).tolist() == expected.argmax(1).tolist()
+
+
+def test_the_default_backbone_is_lite2_and_matches_the_numpy_forward_pass():
+    """EfficientNet-Lite2, as the Keras graph builds it from core.backbone.LITE2, gives the logits
+    of the NumPy pass built from the reference's own table (checked against the weights' shapes)."""
+    from tests.reference import numpy_efficientnet_lite0 as ref
+
+    assert backbone.DEFAULT is backbone.LITE2 and backbone.IMAGE_SIZE % 32 == 0
+    lite2 = load_state_dict(backbone.weights_path())
+    size = backbone.IMAGE_SIZE
+    images = np.stack([cv2.resize(skimage.data.chelsea(), (size, size), interpolation=cv2.INTER_AREA)])
+    expected = ref.forward(lite2, ref.preprocess(images, ref.TFLITE_MEAN, ref.TFLITE_STD), stages=ref.LITE2_STAGES)
+    got = backbone.load_pretrained(image_size=size).predict(images.astype(np.float32), verbose=0)
+    np.testing.assert_allclose(got, expected, atol=2e-3, rtol=1e-3)
+    from core.tagmap import TagMap
+
+    top = TagMap.load().class_tags[int(got[0].argmax())]
+    assert top in ("tabby cat", "tiger cat", "egyptian cat"), top  # Chelsea is a tabby

@@ -110,8 +110,21 @@ def tiny_tagmap(tmp_path) -> TagMap:
 def test_broader_tags_sum_their_classes_and_have_their_own_thresholds(tmp_path):
     tagmap = tiny_tagmap(tmp_path)
     (tags,) = tagmap.select(np.array([[0.4, 0.35, 0.25]], dtype=np.float32))
-    # No class reaches 0.5, but together they are a cat (0.75 >= 0.6); animal needs 0.9.
-    assert tags == [TagScore("cat", 0.75)]
+    # No class reaches 0.5, but together they are a cat (0.75 >= 0.6); animal needs 0.9 on its
+    # own, but a cat is an animal: an emitted tag brings its broader tags, the specific one first.
+    assert tags == [TagScore("cat", 0.75), TagScore("animal", 0.75)]
+    strict = tagmap.with_thresholds({"cat": 0.99})
+    (tags,) = strict.select(np.array([[0.55, 0.05, 0.4]], dtype=np.float32))
+    # a confident tabby is a cat, however strict the threshold of cat on its own
+    assert tags == [TagScore("cat", 0.6), TagScore("animal", 0.6), TagScore("tabby", 0.55)]
+
+
+def test_a_tag_turned_off_is_not_implied_by_a_narrower_one(tmp_path):
+    tagmap = tiny_tagmap(tmp_path)
+    (tmp_path / "tag_thresholds.csv").write_text("tag,threshold\n*,0.5\n**,0.6\nanimal,0.9\nwild cat,off\n")
+    (tags,) = TagMap.load(tmp_path).select(np.array([[0.05, 0.6, 0.35]], dtype=np.float32))
+    assert [t.name for t in tags] == ["cat", "animal", "lynx"]  # no "wild cat": a person turned it off
+    assert "wild cat" in [t.name for t in tagmap.select(np.array([[0.05, 0.6, 0.35]], dtype=np.float32))[0]]
     assert tagmap.parents("lynx") == ["wild cat"] and tagmap.parents("wild cat") == ["cat"]
     assert tagmap.parents("animal") == []
 
@@ -145,7 +158,7 @@ def test_a_tag_map_with_other_thresholds_keeps_and_drops_tags_and_leaves_the_ori
     before = tagmap.thresholds.copy()
     tuned = tagmap.with_thresholds({"animal": 0.7, "cat": 0.8, "cup": 0.2, "no such tag": 0.1})
     assert tuned.select(probabilities) == [[TagScore("animal", 0.75), TagScore("cup", 0.25)]]
-    assert tagmap.select(probabilities) == [[TagScore("cat", 0.75)]]  # the original is untouched
+    assert tagmap.select(probabilities) == [[TagScore("cat", 0.75), TagScore("animal", 0.75)]]  # untouched
     assert np.array_equal(tagmap.thresholds, before) and tuned.matrix is tagmap.matrix
     assert tuned.parents("lynx") == ["wild cat"]
     with pytest.raises(ValueError, match=r"threshold 0.0 for 'cat' is not in \(0, 1\]"):
@@ -170,12 +183,12 @@ def test_a_tagger_with_other_thresholds_shares_its_model(tmp_path):
 
     engine = Tagger(predict, tiny_tagmap(tmp_path), "m", "1", image_size=32, batch_size=4, decode_threads=2)
     assert engine.with_thresholds({}) is engine
-    strict = engine.with_thresholds({"cup": 0.9})
+    strict = engine.with_thresholds({"mug": 0.9})
     assert strict is not engine and strict._predict is engine._predict
     assert (strict.model_name, strict.model_version, strict.batch_size) == ("m", "1", 4)
     image = png(np.full((40, 50, 3), 100, np.uint8))
     (result,) = strict.tag_images([(0, image, "a.png")])
-    assert names(result) == ["mug"]
+    assert names(result) == ["cup"]
     (result,) = engine.tag_images([(0, image, "a.png")])
     assert names(result) == ["mug", "cup"]
 
@@ -204,3 +217,30 @@ def test_converted_model_is_cached_and_the_next_start_needs_no_tensorflow(tmp_pa
     assert first_tf and not second_tf  # converted once with TensorFlow, then read from the cache
     assert first_tags == second_tags and "cat" in second_tags
     assert len(list((tmp_path / "home" / "cache" / "models").glob("*.tflite"))) == 1
+
+
+def test_a_picture_no_tag_reached_gets_its_likeliest_fallback_tag(tmp_path):
+    """The fallback (from a calibration) gives a picture that none of its candidate tags reached
+    the likeliest of them, with its broader tags; a threshold a person sets holds for it too."""
+    tags = ("horse", "animal", "cow", "person")
+    vocabulary = Vocabulary(
+        tags,
+        np.array([0.8, 0.9, 0.8, 0.7], np.float32),
+        ("learned",) * 4,
+        {"horse": "animal", "cow": "animal"},
+        fallback=np.array([0.4, np.inf, 0.3, np.inf], np.float32),  # animal and person are never a fallback
+        slope=np.array([1.0, 1.0, 1.0, 1.0], np.float32),
+    )
+    modest = np.array([[0.55, 0.6, 0.35, 0.65]], np.float32)
+    # horse is 0.15 past its fallback in score, cow 0.05: horse is the likelier, and it is an animal
+    assert [t.name for t in vocabulary.select(modest)[0]] == ["animal", "horse"]
+    sure = np.array([[0.85, 0.9, 0.6, 0.1]], np.float32)
+    assert [t.name for t in vocabulary.select(sure)[0]] == ["animal", "horse"]  # reached: no fallback
+    nothing = np.array([[0.2, 0.3, 0.1, 0.5]], np.float32)
+    assert vocabulary.select(nothing) == [[]]
+    strict = vocabulary.with_thresholds({"horse": 0.95})  # a person wants horse only when sure
+    assert [t.name for t in strict.select(modest)[0]] == ["animal", "cow"]
+    vocabulary.write(tmp_path)
+    back = Vocabulary.read(tmp_path)
+    assert back.select(modest) == vocabulary.select(modest)
+    np.testing.assert_allclose(back.fallback, vocabulary.fallback)

@@ -80,3 +80,50 @@ def test_off_thresholds_and_reasons_survive_the_vocabulary_file(merged, tmp_path
     assert math.isinf(back.thresholds[index]) and back.reasons["giraffe"] == "below_target_precision"
     np.testing.assert_array_equal(back.thresholds, merged.vocabulary.thresholds)
     assert "giraffe,off,learned,animal,below_target_precision" in (tmp_path / "tags.csv").read_text()
+
+
+def test_a_picture_that_is_not_a_photo_fades_the_object_tags(tagmap):
+    """With the non-photo tags learned, every other tag is scaled by 1 - the surest of them: a
+    page of text is a document, not a person; tags that name pictures (website) are kept."""
+    learned = ["person", "document", "texture"]
+    gated = merge(learned, {"person": 0.5, "document": 0.5, "texture": 0.5}, tagmap)
+    website = probabilities(tagmap, website=0.7, tabby_cat=0.2)
+    page = gated.scores(website, np.array([[0.92, 0.95, 0.1]]))
+    named = dict(zip(gated.vocabulary.tags, page[0], strict=True))
+    assert named["person"] == pytest.approx(0.92 * 0.05) and named["tabby cat"] == pytest.approx(0.2 * 0.05)
+    assert named["document"] == pytest.approx(0.95) and named["website"] == pytest.approx(0.7)
+    emitted = [t.name for t in gated.vocabulary.select(page)[0]]
+    assert "document" in emitted and "website" in emitted and "person" not in emitted
+    photo = gated.scores(website, np.array([[0.92, 0.0, 0.0]]))  # no doubt it is a photo: unchanged
+    assert dict(zip(gated.vocabulary.tags, photo[0], strict=True))["person"] == pytest.approx(0.92)
+    plain = merge(["person"], {"person": 0.5}, tagmap)  # a model without non-photo tags: no gate
+    assert not plain.has_gate and plain.scores(website, np.array([[0.92]]))[0].max() == pytest.approx(0.92)
+
+
+def test_the_exported_graph_computes_the_same_gate(tagmap):
+    """serving.export's TensorFlow scores equal the NumPy reference, gate included."""
+    import keras
+
+    from core import model as tagger_model
+    from serving.export import tagger_module
+
+    learned_tags = ["person", "cat", "document", "graphic"]
+    inputs = keras.Input((32, 32, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    outputs = {
+        tagger_model.LEARNED: keras.layers.Dense(4, activation="sigmoid", name="l")(pooled),
+        tagger_model.IMAGENET: keras.layers.Dense(1000, name="i")(pooled),
+    }
+    tiny = keras.Model(inputs, outputs)
+    trained = tagger_model.TrainedModel(tiny, learned_tags, 32, {})
+    merged = merge(learned_tags, {t: 0.5 for t in learned_tags}, tagmap)
+    pixels = np.random.default_rng(0).integers(0, 255, (6, 32, 32, 3)).astype(np.uint8)
+    module = tagger_module(trained, merged)  # kept: its tf.function holds only a weak reference
+    served = module.predict_pixels(pixels)["scores"].numpy()
+    heads = tiny(pixels.astype(np.float32))
+    logits = np.asarray(heads[tagger_model.IMAGENET])
+    softmax = np.exp(logits - logits.max(1, keepdims=True))
+    softmax /= softmax.sum(1, keepdims=True)
+    expected = merged.scores(softmax, np.asarray(heads[tagger_model.LEARNED]))
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    assert merged.has_gate and expected[:, merged.vocabulary.tags.index("person")].max() < 1

@@ -38,7 +38,7 @@ DEFAULT_COMMANDS = {
     "version": ["version", DATASET, "--json"],
     "train": [
         "train", DATASET, "--dataset-hash", "9f3c0d", "--epochs", "8", "--learning-rate", "0.001",
-        "--batch-size", "32", "--image-size", "224", "--fine-tune-blocks", "0", "--fine-tune-epochs", "0",
+        "--batch-size", "32", "--image-size", "256", "--fine-tune-blocks", "0", "--fine-tune-epochs", "0",
         "--distill-weight", "1.0", "--base", "starter", "--run-name", RUN_ID, "--json",
     ],
     "evaluate": [
@@ -145,7 +145,7 @@ def test_default_params_are_valid_and_complete(training):
         "epochs": 8,
         "learning_rate": 0.001,
         "batch_size": 32,
-        "image_size": 224,
+        "image_size": 256,
         "fine_tune_blocks": 0,
         "fine_tune_epochs": 0,
         "distill_weight": 1.0,

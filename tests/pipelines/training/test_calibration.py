@@ -1,6 +1,6 @@
-"""Thresholds chosen on held-out labels (pipelines.training.calibration), on generated scores: the
-target is reached where the scores allow it, a tag the images show cannot reach it is off, and
-a tag too few images can judge keeps its prior threshold."""
+"""Thresholds chosen on held-out labels (pipelines.training.calibration), on generated scores: a tag
+is calibrated only where the labels can refute it, scores become probabilities of being right,
+one level reaches the target precision, and a tag with few images borrows from its family."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipelines.training import calibration
-from pipelines.training.calibration import BELOW_TARGET, NO_EXAMPLE, REACHED, TOO_FEW
+from pipelines.training.calibration import BELOW_TARGET, BROADER, FAMILY, LABEL, NARROWER, NO_EXAMPLE, REACHED
 
 PARENT = {"tabby cat": "cat", "cat": "animal", "dog": "animal", "coffee mug": "cup", "cup": "kitchenware"}
 
@@ -31,100 +31,179 @@ def test_evidence_follows_the_hierarchy():
     assert y[:, tags.index("volcano")].tolist() == [0, 0, 0]
 
 
-def separable(n_right: int, n_wrong: int, rng):
-    """Right images score above 0.6, wrong ones below 0.4."""
-    y = np.r_[np.ones(n_right), np.zeros(n_wrong)].astype(np.float32)
-    scores = np.r_[rng.uniform(0.6, 1.0, n_right), rng.uniform(0.0, 0.4, n_wrong)]
-    return y, scores
+def test_only_tags_the_labels_can_refute_are_calibrated():
+    parent = {**PARENT, "valley": "nature", "flowerpot": "potted plant", "potted plant": "nature", "espresso": "kitchenware"}
+    tags = ["tabby cat", "cat", "animal", "dog", "kitchenware", "nature", "valley", "flowerpot", "potted plant"]
+    members = {
+        "animal": ["tabby cat", "dog"],  # every class under it lies under a label
+        "kitchenware": ["coffee mug", "espresso", "wok", "ladle"],  # one class in four: a cup
+        "nature": ["valley", "flowerpot", "volcano"],  # one in three: a potted plant
+    }
+    families = calibration.refutable(tags, ["cat", "dog", "cup", "potted plant"], parent, members)
+    assert families == {
+        "tabby cat": NARROWER,  # an image without a cat shows it wrong
+        "flowerpot": NARROWER,
+        "cat": LABEL,
+        "dog": LABEL,
+        "potted plant": LABEL,
+        "animal": BROADER,
+    }
+    # a kitchen photo without a cup may well show a wok: kitchenware can be confirmed, never refuted
+    assert "kitchenware" not in families and "nature" not in families and "valley" not in families
 
 
-def test_the_lowest_threshold_reaching_the_target_is_chosen():
+def test_library_weights_bring_a_common_label_down_to_the_cap():
+    labels = [["person"]] * 90 + [["person", "dog"]] * 5 + [["dog"]] * 5
+    weights = calibration.library_weights(labels, max_prevalence=0.5)
+    person = np.array(["person" in row for row in labels])
+    assert weights[person].sum() / weights.sum() == pytest.approx(0.5, abs=1e-3)
+    assert weights.mean() == pytest.approx(1.0)
+    assert weights[~person].min() > weights[person].max()  # the rare images count more
+    rare = [["cat"], ["dog"], ["cup"], []]
+    assert calibration.library_weights(rare).tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert calibration.library_weights([["cat"], ["cat", "dog"]]).tolist() == [1.0, 1.0]  # cat everywhere
+
+
+def test_platt_scaling_recovers_how_often_a_score_is_right():
     rng = np.random.default_rng(0)
-    y = (rng.random(400) < 0.25).astype(np.float32)  # rarer than MAX_PREVALENCE: unweighted
-    scores = np.clip(y * 0.5 + rng.random(400) * 0.6, 0, 1)  # informative but noisy
-    choice = calibration.choose_threshold(y, scores, 0.9)
-    assert choice.reason == REACHED
-    kept = scores >= choice.threshold
-    assert y[kept].mean() >= 0.9 and kept.sum() >= calibration.MIN_POSITIVES
-    lower = scores[scores < choice.threshold].max()  # the next score down misses the target
-    assert y[scores >= lower].mean() < 0.9
-    assert choice.positives == int(y.sum()) and choice.precision == pytest.approx(y[kept].mean(), abs=1e-4)
+    scores = rng.uniform(0.01, 0.99, 20000)
+    truth = calibration.Platt(2.0, -1.0)
+    y = (rng.random(20000) < truth.probability(scores)).astype(np.float32)
+    fit = calibration.fit_platt(scores, y, np.ones_like(scores))
+    assert fit.a == pytest.approx(2.0, abs=0.1) and fit.b == pytest.approx(-1.0, abs=0.1)
+    assert fit.probability(np.array([fit.threshold(0.8)]))[0] == pytest.approx(0.8, abs=1e-6)
+    assert calibration.Platt(-1.0, 0.0).threshold(0.8) == math.inf  # a score that says nothing
 
 
-def test_a_tag_the_images_show_below_target_is_off():
+def graded(n: int, rng, *, slope: float = 3.0, offset: float = 0.0):
+    """Scores whose probability of being right rises with the score."""
+    scores = rng.uniform(0.01, 0.99, n)
+    probability = calibration.Platt(slope, offset).probability(scores)
+    return (rng.random(n) < probability).astype(np.float32), scores
+
+
+def test_one_level_reaches_the_target_with_the_most_right_tags():
     rng = np.random.default_rng(1)
-    y = (rng.random(400) < 0.4).astype(np.float32)
-    choice = calibration.choose_threshold(y, rng.random(400), 0.9)  # noise: about 40% precise
-    assert choice.threshold == math.inf and choice.reason == BELOW_TARGET
-    assert choice.precision < 0.9
+    tags = ["a", "b", "noise", "rare", "unjudged"]
+    n = 3000
+    y_a, s_a = graded(n, rng)
+    y_b, s_b = graded(n, rng, slope=2.0, offset=-0.5)
+    y_noise = (rng.random(n) < 0.2).astype(np.float32)
+    s_noise = rng.random(n)
+    y_rare = np.zeros(n, np.float32)
+    y_rare[:3] = 1
+    s_rare = np.where(y_rare > 0, 0.97, rng.uniform(0, 0.6, n))
+    y = np.stack([y_a, y_b, y_noise, y_rare, np.zeros(n)], axis=1)
+    scores = np.stack([s_a, s_b, s_noise, s_rare, rng.random(n)], axis=1)
+    families = {"a": LABEL, "b": LABEL, "noise": LABEL, "rare": LABEL}
+    priors = {t: 0.5 for t in tags}
+    result = calibration.calibrate(y, scores, tags, families, priors, {}, target=0.9)
+    chosen = result.choices
+
+    shown = emitted_as_served(result, scores, tags)
+    judged = shown[:, :4]
+    precision = (judged & (y[:, :4] > 0)).sum() / judged.sum()
+    assert precision >= 0.9 and result.val_precision == pytest.approx(precision, abs=1e-4)
+    assert chosen["a"].reason == REACHED and chosen["b"].reason == REACHED
+    assert chosen["a"].threshold < chosen["b"].threshold  # b needs a higher score for the same odds
+    assert chosen["noise"].reason == BELOW_TARGET and chosen["noise"].threshold == math.inf
+    assert chosen["rare"].reason == FAMILY  # three right images: the family's fit decides
+    assert chosen["unjudged"].reason == NO_EXAMPLE and chosen["unjudged"].threshold == 0.5
+
+    # The fallback gives more pictures a right tag than the lowest level reaching the target alone.
+    assert result.fallback_level is not None and result.fallback_level < result.level
+    assert all(chosen[t].fallback < chosen[t].threshold for t in ("a", "b"))
+    alone = calibration.calibrate(y, scores, tags, families, priors, {}, target=0.9, fallback_levels=())
+    assert alone.fallback_level is None and alone.level <= result.level
+    plain = emitted_as_served(alone, scores, tags)
+    right_share = (shown[:, :4] & (y[:, :4] > 0)).any(axis=1).mean()
+    assert right_share > (plain[:, :4] & (y[:, :4] > 0)).any(axis=1).mean()
+    lower = alone.level - 0.01  # without a fallback, the level is the lowest reaching the target
+    assert _precision_at(y, scores, tags, families, priors, lower) < 0.9
 
 
-def test_too_few_images_keep_the_prior():
+def emitted_as_served(result, scores, tags):
+    """Each picture's tags as core.vocabulary.Vocabulary.select emits them from these choices."""
+    from core.tagmap import emitted
+
+    choices = [result.choices[t] for t in tags]
+    limits = np.array([c.threshold for c in choices], np.float32)
+    fallback = np.array([c.fallback if c.fallback is not None else np.inf for c in choices], np.float32)
+    slope = np.array([c.slope or 1.0 for c in choices], np.float32)
+    implied = [np.array([], int)] * len(tags)
+    return np.stack([emitted(row, limits, implied, fallback, slope) for row in scores])
+
+
+def _precision_at(y, scores, tags, families, priors, level):
+    """The validation precision if the level were ``level`` and there were no fallback."""
+    original = calibration.LEVELS
+    try:
+        calibration.LEVELS = (level,)
+        return calibration.calibrate(y, scores, tags, families, priors, {}, target=0.9, fallback_levels=()).val_precision
+    finally:
+        calibration.LEVELS = original
+
+
+def test_a_library_weighting_and_a_base_models_tags():
+    """A tag right on 90% of the validation images looks precise at any threshold; weighted as a
+    library holds it (half the images), its threshold has to leave the wrong images out. A tag
+    kept from a base model keeps its choice and does not count in the precision."""
     rng = np.random.default_rng(2)
-    y, scores = separable(3, 100, rng)  # perfect, but three right images say little
-    assert calibration.choose_threshold(y, scores, 0.9, prior=0.35) == calibration.Choice(0.35, TOO_FEW, positives=3)
-    # Eight right of ten emitted is short of 0.9, but ten images cannot rule 0.9 out.
-    y = np.r_[np.ones(8), np.zeros(2), np.zeros(100)].astype(np.float32)
-    scores = np.r_[np.full(10, 0.9), rng.uniform(0, 0.2, 100)]
-    choice = calibration.choose_threshold(y, scores, 0.9, prior=0.35)
-    assert (choice.threshold, choice.reason, choice.precision) == (0.35, TOO_FEW, 0.8)
-
-
-def test_an_upper_bound_never_lowers_the_prior():
-    rng = np.random.default_rng(3)
-    y, scores = separable(40, 200, rng)
-    scores = scores * 0.5  # right images from 0.3: the labels alone would choose about 0.3
-    assert calibration.choose_threshold(y, scores, 0.9).threshold < 0.35
-    choice = calibration.choose_threshold(y, scores, 0.9, prior=0.35, upper_bound=True)
-    assert (choice.threshold, choice.reason) == (0.35, REACHED)
-
-
-def test_precision_upper_bound():
-    assert calibration.precision_upper_bound(0, 0) == 1.0
-    assert calibration.precision_upper_bound(9, 10) > 0.95
-    assert calibration.precision_upper_bound(50, 100) < 0.6
-    assert calibration.precision_upper_bound(8, 10) > 0.9 > calibration.precision_upper_bound(80, 100)
-
-
-def test_choose_thresholds_records_priors_and_untested_tags():
-    rng = np.random.default_rng(4)
-    y_a, s_a = separable(40, 160, rng)
-    y = np.stack([y_a, np.zeros(200), rng.random(200) < 0.4], axis=1).astype(np.float32)
-    scores = np.stack([s_a, rng.random(200), rng.random(200)], axis=1)
-    chosen = calibration.choose_thresholds(
-        y, scores, ["a", "b", "c"], checkable=["a", "c"], priors={"a": 0.25, "b": 0.5, "c": 0.35}
+    y = np.r_[np.ones(900), np.zeros(100)][:, None].astype(np.float32)
+    scores = np.r_[rng.uniform(0.3, 1.0, 900), rng.uniform(0.0, 0.7, 100)][:, None]
+    kept = calibration.Choice(0.42, "kept")
+    y = np.hstack([y, np.ones((1000, 1), np.float32)])
+    scores = np.hstack([scores, np.zeros((1000, 1))])  # the base tag never fires here: ignored
+    families = {"cat": LABEL, "base": LABEL}
+    plain = calibration.calibrate(y, scores, ["cat", "base"], families, {"cat": 0.5}, {}, fixed={"base": kept})
+    weights = calibration.library_weights([["cat"]] * 900 + [[]] * 100)
+    weighted = calibration.calibrate(
+        y, scores, ["cat", "base"], families, {"cat": 0.5}, {}, weights, fixed={"base": kept}
     )
-    a = chosen["a"]
-    assert a.reason == REACHED and a.threshold <= 0.6 and a.prior == 0.25
-    assert y_a[s_a >= a.threshold].mean() >= 0.9
-    assert chosen["b"] == calibration.Choice(0.5, NO_EXAMPLE, prior=0.5)  # a learned tag no image has
-    assert chosen["c"].reason == BELOW_TARGET
-    assert chosen["c"].to_dict()["threshold"] == "off" and chosen["c"].to_dict()["prior"] == 0.35
+    assert weighted.choices["cat"].threshold > plain.choices["cat"].threshold
+    kept_mask = scores[:, 0] >= weighted.choices["cat"].threshold
+    right, wrong = (weights[kept_mask] * y[kept_mask, 0]).sum(), (weights[kept_mask] * (1 - y[kept_mask, 0])).sum()
+    assert right / (right + wrong) >= 0.9
+    assert weighted.choices["base"] == kept
 
 
 def test_quality_counts_what_users_see():
-    tags = ["person", "cup", "animal"]
-    y = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1], [0, 0, 0]], np.float32)
-    scores = np.array([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.1, 0.0, 0.3], [0.6, 0.7, 0.0]], np.float32)
-    thresholds = np.array([0.5, 0.5, np.inf], np.float32)  # animal is off
-    q = calibration.quality(y, scores, tags, thresholds, checkable=tags, min_support=1)
-    assert q["images_with_correct_tag"] == 0.5  # images 0 and 1 have a right tag
-    assert q["no_tag"] == 0.25  # image 2: animal is off
-    assert q["precision"] == pytest.approx(2 / 4)  # person x3 (2 right), cup x1 (wrong)
-    assert q["person_ap"] == 1.0 and q["common_tags"] == 3
+    tags = ["person", "cup", "animal", "tabby cat", "cat"]
+    parent = {"tabby cat": "cat", "cat": "animal"}
+    y = np.array(
+        [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [0, 0, 1, 1, 1], [0, 0, 0, 0, 0]], np.float32
+    )
+    scores = np.array(
+        [[0.9, 0.1, 0.0, 0.0, 0.0], [0.8, 0.2, 0.0, 0.0, 0.0], [0.1, 0.0, 0.3, 0.6, 0.3], [0.6, 0.7, 0.0, 0.0, 0.0]],
+        np.float32,
+    )
+    thresholds = np.array([0.5, 0.5, 0.95, 0.5, 0.9], np.float32)  # animal and cat need a lot alone
+    q = calibration.quality(
+        y, scores, tags, thresholds, checkable=tags, min_support=1, parent=parent, labels=["person", "cup", "cat"]
+    )
+    assert q["images_with_correct_tag"] == 0.75  # images 0, 1 (person) and 2 (a tabby is a cat and an animal)
+    assert q["no_tag"] == 0.0
+    assert q["precision"] == pytest.approx(5 / 7)  # person x3 (2 right), cup x1 (wrong), tabby+cat+animal right
+    assert q["person_recall"] == 1.0 and q["person_on_person_free"] == 0.5
+    assert q["mean_recall"] == pytest.approx((1.0 + 0.0 + 1.0) / 3)  # person, cup, cat
+    assert q["person_ap"] == 1.0
 
 
-def test_a_tag_on_most_validation_images_is_calibrated_for_a_library_where_it_is_rarer():
-    """90% of the validation images are right for the tag: almost any threshold looks precise.
-    Weighting the wrong images up to MAX_PREVALENCE makes the threshold leave them out."""
-    rng = np.random.default_rng(5)
-    y = np.r_[np.ones(900), np.zeros(100)].astype(np.float32)
-    scores = np.r_[rng.uniform(0.2, 1.0, 900), rng.uniform(0.0, 0.6, 100)]
-    weight = calibration.negative_weight(900, 100)
-    assert weight == pytest.approx(900 * 0.7 / (100 * 0.3))
-    choice = calibration.choose_threshold(y, scores, 0.9)
-    kept = scores >= choice.threshold
-    assert choice.reason == REACHED and choice.threshold > 0.5  # most wrong images score below 0.6
-    right, wrong = y[kept].sum(), (1 - y[kept]).sum()
-    assert right / (right + weight * wrong) >= 0.9
-    assert calibration.negative_weight(100, 900) == 1.0  # a rare tag is left as it is
+def test_person_is_held_to_five_percent_of_the_pictures_without_people():
+    """``person`` takes the lowest threshold that tags at most 5% of the (weighted) pictures
+    without a person, whatever the level the other tags share."""
+    rng = np.random.default_rng(6)
+    n = 2000
+    has_person = rng.random(n) < 0.8
+    scores = np.where(has_person, rng.beta(5, 2, n), rng.beta(2, 5, n))
+    y = has_person[:, None].astype(np.float32)
+    weights = calibration.library_weights([["person"] if p else [] for p in has_person])
+    result = calibration.calibrate(y, scores[:, None], ["person"], {"person": LABEL}, {"person": 0.5}, {}, weights)
+    choice = result.choices["person"]
+    assert choice.reason == calibration.CAPPED
+    free = ~has_person
+    share = weights[free & (scores >= choice.threshold)].sum() / weights[free].sum()
+    assert share <= 0.05
+    lower = scores[free & (scores < choice.threshold)].max()  # one more picture without people
+    assert weights[free & (scores >= lower)].sum() / weights[free].sum() > 0.05
+    assert choice.recall == pytest.approx((scores[has_person] >= choice.threshold).mean(), abs=1e-4)
