@@ -142,6 +142,10 @@ def validate(
         progress=sys.stderr.isatty(),
     )
     summary = result.to_dict()
+    if result.dropped_tags:  # in the stage's log too, not only in the report
+        shown = ", ".join(f"{t} ({n})" for t, n in sorted(result.dropped_tags.items()))
+        err.print(f"dropped {len(result.dropped_tags)} tags with fewer than {min_examples} images: {shown}",
+                  markup=False, highlight=False)
     if not result.passed:
         err.print(result.text(), markup=False, highlight=False)
         emit(summary, True, "")
