@@ -23,8 +23,15 @@ process's environment, so they share ``IMGTAG_HOME``, ``DATABASE_URL``, ``IMGTAG
 
 Secrets made on first start stay in ``$IMGTAG_HOME/platform`` (mode 0600): Airflow's JWT and API
 keys, the catalog's ``SECRET_KEY``, and the catalog's ``admin`` password. Airflow's ``admin``
-password is the one Airflow's simple auth manager generates (``simple_auth_manager_passwords.json
-.generated`` in ``AIRFLOW_HOME``). Both are printed when the platform is up.
+password is made here too, in the file Airflow's simple auth manager keeps
+(``simple_auth_manager_passwords.json.generated`` in ``AIRFLOW_HOME``), before the api-server
+starts: the stages then reach Airflow's REST API through the connection ``imgtag_airflow_api``
+(``AIRFLOW_CONN_IMGTAG_AIRFLOW_API``), with which the training DAG writes the gate's verdict
+into each run's note. Both passwords are printed when the platform is up.
+
+The first start also makes the starter model version 1 (``imgtag starter install``: registered
+in MLflow with the alias ``champion``, served from the model repository), so that every later
+version can be rolled back to it.
 
 Ctrl-C or SIGTERM stops everything: each component's process group and every process it started
 (the scheduler's task processes too) get SIGTERM, then SIGKILL after a grace period. When a

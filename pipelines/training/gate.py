@@ -2,16 +2,20 @@
 
 It reads top to bottom, the decision in the middle and the effects around it:
 
-1. **which champion**: what TF Serving serves (:func:`pipelines.training.champion.champion_status`;
-   with nothing served, the shipped starter model); the MLflow alias must agree, else
+1. **which champion**: what TF Serving serves (:func:`pipelines.training.champion.champion_status`:
+   the starter model, version 1, until a first promotion; with nothing served at all, the
+   shipped starter model); the MLflow alias must agree, else
    :class:`~pipelines.training.champion.ChampionDivergence` before anything is scored;
 2. **measure** (:func:`measure`): both models scored through their exported ``serving_default``
    signature (encoded bytes in, scores out) on the dataset's test split, and their metrics on
    every tag the test labels can check (:func:`compare_on`);
 3. **decide** (:func:`pipelines.training.verdict.verdict`): a pure function of the two metric sets;
-4. **record** (:func:`record`): ``report.json`` and ``report.md`` in the run's ``gate/`` folder,
-   the outcome tagged on the MLflow model version and logged to its training run. A rejection
-   changes nothing else; ``imgtag gate`` then exits ``GATE_REJECTED`` and the DAG skips promotion.
+4. **record** (:func:`describe`, :func:`record`): both models' figures, the margin, the per-tag
+   AP gains and losses and the reason on stderr (the stage's log), ``report.json`` and
+   ``report.md`` in the run's ``gate/`` folder, the verdict and its figures tagged on the MLflow
+   model version and logged to its training run (metrics, tags, the run's description). A
+   rejection changes nothing else; ``imgtag gate`` then exits ``GATE_REJECTED`` and the DAG
+   skips promotion (and notes why on the run).
 """
 
 from __future__ import annotations

@@ -5,7 +5,10 @@
   version of ``imgtag-tagger``, tagged with the dataset hash, the git commit and the DAG run id.
 - ``gate`` (:mod:`pipelines.training.gate`, its decision :mod:`pipelines.training.verdict`)
   scores the challenger and the champion on the same test split and passes only if the
-  challenger is better by the margin on the chosen metric (and above the floor).
+  challenger is better by the margin on the chosen metric and drops none of the champion's tags
+  (the floor applies only when there is no champion).
+- the starter model is a model version like any other: :func:`install_starter` registers it
+  (version 1 of a new install) and serves it under that number.
 - ``promote`` and ``rollback`` (:mod:`pipelines.training.promotion`) move what TF Serving
   serves and the MLflow alias ``champion`` with it.
 - which model is the champion, and whether the alias agrees: :mod:`pipelines.training.champion`.
