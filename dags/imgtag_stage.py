@@ -378,8 +378,11 @@ def gate_note(summary: dict | None) -> str | None:
     if mine is not None:
         figures = f"{metric}: challenger {mine:.4f}"
         if theirs is not None:
-            figures += f", champion {theirs:.4f} ({summary.get('champion_is', 'the champion')}), margin {summary.get('margin')}"
-        lines.append(f"{figures}; {summary.get('test_images', '?')} test images.")
+            figures += f", champion {theirs:.4f}, margin {summary.get('margin')}"
+        figures += f"; {summary.get('test_images', '?')} test images"
+        if theirs is not None:
+            figures += f"; the champion is {summary.get('champion_is', '?')}"
+        lines.append(figures + ".")
     dropped = summary.get("dropped_tags") or []
     if dropped:
         shown = ", ".join(dropped[:20]) + (f" and {len(dropped) - 20} more" if len(dropped) > 20 else "")

@@ -348,7 +348,7 @@ def describe(result: GateResult) -> str:
     metric = result.metric
     mine = result.challenger[metric]
     lines = [
-        f"gate: version {d['model_version']} against the champion ({d['champion_is']}) on "
+        f"gate: version {d['model_version']} against the champion, {d['champion_is']}, on "
         f"{d['test_images']} test images of {d['dataset']}, {d['compared_tags']} tags the labels can check",
     ]
     if result.champion is not None:

@@ -455,7 +455,7 @@ def test_the_note_says_the_verdict_with_its_figures_and_fits_airflow(stage_modul
     }
     note = stage_module.gate_note(summary)
     assert note.startswith("**Gate rejected** version 4: `promote` was skipped, the champion is unchanged.")
-    assert "map: challenger 0.8123, champion 0.4000 (version 3), margin 0.01; 18 test images." in note
+    assert "map: challenger 0.8123, champion 0.4000, margin 0.01; 18 test images; the champion is version 3." in note
     assert "Tags the champion emits and this version cannot: tag number 0," in note and "and 70 more" in note
     assert "Per-tag AP gains: red +0.520." in note and "Per-tag AP losses: blue -0.100." in note
     many = stage_module.gate_note({**summary, "reason": "x " * 800})

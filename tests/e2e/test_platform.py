@@ -348,7 +348,7 @@ def test_a_run_triggered_through_the_rest_api_registers_and_serves_a_champion(pl
     for noise in ("oneDNN", "cuda", "WARNING:tensorflow", "retracing", "Creating initial MLflow database"):
         assert noise not in log, (noise, log[-3000:])
     gate_log = task_log(api, "training_pipeline", run_id, "gate")
-    assert "gate: version 2 against the champion (version 1 (the starter model))" in gate_log, gate_log[-3000:]
+    assert "gate: version 2 against the champion, version 1 (the starter model), on " in gate_log, gate_log[-3000:]
     assert re.search(r"map: challenger 0\.\d+, champion 0\.\d+; margin 0\.0200", gate_log)
     assert "per-tag AP gains: " in gate_log and "gate PASSED" in gate_log
     assert promoted["note"].startswith("**Gate passed**: version 2 is promoted")
@@ -445,7 +445,7 @@ def test_two_rounds_on_different_tags_both_rounds_tags_and_person_are_still_emit
     assert {*LABELS["shapes"], *LABELS["colours"]} <= set().union(*emitted[:-1]), emitted
     assert "person" in emitted[-1], emitted[-1]
     gate = task_log(platform.airflow(), "training_pipeline", second_round["dag_run_id"], "gate")
-    assert "gate: version 3 against the champion (version 2)" in gate and "per-tag AP losses: none" in gate
+    assert "gate: version 3 against the champion, version 2, on " in gate and "per-tag AP losses: none" in gate
 
 
 # --- 5. a manifest as exported; a model that drops tags is refused, and says so ---
@@ -499,7 +499,7 @@ def test_a_model_that_drops_tags_is_refused_where_people_look(platform, rejected
     assert "drops" in note and "person" in note and "--replace-vocabulary" in note
     # the gate's log: both figures and the reason
     gate = task_log(api, "training_pipeline", run_id, "gate")
-    assert "gate: version 4 against the champion (version 3)" in gate and "gate REJECTED: challenger drops" in gate
+    assert "gate: version 4 against the champion, version 3, on " in gate and "gate REJECTED: challenger drops" in gate
     assert "tags the champion emits and the challenger cannot: " in gate
     # MLflow: the version and its training run
     client = mlflow.MlflowClient(platform.url("mlflow"), platform.url("mlflow"))
@@ -539,7 +539,7 @@ def test_the_rollback_dag_the_form_gating_a_version_again_and_promote_move_the_c
     assert skipped == {"ingest", "validate", "version", "train", "evaluate", "register"}  # no training
     assert dag_run(api, "training_pipeline", run_id)["note"].startswith("**Gate passed**: version 3 is promoted")
     gate = task_log(api, "training_pipeline", run_id, "gate")
-    assert "gate: version 3 against the champion (version 2)" in gate and "/runs/" in gate  # on its own dataset
+    assert "gate: version 3 against the champion, version 2, on " in gate and "/runs/" in gate  # on its own dataset
     assert client.get_model_version_by_alias(MODEL, "champion").version == "3"
 
     starter = platform.imgtag("promote", "1", "--json")
