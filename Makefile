@@ -65,11 +65,13 @@ PLATFORM_HOME ?= var/platform
 platform: install  ## Airflow, MLflow, the catalog, a worker (and Prometheus after `make tools`) until Ctrl-C
 	IMGTAG_HOME=$(PLATFORM_HOME) $(BIN)/imgtag platform
 
-# 120 drawn images (coloured shapes, 2-4 tags each) as a folder-per-tag tree: a labelled set to
-# follow the README's walk-through with (the tests train on the same drawings).
-labelled-sample: install  ## draw a small labelled set into $(PLATFORM_HOME)/labelled/shapes
-	$(BIN)/python -c "import sys; from pathlib import Path; from tests.shapes import make_tree; \
-		print(make_tree(Path(sys.argv[1]).resolve(), 120, seed=3))" $(PLATFORM_HOME)/labelled/shapes
+# Two folder-per-tag trees of 120 drawn images (coloured shapes) at the starter's 256 px: one
+# labelled with the shapes, one (other drawings) with the colours, for the README's walk-through:
+# two rounds of training on different tags (the tests train on the same drawings).
+labelled-sample: install  ## draw two small labelled sets into $(PLATFORM_HOME)/labelled/{shapes,colours}
+	$(BIN)/python -c "import sys; from pathlib import Path; from tests.shapes import LABELS, make_tree; \
+		[print(make_tree(Path(sys.argv[1]).resolve() / name, 120, seed=seed, size=256, only=LABELS[name])) \
+		 for name, seed in (('shapes', 3), ('colours', 4))]" $(PLATFORM_HOME)/labelled
 
 # The starter model from labelled photos (never committed): STARTER_DATA=/path/to/dam-photos.
 STARTER_DATA ?= ../shared/data/dam-photos

@@ -11,6 +11,7 @@ errors raised by the import still surface (they are raised after stderr is resto
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 
@@ -42,15 +43,23 @@ def quiet_stderr():
 
 
 def import_tensorflow():
-    """``import tensorflow`` without its C++ start-up chatter; returns the module."""
+    """``import tensorflow`` without its C++ start-up chatter; returns the module.
+
+    Quiet (the default) also means TensorFlow's C++ log level 3 (``TF_CPP_MIN_LOG_LEVEL``: the
+    one-off "oneDNN supports DT_UINT8 only on platforms with AVX-512" line comes at the first
+    uint8 op, long after the import) and its Python logger at ERROR (no "triggered tf.function
+    retracing" warnings), so a stage's log is the stage's own lines.
+    """
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if _verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
         import tensorflow
     else:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
         with quiet_stderr():
             import tensorflow
 
             tensorflow.config.list_logical_devices()  # cuInit and device start-up logs, now
+        tensorflow.get_logger().setLevel(logging.ERROR)
     return tensorflow

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset, BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException, AirflowSkipException
 
 from core.errors import ExitCode
 
@@ -351,6 +351,112 @@ def _skip_message(exc: StageExit) -> str:
     else:
         why = f"end of its stderr:\n{exc.stderr_tail}"
     return f"`{' '.join(exc.command)}` exited with status {exc.returncode}, which skips the task: {why}"
+
+
+#: The Airflow connection to Airflow's own REST API, through which a task sets its run's note:
+#: ``host`` (a URL, or a host name with ``schema`` and ``port``), ``login`` and ``password`` of a
+#: user who may edit DAG runs. ``imgtag platform`` defines it (``AIRFLOW_CONN_IMGTAG_AIRFLOW_API``).
+API_CONN_ID = "imgtag_airflow_api"
+#: The longest note Airflow's REST API takes.
+NOTE_LIMIT = 1000
+
+
+def gate_note(summary: dict | None) -> str | None:
+    """The run's note for a gate summary (Markdown): the verdict, why, and the figures; None
+    when there is no summary (the gate did not run, or failed before deciding)."""
+    if not summary or "passed" not in summary:
+        return None
+    version = summary.get("model_version", "?")
+    metric = summary.get("metric", "map")
+    mine = (summary.get("challenger") or {}).get(metric)
+    theirs = (summary.get("champion") or {}).get(metric)
+    if summary["passed"]:
+        head = f"**Gate passed**: version {version} is promoted (`promote`)."
+    else:
+        head = f"**Gate rejected** version {version}: `promote` was skipped, the champion is unchanged."
+    lines = [head, "", f"Reason: {summary.get('reason', '?')}."]
+    if mine is not None:
+        figures = f"{metric}: challenger {mine:.4f}"
+        if theirs is not None:
+            figures += f", champion {theirs:.4f}, margin {summary.get('margin')}"
+        figures += f"; {summary.get('test_images', '?')} test images"
+        if theirs is not None:
+            figures += f"; the champion is {summary.get('champion_is', '?')}"
+        lines.append(figures + ".")
+    dropped = summary.get("dropped_tags") or []
+    if dropped:
+        shown = ", ".join(dropped[:20]) + (f" and {len(dropped) - 20} more" if len(dropped) > 20 else "")
+        lines.append(f"Tags the champion emits and this version cannot: {shown}.")
+    for key, label in (("gains", "Per-tag AP gains"), ("losses", "Per-tag AP losses")):
+        rows = summary.get(key) or []
+        if rows:
+            lines.append(f"{label}: " + ", ".join(f"{r['tag']} {r['change']:+.3f}" for r in rows[:10]) + ".")
+    note = "\n".join(lines)
+    if len(note) > NOTE_LIMIT:
+        note = note[: NOTE_LIMIT - 40].rsplit(" ", 1)[0] + " ... (the gate's log has it all)"
+    return note
+
+
+def _api_base(connection) -> str:
+    host = (connection.host or "").rstrip("/")
+    if host.startswith(("http://", "https://")):
+        return host
+    port = f":{connection.port}" if connection.port else ""
+    return f"{connection.schema or 'http'}://{host}{port}"
+
+
+def set_run_note(dag_id: str, run_id: str, note: str, *, conn_id: str = API_CONN_ID, timeout: float = 30) -> None:
+    """Set a DAG run's note through Airflow's REST API (``PATCH /api/v2/dags/.../dagRuns/...``),
+    with a token from ``/auth/token`` for the connection's user. A task cannot set its run's note
+    otherwise: Airflow 3's task execution API has no call for it.
+
+    Raises:
+        airflow.sdk.exceptions.AirflowNotFoundException: no such connection.
+        OSError: the API did not answer, or refused (``urllib.error.HTTPError``).
+    """
+    import urllib.parse
+    import urllib.request
+
+    from airflow.sdk import Connection
+
+    connection = Connection.get(conn_id)
+    base = _api_base(connection)
+
+    def call(method: str, path: str, body: dict, token: str | None = None) -> dict:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(base + path, json.dumps(body).encode(), headers, method=method)
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return json.loads(answer.read() or b"{}")
+
+    token = call("POST", "/auth/token", {"username": connection.login, "password": connection.password})
+    quoted = urllib.parse.quote(run_id, safe="")
+    call("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{quoted}", {"note": note}, token["access_token"])
+
+
+def note_gate_verdict(context) -> str:
+    """The ``note`` task of the training DAG: the gate's verdict (its XCom) into the task's log
+    and the run's note. A note that cannot be set is logged, not fatal: the verdict stays in the
+    gate's log, its XCom and MLflow."""
+    import logging
+
+    log = logging.getLogger("imgtag.note")
+    summary = context["ti"].xcom_pull(task_ids="gate")
+    note = gate_note(summary)
+    if note is None:
+        log.info("no gate verdict to note (the gate did not run, or failed: see its log)")
+        return ""
+    log.info("%s", note)
+    dag_run = context["dag_run"]
+    try:
+        set_run_note(dag_run.dag_id, dag_run.run_id, note)
+    except (AirflowNotFoundException, OSError, ValueError, KeyError) as exc:  # no connection, API refusing
+        log.warning(
+            "could not set the run's note through Airflow's REST API (connection %r): %s; the verdict "
+            "is in the gate task's log and its XCom", API_CONN_ID, exc,
+        )
+    return note
 
 
 def imgtag_executable() -> str:

@@ -1,4 +1,4 @@
-"""Training pipeline: train a tagging model on labelled images and promote it if it beats the champion.
+"""Training pipeline: train a tagging model on the champion and promote it if it is better.
 
 Triggered by hand (no schedule), one run at a time, with the parameters of the trigger form.
 Each stage is one `imgtag <stage> ... --json` command; its JSON summary is the task's XCom, and
@@ -7,44 +7,60 @@ later stages read earlier summaries from XCom (paths, ids and versions, never da
 1. `ingest` — `imgtag ingest --folder <folders> --manifest <manifests> --catalog|--no-catalog
    --run-name <Airflow run id>`: gathers the labelled images (folder-per-tag trees, manifests,
    and the human-reviewed tags of the catalog) into one dataset with train/val/test splits under
-   `$IMGTAG_HOME/runs/<run id>/dataset`. Summary: `dataset`, `manifest`.
+   `$IMGTAG_HOME/runs/<run id>/dataset`. A manifest row without tags is a negative (counted).
+   Summary: `dataset`, `manifest`, `negatives`.
 2. `validate` — `imgtag validate <dataset> --min-examples <min_examples_per_tag>`: Great
    Expectations checks (every image decodes, labels come from the vocabulary, no duplicates,
    no leakage between splits, enough examples per tag). A failure fails the run here, with a
-   report naming each bad file and tag. Summary: `passed`, `report`.
+   report naming each bad file and tag; with `drop_rare_tags`, tags under the minimum are taken
+   off the dataset and listed in the report instead. Summary: `passed`, `report`, `dropped_tags`.
 3. `version` — `imgtag version <dataset>`: `dvc add` + `dvc push`; the hash names exactly the
    data the model is trained on. Summary: `dataset_hash`.
 4. `train` — `imgtag train <dataset> --dataset-hash ... --base <base>`: the learned head on the
-   frozen backbone for `epochs` (starting from the starter model's head, whose other tags it
-   keeps, with `base` `starter`), then `fine_tune_epochs` of fine-tuning the top
+   frozen backbone for `epochs`, built on the champion with `base` `champion` (the default: its
+   learned head, and every tag of it these images do not label kept as it is, so training adds
+   and improves tags and never loses one), then `fine_tune_epochs` of fine-tuning the top
    `fine_tune_blocks` blocks; an MLflow run named after the Airflow run, one log line per epoch.
    Summary: `run_id` (MLflow), `model`.
 5. `evaluate` — `imgtag evaluate <model> <dataset> --run-id ...`: per-tag thresholds reaching
    `target_precision` on the validation split, for the learned tags and the general tags the
-   labels can check (a tag that cannot reach it is turned off, with the reason); mAP, the share
-   of test images with a correct tag and with none, precision and person AP on the test split,
-   logged to the MLflow run. Summary: `thresholds` (the thresholds file), metrics.
+   labels can check (a tag that cannot reach it is turned off, with the reason; the champion's
+   kept tags keep theirs); mAP, the share of test images with a correct tag and with none,
+   precision and person AP on the test split, logged to the MLflow run. Summary: `thresholds`.
 6. `register` — `imgtag register <model> --thresholds ... --dag-run-id <run id>`: exports the
    SavedModel (learned tags only with `learned_only`, else beside the general ImageNet tags)
-   and registers it as a new MLflow model version. Summary: `model_version`.
-7. `gate` — `imgtag gate <model_version> <dataset> --metric ... --margin ... --floor ...`: scores
-   the challenger and the champion (before the first promotion: the starter model) on the same
-   test split. The challenger passes if its `gate_metric` reaches `gate_floor` and beats the
-   champion's by `gate_margin` (a tie on a saturated metric is broken by a second metric), and
-   it must not drop tags the champion emits unless `gate_allow_dropped_tags`. **A rejection
-   skips the rest of the run**: the gate exits 3, the task is skipped (not failed), so
-   `promote` is skipped too; the gate report says why. The champion is what TF Serving
-   serves; when MLflow's `champion` alias points elsewhere (moved by hand in the MLflow UI)
-   the gate fails with exit 4 and says how to put it back (`imgtag models` shows both).
-8. `promote` — `imgtag promote <model_version>`: the next numbered version in the TF Serving
-   model repository and the MLflow alias `champion`. It updates the asset
-   `imgtag://models/imgtag-tagger/champion`, which schedules `nightly_retag`.
+   and registers it as a new MLflow model version (the first registration of a new install
+   makes the starter model version 1 first). Summary: `model_version`.
+7. `gate` — `imgtag gate <model_version> <dataset> --metric ... --margin ...`: scores the
+   challenger and the champion (the starter model, version 1, until a first promotion) on the
+   same test split, on every tag its labels can check. It passes when the challenger's
+   `gate_metric` beats the champion's by `gate_margin` and it drops no tag the champion emits
+   (unless `replace_vocabulary`); `gate_floor` applies only when there is no champion. Its log
+   shows both models' figures, the margin, per-tag gains and losses and the reason, and the
+   verdict is recorded on the MLflow version (tag `gate`) and its training run. **A rejection
+   skips promotion**: the gate exits 3, the task is skipped (not failed), and `promote` with it.
+   The champion is what TF Serving serves; when MLflow's `champion` alias points elsewhere
+   (moved by hand in the MLflow UI) the gate fails with exit 4 and says how to put it back.
+8. `promote` — `imgtag promote <model_version>`: serves the version under its own number (one
+   number names a model in MLflow, the serving directory and the catalog's tags) and moves the
+   MLflow alias `champion`. It updates the asset `imgtag://models/imgtag-tagger/champion`,
+   which schedules `nightly_retag`.
+9. `note` — the gate's verdict as the run's note (shown on the run's page in the grid): passed
+   or rejected, the reason and the figures. It needs the Airflow connection
+   `imgtag_airflow_api` (Airflow's REST API: host, login and password of a user who may edit
+   DAG runs; `imgtag platform` defines it); without it the task logs the verdict and says so.
+
+**Gating an existing version**: with `gate_version` (any registered model version: a rejected
+one after a fix, or one to compare with a new champion), the run skips `ingest` to `register`
+(`train_or_gate` branches to `existing_version`) and gates that version on the dataset it was trained on, then
+promotes it if it passes.
 
 Parameters (the trigger form): the labelled sources `folders`, `manifests`, `use_catalog`;
-`min_examples_per_tag`; training `epochs`, `learning_rate`, `batch_size`, `image_size`,
-`fine_tune_blocks`, `fine_tune_epochs`, `distill_weight`, `base`; `learned_only`; `target_precision`; and
-the gate's `gate_metric`, `gate_margin`, `gate_floor`, `gate_allow_dropped_tags`. Airflow refuses a trigger whose parameters do not
-fit their schema; the numeric limits are `core/training_limits.py`, which the stages check too.
+`min_examples_per_tag`, `drop_rare_tags`; training `epochs`, `learning_rate`, `batch_size`,
+`image_size`, `fine_tune_blocks`, `fine_tune_epochs`, `distill_weight`, `base`; `learned_only`;
+`target_precision`; the gate's `gate_metric`, `gate_margin`, `gate_floor`, `replace_vocabulary`;
+and `gate_version`. Airflow refuses a trigger whose parameters do not fit their schema; the
+numeric limits are `core/training_limits.py`, which the stages check too.
 Folders and manifests are paths on the filesystem the stages see (object
 storage URIs are not read; copy the images to the shared volume first). Only the stages that
 talk to storage, the MLflow server or the database (`ingest`, `version`, `register`, `promote`)
@@ -58,8 +74,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import Param, dag
-from imgtag_stage import CHAMPION_ASSET, MODEL_RESOURCES, TRAINING_RESOURCES, stage
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import Param, dag, task
+from imgtag_stage import CHAMPION_ASSET, MODEL_RESOURCES, TRAINING_RESOURCES, note_gate_verdict, stage
 
 from core import training_limits as limits
 from core.errors import ExitCode
@@ -76,7 +93,12 @@ def out(task_id: str, key: str) -> str:
 DATASET = out("ingest", "dataset")
 MODEL = out("train", "model")
 MLFLOW_RUN = out("train", "run_id")
-MODEL_VERSION = out("register", "model_version")
+#: The version to gate and promote: the form's `gate_version`, else the one `register` made.
+MODEL_VERSION = (
+    "{{ params.gate_version if params.gate_version else ti.xcom_pull(task_ids='register')['model_version'] }}"
+)
+#: The dataset to gate on: this run's; with `gate_version`, "" (the version's own, from MLflow).
+GATE_DATASET = "{{ '' if params.gate_version else ti.xcom_pull(task_ids='ingest')['dataset'] }}"
 
 
 @dag(
@@ -118,7 +140,15 @@ MODEL_VERSION = out("register", "model_version")
             type="integer",
             **limits.MIN_EXAMPLES_PER_TAG.schema(),
             title="Minimum examples per tag",
-            description="Validation fails when a tag has fewer labelled images than this.",
+            description="Validation fails when a tag has fewer labelled images than this (unless "
+            "Drop rare tags).",
+        ),
+        "drop_rare_tags": Param(
+            False,
+            type="boolean",
+            title="Drop rare tags",
+            description="Take the tags with fewer images than the minimum off the dataset and list them in "
+            "the validation report, instead of failing the run (the long tail of a library exported as it is).",
         ),
         "epochs": Param(
             8,
@@ -172,12 +202,14 @@ MODEL_VERSION = out("register", "model_version")
             "weight, so the general tags survive (0: let it drift).",
         ),
         "base": Param(
-            "starter",
+            "champion",
             type="string",
-            enum=["starter", "none"],
-            title="Start from",
-            description="starter: begin from the starter model's learned head and keep its tags (person, "
-            "everyday objects) that these images do not label (needs the default image size); none: only these tags.",
+            enum=["champion", "starter", "none"],
+            title="Build on",
+            description="champion: the served champion (the starter model until a first promotion): its "
+            "learned head, and every tag of it these images do not label kept as it is (train at its image "
+            "size, the starter's is the default image size); starter: the shipped starter model; none: only these images' tags "
+            "(the gate refuses a model that drops the champion's tags unless Replace the vocabulary).",
         ),
         "learned_only": Param(
             False,
@@ -211,18 +243,35 @@ MODEL_VERSION = out("register", "model_version")
             type="number",
             **limits.GATE_FLOOR.schema(),
             title="Gate floor",
-            description="The least metric the challenger must reach (the only bar with no champion yet).",
+            description="The least metric the challenger must reach when there is no champion to compare "
+            "with (with one, the comparison alone decides).",
         ),
-        "gate_allow_dropped_tags": Param(
+        "replace_vocabulary": Param(
             False,
             type="boolean",
-            title="Allow dropped tags",
-            description="Let a challenger pass that cannot emit tags the champion emits (the gate refuses "
-            "it otherwise).",
+            title="Replace the vocabulary",
+            description="Let a challenger pass that cannot emit tags the champion emits: it replaces the "
+            "champion's vocabulary, and those tags are no longer given. Off, the gate refuses it and lists them.",
+        ),
+        "gate_version": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Gate an existing version",
+            description="A registered model version to gate against the champion (and promote if it passes) "
+            "without training: ingest to register are skipped, and it is scored on the dataset it was "
+            "trained on. Empty: train a new one.",
         ),
     },
 )
 def training_pipeline():
+    @task.branch(task_id="train_or_gate")
+    def train_or_gate(params=None) -> str:
+        """Train a new model (`ingest` ...), or gate the existing version the form names."""
+        return "existing_version" if params and params.get("gate_version") else "ingest"
+
+    choose = train_or_gate()
+    existing = EmptyOperator(task_id="existing_version", doc_md="Gate the form's `gate_version`: no training.")
     ingest = stage(
         "ingest",
         [
@@ -241,7 +290,14 @@ def training_pipeline():
     )
     validate = stage(
         "validate",
-        ["validate", DATASET, "--min-examples", "{{ params.min_examples_per_tag }}", "--json"],
+        [
+            "validate",
+            DATASET,
+            "--min-examples",
+            "{{ params.min_examples_per_tag }}",
+            "{{ '--drop-rare-tags' if params.drop_rare_tags else '--keep-rare-tags' }}",
+            "--json",
+        ],
         execution_timeout=timedelta(minutes=30),
     )
     version = stage(
@@ -318,18 +374,19 @@ def training_pipeline():
         [
             "gate",
             MODEL_VERSION,
-            DATASET,
+            GATE_DATASET,
             "--metric",
             "{{ params.gate_metric }}",
             "--margin",
             "{{ params.gate_margin }}",
             "--floor",
             "{{ params.gate_floor }}",
-            "{{ '--allow-dropped-tags' if params.gate_allow_dropped_tags else '--refuse-dropped-tags' }}",
+            "{{ '--replace-vocabulary' if params.replace_vocabulary else '--keep-vocabulary' }}",
             "--json",
         ],
         resources=MODEL_RESOURCES,
         skip_on_exit_code=ExitCode.GATE_REJECTED.value,  # rejected (exit 3): skipped, and promote with it
+        trigger_rule="none_failed_min_one_success",  # after register, or after existing_version
         execution_timeout=timedelta(hours=1),
     )
     promote = stage(
@@ -339,7 +396,15 @@ def training_pipeline():
         execution_timeout=timedelta(minutes=15),
         **TRANSIENT,
     )
-    ingest >> validate >> version >> train >> evaluate >> register >> gate >> promote
+
+    @task(task_id="note", trigger_rule="all_done", retries=0, execution_timeout=timedelta(minutes=5))
+    def note(**context) -> str:
+        """The gate's verdict as the run's note: passed or rejected, why, and the figures."""
+        return note_gate_verdict(context)
+
+    choose >> [ingest, existing]
+    existing >> gate
+    ingest >> validate >> version >> train >> evaluate >> register >> gate >> [promote, note()]
 
 
 training_pipeline()

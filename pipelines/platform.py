@@ -23,8 +23,15 @@ process's environment, so they share ``IMGTAG_HOME``, ``DATABASE_URL``, ``IMGTAG
 
 Secrets made on first start stay in ``$IMGTAG_HOME/platform`` (mode 0600): Airflow's JWT and API
 keys, the catalog's ``SECRET_KEY``, and the catalog's ``admin`` password. Airflow's ``admin``
-password is the one Airflow's simple auth manager generates (``simple_auth_manager_passwords.json
-.generated`` in ``AIRFLOW_HOME``). Both are printed when the platform is up.
+password is made here too, in the file Airflow's simple auth manager keeps
+(``simple_auth_manager_passwords.json.generated`` in ``AIRFLOW_HOME``), before the api-server
+starts: the stages then reach Airflow's REST API through the connection ``imgtag_airflow_api``
+(``AIRFLOW_CONN_IMGTAG_AIRFLOW_API``), with which the training DAG writes the gate's verdict
+into each run's note. Both passwords are printed when the platform is up.
+
+The first start also makes the starter model version 1 (``imgtag starter install``: registered
+in MLflow with the alias ``champion``, served from the model repository), so that every later
+version can be rolled back to it.
 
 Ctrl-C or SIGTERM stops everything: each component's process group and every process it started
 (the scheduler's task processes too) get SIGTERM, then SIGKILL after a grace period. When a
@@ -216,6 +223,16 @@ class Platform:
         home = self.settings.home
         sync_url, async_url = airflow_db_urls(self.airflow_db, self.airflow_home)
         api = self.url(self.ports.airflow)
+        # Airflow's admin password, made here rather than by the api-server on its first start
+        # (its simple auth manager keeps the users it finds in this file), so that the stages
+        # know it from the start: the training DAG sets each run's note through the REST API.
+        _secret(self.airflow_password_file(), lambda: json.dumps({"admin": secrets.token_urlsafe(12)}))
+        airflow_api = {
+            "conn_type": "http",
+            "host": api,
+            "login": "admin",
+            "password": airflow_password(self.airflow_password_file()),
+        }
         env.update(
             {
                 "IMGTAG_HOME": str(home),
@@ -244,6 +261,7 @@ class Platform:
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.ports.airflow_worker_logs),
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.ports.airflow_trigger_logs),
                 "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
+                "AIRFLOW_CONN_IMGTAG_AIRFLOW_API": json.dumps(airflow_api),
             }
         )
         return env
@@ -376,10 +394,19 @@ class Platform:
         return done.stdout
 
     def setup(self, env: dict[str, str]) -> None:
-        """Bring the Airflow and catalog databases up to date, and make the catalog's admin once."""
+        """Bring the Airflow and catalog databases up to date, make the catalog's admin once, and
+        on the first start make the starter model version 1 (registered in MLflow, served, the
+        alias ``champion``: ``imgtag starter install``)."""
         bin_dir = Path(sys.executable).parent
         self._run_once("airflow-db-migrate", [str(bin_dir / "airflow"), "db", "migrate"], env)
         self._run_once("catalog-migrate", [str(bin_dir / "imgtag"), "migrate"], env)
+        if self.settings.starter:
+            installed = json.loads(
+                self._run_once("starter-install", [str(bin_dir / "imgtag"), "starter", "install", "--json"], env)
+            )
+            if installed["installed"]:
+                self.say(f"  the starter model is version {installed['serving_version']}: registered in MLflow, "
+                         "served, and the champion")
         password_file = self.catalog_password_file()
         if not password_file.is_file():
             password = secrets.token_urlsafe(12)

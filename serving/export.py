@@ -13,7 +13,9 @@ map) and the learned tags; their union is the output, in the order of ``assets/l
 one score per tag (:func:`core.vocabulary.merge`: a tag both heads know scores the larger
 of the two, a broader tag at least as much as a learned tag below it). ``assets/tags.csv``
 holds each tag's threshold (``off``: never emitted), head, parent tag and the reason for its
-threshold, and ``assets.extra/tf_serving_warmup_requests`` warms TF Serving up.
+threshold, ``assets/learned_head.npz`` the learned layer (the next model trains on it:
+:mod:`pipelines.training.train`), and ``assets.extra/tf_serving_warmup_requests`` warms TF
+Serving up.
 ``saved_model_cli show --dir <version> --all`` lists both signatures.
 """
 
@@ -34,6 +36,7 @@ from core.vocabulary import Merge, Vocabulary, merge
 from serving.warmup import write_warmup
 
 INPUT_KEY = "images"
+HEAD_ASSET = "learned_head.npz"  # the learned layer's kernel and bias, in assets/
 PIXELS_KEY = "pixels"
 OUTPUT_KEY = "scores"
 PIXELS_SIGNATURE = "predict_pixels"
@@ -213,7 +216,15 @@ def export_model(
             )
             + "\n"
         )
-        module = tagger_module(trained, merged, [*files, meta])
+        head = asset_dir / HEAD_ASSET  # the learned layer, so that the next model can be trained on this one
+        kernel, bias = trained.model.get_layer(tagger_model.LEARNED).get_weights()
+        np.savez_compressed(
+            head,
+            tags=np.array(list(trained.tags), dtype=str),
+            kernel=np.asarray(kernel, np.float32),
+            bias=np.asarray(bias, np.float32),
+        )
+        module = tagger_module(trained, merged, [*files, meta, head])
         saved = staging / "saved_model"
         tf.saved_model.save(
             module,
@@ -229,6 +240,19 @@ def export_model(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def read_learned_head(saved_model_dir: str | Path) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+    """``(learned tags, kernel, bias)`` of an exported model's learned layer (``assets/learned_head.npz``),
+    without loading the SavedModel; None when the export does not carry it (made by an older imgtag)."""
+    assets = Path(saved_model_dir) / "assets"
+    if not (assets / HEAD_ASSET).is_file():
+        return None
+    with np.load(assets / HEAD_ASSET) as arrays:
+        tags, kernel, bias = [str(t) for t in arrays["tags"]], arrays["kernel"], arrays["bias"]
+    if kernel.shape[1] != len(tags) or bias.shape != (len(tags),):
+        raise InvalidValue(f"{assets / HEAD_ASSET}: {kernel.shape[1]} outputs for {len(tags)} learned tags")
+    return list(tags), kernel, bias
 
 
 class LoadedModel:

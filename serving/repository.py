@@ -560,19 +560,31 @@ class ModelRepository:
         return final
 
     def promote(
-        self, saved_model_dir: str | Path, metadata: dict, *, wait: Callable[[int], None] | None = None
+        self,
+        saved_model_dir: str | Path,
+        metadata: dict,
+        *,
+        version: int | None = None,
+        wait: Callable[[int], None] | None = None,
     ) -> Promotion:
-        """Add a SavedModel as the next version and make it the champion.
+        """Serve a SavedModel as ``version`` (default: the next number) and make it the champion.
 
         The copy appears under its number in one rename; ``models.config`` then serves it
         (label ``champion``) next to the champion it replaces (label ``previous``), and the
-        promotion is appended to ``promotions.jsonl``. Numbers are never reused, even after a
-        rollback. If copying fails, the staging dir is removed and nothing else changes.
+        promotion is appended to ``promotions.jsonl``. If copying fails, the staging dir is
+        removed and nothing else changes.
+
+        With ``version`` (the MLflow model version: one number names a model everywhere), a
+        version already on disk, the one a rollback left or an earlier champion, is served again
+        as it is (nothing is copied) when it holds the same model (its record's
+        ``mlflow_version`` is ``metadata``'s). Without it, numbers are never reused, even after a
+        rollback.
 
         Args:
             saved_model_dir: a SavedModel directory (with ``saved_model.pb``).
             metadata: JSON-serialisable facts about the model (run id, model URI, metrics ...);
                 stored in the version's ``assets.extra/imgtag_promotion.json`` and in the log.
+            version: the version number to serve it as; None: the next free number.
             wait: ``wait(version)`` returns once the model server has loaded ``version``
                 (:func:`serving.predictors.wait_until_available`), raising
                 :class:`RepositoryError` if it does not; None when no server reads this
@@ -582,9 +594,9 @@ class ModelRepository:
             The new champion.
 
         Raises:
-            RepositoryError: ``saved_model_dir`` is not a SavedModel, or ``wait`` gave up: the
-                new version is then served unlabelled, the champion is unchanged, and the
-                promotion is not logged.
+            RepositoryError: ``saved_model_dir`` is not a SavedModel, ``version`` is on disk
+                holding another model, or ``wait`` gave up: the new version is then served
+                unlabelled, the champion is unchanged, and the promotion is not logged.
             TypeError: ``metadata`` is not JSON-serialisable.
         """
         source = Path(saved_model_dir)
@@ -593,19 +605,41 @@ class ModelRepository:
         if not (source / "saved_model.pb").is_file():
             raise RepositoryError(f"{source}: not a SavedModel (no saved_model.pb)")
         metadata = json.loads(json.dumps(metadata))  # a private copy; raises TypeError early
+        if version is not None and int(version) < 1:
+            raise RepositoryError(f"version must be a positive number, got {version}")
         with self._locked():
             history = self.history()
             champion = self._config_labels().get(CHAMPION)
             previous = champion if champion is not None and _is_saved_model(self.path(champion)) else None
-            version = self._next_version(history)
             at = _now()
-            record = {"name": self.name, "version": version, "promoted_at": at, "metadata": metadata}
-            path = self._stage(source, version, record)
+            if version is None:
+                version = self._next_version(history)
+            version = int(version)
+            if champion == version:  # already the champion: nothing to copy, switch or log
+                return self._promotion(version, self._config_labels().get(PREVIOUS))
+            if _is_saved_model(self.path(version)):
+                self._check_same_model(version, metadata)
+                path = self.path(version)
+            else:
+                record = {"name": self.name, "version": version, "promoted_at": at, "metadata": metadata}
+                path = self._stage(source, version, record)
             self._switch(version, previous, wait)
             logged = {"action": "promote", "version": version, "previous": previous, "at": at}
             self._append_log({**logged, "metadata": metadata})
         log.info("promoted %s version %d (previous %s) at %s", self.name, version, previous, path)
         return Promotion(self.name, version, path, previous, metadata)
+
+    def _check_same_model(self, version: int, metadata: dict) -> None:
+        """Refuse to serve ``version`` again when its directory holds another model than ``metadata`` names."""
+        on_disk = self.version_metadata(version).get("metadata", {})
+        ours, theirs = metadata.get("mlflow_version"), on_disk.get("mlflow_version")
+        if ours is not None and str(ours) != str(theirs):
+            held = f"MLflow version {theirs}" if theirs else "a model MLflow never registered"
+            raise RepositoryError(
+                f"{self.path(version)} already holds {held}, not MLflow version {ours}: this repository "
+                f"numbers its versions apart from MLflow (made by an older imgtag). Serve from a new "
+                f"IMGTAG_MODEL_BASE, or move {self.model_dir} aside, then promote again"
+            )
 
     def rollback(self, *, wait: Callable[[int], None] | None = None) -> Promotion:
         """Make the champion before the current one the champion again.

@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,15 +235,20 @@ def _warmup_image() -> bytes:
     return cv2.imencode(".jpg", pixels)[1].tobytes()
 
 
-def install(settings) -> dict:
+def install(settings, *, register: Callable[[Path, StarterHead], dict] | None = None) -> dict:
     """Put the starter into the TF Serving model repository as its champion, when none is
     served yet: TF Serving then serves what the in-process tagger serves.
 
     Args:
         settings: :class:`core.settings.Settings` (the model repository, the cache, ``serving``).
+        register: ``register(saved_model, head)`` registers the export as a model version and
+            returns the facts to record, ``mlflow_version`` among them: the starter is then served
+            under that number, the one MLflow gives it (:func:`pipelines.training.registry.install_starter`
+            passes it; the first install makes it version 1). None: the next free number.
 
     Returns:
-        The summary: ``installed`` (False when a champion was already there), the serving version.
+        The summary: ``installed`` (False when a champion was already there), the serving version
+        and ``model_version`` (the registered version, None without ``register``).
     """
 
     repository = ModelRepository(settings.model_base, settings.model_name, serving_base_path=settings.serving_base_path)
@@ -251,13 +257,25 @@ def install(settings) -> dict:
         return {
             "installed": False,
             "serving_version": current.version,
+            "model_version": current.metadata.get("mlflow_version"),
             "reason": f"{settings.model_name} already serves version {current.version}",
         }
     head = load_head(tagmap_dir=settings.tagmap_dir)
     path = saved_model(settings.cache_dir, head)
+    metadata = {"starter": head.version, "source": str(STARTER_DIR)}
+    if register is not None:
+        metadata.update(register(path, head))
+    version = metadata.get("mlflow_version")
     promotion = repository.promote(
         path,
-        {"starter": head.version, "source": str(STARTER_DIR)},
+        metadata,
+        version=None if version is None else int(version),
         wait=load_waiter(settings.serving, settings.model_name),
     )
-    return {"installed": True, "serving_version": promotion.version, "starter": head.version, "path": str(promotion.path)}
+    return {
+        "installed": True,
+        "serving_version": promotion.version,
+        "model_version": version,
+        "starter": head.version,
+        "path": str(promotion.path),
+    }

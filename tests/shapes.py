@@ -40,8 +40,15 @@ def draw(rng: np.random.Generator, size: int = 160) -> tuple[np.ndarray, set[str
     return image, tags
 
 
-def make_images(folder: Path, count: int, seed: int = 0, size: int = 160) -> list[tuple[Path, set[str]]]:
-    """Write ``count`` images (every fourth a PNG) into ``folder``; returns ``(path, tags)``."""
+#: The two kinds of label, for training rounds on different tags.
+LABELS = {"shapes": set(SHAPES), "colours": set(COLOURS)}
+
+
+def make_images(
+    folder: Path, count: int, seed: int = 0, size: int = 160, only: set[str] | None = None
+) -> list[tuple[Path, set[str]]]:
+    """Write ``count`` images (every fourth a PNG) into ``folder``; returns ``(path, tags)``,
+    the tags limited to ``only`` when given (:data:`LABELS`: the shapes, or the colours)."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     out = []
@@ -49,23 +56,23 @@ def make_images(folder: Path, count: int, seed: int = 0, size: int = 160) -> lis
         image, tags = draw(rng, size)
         path = folder / (f"img{seed}_{i:04d}.png" if i % 4 == 3 else f"img{seed}_{i:04d}.jpg")
         cv2.imwrite(str(path), image)
-        out.append((path, tags))
+        out.append((path, tags if only is None else tags & only))
     return out
 
 
-def make_tree(root: Path, count: int, seed: int = 0, size: int = 160) -> Path:
+def make_tree(root: Path, count: int, seed: int = 0, size: int = 160, only: set[str] | None = None) -> Path:
     """A folder-per-tag tree ``root/<tag>/<image>``: each image is copied under each of its tags."""
     staging = root.parent / f".{root.name}-drawn"
-    for path, tags in make_images(staging, count, seed, size):
+    for path, tags in make_images(staging, count, seed, size, only):
         for tag in tags:
             (root / tag).mkdir(parents=True, exist_ok=True)
             (root / tag / path.name).write_bytes(path.read_bytes())
     return root
 
 
-def make_csv(folder: Path, count: int, seed: int = 0, size: int = 160) -> Path:
+def make_csv(folder: Path, count: int, seed: int = 0, size: int = 160, only: set[str] | None = None) -> Path:
     """Images plus ``labels.csv`` (``path,tags`` with ``;``-separated tags) in ``folder``."""
-    images = make_images(folder / "images", count, seed, size)
+    images = make_images(folder / "images", count, seed, size, only)
     manifest = folder / "labels.csv"
     with manifest.open("w", newline="") as f:
         writer = csv.writer(f)

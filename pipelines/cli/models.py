@@ -46,43 +46,54 @@ def register_(
 
 @app.command(rich_help_panel=PANEL)
 def gate(
-    model_version: str = typer.Argument(..., help="The challenger: a registered model version."),
-    dataset: Path = typer.Argument(..., help="The dataset whose test split both models are scored on."),
+    model_version: str = typer.Argument(..., help="The challenger: any registered model version."),
+    dataset: str | None = typer.Argument(
+        None,
+        help="The dataset whose test split both models are scored on (default: the one the version "
+        "was trained on).",
+        show_default=False,
+    ),
     metric: str = typer.Option("map", help="map, micro_f1 or macro_f1."),
     margin: float = typer.Option(0.01, help="How much better than the champion the challenger must be."),
     floor: float = typer.Option(
-        0.5, help="The least the challenger must reach (the only bar with no champion)."
+        0.5, help="The least the challenger must reach when there is no champion to compare with."
     ),
-    allow_dropped_tags: bool = typer.Option(
+    replace_vocabulary: bool = typer.Option(
         False,
-        "--allow-dropped-tags/--refuse-dropped-tags",
-        help="Let a challenger pass that cannot emit tags the champion emits (refused by default).",
+        "--replace-vocabulary/--keep-vocabulary",
+        help="Let a challenger pass that cannot emit tags the champion emits: it replaces the "
+        "champion's vocabulary. By default such a challenger is refused, with the list of its dropped tags.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
-    """Compare a challenger with the champion on the same test split.
+    """Compare a registered model version with the champion on the same test split.
 
-    The champion is what TF Serving serves (the `champion` label in IMGTAG_MODEL_BASE/models.config);
-    before the first promotion, the starter model (what tags until then). Both are scored on
-    every tag the test labels can check. A tie on a saturated metric (both near 1.0) is broken
-    by the second metric (micro F1 for mAP).
+    The champion is what TF Serving serves (the `champion` label in IMGTAG_MODEL_BASE/models.config):
+    the starter model, version 1, until a first promotion. Both are scored on every tag the test
+    labels can check; the challenger passes when it beats the champion by the margin and drops
+    none of its tags (the floor applies only when there is no champion). A tie on a saturated
+    metric (both near 1.0) is broken by the second metric (micro F1 for mAP). Any registered
+    version can be gated again, after a fix or against a new champion.
+
+    The figures behind the verdict (both models' metrics, the margin, per-tag gains and losses)
+    go to stderr, the report next to the dataset, and the verdict onto the MLflow version (tag
+    `gate`) and its training run.
 
     Exit status: 0 when the challenger passes; 3 when it is rejected (the training DAG then
-    skips promotion), either way with the report printed and written next to the dataset;
-    2 for bad input (no such version or dataset); 4 when the MLflow alias `champion` does not
-    point at what is served (it was moved by hand): nothing is scored, and the red message says
-    how to put the alias back (`imgtag models` shows both).
+    skips promotion); 2 for bad input (no such version or dataset, the version is the champion);
+    4 when the MLflow alias `champion` does not point at what is served (it was moved by hand):
+    nothing is scored, and the red message says how to put the alias back (`imgtag models` shows both).
     """
     # lazy: needs the training extra (MLflow, DVC, GX)
     from pipelines.training.gate import gate as run_gate
 
     with err.status("Scoring challenger and champion..."):  # a moved alias raises ChampionDivergence: exit 4
-        result = run_gate(model_version, dataset, metric=metric, margin=margin, floor=floor,
-                          allow_dropped_tags=allow_dropped_tags, settings=settings())
+        result = run_gate(model_version, Path(dataset) if dataset else None, metric=metric, margin=margin,
+                          floor=floor, replace_vocabulary=replace_vocabulary, settings=settings())
     summary = result.to_dict()
     emit(summary, as_json, f"gate {'passed' if result.passed else 'REJECTED'}: {result.reason}")
     if not result.passed:
-        err.print(f"[yellow]gate rejected model version {model_version}: {result.reason}[/yellow]")
+        err.print(f"[yellow]gate rejected model version {escape(str(model_version))}: {escape(result.reason)}[/yellow]")
         raise typer.Exit(ExitCode.GATE_REJECTED)
 
 
@@ -91,8 +102,10 @@ def promote(
     model_version: str = typer.Argument(..., help="A registered model version (that passed the gate)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
-    """Serve a model version: the next numbered version in the TF Serving model repository
-    (IMGTAG_MODEL_BASE), and the MLflow alias `champion`. Taggers pick it up on their next batch.
+    """Serve a model version under its own number in the TF Serving model repository
+    (IMGTAG_MODEL_BASE), and move the MLflow alias `champion` to it. Taggers pick it up on their
+    next batch and record that number on every tag. Any registered version can be served again:
+    `imgtag promote 1` returns to the starter model.
 
     With IMGTAG_SERVING_STATUS_URL (TF Serving's REST port) the `champion` label moves only once
     the server reports the new version loaded (up to IMGTAG_SERVING_LOAD_TIMEOUT seconds).
@@ -102,8 +115,7 @@ def promote(
     from pipelines.training.promotion import promote as run_promote
 
     summary = run_promote(model_version, settings=settings())
-    emit(summary, as_json, f"serving version {summary['serving_version']} is model version "
-                            f"{summary['model_version']} (champion)")
+    emit(summary, as_json, f"version {summary['serving_version']} is the champion, served and under the MLflow alias")
 
 
 @app.command(rich_help_panel=PANEL)
@@ -122,7 +134,7 @@ def rollback(
     from pipelines.training.promotion import rollback as run_rollback
 
     summary = run_rollback(settings=settings())
-    emit(summary, as_json, f"serving version {summary['serving_version']} again "
+    emit(summary, as_json, f"version {summary['serving_version']} is the champion again "
                             f"(was {summary['rolled_back_from']})")
 
 
@@ -131,27 +143,34 @@ def models(
     history: int = typer.Option(
         5, "--history", metavar="N", min=0, help="Show the last N promotions and rollbacks (0: none)."
     ),
+    versions: int = typer.Option(
+        5, "--versions", metavar="N", min=0,
+        help="Show the last N registered versions with their aliases and the gate's verdicts (0: none).",
+    ),
     as_json: bool = typer.Option(
         False,
         "--json",
-        help="Print the status as JSON: serving_version, mlflow_version, served, run_id, dataset_hash, "
-        "alias_version, agree, reason, history.",
+        help="Print the status as JSON: serving_version, mlflow_version (one number), served, run_id, "
+        "dataset_hash, alias_version, agree, reason, history, versions.",
     ),
 ):
     """Show the champion: the version TF Serving serves, where the MLflow alias `champion`
-    points, and whether they agree; then the model repository's last promotions and rollbacks.
+    points, and whether they agree; then the model repository's last promotions and rollbacks,
+    and the last registered versions with their aliases and the gate's verdicts.
 
-    What TF Serving serves (the `champion` label in IMGTAG_MODEL_BASE/models.config) is the
-    champion: the taggers use it and the gate compares challengers with it. The MLflow alias
-    must name the same version; only `imgtag promote` and `imgtag rollback` (and the DAGs that
-    run them) move either. Exit status 0 when they agree; 4 when they do not (the alias was moved
-    by hand, e.g. in the MLflow UI: the gate then refuses to run), with a red line saying how to
-    put it back; 1 when the model repository or MLflow cannot be read.
+    One number names a model everywhere: MLflow's model version, the serving directory and the
+    version the catalog records on each tag (version 1 is the starter model). What TF Serving
+    serves (the `champion` label in IMGTAG_MODEL_BASE/models.config) is the champion: the taggers
+    use it and the gate compares challengers with it. The MLflow alias must name the same
+    version; only `imgtag promote` and `imgtag rollback` (and the DAGs that run them) move either.
+    Exit status 0 when they agree; 4 when they do not (the alias was moved by hand, e.g. in the
+    MLflow UI: the gate then refuses to run), with a red line saying how to put it back; 1 when
+    the model repository or MLflow cannot be read.
     """
     from mlflow.exceptions import MlflowException
 
     # lazy: needs the training extra (MLflow, DVC, GX)
-    from pipelines.training.champion import champion_history, champion_status
+    from pipelines.training.champion import champion_history, champion_status, model_versions
 
     # lazy: TF Serving's protos are not in the catalog image
     from serving.repository import RepositoryError
@@ -159,31 +178,33 @@ def models(
     try:
         status = champion_status(settings())
         entries = champion_history(settings(), last=history)
+        registered = model_versions(settings(), last=versions)
     except RepositoryError as exc:  # documented: exit 1 when the repository cannot be read
         fail(str(exc), ExitCode.FAILED)
     except MlflowException as exc:  # MLflow unreachable or refusing: say so rather than guess
-        fail(f"cannot read the MLflow alias `champion` from {settings().mlflow_tracking_uri}: {exc}",
+        fail(f"cannot read the MLflow registry from {settings().mlflow_tracking_uri}: {exc}",
              ExitCode.FAILED)
-    summary = {**status.to_dict(), "history": entries}
+    summary = {**status.to_dict(), "history": entries, "versions": registered}
     if as_json:
         print_json(summary)
     else:
-        _print_champion(status, entries)
+        _print_champion(status, entries, registered)
     if not status.agree:
         err.print(f"[bold red]champion divergence: {escape(status.reason)}[/bold red]")
         raise typer.Exit(ExitCode.CHAMPION_DIVERGED)
 
 
-def _print_champion(status, entries: list[dict]) -> None:
-    """``imgtag models`` as tables: the champion, then the repository's history."""
+def _print_champion(status, entries: list[dict], registered: list[dict]) -> None:
+    """``imgtag models`` as tables: the champion, the repository's history, the last versions."""
     table = Table(title=f"champion of {status.model_name}", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value", overflow="fold")
     table.add_row("served by TF Serving", status.served)
     if status.serving_version is not None:
-        previous = "none" if status.previous is None else f"serving version {status.previous}"
-        table.add_row("serving version", f"{status.serving_version} (previous: {previous})")
-        table.add_row("MLflow version", status.mlflow_version or "none (not registered in MLflow)")
+        previous = "none" if status.previous is None else f"version {status.previous}"
+        table.add_row("previous (a rollback serves it)", previous)
+        if status.mlflow_version is None:
+            table.add_row("MLflow version", "none (not registered in MLflow)")
         for label, key in (("MLflow run", "run_id"), ("dataset hash", "dataset_hash")):
             if status.metadata.get(key):
                 table.add_row(label, str(status.metadata[key]))
@@ -196,18 +217,31 @@ def _print_champion(status, entries: list[dict]) -> None:
     if status.agree:
         out.print(f"[green]{escape(status.reason)}[/green]")
     if entries:
-        log = Table(
-            title=f"last {len(entries)} promotions and rollbacks (newest first)",
-            caption="serving, previous, rolled back: serving versions; MLflow: the served MLflow version",
-        )
-        for column in ("at (UTC)", "action", "serving", "MLflow", "previous", "rolled back"):
+        log = Table(title=f"last {len(entries)} promotions and rollbacks (newest first)")
+        for column in ("at (UTC)", "action", "version", "previous", "rolled back"):
             log.add_column(column, no_wrap=True)
         for e in entries:
             at = str(e.get("at", ""))[:16].replace("T", " ")  # 2026-12-03T06:17:18+00:00: 2026-12-03 06:17
             previous = "-" if e.get("previous") is None else str(e["previous"])
-            log.add_row(
-                at, str(e.get("action", "")), str(e["version"]), str(e["mlflow_version"] or "-"), previous,
-                str(e.get("rolled_back", "-")),
-            )
+            shown = str(e["version"])
+            if e.get("mlflow_version") and str(e["mlflow_version"]) != shown:  # a repository numbered apart
+                shown += f" (MLflow {e['mlflow_version']})"
+            log.add_row(at, str(e.get("action", "")), shown, previous, str(e.get("rolled_back", "-")))
         out.print(log)
-
+    if registered:
+        verdicts = Table(title=f"last {len(registered)} registered versions (newest first)")
+        for column in ("version", "aliases", "gate", "challenger / champion", "reason"):
+            verdicts.add_column(column, overflow="fold", no_wrap=column != "reason")
+        for v in registered:
+            figures = ""
+            if v["gate_challenger"]:
+                figures = f"{v['gate_metric']} {v['gate_challenger']}"
+                if v["gate_champion"]:
+                    figures += f" / {v['gate_champion']} (v{v['gate_champion_version']})"
+            verdict = {"passed": "[green]passed[/green]", "rejected": "[yellow]rejected[/yellow]"}.get(
+                v["gate"] or "", "starter" if v["starter"] else "-"
+            )
+            verdicts.add_row(
+                str(v["version"]), ", ".join(v["aliases"]) or "-", verdict, figures, escape(v["gate_reason"] or "")
+            )
+        out.print(verdicts)

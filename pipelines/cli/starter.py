@@ -52,17 +52,21 @@ def starter_show(as_json: bool = typer.Option(False, "--json", help="Print the p
 
 @starter_app.command("install")
 def starter_install(as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON.")):
-    """Put the starter model into the TF Serving model repository (IMGTAG_MODEL_BASE) as its first
-    version, labelled champion, so TF Serving serves what the in-process tagger serves.
+    """Make the starter model a real model version: register it in MLflow (version 1 of a new
+    install, with the alias `champion`) and serve it under that number from the TF Serving model
+    repository (IMGTAG_MODEL_BASE), so TF Serving serves what the in-process tagger serves and
+    `imgtag rollback` and `imgtag promote 1` can always return to it.
 
-    Does nothing when a champion is already served. With IMGTAG_SERVING_STATUS_URL the label moves
-    once TF Serving reports the version loaded."""
-    # lazy: TF Serving's protos are not in the catalog image
-    from serving import starter
+    Does nothing when a champion is already served (`imgtag platform` runs it on its first start,
+    and the first `imgtag register` too). With IMGTAG_SERVING_STATUS_URL the label moves once TF
+    Serving reports the version loaded."""
+    # lazy: needs the training extra (MLflow), and TF Serving's protos, not in the catalog image
+    from pipelines.training.registry import install_starter
 
-    with err.status("Exporting the starter model..."):
-        summary = starter.install(settings())
-    text = (f"serving version {summary['serving_version']} is the starter model ({summary['starter']})"
+    with err.status("Exporting and registering the starter model..."):
+        summary = install_starter(settings())
+    text = (f"version {summary['serving_version']} is the starter model ({summary['starter']}), "
+            "served and registered as the champion"
             if summary["installed"] else f"nothing to do: {summary['reason']}")
     emit(summary, as_json, text)
 

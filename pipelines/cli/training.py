@@ -99,8 +99,8 @@ def ingest(
     summary = result.to_dict()
     splits = ", ".join(f"{name} {count}" for name, count in summary["images_per_split"].items())
     emit(summary, as_json, f"dataset {summary['dataset']}: {summary['images']} images ({splits}), "
-                            f"{len(summary['tags'])} tags, {summary['duplicates_merged']} duplicates merged, "
-                            f"{summary['unreadable']} unreadable")
+                            f"{len(summary['tags'])} tags, {summary['negatives']} without a tag (negatives), "
+                            f"{summary['duplicates_merged']} duplicates merged, {summary['unreadable']} unreadable")
 
 
 @app.command(rich_help_panel=PANEL)
@@ -112,14 +112,21 @@ def validate(
         None, help="File of allowed tags, one per line (# comments); any other tag fails."
     ),
     min_side: int = typer.Option(32, help="Smallest width and height, in pixels."),
+    drop_rare_tags: bool = typer.Option(
+        False,
+        "--drop-rare-tags/--keep-rare-tags",
+        help="Take the tags with fewer than --min-examples images off the dataset and list them in the "
+        "report, instead of failing (an image left without a tag stays, as a negative).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Validate a dataset with Great Expectations and decode every image; write the report.
 
     Rules: schema, tag names, allowed tags, examples per tag, no split leakage, image sizes,
-    files present and decodable. Writes report.md, report.json and gx_result.json. Exits 1
-    when a rule fails: the report, naming each bad file and tag, goes to stderr and the JSON
-    summary to stdout.
+    files present and decodable. Images without a tag are negatives (counted in the report).
+    Writes report.md, report.json and gx_result.json. Exits 1 when a rule fails: the report,
+    naming each bad file and tag (and, for tags with too few images, the --drop-rare-tags
+    option), goes to stderr and the JSON summary to stdout.
     """
     # lazy: needs the training extra (MLflow, DVC, GX)
     from pipelines.training import validate as validation
@@ -132,15 +139,23 @@ def validate(
         min_examples_per_tag=min_examples,
         allowed_tags=validation.read_allowed_tags(allowed_tags) if allowed_tags else None,
         min_side=min_side,
+        drop_rare_tags=drop_rare_tags,
         progress=sys.stderr.isatty(),
     )
     summary = result.to_dict()
+    if result.dropped_tags:  # in the stage's log too, not only in the report
+        shown = ", ".join(f"{t} ({n})" for t, n in sorted(result.dropped_tags.items()))
+        err.print(f"dropped {len(result.dropped_tags)} tags with fewer than {min_examples} images: {shown}",
+                  markup=False, highlight=False)
     if not result.passed:
         err.print(result.text(), markup=False, highlight=False)
         emit(summary, True, "")
         raise typer.Exit(ExitCode.FAILED)
-    emit(summary, as_json, f"dataset {dataset} passed validation: {summary['images_checked']} images, "
-                            f"{len(summary['tags'])} tags; report {summary['report']}")
+    dropped = (f"; dropped {len(summary['dropped_tags'])} rare tags: {', '.join(summary['dropped_tags'])}"
+               if summary["dropped_tags"] else "")
+    emit(summary, as_json, f"dataset {dataset} passed validation: {summary['images_checked']} images "
+                            f"({summary['negatives']} without a tag), {len(summary['tags'])} tags{dropped}; "
+                            f"report {summary['report']}")
 
 
 @app.command("version", rich_help_panel=PANEL)
@@ -186,9 +201,11 @@ def train(
     ),
     seed: int = typer.Option(0, help="Random seed (shuffling, augmentation, head initialisation)."),
     base: str = typer.Option(
-        "starter",
-        help="starter: begin from the starter model's learned head and keep its tags (person, everyday "
-        "objects) that this dataset does not label; none: learn only this dataset's tags.",
+        "champion",
+        help="champion: build on the served champion (the starter model until a first promotion): begin "
+        "from its learned head and keep every tag of it that this dataset does not label, as it is; "
+        "starter: build on the shipped starter model instead; none: learn only this dataset's tags "
+        "(the gate refuses a model that drops the champion's tags unless --replace-vocabulary).",
     ),
     run_name: str | None = typer.Option(None, help="MLflow run name (the DAG passes its run id)."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Keras' progress bar per epoch."),

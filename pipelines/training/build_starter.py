@@ -317,6 +317,7 @@ def build(
     os.environ["IMGTAG_HOME"] = str(work / "home")
     for name in ("MLFLOW_TRACKING_URI", "IMGTAG_RUNS_DIR", "IMGTAG_DVC_REMOTE", "IMGTAG_MODEL_BASE"):
         os.environ.pop(name, None)
+    os.environ["IMGTAG_STARTER"] = "off"  # register makes the new head version 1, not the shipped starter
     settings = Settings.from_env()
     started = time.perf_counter()
 

@@ -63,8 +63,9 @@ class ChampionStatus:
         model_name: the model's name in the repository and in the MLflow registry.
         serving_version: the version labelled ``champion`` in ``models.config``; None when
             nothing is served yet.
-        mlflow_version: the MLflow model version it was promoted from; None for the installed
-            starter model, a version copied in by hand, or nothing served.
+        mlflow_version: the MLflow model version it was promoted from (the same number as
+            ``serving_version`` since one number names a model); None for a version copied in
+            by hand, a starter installed by an older imgtag, or nothing served.
         served: what is served, in words (see :func:`describe_served`).
         alias_version: the MLflow model version the ``champion`` alias points at; None when
             there is no alias (or no registered model).
@@ -109,18 +110,23 @@ class ChampionStatus:
 def describe_served(serving_version: int | None, metadata: dict, *, starter: bool = True) -> str:
     """What the model repository serves, in words (a pure function of its promotion record).
 
-    ``"MLflow version 3 (serving version 4)"``, ``"the starter model (serving version 1)"``,
-    ``"serving version 2, which MLflow never registered"`` (copied in by hand), or with nothing
-    served ``"nothing promoted: the shipped starter model tags in process"``.
+    One number names a model everywhere: ``"version 3"``, ``"version 1 (the starter model)"``;
+    a repository an older imgtag numbered apart from MLflow gives ``"MLflow version 3 (serving
+    version 4)"``; ``"serving version 2, which MLflow never registered"`` (copied in by hand, or
+    a starter installed by an older imgtag); with nothing served ``"nothing promoted: the
+    shipped starter model tags in process"``.
     """
     if serving_version is None:
         if starter:
             return "nothing promoted: the shipped starter model tags in process"
         return "nothing promoted: the general ImageNet tags only (IMGTAG_STARTER=off)"
-    if metadata.get("mlflow_version"):
-        return f"MLflow version {metadata['mlflow_version']} (serving version {serving_version})"
+    registered = metadata.get("mlflow_version")
+    if registered and str(registered) == str(serving_version):
+        return f"version {serving_version}" + (" (the starter model)" if metadata.get("starter") else "")
+    if registered:
+        return f"MLflow version {registered} (serving version {serving_version})"
     if metadata.get("starter"):
-        return f"the starter model (serving version {serving_version})"
+        return f"the starter model (serving version {serving_version}), which MLflow never registered"
     return f"serving version {serving_version}, which MLflow never registered (copied in by hand)"
 
 
@@ -231,6 +237,45 @@ def champion_history(settings: Settings, *, last: int | None = None) -> list[dic
     }
     newest_first = [{**e, "mlflow_version": registered.get(int(e["version"]))} for e in reversed(entries)]
     return newest_first if last is None else newest_first[:last]
+
+
+def model_versions(settings: Settings, *, last: int = 5, client=None) -> list[dict]:
+    """The last ``last`` registered versions, newest first, with their aliases and the gate's verdicts.
+
+    Aliases come from ``get_model_version``, one version at a time: MLflow's
+    ``search_model_versions`` returns none. Each row: ``version``, ``aliases``, ``starter`` (the
+    starter's version for the starter model), ``gate`` (``passed``, ``rejected`` or None: never
+    gated), ``gate_reason``, ``gate_metric``, ``gate_challenger``, ``gate_champion``,
+    ``gate_champion_version``, ``gate_margin``, ``gate_at``, ``dag_run_id``.
+    """
+    if last <= 0:
+        return []
+    uri = settings.mlflow_tracking_uri
+    if client is None and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return []
+    client = client or tracking.client(settings)
+    found = client.search_model_versions(f"name='{settings.model_name}'")
+    newest = sorted({int(v.version) for v in found}, reverse=True)[:last]
+    rows = []
+    for number in newest:
+        version = client.get_model_version(settings.model_name, str(number))
+        tags = version.tags or {}
+        rows.append(
+            {
+                "version": number,
+                "aliases": sorted(version.aliases or []),
+                "starter": tags.get("starter"),
+                "dag_run_id": tags.get("dag_run_id") or None,
+                **{
+                    key: tags.get(key) or None
+                    for key in (
+                        "gate", "gate_reason", "gate_metric", "gate_challenger", "gate_champion",
+                        "gate_champion_version", "gate_margin", "gate_at",
+                    )
+                },
+            }
+        )
+    return rows
 
 
 def repository_of(settings: Settings):

@@ -80,7 +80,8 @@ class Example:
     Attributes:
         sha256: hex digest of the image bytes; unique within a dataset.
         path: the image inside the dataset folder, ``images/ab/ab12...jpg`` (POSIX, relative).
-        tags: normalized tag names, sorted, at least one.
+        tags: normalized tag names, sorted; none for a negative (an image no tag is right on, a
+            manifest row without tags).
         split: one of :data:`SPLITS`.
         sources: where the labels came from (``folder``, ``manifest``, ``catalog``), sorted.
         origins: the files or catalog URIs the image was read from.
@@ -149,6 +150,7 @@ class Dataset:
             "images": len(self.examples),
             "tags": self.tags,
             "images_per_split": {s: len(self.split(s)) for s in SPLITS},
+            "negatives": sum(1 for e in self.examples if not e.tags),
             "tag_counts": {s: dict(sorted(c.items())) for s, c in counts.items()},
             "sources": sorted({s for e in self.examples for s in e.sources}),
         }

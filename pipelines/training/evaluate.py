@@ -203,8 +203,8 @@ def evaluate(
     y_val = calibration.truth([e.tags for e in val_rows], tags, right)
     y_test = calibration.truth([e.tags for e in test_rows], tags, right)
 
-    # Tags kept from the base model (the starter's, which this dataset does not label) keep the
-    # thresholds they were calibrated with: these labels cannot judge them. The others start
+    # Tags kept from the base model (the champion's learned tags this dataset does not label) keep
+    # the thresholds they were calibrated with: these labels cannot judge them. The others start
     # from their prior: the tag map's threshold before any calibration, 0.5 for learned tags.
     kept = trained.info.get("base", {}).get("kept", {})
     uncalibrated = TagMap.load(settings.tagmap_dir, calibrated=False)
@@ -233,6 +233,13 @@ def evaluate(
         fixed,
     )
     chosen = calibrated.choices
+    # The base model's general tags that these labels cannot judge keep the base's thresholds
+    # (an earlier round may have calibrated them), where they differ from the tag map's.
+    default = dict(zip(tags, map(float, scorer.vocabulary.thresholds), strict=True))
+    for tag, choice in trained.info.get("base", {}).get("general", {}).items():
+        limit = parse_threshold(choice["threshold"])
+        if tag in default and tag not in right and tag not in chosen and not np.isclose(limit, default[tag], atol=1e-5):
+            chosen[tag] = calibration.Choice(limit, choice.get("reason") or "kept")
     merged = tag_merge(
         trained,
         {t: c.threshold for t, c in chosen.items()},

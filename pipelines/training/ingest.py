@@ -7,7 +7,8 @@ Three kinds of source, any number of each:
   extension, are skipped);
 - **manifests**: CSV with a ``path,tags`` header (tags separated by ``;``) or JSON lines
   ``{"path": ..., "tags": [...] or "a;b"}``; relative paths are relative to the manifest's folder.
-  An optional ``group`` column keeps related images in one split: a crop and the photo it was
+  A row without tags is a **negative**, an image no tag is right on (counted in the summary): a
+  library exported as it is has many, and they teach each tag what it is not. An optional ``group`` column keeps related images in one split: a crop and the photo it was
   cut from, the frames of one shoot (see :func:`pipelines.training.dataset.split_key`);
 - **the catalog**: every asset with at least one tag a person accepted or added
   (review state ``accepted``); its accepted tags are its labels.
@@ -90,6 +91,8 @@ class IngestSummary:
         images_per_split: examples per split (``train``, ``val``, ``test``).
         duplicates_merged: source entries that were the same bytes as an earlier one.
         unreadable: images kept although their header could not be read.
+        negatives: images without a tag (manifest rows with an empty ``tags``): no tag is right
+            on them, which teaches every tag what it is not.
         per_source: entries read per kind of source (tree files, manifest rows, catalog assets).
     """
 
@@ -100,6 +103,7 @@ class IngestSummary:
     images_per_split: dict[str, int]
     duplicates_merged: int
     unreadable: int
+    negatives: int = 0
     per_source: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -186,6 +190,7 @@ def ingest(
         images_per_split=split_counts,
         duplicates_merged=len(entries) - len(dataset.examples),
         unreadable=unreadable,
+        negatives=sum(1 for e in dataset.examples if not e.tags),
         per_source=per_source,
     )
 
@@ -260,8 +265,6 @@ def _manifest_entry(manifest: Path, line: int, path_value, tags_value, group_val
         raise IngestError(
             f"{where}: tags must be a list of names or one string with {TAG_SEPARATOR!r} between names"
         ) from None
-    if not tags:
-        raise IngestError(f"{where}: {path_value}: the row has no tags")
     path = Path(path_value.strip()).expanduser()
     path = (path if path.is_absolute() else manifest.parent / path).absolute()
     if not path.is_file():

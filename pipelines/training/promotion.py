@@ -1,10 +1,13 @@
 """The ``promote`` and ``rollback`` stages: what TF Serving serves, and the MLflow alias with it.
 
-- ``promote`` copies a registered model version into the TF Serving repository as the next
-  numbered version (atomically, :mod:`serving.repository`), waits for TF Serving to load it,
-  then moves the ``champion`` alias to it;
+- ``promote`` copies a registered model version into the TF Serving repository under its own
+  number (MLflow version 4 is serving version 4: one number names a model everywhere;
+  atomically, :mod:`serving.repository`), waits for TF Serving to load it, then moves the
+  ``champion`` alias to it. A version served before (the starter, version 1 of a new install,
+  or a rolled-back champion) is served again as it is on disk;
 - ``rollback`` serves the previous champion again and moves the alias back (or removes it when
-  the previous champion is a model MLflow never registered, such as the starter model).
+  the previous champion is a model MLflow never registered: a starter installed by an older
+  imgtag).
 
 Only these two move the champion (:mod:`pipelines.training.champion`).
 """
@@ -23,26 +26,34 @@ def _load_waiter(settings: Settings):
 
 
 def promote(model_version: str, *, settings: Settings) -> dict:
-    """Serve a registered model version: the next numbered version in the model repository,
-    then the ``champion`` alias. Promoting the version that is already champion changes nothing.
+    """Serve a registered model version under its own number in the model repository, then move
+    the ``champion`` alias to it. Promoting the version that is already champion changes nothing
+    but the alias; a version served before (the starter, a rolled-back champion) is served again
+    from its directory, without copying.
     """
     client = tracking.client(settings)
     version = client.get_model_version(settings.model_name, str(model_version))
+    number = int(version.version)
     repository = repository_of(settings)
     current = repository.current()
-    if current is not None and str(current.metadata.get("mlflow_version")) == str(version.version):
+    if current is not None and current.version == number:
         promotion, changed = current, False  # a retried promote after the copy: only the alias may be missing
     else:
+        tags = version.tags or {}
         metadata = {
             "mlflow_model": settings.model_name,
             "mlflow_version": str(version.version),
             "run_id": version.run_id,
-            "dataset_hash": (version.tags or {}).get("dataset_hash", ""),
+            "dataset_hash": tags.get("dataset_hash", ""),
             "source": version.source,
+            **({"starter": tags["starter"]} if tags.get("starter") else {}),
         }
-        with downloaded(version) as saved_model:
-            promotion = repository.promote(saved_model, metadata, wait=_load_waiter(settings))
-            changed = True
+        if number in repository.versions():  # served before: serve that directory again
+            promotion = repository.promote(repository.path(number), metadata, version=number, wait=_load_waiter(settings))
+        else:
+            with downloaded(version) as saved_model:
+                promotion = repository.promote(saved_model, metadata, version=number, wait=_load_waiter(settings))
+        changed = True
     client.set_registered_model_alias(settings.model_name, tracking.CHAMPION, str(version.version))
     client.set_model_version_tag(
         settings.model_name, str(version.version), "serving_version", str(promotion.version)

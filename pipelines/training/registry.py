@@ -5,7 +5,10 @@
   version of ``imgtag-tagger``, tagged with the dataset hash, the git commit and the DAG run id.
 - ``gate`` (:mod:`pipelines.training.gate`, its decision :mod:`pipelines.training.verdict`)
   scores the challenger and the champion on the same test split and passes only if the
-  challenger is better by the margin on the chosen metric (and above the floor).
+  challenger is better by the margin on the chosen metric and drops none of the champion's tags
+  (the floor applies only when there is no champion).
+- the starter model is a model version like any other: :func:`install_starter` registers it
+  (version 1 of a new install) and serves it under that number.
 - ``promote`` and ``rollback`` (:mod:`pipelines.training.promotion`) move what TF Serving
   serves and the MLflow alias ``champion`` with it.
 - which model is the champion, and whether the alias agrees: :mod:`pipelines.training.champion`.
@@ -33,11 +36,13 @@ from pipelines.training.champion import (  # noqa: F401  (re-exported: the names
     champion_status,
     champion_version,
     describe_served,
+    repository_of,
 )
 from pipelines.training.gate import GateResult, Scored, compare_on, gate  # noqa: F401  (re-exported)
 from pipelines.training.layout import SAVED_MODEL_DIR, THRESHOLDS_FILE, RunLayout
 from pipelines.training.promotion import promote, rollback  # noqa: F401  (re-exported)
 from pipelines.training.verdict import SECOND_METRIC, Verdict, verdict  # noqa: F401  (re-exported)
+from serving import starter
 from serving.export import export
 
 SAVED_MODEL_ARTIFACT = SAVED_MODEL_DIR  # the MLflow artifact folder of the export
@@ -87,16 +92,12 @@ def register(
     )
 
     client = tracking.client(settings)
+    # The starter is the first version of a new install, so that a rollback can always return to it.
+    starter_install = install_starter(settings) if _first_version(client, settings) else None
     with mlflow.start_run(run_id=run_id) as run:
         mlflow.log_artifacts(str(out), SAVED_MODEL_ARTIFACT)
         source = f"{run.info.artifact_uri}/{SAVED_MODEL_ARTIFACT}"
-    try:
-        client.get_registered_model(settings.model_name)
-    except mlflow.exceptions.MlflowException:
-        client.create_registered_model(
-            settings.model_name,
-            description="imgtag's image tagger: SavedModel, encoded images in, tag scores out.",
-        )
+    _ensure_registered_model(client, settings)
     version = client.create_model_version(settings.model_name, source=source, run_id=run_id, tags=tags)
     return {
         "model_name": settings.model_name,
@@ -104,7 +105,119 @@ def register(
         "saved_model": str(out),
         "source": source,
         "tags": tags,
+        "starter_installed": starter_install,
     }
+
+
+def _ensure_registered_model(client, settings: Settings) -> None:
+    import mlflow
+
+    try:
+        client.get_registered_model(settings.model_name)
+    except mlflow.exceptions.MlflowException:
+        client.create_registered_model(
+            settings.model_name,
+            description="imgtag's image tagger: SavedModel, encoded images in, tag scores out. "
+            "Version 1 is the starter model that ships; the alias `champion` is the served version.",
+        )
+
+
+def _first_version(client, settings: Settings) -> bool:
+    """Whether nothing is registered and nothing served yet, with a starter to install first."""
+    if not settings.starter or repository_of(settings).current() is not None:
+        return False
+    if starter.load_head(tagmap_dir=settings.tagmap_dir) is None:
+        return False
+    return not client.search_model_versions(f"name='{settings.model_name}'", max_results=1)
+
+
+def register_starter(saved_model: Path, head, *, settings: Settings) -> dict:
+    """Register the starter's export (``serving.starter.saved_model``) as a model version.
+
+    Its own MLflow run (named after the starter's version) holds the SavedModel, the build's
+    parameters and test metrics from its provenance; the version is tagged ``starter``. A version
+    of the same starter registered before (an install that stopped half-way) is reused.
+
+    Returns:
+        What the model repository records: ``mlflow_version``, ``run_id``, ``dataset_hash``, ``source``.
+    """
+    import mlflow
+
+    client = tracking.client(settings)
+    _ensure_registered_model(client, settings)
+    provenance = head.provenance or {}
+    dataset_hash = str(provenance.get("dataset_hash") or "unversioned")
+    found = [
+        v for v in client.search_model_versions(f"name='{settings.model_name}'")
+        if (v.tags or {}).get("starter") == head.version
+    ]
+    if found:
+        version = min(found, key=lambda v: int(v.version))
+    else:
+        with mlflow.start_run(experiment_id=tracking.experiment_id(settings), run_name=head.version) as run:
+            mlflow.set_tags(
+                {
+                    "imgtag.stage": "starter",
+                    "imgtag.starter": head.version,
+                    "imgtag.dataset_hash": dataset_hash,
+                    "imgtag.git_commit": str(provenance.get("git_commit") or tracking.git_commit(settings)),
+                    "mlflow.note.content": (
+                        "The starter model that ships with imgtag (serving/starter_model/), registered as "
+                        "the first version so that a rollback can always return to it."
+                    ),
+                }
+            )
+            params = provenance.get("params") or {}
+            if isinstance(params, dict) and params:
+                mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+            metrics = {
+                f"test/{k}": float(v)
+                for k, v in (provenance.get("metrics") or {}).items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
+            if metrics:
+                mlflow.log_metrics(metrics)
+            mlflow.log_artifacts(str(saved_model), SAVED_MODEL_ARTIFACT)
+            source = f"{run.info.artifact_uri}/{SAVED_MODEL_ARTIFACT}"
+        version = client.create_model_version(
+            settings.model_name,
+            source=source,
+            run_id=run.info.run_id,
+            tags={
+                "starter": head.version,
+                "dataset_hash": dataset_hash,
+                "git_commit": str(provenance.get("git_commit") or ""),
+                "learned_tags": ",".join(head.tags),
+            },
+            description="The starter model that ships with imgtag.",
+        )
+    return {
+        "mlflow_model": settings.model_name,
+        "mlflow_version": str(version.version),
+        "run_id": version.run_id,
+        "dataset_hash": dataset_hash,
+        "source": version.source,
+    }
+
+
+def install_starter(settings: Settings) -> dict:
+    """Make the starter a real model version when nothing is served yet: registered in MLflow
+    (version 1 of a new install), served under that number, and the alias ``champion`` on it.
+
+    ``imgtag starter install`` and the platform's first start run it, and so does the first
+    ``register``; afterwards it changes nothing.
+
+    Returns:
+        :func:`serving.starter.install`'s summary.
+    """
+    summary = starter.install(settings, register=lambda path, head: register_starter(path, head, settings=settings))
+    if summary["installed"] and summary["model_version"]:
+        client = tracking.client(settings)
+        client.set_registered_model_alias(settings.model_name, tracking.CHAMPION, summary["model_version"])
+        client.set_model_version_tag(
+            settings.model_name, summary["model_version"], "serving_version", str(summary["serving_version"])
+        )
+    return summary
 
 
 def _warmup_images(dataset_dir: str | None) -> list[bytes]:

@@ -34,8 +34,9 @@ def client(settings: Settings):
 
     # A stage's log is for people: no per-file download progress bars.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # Alembic logs every migration of a new SQLite store at INFO on stderr.
+    # Alembic logs every migration of a new SQLite store at INFO on stderr, MLflow says it makes one.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     if settings.mlflow_tracking_uri.startswith("sqlite:///"):
         Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
             parents=True, exist_ok=True

@@ -12,15 +12,22 @@ the top blocks then goes through the ``tf.data`` pipeline: files are read and de
 parallel, decoded images are cached in memory after the first epoch, light augmentation (flip,
 brightness, contrast) runs on the cached images, and batches are prefetched.
 
-By default a model starts from the **starter model's** learned head (:mod:`serving.starter`):
-the dataset's tags are trained (a tag the starter knows starts from its weights), and the
-starter's other tags (``person``, the everyday objects) are kept as they are — the loss ignores
-them — so a model trained on a few tags of one's own does not forget the rest. ``--base none``
-starts from scratch.
+By default a model is built **on the champion**, what the model repository serves (the starter
+model, :mod:`serving.starter`, until a first promotion): the learned head starts from the
+champion's (its exported ``learned_head.npz``), the dataset's tags are trained (a tag the
+champion knows starts from its weights), and every other tag of the champion (``person``, the
+everyday objects, the tags an earlier round taught) is kept exactly — its column gets no
+gradient and keeps its threshold, and the general tags keep theirs where these labels cannot
+judge them — so training adds and improves tags and never silently loses one. ``--base starter``
+builds on the shipped starter instead, ``--base none`` learns only the dataset's tags; the gate
+refuses either when it drops tags the champion emits, unless told to replace the vocabulary.
+Fine-tuning the backbone moves the features every kept column reads: the gate's per-tag losses
+show what that cost.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -36,15 +43,18 @@ from core.errors import InvalidValue
 from core.settings import Settings
 from core.tagmap import format_threshold
 from core.tf_runtime import import_tensorflow
+from core.vocabulary import Vocabulary
 from pipelines.training import calibration, tracking
 from pipelines.training import dataset as ds
 from pipelines.training.layout import RunLayout
 from serving import starter
+from serving.export import read_learned_head
+from serving.repository import ModelRepository
 
 log = logging.getLogger(__name__)
 
 
-BASES = ("starter", "none")
+BASES = ("champion", "starter", "none")
 HEAD_PATIENCE = 6  # epochs without a better val/pr_auc before the head stops training
 
 
@@ -64,7 +74,7 @@ class TrainParams:
     dropout: float = 0.2
     augment: bool = True
     seed: int = 0
-    base: str = "starter"  # the learned head starts from the starter model's ("none": from scratch)
+    base: str = "champion"  # built on the served champion's head ("starter": the shipped one; "none": from scratch)
 
     def check(self) -> None:
         """Raise :class:`core.errors.InvalidValue` (a ``ValueError``) naming each parameter out of range."""
@@ -249,36 +259,92 @@ def _compile(model, learning_rate: float, mask: np.ndarray, distill_weight: floa
 
 @dataclass(frozen=True)
 class _Base:
-    """The head a model starts from: the starter's tags, weights and thresholds."""
+    """The model a challenger is built on: its learned head, and the thresholds of every tag it emits."""
 
-    version: str
-    tags: tuple[str, ...]
+    version: str  # "imgtag-tagger:3", or the starter's version
+    tags: tuple[str, ...]  # its learned head's tags, in output order
     kernel: np.ndarray
     bias: np.ndarray
-    thresholds: dict[str, float]
+    thresholds: dict[str, float]  # every tag of its vocabulary, general ones included (inf: off)
     reasons: dict[str, str]
-    fallback: dict[str, float] = field(default_factory=dict)
+    image_size: int
+    fallback: dict[str, float] = field(default_factory=dict)  # the tags that have a fallback
     slope: dict[str, float] = field(default_factory=dict)
 
 
-def _base(params: TrainParams, tagmap_dir: Path | None) -> _Base | None:
-    """The starter's head when ``params.base`` asks for it and it fits (same image size)."""
-    if params.base != "starter":
-        return None
+def _base(params: TrainParams, settings: Settings) -> _Base | None:
+    """What ``params.base`` names: the champion (what the model repository serves; the starter
+    until a first promotion), the starter, or nothing.
 
-    head = starter.load_head(tagmap_dir=tagmap_dir)
-    if head is None:
-        log.warning("no starter model is shipped (%s): training from scratch", starter.STARTER_DIR)
+    Raises:
+        InvalidValue: the base was trained at another image size than ``params.image_size``, or
+            the champion's export does not carry its learned head.
+    """
+    if params.base == "none":
         return None
-    if params.image_size != starter.IMAGE_SIZE:
-        log.warning(
-            "the starter head was trained at %d px, this run at %d px: training from scratch",
+    base = None
+    if params.base == "champion":
+        served = ModelRepository(settings.model_base, settings.model_name).current()
+        if served is not None and not served.metadata.get("starter"):
+            base = _served_base(served, settings)
+    if base is None:
+        head = starter.load_head(tagmap_dir=settings.tagmap_dir) if settings.starter or params.base == "starter" else None
+        if head is None:
+            log.warning("no starter model (%s, IMGTAG_STARTER): only this dataset's tags", starter.STARTER_DIR)
+            return None
+        vocabulary = starter.vocabulary(head)
+        base = _Base(
+            head.version,
+            head.tags,
+            head.kernel,
+            head.bias,
+            dict(zip(vocabulary.tags, map(float, vocabulary.thresholds), strict=True)),
+            dict(vocabulary.reasons),
             starter.IMAGE_SIZE,
-            params.image_size,
+            *_fallbacks(vocabulary),
         )
-        return None
+    if params.image_size != base.image_size:
+        raise InvalidValue(
+            f"the {params.base} ({base.version}) was trained at {base.image_size} px and this run asks for "
+            f"{params.image_size} px: train at {base.image_size} px to build on it and keep its tags, or with "
+            "--base none to learn only this dataset's tags (the gate then refuses the model unless "
+            "--replace-vocabulary)"
+        )
+    return base
+
+
+def _served_base(served, settings: Settings) -> _Base:
+    """The served champion's learned head and thresholds, from its exported SavedModel."""
+    head = read_learned_head(served.path)
+    name = f"{settings.model_name}:{served.version}"
+    if head is None:
+        raise InvalidValue(
+            f"the champion ({name}, {served.path}) was exported without its learned head (by an older "
+            "imgtag): train with --base starter, or promote a model exported since"
+        )
+    tags, kernel, bias = head
+    vocabulary = Vocabulary.read(served.path / "assets")
+    info = json.loads((served.path / "assets" / "model.json").read_text())
     return _Base(
-        head.version, head.tags, head.kernel, head.bias, head.thresholds, head.reasons, head.fallback, head.slope
+        name,
+        tuple(tags),
+        kernel,
+        bias,
+        dict(zip(vocabulary.tags, map(float, vocabulary.thresholds), strict=True)),
+        dict(vocabulary.reasons),
+        int(info["image_size"]),
+        *_fallbacks(vocabulary),
+    )
+
+
+def _fallbacks(vocabulary: Vocabulary) -> tuple[dict[str, float], dict[str, float]]:
+    """``(fallback, slope)`` of the vocabulary's tags that have a fallback (core.tagmap.emitted)."""
+    if vocabulary.fallback is None:
+        return {}, {}
+    has = [j for j, limit in enumerate(vocabulary.fallback) if np.isfinite(limit)]
+    return (
+        {vocabulary.tags[j]: float(vocabulary.fallback[j]) for j in has},
+        {vocabulary.tags[j]: float(vocabulary.slope[j]) for j in has},
     )
 
 
@@ -437,7 +503,7 @@ def train(
     import mlflow
 
     keras.utils.set_random_seed(params.seed)
-    base = _base(params, settings.tagmap_dir)
+    base = _base(params, settings)
     learned_tags, mask = _learned_tags(tags, base)
     full, trainer = tagger_model.build(len(learned_tags), params.image_size, params.dropout)
     _start_from(full, learned_tags, base)
@@ -456,7 +522,7 @@ def train(
                 "imgtag.dataset_hash": dataset_hash or "unversioned",
                 "imgtag.git_commit": tracking.git_commit(settings),
                 "imgtag.dag_run_id": dag_run_id or run_name or "",
-                "imgtag.dataset": str(data.root),
+                "imgtag.dataset": str(Path(data.root).resolve()),
                 "imgtag.base": base.version if base else "none",
             }
         )
@@ -557,8 +623,10 @@ def train(
         }
         if base is not None:
             kept = learned_tags[len(tags) :]
+            learned = set(base.tags)
             info["base"] = {
                 "version": base.version,
+                # its learned tags this dataset does not label: trained no further, same thresholds
                 "kept": {
                     t: {
                         "threshold": format_threshold(base.thresholds[t]),
@@ -570,6 +638,12 @@ def train(
                         ),
                     }
                     for t in kept
+                },
+                # its general tags' thresholds, which evaluate keeps where these labels cannot judge them
+                "general": {
+                    t: {"threshold": format_threshold(limit), "reason": base.reasons.get(t, "")}
+                    for t, limit in base.thresholds.items()
+                    if t not in learned
                 },
             }
         tagger_model.save(out_dir, full, learned_tags, params.image_size, info)

@@ -58,7 +58,7 @@ MD_LIST_LIMIT = 50
 RULES = {
     "schema": "manifest columns exist; sha256 is 64 lowercase hex digits and unique; split is one of "
     + "/".join(ds.SPLITS)
-    + "; path is set and relative inside the dataset; tags is a non-empty list",
+    + "; path is set and relative inside the dataset; tags is a list (empty: a negative, an image no tag is right on)",
     "tag_names": "tag names are lowercase, trimmed, single-spaced, 1 to 200 characters",
     "allowed_tags": "every tag is in the allowed list",
     "min_examples_per_tag": "every tag labels at least the minimum number of images (whole dataset)",
@@ -128,6 +128,9 @@ class ValidationReport:
         tag_counts: images per tag over the whole dataset.
         images_per_split: manifest rows per split.
         params: the thresholds the rules used.
+        negatives: images without a tag (kept: no tag is right on them).
+        dropped_tags: tags under the minimum that ``drop_rare_tags`` took off the dataset, with
+            the images each labelled.
         seconds: time spent decoding images, importing Great Expectations, validating with it,
             and in total.
     """
@@ -142,6 +145,14 @@ class ValidationReport:
     images_per_split: dict[str, int]
     params: dict
     seconds: dict[str, float]
+    negatives: int = 0
+    dropped_tags: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rare_tags(self) -> dict[str, int]:
+        """Tags with fewer images than the minimum (the ones ``drop_rare_tags`` would drop)."""
+        least = self.params["min_examples_per_tag"]
+        return {t: n for t, n in self.tag_counts.items() if n < least}
 
     @property
     def failed_rules(self) -> list[str]:
@@ -165,6 +176,9 @@ class ValidationReport:
             "failed_rules": self.failed_rules,
             "images_checked": self.images_checked,
             "tags": dict(self.tag_counts),
+            "negatives": self.negatives,
+            "dropped_tags": dict(self.dropped_tags),
+            "rare_tags": sorted(self.rare_tags),
         }
 
     def to_json_dict(self) -> dict:
@@ -177,8 +191,10 @@ class ValidationReport:
                 "images": self.images_checked,
                 "images_per_split": self.images_per_split,
                 "tags": len(self.tag_counts),
+                "negatives": self.negatives,
                 "failed_expectations": len(self.failures),
             },
+            "dropped_tags": self.dropped_tags,
             "rules": [
                 {
                     **asdict(r),
@@ -350,7 +366,7 @@ def _images_table(
     # An empty manifest has no columns to miss: only its row count fails.
     columns = None if rows else MANIFEST_COLUMNS
     images = pd.DataFrame([r.raw for r in rows], index=range(len(rows)), columns=columns)
-    images["tag_count"] = [len(r.tags) if isinstance(r.raw.get("tags"), list) else 0 for r in rows]
+    images["tags_is_list"] = [isinstance(r.raw.get("tags"), list) for r in rows]
     images["short_side"] = [min(r.width, r.height) for r in rows]
     images["pixels"] = [r.width * r.height for r in rows]
     images["file_exists"] = [exists for exists, _ in checks]
@@ -360,8 +376,8 @@ def _images_table(
               "the manifest lists at least one image"),
         *(_rule("schema", E.ExpectColumnToExist(column=c), f"the manifest has the column {c!r}")
           for c in MANIFEST_COLUMNS),
-        _rule("schema", E.ExpectColumnValuesToBeBetween(column="tag_count", min_value=1),
-              "tags is a non-empty list"),
+        _rule("schema", E.ExpectColumnValuesToBeInSet(column="tags_is_list", value_set=[True]),
+              "tags is a list"),
         _rule("image_size", E.ExpectColumnValuesToBeBetween(column="short_side", min_value=min_side),
               f"width and height are at least {min_side} px"),
         _rule("image_size", E.ExpectColumnValuesToBeBetween(column="pixels", max_value=max_pixels),
@@ -551,8 +567,8 @@ def _image_problem(
         return f"the file {row.path} is not in the dataset folder"
     if column == "decode_error":
         return str(value)
-    if column == "tag_count":
-        return "no tags (tags is empty or not a list)"
+    if column == "tags_is_list":
+        return "tags is not a list"
     if kind == "expect_column_values_to_not_be_null":
         return f"no {column}"
     if kind == "expect_column_values_to_be_unique":
@@ -661,6 +677,7 @@ def validate(
     min_examples_per_tag: int = 10,
     min_side: int = 32,
     max_pixels: int = 100_000_000,
+    drop_rare_tags: bool = False,
     progress: bool = False,
     workers: int | None = None,
 ) -> ValidationReport:
@@ -673,6 +690,10 @@ def validate(
         min_examples_per_tag: images each tag must label, over the whole dataset.
         min_side: smallest width and height, in pixels.
         max_pixels: largest width x height (also the decoder's decompression-bomb limit).
+        drop_rare_tags: take the tags with fewer than ``min_examples_per_tag`` images off the
+            dataset (its ``manifest.jsonl`` and ``dataset.json`` are rewritten; an image left
+            without a tag stays, a negative) and list them in the report, instead of failing
+            ``min_examples_per_tag``.
         progress: show a progress bar on stderr while images are decoded.
         workers: decoding threads (default: the CPU count, at most 16).
 
@@ -690,6 +711,12 @@ def validate(
     allowed = None if allowed_tags is None else sorted({ds.normalize_tag(t) for t in allowed_tags})
 
     rows = _read_manifest(dataset_dir)
+    dropped: dict[str, int] = {}
+    if drop_rare_tags:
+        dropped = {t: n for t, n in _tag_counts(rows).items() if n < min_examples_per_tag}
+        if dropped:
+            _drop_tags(dataset_dir, rows, set(dropped))
+            rows = _read_manifest(dataset_dir)
     checks = _check_files(dataset_dir, rows, max_pixels, workers, progress)
     decoded = time.perf_counter()
     context = _gx_context()  # the first call imports great_expectations: about 3 s, timed apart
@@ -723,8 +750,11 @@ def validate(
             "min_side": min_side,
             "max_pixels": max_pixels,
             "allowed_tags": allowed,
+            "drop_rare_tags": drop_rare_tags,
         },
         seconds={},
+        negatives=sum(1 for r in rows if isinstance(r.raw.get("tags"), list) and not r.tags),
+        dropped_tags=dropped,
     )
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / GX_RESULT_JSON).write_text(
@@ -741,6 +771,28 @@ def validate(
     )
     (report_dir / REPORT_MD).write_text(report.text(), encoding="utf-8")
     return report
+
+
+def _drop_tags(dataset_dir: Path, rows: list[_Row], rare: set[str]) -> None:
+    """Rewrite the manifest without the ``rare`` tags (every other field as it was) and, when the
+    manifest is readable as a dataset, its ``dataset.json``."""
+    lines = []
+    for r in rows:
+        raw = dict(r.raw)
+        if isinstance(raw.get("tags"), list):
+            raw["tags"] = [t for t in raw["tags"] if t not in rare]
+        lines.append(json.dumps(raw, sort_keys=True) + "\n")
+    manifest = dataset_dir / ds.MANIFEST_FILE
+    staging = manifest.with_name(f".{manifest.name}.tmp")
+    staging.write_text("".join(lines), encoding="utf-8")
+    os.replace(staging, manifest)
+    try:
+        dataset = ds.load(dataset_dir)
+    except ds.DatasetError:
+        return  # the schema rule reports the bad rows
+    (dataset_dir / ds.SUMMARY_FILE).write_text(
+        json.dumps(dataset.summary(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
 
 
 # --- the readable report ---
@@ -789,6 +841,15 @@ def _markdown(report: ValidationReport) -> str:
         "| rule | result | expectations | what it checks |",
         "|---|---|---|---|",
     ]
+    if report.negatives:
+        lines[4:4] = [f"{report.negatives} images have no tag: negatives, which no tag is right on.", ""]
+    if report.dropped_tags:
+        shown = ", ".join(f"{_code(t)} ({n})" for t, n in sorted(report.dropped_tags.items()))
+        lines[4:4] = [
+            f"Dropped {len(report.dropped_tags)} tags with fewer than {report.params['min_examples_per_tag']} "
+            f"images (drop rare tags): {shown}. An image left without a tag stays, as a negative.",
+            "",
+        ]
     for r in report.rules:
         mark = {"passed": "pass", "failed": f"**FAIL** ({r.failed})", "skipped": "skipped"}[r.status]
         lines.append(f"| {r.name} | {mark} | {r.expectations} | {r.description} |")
@@ -806,5 +867,12 @@ def _markdown(report: ValidationReport) -> str:
             lines += [f"- {_offending_line(item)}" for item in f.offending[:MD_LIST_LIMIT]]
             if len(f.offending) > MD_LIST_LIMIT:
                 lines.append(f"- ... and {len(f.offending) - MD_LIST_LIMIT} more (see {REPORT_JSON})")
+        if f.rule == "min_examples_per_tag":
+            lines += [
+                "",
+                f"Rare tags: {', '.join(_code(t) for t in sorted(report.rare_tags))}. Label more images, or "
+                "drop them and train on the other tags: `imgtag validate --drop-rare-tags` (the trigger "
+                "form's *Drop rare tags*, `drop_rare_tags`) lists them here instead of failing.",
+            ]
     lines += ["", f"Machine-readable: `{REPORT_JSON}`; Great Expectations' results: `{GX_RESULT_JSON}`.", ""]
     return "\n".join(lines)

@@ -35,17 +35,20 @@ def verdict(
     margin: float,
     floor: float,
     dropped: list[str] = (),
-    allow_dropped_tags: bool = False,
+    replace_vocabulary: bool = False,
 ) -> Verdict:
     """The gate's decision from the two models' test metrics (a pure function: no MLflow, no files).
 
-    - below ``floor``: rejected; with no champion, the floor alone decides;
-    - better than the champion by ``margin`` on ``metric``: passed;
+    - with a champion, the comparison decides: the challenger passes when its ``metric`` is at
+      least the champion's plus ``margin`` (both measured on the same tags and images), and it
+      drops no tag the champion emits; ``floor`` does not apply;
+    - a challenger that ``dropped`` tags the champion emits is refused, with the list, unless
+      ``replace_vocabulary`` says that replacing the champion's vocabulary is meant;
     - a tie on a saturated metric (the champion is within ``margin`` of 1, so nothing can beat it by
       the margin): the challenger passes when it is no worse on ``metric`` and better by the margin
       on the second metric (:data:`SECOND_METRIC`);
-    - otherwise rejected; and always rejected when it ``dropped`` tags the champion emits, unless
-      ``allow_dropped_tags``; and when a metric it needs was not measured (missing or not a number).
+    - with no champion to compare with, the challenger must reach ``floor``;
+    - a metric it needs that was not measured (missing or not a number) rejects it.
 
     Raises:
         InvalidValue: ``metric`` is not one the gate knows.
@@ -55,28 +58,30 @@ def verdict(
     value = _measured(challenger, metric)
     if value is None:
         return Verdict(False, f"challenger {metric} was not measured; the gate cannot compare without it")
-    if value < floor:
-        return Verdict(False, f"challenger {metric} {value:.4f} is below the floor {floor:.4f}")
     if champion is None:
-        return Verdict(
-            True, f"no champion yet; challenger {metric} {value:.4f} reaches the floor {floor:.4f}"
-        )
+        if value < floor:
+            return Verdict(
+                False, f"no champion to compare with, and challenger {metric} {value:.4f} is below the floor {floor:.4f}"
+            )
+        return Verdict(True, f"no champion to compare with; challenger {metric} {value:.4f} reaches the floor {floor:.4f}")
     name = f"champion v{champion['version']}"
-    if dropped and not allow_dropped_tags:
-        shown = ", ".join(dropped[:8]) + (" ..." if len(dropped) > 8 else "")
+    if dropped and not replace_vocabulary:
+        shown = ", ".join(dropped[:12]) + (f" and {len(dropped) - 12} more" if len(dropped) > 12 else "")
         return Verdict(
             False,
             (
-                f"challenger drops {len(dropped)} tags {name} emits ({shown}); train "
-                f"with --base starter at the starter's image size to keep them, or gate with --allow-dropped-tags if that is meant"
+                f"challenger drops {len(dropped)} tags {name} emits ({shown}); train it on the champion "
+                f"(--base champion, the default, at the champion's image size) to keep them, or gate with "
+                f"--replace-vocabulary if replacing the champion's vocabulary is meant"
             ),
         )
     best = _measured(champion, metric)
     if best is None:
         return Verdict(False, f"{name} {metric} was not measured; the gate cannot compare without it")
-    if value >= best + margin:
+    replaced = f" (replacing its vocabulary: {len(dropped)} tags dropped)" if dropped else ""
+    if value >= best + margin - 1e-9:
         return Verdict(
-            True, f"challenger {metric} {value:.4f} beats {name} {best:.4f} by at least {margin:.4f}"
+            True, f"challenger {metric} {value:.4f} beats {name} {best:.4f} by at least {margin:.4f}{replaced}"
         )
     if best + margin > 1.0 and value >= best - 1e-9:
         return _saturated(challenger, champion, metric, margin, name)

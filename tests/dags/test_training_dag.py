@@ -2,7 +2,8 @@
 
 The stages themselves are tested elsewhere (and end to end in ``test_training_run.py``); here a
 fake ``imgtag`` that prints canned summaries stands in for them, so a whole run shows which
-command line each stage receives and that a rejecting gate skips promotion.
+command line each stage receives, that a rejecting gate skips promotion and notes why, and that
+the form's ``gate_version`` gates an existing version without training.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import timedelta
 import pytest
 
 ORDER = ("ingest", "validate", "version", "train", "evaluate", "register", "gate", "promote")
+FLOW = ("train_or_gate", "existing_version", "note")  # the branch, its empty arm, the verdict's note
 RETRIED = {"ingest", "version", "register", "promote"}
 RUN_ID = "manual__2026-11-29T10:00:00+00:00"
 DATASET = "/home/runs/x/dataset"
@@ -34,12 +36,12 @@ SUMMARIES = {
 #: The command line each stage receives with the default params and the summaries above.
 DEFAULT_COMMANDS = {
     "ingest": ["ingest", "--folder", "", "--manifest", "", "--catalog", "--run-name", RUN_ID, "--json"],
-    "validate": ["validate", DATASET, "--min-examples", "10", "--json"],
+    "validate": ["validate", DATASET, "--min-examples", "10", "--keep-rare-tags", "--json"],
     "version": ["version", DATASET, "--json"],
     "train": [
         "train", DATASET, "--dataset-hash", "9f3c0d", "--epochs", "8", "--learning-rate", "0.001",
         "--batch-size", "32", "--image-size", "256", "--fine-tune-blocks", "0", "--fine-tune-epochs", "0",
-        "--distill-weight", "1.0", "--base", "starter", "--run-name", RUN_ID, "--json",
+        "--distill-weight", "1.0", "--base", "champion", "--run-name", RUN_ID, "--json",
     ],
     "evaluate": [
         "evaluate", "/home/runs/x/model", DATASET, "--run-id", "mlflowrun42", "--target-precision", "0.9",
@@ -51,7 +53,7 @@ DEFAULT_COMMANDS = {
         "--with-general", "--json",
     ],
     "gate": [
-        "gate", "7", DATASET, "--metric", "map", "--margin", "0.01", "--floor", "0.5", "--refuse-dropped-tags",
+        "gate", "7", DATASET, "--metric", "map", "--margin", "0.01", "--floor", "0.5", "--keep-vocabulary",
         "--json",
     ],
     "promote": ["promote", "7", "--json"],
@@ -92,10 +94,17 @@ def trigger_params(dag, **conf) -> dict:
 def test_stages_run_in_order(training):
     assert training.schedule is None
     assert training.max_active_runs == 1
-    assert set(training.task_ids) == set(ORDER)
-    for upstream, task_id in itertools.pairwise(ORDER):
+    assert set(training.task_ids) == set(ORDER) | set(FLOW)
+    for upstream, task_id in itertools.pairwise(ORDER[:6]):  # ingest ... register
         assert training.get_task(task_id).upstream_task_ids == {upstream}, task_id
-    assert training.get_task("ingest").upstream_task_ids == set()
+    assert training.get_task("train_or_gate").upstream_task_ids == set()
+    assert training.get_task("ingest").upstream_task_ids == {"train_or_gate"}
+    assert training.get_task("existing_version").upstream_task_ids == {"train_or_gate"}
+    assert training.get_task("gate").upstream_task_ids == {"register", "existing_version"}
+    assert training.get_task("gate").trigger_rule == "none_failed_min_one_success"
+    assert training.get_task("promote").upstream_task_ids == {"gate"}
+    assert training.get_task("note").upstream_task_ids == {"gate"}
+    assert training.get_task("note").trigger_rule == "all_done"  # a rejected (skipped) gate is noted too
 
 
 def test_each_stage_gets_its_command_line(training):
@@ -117,7 +126,8 @@ def test_params_shape_the_command_lines(training):
         "gate_margin": 0.0,
         "gate_floor": 0.3,
         "base": "none",
-        "gate_allow_dropped_tags": True,
+        "replace_vocabulary": True,
+        "drop_rare_tags": True,
     }
     params = trigger_params(training, **conf)
     command = {task_id: rendered(training.get_task(task_id), training, **params) for task_id in ORDER}
@@ -131,9 +141,16 @@ def test_params_shape_the_command_lines(training):
     assert train[train.index("--fine-tune-blocks") + 1 :][:3] == ["2", "--fine-tune-epochs", "3"]
     assert command["register"][-2] == "--learned-only"
     assert command["gate"][3:10] == [
-        "--metric", "macro_f1", "--margin", "0.0", "--floor", "0.3", "--allow-dropped-tags",
+        "--metric", "macro_f1", "--margin", "0.0", "--floor", "0.3", "--replace-vocabulary",
     ]
     assert train[train.index("--base") + 1] == "none"
+    assert command["validate"][-2] == "--drop-rare-tags"
+
+
+def test_a_version_to_gate_replaces_the_trained_one_and_its_own_dataset_is_used(training):
+    params = trigger_params(training, gate_version=4)
+    assert rendered(training.get_task("gate"), training, **params)[:3] == ["gate", "4", ""]
+    assert rendered(training.get_task("promote"), training, **params) == ["promote", "4", "--json"]
 
 
 def test_default_params_are_valid_and_complete(training):
@@ -142,6 +159,7 @@ def test_default_params_are_valid_and_complete(training):
         "manifests": [],
         "use_catalog": True,
         "min_examples_per_tag": 10,
+        "drop_rare_tags": False,
         "epochs": 8,
         "learning_rate": 0.001,
         "batch_size": 32,
@@ -149,13 +167,14 @@ def test_default_params_are_valid_and_complete(training):
         "fine_tune_blocks": 0,
         "fine_tune_epochs": 0,
         "distill_weight": 1.0,
-        "base": "starter",
+        "base": "champion",
         "learned_only": False,
         "target_precision": 0.9,
         "gate_metric": "map",
         "gate_margin": 0.01,
         "gate_floor": 0.5,
-        "gate_allow_dropped_tags": False,
+        "replace_vocabulary": False,
+        "gate_version": None,
     }
     for name in training.params:
         schema = training.params.get_param(name).schema
@@ -186,6 +205,9 @@ def test_default_params_are_valid_and_complete(training):
         {"folders": [1, 2]},
         {"use_catalog": "yes"},
         {"learned_only": 1},
+        {"gate_version": 0},
+        {"gate_version": "4"},
+        {"drop_rare_tags": "yes"},
     ],
 )
 def test_bad_params_are_refused_at_trigger(training, conf):
@@ -202,7 +224,8 @@ def test_only_stages_meeting_transient_faults_retry(training):
             assert task.retries == 2 and task.retry_delay == timedelta(minutes=1), task.task_id
         else:
             assert task.retries == 0, task.task_id
-        assert task.execution_timeout is not None, task.task_id
+        if task.task_id not in FLOW[:2]:  # the branch and its empty arm take no time
+            assert task.execution_timeout is not None, task.task_id
     assert training.get_task("train").execution_timeout >= timedelta(hours=4)
 
 
@@ -241,10 +264,11 @@ elif stage == "register":
     summary = {{"model_name": "imgtag-tagger", "model_version": "7"}}
 elif stage == "gate":
     if os.environ.get("FAKE_GATE") == "reject":
-        print(json.dumps({{"passed": False, "reason": "map 0.41 does not beat champion 0.62 by 0.01"}}))
+        print(json.dumps({{"passed": False, "model_version": args[0],
+                          "reason": "map 0.41 does not beat champion 0.62 by 0.01"}}))
         print("gate rejected model version " + args[0], file=sys.stderr)
         sys.exit(3)
-    summary = {{"passed": True, "reason": "map 0.71 beats champion 0.62 by 0.01"}}
+    summary = {{"passed": True, "model_version": args[0], "reason": "map 0.71 beats champion 0.62 by 0.01"}}
 elif stage == "promote":
     summary = {{"serving_version": 1, "model_version": args[0]}}
 print(json.dumps(summary))
@@ -307,7 +331,8 @@ def test_a_run_passes_each_summary_on_and_promotes(training, fake_imgtag, champi
     before = champion_events()
     run, states, xcoms, commands = run_training(training, fake_imgtag, folders=["/data/a", "/data/b"])
 
-    assert str(run.state) == "success" and set(states.values()) == {"success"}, states
+    assert str(run.state) == "success", states
+    assert states == {**{t: "success" for t in (*ORDER, *FLOW)}, "existing_version": "skipped"}
     assert list(commands) == list(ORDER)
     dataset = f"{tmp_path}/home/runs/{run.run_id}/dataset"
     model = f"{dataset}/../model"
@@ -315,7 +340,7 @@ def test_a_run_passes_each_summary_on_and_promotes(training, fake_imgtag, champi
         "ingest", "--folder", "/data/a,/data/b", "--manifest", "", "--catalog",
         "--run-name", run.run_id, "--json",
     ]
-    assert commands["validate"] == ["validate", dataset, "--min-examples", "10", "--json"]
+    assert commands["validate"] == ["validate", dataset, "--min-examples", "10", "--keep-rare-tags", "--json"]
     assert commands["version"] == ["version", dataset, "--json"]
     assert commands["train"][:4] == ["train", dataset, "--dataset-hash", "9f3c0d"]
     assert commands["train"][-3:] == ["--run-name", run.run_id, "--json"]
@@ -327,6 +352,7 @@ def test_a_run_passes_each_summary_on_and_promotes(training, fake_imgtag, champi
     assert commands["gate"][:3] == ["gate", "7", dataset]
     assert commands["promote"] == ["promote", "7", "--json"]
     assert xcoms["promote"] == {"serving_version": 1, "model_version": "7"}
+    assert xcoms["note"].startswith("**Gate passed**: version 7 is promoted")
     assert champion_events() == before + 1
 
 
@@ -337,13 +363,34 @@ def test_a_rejecting_gate_skips_promotion(training, fake_imgtag, champion_events
 
     assert states == {
         **{task_id: "success" for task_id in ORDER[:-2]},
+        "train_or_gate": "success",
+        "existing_version": "skipped",
         "gate": "skipped",
         "promote": "skipped",
+        "note": "success",
     }
     assert str(run.state) == "success"  # a rejected model is an outcome, not a failure
     assert "promote" not in commands
-    assert xcoms["gate"] == {"passed": False, "reason": "map 0.41 does not beat champion 0.62 by 0.01"}
+    assert xcoms["gate"] == {
+        "passed": False, "model_version": "7", "reason": "map 0.41 does not beat champion 0.62 by 0.01"
+    }
+    assert xcoms["note"] == (
+        "**Gate rejected** version 7: `promote` was skipped, the champion is unchanged.\n\n"
+        "Reason: map 0.41 does not beat champion 0.62 by 0.01."
+    )
     assert champion_events() == before
+
+
+def test_a_form_version_is_gated_and_promoted_without_training(training, fake_imgtag, champion_events):
+    before = champion_events()
+    run, states, xcoms, commands = run_training(training, fake_imgtag, gate_version=4)
+
+    assert str(run.state) == "success", states
+    assert list(commands) == ["gate", "promote"]
+    assert commands["gate"][:3] == ["gate", "4", ""]  # "": the dataset version 4 was trained on
+    assert commands["promote"] == ["promote", "4", "--json"]
+    assert {t for t, state in states.items() if state == "skipped"} == {*ORDER[:6]}
+    assert champion_events() == before + 1
 
 
 # --- the trigger form and the stages accept the same values ---
@@ -397,3 +444,20 @@ def test_every_numeric_form_param_takes_its_limits_from_core(training):
         schema = training.params.get_param(name).schema
         bounds = {k: v for k, v in schema.items() if k in ("minimum", "maximum", "exclusiveMinimum", "multipleOf")}
         assert bounds == limit.schema(), name
+
+
+def test_the_note_says_the_verdict_with_its_figures_and_fits_airflow(stage_module):
+    summary = {
+        "passed": False, "model_version": "4", "metric": "map", "reason": "challenger drops 90 tags",
+        "challenger": {"map": 0.8123}, "champion": {"map": 0.4}, "champion_is": "version 3", "margin": 0.01,
+        "test_images": 18, "dropped_tags": [f"tag number {i}" for i in range(90)],
+        "gains": [{"tag": "red", "change": 0.52}], "losses": [{"tag": "blue", "change": -0.1}],
+    }
+    note = stage_module.gate_note(summary)
+    assert note.startswith("**Gate rejected** version 4: `promote` was skipped, the champion is unchanged.")
+    assert "map: challenger 0.8123, champion 0.4000, margin 0.01; 18 test images; the champion is version 3." in note
+    assert "Tags the champion emits and this version cannot: tag number 0," in note and "and 70 more" in note
+    assert "Per-tag AP gains: red +0.520." in note and "Per-tag AP losses: blue -0.100." in note
+    many = stage_module.gate_note({**summary, "reason": "x " * 800})
+    assert len(many) <= stage_module.NOTE_LIMIT and many.endswith("(the gate's log has it all)")
+    assert stage_module.gate_note(None) is None and stage_module.gate_note({}) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -44,6 +45,16 @@ def test_every_process_shares_one_home_and_the_dags_start_active(tmp_path):
     # Secrets are made once and kept private: a restart keeps sessions and tokens valid.
     assert platform.environment()["AIRFLOW__API_AUTH__JWT_SECRET"] == env["AIRFLOW__API_AUTH__JWT_SECRET"]
     assert oct((tmp_path / "platform" / "airflow-jwt-secret").stat().st_mode & 0o777) == "0o600"
+    # Airflow's admin password is made before the api-server starts, so the stages can set a run's
+    # note through the REST API (the training DAG's `note` task) with the connection it names.
+    password_file = tmp_path / "airflow" / "simple_auth_manager_passwords.json.generated"
+    assert oct(password_file.stat().st_mode & 0o777) == "0o600"
+    connection = json.loads(env["AIRFLOW_CONN_IMGTAG_AIRFLOW_API"])
+    assert connection == {
+        "conn_type": "http", "host": "http://127.0.0.1:18123", "login": "admin",
+        "password": json.loads(password_file.read_text())["admin"],
+    }
+    assert json.loads(platform.environment()["AIRFLOW_CONN_IMGTAG_AIRFLOW_API"]) == connection
     names = [c.name for c in platform.plan()]
     assert names[:4] == ["airflow api-server", "airflow scheduler", "airflow dag-processor", "airflow triggerer"]
     assert {"mlflow server", "catalog", "tagging worker"} <= set(names)

@@ -148,6 +148,35 @@ def test_rollback_walks_back_through_promotions(repo, saved_model):
     assert len(repo.history()) == 5
 
 
+def test_a_version_number_given_is_the_directory_and_a_version_on_disk_is_served_again(repo, saved_model, tmp_path):
+    """One number names a model everywhere: the MLflow version becomes the directory (a rejected
+    version leaves a gap), and promoting a version served before serves that directory again."""
+    starter = repo.promote(saved_model, {"mlflow_version": "1", "starter": "starter-x"}, version=1)
+    assert (starter.version, starter.previous) == (1, None)
+    second = repo.promote(saved_model, {"mlflow_version": "3"}, version=3)  # version 2 was rejected
+    assert (second.version, second.previous) == (3, 1) and repo.versions() == [1, 3]
+    record = (repo.path(1) / "assets.extra" / PROMOTION_ASSET).read_text()
+
+    elsewhere = tmp_path / "not-a-copy"  # nothing is copied from the source for a version on disk
+    shutil.copytree(saved_model, elsewhere)
+    (elsewhere / "marker").write_text("x")
+    back = repo.promote(elsewhere, {"mlflow_version": "1", "starter": "starter-x"}, version=1)
+    assert (back.version, back.previous) == (1, 3) and not (repo.path(1) / "marker").exists()
+    assert (repo.path(1) / "assets.extra" / PROMOTION_ASSET).read_text() == record
+    assert dict(entry(repo).version_labels) == {"champion": 1, "previous": 3}
+    assert [(h["action"], h["version"]) for h in repo.history()] == [("promote", 1), ("promote", 3), ("promote", 1)]
+
+    assert repo.promote(saved_model, {"mlflow_version": "1"}, version=1) == repo.current()  # already champion
+    assert len(repo.history()) == 3
+    assert repo.rollback().version == 3  # undoes the last promotion
+
+    with pytest.raises(RepositoryError, match="already holds MLflow version 1, not MLflow version 4"):
+        repo.promote(saved_model, {"mlflow_version": "4"}, version=1)
+    assert repo.current().version == 3
+    with pytest.raises(RepositoryError, match="positive"):
+        repo.promote(saved_model, {}, version=0)
+
+
 def test_version_numbers_survive_deleted_directories(repo, saved_model):
     repo.promote(saved_model, {})
     repo.promote(saved_model, {})

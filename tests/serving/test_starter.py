@@ -38,7 +38,8 @@ def jpeg(image: Image.Image, orientation: int | None = None) -> bytes:
 
 def imgtag(args: list[str], home: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "IMGTAG_HOME": str(home)}
-    env.pop("IMGTAG_MODEL_BASE", None)
+    for name in ("IMGTAG_MODEL_BASE", "MLFLOW_TRACKING_URI"):  # this home's own repository and MLflow
+        env.pop(name, None)
     return subprocess.run(
         [sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True, text=True, timeout=600
     )
@@ -59,9 +60,10 @@ def test_the_starter_ships_with_its_provenance():
 
 
 def test_installed_starter_serves_the_in_process_tags_on_an_exif_rotated_photo(tmp_path, astronaut):
-    """``imgtag starter install`` makes the starter serving version 1; its SavedModel (what TF
-    Serving loads) and the in-process tagger give the same tags, and a camera photo stored
-    sideways with an EXIF orientation scores as the upright photo."""
+    """``imgtag starter install`` makes the starter a real model version: MLflow version 1 with the
+    alias ``champion``, served as version 1; its SavedModel (what TF Serving loads) and the
+    in-process tagger give the same tags, and a camera photo stored sideways with an EXIF
+    orientation scores as the upright photo."""
     from serving import current as tagger
     from serving.export import LoadedModel
 
@@ -69,9 +71,16 @@ def test_installed_starter_serves_the_in_process_tags_on_an_exif_rotated_photo(t
     first = imgtag(["starter", "install", "--json"], home)
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)
-    assert summary["installed"] is True and summary["serving_version"] == 1
+    assert summary["installed"] is True and (summary["serving_version"], summary["model_version"]) == (1, "1")
     again = json.loads(imgtag(["starter", "install", "--json"], home).stdout)
-    assert again["installed"] is False and again["serving_version"] == 1
+    assert again["installed"] is False and (again["serving_version"], again["model_version"]) == (1, "1")
+    import mlflow
+
+    registry = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}", f"sqlite:///{home / 'mlflow.db'}")
+    version = registry.get_model_version("imgtag-tagger", "1")
+    assert version.aliases == ["champion"] and version.tags["starter"] == summary["starter"]
+    assert version.tags["serving_version"] == "1"
+    assert len(registry.search_model_versions("name='imgtag-tagger'")) == 1  # installing again registers nothing
 
     upright = jpeg(astronaut)
     sideways = jpeg(astronaut.transpose(Image.Transpose.ROTATE_90), orientation=6)  # a camera held sideways

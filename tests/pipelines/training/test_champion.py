@@ -2,7 +2,7 @@
 
 The agreement rule on its own (no MLflow, no files), then with a real MLflow (SQLite) and model
 repository in a home of this module's own: the session's trained shapes model registered twice
-and version 1 promoted. An alias moved by hand, as the MLflow UI allows, stops the gate (exit
+(the first registration makes the starter model version 1 first) and version 2 promoted. An alias moved by hand, as the MLflow UI allows, stops the gate (exit
 status 4) and makes ``imgtag models`` say so; ``imgtag promote`` of the served version puts it back.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from core.errors import ExitCode
+from core.errors import ExitCode, InvalidValue
 from core.settings import Settings
 from pipelines.training import registry
 from pipelines.training.champion import ChampionDivergence, champion_agreement, describe_served
@@ -33,6 +33,13 @@ def agreement(serving_version, mlflow_version, alias_version, metadata=None):
         metadata = {"mlflow_version": mlflow_version} if mlflow_version else {}
     served = describe_served(serving_version, metadata)
     return champion_agreement(serving_version, mlflow_version, alias_version, served=served)
+
+
+def test_one_number_names_the_served_version():
+    agree, reason = agreement(3, "3", "3")
+    assert agree and reason == "TF Serving serves version 3, where the MLflow alias `champion` points"
+    agree, reason = agreement(1, "1", "1", metadata={"mlflow_version": "1", "starter": "starter-0123abcd"})
+    assert agree and reason.startswith("TF Serving serves version 1 (the starter model), where")
 
 
 def test_the_alias_on_the_served_version_agrees():
@@ -83,7 +90,8 @@ def test_an_alias_while_nothing_registered_is_served_disagrees():
 
 @pytest.fixture(scope="module")
 def promoted(trained, shapes_dataset, tmp_path_factory):
-    """A home of its own: the trained model registered as versions 1 and 2, version 1 promoted."""
+    """A home of its own: the starter as version 1, the trained model registered as versions 2 and
+    3, version 2 promoted."""
     import mlflow
 
     from pipelines.training import tracking
@@ -113,8 +121,9 @@ def promoted(trained, shapes_dataset, tmp_path_factory):
                     "model_version"
                 ]
             )
-        assert versions == ["1", "2"]
-        registry.promote("1", settings=settings)
+        assert versions == ["2", "3"]  # the first registration made the starter version 1
+        assert registry.champion_status(settings).served == "version 1 (the starter model)"
+        registry.promote("2", settings=settings)
         yield {"home": home, "client": client, "dataset": shapes_dataset.root, "settings": settings}
     tracking.client(Settings.from_env())  # MLflow's process-wide URI back to the session's store
     assert mlflow.get_tracking_uri() != env["MLFLOW_TRACKING_URI"]
@@ -133,74 +142,93 @@ def models_json(expected_exit: int) -> dict:
 
 
 def test_models_shows_what_is_served_and_where_the_alias_points(promoted):
-    version = promoted["client"].get_model_version(NAME, "1")
+    version = promoted["client"].get_model_version(NAME, "2")
     status = models_json(0)
-    assert (status["serving_version"], status["mlflow_version"], status["alias_version"]) == (1, "1", "1")
-    assert status["agree"] is True and status["served"] == "MLflow version 1 (serving version 1)"
+    assert (status["serving_version"], status["mlflow_version"], status["alias_version"]) == (2, "2", "2")
+    assert status["agree"] is True and status["served"] == "version 2"
     assert status["run_id"] == version.run_id and status["dataset_hash"] == "0123abcd"
     history = [(e["action"], e["version"], e["mlflow_version"]) for e in status["history"]]
-    assert history == [("promote", 1, "1")]
+    assert history == [("promote", 2, "2"), ("promote", 1, "1")]
+    # aliases as MLflow returns them (get_model_version; search_model_versions has none)
+    versions = {v["version"]: v for v in status["versions"]}
+    assert list(versions) == [3, 2, 1]
+    assert versions[2]["aliases"] == ["champion"] and versions[3]["aliases"] == []
+    assert versions[1]["starter"] and versions[1]["gate"] is None
 
     done = imgtag("models")
     assert done.exit_code == 0, done.output
-    assert "served by TF Serving" in done.stdout and "MLflow version 1 (serving version 1)" in done.stdout
+    assert "served by TF Serving" in done.stdout and "version 2" in done.stdout
+    assert "serving version" not in done.stdout and "MLflow version 2" not in done.stdout  # one number, once
     assert "where the MLflow alias `champion` points" in done.stdout
     assert version.run_id in done.stdout and "0123abcd" in done.stdout
+    assert "last 3 registered versions" in done.stdout
 
 
-def test_the_gate_scores_the_served_saved_model(promoted, tmp_path):
+def test_the_gate_scores_the_served_saved_model_and_records_its_verdict(promoted, tmp_path):
     """The champion the gate compares with is TF Serving's copy: the alias's MLflow artifacts
-    can be gone and the gate still scores it."""
-    source = Path(promoted["client"].get_model_version(NAME, "1").source.removeprefix("file://"))
+    can be gone and the gate still scores it. The verdict, with both figures, is on the version
+    and `imgtag models` lists it."""
+    source = Path(promoted["client"].get_model_version(NAME, "2").source.removeprefix("file://"))
     hidden = tmp_path / "hidden"
     shutil.move(source, hidden)
     try:
         result = registry.gate(
-            "2", promoted["dataset"], floor=0.0, report_dir=tmp_path / "gate", settings=promoted["settings"]
+            "3", promoted["dataset"], report_dir=tmp_path / "gate", settings=promoted["settings"]
         )
     finally:
         shutil.move(hidden, source)
-    assert result.champion["version"] == "1"
-    assert result.details["champion_is"] == "MLflow version 1 (serving version 1)"
-    assert not result.passed and "does not beat champion v1" in result.reason  # the same model twice
+    assert result.champion["version"] == "2"
+    assert result.details["champion_is"] == "version 2"
+    assert not result.passed and "does not beat champion v2" in result.reason  # the same model twice
+    assert result.details["gains"] == result.details["losses"] == []  # the same scores, tag by tag
     report = (tmp_path / "gate" / "report.md").read_text()
-    assert "the champion is MLflow version 1 (serving version 1)" in report
+    assert "the champion is version 2" in report and "| tag | test images |" in report
+    tags = promoted["client"].get_model_version(NAME, "3").tags
+    assert tags["gate"] == "rejected" and tags["gate_champion_version"] == "2"
+    assert tags["gate_challenger"] == tags["gate_champion"] == f"{result.challenger['map']:.4f}"
+    [listed] = [v for v in models_json(0)["versions"] if v["version"] == 3]
+    assert listed["gate"] == "rejected" and "does not beat champion v2" in listed["gate_reason"]
+
+    with pytest.raises(InvalidValue, match="version 2 is the champion"):
+        registry.gate("2", promoted["dataset"], settings=promoted["settings"])
+    with pytest.raises(InvalidValue, match="has no version '9'"):
+        registry.gate("9", promoted["dataset"], settings=promoted["settings"])
 
 
 def test_an_alias_moved_by_hand_stops_the_gate_until_promote_puts_it_back(promoted, tmp_path):
     client = promoted["client"]
-    client.set_registered_model_alias(NAME, "champion", "2")  # what the MLflow UI lets anyone do
-    tags_before = client.get_model_version(NAME, "2").tags
+    client.set_registered_model_alias(NAME, "champion", "3")  # what the MLflow UI lets anyone do
+    tags_before = client.get_model_version(NAME, "3").tags
     try:
         with pytest.raises(ChampionDivergence) as refused:
             registry.gate(
-                "2", promoted["dataset"], floor=0.0, report_dir=tmp_path / "gate", settings=promoted["settings"]
+                "3", promoted["dataset"], report_dir=tmp_path / "gate", settings=promoted["settings"]
             )
         message = str(refused.value)
-        assert "the MLflow alias `champion` points at version 2" in message
-        assert "TF Serving serves MLflow version 1 (serving version 1)" in message
-        assert "`imgtag promote 1`" in message and "`imgtag rollback`" in message
+        assert "the MLflow alias `champion` points at version 3" in message
+        assert "TF Serving serves version 2" in message
+        assert "`imgtag promote 2`" in message and "`imgtag rollback`" in message
         assert not (tmp_path / "gate").exists()  # nothing was scored
-        assert client.get_model_version(NAME, "2").tags == tags_before  # nor recorded
+        assert client.get_model_version(NAME, "3").tags == tags_before  # nor recorded
 
-        done = imgtag("gate", "2", str(promoted["dataset"]), "--floor", "0")
+        done = imgtag("gate", "3", str(promoted["dataset"]))
         assert done.exit_code == ExitCode.CHAMPION_DIVERGED == 4, done.output
-        assert "champion divergence" in done.stderr and "points at version 2" in done.stderr
+        assert "champion divergence" in done.stderr and "points at version 3" in done.stderr
 
         status = models_json(4)
-        assert (status["serving_version"], status["mlflow_version"], status["alias_version"]) == (1, "1", "2")
+        assert (status["serving_version"], status["mlflow_version"], status["alias_version"]) == (2, "2", "3")
         assert status["agree"] is False
         done = imgtag("models")
         assert done.exit_code == 4
-        assert "champion divergence" in done.stderr and "`imgtag promote 1`" in done.stderr
+        assert "champion divergence" in done.stderr and "`imgtag promote 2`" in done.stderr
 
-        fixed = imgtag("promote", "1", "--json")  # the served version: nothing copied, the alias moves back
+        fixed = imgtag("promote", "2", "--json")  # the served version: nothing copied, the alias moves back
         assert fixed.exit_code == 0, fixed.output
         assert json.loads(fixed.stdout)["changed"] is False
         status = models_json(0)
-        assert (status["serving_version"], status["alias_version"], status["agree"]) == (1, "1", True)
+        assert (status["serving_version"], status["alias_version"], status["agree"]) == (2, "2", True)
     finally:
-        client.set_registered_model_alias(NAME, "champion", "1")
+        client.set_registered_model_alias(NAME, "champion", "2")
 
 
 def test_a_deleted_alias_is_a_divergence_too(promoted):
@@ -208,27 +236,36 @@ def test_a_deleted_alias_is_a_divergence_too(promoted):
     client.delete_registered_model_alias(NAME, "champion")
     try:
         status = models_json(4)
-        assert status["alias_version"] is None and status["mlflow_version"] == "1"
+        assert status["alias_version"] is None and status["mlflow_version"] == "2"
         assert "no MLflow version has the alias `champion`" in status["reason"]
-        assert "`imgtag promote 1`" in status["reason"]
+        assert "`imgtag promote 2`" in status["reason"]
     finally:
-        client.set_registered_model_alias(NAME, "champion", "1")
+        client.set_registered_model_alias(NAME, "champion", "2")
 
 
 def test_promote_then_rollback_keep_them_agreeing_and_show_in_the_history(promoted):
-    assert imgtag("promote", "2").exit_code == 0
-    assert models_json(0)["served"] == "MLflow version 2 (serving version 2)"
+    assert imgtag("promote", "3").exit_code == 0
+    assert models_json(0)["served"] == "version 3"
     assert imgtag("rollback").exit_code == 0
     status = models_json(0)
-    assert (status["serving_version"], status["alias_version"]) == (1, "1")
+    assert (status["serving_version"], status["alias_version"]) == (2, "2")
+    assert imgtag("rollback").exit_code == 0  # back to the starter: it is a version like any other
+    status = models_json(0)
+    assert (status["serving_version"], status["alias_version"], status["served"]) == (
+        1, "1", "version 1 (the starter model)"
+    )
     assert [(e["action"], e["version"], e["mlflow_version"]) for e in status["history"]] == [
         ("rollback", 1, "1"),
+        ("rollback", 2, "2"),
+        ("promote", 3, "3"),
         ("promote", 2, "2"),
         ("promote", 1, "1"),
     ]
-    assert status["history"][0]["rolled_back"] == 2
+    assert status["history"][1]["rolled_back"] == 3
     done = imgtag("models", "--history", "1")
     assert done.exit_code == 0 and "rollback" in done.stdout and "last 1 promotions" in done.stdout
+    assert imgtag("promote", "2").exit_code == 0  # and forward again, from its directory
+    assert models_json(0)["served"] == "version 2"
 
 
 def test_models_on_a_fresh_install(tmp_path, monkeypatch):

@@ -121,54 +121,56 @@ def test_registered_version_carries_provenance(registered):
 
 
 def test_gate_promote_tagger_and_rollback(registered, shapes_dataset, trained, training_settings):
-    """Before any promotion the starter model is the champion: a challenger that cannot emit its
-    tags (a 96 px model does not keep the starter's head) passes only when that is meant.
-    Promotion serves version 1 and the tagger follows it; a second model that is no better is
-    rejected; rollback with nothing before fails clearly."""
+    """The first registration made the starter model version 1: served and the champion. A
+    challenger that cannot emit its tags (a 96 px model learns only its own) passes only when
+    replacing the vocabulary is meant. Promotion serves it under its own number, which the tagger
+    records; a second model that is no better is rejected and gets no serving directory; rollback
+    returns to the starter."""
     import mlflow
 
     settings = training_settings
+    version = registered["model_version"]
 
-    from serving import starter
     from serving.current import current_model, get_tagger
-    from serving.repository import RepositoryError
 
-    too_high = registry.gate(registered["model_version"], shapes_dataset.root, floor=0.999, settings=settings)
-    assert not too_high.passed and "below the floor" in too_high.reason
-    assert current_model(settings).name == starter.MODEL_NAME
-
-    dropping = registry.gate(registered["model_version"], shapes_dataset.root, floor=0.3, settings=settings)
-    assert not dropping.passed and "drops" in dropping.reason, dropping.reason
-    assert dropping.details["champion_is"] == "the starter model" and "person" in dropping.details["dropped_tags"]
-
-    verdict = registry.gate(registered["model_version"], shapes_dataset.root, floor=0.3, allow_dropped_tags=True, settings=settings)
-    assert verdict.passed and verdict.champion["version"] == starter.load_head().version, verdict.reason
-    assert (verdict.report / "report.md").read_text().startswith("# Gate: PASSED")
-
-    promoted = registry.promote(registered["model_version"], settings=settings)
-    assert promoted["serving_version"] == 1 and promoted["changed"]
-    assert registry.promote(registered["model_version"], settings=settings)["changed"] is False  # a retried promote
     client = mlflow.MlflowClient()
-    assert (
-        str(client.get_model_version_by_alias("imgtag-tagger", "champion").version) == registered["model_version"]
-    )
+    starter_version = client.get_model_version("imgtag-tagger", "1")
+    assert starter_version.tags["starter"] and starter_version.aliases == ["champion"]
+    assert (current_model(settings).name, current_model(settings).version) == ("imgtag-tagger", "1")
+
+    dropping = registry.gate(version, shapes_dataset.root, settings=settings)
+    assert not dropping.passed and "drops" in dropping.reason, dropping.reason
+    assert dropping.details["champion_is"] == "version 1 (the starter model)"
+    assert "person" in dropping.details["dropped_tags"]
+
+    verdict = registry.gate(version, shapes_dataset.root, replace_vocabulary=True, settings=settings)
+    assert verdict.passed and verdict.champion["version"] == "1", verdict.reason
+    assert (verdict.report / "report.md").read_text().startswith("# Gate: PASSED")
+    assert client.get_model_version("imgtag-tagger", version).tags["gate"] == "passed"
+
+    promoted = registry.promote(version, settings=settings)
+    assert promoted["serving_version"] == int(version) and promoted["changed"]  # one number
+    assert registry.promote(version, settings=settings)["changed"] is False  # a retried promote
+    assert str(client.get_model_version_by_alias("imgtag-tagger", "champion").version) == version
 
     model = current_model(settings)
-    assert (model.name, model.version) == ("imgtag-tagger", "1")
+    assert (model.name, model.version) == ("imgtag-tagger", version)
     tagger = get_tagger(settings)
-    assert tagger.model_version == "1" and tagger.image_size == 96
+    assert tagger.model_version == version and tagger.image_size == 96
     example = shapes_dataset.split("test")[0]
     (tagged,) = tagger.tag_images([("k", shapes_dataset.image_path(example), "x")])
     assert {t.name for t in tagged.tags} & set(example.tags), (tagged.tags, example.tags)
 
     same_again = registry.register(trained[0].model, run_id=trained[0].run_id, settings=settings)
     rejected = registry.gate(same_again["model_version"], shapes_dataset.root, margin=0.05, settings=settings)
-    assert not rejected.passed and "does not beat champion v" in rejected.reason
+    assert not rejected.passed and f"does not beat champion v{version}" in rejected.reason
     assert client.get_model_version("imgtag-tagger", same_again["model_version"]).tags["gate"] == "rejected"
+    assert not registry.repository_of(settings).path(int(same_again["model_version"])).exists()
 
-    with pytest.raises(RepositoryError):
-        registry.rollback(settings=settings)
+    restored = registry.rollback(settings=settings)
+    assert (restored["serving_version"], restored["model_version"]) == (1, "1")
     assert current_model(settings).version == "1"
+    assert str(client.get_model_version_by_alias("imgtag-tagger", "champion").version) == "1"
 
 
 def test_dataset_hash_follows_content(training_env, training_settings, tmp_path):

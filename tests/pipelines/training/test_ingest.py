@@ -96,6 +96,7 @@ def test_a_tree_gives_one_example_per_image_with_the_union_of_its_tags(tree, tmp
         "images_per_split": {s: sum(e.split == s for e in examples.values()) for s in ds.SPLITS},
         "duplicates_merged": len(kept) - len(examples),
         "unreadable": 0,
+        "negatives": 0,
         "per_source": {"folder": len(kept), "manifest": 0, "catalog": 0},
     }
     assert json.loads((out / "dataset.json").read_text())["images"] == len(examples)
@@ -132,6 +133,24 @@ def test_csv_and_jsonl_manifests(tmp_path):
     assert summary.images == len(rows) + 2
     assert summary.duplicates_merged == 1
     assert summary.per_source == {"folder": 0, "manifest": len(rows) + 3, "catalog": 0}
+
+
+def test_a_row_without_tags_is_a_negative_and_counted(tmp_path):
+    """A library exported as it is lists images nobody tagged: they are kept, with no tag, and
+    teach every tag what it is not."""
+    tagged, plain, blank = (
+        draw(tmp_path / name, colour=(i * 80, 40, 200)) for i, name in enumerate(("cat.jpg", "street.jpg", "wall.jpg"))
+    )
+    manifest = tmp_path / "export.csv"
+    manifest.write_text("path,tags\ncat.jpg,cat\nstreet.jpg,\nwall.jpg, ; \n")
+
+    summary = ingest(tmp_path / "out", manifests=[manifest])
+
+    examples = by_sha(tmp_path / "out")
+    assert examples[sha(plain)].tags == () and examples[sha(blank)].tags == ()
+    assert examples[sha(tagged)].tags == ("cat",)
+    assert (summary.images, summary.negatives, summary.tags) == (3, 2, ["cat"])
+    assert json.loads((tmp_path / "out" / "dataset.json").read_text())["negatives"] == 2
 
 
 def test_the_split_is_stable_and_equal_input_gives_equal_bytes(tree, tmp_path):
@@ -195,7 +214,6 @@ def test_a_bad_manifest_row_names_the_file_and_line_and_nothing_is_written(tmp_p
     out = tmp_path / "out"
     cases = {
         "missing.csv": ("path,tags\na.jpg,circle\n\nnowhere.jpg,circle\n", ":4: ", "no such file"),
-        "untagged.csv": ("path,tags\na.jpg,circle\na.jpg, ; \n", ":3: ", "no tags"),
         "nopath.jsonl": ('{"path": "a.jpg", "tags": ["x"]}\n{"tags": ["x"]}\n', ":2: ", "no path"),
         "broken.jsonl": ('{"path": "a.jpg", "tags": ["x"]}\n{"path": \n', ":2: ", "not a JSON object"),
         "header.csv": ("file,labels\na.jpg,circle\n", ":1: ", "path and tags"),

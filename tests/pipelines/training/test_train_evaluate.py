@@ -77,6 +77,16 @@ def test_bad_parameters_are_refused_before_anything_runs(params, message, shapes
         train(shapes_dataset.root, params=params, settings=training_settings)
 
 
+def test_a_model_built_on_the_champion_must_keep_its_image_size(shapes_dataset, training_settings, monkeypatch):
+    """The champion (here the starter: nothing else is served in this home yet) is a 256 px head:
+    a 96 px run cannot keep its tags, and says what to do before anything trains."""
+    monkeypatch.setenv("IMGTAG_MODEL_BASE", str(shapes_dataset.root.parent / "no-models"))
+    from core.settings import Settings
+
+    with pytest.raises(ValueError, match=r"trained at 256 px and this run asks for 96 px.*--base none"):
+        train(shapes_dataset.root, params=TrainParams(image_size=96), settings=Settings.from_env())
+
+
 def test_fine_tuning_unfreezes_only_the_top_blocks_and_no_batchnorm():
     from core import model as tagger_model
 
@@ -93,7 +103,7 @@ def test_fine_tuning_holds_the_imagenet_head_with_distillation(shapes_dataset, t
     the learned loss stays comparable across both phases and the distillation loss is logged."""
     from core import model as tagger_model
 
-    params = TrainParams(epochs=1, batch_size=16, image_size=64, fine_tune_blocks=1, fine_tune_epochs=1)
+    params = TrainParams(epochs=1, batch_size=16, image_size=64, fine_tune_blocks=1, fine_tune_epochs=1, base="none")
     result = train(shapes_dataset.root, tmp_path / "model", params, run_name="fine-tune", settings=training_settings)
     assert len(result.history["train/loss"]) == 2  # the learned loss, not the sum with distillation
     assert len(result.history["train/distill_loss"]) == 1

@@ -129,6 +129,36 @@ def test_a_truncated_jpeg_and_a_rare_tag_fail_naming_the_file_and_the_tag(tmp_pa
     assert report.to_dict()["failed_rules"] == ["min_examples_per_tag", "decodes"]
 
 
+def test_rare_tags_fail_with_the_option_to_drop_them_and_are_dropped_with_it(tmp_path):
+    """A long tail of tags under the minimum fails the run, naming them and the option; with
+    ``drop_rare_tags`` they come off the dataset and the report lists them. An image left
+    without a tag stays, as a negative, and so does an image that had none."""
+    root = tmp_path / "dataset"
+    examples = good_examples(root)
+    examples += [add_image(root, f"hex_{i}.jpg", ("cat", "hexagon"), 900 + i) for i in range(2)]
+    examples.append(add_image(root, "rare.jpg", ("unicorn",), 950))
+    examples.append(add_image(root, "nothing.jpg", (), 960))
+    ds.write(root, examples)
+
+    report, as_json, markdown = run(root, tmp_path)
+    assert report.failed_rules == ["min_examples_per_tag"]
+    assert sorted(report.rare_tags) == ["hexagon", "unicorn"] and report.to_dict()["rare_tags"] == ["hexagon", "unicorn"]
+    assert "--drop-rare-tags" in markdown and "Drop rare tags" in markdown and "`unicorn`" in markdown
+    assert report.negatives == 1 and "1 images have no tag" in markdown
+
+    report, as_json, markdown = run(root, tmp_path, drop_rare_tags=True)
+    assert report.passed, markdown
+    assert report.dropped_tags == {"hexagon": 2, "unicorn": 1} == as_json["dropped_tags"]
+    assert report.to_dict()["dropped_tags"] == {"hexagon": 2, "unicorn": 1}
+    assert "Dropped 2 tags with fewer than 3 images (drop rare tags): `hexagon` (2), `unicorn` (1)" in markdown
+    assert report.negatives == 2  # nothing.jpg, and rare.jpg now
+    dataset = ds.load(root)
+    assert dataset.tags == ["animal", "cat", "coffee mug", "dog"] and len(dataset.examples) == len(examples)
+    assert json.loads((root / ds.SUMMARY_FILE).read_text())["negatives"] == 2
+    again, _, _ = run(root, tmp_path, drop_rare_tags=True)  # nothing left to drop
+    assert again.passed and again.dropped_tags == {}
+
+
 def test_the_same_image_in_two_splits_is_split_leakage(tmp_path):
     root = tmp_path / "dataset"
     examples = good_examples(root)
@@ -224,7 +254,7 @@ def test_schema_and_tag_name_problems_name_the_rows(tmp_path):
     rows = [json.loads(e.to_json()) for e in examples]
     rows[0]["split"] = "dev"
     rows[1]["sha256"] = rows[1]["sha256"].upper()
-    rows[2]["tags"] = []
+    rows[2]["tags"] = "cat"  # not a list (an empty one is a negative, and fine)
     rows[3]["tags"] = ["Cat ", "cat"]
     for row in rows:
         del row["origins"]  # a column missing from the whole manifest
@@ -239,7 +269,7 @@ def test_schema_and_tag_name_problems_name_the_rows(tmp_path):
         ("expect_column_to_exist", "origins"),
         ("expect_column_values_to_be_in_set", "split"),
         ("expect_column_values_to_match_regex", "sha256"),
-        ("expect_column_values_to_be_between", "tag_count"),
+        ("expect_column_values_to_be_in_set", "tags_is_list"),
     }
     assert [item["tag"] for item in failure(as_json, "tag_names")] == ["Cat "]
     assert failure(as_json, "min_examples_per_tag") == [{"tag": "Cat ", "count": 1, "required": MIN}]
