@@ -4,7 +4,8 @@ PostgreSQL with a million assets, and the same on the embedded SQLite at 20,000 
 What it does, per database (each in a process of its own: Django configures one database per
 process):
 
-1. **Build** a catalog into a fresh database ``bench_scale_<assets>`` on the PostgreSQL server
+1. **Build** a catalog into a fresh database ``<prefix>_<assets>`` (``--db-prefix``, default
+   ``bench_scale``: give each person or agent sharing a server a prefix of their own) on the PostgreSQL server
    (``--postgres``, default 127.0.0.1:5432, user postgres), migrated by Django, filled with
    ``COPY`` (secondary indexes and foreign keys are dropped for the load and made again after
    it), then ``VACUUM ANALYZE``. The rows are fakes (no originals): assets uploaded over 3
@@ -56,6 +57,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import secrets
 import signal
 import socket
@@ -73,7 +75,7 @@ sys.path.insert(0, str(ROOT))
 from tests.bench.bench_catalog import COMMON, MODEL, machine  # noqa: E402
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
-DB_PREFIX = "bench_scale"  # every database this bench makes or drops is named bench_scale_<assets>
+DB_PREFIX = "bench_scale"  # every database this bench makes or drops is named <--db-prefix>_<assets>
 VERSIONS = ("1", "2", "3", "4")  # versions of MODEL; the last one is the current model
 CURRENT = VERSIONS[-1]
 YEARS = 3
@@ -836,7 +838,7 @@ def child(args) -> int:
         IMGTAG_ALLOWED_HOSTS="testserver,127.0.0.1,localhost",
     )
     os.environ.pop("IMGTAG_STORAGE_URL", None)
-    name = f"{DB_PREFIX}_{args.assets}"
+    name = f"{args.db_prefix}_{args.assets}"
     reused = False
     if backend == "postgresql":
         reused, url = prepare_postgres(args, name)
@@ -1050,7 +1052,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sqlite-assets", type=int, default=20_000, help="assets of the SQLite catalog (20,000)")
     parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", POSTGRES),
                         help=f"the PostgreSQL server, without a database name ({POSTGRES}; BENCH_POSTGRES_URL)")
-    parser.add_argument("--keep", action="store_true", help="keep the database bench_scale_<assets> at the end")
+    parser.add_argument("--db-prefix", default=os.environ.get("BENCH_SCALE_DB_PREFIX", DB_PREFIX),
+                        help=f"the databases' names: <prefix>_<assets> ({DB_PREFIX}; BENCH_SCALE_DB_PREFIX); "
+                        "letters, digits and _ only")
+    parser.add_argument("--keep", action="store_true", help="keep the database <prefix>_<assets> at the end")
     parser.add_argument("--reuse", action="store_true",
                         help="measure a kept database of the same size and seed instead of building it (and keep it)")
     parser.add_argument("--explain", action="store_true", help="print the plan of every query of each case")
@@ -1063,7 +1068,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child", choices=("postgresql", "sqlite"), help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", args.db_prefix):
+        parser.error(f"--db-prefix must be lowercase letters, digits and _ (a database name), got {args.db_prefix!r}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
