@@ -187,6 +187,41 @@ class AssetTag(models.Model):
         return f"{self.tag} on asset {self.asset_id}: {self.score:.2f} ({self.source}, {self.review})"
 
 
+class TagCount(models.Model):
+    """How many assets carry a tag, kept by the database as tag rows are written.
+
+    Triggers on the tag table (migration ``0007_tag_counts``) keep these figures: on SQLite each
+    row written updates its tag's count at once; on PostgreSQL each statement appends its net
+    change per tag to :class:`TagCountDelta`, which :func:`catalog.counts.fold` moves into this
+    table after the writes commit. Writers never wait on each other's counts, and readers add the
+    changes not folded yet (:func:`catalog.counts.annotate`), so what they read is exact. No
+    application code writes these rows: every write to ``catalog_assettag`` counts, the admin's and
+    a cascade's too. ``db_constraint=False``: a tag may be deleted while a change of its count
+    waits to be folded (the fold drops it).
+    """
+
+    tag = models.OneToOneField(
+        Tag, on_delete=models.CASCADE, primary_key=True, related_name="count", db_constraint=False
+    )
+    assets = models.BigIntegerField(default=0, help_text="tag rows not rejected: assets that carry the tag")
+    machine = models.BigIntegerField(default=0, help_text="tag rows from a model, any review: scored assets")
+
+    def __str__(self) -> str:
+        return f"{self.tag_id}: {self.assets} assets, {self.machine} scored"
+
+
+class TagCountDelta(models.Model):
+    """A change of one tag's counts not yet folded into :class:`TagCount` (PostgreSQL only; see
+    there). Rows are appended by the triggers and deleted by :func:`catalog.counts.fold`."""
+
+    tag_id = models.BigIntegerField()
+    assets = models.BigIntegerField()
+    machine = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["tag_id"], name="catalog_tagcountdelta_tag")]
+
+
 class TagThreshold(models.Model):
     """A tag's threshold for one model, set by a person: it replaces the threshold the model
     ships with (``tag_thresholds.csv``, a promoted model's ``assets/tags.csv``) when the catalog
