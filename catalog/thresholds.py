@@ -18,13 +18,14 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Q
 
+from catalog import counts
 from catalog.models import AssetTag, Tag, TagThreshold
 from core import tagmap
 from core.settings import Settings
 from core.tagmap import TagMap
-from serving.current import current_vocabulary
+from serving.current import CurrentModel, current_vocabulary
 
 STEPS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
 
@@ -100,10 +101,35 @@ def kept(tag: str, threshold: float) -> int:
 
 
 def scored_tags() -> list[str]:
-    """Tags that have machine scores in the catalog, by name (a look into the index per tag
-    name, not a pass over every tag row)."""
-    scored = AssetTag.objects.filter(tag=OuterRef("pk"), source=AssetTag.Source.MODEL)
-    return list(Tag.objects.filter(Exists(scored)).order_by("name").values_list("name", flat=True))
+    """Tags that have machine scores in the catalog, by name (from the counts kept per tag,
+    :mod:`catalog.counts`: no tag row is read)."""
+    scored = counts.annotate(Tag.objects.all()).filter(machine_count__gt=0)
+    return list(scored.order_by("name").values_list("name", flat=True))
+
+
+def model_thresholds(settings: Settings) -> tuple[CurrentModel, str, dict[str, float]]:
+    """The model that tags now, where its own thresholds are set, and those thresholds by tag."""
+    model, vocabulary, source = current_vocabulary(settings)
+    if vocabulary is not None:
+        how = "set by imgtag evaluate" if model.path is not None else "the starter model's calibration"
+        where = f"{source} ({how}; off: never emitted, its calibration could not reach the target precision)"
+        return model, where, _vocabulary_thresholds(vocabulary)
+    folder = Path(settings.tagmap_dir or tagmap.DATA_DIR)
+    where = f"{folder / tagmap.THRESHOLD_FILE} (the default rows * and ** or the tag's own row)"
+    return model, where, _tagmap_thresholds(str(folder), _mtime(folder / tagmap.THRESHOLD_FILE))
+
+
+_by_vocabulary: dict[int, tuple[object, dict[str, float]]] = {}
+
+
+def _vocabulary_thresholds(vocabulary) -> dict[str, float]:
+    """``{tag: threshold}`` of a vocabulary (cached: the vocabularies of served models are cached
+    and never change)."""
+    cached = _by_vocabulary.get(id(vocabulary))
+    if cached is None or cached[0] is not vocabulary:
+        thresholds = {tag: float(limit) for tag, limit in zip(vocabulary.tags, vocabulary.thresholds, strict=True)}
+        cached = _by_vocabulary[id(vocabulary)] = (vocabulary, thresholds)
+    return cached[1]
 
 
 def current(tag: str, settings: Settings) -> CurrentThreshold:
@@ -111,18 +137,7 @@ def current(tag: str, settings: Settings) -> CurrentThreshold:
     (``serving.current.current_vocabulary``): the one set on the thresholds page, else the model's.
 
     ``settings``: the web process's (:func:`catalog.conf.imgtag_settings`)."""
-
-    model, vocabulary, source = current_vocabulary(settings)
-    if vocabulary is not None:
-        how = "set by imgtag evaluate" if model.path is not None else "the starter model's calibration"
-        where = f"{source} ({how}; off: never emitted, its calibration could not reach the target precision)"
-        thresholds = {
-            tag: float(limit) for tag, limit in zip(vocabulary.tags, vocabulary.thresholds, strict=True)
-        }
-    else:
-        folder = Path(settings.tagmap_dir or tagmap.DATA_DIR)
-        where = f"{folder / tagmap.THRESHOLD_FILE} (the default rows * and ** or the tag's own row)"
-        thresholds = _tagmap_thresholds(str(folder), _mtime(folder / tagmap.THRESHOLD_FILE))
+    model, where, thresholds = model_thresholds(settings)
     default = thresholds.get(tag)
     override = (
         TagThreshold.objects.select_related("updated_by")
@@ -164,3 +179,62 @@ def _mtime(path: Path) -> float:
 def _tagmap_thresholds(folder: str, mtime: float) -> dict[str, float]:
     labels = TagMap.load(folder)
     return {tag: float(limit) for tag, limit in zip(labels.tags, labels.thresholds, strict=True)}
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A scored tag on the thresholds page's table: how many assets carry it, its threshold in
+    force for the model that tags now (None: not one of the model's tags) and who set it (None:
+    the model's default)."""
+
+    tag: str
+    assets: int
+    threshold: float | None
+    override: TagThreshold | None = None
+
+    @property
+    def shown(self) -> str:
+        return shown(self.threshold)
+
+    @property
+    def how(self) -> str:
+        """How the threshold in force was set, as the table says it."""
+        if self.threshold is None:
+            return "not a tag of this model"
+        if self.override is not None:
+            who = self.override.updated_by.get_username() if self.override.updated_by else "someone"
+            return f"set by {who} on {self.override.updated_at:%Y-%m-%d %H:%M}"
+        return "the model's default: never emitted" if self.threshold == float("inf") else "the model's default"
+
+
+SORTS = ("assets", "tag", "threshold")  # the table's columns it can be sorted by
+
+
+def listing(settings: Settings, prefix: str = "", sort: str = "assets", descending: bool = True) -> list[Listed]:
+    """The tags with machine scores in the catalog (whose names start with ``prefix``), each with
+    its asset count (:mod:`catalog.counts`) and its threshold in force, sorted by ``sort`` (one
+    of :data:`SORTS`). Two queries, whatever the catalog's size: the counts and the overrides."""
+    model, _, defaults = model_thresholds(settings)
+    tags = counts.annotate(Tag.objects.all()).filter(machine_count__gt=0)
+    if prefix:
+        tags = tags.filter(name__startswith=prefix)
+    overrides = {
+        row.tag.name: row
+        for row in TagThreshold.objects.select_related("tag", "updated_by").filter(
+            model_name=model.name, model_version=model.version, tag__in=tags.values("pk")
+        )
+    }
+    rows = []
+    for name, assets in tags.values_list("name", "asset_count"):
+        override, default = overrides.get(name), defaults.get(name)
+        value = None if default is None else _rounded(override.threshold if override else default)
+        rows.append(Listed(name, assets, value, override if default is not None else None))
+    rows.sort(key=lambda row: row.tag)  # ties by name, whichever way the rest goes (sorts are stable)
+    if sort == "assets":
+        rows.sort(key=lambda row: row.assets, reverse=descending)
+    elif sort == "threshold":  # off (never emitted) is the highest; a tag the model lacks is last either way
+        rows.sort(key=lambda row: row.threshold or 0.0, reverse=descending)
+        rows.sort(key=lambda row: row.threshold is None)
+    elif descending:
+        rows.reverse()
+    return rows

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import FileResponse, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -307,15 +308,62 @@ def upload(request):
 @require_GET
 @requires(roles.REVIEW)
 def threshold_page(request):
-    """For one tag: how many assets each threshold would keep, the threshold in force and, for
-    users who may (``catalog.change_tagthreshold``), a form that applies another one."""
-    return render(request, "catalog/thresholds.html", _threshold_context(request, request.GET.get("tag", "")))
+    """Without ``tag``: every scored tag in a table (tag, assets, threshold in force, how it was
+    set), :data:`TAGS_PAGE` a page, sorted by any column (``sort``, ``order``) and filtered by a
+    name prefix (``prefix``). With ``tag``: how many assets each threshold would keep, the
+    threshold in force and, for users who may (``catalog.change_tagthreshold``), a form that
+    applies another one."""
+    tag = request.GET.get("tag", "")
+    if not normalize_tag_name(tag):
+        return render(request, "catalog/thresholds.html", _tag_table_context(request))
+    return render(request, "catalog/thresholds.html", _threshold_context(request, tag))
+
+
+TAGS_PAGE = 50  # rows of the thresholds page's table of tags
+
+
+def _tag_table_context(request) -> dict:
+    """The thresholds page's table of tags: sorted, filtered by prefix and paged as the URL says."""
+    prefix = " ".join(request.GET.get("prefix", "").lower().split())
+    sort = request.GET.get("sort", "assets")
+    sort = sort if sort in thresholds.SORTS else "assets"
+    order = request.GET.get("order", "desc" if sort == "assets" else "asc")
+    order = order if order in ("asc", "desc") else "asc"
+    settings = imgtag_settings()
+    rows = thresholds.listing(settings, prefix.replace("\0", ""), sort, descending=order == "desc")
+    page = Paginator(rows, TAGS_PAGE).get_page(request.GET.get("page"))
+    kept = [("prefix", prefix)] if prefix else []
+
+    def link(**changes) -> str:
+        params = dict(kept + [("sort", sort), ("order", order)]) | changes
+        return "?" + urlencode({key: value for key, value in params.items() if value not in ("", None)})
+
+    columns = []
+    for key, title in (("tag", "tag"), ("assets", "assets"), ("threshold", "threshold")):
+        active = key == sort
+        flipped = ("asc" if order == "desc" else "desc") if active else ("desc" if key == "assets" else "asc")
+        columns.append((key, title, link(sort=key, order=flipped), ("ascending" if order == "asc" else "descending") if active else ""))
+    model, where, _ = thresholds.model_thresholds(settings)
+    return {
+        "tag": "",
+        "prefix": prefix,
+        "sort": sort,
+        "order": order,
+        "page": page,
+        "columns": columns,
+        "model": f"{model.name}:{model.version}",
+        "where": where,
+        "prev_link": link(page=page.previous_page_number()) if page.has_previous() else "",
+        "next_link": link(page=page.next_page_number()) if page.has_next() else "",
+    }
 
 
 def _threshold_context(request, tag: str, tried: float | None = None) -> dict:
     """The thresholds page of ``tag``; ``tried``: the value in the input (default: the one in force)."""
     tag = normalize_tag_name(tag)
-    context = {"tag": tag, "tags": thresholds.scored_tags()}
+    if not tag:
+        return _tag_table_context(request)
+    context = {"tag": tag}
     if tag:
         current = thresholds.current(tag, imgtag_settings())
         rows = thresholds.table(tag)
