@@ -32,7 +32,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from catalog import counts, roles, services, thresholds
+from catalog import counts, facets, roles, services, thresholds
 from catalog.conf import imgtag_settings
 from catalog.models import Asset, Tag
 from catalog.pagination import AssetCursorPagination
@@ -179,8 +179,10 @@ class AssetListView(generics.ListAPIView):
         params = SearchParamsSerializer(data=self.request.query_params)
         params.is_valid(raise_exception=True)
         options = dict(params.validated_data)
+        q = options.pop("q")
+        self.known_count = facets.one_tag_count(q, **options) if q.strip() else None
         try:  # the tags are read by asset_list_data, for the page only
-            return services.search(options.pop("q"), **options).prefetch_related(None)
+            return services.search(q, **options).prefetch_related(None)
         except QueryError as exc:
             raise ValidationError({"q": [str(exc)]}) from None
 

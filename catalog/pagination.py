@@ -42,7 +42,8 @@ class AssetCursorPagination(CursorPagination):
         return cursor
 
     def paginate_queryset(self, queryset, request, view=None):
-        self.size = facets.result_size(queryset)
+        known = getattr(view, "known_count", None)  # a one-tag search: its kept count
+        self.size = facets.Size(known) if known is not None else facets.result_size(queryset)
         return super().paginate_queryset(queryset, request, view)
 
     def get_paginated_response(self, data):

@@ -145,7 +145,7 @@ def gallery(request):
     rows, has_previous, has_next = _keyset_page(assets, after, before)
     size, counts = facets.Size(0), facets.Facets()
     if not problems:
-        size = facets.Size(assets.count()) if exact else facets.result_size(assets)
+        size = facets.Size(assets.count()) if exact else facets.result_size(assets, known=facets.kept_count(filters))
         counts = facets.facet_counts(assets, filters, size=size)
     kept = [("exact", "1")] if exact else []
     # an empty page (past the last asset, or one deleted since) still links to its neighbours
