@@ -36,9 +36,12 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 
+from django.core.cache import cache
+from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncMonth
 
+from catalog import counts
 from catalog.models import (
     IN_SAMPLE,
     IN_SMALL_SAMPLE,
@@ -51,7 +54,6 @@ from catalog.models import (
     Tag,
     review_state,
 )
-from catalog import counts
 from catalog.query import SOURCES, QueryError, Term, compile_query, normalize_tag_name, tag_ids
 from catalog.query import parse as parse_query
 
@@ -324,9 +326,9 @@ def facet_counts(assets: QuerySet[Asset], filters: Filters, *, size: Size | None
 
     estimated = size.every > 1  # counted on the sample: estimates, whether or not the count is exact
     facets = Facets(exact=not estimated)
-    counts = _row_counts(rows) if size.ids is not None else _row_counts_in_sql(rows)
+    tallies = _row_counts(rows) if size.ids is not None else _row_counts_in_sql(rows)
     for facet in ("tag", "source", "review", "model"):
-        setattr(facets, facet, [value(facet, raw, n) for raw, n in counts[facet]])
+        setattr(facets, facet, [value(facet, raw, n) for raw, n in tallies[facet]])
     by_month = (
         assets.order_by()
         .annotate(month=TruncMonth("created_at", tzinfo=dt.UTC))
@@ -339,6 +341,32 @@ def facet_counts(assets: QuerySet[Asset], filters: Filters, *, size: Size | None
         for row in by_month
     ]
     return facets
+
+
+WHOLE_CATALOG_SECONDS = 60
+"""How long a process keeps the whole catalog's sampled sidebar (:func:`whole_catalog_facets`)."""
+
+
+def whole_catalog_facets(assets: QuerySet[Asset], size: Size) -> Facets:
+    """The sidebar of the unfiltered gallery (every page of it, deep ones too): the top tags from
+    the counts kept per tag (exact and fresh: :mod:`catalog.counts`), the other facets from the
+    catalog's sample as :func:`facet_counts` counts them.
+
+    A catalog large enough for the small sample (about 50,000 assets and more, where reading the
+    sample's tag rows is what a page waits for) has those sampled figures kept by the process for
+    :data:`WHOLE_CATALOG_SECONDS`: they are estimates of the whole catalog, which a minute of
+    uploads barely moves, and the same for every user. So the sources, review states, model
+    versions and months shown are at most a minute old; the tags and the total never are stale.
+    """
+    key = f"imgtag:whole-catalog-facets:{connection.alias}:{connection.settings_dict['NAME']}"
+    cached = cache.get(key) if size.every == SMALL_SAMPLE_EVERY else None
+    if cached is None:
+        cached = facet_counts(assets, Filters(), size=size)
+        if size.every == SMALL_SAMPLE_EVERY:
+            cache.set(key, cached, WHOLE_CATALOG_SECONDS)
+    top = counts.annotate(Tag.objects.all()).filter(asset_count__gt=0).order_by("-asset_count", "name")
+    tags = [FacetValue(name, n, name) for name, n in top.values_list("name", "asset_count")[:TOP_TAGS]]
+    return replace(cached, tag=tags)
 
 
 def _row_counts(rows: QuerySet[AssetTag]) -> dict[str, list[tuple[str, int]]]:

@@ -33,6 +33,7 @@ touches nearly every page of the tables). A partial index holds the sample's ids
 IN_SAMPLE = Q(Exact(F("id") / SAMPLE_RUN % SAMPLE_EVERY, 0))  # run 0 of every 64 runs of 8
 # IN_SAMPLE first: PostgreSQL uses the index of IN_SAMPLE only when the query states it
 IN_SMALL_SAMPLE = IN_SAMPLE & Q(Exact(F("id") / SAMPLE_RUN % SMALL_SAMPLE_EVERY, 0))
+ROW_IN_SAMPLE = Q(Exact(F("asset_id") / SAMPLE_RUN % SAMPLE_EVERY, 0))  # tag rows of the sample's assets
 
 
 class ModelVersion(models.Model):
@@ -93,6 +94,9 @@ class Asset(models.Model):
         indexes = [
             models.Index(fields=["status"], name="catalog_asset_status"),
             models.Index(fields=["id"], condition=IN_SAMPLE, name="catalog_asset_sample"),
+            # an asset's upload time by id, from the index alone: a month facet filter checks it for
+            # each asset of a tag, the month facet for each asset counted
+            models.Index(fields=["id"], include=["created_at"], name="catalog_asset_created"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -152,6 +156,22 @@ class AssetTag(models.Model):
                 fields=["tag", "asset"],
                 include=["score", "review", "source"],
                 name="catalog_assettag_tag_asset",
+            ),
+            # the sample's rows of a tag (1 in 64), for what a threshold keeps of a common tag
+            # (catalog.thresholds): a few thousand index entries instead of a quarter million
+            models.Index(
+                fields=["tag", "asset"],
+                include=["score", "review", "source"],
+                condition=ROW_IN_SAMPLE,
+                name="catalog_assettag_sample",
+            ),
+            # the rows people decided on (a few percent): the review-state facet filters and
+            # counts (accepted, added, rejected) read them instead of every asset's rows
+            models.Index(
+                fields=["asset"],
+                include=["review", "source", "score"],
+                condition=Q(review__in=["accepted", "rejected"]),
+                name="catalog_assettag_reviewed",
             ),
             # a model facet filter looks up (model version, asset); SQLite, without table
             # statistics, would otherwise pick a model-version-only index and read a whole

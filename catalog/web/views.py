@@ -146,7 +146,10 @@ def gallery(request):
     size, counts = facets.Size(0), facets.Facets()
     if not problems:
         size = facets.Size(assets.count()) if exact else facets.result_size(assets, known=facets.kept_count(filters))
-        counts = facets.facet_counts(assets, filters, size=size)
+        if filters == facets.Filters() and not exact:  # the whole catalog: its sidebar is everyone's
+            counts = facets.whole_catalog_facets(assets, size)
+        else:
+            counts = facets.facet_counts(assets, filters, size=size)
     kept = [("exact", "1")] if exact else []
     # an empty page (past the last asset, or one deleted since) still links to its neighbours
     first = rows[0].pk if rows else (after - 1 if after is not None else before)
@@ -363,10 +366,17 @@ def _threshold_context(request, tag: str, tried: float | None = None) -> dict:
     tag = normalize_tag_name(tag)
     if not tag:
         return _tag_table_context(request)
-    context = {"tag": tag}
+    exact = request.GET.get("exact") == "1"  # a common tag is counted on the sample unless asked
+    estimated = not exact and thresholds.sampled(tag)
+    context = {
+        "tag": tag,
+        "estimated": estimated,
+        "exact_link": f"?{urlencode({'tag': tag, 'exact': '1'})}",
+        "sample_above": f"{thresholds.SAMPLE_ABOVE:,}",
+    }
     if tag:
         current = thresholds.current(tag, imgtag_settings())
-        rows = thresholds.table(tag)
+        rows = thresholds.table(tag, exact=not estimated)
         start = (
             tried
             if tried is not None
@@ -388,7 +398,7 @@ def _threshold_context(request, tag: str, tried: float | None = None) -> dict:
                 for row in rows
             ],
             start=start,
-            start_kept=thresholds.kept(tag, start),
+            start_kept=thresholds.kept(tag, start, exact=not estimated),
             can_apply=current.value is not None and request.user.has_perm(roles.CHANGE_THRESHOLD),
         )
     return context
@@ -405,13 +415,16 @@ def _step_class(threshold: float, current_step: float | None) -> str:
 @require_GET
 @requires(roles.REVIEW)
 def threshold_count(request):
-    """``{"tag", "threshold", "kept"}``: the live count of the thresholds page."""
+    """``{"tag", "threshold", "kept", "exact"}``: the live count of the thresholds page (a common
+    tag's counted on the sample, ``exact`` false, unless asked with ``exact=1``)."""
     form = ThresholdForm(request.GET)
     if not form.is_valid():
         return JsonResponse({"errors": form.errors}, status=400)
     tag = normalize_tag_name(form.cleaned_data["tag"])
     threshold = form.cleaned_data["threshold"]
-    return JsonResponse({"tag": tag, "threshold": threshold, "kept": thresholds.kept(tag, threshold)})
+    exact = request.GET.get("exact") == "1" or not thresholds.sampled(tag)
+    kept = thresholds.kept(tag, threshold, exact=exact)
+    return JsonResponse({"tag": tag, "threshold": threshold, "kept": kept, "exact": exact})
 
 
 def _threshold_problem(request, form, tried: float | None = None, status: int = 400):

@@ -15,7 +15,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from catalog import facets, services
-from catalog.models import Asset, AssetTag, ModelVersion, Tag
+from catalog.models import IN_SMALL_SAMPLE, Asset, AssetTag, ModelVersion, Tag
 from tests.catalog.htmlquery import parse as parse_html
 
 ASSETS = 8_192  # 128 in the sample (1 in 64): an estimate within about 10% (one sigma)
@@ -186,3 +186,35 @@ def test_a_model_filter_looks_each_asset_up_by_model_and_asset(large):
         pytest.skip("PostgreSQL plans by its statistics; bench_scale.py --explain shows its plans")
     plan = facets.filter_assets(facets.Filters(tag=("rare",), model=("net:1",))).explain()
     assert "catalog_assettag_model_asset" in plan, plan
+
+
+def test_the_whole_catalogs_sidebar_has_fresh_tag_counts_and_keeps_its_sampled_facets_a_minute(
+    large, viewer, monkeypatch, user
+):
+    """The unfiltered gallery (every page of it): its top tags come from the counts kept per tag,
+    so a new tag shows at once; on a catalog large enough for the small sample, the sampled
+    facets (sources, review states, models, months) are kept by the process for a minute."""
+    from django.core.cache import cache
+
+    monkeypatch.setattr(facets, "ENOUGH", 5)  # the small sample (16 of these 8,192 assets) is enough
+    cache.clear()
+    try:
+        first = parse_html(viewer.get("/").content)
+        reviews = {v.get("data-value") for v in first.find_all(testid="facet-value") if v.get("data-value") in
+                   ("added", "accepted", "rejected")}
+        assert reviews == set()
+        # a person adds a tag to 600 assets, the small sample's among them
+        chosen = {a.pk for a in Asset.objects.filter(IN_SMALL_SAMPLE)}
+        chosen |= set(Asset.objects.exclude(pk__in=chosen).order_by("pk").values_list("pk", flat=True)[: 600 - len(chosen)])
+        assert len(chosen) == 600
+        for asset in Asset.objects.filter(pk__in=chosen):
+            services.review(asset, "new tag", "add", user)
+        again = parse_html(viewer.get("/", {"after": Asset.objects.order_by("-pk")[30].pk}).content)
+        shown = {v.get("data-value"): v.find(testid="facet-count").text for v in again.find_all(testid="facet-value")}
+        assert shown["new tag"] == "600"  # the tags: exact and fresh
+        assert "added" not in shown  # the sampled review states: as a minute ago
+        cache.clear()  # a minute later
+        later = parse_html(viewer.get("/").content)
+        assert "added" in {v.get("data-value") for v in later.find_all(testid="facet-value")}
+    finally:
+        cache.clear()

@@ -358,7 +358,7 @@ def test_the_thresholds_page_counts_what_each_threshold_keeps(manager, tagged):
     )
     assert "applies to images tagged from now on" in html.text
     count = manager.get("/thresholds/count/", {"tag": "animal", "threshold": "0.92"})
-    assert count.json() == {"tag": "animal", "threshold": 0.92, "kept": 1}
+    assert count.json() == {"tag": "animal", "threshold": 0.92, "kept": 1, "exact": True}
     assert manager.get("/thresholds/count/", {"tag": "animal", "threshold": "2"}).status_code == 400
     picker = page(manager, "/thresholds/")
     assert "animal" in picker.text and picker.find_all(testid="threshold-row") == []
@@ -628,3 +628,21 @@ def test_every_tag_field_asks_for_suggestions(manager, tagged):
     thresholds_page = page(manager, "/thresholds/")
     assert thresholds_page.find("input", testid="threshold-tag-input").get("data-autocomplete") == "tag"
     assert thresholds_page.find("input", testid="tag-prefix-input").get("data-autocomplete") == "tag"
+
+
+@pytest.mark.usefixtures("tag_map")
+def test_the_thresholds_page_of_a_common_tag_estimates_and_counts_exactly_on_demand(manager, many_tags, monkeypatch):
+    from catalog import thresholds
+
+    names, _ = many_tags
+    monkeypatch.setattr(thresholds, "SAMPLE_ABOVE", 3)  # names[6] has 7 machine scores
+    html = page(manager, "/thresholds/", tag=names[6])
+    assert html.find(testid="threshold-kept").text.startswith("≈ ")
+    assert "estimated from a sample" in html.find(testid="threshold-estimate-note").text
+    live = manager.get("/thresholds/count/", {"tag": names[6], "threshold": "0.5"}).json()
+    assert live["exact"] is False
+    exact = page(manager, "/thresholds/" + html.find(testid="threshold-exact-link").get("href"))
+    assert exact.find_all(testid="threshold-estimate-note") == []
+    assert kept_by_step(exact)["0.05"] == "7" and exact.find("section", id="threshold").get("data-exact") == "1"
+    live = manager.get("/thresholds/count/", {"tag": names[6], "threshold": "0.5", "exact": "1"}).json()
+    assert (live["kept"], live["exact"]) == (7, True)
