@@ -397,6 +397,16 @@ class Cases:
         self.args, self.backend = args, backend
         self.results: dict[str, dict] = {}
 
+    def backend_pid(self) -> int | None:
+        """The PostgreSQL server process of this process's connection (None on SQLite)."""
+        if self.backend != "postgresql":
+            return None
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return cursor.fetchone()[0]
+
     def run(self, group: str, name: str, call, per: int = 1) -> dict:
         """Time ``call(i)`` (one request with the i-th draw of terms) after a warm-up, until
         ``--runs`` calls or ``--budget`` seconds; ``per``: figures per unit (e.g. assets a batch)."""
@@ -412,11 +422,16 @@ class Cases:
 
         timed(-1)  # warm-up: templates, query compilation, the first pages of the tables
         times = []
+        # the CPU the requests used, in this process (Django) and in its PostgreSQL server process:
+        # unlike the time waited, it barely depends on what else the machine runs
+        server = self.backend_pid()
+        cpu_start = (time.process_time(), cpu_seconds([server]) if server else 0.0)
         started = time.perf_counter()
         for i in range(self.args.runs):
             times.append(timed(i))
             if i >= 2 and time.perf_counter() - started > self.args.budget:
                 break
+        cpu_end = (time.process_time(), cpu_seconds([server]) if server else 0.0)
         figures = {
             "group": group,
             "n": len(times),
@@ -424,12 +439,14 @@ class Cases:
             "p95": percentile(times, 0.95),
             "per": per,
             "errors": len(errors),
+            "cpu_ms": (cpu_end[0] - cpu_start[0]) * 1000 / max(len(times), 1),
+            "db_cpu_ms": (cpu_end[1] - cpu_start[1]) * 1000 / max(len(times), 1),
         }
         self.results[name] = figures
         note = f"  {len(errors)} errors, first: {errors[0][:200]}" if errors else ""
         unit = f"  ({figures['p50'] / per:.2f} / {figures['p95'] / per:.2f} ms per asset)" if per > 1 else ""
-        print(f"  {name:<34} n={len(times):>3}  p50 {figures['p50']:9.1f} ms  p95 {figures['p95']:9.1f} ms{unit}{note}",
-              flush=True)
+        print(f"  {name:<34} n={len(times):>3}  p50 {figures['p50']:9.1f} ms  p95 {figures['p95']:9.1f} ms{unit}"
+              f"  CPU {figures['cpu_ms']:.1f} + {figures['db_cpu_ms']:.1f} ms{note}", flush=True)
         if self.args.explain:
             explain(call, self.backend)
         return figures
@@ -1235,6 +1252,21 @@ def report(runs: list[dict]) -> None:
         row("  worker RSS start→end", lambda t: "/".join(
             f"{a / 1024:.0f}→{b / 1024:.0f}" for a, b in zip(t["rss_start_kb"], t["rss_end_kb"], strict=False)) + " MB",
             target="flat (≤ +10%)", judge=flat if judged["backend"] == "postgresql" else "")
+    if any("cpu_ms" in c for r in runs for c in r["cases"].values()):
+        print()
+        print("== CPU a request in ms, the catalog's process + its PostgreSQL server process (means; on a "
+              "busy machine a steadier figure than the time waited)")
+        print(f"{'case':<34}" + "".join(f"{h:>{width}}" for h in heads) + (f"{ratio_head:>8}" if versus else ""))
+        for name in dict.fromkeys(names):
+            cells = []
+            for r in runs:
+                c = r["cases"].get(name)
+                cells.append(f"{(format(c['cpu_ms'], '.1f') + ' + ' + format(c['db_cpu_ms'], '.1f')) if c and 'cpu_ms' in c else '-':>{width}}")
+            case, ratio = judged["cases"].get(name), ""
+            other = versus["cases"].get(name) if versus else None
+            if case and other and "cpu_ms" in case and "cpu_ms" in other:
+                ratio = f"{(case['cpu_ms'] + case['db_cpu_ms']) / max(other['cpu_ms'] + other['db_cpu_ms'], 1e-9):>7.2f}×"
+            print(f"{name:<34}" + "".join(cells) + (f"{ratio:>8}" if versus else ""))
     print("(* fewer than 20 requests in the time budget: the p95 is close to the maximum)")
     if judged["backend"] != "postgresql":
         print("(targets are for PostgreSQL at 1,000,000 assets: no verdict on SQLite)")
