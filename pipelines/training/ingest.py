@@ -43,6 +43,7 @@ from pathlib import Path
 
 from catalog import runtime
 from catalog.storage import get_storage
+from core import cgroup
 from core.errors import UsageError
 from core.imageio import IMAGE_EXTENSIONS, ImageError, probe
 from pipelines.training import dataset as ds
@@ -128,7 +129,7 @@ def ingest(
         fractions: train, val and test shares, summing to 1.
         salt: changes the split assignment as a whole (see :func:`pipelines.training.dataset.split_for`).
         progress: show a progress bar on stderr.
-        threads: threads reading and hashing images (default: CPUs, at most 8).
+        threads: threads reading and hashing images (default: the cgroup's CPUs, at most 8).
 
     Returns:
         The stage summary.
@@ -406,7 +407,7 @@ def _gather(
         console=Console(stderr=True),
         disable=not show_progress,
     )
-    workers = threads or min(8, os.cpu_count() or 2)
+    workers = threads or min(8, cgroup.available_cpus())
     with bar, ThreadPoolExecutor(workers, thread_name_prefix="ingest") as pool:
         task = bar.add_task("ingest", total=len(entries))
         for chunk in _chunks(entries, _CHUNK):

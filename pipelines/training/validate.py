@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from core import cgroup
 from core.imageio import ImageError, decode
 from pipelines.training import dataset as ds
 from pipelines.training.layout import REPORT_MD, RunLayout
@@ -301,7 +302,7 @@ def _check_files(
     dataset_dir: Path, rows: list[_Row], max_pixels: int, workers: int | None, progress: bool
 ) -> list[tuple[bool, str | None]]:
     jobs = [(_image_file(dataset_dir, r.path), r.files[0], max_pixels) for r in rows]
-    workers = workers or min(16, os.cpu_count() or 1)
+    workers = workers or min(16, cgroup.available_cpus())
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="validate-decode") as pool:
         results = pool.map(lambda job: _check_file(*job), jobs)
         if not progress:
@@ -674,7 +675,7 @@ def validate(
         min_side: smallest width and height, in pixels.
         max_pixels: largest width x height (also the decoder's decompression-bomb limit).
         progress: show a progress bar on stderr while images are decoded.
-        workers: decoding threads (default: the CPU count, at most 16).
+        workers: decoding threads (default: the cgroup's CPUs, at most 16).
 
     Returns:
         The report; ``passed`` is False when any rule failed. It is written either way.
