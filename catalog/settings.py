@@ -113,6 +113,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "catalog.health.HealthCheckMiddleware",  # /healthz, /readyz: before the host check
     "django.middleware.security.SecurityMiddleware",
+    "catalog.api_errors.RequestErrorMiddleware",  # NUL characters refused; a full disk is a 507
     "catalog.static_serving.StaticFilesMiddleware",  # WhiteNoise: /static/ before sessions and auth
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -228,7 +229,12 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "catalog.pagination.Pagination",
-    "EXCEPTION_HANDLER": "catalog.api.exception_handler",
+    "EXCEPTION_HANDLER": "catalog.api_errors.exception_handler",  # every error a 4xx/503/507 with a reason
+    "DEFAULT_PARSER_CLASSES": [
+        "catalog.parsers.JSONParser",  # DRF's, refusing deep nesting with a 400
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 
 SPECTACULAR_SETTINGS = {
@@ -245,6 +251,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "catalog.api_errors.document_errors",  # the error answers every operation can give
+    ],
 }
 
 # Errors go to stderr whatever DEBUG says (Django's default shows them only with DEBUG on):
