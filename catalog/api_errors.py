@@ -80,6 +80,7 @@ def problem(exc: BaseException) -> tuple[int, str, str, dict[str, str]] | None:
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF's ``EXCEPTION_HANDLER``: :func:`catalog.api.exception_handler`, then :func:`problem`."""
+    # lazy: catalog.api defines DRF views, whose import reads the settings that name this module
     from catalog.api import exception_handler as api_exception_handler
 
     response = api_exception_handler(exc, context)
