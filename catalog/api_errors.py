@@ -167,7 +167,7 @@ _ALWAYS = {
     "401": ("no or bad token (or session)", None, None),
     "403": ("signed in without the permission this needs", None, None),
     "404": ("no such resource, or a page or cursor that is not one", None, None),
-    "429": ("too many failed sign-ins or bad tokens from this address", None, _RETRY_AFTER),
+    "429": ("too many bad tokens from this address", None, _RETRY_AFTER),
     "503": ("the database did not answer, or other decodes hold the memory: try again later", None, _RETRY_AFTER),
     "507": ("the server's disk is full: nothing was stored", None, None),
 }
