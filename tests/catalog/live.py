@@ -17,11 +17,11 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
-import pytest
 import requests
+
+from tests.postgres import fresh_database
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
@@ -77,21 +77,9 @@ class LiveCatalog:
         self.log = root / "gunicorn.log"
         self.token = ""
 
-    @staticmethod
-    def _fresh_postgres(url: str) -> str:
-        import psycopg
-
-        server = url.rsplit("/", 1)[0]
-        try:
-            admin = psycopg.connect(f"{server}/postgres", autocommit=True, connect_timeout=5)
-        except psycopg.OperationalError as exc:
-            if os.environ.get("CI", "").lower() == "true":
-                pytest.fail(f"PostgreSQL at {server} is not reachable: {exc}")
-            pytest.skip(f"PostgreSQL at {server} is not reachable: {exc}")
-        name = f"imgtag_live_{uuid.uuid4().hex[:8]}"
-        with admin:
-            admin.execute(f"CREATE DATABASE {name}")
-        return f"{server}/{name}"
+    def _fresh_postgres(self, url: str) -> str:
+        self._database = fresh_database("imgtag_live", url.rsplit("/", 1)[0])
+        return self._database.__enter__()[0]
 
     def imgtag(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         done = subprocess.run(
@@ -173,10 +161,6 @@ class LiveCatalog:
                 self.server.kill()
                 self.server.wait(10)
         if self.database:
-            import psycopg
-
-            server, name = self.database.rsplit("/", 1)
-            with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-                admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            self._database.__exit__(None, None, None)
             self.database = None
         return self.log.read_text() if self.log.exists() else ""

@@ -9,6 +9,7 @@ one worker to 3.9 GB (the catalog pod's limit is 2 GiB, shared by its two worker
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -81,15 +82,11 @@ def test_eight_thumbnails_of_huge_tiffs_at_once_keep_one_worker_within_its_budge
 
 
 @pytest.mark.django_db
-def test_a_thumbnail_that_finds_the_decode_budget_held_answers_503_with_retry_after(
-    viewer, image, settings, monkeypatch
-):
+def test_a_thumbnail_that_finds_the_decode_budget_held_answers_503_with_retry_after(viewer, image, settings):
     from catalog import services
 
     asset, _ = services.ingest(image("red", fmt="png", size=(600, 400)), "red.png")
-    monkeypatch.setattr(settings, "IMGTAG", settings.IMGTAG.__class__(**{
-        **settings.IMGTAG.__dict__, "decode_memory_bytes": 700 * MIB, "decode_wait_seconds": 0.2,
-    }))
+    settings.IMGTAG = dataclasses.replace(settings.IMGTAG, decode_memory_bytes=700 * MIB, decode_wait_seconds=0.2)
     budget = decode_budget.configure(700 * MIB)
     url = reverse("web:asset-thumbnail", args=[asset.pk])
     with budget.reserve(budget.capacity):  # other requests hold all of it

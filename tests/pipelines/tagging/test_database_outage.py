@@ -9,15 +9,13 @@ queues on the real RabbitMQ; both missing fail under ``CI=true``.
 from __future__ import annotations
 
 import json
-import os
 import time
-import uuid
 
 import pytest
 
 from tests.pipelines.tagging.test_faults import write_images
+from tests.postgres import fresh_database
 
-SERVER = os.environ.get("IMGTAG_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 COUNT = 300
 
 
@@ -26,28 +24,16 @@ def postgres_env(env):
     """``env`` (queues of its own) on a fresh PostgreSQL catalog; ``env.pg(sql)`` queries it."""
     import psycopg
 
-    try:
-        admin = psycopg.connect(f"{SERVER}/postgres", autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 (user postgres) is not reachable: {exc}")
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
-    name = f"imgtag_outage_{uuid.uuid4().hex[:8]}"
-    admin.execute(f"CREATE DATABASE {name}")
-    env.vars["DATABASE_URL"] = f"{SERVER}/{name}"
-    env.database, env.admin = name, admin
+    with fresh_database("imgtag_outage") as (url, name, admin):
+        env.vars["DATABASE_URL"] = url
+        env.database, env.admin = name, admin
 
-    def pg(query: str, *params):
-        with psycopg.connect(f"{SERVER}/{name}", connect_timeout=5) as db:
-            return db.execute(query, params).fetchall()
+        def pg(query: str, *params):
+            with psycopg.connect(url, connect_timeout=5) as db:
+                return db.execute(query, params).fetchall()
 
-    env.pg = pg
-    try:
+        env.pg = pg
         yield env
-    finally:
-        admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
 
 
 def terminate_catalog_connections(env) -> int:
