@@ -275,10 +275,15 @@ class TagThresholdSerializer(serializers.Serializer):
         return data
 
 
+@extend_schema_field({"type": "number", "format": "double", "minimum": 0, "exclusiveMinimum": True, "maximum": 1})
+class ThresholdField(serializers.FloatField):
+    """A threshold: above 0 and at most 1 (the schema says so, as :meth:`validate_threshold` checks)."""
+
+
 class ThresholdUpdateSerializer(serializers.Serializer):
     """A new threshold for a tag of the model that tags now."""
 
-    threshold = serializers.FloatField(help_text="above 0 and at most 1")
+    threshold = ThresholdField(help_text="above 0 and at most 1")
     model_name = serializers.CharField(
         required=False, help_text="optional: refused (409) unless it is the model that tags now"
     )

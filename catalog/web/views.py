@@ -36,6 +36,7 @@ from catalog.web.forms import (
     ThresholdForm,
     ThresholdTargetForm,
 )
+from core.decode_budget import DecodeBusy
 
 PAGE_SIZE = 24
 MAX_FACET_FILTERS = 10  # facet values at once: each is a subquery, like a query term
@@ -263,6 +264,10 @@ def asset_thumbnail(request, pk: int):
             break
         except thumbnails.ThumbnailUnavailable as exc:
             return HttpResponse(f"no thumbnail: {exc}", status=404, content_type="text/plain")
+        except DecodeBusy as exc:  # other thumbnails hold the decode memory: come back soon
+            busy = HttpResponse(f"no thumbnail yet: {exc}", status=503, content_type="text/plain")
+            busy["Retry-After"] = str(exc.retry_after)
+            return busy
         except FileNotFoundError:
             continue
     else:
