@@ -6,12 +6,11 @@ fields are read-only, their tags editable inline.
 """
 
 from django.contrib import admin
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.template.defaultfilters import filesizeformat
 
+from catalog import counts
 from catalog.models import Asset, AssetTag, ModelVersion, Tag, TagThreshold
-
-_COUNTED = Q(asset_tags__review__in=[AssetTag.Review.SUGGESTED, AssetTag.Review.ACCEPTED])
 
 
 class AssetTagInline(admin.TabularInline):
@@ -78,12 +77,7 @@ class TagAdmin(admin.ModelAdmin):
     autocomplete_fields = ["parents"]
 
     def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(asset_count=Count("asset_tags", filter=_COUNTED))
-            .prefetch_related("parents")
-        )
+        return counts.annotate(super().get_queryset(request)).prefetch_related("parents")  # kept counts
 
     @admin.display(description="parents")
     def parent_names(self, tag: Tag) -> str:

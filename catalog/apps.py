@@ -5,6 +5,7 @@ import importlib.util
 from django.apps import AppConfig
 
 from catalog.conf import imgtag_settings
+from core import decode_budget
 from core.errors import UsageError
 
 #: What tagging in the catalog's process imports: setup.cfg's ``tagger`` extra, by module name.
@@ -31,8 +32,10 @@ class CatalogConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        """Refuse to start tagging uploads in process without the model's packages: said at
+        """Size the process's decode budget (``IMGTAG_DECODE_MEMORY_MB``: gunicorn's threads share
+        it); refuse to start tagging uploads in process without the model's packages: said at
         start-up, not as an ImportError on the first upload."""
+        decode_budget.configure(imgtag_settings().decode_memory_bytes)
         if imgtag_settings().upload_tagging == "inprocess" and (missing := missing_tagger_modules()):
             raise UsageError(
                 "IMGTAG_UPLOAD_TAGGING=inprocess tags uploads in the catalog's process, which needs "

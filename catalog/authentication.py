@@ -2,15 +2,22 @@
 
 - **Sign-in pages** (``/accounts/login/``, ``/admin/login/``): axes' authentication backend and
   middleware (``catalog.settings``) record each failed sign-in in axes' tables, which every
-  process shares through the database. ``AXES_FAILURE_LIMIT`` failures for one account, or from
-  one client address, within ``AXES_COOLOFF_TIME`` lock that account and that address out for
-  ``AXES_COOLOFF_TIME``; every attempt while locked starts it again, and the right password is
+  process shares through the database. Failures are counted per (account, client address) pair:
+  ``AXES_FAILURE_LIMIT`` (5) within ``AXES_COOLOFF_TIME`` lock that account *from that address*
+  for ``AXES_COOLOFF_TIME``, so a stranger guessing elsewhere, or on the same network, cannot
+  lock the user out of their own. An account-wide count catches slow, distributed guessing at a
+  higher limit, :data:`ACCOUNT_FAILURE_LIMIT` (20) from any addresses, which locks the account
+  everywhere. Every attempt while locked starts the cool-off again, and the right password is
   refused meanwhile. The answer is a 429 page saying when to try again (:func:`lockout_response`).
 - **API tokens**: DRF's ``TokenAuthentication`` looks tokens up itself and never calls Django's
   ``authenticate()``, so axes does not see a bad token, and DRF's throttles run only after
   authentication has succeeded. :class:`LockoutTokenAuthentication` reports each bad token to
-  axes as a failed sign-in of its address (no account) and answers 429 with ``Retry-After`` once
-  the address is locked out, before looking at the token, so a locked address learns nothing.
+  axes as a failure of its address with no account, counted apart from the sign-ins, and answers
+  429 with ``Retry-After`` once the address has had ``AXES_FAILURE_LIMIT`` bad tokens, before
+  looking at the token, so a locked address learns nothing.
+
+:class:`LockoutHandler` (``AXES_HANDLER``) is axes' database handler weighing the two counts of a
+sign-in against their own limits (axes has one limit for all its counts).
 
 The client address is the one DRF's throttles use (:func:`client_address`): ``REMOTE_ADDR``, or
 behind ``IMGTAG_NUM_PROXIES`` trusted proxies the address they put in ``X-Forwarded-For``.
@@ -21,9 +28,11 @@ from __future__ import annotations
 import ipaddress
 from datetime import timedelta
 
+from axes.handlers.database import AxesDatabaseHandler
 from axes.handlers.proxy import AxesProxyHandler
-from axes.helpers import get_cool_off
+from axes.helpers import get_client_username, get_cool_off, get_failure_limit
 from django.contrib.auth.signals import user_login_failed
+from django.db.models import Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -34,6 +43,9 @@ from rest_framework.throttling import BaseThrottle
 # How axes is told that a failure is an API token's (there is no account to count it against).
 API_TOKEN = "api_token"
 TOKEN_CREDENTIALS = {"username": None, API_TOKEN: True}
+#: Failed sign-ins of one account from any addresses within the cool-off that lock it everywhere.
+ACCOUNT_FAILURE_LIMIT = 20
+PAIR = ["username", "ip_address"]
 
 
 def client_address(request) -> str | None:
@@ -47,13 +59,35 @@ def client_address(request) -> str | None:
         return request.META.get("REMOTE_ADDR") or None
 
 
-def lockout_parameters(request, credentials: dict | None = None) -> list[str]:
-    """What failures are counted by (``AXES_LOCKOUT_PARAMETERS``): the account and, separately,
-    the address for sign-ins; the address alone for API tokens (counting them under "no user"
-    would lock every client out together)."""
+def lockout_parameters(request, credentials: dict | None = None) -> list:
+    """What failures are counted by (``AXES_LOCKOUT_PARAMETERS``): for sign-ins the (account,
+    address) pair and, separately, the account; for API tokens the address, among the failures
+    with no account (a token names none), so sign-ins and tokens never lock each other."""
     if credentials and credentials.get(API_TOKEN):
-        return ["ip_address"]
-    return ["username", "ip_address"]
+        return [PAIR]  # username None: this address's bad tokens only
+    return [PAIR, "username"]
+
+
+class LockoutHandler(AxesDatabaseHandler):
+    """axes' database handler, with the account-wide count of a sign-in weighed against
+    :data:`ACCOUNT_FAILURE_LIMIT` instead of ``AXES_FAILURE_LIMIT``.
+
+    axes locks when its failure count reaches one limit; the count it is given here is the
+    larger of the pair's failures and the account's scaled to that limit, so the pair locks at
+    ``AXES_FAILURE_LIMIT`` and the account at :data:`ACCOUNT_FAILURE_LIMIT`.
+    """
+
+    def get_failures(self, request, credentials: dict | None = None) -> int:
+        counts = [
+            attempts.aggregate(total=Sum("failures_since_start"))["total"] or 0
+            for attempts in self.get_user_attempts(request, credentials)
+        ]
+        if len(counts) < 2:  # an API token: its address alone
+            return max(counts, default=0)
+        pair, account = counts
+        if not get_client_username(request, credentials):  # no account named: the pair is all there is
+            return pair
+        return max(pair, account * get_failure_limit(request, credentials) // ACCOUNT_FAILURE_LIMIT)
 
 
 def _cool_off(request) -> timedelta:
@@ -113,7 +147,7 @@ class LockoutTokenAuthentication(TokenAuthentication):
         return Throttled(
             wait=cool_off.total_seconds(),
             detail=(
-                "Too many failed sign-ins or bad API tokens from this address: tokens from it "
+                "Too many bad API tokens from this address: tokens from it "
                 f"are refused for {_minutes(cool_off)} minutes."
             ),
         )

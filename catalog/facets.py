@@ -36,9 +36,12 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 
+from django.core.cache import cache
+from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncMonth
 
+from catalog import counts
 from catalog.models import (
     IN_SAMPLE,
     IN_SMALL_SAMPLE,
@@ -51,7 +54,8 @@ from catalog.models import (
     Tag,
     review_state,
 )
-from catalog.query import SOURCES, compile_query, normalize_tag_name, tag_ids
+from catalog.query import SOURCES, QueryError, Term, compile_query, normalize_tag_name, tag_ids
+from catalog.query import parse as parse_query
 
 FACETS = ("tag", "source", "review", "model", "date")
 TOP_TAGS = 20
@@ -247,19 +251,55 @@ def filter_assets(filters: Filters) -> QuerySet[Asset]:
     return assets
 
 
-def result_size(assets: QuerySet[Asset], limit: int | None = None) -> Size:
+def one_tag_count(text: str, *, min_score: float = 0.0, source=None, review=None) -> int | None:
+    """How many assets a search matches when it is one tag and nothing else (no ``min_score``,
+    source or review option): that tag's count, kept as tags are written (:mod:`catalog.counts`),
+    exact and read without counting. None for any other search (it must be counted). A query
+    that does not parse is left to the search, which says why."""
+    if min_score or source is not None or review is not None:
+        return None
+    try:
+        tree = parse_query(text)
+    except QueryError:
+        return None
+    return _tag_count(tree.name) if isinstance(tree, Term) else None
+
+
+def _tag_count(name: str) -> int:
+    found = counts.annotate(Tag.objects.filter(name=name)).values_list("asset_count", flat=True)
+    return next(iter(found), 0)
+
+
+def kept_count(filters: Filters) -> int | None:
+    """:func:`one_tag_count` of the gallery's filters: one tag, as the query or as the only facet
+    filter, and nothing else."""
+    if filters.min_score or len(filters.active()) + bool(filters.q) != 1:
+        return None
+    if filters.q:
+        return one_tag_count(filters.q)
+    facet, value = filters.active()[0]
+    return _tag_count(value) if facet == "tag" else None
+
+
+def result_size(assets: QuerySet[Asset], limit: int | None = None, *, known: int | None = None) -> Size:
     """How many assets ``assets`` has: counted up to ``limit`` (:data:`EXACT_UP_TO`), estimated
     from the sample above (see the module docstring). Reads at most ``limit + 1`` ids of the
     result, then its ids in the small sample, then (too few there) in the sample.
+
+    ``known``: the exact count when it is known already (:func:`kept_count`): the ids are then
+    read only for the facets, the result's own up to ``limit``, its sampled ones above.
     """
     limit = EXACT_UP_TO if limit is None else limit
     ids = assets.order_by().values_list("pk", flat=True)
-    found = tuple(ids[: limit + 1])
-    if len(found) <= limit:
-        return Size(len(found), ids=found)
+    if known is None or known <= limit:
+        found = tuple(ids[: limit + 1])
+        if len(found) <= limit:
+            return Size(len(found), ids=found)
     sampled, every = tuple(ids.filter(IN_SMALL_SAMPLE)), SMALL_SAMPLE_EVERY
     if len(sampled) < ENOUGH:
         sampled, every = tuple(ids.filter(IN_SAMPLE)), SAMPLE_EVERY
+    if known is not None:
+        return Size(known, exact=True, ids=sampled, every=every)
     return Size(max(limit + 1, about(len(sampled) * every)), exact=False, ids=sampled, every=every)
 
 
@@ -282,12 +322,13 @@ def facet_counts(assets: QuerySet[Asset], filters: Filters, *, size: Size | None
 
     def value(facet: str, raw: str, count: int, label: str = "") -> FacetValue:
         count = about(count * size.every) if size.every > 1 else count
-        return FacetValue(raw, count, label or raw, raw in getattr(filters, facet), size.exact)
+        return FacetValue(raw, count, label or raw, raw in getattr(filters, facet), not estimated)
 
-    facets = Facets(exact=size.exact)
-    counts = _row_counts(rows) if size.ids is not None else _row_counts_in_sql(rows)
+    estimated = size.every > 1  # counted on the sample: estimates, whether or not the count is exact
+    facets = Facets(exact=not estimated)
+    tallies = _row_counts(rows) if size.ids is not None else _row_counts_in_sql(rows)
     for facet in ("tag", "source", "review", "model"):
-        setattr(facets, facet, [value(facet, raw, n) for raw, n in counts[facet]])
+        setattr(facets, facet, [value(facet, raw, n) for raw, n in tallies[facet]])
     by_month = (
         assets.order_by()
         .annotate(month=TruncMonth("created_at", tzinfo=dt.UTC))
@@ -300,6 +341,32 @@ def facet_counts(assets: QuerySet[Asset], filters: Filters, *, size: Size | None
         for row in by_month
     ]
     return facets
+
+
+WHOLE_CATALOG_SECONDS = 60
+"""How long a process keeps the whole catalog's sampled sidebar (:func:`whole_catalog_facets`)."""
+
+
+def whole_catalog_facets(assets: QuerySet[Asset], size: Size) -> Facets:
+    """The sidebar of the unfiltered gallery (every page of it, deep ones too): the top tags from
+    the counts kept per tag (exact and fresh: :mod:`catalog.counts`), the other facets from the
+    catalog's sample as :func:`facet_counts` counts them.
+
+    A catalog large enough for the small sample (about 50,000 assets and more, where reading the
+    sample's tag rows is what a page waits for) has those sampled figures kept by the process for
+    :data:`WHOLE_CATALOG_SECONDS`: they are estimates of the whole catalog, which a minute of
+    uploads barely moves, and the same for every user. So the sources, review states, model
+    versions and months shown are at most a minute old; the tags and the total never are stale.
+    """
+    key = f"imgtag:whole-catalog-facets:{connection.alias}:{connection.settings_dict['NAME']}"
+    cached = cache.get(key) if size.every == SMALL_SAMPLE_EVERY else None
+    if cached is None:
+        cached = facet_counts(assets, Filters(), size=size)
+        if size.every == SMALL_SAMPLE_EVERY:
+            cache.set(key, cached, WHOLE_CATALOG_SECONDS)
+    top = counts.annotate(Tag.objects.all()).filter(asset_count__gt=0).order_by("-asset_count", "name")
+    tags = [FacetValue(name, n, name) for name, n in top.values_list("name", "asset_count")[:TOP_TAGS]]
+    return replace(cached, tag=tags)
 
 
 def _row_counts(rows: QuerySet[AssetTag]) -> dict[str, list[tuple[str, int]]]:

@@ -21,4 +21,5 @@ def search_page(
         catalog.query.QueryError: the query or an option cannot run; the message says why.
     """
     assets = services.search(query, min_score=min_score, source=source, review=review)
-    return facets.result_size(assets), [services.asset_summary(asset) for asset in assets[:limit]]
+    known = facets.one_tag_count(query, min_score=min_score, source=source, review=review)
+    return facets.Size(known) if known is not None else facets.result_size(assets), [services.asset_summary(asset) for asset in assets[:limit]]

@@ -33,6 +33,7 @@ touches nearly every page of the tables). A partial index holds the sample's ids
 IN_SAMPLE = Q(Exact(F("id") / SAMPLE_RUN % SAMPLE_EVERY, 0))  # run 0 of every 64 runs of 8
 # IN_SAMPLE first: PostgreSQL uses the index of IN_SAMPLE only when the query states it
 IN_SMALL_SAMPLE = IN_SAMPLE & Q(Exact(F("id") / SAMPLE_RUN % SMALL_SAMPLE_EVERY, 0))
+ROW_IN_SAMPLE = Q(Exact(F("asset_id") / SAMPLE_RUN % SAMPLE_EVERY, 0))  # tag rows of the sample's assets
 
 
 class ModelVersion(models.Model):
@@ -93,6 +94,9 @@ class Asset(models.Model):
         indexes = [
             models.Index(fields=["status"], name="catalog_asset_status"),
             models.Index(fields=["id"], condition=IN_SAMPLE, name="catalog_asset_sample"),
+            # an asset's upload time by id, from the index alone: a month facet filter checks it for
+            # each asset of a tag, the month facet for each asset counted
+            models.Index(fields=["id"], include=["created_at"], name="catalog_asset_created"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -153,6 +157,22 @@ class AssetTag(models.Model):
                 include=["score", "review", "source"],
                 name="catalog_assettag_tag_asset",
             ),
+            # the sample's rows of a tag (1 in 64), for what a threshold keeps of a common tag
+            # (catalog.thresholds): a few thousand index entries instead of a quarter million
+            models.Index(
+                fields=["tag", "asset"],
+                include=["score", "review", "source"],
+                condition=ROW_IN_SAMPLE,
+                name="catalog_assettag_sample",
+            ),
+            # the rows people decided on (a few percent): the review-state facet filters and
+            # counts (accepted, added, rejected) read them instead of every asset's rows
+            models.Index(
+                fields=["asset"],
+                include=["review", "source", "score"],
+                condition=Q(review__in=["accepted", "rejected"]),
+                name="catalog_assettag_reviewed",
+            ),
             # a model facet filter looks up (model version, asset); SQLite, without table
             # statistics, would otherwise pick a model-version-only index and read a whole
             # version's rows for every asset
@@ -185,6 +205,41 @@ class AssetTag(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tag} on asset {self.asset_id}: {self.score:.2f} ({self.source}, {self.review})"
+
+
+class TagCount(models.Model):
+    """How many assets carry a tag, kept by the database as tag rows are written.
+
+    Triggers on the tag table (migration ``0007_tag_counts``) keep these figures: on SQLite each
+    row written updates its tag's count at once; on PostgreSQL each statement appends its net
+    change per tag to :class:`TagCountDelta`, which :func:`catalog.counts.fold` moves into this
+    table after the writes commit. Writers never wait on each other's counts, and readers add the
+    changes not folded yet (:func:`catalog.counts.annotate`), so what they read is exact. No
+    application code writes these rows: every write to ``catalog_assettag`` counts, the admin's and
+    a cascade's too. ``db_constraint=False``: a tag may be deleted while a change of its count
+    waits to be folded (the fold drops it).
+    """
+
+    tag = models.OneToOneField(
+        Tag, on_delete=models.CASCADE, primary_key=True, related_name="count", db_constraint=False
+    )
+    assets = models.BigIntegerField(default=0, help_text="tag rows not rejected: assets that carry the tag")
+    machine = models.BigIntegerField(default=0, help_text="tag rows from a model, any review: scored assets")
+
+    def __str__(self) -> str:
+        return f"{self.tag_id}: {self.assets} assets, {self.machine} scored"
+
+
+class TagCountDelta(models.Model):
+    """A change of one tag's counts not yet folded into :class:`TagCount` (PostgreSQL only; see
+    there). Rows are appended by the triggers and deleted by :func:`catalog.counts.fold`."""
+
+    tag_id = models.BigIntegerField()
+    assets = models.BigIntegerField()
+    machine = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["tag_id"], name="catalog_tagcountdelta_tag")]
 
 
 class TagThreshold(models.Model):

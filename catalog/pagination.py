@@ -8,14 +8,29 @@
   counting a large result.
 """
 
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.response import Response
 
 from catalog import facets
 
 
-class Pagination(PageNumberPagination):
+class StrictPageSize:
+    """``?page_size=`` must be a whole number of at least 1 (more than ``max_page_size`` gives
+    that many): anything else is a 400 saying so, where DRF would silently serve its default."""
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None or raw == "":  # absent, or an empty form field
+            return self.page_size
+        if not (raw.isascii() and raw.isdigit() and int(raw) >= 1):
+            raise ValidationError(
+                {self.page_size_query_param: [f"a whole number from 1 to {self.max_page_size}, not {raw[:20]!r}"]}
+            )
+        return min(int(raw), self.max_page_size)
+
+
+class Pagination(StrictPageSize, PageNumberPagination):
     """``?page=`` and ``?page_size=`` (at most 500); answers ``count, next, previous, results``."""
 
     page_size = 50
@@ -23,7 +38,7 @@ class Pagination(PageNumberPagination):
     max_page_size = 500
 
 
-class AssetCursorPagination(CursorPagination):
+class AssetCursorPagination(StrictPageSize, CursorPagination):
     """``?cursor=`` (from ``next``/``previous``) and ``?page_size=`` (at most 500); answers
     ``count, count_exact, next, previous, results``."""
 
@@ -42,7 +57,8 @@ class AssetCursorPagination(CursorPagination):
         return cursor
 
     def paginate_queryset(self, queryset, request, view=None):
-        self.size = facets.result_size(queryset)
+        known = getattr(view, "known_count", None)  # a one-tag search: its kept count
+        self.size = facets.Size(known) if known is not None else facets.result_size(queryset)
         return super().paginate_queryset(queryset, request, view)
 
     def get_paginated_response(self, data):

@@ -7,7 +7,8 @@ test's override of ``settings.IMGTAG`` reaches them too. The variables are liste
 web server's (``settings.web``: ``IMGTAG_SECRET_KEY``, ``IMGTAG_DEBUG``, ``IMGTAG_ALLOWED_HOSTS``,
 ``IMGTAG_HTTPS``, ``IMGTAG_NUM_PROXIES``, ``IMGTAG_REQUIRE_SECRET_KEY``, ``IMGTAG_STATIC_ROOT``).
 
-``SECRET_KEY``: ``IMGTAG_SECRET_KEY`` when set (the same in every replica). Without it, the WSGI
+``SECRET_KEY``: ``IMGTAG_SECRET_KEY`` when set (the same in every replica; at least 50
+characters, 5 of them distinct, as Django's check ``security.W009`` asks, or nothing starts). Without it, the WSGI
 entry point (``catalog.wsgi``: gunicorn, the catalog image) refuses to start with DEBUG off; any
 other process (the ``imgtag`` command, ``imgtag serve``, the tests, ``make demo``) uses this
 installation's own random key, made on first use in ``IMGTAG_HOME/secret-key`` (mode 0600), or
@@ -81,6 +82,7 @@ def _installation_key(home: Path) -> str:
 
 def _secret_key() -> str:
     if _web.secret_key:
+        _check_given_key(_web.secret_key)
         return _web.secret_key
     if _web.require_secret_key and not DEBUG:
         raise ImproperlyConfigured(
@@ -90,6 +92,28 @@ def _secret_key() -> str:
             "on a development machine."
         )
     return _installation_key(IMGTAG.home)
+
+
+def _check_given_key(key: str) -> None:
+    """Refuse a key Django's own deployment check (``security.W009``) would call weak: fewer than
+    50 characters, fewer than 5 distinct ones, or the placeholder prefix of Django's startproject."""
+    from django.core.checks.security.base import (
+        SECRET_KEY_INSECURE_PREFIX,
+        SECRET_KEY_MIN_LENGTH,
+        SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+    )
+
+    if (
+        len(key) < SECRET_KEY_MIN_LENGTH
+        or len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+        or key.startswith(SECRET_KEY_INSECURE_PREFIX)
+    ):
+        raise ImproperlyConfigured(
+            f"IMGTAG_SECRET_KEY is too weak ({len(key)} characters, {len(set(key))} distinct): it needs at "
+            f"least {SECRET_KEY_MIN_LENGTH} characters, {SECRET_KEY_MIN_UNIQUE_CHARACTERS} of them different, "
+            f"and not the {SECRET_KEY_INSECURE_PREFIX!r} placeholder (Django's check security.W009). "
+            "Make one with `python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+        )
 
 
 SECRET_KEY = _secret_key()
@@ -113,6 +137,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "catalog.health.HealthCheckMiddleware",  # /healthz, /readyz: before the host check
     "django.middleware.security.SecurityMiddleware",
+    "catalog.api_errors.RequestErrorMiddleware",  # NUL characters refused; a full disk is a 507
     "catalog.static_serving.StaticFilesMiddleware",  # WhiteNoise: /static/ before sessions and auth
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -129,14 +154,17 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 
-# Sign-in throttling (catalog.authentication): 5 failures for one account or from one address
-# within 15 minutes lock that account and that address out for 15 minutes, each attempt while
-# locked starting them again; so at most 5 guesses a quarter of an hour. The attempts live in
-# the database (axes' default handler), so every gunicorn worker and replica counts together.
+# Sign-in throttling (catalog.authentication): 5 failures of one account from one address within
+# 15 minutes lock that account from that address for 15 minutes (a stranger elsewhere cannot lock
+# the user out of their own network); 20 of one account from any addresses lock it everywhere;
+# 5 bad API tokens lock that address's tokens. Each attempt while locked starts the cool-off
+# again. The attempts live in the database (axes' database handler, weighing the two counts of a
+# sign-in), so every gunicorn worker and replica counts together.
 AXES_FAILURE_LIMIT = 5
 AXES_COOLOFF_TIME = timedelta(minutes=15)
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True  # axes' default, relied upon: see above
 AXES_LOCKOUT_PARAMETERS = "catalog.authentication.lockout_parameters"
+AXES_HANDLER = "catalog.authentication.LockoutHandler"
 AXES_CLIENT_IP_CALLABLE = "catalog.authentication.client_address"
 AXES_LOCKOUT_CALLABLE = "catalog.authentication.lockout_response"
 # No reset on a successful sign-in: it would clear the failures counted for the address too,
@@ -163,6 +191,12 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": dj_database_url.parse(IMGTAG.database_url, conn_max_age=60, conn_health_checks=True)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The catalog's queries are short (a page, a count to 1,001, a sample): parallel workers cost
+    # more CPU than they save and slow them under load (bench_scale.py at a million assets on 2
+    # cores: an AND count 80 ms with 2 workers, 60 ms without). Exact counts on demand are slower.
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["options"] = f"{_options.get('options', '')} -c max_parallel_workers_per_gather=0".strip()
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The API, the CLI and the worker may write at the same time: WAL lets readers go on while
     # one writes, and BEGIN IMMEDIATE takes the write lock up front (no deadlock on upgrade).
@@ -228,7 +262,12 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "catalog.pagination.Pagination",
-    "EXCEPTION_HANDLER": "catalog.api.exception_handler",
+    "EXCEPTION_HANDLER": "catalog.api_errors.exception_handler",  # every error a 4xx/503/507 with a reason
+    "DEFAULT_PARSER_CLASSES": [
+        "catalog.parsers.JSONParser",  # DRF's, refusing deep nesting with a 400
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 
 SPECTACULAR_SETTINGS = {
@@ -238,13 +277,17 @@ SPECTACULAR_SETTINGS = {
         "`Authorization: Token <key>` (`imgtag createuser NAME --role end_user|content_manager` "
         "prints one), or the web pages' session. Reads need the permission catalog.view_asset "
         "(both roles), uploads catalog.add_asset and reviews catalog.review_asset (content managers). "
-        "A bad token is a 401; after 5 bad tokens or failed sign-ins from one address within 15 "
-        "minutes, every token from it is a 429 with Retry-After for 15 minutes."
+        "A bad token is a 401; after 5 bad tokens from one address within 15 minutes, every token "
+        "from it is a 429 with Retry-After for 15 minutes."
     ),
     "SERVE_PERMISSIONS": ["catalog.permissions.HasCatalogPermission"],
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "catalog.api_errors.document_errors",  # the error answers every operation can give
+    ],
 }
 
 # Errors go to stderr whatever DEBUG says (Django's default shows them only with DEBUG on):

@@ -26,6 +26,7 @@ import cv2
 from catalog.conf import imgtag_settings
 from catalog.models import Asset
 from catalog.storage import get_storage, write_local_atomically
+from core import decode_budget
 from core.errors import ImgtagError
 from core.imageio import ImageError, load_to_fit
 
@@ -52,11 +53,22 @@ def thumbnail_path(sha256: str, size: int = SIZE) -> Path:
 def make_thumbnail(data: bytes, name: str = "<bytes>", size: int = SIZE, quality: int = QUALITY) -> bytes:
     """JPEG bytes of the image shrunk to fit in ``size`` x ``size`` (never enlarged).
 
+    The decode takes its share of the process's decode budget (``IMGTAG_DECODE_MEMORY_MB``),
+    waiting at most ``IMGTAG_DECODE_WAIT_SECONDS`` for it: a request must answer.
+
     Raises:
         core.imageio.ImageError: the bytes are not an image OpenCV can decode.
+        core.decode_budget.DecodeBusy: other decodes held the budget for the whole wait.
     """
+    settings = imgtag_settings()
     rgb, _ = load_to_fit(
-        data, size, name, max_pixels=imgtag_settings().max_pixels, max_decode_bytes=imgtag_settings().max_decode_bytes
+        data,
+        size,
+        name,
+        max_pixels=settings.max_pixels,
+        max_decode_bytes=settings.max_decode_bytes,
+        budget=decode_budget.configure(settings.decode_memory_bytes),
+        wait=settings.decode_wait_seconds,
     )
     ok, encoded = cv2.imencode(
         ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]

@@ -9,6 +9,14 @@ Supported: JPEG, PNG, WebP, BMP, TIFF and GIF (first frame). Grayscale, alpha (c
 white), 16-bit and CMYK inputs all come out as 3-channel RGB ``uint8``. When the caller needs
 only a small image (the model's input size), JPEGs are decoded at 1/2, 1/4 or 1/8 scale by
 libjpeg itself (``IMREAD_REDUCED_COLOR_*``), which is several times faster on camera photos.
+
+Memory is counted as the decoders really spend it (:meth:`ImageInfo.decode_cost`, measured on
+OpenCV 5 for every format): the decoded image twice (OpenCV decodes into a buffer of its own,
+then copies), at the depth and channels it is decoded at, plus what a format makes the decoder
+hold: a TIFF's largest strip or tile at its stored depth, a progressive JPEG's coefficients,
+GIF's and animations' canvases. A file whose cost passes ``IMGTAG_MAX_DECODE_BYTES`` is refused
+from its header; every decode also reserves its cost from the process's budget
+(:mod:`core.decode_budget`), so concurrent decodes never hold more than it together.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from core import decode_budget
 from core.errors import UsageError
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
@@ -29,11 +38,18 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".dib", ".tif", ".tiff", ".gif"}
 )
 DEFAULT_MAX_PIXELS = 100_000_000
-#: Bytes the decoder may allocate for one image's pixels (width x height x channels x bytes per
-#: sample): 512 MiB leaves a 2 GiB pod room for the model, a batch and the copies after decoding.
-#: A 100-megapixel 8-bit RGB photo (286 MiB) fits; a 9999x9999 RGBA PNG at 16 bits (763 MiB)
-#: does not, however few bytes its file has.
-DEFAULT_MAX_DECODE_BYTES = 512 * 1024 * 1024
+#: Bytes one image's decode may spend (:meth:`ImageInfo.decode_cost`). A 100-megapixel 8-bit RGB
+#: photo, which OpenCV decodes through two buffers of 286 MiB, fits (572 MiB); a 9999x9999 RGBA
+#: PNG at 16 bits (1.5 GiB) or a 10000x10000 RGB TIFF at 16 bits in one strip (1.1 GiB) does
+#: not, however few bytes its file has.
+DEFAULT_MAX_DECODE_BYTES = 600 * 1024 * 1024
+_TIFF_TILE_WIDTH, _TIFF_TILE_LENGTH, _TIFF_ROWS_PER_STRIP, _TIFF_COMPRESSION = 322, 323, 278, 259
+_TIFF_SAMPLES, _TIFF_BITS = 277, 258
+#: What any decode holds beside its buffers (the codec's state, row buffers, allocator slack):
+#: measured 5-6 MiB over the buffers on every format.
+DECODE_OVERHEAD = 8 * 1024 * 1024
+#: The float temporaries of compositing alpha on white, a band of rows at a time.
+ALPHA_BANDS = 16 * 1024 * 1024
 EXIF_ORIENTATION = 0x0112
 
 # Formats recognised by their first bytes that we refuse with a hint, rather than calling
@@ -95,7 +111,19 @@ class DecodeBudgetError(TooManyPixelsError):
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What the header says, with width and height as displayed (after EXIF rotation)."""
+    """What the header says, with width and height as displayed (after EXIF rotation).
+
+    Attributes:
+        channels: samples per pixel as stored (3 for RGB, 4 with alpha, 1 for gray).
+        chunk_bytes: TIFF: the largest strip or tile at its stored depth, which the decoder
+            holds whole (0 for other formats).
+        chunk_compressed: TIFF: the strips are compressed (libtiff then reads the compressed
+            bytes, not a second copy of the strip).
+        progressive_bytes: a progressive JPEG's DCT coefficients, which libjpeg keeps for the
+            whole image even when it decodes at a reduced scale (0 otherwise).
+        animated: more than one frame (animated PNG, WebP or GIF): the decoder composes the
+            first on full-size canvases.
+    """
 
     format: str
     width: int
@@ -104,15 +132,53 @@ class ImageInfo:
     orientation: int = 1
     has_alpha: bool = False
     bytes_per_sample: int = 1
+    channels: int = 3
+    chunk_bytes: int = 0
+    chunk_compressed: bool = True
+    progressive_bytes: int = 0
+    animated: bool = False
 
     @property
     def decoded_bytes(self) -> int:
-        """What the decoder allocates for the pixels of one frame: with alpha OpenCV keeps every
+        """What the decoder returns for the pixels of one frame: with alpha OpenCV keeps every
         channel at its stored depth; without, it decodes straight to 8-bit BGR."""
         if self.has_alpha:
-            channels = 2 if self.mode in ("LA", "La") else 4
-            return self.width * self.height * channels * self.bytes_per_sample
+            return self.width * self.height * self.channels * self.bytes_per_sample
         return self.width * self.height * 3
+
+    def decode_cost(self, reduction: int = 1) -> int:
+        """Bytes a decode of this image really holds at its peak (measured on OpenCV 5).
+
+        Args:
+            reduction: the libjpeg scale (1, 2, 4, 8) the decode uses; JPEG only.
+        """
+        return sum(part for _, part in self._cost_parts(reduction))
+
+    def _cost_parts(self, reduction: int = 1) -> list[tuple[str, int]]:
+        pixels = self.width * self.height
+        parts = [("the decoder's state", DECODE_OVERHEAD)]
+        if self.has_alpha:
+            # decoded at full depth with alpha (twice, as OpenCV copies), then flattened: an 8-bit
+            # copy (or gray + alpha spread to four channels) and the RGB result beside it
+            stored = self.decoded_bytes
+            parts.append(("the decoded pixels", max(2 * stored, stored + 4 * pixels + 3 * pixels)))
+            parts.append(("alpha compositing in bands", ALPHA_BANDS))
+        else:
+            scaled = -(-self.width // reduction) * -(-self.height // reduction) * 3
+            parts.append(("two buffers of the decoded pixels", 2 * scaled))
+        if self.chunk_bytes:
+            parts.append(
+                ("the largest TIFF strip or tile, held whole", self.chunk_bytes * (1 if self.chunk_compressed else 2))
+            )
+        if self.progressive_bytes:
+            parts.append(("the progressive JPEG's coefficients", self.progressive_bytes))
+        if self.format == "WEBP":
+            parts.append(("libwebp's buffers", pixels))  # measured 2.1 decoded copies, not 2
+        if self.format == "GIF":
+            parts.append(("GIF's canvases", 3 * pixels))  # 9 bytes a pixel in all
+        if self.animated:
+            parts.append(("the animation's canvases", 8 * pixels))
+        return parts
 
 
 def _sniff_supported(data: bytes) -> str | None:
@@ -164,6 +230,7 @@ def probe(
                 _check_size(name, fmt, width, height, max_pixels)
                 orientation = _orientation(im)
                 depth = _bytes_per_sample(data, im)
+                layout = _layout(im, width, height, depth)
     except Image.DecompressionBombError as exc:
         raise TooManyPixelsError(
             name,
@@ -187,16 +254,44 @@ def probe(
         raise TruncatedImageError(name, f"the image header is truncated or damaged ({exc})") from None
     if orientation in (5, 6, 7, 8):
         width, height = height, width
-    info = ImageInfo(fmt, width, height, mode, orientation, has_alpha, depth)
-    if info.decoded_bytes > max_decode_bytes:
-        layout = f"{'with alpha, ' if has_alpha else ''}{8 * depth} bits a sample"
+    info = ImageInfo(fmt, width, height, mode, orientation, has_alpha, depth, **layout)
+    cost = info.decode_cost()
+    if cost > max_decode_bytes:
+        kind = f"{'with alpha, ' if has_alpha else ''}{8 * depth} bits a sample"
+        parts = ", ".join(f"{what} {part / 2**20:,.0f} MiB" for what, part in info._cost_parts() if part)
+        advice = "save it smaller, at 8 bits a sample or without transparency"
+        if info.chunk_bytes > 64 * 2**20:
+            advice += ", or as a TIFF with small strips or tiles"
         raise DecodeBudgetError(
             name,
-            f"{width}x{height} ({layout}) would take {info.decoded_bytes / 2**20:,.0f} MiB to decode, "
-            f"more than the budget of {max_decode_bytes / 2**20:,.0f} MiB (IMGTAG_MAX_DECODE_BYTES); "
-            "save it smaller, at 8 bits a sample or without transparency",
+            f"{width}x{height} ({kind}) would take {cost / 2**20:,.0f} MiB to decode ({parts}), "
+            f"more than the budget of {max_decode_bytes / 2**20:,.0f} MiB (IMGTAG_MAX_DECODE_BYTES); {advice}",
         )
     return info
+
+
+def _layout(im: Image.Image, width: int, height: int, depth: int) -> dict:
+    """The header fields that decide what a decoder holds beyond the pixels (see :class:`ImageInfo`)."""
+    layout: dict = {"channels": len(im.getbands())}
+    if im.format == "TIFF":
+        tags = im.tag_v2
+        samples = int(tags.get(_TIFF_SAMPLES, layout["channels"]) or 1)
+        if _TIFF_TILE_WIDTH in tags and _TIFF_TILE_LENGTH in tags:
+            chunk_width, chunk_rows = int(tags[_TIFF_TILE_WIDTH]), int(tags[_TIFF_TILE_LENGTH])
+        else:
+            chunk_width, chunk_rows = width, min(int(tags.get(_TIFF_ROWS_PER_STRIP, height) or height), height)
+        layout["channels"] = samples
+        layout["chunk_bytes"] = chunk_width * chunk_rows * samples * depth
+        layout["chunk_compressed"] = int(tags.get(_TIFF_COMPRESSION, 1) or 1) != 1
+    elif im.format == "JPEG" and im.info.get("progressive"):
+        sampling = getattr(im, "layer", None) or [(0, 1, 1, 0)] * layout["channels"]
+        most_h = max(h for _, h, _, _ in sampling)
+        most_v = max(v for _, _, v, _ in sampling)
+        share = sum(h * v for _, h, v, _ in sampling) / (most_h * most_v)
+        layout["progressive_bytes"] = int(width * height * share * 2)  # a 16-bit coefficient a sample
+    if im.format in ("PNG", "WEBP"):
+        layout["animated"] = bool(getattr(im, "is_animated", False))
+    return layout
 
 
 def _bytes_per_sample(data: bytes, im: Image.Image) -> int:
@@ -255,11 +350,23 @@ def _reduction_for(info: ImageInfo, min_side: int | None) -> int:
 _REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
+#: Pixels per band when converting in place-sized steps (a few MB of temporaries, whatever the width).
+_BAND_PIXELS = 1 << 18
+
+
+def _band_rows(pixels: np.ndarray) -> int:
+    return max(1, _BAND_PIXELS // max(1, pixels.shape[1]))
+
+
 def _to_uint8(pixels: np.ndarray) -> np.ndarray:
     if pixels.dtype == np.uint8:
         return pixels
     if pixels.dtype == np.uint16:
-        return (pixels >> 8).astype(np.uint8)
+        out = np.empty(pixels.shape, np.uint8)  # in bands: a whole-image temporary would take 2 bytes a sample
+        rows = _band_rows(pixels)
+        for top in range(0, pixels.shape[0], rows):
+            np.right_shift(pixels[top : top + rows], 8, out=out[top : top + rows], casting="unsafe")
+        return out
     if np.issubdtype(pixels.dtype, np.floating):
         return (np.clip(pixels, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     info = np.iinfo(pixels.dtype)
@@ -300,15 +407,16 @@ def _flatten_alpha_to_bgr(pixels: np.ndarray) -> np.ndarray:
     if channels == 4:
         # In bands of rows: float copies of the whole image would take 16 bytes a pixel.
         out = np.empty(pixels.shape[:2] + (3,), np.uint8)
-        for top in range(0, pixels.shape[0], 512):
-            band = pixels[top : top + 512]
+        rows = _band_rows(pixels)
+        for top in range(0, pixels.shape[0], rows):
+            band = pixels[top : top + rows]
             alpha = band[..., 3:4].astype(np.float32) / 255.0
-            out[top : top + 512] = band[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha) + 0.5
+            out[top : top + rows] = band[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha) + 0.5
         return out
     return pixels[..., :3]
 
 
-def _decode_bgr(data: bytes, name: str, info: ImageInfo, min_side: int | None) -> np.ndarray:
+def _decode_bgr(data: bytes, name: str, info: ImageInfo, factor: int = 1) -> np.ndarray:
     if info.format == "JPEG" and data.rfind(b"\xff\xd9") < 0:
         raise TruncatedImageError(name, "the JPEG is truncated (no end-of-image marker)")
     buffer = np.frombuffer(data, dtype=np.uint8)
@@ -317,7 +425,6 @@ def _decode_bgr(data: bytes, name: str, info: ImageInfo, min_side: int | None) -
         if pixels is not None:
             pixels = _apply_orientation(_flatten_alpha_to_bgr(pixels), info.orientation)
     else:
-        factor = _reduction_for(info, min_side)
         flags = _REDUCED_FLAGS[factor] if factor > 1 else cv2.IMREAD_COLOR  # applies EXIF orientation
         pixels = cv2.imdecode(buffer, flags)
     if pixels is None or pixels.size == 0:
@@ -327,12 +434,19 @@ def _decode_bgr(data: bytes, name: str, info: ImageInfo, min_side: int | None) -
     return pixels
 
 
+def _reserved(info: ImageInfo, name: str, factor: int, budget: decode_budget.DecodeBudget | None, wait: float | None):
+    """Hold this decode's cost in the process's decode budget (or ``budget``) while it runs."""
+    return (budget or decode_budget.process_budget()).reserve(info.decode_cost(factor), timeout=wait, name=name)
+
+
 def decode(
     data: bytes,
     name: str = "<bytes>",
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
+    budget: decode_budget.DecodeBudget | None = None,
+    wait: float | None = None,
 ) -> tuple[np.ndarray, ImageInfo]:
     """Decode an image at full size.
 
@@ -340,11 +454,17 @@ def decode(
         ``(rgb, info)``: an ``(H, W, 3)`` RGB ``uint8`` array (EXIF orientation applied) and
         the header information.
 
+    Args:
+        budget: the decode budget to reserve the decode's cost from (default: the process's).
+        wait: seconds to wait for room in it (None: as long as it takes).
+
     Raises:
         ImageError: a subclass naming the problem and ``name``.
+        core.decode_budget.DecodeBusy: no room in the budget within ``wait`` seconds.
     """
     info = probe(data, name, max_pixels, max_decode_bytes)
-    return cv2.cvtColor(_decode_bgr(data, name, info, None), cv2.COLOR_BGR2RGB), info
+    with _reserved(info, name, 1, budget, wait):
+        return cv2.cvtColor(_decode_bgr(data, name, info), cv2.COLOR_BGR2RGB), info
 
 
 def load_for_model(
@@ -354,18 +474,24 @@ def load_for_model(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
+    budget: decode_budget.DecodeBudget | None = None,
+    wait: float | None = None,
 ) -> tuple[np.ndarray, ImageInfo]:
     """Decode (at reduced size where the JPEG allows) and resize to ``size`` x ``size`` RGB.
 
     The whole picture is kept (no crop): for tagging, what is near the edge counts too.
+    ``budget`` and ``wait`` as for :func:`decode`.
     """
     info = probe(data, name, max_pixels, max_decode_bytes)
-    bgr = _decode_bgr(data, name, info, size)
-    h, w = bgr.shape[:2]
-    # INTER_AREA anti-aliases large reductions; below 2x (the usual case after a reduced JPEG
-    # decode, which low-passes in the DCT) bilinear is as good and five times cheaper.
-    interpolation = cv2.INTER_AREA if min(h, w) >= 2 * size else cv2.INTER_LINEAR
-    resized = cv2.resize(bgr, (size, size), interpolation=interpolation)
+    factor = _reduction_for(info, size)
+    with _reserved(info, name, factor, budget, wait):
+        bgr = _decode_bgr(data, name, info, factor)
+        h, w = bgr.shape[:2]
+        # INTER_AREA anti-aliases large reductions; below 2x (the usual case after a reduced JPEG
+        # decode, which low-passes in the DCT) bilinear is as good and five times cheaper.
+        interpolation = cv2.INTER_AREA if min(h, w) >= 2 * size else cv2.INTER_LINEAR
+        resized = cv2.resize(bgr, (size, size), interpolation=interpolation)
+        del bgr
     return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB), info
 
 
@@ -376,6 +502,8 @@ def load_to_fit(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES,
+    budget: decode_budget.DecodeBudget | None = None,
+    wait: float | None = None,
 ) -> tuple[np.ndarray, ImageInfo]:
     """Decode and shrink to fit in ``size`` x ``size``, keeping the aspect ratio (thumbnails).
 
@@ -388,14 +516,18 @@ def load_to_fit(
 
     Raises:
         ImageError: a subclass naming the problem and ``name``.
+        core.decode_budget.DecodeBusy: no room in the budget within ``wait`` seconds
+            (``budget`` and ``wait`` as for :func:`decode`).
     """
     info = probe(data, name, max_pixels, max_decode_bytes)
     # the shorter side that keeps the longer one at ``size`` after a reduced decode
     min_side = -(-size * min(info.width, info.height) // max(info.width, info.height))
-    bgr = _decode_bgr(data, name, info, max(min_side, 1))
-    h, w = bgr.shape[:2]
-    scale = size / max(h, w)
-    if scale < 1.0:
-        target = (max(1, round(w * scale)), max(1, round(h * scale)))
-        bgr = cv2.resize(bgr, target, interpolation=cv2.INTER_AREA)
+    factor = _reduction_for(info, max(min_side, 1))
+    with _reserved(info, name, factor, budget, wait):
+        bgr = _decode_bgr(data, name, info, factor)
+        h, w = bgr.shape[:2]
+        scale = size / max(h, w)
+        if scale < 1.0:
+            target = (max(1, round(w * scale)), max(1, round(h * scale)))
+            bgr = cv2.resize(bgr, target, interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), info

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core import backbone
+from core import backbone, cgroup
 from core.backbone import IMAGE_SIZE
 from core.tf_runtime import import_tensorflow, quiet_stderr
 
@@ -54,7 +54,7 @@ def litert_interpreter(flatbuffer: bytes, threads: int | None = None):
     from ai_edge_litert.interpreter import Interpreter
 
     with quiet_stderr():  # the interpreter logs its delegate
-        interpreter = Interpreter(model_content=flatbuffer, num_threads=threads or os.cpu_count() or 2)
+        interpreter = Interpreter(model_content=flatbuffer, num_threads=threads or cgroup.available_cpus())
         interpreter.allocate_tensors()
     (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
     lock = threading.Lock()  # one interpreter, one invocation at a time

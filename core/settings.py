@@ -18,9 +18,12 @@ import it.
 | ``IMGTAG_MAX_REQUEST_MB`` | ``200`` | largest upload request (all its files together), in MiB: refused with 413 while it streams in |
 | ``IMGTAG_THUMBNAIL_CACHE_MB`` | ``1024`` | most disk the catalog's thumbnail cache may take; the least recently used are evicted |
 | ``IMGTAG_MAX_PIXELS`` | ``100000000`` | largest accepted image, width x height (decompression bombs) |
-| ``IMGTAG_MAX_DECODE_BYTES`` | ``536870912`` (512 MiB) | most bytes one image's pixels may take once decoded (width x height x channels x bytes per sample); checked from the header before decoding, everywhere images are read |
+| ``IMGTAG_MAX_DECODE_BYTES`` | ``629145600`` (600 MiB) | most bytes one image's decode may spend (:meth:`core.imageio.ImageInfo.decode_cost`: the decoder's buffers at the stored depth, channels, strips or tiles, frames); checked from the header before decoding, everywhere images are read |
+| ``IMGTAG_DECODE_MEMORY_MB`` | 1024, or 30% of the cgroup's memory limit when less (at least ``IMGTAG_MAX_DECODE_BYTES``) | most MiB the decodes of one process may hold at once (:mod:`core.decode_budget`); a decode waits for room |
+| ``IMGTAG_DECODE_WAIT_SECONDS`` | ``10`` | how long a web request waits for that room before a 503 with ``Retry-After`` (the worker and the command line wait as long as it takes) |
 | ``IMGTAG_BATCH_SIZE`` | ``32`` | images per inference batch |
-| ``IMGTAG_DECODE_THREADS`` | number of CPUs | threads decoding images ahead of the model |
+| ``IMGTAG_DECODE_THREADS`` | CPUs of the cgroup's quota (:func:`core.cgroup.available_cpus`) | threads decoding images ahead of the model |
+| ``IMGTAG_INGEST_ROOTS`` | none | folders ``imgtag ingest`` may read labelled images from, separated by ``:`` (``os.pathsep``); when set, only these (see :mod:`pipelines.training.ingest`) |
 | ``IMGTAG_AMQP_URL`` | ``amqp://guest:guest@127.0.0.1:5672/%2F`` | RabbitMQ for the tagging queue |
 | ``IMGTAG_QUEUE`` | ``imgtag.tagging`` | tagging queue; its dead letters go to ``<name>.dead`` |
 | ``IMGTAG_DELIVERY_LIMIT`` | ``5`` | deliveries of one message before the broker dead-letters it |
@@ -73,6 +76,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import core.cgroup as cgroup
 from core.errors import UsageError
 
 PREDICTOR_KINDS = ("inprocess", "rest", "grpc")
@@ -235,6 +239,9 @@ class Settings:
     prometheus: str = ""  # "": look for it (pipelines.platform)
     serving: ServingSettings = ServingSettings()
     web: WebSettings = WebSettings()
+    decode_memory_bytes: int = 1024 * 1024 * 1024
+    decode_wait_seconds: float = 10.0
+    ingest_roots: tuple[Path, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -257,9 +264,9 @@ class Settings:
             max_request_bytes=int(_number(env, "IMGTAG_MAX_REQUEST_MB", "200") * mib),
             thumbnail_cache_bytes=int(_number(env, "IMGTAG_THUMBNAIL_CACHE_MB", "1024") * mib),
             max_pixels=_int(env, "IMGTAG_MAX_PIXELS", "100000000"),
-            max_decode_bytes=_int(env, "IMGTAG_MAX_DECODE_BYTES", str(512 * mib)),
+            max_decode_bytes=(max_decode := _int(env, "IMGTAG_MAX_DECODE_BYTES", str(600 * mib))),
             batch_size=_int(env, "IMGTAG_BATCH_SIZE", "32"),
-            decode_threads=_int(env, "IMGTAG_DECODE_THREADS", str(os.cpu_count() or 2)),
+            decode_threads=_int(env, "IMGTAG_DECODE_THREADS", str(cgroup.available_cpus())),
             runtime=_choice(env, "IMGTAG_RUNTIME", "litert", ("litert", "tensorflow")),
             amqp_url=env.get("IMGTAG_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
             queue=env.get("IMGTAG_QUEUE", "imgtag.tagging"),
@@ -280,6 +287,9 @@ class Settings:
             prometheus=env.get("IMGTAG_PROMETHEUS", ""),
             serving=ServingSettings.from_env(env),
             web=WebSettings.from_env(env),
+            decode_memory_bytes=_decode_memory(env, max_decode),
+            decode_wait_seconds=_seconds(env, "IMGTAG_DECODE_WAIT_SECONDS", "10", finite=True),
+            ingest_roots=tuple(_path(p) for p in env.get("IMGTAG_INGEST_ROOTS", "").split(os.pathsep) if p.strip()),
         )
 
     @property
@@ -290,6 +300,27 @@ class Settings:
     def suspect_queue(self) -> str:
         """Messages a worker died holding: tagged one at a time (see :mod:`core.broker`)."""
         return f"{self.queue}.suspect"
+
+
+def _decode_memory(env: Mapping[str, str], max_decode_bytes: int) -> int:
+    """``IMGTAG_DECODE_MEMORY_MB`` in bytes: what one process's decodes may hold at once.
+
+    The default is 1 GiB, or 30% of the cgroup's memory limit (a pod's) when that is less; never
+    below one image's budget. A value below ``IMGTAG_MAX_DECODE_BYTES`` is refused: an image
+    the per-image budget allows could never be decoded.
+    """
+    mib = 1024 * 1024
+    if env.get("IMGTAG_DECODE_MEMORY_MB", "").strip():
+        value = int(_number(env, "IMGTAG_DECODE_MEMORY_MB", "1024") * mib)
+        if value < max_decode_bytes:
+            raise SettingsError(
+                f"IMGTAG_DECODE_MEMORY_MB={env['IMGTAG_DECODE_MEMORY_MB']!r}: at least one image's budget, "
+                f"IMGTAG_MAX_DECODE_BYTES ({max_decode_bytes / mib:,.0f} MiB), or lower that too"
+            )
+        return value
+    limit = cgroup.memory_limit()
+    default = 1024 * mib if limit is None else min(1024 * mib, int(0.3 * limit))
+    return max(default, max_decode_bytes)
 
 
 def _path(value) -> Path:

@@ -18,13 +18,19 @@ import sys
 _verbose = False
 
 
-def configure(*, verbose: bool) -> None:
-    """Let TensorFlow's start-up lines through (``settings.tf_verbose``), or not (the default).
+def configure(*, verbose: bool, threads: int | None = None) -> None:
+    """Let TensorFlow's start-up lines through (``settings.tf_verbose``), or not (the default),
+    and size its thread pools to ``threads`` (the cgroup's CPUs: TensorFlow counts the node's).
 
-    Process-wide, like the import it governs; entry points call it once with their settings.
+    Process-wide, like the import it governs; entry points call it once with their settings,
+    before anything imports TensorFlow. ``TF_NUM_INTRAOP_THREADS`` and ``TF_NUM_INTEROP_THREADS``
+    already set in the environment win.
     """
     global _verbose
     _verbose = verbose
+    if threads:
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", str(max(1, min(2, threads))))
 
 
 @contextlib.contextmanager

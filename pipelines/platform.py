@@ -239,6 +239,9 @@ class Platform:
                 "IMGTAG_AMQP_URL": self.settings.amqp_url,
                 "MLFLOW_TRACKING_URI": self.settings.mlflow_tracking_uri,
                 "IMGTAG_STAGE_EXECUTOR": "local",
+                # where `ingest` may read labelled images (`make labelled-sample` draws into it);
+                # a training run's form names folders under it, and cannot add others
+                "IMGTAG_INGEST_ROOTS": env.get("IMGTAG_INGEST_ROOTS") or str(home / "labelled"),
                 "IMGTAG_SECRET_KEY": _secret(self.root / "catalog-secret-key", lambda: secrets.token_urlsafe(50)),
                 "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
                 "PYTHONUNBUFFERED": "1",

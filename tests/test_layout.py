@@ -29,7 +29,7 @@ BIN = Path(sys.executable).parent
 PACKAGES = ("core", "serving", "catalog", "pipelines")
 LINTED = (*PACKAGES, "dags", "tests")
 # The core modules a DAG file may import (setup.cfg's dags-thin contract names them too).
-DAG_CORE_MODULES = ("core.errors", "core.settings", "core.training_limits")
+DAG_CORE_MODULES = ("core.errors", "core.settings", "core.training_limits", "core.cgroup")
 # What else a DAG file imports: Airflow and its Kubernetes provider, the sibling imgtag_stage.py.
 DAG_IMPORTS = ("airflow", "kubernetes", "imgtag_stage")
 

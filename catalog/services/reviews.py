@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from django.db import transaction
 
+from catalog import counts
 from catalog.models import Asset, AssetTag, Tag
 from catalog.query import normalize_tag_name
 from catalog.services._sql import chunks
@@ -42,6 +43,7 @@ def review(asset: Asset, tag_name: str, action: str, user=None) -> AssetTag:
         raise ValueError("the tag name is empty")
     reviewer = user if getattr(user, "is_authenticated", False) else None
     with transaction.atomic():
+        counts.fold_after_commit()
         rows = AssetTag.objects.select_for_update(of=("self",))
         row = rows.filter(asset=asset, tag__name=name).first()
         if row is None:

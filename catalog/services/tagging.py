@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.transaction import get_connection
 from django.utils import timezone
 
+from catalog import counts
 from catalog.models import Asset, AssetTag, ModelVersion, Tag
 from catalog.query import normalize_tag_name
 from catalog.services._sql import SQL_IN_CHUNK, chunks
@@ -240,6 +241,8 @@ def record_tags_batch(
             Asset.objects.filter(pk__in=chunk).update(status=Asset.Status.TAGGED, error="", updated_at=now)
         for asset in newly_tagged:
             asset.status, asset.error, asset.updated_at = Asset.Status.TAGGED, "", now
+        if created or stale:
+            counts.fold_after_commit()
     return TagChanges(len(created), len(rescored), len(stale))
 
 

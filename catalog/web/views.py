@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import FileResponse, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -35,6 +36,7 @@ from catalog.web.forms import (
     ThresholdForm,
     ThresholdTargetForm,
 )
+from core.decode_budget import DecodeBusy
 
 PAGE_SIZE = 24
 MAX_FACET_FILTERS = 10  # facet values at once: each is a subquery, like a query term
@@ -144,8 +146,11 @@ def gallery(request):
     rows, has_previous, has_next = _keyset_page(assets, after, before)
     size, counts = facets.Size(0), facets.Facets()
     if not problems:
-        size = facets.Size(assets.count()) if exact else facets.result_size(assets)
-        counts = facets.facet_counts(assets, filters, size=size)
+        size = facets.Size(assets.count()) if exact else facets.result_size(assets, known=facets.kept_count(filters))
+        if filters == facets.Filters() and not exact:  # the whole catalog: its sidebar is everyone's
+            counts = facets.whole_catalog_facets(assets, size)
+        else:
+            counts = facets.facet_counts(assets, filters, size=size)
     kept = [("exact", "1")] if exact else []
     # an empty page (past the last asset, or one deleted since) still links to its neighbours
     first = rows[0].pk if rows else (after - 1 if after is not None else before)
@@ -259,6 +264,10 @@ def asset_thumbnail(request, pk: int):
             break
         except thumbnails.ThumbnailUnavailable as exc:
             return HttpResponse(f"no thumbnail: {exc}", status=404, content_type="text/plain")
+        except DecodeBusy as exc:  # other thumbnails hold the decode memory: come back soon
+            busy = HttpResponse(f"no thumbnail yet: {exc}", status=503, content_type="text/plain")
+            busy["Retry-After"] = str(exc.retry_after)
+            return busy
         except FileNotFoundError:
             continue
     else:
@@ -307,18 +316,72 @@ def upload(request):
 @require_GET
 @requires(roles.REVIEW)
 def threshold_page(request):
-    """For one tag: how many assets each threshold would keep, the threshold in force and, for
-    users who may (``catalog.change_tagthreshold``), a form that applies another one."""
-    return render(request, "catalog/thresholds.html", _threshold_context(request, request.GET.get("tag", "")))
+    """Without ``tag``: every scored tag in a table (tag, assets, threshold in force, how it was
+    set), :data:`TAGS_PAGE` a page, sorted by any column (``sort``, ``order``) and filtered by a
+    name prefix (``prefix``). With ``tag``: how many assets each threshold would keep, the
+    threshold in force and, for users who may (``catalog.change_tagthreshold``), a form that
+    applies another one."""
+    tag = request.GET.get("tag", "")
+    if not normalize_tag_name(tag):
+        return render(request, "catalog/thresholds.html", _tag_table_context(request))
+    return render(request, "catalog/thresholds.html", _threshold_context(request, tag))
+
+
+TAGS_PAGE = 50  # rows of the thresholds page's table of tags
+
+
+def _tag_table_context(request) -> dict:
+    """The thresholds page's table of tags: sorted, filtered by prefix and paged as the URL says."""
+    prefix = " ".join(request.GET.get("prefix", "").lower().split())
+    sort = request.GET.get("sort", "assets")
+    sort = sort if sort in thresholds.SORTS else "assets"
+    order = request.GET.get("order", "desc" if sort == "assets" else "asc")
+    order = order if order in ("asc", "desc") else "asc"
+    settings = imgtag_settings()
+    rows = thresholds.listing(settings, prefix.replace("\0", ""), sort, descending=order == "desc")
+    page = Paginator(rows, TAGS_PAGE).get_page(request.GET.get("page"))
+    kept = [("prefix", prefix)] if prefix else []
+
+    def link(**changes) -> str:
+        params = dict(kept + [("sort", sort), ("order", order)]) | changes
+        return "?" + urlencode({key: value for key, value in params.items() if value not in ("", None)})
+
+    columns = []
+    for key, title in (("tag", "tag"), ("assets", "assets"), ("threshold", "threshold")):
+        active = key == sort
+        flipped = ("asc" if order == "desc" else "desc") if active else ("desc" if key == "assets" else "asc")
+        columns.append((key, title, link(sort=key, order=flipped), ("ascending" if order == "asc" else "descending") if active else ""))
+    model, where, _ = thresholds.model_thresholds(settings)
+    return {
+        "tag": "",
+        "prefix": prefix,
+        "sort": sort,
+        "order": order,
+        "page": page,
+        "columns": columns,
+        "model": f"{model.name}:{model.version}",
+        "where": where,
+        "prev_link": link(page=page.previous_page_number()) if page.has_previous() else "",
+        "next_link": link(page=page.next_page_number()) if page.has_next() else "",
+    }
 
 
 def _threshold_context(request, tag: str, tried: float | None = None) -> dict:
     """The thresholds page of ``tag``; ``tried``: the value in the input (default: the one in force)."""
     tag = normalize_tag_name(tag)
-    context = {"tag": tag, "tags": thresholds.scored_tags()}
+    if not tag:
+        return _tag_table_context(request)
+    exact = request.GET.get("exact") == "1"  # a common tag is counted on the sample unless asked
+    estimated = not exact and thresholds.sampled(tag)
+    context = {
+        "tag": tag,
+        "estimated": estimated,
+        "exact_link": f"?{urlencode({'tag': tag, 'exact': '1'})}",
+        "sample_above": f"{thresholds.SAMPLE_ABOVE:,}",
+    }
     if tag:
         current = thresholds.current(tag, imgtag_settings())
-        rows = thresholds.table(tag)
+        rows = thresholds.table(tag, exact=not estimated)
         start = (
             tried
             if tried is not None
@@ -340,7 +403,7 @@ def _threshold_context(request, tag: str, tried: float | None = None) -> dict:
                 for row in rows
             ],
             start=start,
-            start_kept=thresholds.kept(tag, start),
+            start_kept=thresholds.kept(tag, start, exact=not estimated),
             can_apply=current.value is not None and request.user.has_perm(roles.CHANGE_THRESHOLD),
         )
     return context
@@ -357,13 +420,16 @@ def _step_class(threshold: float, current_step: float | None) -> str:
 @require_GET
 @requires(roles.REVIEW)
 def threshold_count(request):
-    """``{"tag", "threshold", "kept"}``: the live count of the thresholds page."""
+    """``{"tag", "threshold", "kept", "exact"}``: the live count of the thresholds page (a common
+    tag's counted on the sample, ``exact`` false, unless asked with ``exact=1``)."""
     form = ThresholdForm(request.GET)
     if not form.is_valid():
         return JsonResponse({"errors": form.errors}, status=400)
     tag = normalize_tag_name(form.cleaned_data["tag"])
     threshold = form.cleaned_data["threshold"]
-    return JsonResponse({"tag": tag, "threshold": threshold, "kept": thresholds.kept(tag, threshold)})
+    exact = request.GET.get("exact") == "1" or not thresholds.sampled(tag)
+    kept = thresholds.kept(tag, threshold, exact=exact)
+    return JsonResponse({"tag": tag, "threshold": threshold, "kept": kept, "exact": exact})
 
 
 def _threshold_problem(request, form, tried: float | None = None, status: int = 400):

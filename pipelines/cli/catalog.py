@@ -72,7 +72,8 @@ def import_(
     """Import images into the catalog: store each original once (by sha256) and tag it.
 
     With --queue the images are stored and published for tagging; if the broker is down they
-    stay pending and `imgtag requeue --pending` publishes them later.
+    stay pending and `imgtag requeue --pending` publishes them later. Images already in the
+    catalog and still pending are not published again (their message is queued already).
 
     Running it again on the same folder imports nothing new. Exits with status 1 when any
     file failed; the summary names each one and why.
@@ -103,8 +104,9 @@ def import_(
     if as_json:
         print(json.dumps(summary.as_dict(), indent=2))
     else:
+        pending = f" ({summary.already_pending} still pending, not published again)" if summary.already_pending else ""
         out.print(
-            f"Imported {summary.imported}, duplicates {summary.duplicates}, failed {len(summary.failed)} "
+            f"Imported {summary.imported}, duplicates {summary.duplicates}{pending}, failed {len(summary.failed)} "
             f"(of {len(files)} files)."
         )
         for failure in summary.failed:

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from core import tf_runtime
+from core import cgroup, decode_budget, tf_runtime
 from core.errors import ExitCode
 from core.settings import Settings
 
@@ -39,7 +39,8 @@ def settings() -> Settings:
     global _settings
     if _settings is None:
         _settings = Settings.from_env()
-        tf_runtime.configure(verbose=_settings.tf_verbose)
+        tf_runtime.configure(verbose=_settings.tf_verbose, threads=cgroup.available_cpus())
+        decode_budget.configure(_settings.decode_memory_bytes)  # every decode of this process shares it
     return _settings
 
 

@@ -21,7 +21,13 @@ PANEL = "Queue operators"
 app = typer.Typer(rich_help_panel=PANEL)
 
 
-def _consumer(metrics_port: int | None):
+DATABASE_WAIT_HELP = (
+    "Seconds to keep the messages held while the catalog's database does not answer (the batch is "
+    "tried again with backoff); then they go back to the queue and the command exits 75."
+)
+
+
+def _consumer(metrics_port: int | None, database_wait: float):
     # lazy: RabbitMQ's client and the tagger engine
     from pipelines.tagging.worker import Consumer
 
@@ -32,7 +38,8 @@ def _consumer(metrics_port: int | None):
     if metrics_port:
         metrics.serve(metrics_port)
     load_tagger()  # load the model before the first message
-    consumer = Consumer(get_tagger, settings())  # follows a newly promoted champion between batches
+    # follows a newly promoted champion between batches
+    consumer = Consumer(get_tagger, settings(), database_wait=database_wait)
     consumer.install_signal_handlers()
     return consumer
 
@@ -55,6 +62,7 @@ def drain(
     ),
     idle_seconds: float = typer.Option(2.0, help="Stop when no message came for this long."),
     metrics_port: int | None = typer.Option(None, help="Serve Prometheus metrics on this port."),
+    database_wait: float = typer.Option(120.0, min=0, help=DATABASE_WAIT_HELP),
     as_json: bool = typer.Option(
         False,
         "--json",
@@ -64,9 +72,11 @@ def drain(
     """Tag what is waiting in the RabbitMQ tagging queue, in batches, then exit.
 
     Tags are committed before messages are acked; bad messages go to the dead-letter queue
-    (see `imgtag dead list`). Exit status 75 when the broker cannot be reached.
+    (see `imgtag dead list`). A dropped database connection is re-opened and the batch tagged
+    again. Exit status 75 when the broker cannot be reached, or the database stays away for
+    --database-wait seconds (the messages are back in the queue then).
     """
-    consumer = _consumer(metrics_port)
+    consumer = _consumer(metrics_port, database_wait)
     _run_consumer(
         consumer, as_json, max_messages=max_messages, max_seconds=max_seconds, idle_seconds=idle_seconds
     )
@@ -75,10 +85,15 @@ def drain(
 @app.command(rich_help_panel=PANEL)
 def worker(
     metrics_port: int | None = typer.Option(9100, help="Serve Prometheus metrics on this port (0: off)."),
+    database_wait: float = typer.Option(120.0, min=0, help=DATABASE_WAIT_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON when stopped."),
 ):
-    """Tag messages from the RabbitMQ tagging queue until SIGTERM (the current batch finishes)."""
-    consumer = _consumer(metrics_port or None)
+    """Tag messages from the RabbitMQ tagging queue until SIGTERM (the current batch finishes).
+
+    A dropped database connection is re-opened and the batch tagged again; a database away for
+    --database-wait seconds ends the worker with exit status 75, its messages back in the queue.
+    """
+    consumer = _consumer(metrics_port or None, database_wait)
     _run_consumer(consumer, as_json, idle_seconds=None)
 
 

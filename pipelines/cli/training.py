@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from core import training_limits
 from core.errors import ExitCode
@@ -79,6 +80,9 @@ def ingest(
     Duplicates (the same bytes from any sources) become one example with the union of their
     tags. The split follows from each image's sha256, so an image keeps its split in every
     run. Images whose header cannot be read are kept for `imgtag validate` to report.
+    Only files under the allowed roots are read: IMGTAG_INGEST_ROOTS (':'-separated) where it is
+    set, else the --folder folders and the manifests' folders; paths are resolved (symlinks and
+    '..' too) first. Files elsewhere are not copied; `imgtag validate` names them and fails.
     Exit status 2 when a source cannot be read (the message names the file and line).
     """
     # lazy: needs the training extra (MLflow, DVC, GX)
@@ -92,11 +96,17 @@ def ingest(
         fractions = tuple(float(share) for share in split.split(","))
     except ValueError:  # float() of the user's text, nothing else
         fail(f"--split {split!r}: expected three numbers such as 0.7,0.15,0.15")
+    folders, manifests = _path_list(folder), _path_list(manifest)
+    # IMGTAG_INGEST_ROOTS (the platform's, the pods') is all there is; without it, what was given
+    roots = settings().ingest_roots or (*folders, *(m.parent for m in manifests))
     result = run_ingest(
-        out, folders=_path_list(folder), manifests=_path_list(manifest), catalog=catalog,
-        fractions=fractions, salt=salt, progress=sys.stderr.isatty(),
+        out, folders=folders, manifests=manifests, catalog=catalog,
+        fractions=fractions, salt=salt, progress=sys.stderr.isatty(), roots=roots,
     )
     summary = result.to_dict()
+    for refusal in summary["refused"]:
+        where = escape(f"{refusal['path']} ({refusal['source']})")
+        err.print(f"[yellow]not read: {where} is outside the allowed roots[/yellow]", highlight=False)
     splits = ", ".join(f"{name} {count}" for name, count in summary["images_per_split"].items())
     emit(summary, as_json, f"dataset {summary['dataset']}: {summary['images']} images ({splits}), "
                             f"{len(summary['tags'])} tags, {summary['negatives']} without a tag (negatives), "

@@ -39,11 +39,12 @@ class ImportSummary:
     failed: list[dict] = field(default_factory=list)
     published: int | None = None  # with --queue: tagging messages published
     broker_error: str | None = None  # with --queue: why nothing was published
+    already_pending: int | None = None  # with --queue: in the catalog, pending, so not published again
 
     def as_dict(self) -> dict:
         out = {"imported": self.imported, "duplicates": self.duplicates, "failed": self.failed}
         if self.published is not None:
-            out.update(published=self.published, broker_error=self.broker_error)
+            out.update(published=self.published, broker_error=self.broker_error, already_pending=self.already_pending)
         return out
 
 
@@ -122,10 +123,14 @@ def _prepare(path: Path):
         return path, None, _message(exc, path)
 
 
-def _new_assets(files: list[Path], summary: ImportSummary, chunk_size: int, threads: int, on_progress):
+def _new_assets(
+    files: list[Path], summary: ImportSummary, chunk_size: int, threads: int, on_progress, *, pending: bool = True
+):
     """Store and register ``files`` chunk by chunk; yields the assets of each chunk to tag.
 
-    Duplicates are counted; an asset that an interrupted run left ``pending`` is yielded again.
+    Duplicates are counted; an asset that an interrupted run left ``pending`` is yielded again
+    when ``pending`` (tagging in process), and only counted otherwise (``already_pending``: its
+    message is queued, or ``imgtag requeue --pending`` sends it).
     """
     # Django models: importable only once catalog.runtime.setup() has run
     from catalog import services
@@ -145,11 +150,14 @@ def _new_assets(files: list[Path], summary: ImportSummary, chunk_size: int, thre
             registered = services.register([item for _, item in prepared])
             to_tag = []
             for (path, _), (asset, created) in zip(prepared, registered, strict=True):
-                if (created or asset.status == Asset.Status.PENDING) and asset.pk not in queued:
+                waiting = asset.status == Asset.Status.PENDING
+                if (created or (pending and waiting)) and asset.pk not in queued:
                     queued.add(asset.pk)
                     to_tag.append((asset, path))
                 else:
                     summary.duplicates += 1
+                    if waiting and not pending and summary.already_pending is not None:
+                        summary.already_pending += 1
             on_progress(len(chunk) - len(to_tag))
             yield to_tag
 
@@ -216,18 +224,22 @@ def queue_files(
 ) -> ImportSummary:
     """Import ``files`` and publish a tagging message for each new asset instead of tagging.
 
+    Only new assets are published: a file already in the catalog and still ``pending`` has its
+    message in the queue already (a second would tag it twice), or, stored while the broker was
+    down, gets one from ``imgtag requeue --pending``; the summary counts them (``already_pending``).
     If RabbitMQ cannot be reached the originals are still stored and their assets stay
     ``pending`` (``imgtag requeue --pending`` publishes them later); the summary says so.
     """
 
     summary = ImportSummary()
     summary.published = 0
+    summary.already_pending = 0
     try:
         publisher = broker.Publisher(settings)
     except broker.BrokerUnavailable as exc:
         publisher, summary.broker_error = None, str(exc)
     try:
-        for to_tag in _new_assets(files, summary, chunk_size, settings.decode_threads, on_progress):
+        for to_tag in _new_assets(files, summary, chunk_size, settings.decode_threads, on_progress, pending=False):
             summary.imported += len(to_tag)
             if publisher is not None:
                 publisher.publish_many(broker.TaggingMessage.for_asset(asset) for asset, _ in to_tag)

@@ -28,7 +28,14 @@ One loop, two ways to end: ``drain`` stops when the queue stays empty for a mome
 - when the model server (TF Serving, ``IMGTAG_PREDICTOR=rest|grpc``) cannot be reached, the
   batch is held, unacked, and tried again with backoff until the server is back: nothing is
   dead-lettered for an outage, and ``imgtag_serving_waits_total`` tells the alert. A stop
-  request during the wait hands the batch back to the queue.
+  request during the wait hands the batch back to the queue;
+- **a dropped database is an outage, not a crash**: when the catalog's database connection
+  fails (PostgreSQL restarted, a backend terminated, a failover), the broken connection is
+  closed and the batch is tagged again, with backoff, while the broker keeps its messages
+  (unacked, heartbeats alive); tags already committed are upserted again, unchanged. When the
+  database stays away longer than ``database_wait`` seconds, every message this worker holds
+  is published again as a fresh message (confirmed, then acked: none is counted a suspect, as a
+  redelivery would be) and the command exits 75 (:class:`catalog.runtime.CatalogUnreachable`).
 """
 
 from __future__ import annotations
@@ -41,8 +48,10 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from django.db import InterfaceError, OperationalError, connections
 from pika.exceptions import AMQPError
 
+from catalog.runtime import CatalogUnreachable
 from catalog.storage import get_storage
 from core import broker, metrics
 from core.settings import Settings
@@ -51,6 +60,11 @@ from serving.predictors import ServingUnavailable
 RECONNECT_BUDGET_SECONDS = 120.0
 BATCHES_PER_COMMIT = 4
 SERVING_RETRY_MAX_SECONDS = 30.0
+DATABASE_RETRY_MAX_SECONDS = 10.0
+#: How long a worker holds its messages while the database is away before handing them back.
+DATABASE_WAIT_SECONDS = 120.0
+#: What a lost database connection raises (psycopg's errors, as Django wraps them).
+DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +77,7 @@ class DrainSummary:
     reasons: Counter = field(default_factory=Counter)
     reconnects: int = 0
     serving_waits: int = 0
+    database_waits: int = 0  # batches tried again because the database connection failed
     suspects: int = 0  # redelivered messages set aside to be tagged one at a time
     seconds: float = 0.0
 
@@ -74,6 +89,7 @@ class DrainSummary:
             "dead_letter_reasons": dict(self.reasons),
             "reconnects": self.reconnects,
             "serving_waits": self.serving_waits,
+            "database_waits": self.database_waits,
             "suspects": self.suspects,
             "seconds": round(self.seconds, 2),
         }
@@ -131,8 +147,11 @@ class Consumer:
         settings: queue names, broker URL, batch size.
     """
 
-    def __init__(self, tagger, settings: Settings, *, linger_seconds: float = 0.3):
+    def __init__(
+        self, tagger, settings: Settings, *, linger_seconds: float = 0.3, database_wait: float = DATABASE_WAIT_SECONDS
+    ):
         self._tagger = tagger
+        self.database_wait = database_wait
         self.settings = settings
         # Messages handled per commit: a few inference batches, so that decoding the next
         # inference batch overlaps the model within one call of the engine.
@@ -162,6 +181,8 @@ class Consumer:
 
         Raises:
             broker.BrokerUnavailable: the broker stayed unreachable for the reconnect budget.
+            catalog.runtime.CatalogUnreachable: the database stayed away for ``database_wait``
+                seconds; the messages held were handed back to their queues first.
         """
         started = time.monotonic()
         deadline = started + max_seconds if max_seconds else None
@@ -205,18 +226,36 @@ class Consumer:
         )
 
     def _consume(self, connection, work, max_messages, deadline, idle_seconds) -> bool:
-        """Consume on one connection; True when finished, AMQPError when the connection died."""
+        """Consume on one connection; True when finished, AMQPError when the connection died.
+
+        Raises:
+            catalog.runtime.CatalogUnreachable: the database stayed away; every message held
+                (the batch being tagged and those prefetched) was handed back first.
+        """
         channel = connection.channel()
         channel.confirm_delivery()
         broker.declare(channel, self.settings)
         channel.basic_qos(prefetch_count=2 * self.batch_size)
         inbox: list = []
+        try:
+            return self._consume_into(connection, channel, work, inbox, max_messages, deadline, idle_seconds)
+        except _DatabaseGone as gone:
+            # Stop deliveries first: each ack below would free a prefetch slot, and a message
+            # delivered into it after the hand-back would come back redelivered (a suspect).
+            connection.process_data_events(time_limit=0)  # what has arrived joins the inbox
+            if self._consumer_tag is not None:
+                channel.basic_cancel(self._consumer_tag)
+            self._hand_back(channel, gone.held + inbox)
+            raise gone.error from None
+
+    def _consume_into(self, connection, channel, work, inbox: list, max_messages, deadline, idle_seconds) -> bool:
 
         def on_message(ch, method, properties, body):
             inbox.append((method, properties, body))
 
+        self._consumer_tag = None
         self._tag_suspects(connection, channel, work, max_messages, deadline)  # before holding any other
-        channel.basic_consume(self.settings.queue, on_message)
+        self._consumer_tag = channel.basic_consume(self.settings.queue, on_message)
         last_message = time.monotonic()
         while True:
             waiting = len(inbox)
@@ -304,7 +343,12 @@ class Consumer:
     def _process(self, connection, channel, work, batch) -> None:
         self.summary.received += len(batch)
         started = time.monotonic()
-        outcome = self._tag_when_served(connection, work, batch)
+        try:
+            outcome = self._tag_when_served(connection, work, batch)
+        except _DatabaseGone as gone:
+            self.summary.received -= len(batch)
+            gone.held = list(batch)
+            raise
         if outcome is None:  # stopped while the model server was down: back to the queue
             for method, _, _ in batch:
                 channel.basic_nack(method.delivery_tag, requeue=True)
@@ -325,13 +369,18 @@ class Consumer:
         metrics.QUEUE_DEPTH.set(broker.queue_depth(channel, self.settings.queue))
 
     def _tag_when_served(self, connection, work, batch) -> list[tuple[str, str]] | None:
-        """``tag_batch`` in the work thread, tried again while the model server is unavailable.
+        """``tag_batch`` in the work thread, tried again while the model server or the database
+        is unavailable.
 
         Returns:
-            ``tag_batch``'s outcome, or None when a stop was requested during an outage.
+            ``tag_batch``'s outcome, or None when a stop was requested during a model server outage.
+
+        Raises:
+            _DatabaseGone: the database stayed away for ``database_wait`` seconds, or a stop was
+                requested while it was away (the caller hands the messages back).
         """
 
-        delay = 1.0
+        delay, database_delay, database_lost = 1.0, 0.5, None
         while True:
             future = work.submit(tag_batch, self.tagger, batch)
             while not future.done():  # keep heartbeats and deliveries flowing while the model works
@@ -342,12 +391,60 @@ class Consumer:
                 self.summary.serving_waits += 1
                 metrics.SERVING_WAITS.inc()
                 log.warning("%s; holding %d messages, next try in %.0fs", exc, len(batch), delay)
-            wake = time.monotonic() + delay
+                pause, delay = delay, min(delay * 2, SERVING_RETRY_MAX_SECONDS)
+            except DATABASE_ERRORS as exc:
+                work.submit(_close_database_connections).result()  # the work thread's own connection
+                self.summary.database_waits += 1
+                database_lost = database_lost or time.monotonic()
+                if time.monotonic() - database_lost > self.database_wait or self.stop_requested.is_set():
+                    raise _DatabaseGone(
+                        CatalogUnreachable(
+                            f"the catalog's database did not answer for {self.database_wait:.0f} s ({exc}); the "
+                            "messages held were put back on the queue: start the database or fix DATABASE_URL, "
+                            "then run this again"
+                        )
+                    ) from exc
+                log.warning(
+                    "the database connection failed (%s); holding %d messages, next try in %.1fs",
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                    len(batch),
+                    database_delay,
+                )
+                pause, database_delay = database_delay, min(database_delay * 2, DATABASE_RETRY_MAX_SECONDS)
+            wake = time.monotonic() + pause
             while time.monotonic() < wake:
-                if self.stop_requested.is_set():
+                if self.stop_requested.is_set() and database_lost is None:
                     return None
                 connection.process_data_events(time_limit=0.2)
-            delay = min(delay * 2, SERVING_RETRY_MAX_SECONDS)
+
+    def _hand_back(self, channel, held: list) -> None:
+        """Publish fresh copies of the messages this worker holds to the queues they came from,
+        then ack them: the broker keeps them, and none comes back marked as redelivered (a
+        suspect) because the database, not the image, was the problem."""
+        publisher = _ChannelPublisher(channel, self.settings)
+        for method, properties, body in held:
+            headers = {k: v for k, v in (properties.headers or {}).items() if k != "x-delivery-count"}
+            publisher.publish_raw(body, method.routing_key or self.settings.queue, headers=headers)
+            channel.basic_ack(method.delivery_tag)
+        log.warning("handed %d messages back to the queue while the database is away", len(held))
+
+
+class _DatabaseGone(Exception):
+    """The database stayed away: carries the error the command ends with, once the messages are back."""
+
+    def __init__(self, error: CatalogUnreachable):
+        super().__init__(str(error))
+        self.error = error
+        self.held: list = []  # the batch being tagged
+
+
+def _close_database_connections() -> None:
+    """Close this thread's database connections, broken ones too: the next query opens a new one."""
+    for connection in connections.all(initialized_only=True):
+        try:
+            connection.close()
+        except DATABASE_ERRORS:
+            connection.connection = None  # already dead: forget it
 
 
 def _observe_latency(body: bytes) -> None:

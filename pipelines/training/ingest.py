@@ -23,6 +23,15 @@ height 0, for the ``validate`` stage to report by its origin.
 The dataset is written into a temporary folder next to the output and renamed into place, so
 a failed run leaves the previous dataset (if any) untouched and a reader never sees half of
 one. Files are never rewritten in place, which also keeps DVC's hard-linked cache intact.
+
+**Allowed roots.** Ingest reads files only under its roots (``roots``): ``IMGTAG_INGEST_ROOTS``
+where it is set (the platform and the pods: the labelled-data volume and the sample folder),
+otherwise the folders and the manifests' folders given on the command line. Every path is
+resolved first (``..`` and symlinks too); a folder or manifest outside the roots is not read at
+all, and a file outside them (a manifest row naming ``/etc/passwd`` or ``../../x``, a symlink in
+a tree pointing at ``/etc/shadow``) is not copied. Each refusal is kept in ``dataset.json``
+(``refused``) and named by ``validate``'s ``allowed_paths`` rule, which then fails. A DAG run's
+form names folders, never roots, so it cannot widen them.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -44,6 +54,7 @@ from pathlib import Path
 
 from catalog import runtime
 from catalog.storage import get_storage
+from core import cgroup
 from core.errors import UsageError
 from core.imageio import IMAGE_EXTENSIONS, ImageError, probe
 from pipelines.training import dataset as ds
@@ -65,6 +76,44 @@ _CHUNK = 64  # images read, hashed and probed together (bounds memory)
 
 class IngestError(UsageError, ValueError):
     """A source cannot be ingested; the message names the file (and line) and what to do."""
+
+
+ROOTS_HINT = (
+    "only files under the allowed roots are read (IMGTAG_INGEST_ROOTS, or without it the folders and "
+    "manifests' folders given): move the files there, or add their folder to IMGTAG_INGEST_ROOTS"
+)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A file or source that ingest did not read: it lies outside the allowed roots.
+
+    Attributes:
+        path: the path as the source named it.
+        resolved: where it really is (symlinks and ``..`` resolved).
+        source: what named it: ``--folder DIR``, ``<manifest>:<line>``, a tree's folder.
+    """
+
+    path: str
+    resolved: str
+    source: str
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "reason": f"outside the allowed roots; {ROOTS_HINT}"}
+
+
+class Roots:
+    """The folders ingest may read under, resolved; ``None`` reads anywhere (library callers)."""
+
+    def __init__(self, roots: Iterable[str | Path] | None):
+        self.folders = None if roots is None else tuple(Path(r).expanduser().resolve() for r in roots)
+
+    def allow(self, path: Path) -> bool:
+        """``path``, resolved (symlinks too), lies under a root."""
+        if self.folders is None:
+            return True
+        real = Path(os.path.realpath(path))
+        return any(real == root or root in real.parents for root in self.folders)
 
 
 @dataclass(frozen=True)
@@ -94,6 +143,7 @@ class IngestSummary:
         negatives: images without a tag (manifest rows with an empty ``tags``): no tag is right
             on them, which teaches every tag what it is not.
         per_source: entries read per kind of source (tree files, manifest rows, catalog assets).
+        refused: files and sources outside the allowed roots, not read (see :class:`Refusal`).
     """
 
     dataset: str
@@ -105,6 +155,7 @@ class IngestSummary:
     unreadable: int
     negatives: int = 0
     per_source: dict[str, int] = field(default_factory=dict)
+    refused: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The summary as a JSON-ready dict."""
@@ -121,6 +172,7 @@ def ingest(
     salt: str = "",
     progress: bool = False,
     threads: int | None = None,
+    roots: Iterable[str | Path] | None = None,
 ) -> IngestSummary:
     """Gather labelled images from every source into one dataset folder at ``out``.
 
@@ -132,7 +184,8 @@ def ingest(
         fractions: train, val and test shares, summing to 1.
         salt: changes the split assignment as a whole (see :func:`pipelines.training.dataset.split_for`).
         progress: show a progress bar on stderr.
-        threads: threads reading and hashing images (default: CPUs, at most 8).
+        threads: threads reading and hashing images (default: the cgroup's CPUs, at most 8).
+        roots: the only folders files may be read under (see the module docstring); None: anywhere.
 
     Returns:
         The stage summary.
@@ -157,13 +210,24 @@ def ingest(
     out = Path(out).expanduser().resolve()
     _check_output(out)
 
+    allowed = Roots(roots)
     entries: list[_Entry] = []
+    refused: list[Refusal] = []
     for root in folders:
-        entries.extend(folder_entries(root))
+        if allowed.allow(root):
+            entries.extend(folder_entries(root, allowed, refused))
+        else:
+            refused.append(Refusal(str(root), os.path.realpath(root), f"--folder {root}"))
     for manifest in manifests:
-        entries.extend(manifest_entries(manifest))
+        if allowed.allow(manifest):
+            entries.extend(manifest_entries(manifest, allowed, refused))
+        else:
+            refused.append(Refusal(str(manifest), os.path.realpath(manifest), f"--manifest {manifest}"))
     if catalog:
         entries.extend(catalog_entries())
+    if not entries and refused:
+        named = "; ".join(f"{r.path} ({r.source})" for r in refused[:5])
+        raise IngestError(f"nothing to ingest: every source lies outside the allowed roots ({named}); {ROOTS_HINT}")
     if not entries:
         raise IngestError(
             "no labelled image in the sources: the manifests are empty and the catalog has no asset "
@@ -177,6 +241,11 @@ def ingest(
         staging.chmod(0o755)  # mkdtemp makes it private; the dataset is read by other stages and users
         examples, unreadable = _gather(entries, staging, fractions, salt, progress, threads)
         dataset = ds.write(staging, examples)
+        if refused:  # named by validate's allowed_paths rule
+            summary_file = staging / ds.SUMMARY_FILE
+            written = json.loads(summary_file.read_text(encoding="utf-8"))
+            written["refused"] = [r.to_dict() for r in refused]
+            summary_file.write_text(json.dumps(written, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         _replace(staging, out)
     except BaseException:
         _remove_tree(staging)
@@ -192,6 +261,7 @@ def ingest(
         unreadable=unreadable,
         negatives=sum(1 for e in dataset.examples if not e.tags),
         per_source=per_source,
+        refused=[r.to_dict() for r in refused],
     )
 
 
@@ -209,11 +279,13 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def folder_entries(root: str | Path) -> list[_Entry]:
+def folder_entries(root: str | Path, allowed: Roots | None = None, refused: list | None = None) -> list[_Entry]:
     """The images of a folder-per-tag tree, one entry per file, in a stable order.
 
     Args:
         root: a folder whose subfolders are tags (``root/cat/a.jpg``, ``root/cat/indoor/b.png``).
+        allowed: the roots files may lie under (symlinks resolved); None: anywhere.
+        refused: where the files outside them are recorded (:class:`Refusal`).
 
     Raises:
         IngestError: ``root`` is not a folder, or holds no image under any tag folder.
@@ -234,8 +306,12 @@ def folder_entries(root: str | Path) -> list[_Entry]:
                 if _is_hidden(name) or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
                     continue
                 path = Path(folder, name).absolute()
+                if allowed is not None and not allowed.allow(path):  # a symlink pointing out
+                    if refused is not None:
+                        refused.append(Refusal(str(path), os.path.realpath(path), f"the tree {root}"))
+                    continue
                 entries.append(_Entry("folder", str(path), name, frozenset({tag}), partial(_read_file, path)))
-    if not entries:
+    if not entries and not refused:
         raise IngestError(
             f"{root}: no images in a folder-per-tag tree; expected <root>/<tag>/<image> "
             f"with extensions {', '.join(sorted(IMAGE_EXTENSIONS))}"
@@ -251,7 +327,9 @@ def _split_tags(value) -> list[str]:
     raise TypeError
 
 
-def _manifest_entry(manifest: Path, line: int, path_value, tags_value, group_value="") -> _Entry:
+def _manifest_entry(
+    manifest: Path, line: int, path_value, tags_value, group_value="", allowed: Roots | None = None
+) -> _Entry | Refusal:
     where = f"{manifest}:{line}"
     if group_value is None:
         group_value = ""
@@ -267,6 +345,8 @@ def _manifest_entry(manifest: Path, line: int, path_value, tags_value, group_val
         ) from None
     path = Path(path_value.strip()).expanduser()
     path = (path if path.is_absolute() else manifest.parent / path).absolute()
+    if allowed is not None and not allowed.allow(path):  # checked first: nothing is said of files out there
+        return Refusal(path_value.strip(), os.path.realpath(path), where)
     if not path.is_file():
         raise IngestError(f"{where}: {path}: no such file (paths are relative to the manifest's folder)")
     return _Entry("manifest", str(path), path.name, tags, partial(_read_file, path), group_value.strip())
@@ -292,13 +372,15 @@ def _jsonl_rows(manifest: Path) -> Iterator[tuple[int, object, object, object]]:
         yield line, row.get("path"), row.get("tags", []), row.get("group", "")
 
 
-def manifest_entries(manifest: str | Path) -> list[_Entry]:
+def manifest_entries(manifest: str | Path, allowed: Roots | None = None, refused: list | None = None) -> list[_Entry]:
     """The rows of a CSV or JSON-lines manifest, checked before any image is read.
 
     Args:
         manifest: ``.csv`` with a ``path,tags`` header (and optionally ``group``), or ``.jsonl``
             / ``.json-lines`` with one ``{"path": ..., "tags": [...] or "a;b", "group": ...}``
             per line.
+        allowed: the roots its paths may lie under (symlinks resolved); None: anywhere.
+        refused: where the rows naming files outside them are recorded (:class:`Refusal`).
 
     Raises:
         IngestError: an unknown extension, a missing manifest, or a row without a path, whose
@@ -318,9 +400,12 @@ def manifest_entries(manifest: str | Path) -> list[_Entry]:
     if not manifest.is_file():
         raise IngestError(f"{manifest}: no such manifest")
     try:
-        return [_manifest_entry(manifest, line, *row) for line, *row in rows(manifest)]
+        checked = [_manifest_entry(manifest, line, *row, allowed=allowed) for line, *row in rows(manifest)]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise IngestError(f"{manifest}: cannot read it as {suffix[1:].upper()} text: {exc}") from None
+    if refused is not None:
+        refused.extend(item for item in checked if isinstance(item, Refusal))
+    return [item for item in checked if isinstance(item, _Entry)]
 
 
 def _read_stored(storage, uri: str, where: str) -> bytes:
@@ -409,7 +494,7 @@ def _gather(
         console=Console(stderr=True),
         disable=not show_progress,
     )
-    workers = threads or min(8, os.cpu_count() or 2)
+    workers = threads or min(8, cgroup.available_cpus())
     with bar, ThreadPoolExecutor(workers, thread_name_prefix="ingest") as pool:
         task = bar.add_task("ingest", total=len(entries))
         for chunk in _chunks(entries, _CHUNK):

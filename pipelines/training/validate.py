@@ -13,6 +13,7 @@ tag_counts  tag (images it labels, whole dataset)            min_examples_per_ta
 sha256s     distinct sha256 (how many splits it is in)       split_leakage
 groups      distinct group (how many splits it is in)        split_leakage
 paths       distinct image path (how many sha256 own it)     split_leakage
+refused     file ingest did not read (``dataset.json``)      allowed_paths
 ==========  ===============================================  ================================
 
 Before GX runs, every image file is read and decoded with :func:`core.imageio.decode`
@@ -37,6 +38,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from core import cgroup
 from core.imageio import ImageError, decode
 from pipelines.training import dataset as ds
 from pipelines.training.layout import REPORT_MD, RunLayout
@@ -67,6 +69,8 @@ RULES = {
     "image_size": "width and height at least the minimum side; width x height at most the pixel limit",
     "files_exist": "every image file listed in the manifest is in the dataset folder",
     "decodes": "every image file decodes (core.imageio.decode, OpenCV)",
+    "allowed_paths": "every file the sources named lies under an allowed root (IMGTAG_INGEST_ROOTS, or "
+    "the folders and manifests given); files elsewhere were refused at ingest and not copied",
 }
 
 
@@ -317,7 +321,7 @@ def _check_files(
     dataset_dir: Path, rows: list[_Row], max_pixels: int, workers: int | None, progress: bool
 ) -> list[tuple[bool, str | None]]:
     jobs = [(_image_file(dataset_dir, r.path), r.files[0], max_pixels) for r in rows]
-    workers = workers or min(16, os.cpu_count() or 1)
+    workers = workers or min(16, cgroup.available_cpus())
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="validate-decode") as pool:
         results = pool.map(lambda job: _check_file(*job), jobs)
         if not progress:
@@ -520,6 +524,39 @@ def _leakage_table(rows: list[_Row], key: str, counted: str) -> _Table:
     return _Table({"sha256": "sha256s", "group": "groups", "path": "paths"}[key], frame, expectations, describe)
 
 
+def _refused(dataset_dir: Path) -> list[dict]:
+    """What ingest refused to read (``dataset.json``'s ``refused``), as it recorded it."""
+    try:
+        summary = json.loads((dataset_dir / ds.SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    refused = summary.get("refused") if isinstance(summary, dict) else None
+    return [r for r in refused if isinstance(r, dict)] if isinstance(refused, list) else []
+
+
+def _refused_table(refused: list[dict]) -> _Table:
+    """One row per file or source ingest did not read; none is expected."""
+    import great_expectations as gx
+    import pandas as pd
+
+    frame = pd.DataFrame({
+        "path": pd.Series([str(r.get("path")) for r in refused], dtype=object),
+        "allowed": pd.Series([False] * len(refused), dtype=bool),
+    })
+    expectations = [_rule(
+        "allowed_paths",
+        gx.expectations.ExpectColumnValuesToBeInSet(column="allowed", value_set=[True]),
+        "no file lies outside the allowed roots",
+    )]
+
+    def describe(positions: list[int], kind: str, column: str | None) -> list[dict]:
+        return [{"refused": str(refused[p].get("path")), "resolved": str(refused[p].get("resolved")),
+                 "source": str(refused[p].get("source")), "reason": str(refused[p].get("reason"))}
+                for p in positions]
+
+    return _Table("refused", frame, expectations, describe)
+
+
 def _tables(
     rows: list[_Row],
     checks: list[tuple[bool, str | None]],
@@ -528,8 +565,10 @@ def _tables(
     min_examples_per_tag: int,
     min_side: int,
     max_pixels: int,
+    refused: list[dict] = (),
 ) -> list[_Table]:
     return [
+        _refused_table(list(refused)),
         _images_table(rows, checks, min_side, max_pixels),
         _image_tags_table(rows, allowed_tags),
         _tag_counts_table(_tag_counts(rows), min_examples_per_tag),
@@ -695,7 +734,7 @@ def validate(
             without a tag stays, a negative) and list them in the report, instead of failing
             ``min_examples_per_tag``.
         progress: show a progress bar on stderr while images are decoded.
-        workers: decoding threads (default: the CPU count, at most 16).
+        workers: decoding threads (default: the cgroup's CPUs, at most 16).
 
     Returns:
         The report; ``passed`` is False when any rule failed. It is written either way.
@@ -723,7 +762,7 @@ def validate(
     imported = time.perf_counter()
     tables = _tables(
         rows, checks, allowed_tags=allowed, min_examples_per_tag=min_examples_per_tag,
-        min_side=min_side, max_pixels=max_pixels,
+        min_side=min_side, max_pixels=max_pixels, refused=_refused(dataset_dir),
     )
     results, gx_json = _run_suites(context, tables)
     failures = _failures(results)
@@ -810,6 +849,9 @@ def _files(files: list[str], limit: int = 5) -> str:
 
 def _offending_line(item: dict) -> str:
     """One offending value as a Markdown list item (without the dash)."""
+    if "refused" in item:  # a file ingest did not read
+        return (f"{_code(item['refused'])} ({item['source']}, really {_code(item['resolved'])}): "
+                f"{item['reason']}")
     if "problem" in item:  # an image row
         return f"{_files(item['files'])} (manifest line {item['line']}): {item['problem']}"
     if "required" in item:  # a tag with too few images

@@ -4,7 +4,8 @@ PostgreSQL with a million assets, and the same on the embedded SQLite at 20,000 
 What it does, per database (each in a process of its own: Django configures one database per
 process):
 
-1. **Build** a catalog into a fresh database ``bench_scale_<assets>`` on the PostgreSQL server
+1. **Build** a catalog into a fresh database ``<prefix>_<assets>`` (``--db-prefix``, default
+   ``bench_scale``: give each person or agent sharing a server a prefix of their own) on the PostgreSQL server
    (``--postgres``, default 127.0.0.1:5432, user postgres), migrated by Django, filled with
    ``COPY`` (secondary indexes and foreign keys are dropped for the load and made again after
    it), then ``VACUUM ANALYZE``. The rows are fakes (no originals): assets uploaded over 3
@@ -56,6 +57,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import secrets
 import signal
 import socket
@@ -69,11 +71,16 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+# The code measured: this tree, or (--baseline-tree) another checkout of imgtag, e.g. main's, measured
+# by this same bench on the same database in the same run. Its catalog is imported first.
+CODE = Path(os.environ.get("BENCH_SCALE_CODE") or ROOT).resolve()
 sys.path.insert(0, str(ROOT))
+if CODE != ROOT:
+    sys.path.insert(0, str(CODE))
 from tests.bench.bench_catalog import COMMON, MODEL, machine  # noqa: E402
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
-DB_PREFIX = "bench_scale"  # every database this bench makes or drops is named bench_scale_<assets>
+DB_PREFIX = "bench_scale"  # every database this bench makes or drops is named <--db-prefix>_<assets>
 VERSIONS = ("1", "2", "3", "4")  # versions of MODEL; the last one is the current model
 CURRENT = VERSIONS[-1]
 YEARS = 3
@@ -87,6 +94,8 @@ TARGETS = {  # group: (limit, unit, what the issue asks)
     "search": (50.0, "ms", "p95 ≤ 50 ms"),
     "gallery": (150.0, "ms", "p95 ≤ 150 ms"),
     "asset": (30.0, "ms", "p95 ≤ 30 ms"),
+    "tags": (30.0, "ms", "p95 ≤ 30 ms"),
+    "thresholds": (150.0, "ms", "p95 ≤ 150 ms"),
     "stale": (10.0, "ms/asset", "< 10 ms per asset"),
     "commit": (10.0, "ms/asset", "< 10 ms per asset"),
 }
@@ -245,6 +254,10 @@ def build(args, backend: str, dsn: str | None) -> dict:
     counts = np.zeros(args.vocabulary + 1, dtype=np.int64)
     rows_total = 0
     started = time.perf_counter()
+    try:  # the counts kept per tag (a baseline tree may predate them)
+        from catalog.counts import recount
+    except ImportError:
+        recount = None
     if backend == "postgresql":
         import psycopg
 
@@ -252,6 +265,8 @@ def build(args, backend: str, dsn: str | None) -> dict:
             cur = conn.cursor()
             cur.execute("SET maintenance_work_mem = '512MB'")
             saved = drop_secondary(cur, ("catalog_asset", "catalog_assettag"))
+            # the tag counts' triggers (catalog.counts) too: the counts are made once, after the load
+            cur.execute("ALTER TABLE catalog_assettag DISABLE TRIGGER USER")
             with cur.copy("COPY catalog_tag (id, name, created_at) FROM STDIN") as copy:
                 copy.write(copy_text(tags))
             with cur.copy("COPY catalog_modelversion (id, name, version, created_at) FROM STDIN") as copy:
@@ -267,12 +282,19 @@ def build(args, backend: str, dsn: str | None) -> dict:
             loaded = time.perf_counter() - started
             print(f"\nloaded in {loaded:.1f} s; indexes and foreign keys ...", flush=True)
             restore_secondary(cur, saved)
+            cur.execute("ALTER TABLE catalog_assettag ENABLE TRIGGER USER")
             indexed = time.perf_counter() - started - loaded
             for table in ("catalog_tag", "catalog_modelversion", "catalog_asset", "catalog_assettag"):
                 cur.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
                 )
-            print(f"indexes in {indexed:.1f} s; VACUUM ANALYZE ...", flush=True)
+            if recount is not None:
+                counted = time.perf_counter()
+                recount()
+                print(f"indexes in {indexed:.1f} s; tag counts in {time.perf_counter() - counted:.1f} s; "
+                      "VACUUM ANALYZE ...", flush=True)
+            else:
+                print(f"indexes in {indexed:.1f} s; VACUUM ANALYZE ...", flush=True)
             cur.execute("VACUUM ANALYZE")
     else:
         from django.db import transaction
@@ -375,6 +397,16 @@ class Cases:
         self.args, self.backend = args, backend
         self.results: dict[str, dict] = {}
 
+    def backend_pid(self) -> int | None:
+        """The PostgreSQL server process of this process's connection (None on SQLite)."""
+        if self.backend != "postgresql":
+            return None
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return cursor.fetchone()[0]
+
     def run(self, group: str, name: str, call, per: int = 1) -> dict:
         """Time ``call(i)`` (one request with the i-th draw of terms) after a warm-up, until
         ``--runs`` calls or ``--budget`` seconds; ``per``: figures per unit (e.g. assets a batch)."""
@@ -390,11 +422,16 @@ class Cases:
 
         timed(-1)  # warm-up: templates, query compilation, the first pages of the tables
         times = []
+        # the CPU the requests used, in this process (Django) and in its PostgreSQL server process:
+        # unlike the time waited, it barely depends on what else the machine runs
+        server = self.backend_pid()
+        cpu_start = (time.process_time(), cpu_seconds([server]) if server else 0.0)
         started = time.perf_counter()
         for i in range(self.args.runs):
             times.append(timed(i))
             if i >= 2 and time.perf_counter() - started > self.args.budget:
                 break
+        cpu_end = (time.process_time(), cpu_seconds([server]) if server else 0.0)
         figures = {
             "group": group,
             "n": len(times),
@@ -402,12 +439,14 @@ class Cases:
             "p95": percentile(times, 0.95),
             "per": per,
             "errors": len(errors),
+            "cpu_ms": (cpu_end[0] - cpu_start[0]) * 1000 / max(len(times), 1),
+            "db_cpu_ms": (cpu_end[1] - cpu_start[1]) * 1000 / max(len(times), 1),
         }
         self.results[name] = figures
         note = f"  {len(errors)} errors, first: {errors[0][:200]}" if errors else ""
         unit = f"  ({figures['p50'] / per:.2f} / {figures['p95'] / per:.2f} ms per asset)" if per > 1 else ""
-        print(f"  {name:<34} n={len(times):>3}  p50 {figures['p50']:9.1f} ms  p95 {figures['p95']:9.1f} ms{unit}{note}",
-              flush=True)
+        print(f"  {name:<34} n={len(times):>3}  p50 {figures['p50']:9.1f} ms  p95 {figures['p95']:9.1f} ms{unit}"
+              f"  CPU {figures['cpu_ms']:.1f} + {figures['db_cpu_ms']:.1f} ms{note}", flush=True)
         if self.args.explain:
             explain(call, self.backend)
         return figures
@@ -531,13 +570,23 @@ def measure(args, backend: str, info: dict) -> dict:
         "gallery: a rare tag": lambda i: f"/search/?{urlencode({'q': quoted(pick(rare))})}",
         "gallery: tag + month filters": lambda i: f"/search/?{urlencode({'tag': pick(middle), 'date': pick(months)})}",
         "gallery: deep page (~400)": lambda i: f"/?after={max(1, last_id - 24 * int(rng.integers(350, 450)))}",
+        "gallery: a review-state filter": lambda i: f"/?review={('accepted', 'rejected', 'added')[i % 3]}",
     }
     for name, url_of in gallery_urls.items():
         cases.run("gallery", name, get(url_of))
 
     print("pages:", flush=True)
     cases.run("asset", "asset page", get(lambda i: f"/assets/{int(rng.integers(1, last_id + 1))}/"))
-    cases.run("thresholds", "thresholds page", get(lambda i: f"/thresholds/?{urlencode({'tag': pick(common + middle)})}"))
+    cases.run("thresholds", "thresholds: one tag",
+              get(lambda i: f"/thresholds/?{urlencode({'tag': pick(common + middle)})}"))
+    sorts = [{}, {"sort": "tag"}, {"sort": "threshold", "order": "desc"}, {"page": 7}, {"prefix": "tag 01"}]
+    cases.run("thresholds", "thresholds: the table of tags",
+              get(lambda i: f"/thresholds/?{urlencode(sorts[i % len(sorts)])}"))
+
+    print("tags (what the search box and the review form ask as you type):", flush=True)
+    cases.run("tags", "tags: the list (GET /api/tags/)", get(lambda i: f"/api/tags/?{urlencode({'page': 1 + i % 3})}"))
+    cases.run("tags", "tags: autocomplete (?prefix=)", get(
+        lambda i: f"/api/tags/?{urlencode({'prefix': pick(names)[: 1 + i % 3], 'page_size': 8})}"))
 
     print(f"writes (requeue --stale-model selection in pages of {STALE_PAGE}; a worker's commit of {BATCH}):",
           flush=True)
@@ -680,18 +729,135 @@ def worker_rss(master: int) -> dict[int, int]:
     return out
 
 
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids) -> float:
+    """User + system CPU time of these processes so far, from /proc (a process gone counts 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / CLOCK_TICK
+
+
+def machine_seconds() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine so far, every core summed (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values) - idle) / CLOCK_TICK, sum(values) / CLOCK_TICK
+
+
+def postgres_backends(dsn: str) -> list[int]:
+    """The server processes of the connections to this database (the gunicorn workers')."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+# Where a gunicorn worker's time goes, by the innermost frame of a sampled stack that matches
+# (py-spy's samples, leaf first): the kind of work the catalog's code asked for.
+PROFILE_KINDS = (
+    ("PostgreSQL: sending queries and waiting for rows (psycopg)", ("/psycopg/",)),
+    ("JSON rendering (DRF's renderer)", ("rest_framework/renderers.py", "/json/")),
+    ("building the answer (catalog.serializers, DRF fields)",
+     ("catalog/serializers.py", "rest_framework/serializers.py", "rest_framework/fields.py",
+      "rest_framework/relations.py", "catalog/facets.py")),
+    ("ORM: compiling SQL", ("django/db/models/sql/", "django/db/models/expressions.py",
+                            "django/db/models/lookups.py", "django/db/models/query_utils.py",
+                            "django/db/models/fields/")),
+    ("ORM: querysets, rows to objects", ("django/db/models/", "django/db/backends/", "django/db/utils.py")),
+    ("the query language (catalog.query)", ("catalog/query.py",)),
+    ("authentication and permissions (token, django-axes, auth)",
+     ("rest_framework/authentication.py", "catalog/authentication.py", "/axes/", "django/contrib/auth/",
+      "catalog/permissions.py", "rest_framework/permissions.py")),
+    ("DRF's view, request and pagination", ("rest_framework/",  "catalog/pagination.py", "catalog/api.py")),
+    ("Django's middleware and request handling (WhiteNoise, sessions, URLs)",
+     ("django/middleware/", "django/contrib/", "/whitenoise/", "django/core/handlers/", "django/http/",
+      "django/urls/", "django/utils/", "catalog/health.py", "django/dispatch/", "/asgiref/")),
+    ("gunicorn (accepting, parsing HTTP, writing the answer)", ("/gunicorn/",)),
+)
+
+
+# innermost frames of a worker's threads that wait for work (sampled, but not busy): left out
+IDLE = ("selectors.py", "concurrent/futures/thread.py", "threading.py")
+
+
+def profile_workers(pids: list[int], seconds: float) -> dict:
+    """Sample the gunicorn workers with py-spy for ``seconds`` (100 Hz, without pausing them);
+    returns the share of samples per kind of work (:data:`PROFILE_KINDS`) and the top frames."""
+    import shutil
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        return {"error": "py-spy is not installed (pip install py-spy)"}
+    folder = Path(tempfile.mkdtemp(prefix="bench-scale-profile-"))
+    procs = [
+        subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100",
+                          "--format", "raw", "--full-filenames", "--nonblocking", "--output", str(folder / f"{pid}.txt")],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for pid in pids
+    ]
+    problems = [p.communicate(timeout=seconds + 60)[1].decode()[-300:] for p in procs if p.wait(seconds + 60)]
+    kinds: dict[str, int] = {}
+    leaves: dict[str, int] = {}
+    total = idle = 0
+    for path in folder.glob("*.txt"):
+        for line in path.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not count.isdigit():
+                continue
+            n = int(count)
+            frames = stack.split(";")
+            if any(mark in frames[-1] for mark in IDLE):  # a thread waiting for work, not working
+                idle += n
+                continue
+            total += n
+            kind = "other (the standard library, Python itself)"
+            for frame in reversed(frames):
+                match = next((name for name, marks in PROFILE_KINDS if any(m in frame for m in marks)), None)
+                if match:
+                    kind = match
+                    break
+            kinds[kind] = kinds.get(kind, 0) + n
+            leaf = frames[-1].replace(str(Path(sys.executable).parents[1]), "").replace(str(ROOT), "")
+            leaves[leaf] = leaves.get(leaf, 0) + n
+    import shutil as _shutil
+
+    _shutil.rmtree(folder, ignore_errors=True)
+    if not total:
+        return {"error": "py-spy took no samples" + (f": {problems[0]}" if problems else "")}
+    return {
+        "samples": total,
+        "idle": idle,
+        "kinds": sorted(((k, n / total) for k, n in kinds.items()), key=lambda kv: -kv[1]),
+        "top": sorted(((k, n / total) for k, n in leaves.items()), key=lambda kv: -kv[1])[:12],
+    }
+
+
 def throughput(args, token: str, env: dict, queries: list[str]) -> dict:
-    """Search API requests from ``--clients`` threads against gunicorn for ``--duration`` s."""
+    """Search API requests from ``--clients`` threads against gunicorn for ``--duration`` s, after
+    a baseline of the same clients on ``/healthz`` (gunicorn and the clients without the catalog's
+    code); the CPU time each part used per request; with ``--profile``, py-spy's account of where
+    the workers' time goes."""
     import requests
 
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="bench-scale-gunicorn-", suffix=".log", delete=False)
     command = [
         str(Path(sys.executable).with_name("gunicorn")), "catalog.wsgi:application",
-        "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "--timeout", "60",
+        "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), "--threads", str(args.threads),
+        "--worker-class", args.worker_class, "--timeout", "60",
         "--worker-tmp-dir", "/dev/shm", "--log-level", "warning",
     ]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    server = subprocess.Popen(command, cwd=CODE, env=env, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Token {token}"}
@@ -711,7 +877,7 @@ def throughput(args, token: str, env: dict, queries: list[str]) -> dict:
         errors: list[str] = []
         lock = threading.Lock()
 
-        def client(number: int, stop_at: float, record: bool):
+        def client(number: int, stop_at: float, record: bool, path: str):
             # a connection a request: gunicorn hands each connection to one worker, and 16
             # kept-alive connections opened at once can all land on one of them (the other then
             # idles, and loads the catalog only when the measured run starts)
@@ -719,11 +885,11 @@ def throughput(args, token: str, env: dict, queries: list[str]) -> dict:
             session.headers.update(headers | {"Connection": "close"})
             i = number
             while time.monotonic() < stop_at:
-                q = queries[i % len(queries)]
+                params = {"q": queries[i % len(queries)]} if path == "/api/assets/" else None
                 i += args.clients
                 start = time.perf_counter()
                 try:
-                    response = session.get(f"{base}/api/assets/", params={"q": q}, timeout=60)
+                    response = session.get(f"{base}{path}", params=params, timeout=60)
                     ok = response.status_code == 200
                     problem = "" if ok else f"HTTP {response.status_code}: {response.text[:200]}"
                 except requests.RequestException as exc:
@@ -733,9 +899,9 @@ def throughput(args, token: str, env: dict, queries: list[str]) -> dict:
                     with lock:
                         (times if ok else errors).append(ms if ok else problem)
 
-        def run(seconds: float, record: bool) -> float:
+        def run(seconds: float, record: bool, path: str = "/api/assets/") -> float:
             stop_at = time.monotonic() + seconds
-            threads = [threading.Thread(target=client, args=(n, stop_at, record)) for n in range(args.clients)]
+            threads = [threading.Thread(target=client, args=(n, stop_at, record, path)) for n in range(args.clients)]
             start = time.perf_counter()
             for t in threads:
                 t.start()
@@ -743,10 +909,30 @@ def throughput(args, token: str, env: dict, queries: list[str]) -> dict:
                 t.join()
             return time.perf_counter() - start
 
+        # the baseline: the same clients on /healthz, answered by the first middleware (no
+        # database, no view): what gunicorn and the clients alone reach on this machine now
+        floor_seconds = min(10.0, max(args.duration / 3, 1.0))
+        floor_elapsed = run(floor_seconds, record=True, path="/healthz")
+        floor = {"rps": len(times) / floor_elapsed, "p50": percentile(times, 0.5), "p95": percentile(times, 0.95),
+                 "errors": len(errors)}
+        times.clear()
+        errors.clear()
+
         run(min(5.0, args.duration / 4), record=False)  # warm-up: both workers, their connections
+        workers = sorted(worker_rss(server.pid))
         rss_start = worker_rss(server.pid)
+        backends = postgres_backends(env["DATABASE_URL"]) if env.get("DATABASE_URL") else []
+        cpu_before = (cpu_seconds(workers), cpu_seconds(backends), time.process_time(), machine_seconds())
         elapsed = run(args.duration, record=True)
+        cpu_after = (cpu_seconds(workers), cpu_seconds(backends), time.process_time(), machine_seconds())
         rss_end = worker_rss(server.pid)
+        profile = None
+        if args.profile:
+            seconds = max(5.0, min(20.0, args.duration))
+            runner = threading.Thread(target=run, args=(seconds + 2, False))
+            runner.start()
+            profile = profile_workers(workers, seconds)
+            runner.join()
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(server.pid, signal.SIGTERM)
@@ -756,8 +942,18 @@ def throughput(args, token: str, env: dict, queries: list[str]) -> dict:
             os.kill(server.pid, signal.SIGKILL)
             server.wait()
         log.close()
+    done = max(len(times), 1)
+    busy = cpu_after[3][0] - cpu_before[3][0]
+    cores = (cpu_after[3][1] - cpu_before[3][1]) / elapsed
+    cpu = {
+        "gunicorn": (cpu_after[0] - cpu_before[0]) * 1000 / done,
+        "postgres": (cpu_after[1] - cpu_before[1]) * 1000 / done,
+        "clients": (cpu_after[2] - cpu_before[2]) * 1000 / done,
+    }
+    cpu["other processes"] = max(0.0, busy * 1000 / done - sum(cpu.values()))
     figures = {
         "clients": args.clients,
+        "gunicorn": f"{args.workers} workers × {args.threads} threads, {args.worker_class}",
         "seconds": elapsed,
         "requests": len(times),
         "rps": len(times) / elapsed,
@@ -767,14 +963,34 @@ def throughput(args, token: str, env: dict, queries: list[str]) -> dict:
         "first_error": errors[0] if errors else "",
         "rss_start_kb": sorted(rss_start.values()),
         "rss_end_kb": [rss_end.get(pid, 0) for pid in sorted(rss_start, key=rss_start.get)],
+        "floor": floor,
+        "cpu_ms_per_request": cpu,
+        "machine_busy": busy / (elapsed * cores) if cores else float("nan"),
+        "profile": profile,
     }
     print(
-        f"  {args.clients} clients, {elapsed:.0f} s: {figures['rps']:.1f} requests/s, p50 {figures['p50']:.0f} ms, "
+        f"  baseline, /healthz (gunicorn and the clients, no catalog code): {floor['rps']:.0f} requests/s, "
+        f"p50 {floor['p50']:.0f} ms, p95 {floor['p95']:.0f} ms, {floor['errors']} errors\n"
+        f"  search, {args.clients} clients, {elapsed:.0f} s: {figures['rps']:.1f} requests/s "
+        f"({figures['rps'] / floor['rps']:.2f} of the baseline), p50 {figures['p50']:.0f} ms, "
         f"p95 {figures['p95']:.0f} ms, {len(errors)} errors{' (first: ' + errors[0] + ')' if errors else ''}; "
         f"worker RSS {', '.join(f'{k / 1024:.0f}' for k in figures['rss_start_kb'])} MB at the start, "
-        f"{', '.join(f'{k / 1024:.0f}' for k in figures['rss_end_kb'])} MB at the end",
+        f"{', '.join(f'{k / 1024:.0f}' for k in figures['rss_end_kb'])} MB at the end\n"
+        f"  CPU per search request: " + ", ".join(f"{k} {v:.1f} ms" for k, v in cpu.items())
+        + f" (the machine's {cores:.0f} cores {100 * figures['machine_busy']:.0f}% busy)",
         flush=True,
     )
+    if profile:
+        if "error" in profile:
+            print(f"  profile: {profile['error']}", flush=True)
+        else:
+            print(f"  where the workers' time goes (py-spy: {profile['samples']:,} samples of working threads in "
+                  f"{len(workers)} workers; {profile['idle']:,} of threads waiting for work left out):")
+            for kind, share in profile["kinds"]:
+                print(f"    {100 * share:5.1f}%  {kind}")
+            print("  the innermost frames sampled most:")
+            for frame, share in profile["top"]:
+                print(f"    {100 * share:5.1f}%  {frame[:150]}")
     return figures
 
 
@@ -813,7 +1029,7 @@ def finish_postgres(args, name: str, info: dict | None) -> None:
     import psycopg
 
     with psycopg.connect(f"{args.postgres}/postgres", autocommit=True) as conn:
-        if args.keep or args.reuse:
+        if (args.keep or args.reuse) and not args.drop:
             if info is not None:
                 from psycopg import sql
 
@@ -836,7 +1052,7 @@ def child(args) -> int:
         IMGTAG_ALLOWED_HOSTS="testserver,127.0.0.1,localhost",
     )
     os.environ.pop("IMGTAG_STORAGE_URL", None)
-    name = f"{DB_PREFIX}_{args.assets}"
+    name = f"{args.db_prefix}_{args.assets}"
     reused = False
     if backend == "postgresql":
         reused, url = prepare_postgres(args, name)
@@ -887,7 +1103,8 @@ def child(args) -> int:
         figures = measure(args, backend, info)
         result.update(cases=figures["cases"])
         if args.clients and args.duration > 0:
-            print(f"throughput under gunicorn (2 workers × 4 threads, {args.clients} clients):", flush=True)
+            print(f"throughput under gunicorn ({args.workers} workers × {args.threads} threads, {args.worker_class}; "
+                  f"{args.clients} clients):", flush=True)
             from django.contrib.auth import get_user_model
 
             users = get_user_model()
@@ -945,7 +1162,7 @@ def postgres_problem(url: str) -> str:
 def verdict(group: str, value: float | None) -> str:
     if group not in TARGETS or value is None or math.isnan(value):
         return ""
-    return "meets" if value < TARGETS[group][0] or (group in ("search", "gallery", "asset") and
+    return "meets" if value < TARGETS[group][0] or (group in ("search", "gallery", "asset", "tags", "thresholds") and
                                                    value <= TARGETS[group][0]) else "misses"
 
 
@@ -959,23 +1176,34 @@ def figure(case: dict) -> float:
 
 
 def report(runs: list[dict]) -> None:
-    """The table: each case's p95 (p50) per run, the growth between the PostgreSQL sizes, and
-    the verdict on the issue's targets for the largest PostgreSQL run."""
+    """The table: each case's p95 (p50) per run, the growth between the PostgreSQL sizes (or, with
+    a baseline tree, this tree over the baseline), and the verdict on the issue's targets for the
+    largest PostgreSQL run of this tree."""
     if not runs:
         return
-    pg = [r for r in runs if r["backend"] == "postgresql"]
-    judged = pg[-1] if pg else runs[-1]
-    heads = [f"{'PostgreSQL' if r['backend'] == 'postgresql' else 'SQLite'} {r['assets']:,}" for r in runs]
+    pg = [r for r in runs if r["backend"] == "postgresql" and not r.get("baseline")]
+    judged = pg[-1] if pg else [r for r in runs if not r.get("baseline")][-1]
+    base = next((r for r in runs if r.get("baseline") and (r["backend"], r["assets"]) ==
+                 (judged["backend"], judged["assets"])), None)
+    # the last column: this tree over the baseline (same database), or the largest size over the smallest
+    versus = base or (pg[0] if len(pg) > 1 else None)
+    ratio_head = "vs base" if base else "growth"
+    heads = [f"{'PostgreSQL' if r['backend'] == 'postgresql' else 'SQLite'} {r['assets']:,}"
+             + (" base" if r.get("baseline") else "") for r in runs]
     width = 24
     print()
     print("== summary: p95 (p50) in ms; the writes in ms per asset" + (
+        "; vs base = this tree's p95 over the baseline tree's, same database, same run" if base else
         f"; growth = {pg[-1]['assets']:,} over {pg[0]['assets']:,}" if len(pg) > 1 else ""))
     line = f"{'case':<34}" + "".join(f"{h:>{width}}" for h in heads)
-    line += f"{'growth':>8}  {'target':<20}{'':<7}" if len(pg) > 1 else f"  {'target':<20}"
+    line += f"{ratio_head:>8}  {'target':<20}{'':<7}" if versus else f"  {'target':<20}"
     print(line)
     print(f"{'build (s)':<34}" + "".join(
         f"{(format(r['build_s'], '.0f') if r.get('build_s') else 'reused'):>{width}}" for r in runs))
-    for name, case in judged["cases"].items():
+    print(f"{'migrate (s)':<34}" + "".join(f"{r.get('migrate_s', float('nan')):>{width}.1f}" for r in runs))
+    names = list(judged["cases"]) + [n for r in runs for n in r["cases"] if n not in judged["cases"]]
+    for name in dict.fromkeys(names):
+        case = judged["cases"].get(name)
         cells = []
         for r in runs:
             c = r["cases"].get(name)
@@ -986,58 +1214,83 @@ def report(runs: list[dict]) -> None:
             else:
                 mark = "*" if c["n"] < 20 else ""
                 cells.append(f"{format(c['p95'], '.1f') + mark + ' (' + format(c['p50'], '.1f') + ')':>{width}}")
-        growth = ""
-        if len(pg) > 1 and name in pg[0]["cases"]:
-            growth = f"{figure(case) / max(figure(pg[0]['cases'][name]), 1e-9):>7.1f}×"
-        target = TARGETS.get(case["group"], (None, None, ""))[2]
-        print(f"{name:<34}" + "".join(cells) + (f"{growth:>8}" if len(pg) > 1 else "") +
-              f"  {target:<20}{verdict(case['group'], figure(case)) if judged['backend'] == 'postgresql' else ''}")
+        ratio = ""
+        if versus and case and name in versus["cases"]:
+            ratio = f"{figure(case) / max(figure(versus['cases'][name]), 1e-9):>7.2f}×"
+        group = (case or next(r["cases"][name] for r in runs if name in r["cases"]))["group"]
+        target = TARGETS.get(group, (None, None, ""))[2]
+        judge = verdict(group, figure(case)) if case and judged["backend"] == "postgresql" else ""
+        print(f"{name:<34}" + "".join(cells) + (f"{ratio:>8}" if versus else "") + f"  {target:<20}{judge}")
     throughputs = [r.get("throughput") for r in runs]
     if any(throughputs):
-        cells = [f"{(format(t['rps'], '.1f') if t else '-'):>{width}}" for t in throughputs]
-        growth = ""
-        if len(pg) > 1 and pg[0].get("throughput") and pg[-1].get("throughput"):
-            growth = f"{pg[-1]['throughput']['rps'] / pg[0]['throughput']['rps']:>7.2f}×"
-        t = judged.get("throughput")
+        def row(title, cell, ratio="", target="", judge=""):
+            cells = [f"{(cell(t) if t else '-'):>{width}}" for t in throughputs]
+            print(f"{title:<34}" + "".join(cells) + (f"{ratio:>8}" if versus else "") + f"  {target:<20}{judge}")
+
+        t, v = judged.get("throughput"), (versus or {}).get("throughput")
         ok = ("meets" if t and t["rps"] >= RPS_TARGET and not t["errors"] else "misses") if t else ""
         clients = next(t["clients"] for t in throughputs if t)
-        print(f"{f'search requests/s, {clients} clients':<34}" + "".join(cells) + (f"{growth:>8}" if len(pg) > 1 else "")
-              + f"  {'≥ 100 requests/s':<20}{ok if judged['backend'] == 'postgresql' else ''}")
-        cells = [f"{(format(t['p95'], '.0f') + ' (' + format(t['p50'], '.0f') + ')' if t else '-'):>{width}}"
-                 for t in throughputs]
-        print(f"{'  latency under load':<34}" + "".join(cells))
-        cells = [f"{(str(t['errors']) if t else '-'):>{width}}" for t in throughputs]
-        print(f"{'  errors':<34}" + "".join(cells))
-        cells = []
-        for t in throughputs:
-            if not t:
-                cells.append(f"{'-':>{width}}")
-                continue
-            pair = "/".join(f"{a / 1024:.0f}→{b / 1024:.0f}" for a, b in zip(t["rss_start_kb"], t["rss_end_kb"],
-                                                                        strict=False))
-            cells.append(f"{pair + ' MB':>{width}}")
+        row(f"search requests/s, {clients} clients", lambda t: f"{t['rps']:.1f}",
+            f"{t['rps'] / v['rps']:>7.2f}×" if t and v else "", "≥ 100 requests/s",
+            ok if judged["backend"] == "postgresql" else "")
+        row("  latency under load", lambda t: f"{t['p95']:.0f} ({t['p50']:.0f})")
+        row("  errors", lambda t: str(t["errors"]))
+        row("  baseline: /healthz requests/s", lambda t: f"{t['floor']['rps']:.0f}" if t.get("floor") else "-")
+        row("  search / baseline", lambda t: f"{t['rps'] / t['floor']['rps']:.3f}" if t.get("floor") else "-")
+        row("  CPU ms a request: gunicorn", lambda t: f"{t['cpu_ms_per_request']['gunicorn']:.1f}"
+            if t.get("cpu_ms_per_request") else "-")
+        row("  CPU ms a request: PostgreSQL", lambda t: f"{t['cpu_ms_per_request']['postgres']:.1f}"
+            if t.get("cpu_ms_per_request") else "-")
+        row("  CPU ms a request: clients", lambda t: f"{t['cpu_ms_per_request']['clients']:.1f}"
+            if t.get("cpu_ms_per_request") else "-")
+        row("  CPU ms a request: other procs", lambda t: f"{t['cpu_ms_per_request']['other processes']:.1f}"
+            if t.get("cpu_ms_per_request") else "-")
         flat = ""
-        if t := judged.get("throughput"):
+        if t:
             flat = "meets" if all(b <= a * (1 + RSS_SLACK) for a, b in zip(t["rss_start_kb"], t["rss_end_kb"],
                                                                            strict=False)) else "misses"
-        print(f"{'  worker RSS start→end':<34}" + "".join(cells) + ("" if len(pg) < 2 else f"{'':>8}")
-              + f"  {'flat (≤ +10%)':<20}{flat if judged['backend'] == 'postgresql' else ''}")
+        row("  worker RSS start→end", lambda t: "/".join(
+            f"{a / 1024:.0f}→{b / 1024:.0f}" for a, b in zip(t["rss_start_kb"], t["rss_end_kb"], strict=False)) + " MB",
+            target="flat (≤ +10%)", judge=flat if judged["backend"] == "postgresql" else "")
+    if any("cpu_ms" in c for r in runs for c in r["cases"].values()):
+        print()
+        print("== CPU a request in ms, the catalog's process + its PostgreSQL server process (means; on a "
+              "busy machine a steadier figure than the time waited)")
+        print(f"{'case':<34}" + "".join(f"{h:>{width}}" for h in heads) + (f"{ratio_head:>8}" if versus else ""))
+        for name in dict.fromkeys(names):
+            cells = []
+            for r in runs:
+                c = r["cases"].get(name)
+                cells.append(f"{(format(c['cpu_ms'], '.1f') + ' + ' + format(c['db_cpu_ms'], '.1f')) if c and 'cpu_ms' in c else '-':>{width}}")
+            case, ratio = judged["cases"].get(name), ""
+            other = versus["cases"].get(name) if versus else None
+            if case and other and "cpu_ms" in case and "cpu_ms" in other:
+                ratio = f"{(case['cpu_ms'] + case['db_cpu_ms']) / max(other['cpu_ms'] + other['db_cpu_ms'], 1e-9):>7.2f}×"
+            print(f"{name:<34}" + "".join(cells) + (f"{ratio:>8}" if versus else ""))
     print("(* fewer than 20 requests in the time budget: the p95 is close to the maximum)")
     if judged["backend"] != "postgresql":
         print("(targets are for PostgreSQL at 1,000,000 assets: no verdict on SQLite)")
 
 
 def summary_line(run: dict) -> str:
-    cases = run["cases"].values()
+    cases = run["cases"]
 
     def worst(group):
-        values = [figure(c) for c in cases if c["group"] == group]
+        values = [figure(c) for c in cases.values() if c["group"] == group]
+        return max(values) if values else float("nan")
+
+    def p95(*names):
+        values = [cases[name]["p95"] for name in names if name in cases]
         return max(values) if values else float("nan")
 
     rps = run.get("throughput", {}).get("rps", float("nan")) if run.get("throughput") else float("nan")
     return (
-        f"scale assets={run['assets']} search_p95_ms={worst('search'):.1f} gallery_p95_ms={worst('gallery'):.1f} "
-        f"asset_p95_ms={worst('asset'):.1f} search_rps_16={rps:.1f} commit_ms_per_asset={worst('commit'):.2f}"
+        f"scale assets={run['assets']} search_p95_ms={worst('search'):.1f} "
+        f"and_or_p95_ms={p95('search: a AND b', 'search: a OR b', 'search: a AND NOT b'):.1f} "
+        f"gallery_p95_ms={worst('gallery'):.1f} deep_gallery_p95_ms={p95('gallery: deep page (~400)'):.1f} "
+        f"asset_p95_ms={worst('asset'):.1f} tags_list_p95_ms={p95('tags: the list (GET /api/tags/)'):.1f} "
+        f"autocomplete_p95_ms={p95('tags: autocomplete (?prefix=)'):.1f} thresholds_p95_ms={worst('thresholds'):.1f} "
+        f"search_rps_16={rps:.1f} commit_ms_per_asset={worst('commit'):.2f}"
     )
 
 
@@ -1050,7 +1303,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sqlite-assets", type=int, default=20_000, help="assets of the SQLite catalog (20,000)")
     parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", POSTGRES),
                         help=f"the PostgreSQL server, without a database name ({POSTGRES}; BENCH_POSTGRES_URL)")
-    parser.add_argument("--keep", action="store_true", help="keep the database bench_scale_<assets> at the end")
+    parser.add_argument("--db-prefix", default=os.environ.get("BENCH_SCALE_DB_PREFIX", DB_PREFIX),
+                        help=f"the databases' names: <prefix>_<assets> ({DB_PREFIX}; BENCH_SCALE_DB_PREFIX); "
+                        "letters, digits and _ only")
+    parser.add_argument("--keep", action="store_true", help="keep the database <prefix>_<assets> at the end")
     parser.add_argument("--reuse", action="store_true",
                         help="measure a kept database of the same size and seed instead of building it (and keep it)")
     parser.add_argument("--explain", action="store_true", help="print the plan of every query of each case")
@@ -1059,11 +1315,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds a case may take; then it stops (3 requests at least) (30)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients of the gunicorn run (16; 0: none)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of the gunicorn run (30)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (2, as in the catalog image)")
+    parser.add_argument("--threads", type=int, default=4, help="threads a gunicorn worker (4, as in the image)")
+    parser.add_argument("--worker-class", default="gthread", help="gunicorn's worker class (gthread, as in the image)")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the throughput run, sample the gunicorn workers with py-spy for up to 20 s "
+                        "and print where their time goes")
+    parser.add_argument("--baseline-tree", type=Path,
+                        help="another checkout of imgtag (e.g. main: git archive main | tar -x -C DIR) to measure "
+                        "first, on the same database in the same run, as the baseline of each figure")
     parser.add_argument("--vocabulary", type=int, default=2_000, help="tag names (2,000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child", choices=("postgresql", "sqlite"), help=argparse.SUPPRESS)
+    parser.add_argument("--drop", action="store_true", help=argparse.SUPPRESS)  # drop it at the end whatever
     parser.add_argument("--result", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", args.db_prefix):
+        parser.error(f"--db-prefix must be lowercase letters, digits and _ (a database name), got {args.db_prefix!r}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1083,20 +1352,34 @@ def main(argv: list[str] | None = None) -> int:
         plan.insert(0, ("sqlite", args.sqlite_assets))
     runs = []
     passed = list(argv if argv is not None else sys.argv[1:])
+    baseline = args.baseline_tree.resolve() if args.baseline_tree else None
+    if baseline is not None and not (baseline / "catalog" / "models.py").is_file():
+        print(f"--baseline-tree {baseline} is not a checkout of imgtag (no catalog/models.py)", flush=True)
+        return 2
     for backend, assets in plan:
-        print(f"\n== {backend}, {assets:,} assets", flush=True)
-        with tempfile.NamedTemporaryFile(prefix="bench-scale-", suffix=".json") as out:
-            command = [sys.executable, __file__, *strip(passed), "--child", backend, "--assets", str(assets),
-                       "--result", out.name]
-            code = subprocess.call(command)
-            if code != 0:
-                print(f"the {backend} run at {assets:,} assets failed (exit status {code})", flush=True)
-                return code
-            runs.append(json.loads(Path(out.name).read_text()))
+        # with a baseline: it runs first and keeps the database; this tree then measures the same one
+        trees = ([(baseline, ["--reuse"])] if baseline else []) + [(None, ["--reuse", "--drop"] if baseline else [])]
+        for tree, extra in trees:
+            label = f" (baseline: {tree})" if tree else (" (this tree)" if baseline else "")
+            print(f"\n== {backend}, {assets:,} assets{label}", flush=True)
+            env = dict(os.environ)
+            env.pop("BENCH_SCALE_CODE", None)
+            if tree:
+                env["BENCH_SCALE_CODE"] = str(tree)
+            keep = "--keep" in passed or "--reuse" in passed
+            with tempfile.NamedTemporaryFile(prefix="bench-scale-", suffix=".json") as out:
+                command = [sys.executable, __file__, *strip(passed), "--child", backend, "--assets", str(assets),
+                           "--result", out.name, *(a for a in extra if a != "--drop" or not keep)]
+                code = subprocess.call(command, env=env)
+                if code != 0:
+                    print(f"the {backend} run at {assets:,} assets{label} failed (exit status {code})", flush=True)
+                    return code
+                runs.append(json.loads(Path(out.name).read_text()) | {"baseline": bool(tree)})
     report(runs)
-    pg = [r for r in runs if r["backend"] == "postgresql"]
-    if runs:
-        print(summary_line(pg[-1] if pg else runs[-1]))
+    pg = [r for r in runs if r["backend"] == "postgresql" and not r.get("baseline")]
+    mine = [r for r in runs if not r.get("baseline")]
+    if mine:
+        print(summary_line(pg[-1] if pg else mine[-1]))
     return 0
 
 
@@ -1112,6 +1395,9 @@ def strip(argv: list[str]) -> list[str]:
             skip = "=" not in arg
             continue
         if key in ("--sqlite", "--no-sqlite"):
+            continue
+        if key == "--baseline-tree":
+            skip = "=" not in arg
             continue
         out.append(arg)
     return out

@@ -15,7 +15,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from catalog import facets, services
-from catalog.models import Asset, AssetTag, ModelVersion, Tag
+from catalog.models import IN_SMALL_SAMPLE, Asset, AssetTag, ModelVersion, Tag
 from tests.catalog.htmlquery import parse as parse_html
 
 ASSETS = 8_192  # 128 in the sample (1 in 64): an estimate within about 10% (one sigma)
@@ -80,7 +80,7 @@ def test_a_small_result_is_counted_exactly(large):
 def test_a_large_result_is_estimated_from_the_sample_and_says_so(large, viewer):
     size = facets.result_size(Asset.objects.all())
     assert not size.exact and about_right(str(size), ASSETS)
-    html = parse_html(viewer.get("/", {"q": "thing"}).content)
+    html = parse_html(viewer.get("/", {"q": "thing OR rare"}).content)
     assert about_right(html.find(testid="result-count").text.removesuffix(" assets"), large["thing"])
     shown = {
         link.get("data-value"): link.find(testid="facet-count").text
@@ -90,8 +90,22 @@ def test_a_large_result_is_estimated_from_the_sample_and_says_so(large, viewer):
     assert len(html.find_all(testid="estimate-note")) == 1
 
 
+def test_one_tag_is_counted_exactly_from_the_kept_counts_whatever_its_size(large, viewer, reader):
+    """A search for one tag alone (the query, or the only facet filter) is counted from the counts
+    kept per tag: exact, with no pass over its assets; its facets are still the sample's."""
+    for params in ({"q": "third"}, {"tag": "third"}):
+        html = parse_html(viewer.get("/", params).content)
+        assert html.find(testid="result-count").text == f"{large['third']:,} assets"
+        shown = {v.get("data-value"): v.find(testid="facet-count").text for v in html.find_all(testid="facet-value")}
+        assert about_right(shown["thing"], large["third"]) and len(html.find_all(testid="estimate-note")) == 1
+    answer = reader.get("/api/assets/", {"q": '"THIRD"', "page_size": 10}).json()
+    assert (answer["count"], answer["count_exact"]) == (large["third"], True)
+    assert facets.one_tag_count("third", min_score=0.5) is None  # a score bound: counted from the rows
+    assert facets.one_tag_count("third AND thing") is None and facets.one_tag_count('"no such tag"') == 0
+
+
 def test_exact_counts_on_demand(large, viewer):
-    html = parse_html(viewer.get("/", {"q": "thing"}).content)
+    html = parse_html(viewer.get("/", {"q": "thing OR rare"}).content)
     exact = parse_html(viewer.get("/" + html.find(testid="exact-link").get("href")).content)
     assert exact.find(testid="result-count").text == f"{ASSETS:,} assets"
     shown = {
@@ -105,8 +119,9 @@ def test_exact_counts_on_demand(large, viewer):
 def test_the_api_counts_exactly_up_to_its_limit_then_estimates(large, reader, monkeypatch):
     answer = reader.get("/api/assets/", {"q": "rare", "page_size": 10}).json()
     assert answer["count"] == large["rare"] and answer["count_exact"] is True
-    answer = reader.get("/api/assets/", {"q": "third", "page_size": 10}).json()
-    assert answer["count_exact"] is False and abs(answer["count"] - large["third"]) <= 0.3 * large["third"]
+    answer = reader.get("/api/assets/", {"q": "third OR rare", "page_size": 10}).json()
+    union = large["third"] + large["rare"] - 67  # the first 200 assets: 67 of them have "third"
+    assert answer["count_exact"] is False and abs(answer["count"] - union) <= 0.3 * union
     # every page of a large result follows by cursor, newest first, none missed or repeated
     seen, url = [], "/api/assets/?q=rare&page_size=64"
     while url:
@@ -171,3 +186,35 @@ def test_a_model_filter_looks_each_asset_up_by_model_and_asset(large):
         pytest.skip("PostgreSQL plans by its statistics; bench_scale.py --explain shows its plans")
     plan = facets.filter_assets(facets.Filters(tag=("rare",), model=("net:1",))).explain()
     assert "catalog_assettag_model_asset" in plan, plan
+
+
+def test_the_whole_catalogs_sidebar_has_fresh_tag_counts_and_keeps_its_sampled_facets_a_minute(
+    large, viewer, monkeypatch, user
+):
+    """The unfiltered gallery (every page of it): its top tags come from the counts kept per tag,
+    so a new tag shows at once; on a catalog large enough for the small sample, the sampled
+    facets (sources, review states, models, months) are kept by the process for a minute."""
+    from django.core.cache import cache
+
+    monkeypatch.setattr(facets, "ENOUGH", 5)  # the small sample (16 of these 8,192 assets) is enough
+    cache.clear()
+    try:
+        first = parse_html(viewer.get("/").content)
+        reviews = {v.get("data-value") for v in first.find_all(testid="facet-value") if v.get("data-value") in
+                   ("added", "accepted", "rejected")}
+        assert reviews == set()
+        # a person adds a tag to 600 assets, the small sample's among them
+        chosen = {a.pk for a in Asset.objects.filter(IN_SMALL_SAMPLE)}
+        chosen |= set(Asset.objects.exclude(pk__in=chosen).order_by("pk").values_list("pk", flat=True)[: 600 - len(chosen)])
+        assert len(chosen) == 600
+        for asset in Asset.objects.filter(pk__in=chosen):
+            services.review(asset, "new tag", "add", user)
+        again = parse_html(viewer.get("/", {"after": Asset.objects.order_by("-pk")[30].pk}).content)
+        shown = {v.get("data-value"): v.find(testid="facet-count").text for v in again.find_all(testid="facet-value")}
+        assert shown["new tag"] == "600"  # the tags: exact and fresh
+        assert "added" not in shown  # the sampled review states: as a minute ago
+        cache.clear()  # a minute later
+        later = parse_html(viewer.get("/").content)
+        assert "added" in {v.get("data-value") for v in later.find_all(testid="facet-value")}
+    finally:
+        cache.clear()

@@ -179,3 +179,37 @@ def test_the_queue_workers_batches_use_the_thresholds_set(red, image, fake_tagge
     assert outcome[0] == ("", "") and outcome[1][0] == "bad_message"
     assert machine_tags(red) == {"animal": 0.95, "cat": 0.93, "egyptian cat": 0.81, "dog": 0.3}
     assert str(AssetTag.objects.filter(asset=red).first().model_version) == "fake-colour:1"
+
+
+def test_a_common_tag_is_counted_on_the_sample_unless_asked_exactly(monkeypatch, user):
+    """Over SAMPLE_ABOVE machine scores, the table and the live count come from the catalog's
+    sample (the tag rows of 1 asset in 64), scaled up and marked estimated; exact=True counts
+    every row."""
+    from catalog.facets import about
+    from catalog.models import SAMPLE_EVERY, SAMPLE_RUN, Asset
+
+    monkeypatch.setattr(thresholds, "SAMPLE_ABOVE", 1000)
+    assets = Asset.objects.bulk_create(
+        Asset(sha256=f"{i:064x}", uri=f"file:///{i}", filename=f"{i}.jpg", size=1, width=1, height=1, format="JPEG")
+        for i in range(2048)
+    )
+    cat = Tag.objects.create(name="cat")
+    scores = {asset.pk: round(0.05 + 0.9 * ((asset.pk * 7919) % 1000) / 1000, 3) for asset in assets}
+    AssetTag.objects.bulk_create(
+        AssetTag(asset_id=pk, tag=cat, score=score, source="model", review="rejected" if pk % 5 == 0 else "suggested")
+        for pk, score in scores.items()
+    )
+    sampled = {pk: score for pk, score in scores.items() if pk // SAMPLE_RUN % SAMPLE_EVERY == 0}
+    assert sampled and thresholds.sampled("cat")
+
+    estimated = {row.threshold: row for row in thresholds.table("cat", exact=False)}
+    exact = {row.threshold: row for row in thresholds.table("cat")}
+    for t in (0.05, 0.5, 0.9):
+        in_sample = sum(score >= t for score in sampled.values())
+        rejected = sum(score >= t and pk % 5 == 0 for pk, score in sampled.items())
+        assert estimated[t] == thresholds.Row(t, about(in_sample * 64), 0, about(rejected * 64), True)
+        assert exact[t] == thresholds.Row(t, sum(s >= t for s in scores.values()), 0,
+                                          sum(s >= t and pk % 5 == 0 for pk, s in scores.items()))
+    assert thresholds.kept("cat", 0.5, exact=False) == about(64 * sum(s >= 0.5 for s in sampled.values()))
+    assert thresholds.kept("cat", 0.5) == sum(s >= 0.5 for s in scores.values())
+    assert estimated[0.5].shown.startswith("≈ ") and not exact[0.5].shown.startswith("≈")

@@ -2,6 +2,7 @@
 bulk tagging, upload page, thresholds; and that web reviews are what ``imgtag ingest`` reads."""
 
 import datetime as dt
+from urllib.parse import quote
 
 import pytest
 from django.test import Client
@@ -357,7 +358,7 @@ def test_the_thresholds_page_counts_what_each_threshold_keeps(manager, tagged):
     )
     assert "applies to images tagged from now on" in html.text
     count = manager.get("/thresholds/count/", {"tag": "animal", "threshold": "0.92"})
-    assert count.json() == {"tag": "animal", "threshold": 0.92, "kept": 1}
+    assert count.json() == {"tag": "animal", "threshold": 0.92, "kept": 1, "exact": True}
     assert manager.get("/thresholds/count/", {"tag": "animal", "threshold": "2"}).status_code == 400
     picker = page(manager, "/thresholds/")
     assert "animal" in picker.text and picker.find_all(testid="threshold-row") == []
@@ -528,3 +529,120 @@ def test_a_page_past_the_last_asset_is_empty_and_links_back(viewer, tagged):
     html = page(viewer, "/", before=str(newest))
     assert cards(html) == {} and html.find_all(testid="page-prev") == []
     assert newest in cards(page(viewer, "/" + html.find(testid="page-next").get("href")))
+
+
+# ---------------------------------------------------------------------------- the table of tags
+
+
+def table_rows(html) -> list[tuple[str, int, str]]:
+    return [
+        (row.get("data-tag"), int(row.get("data-assets")), row.get("data-threshold"))
+        for row in html.find_all(testid="tag-table-row")
+    ]
+
+
+@pytest.fixture
+def many_tags(user, settings):
+    """60 scored tags of the pretrained tagger (the first by name: ``names[k]`` on k % 7 + 1
+    assets) and one of our own it does not have (``our own tag``, on 1 asset); ``names[3]`` also
+    has a rejected row (not an asset that carries it) and a threshold alice set, 0.42."""
+    from catalog import thresholds
+    from catalog.models import Asset, ModelVersion, Tag
+
+    defaults = thresholds.model_thresholds(settings.IMGTAG)[2]
+    names = sorted(name for name, value in defaults.items() if value != float("inf"))[:60]
+    assets = Asset.objects.bulk_create(
+        Asset(sha256=f"{i:064x}", uri=f"file:///{i}", filename=f"{i}.jpg", size=1, width=1, height=1, format="JPEG")
+        for i in range(8)
+    )
+    model = ModelVersion.objects.create(name=PRETRAINED_MODEL_NAME, version=PRETRAINED_MODEL_VERSION)
+    rows = []
+    for k, name in enumerate([*names, "our own tag"]):
+        tag = Tag.objects.create(name=name)
+        rows += [AssetTag(asset=a, tag=tag, score=0.9, source="model", model_version=model) for a in assets[: k % 7 + 1]]
+        if k == 3:
+            rows.append(AssetTag(asset=assets[7], tag=tag, score=0.4, source="model", review="rejected"))
+    AssetTag.objects.bulk_create(rows)
+    services.set_threshold(names[3], PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION, 0.42, user)
+    return names, defaults
+
+
+@pytest.mark.usefixtures("tag_map")  # the ImageNet-only tagger: known thresholds
+def test_the_thresholds_page_lists_every_scored_tag_in_a_paged_sortable_table(manager, many_tags):
+    names, defaults = many_tags
+    html = page(manager, "/thresholds/")
+    assert html.find(testid="tag-table-count").text == "61 tags with machine scores, page 1 of 2"
+    rows = table_rows(html)
+    assert len(rows) == 50
+    most = [names[k] for k in range(60) if k % 7 == 6]  # on 7 assets: first, by name
+    assert rows[: len(most)] == [(name, 7, f"{defaults[name]:g}") for name in most]
+    assert [c.get("aria-sort") for c in html.find_all("th")[:3]] == [None, "descending", None]
+    second = page(manager, "/thresholds/" + html.find(testid="tag-page-next").get("href"))
+    assert len(table_rows(second)) == 11 and second.find_all(testid="tag-page-next") == []
+    assert {r[0] for r in rows + table_rows(second)} == {*names, "our own tag"}
+
+    by_name = page(manager, "/thresholds/" + html.find(testid="sort-tag").get("href"))
+    assert [r[0] for r in table_rows(by_name)][:3] == names[:3]
+    backwards = page(manager, "/thresholds/" + by_name.find(testid="sort-tag").get("href"))
+    assert [r[0] for r in table_rows(backwards)][:2] == ["our own tag", names[-1]]
+
+    by_threshold = page(manager, "/thresholds/", sort="threshold", order="desc")
+    ordered = by_threshold.find_all(testid="tag-table-row")
+    shown = [float(row.get("data-threshold")) for row in ordered[:20]]
+    assert shown == sorted(shown, reverse=True)
+    highest = max(defaults[name] for name in names)
+    mine = next(row for row in ordered if row.get("data-tag") == names[3])
+    assert mine.get("data-threshold") == "0.42" and "set by alice on" in mine.text
+    assert float(ordered[0].get("data-threshold")) == max(highest, 0.42)
+    assert "the model's default" in next(row for row in ordered if row.get("data-tag") == names[0]).text
+    last = page(manager, "/thresholds/", sort="threshold", order="asc", page="2").find_all(testid="tag-table-row")[-1]
+    assert (last.get("data-tag"), last.get("data-threshold")) == ("our own tag", "")  # not a tag of the model: last
+    assert "not a tag of this model" in last.text
+
+
+@pytest.mark.usefixtures("tag_map")
+def test_the_table_of_tags_filters_by_prefix_and_links_each_tag(manager, many_tags):
+    names, _ = many_tags
+    prefix = names[3][:2]
+    html = page(manager, "/thresholds/", prefix=f"  {prefix.upper()}")
+    assert html.find("input", testid="tag-prefix-input").get("value") == prefix
+    assert sorted(r[0] for r in table_rows(html)) == [name for name in names if name.startswith(prefix)]
+    assert dict((r[0], r[1]) for r in table_rows(html))[names[3]] == 4  # the rejected row is not counted
+    link = html.find("a", href=f"?tag={quote(names[3])}")
+    assert link is not None and link.text == names[3]
+    assert page(manager, "/thresholds/", prefix="zzzz").find(testid="tag-table-empty").text.startswith(
+        "No tag with machine scores starts with"
+    )
+    assert page(manager, "/thresholds/", sort="bogus", order="sideways", page="99").find(testid="tag-table")
+
+
+def test_every_tag_field_asks_for_suggestions(manager, tagged):
+    """The search box, bulk tagging, the review form and the thresholds page's fields all take
+    tag autocomplete (tests/e2e/web drives it in a browser)."""
+    gallery = page(manager, "/")
+    assert gallery.find("input", testid="search-input").get("data-autocomplete") == "query"
+    assert gallery.find("input", testid="bulk-tag-input").get("data-autocomplete") == "tag"
+    assert gallery.find("meta", name="tags-api").get("content") == "/api/tags/"
+    asset = page(manager, f"/assets/{tagged['red'].pk}/")
+    assert asset.find("input", testid="add-tag-input").get("data-autocomplete") == "tag"
+    thresholds_page = page(manager, "/thresholds/")
+    assert thresholds_page.find("input", testid="threshold-tag-input").get("data-autocomplete") == "tag"
+    assert thresholds_page.find("input", testid="tag-prefix-input").get("data-autocomplete") == "tag"
+
+
+@pytest.mark.usefixtures("tag_map")
+def test_the_thresholds_page_of_a_common_tag_estimates_and_counts_exactly_on_demand(manager, many_tags, monkeypatch):
+    from catalog import thresholds
+
+    names, _ = many_tags
+    monkeypatch.setattr(thresholds, "SAMPLE_ABOVE", 3)  # names[6] has 7 machine scores
+    html = page(manager, "/thresholds/", tag=names[6])
+    assert html.find(testid="threshold-kept").text.startswith("≈ ")
+    assert "estimated from a sample" in html.find(testid="threshold-estimate-note").text
+    live = manager.get("/thresholds/count/", {"tag": names[6], "threshold": "0.5"}).json()
+    assert live["exact"] is False
+    exact = page(manager, "/thresholds/" + html.find(testid="threshold-exact-link").get("href"))
+    assert exact.find_all(testid="threshold-estimate-note") == []
+    assert kept_by_step(exact)["0.05"] == "7" and exact.find("section", id="threshold").get("data-exact") == "1"
+    live = manager.get("/thresholds/count/", {"tag": names[6], "threshold": "0.5", "exact": "1"}).json()
+    assert (live["kept"], live["exact"]) == (7, True)

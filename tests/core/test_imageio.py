@@ -174,7 +174,8 @@ def test_a_pixel_bomb_under_the_pixel_limit_is_refused_by_the_decode_budget(pixe
         assert refused.value.reason == "decode_budget"
         assert isinstance(refused.value, imageio.TooManyPixelsError)  # handled wherever that is
         message = str(refused.value)
-        assert message.startswith("bomb.png: 9999x9999 (with alpha, 16 bits a sample) would take 763 MiB")
+        # 763 MiB of pixels, which OpenCV decodes into a buffer of its own and copies: 1.5 GiB
+        assert message.startswith("bomb.png: 9999x9999 (with alpha, 16 bits a sample) would take 1,550 MiB to decode (")
         assert "IMGTAG_MAX_DECODE_BYTES" in message
 
 
@@ -199,15 +200,18 @@ def test_refusing_the_bomb_never_allocates_its_pixels(pixel_bomb):
 
 
 def test_the_budget_counts_channels_and_bytes_per_sample():
-    opaque = pil_bytes(solid("RGB", (1000, 1000)), "PNG")  # decoded as 8-bit BGR: 3 bytes a pixel
-    transparent = pil_bytes(solid("RGBA", (1000, 1000), RED + (128,)), "PNG")  # 4 bytes a pixel
-    assert imageio.probe(opaque, "o.png", max_decode_bytes=3_000_000).decoded_bytes == 3_000_000
+    overhead = imageio.DECODE_OVERHEAD
+    alpha = overhead + imageio.ALPHA_BANDS  # compositing on white works in bands of rows
+    opaque = pil_bytes(solid("RGB", (1000, 1000)), "PNG")  # decoded to 8-bit BGR, twice: 6 bytes a pixel
+    transparent = pil_bytes(solid("RGBA", (1000, 1000), RED + (128,)), "PNG")  # 4 bytes, then flattened to 3
+    assert imageio.probe(opaque, "o.png", max_decode_bytes=6_000_000 + overhead).decoded_bytes == 3_000_000
     with pytest.raises(imageio.DecodeBudgetError, match="with alpha, 8 bits a sample"):
-        imageio.probe(transparent, "t.png", max_decode_bytes=3_999_999)
-    assert imageio.probe(transparent, "t.png", max_decode_bytes=4_000_000).decoded_bytes == 4_000_000
+        imageio.probe(transparent, "t.png", max_decode_bytes=11_000_000 + alpha - 1)
+    assert imageio.probe(transparent, "t.png", max_decode_bytes=11_000_000 + alpha).decode_cost() == 11_000_000 + alpha
     sixteen = np.zeros((100, 100, 4), np.uint16)
     sixteen[..., 3] = 65535
     ok, encoded = cv2.imencode(".png", sixteen)
-    assert imageio.probe(encoded.tobytes(), "s.png").decoded_bytes == 100 * 100 * 4 * 2
+    info = imageio.probe(encoded.tobytes(), "s.png")
+    assert info.decoded_bytes == 100 * 100 * 4 * 2 and info.decode_cost() == 2 * 100 * 100 * 4 * 2 + alpha
     rgb, _ = imageio.decode(encoded.tobytes(), "s.png")  # within the budget: decodes as before
     assert rgb.shape == (100, 100, 3) and rgb.dtype == np.uint8

@@ -31,6 +31,7 @@
     if (inflight) inflight.abort();
     inflight = new AbortController();
     const params = new URLSearchParams({ tag: section.dataset.tag, threshold: String(value) });
+    if (section.dataset.exact) params.set("exact", "1"); // the page counted exactly: so does the live count
     try {
       const response = await fetch(`${section.dataset.countUrl}?${params}`, {
         headers: { Accept: "application/json" },
@@ -39,7 +40,7 @@
       });
       if (!response.ok) throw new Error(`the server answered ${response.status}`);
       const body = await response.json();
-      output.textContent = `${body.kept} assets kept`;
+      output.textContent = `${body.exact ? "" : "≈ "}${body.kept} assets kept`;
     } catch (err) {
       if (err.name !== "AbortError") output.textContent = `cannot count: ${err.message}`;
     }

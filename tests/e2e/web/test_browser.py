@@ -288,6 +288,91 @@ def test_content_manager_applies_and_resets_a_threshold(site, new_page, steps):
     steps("reset")
 
 
+def test_tag_fields_suggest_the_catalogs_tags_as_you_type(site, new_page, steps):
+    """Autocomplete in the search box (the term at the caret, quoted), bulk tagging, the review
+    form and the thresholds page, from GET /api/tags/?prefix= (most used first, with counts);
+    and the thresholds page's table of tags, filtered and sorted."""
+    import skimage.data
+
+    from tests.e2e.web.webui import jpeg, png
+
+    first = site.upload(site.alice, "astronaut.jpg", jpeg(skimage.data.astronaut()), "image/jpeg")["id"]
+    second = site.upload(site.alice, "camera.png", png(skimage.data.camera()), "image/png")["id"]
+    for asset_id, name in ((first, "qq jam"), (second, "qq jam"), (first, "qq tart")):
+        added = site.api("POST", f"/api/assets/{asset_id}/review/", site.alice, json={"tag": name, "action": "add"})
+        assert added.status_code == 200, added.text
+    tagged = site.wait_tagged(first, site.alice, timeout=TAGGING / 1000)
+    machine = max((t for t in tagged["tags"] if t["source"] == "model"), key=lambda t: t["score"])["name"]
+
+    page = new_page()
+    sign_in(page, site.alice, steps)
+    box = page.get_by_test_id("search-input")
+    options = page.get_by_test_id("autocomplete-option")
+    box.click()
+    box.press_sequentially("QQ", delay=40)
+    expect(options).to_have_count(2)
+    expect(options.nth(0)).to_have_attribute("data-value", "qq jam")  # on two assets: first
+    expect(options.nth(0)).to_contain_text("2")
+    expect(options.nth(1)).to_have_attribute("data-value", "qq tart")
+    steps("search-suggestions")
+    box.press("ArrowDown")
+    box.press("ArrowDown")
+    box.press("Enter")  # picks the highlighted one; the list closes, nothing is sent yet
+    expect(box).to_have_value('"qq tart" ')
+    expect(options).to_have_count(0)
+    box.press_sequentially('OR "qq j', delay=40)  # a name with a space is typed in quotes
+    expect(options).to_have_count(1)
+    options.first.click()
+    expect(box).to_have_value('"qq tart" OR "qq jam" ')
+    box.press("Enter")
+    expect(page).to_have_url(re.compile(r"[?&]q=%22qq"))
+    expect(page.get_by_test_id("result-count")).to_have_text(re.compile(r"^\s*2 assets\s*$"))
+    steps("searched")
+
+    bulk = page.get_by_test_id("bulk-tag-input")
+    bulk.press_sequentially("qq t", delay=40)
+    expect(options).to_have_count(1)
+    options.first.click()
+    expect(bulk).to_have_value("qq tart")
+
+    page.goto(f"/assets/{second}/")
+    add = page.get_by_test_id("add-tag-input")
+    add.press_sequentially("qq", delay=40)
+    expect(options).to_have_count(2)
+    add.press("ArrowUp")  # from the top: wraps to the last
+    add.press("Enter")
+    expect(add).to_have_value("qq tart")
+    page.get_by_test_id("add-tag-submit").click()
+    expect(page.locator('[data-testid=tag-row][data-tag="qq tart"]').get_by_test_id("review-state")).to_have_text(
+        "added"
+    )
+    steps("added-from-suggestion")
+
+    page.get_by_test_id("nav-thresholds").click()
+    expect(page.get_by_test_id("tag-table-row").first).to_be_visible()
+    expect(page.get_by_test_id("tag-table-row").filter(has_text=machine)).to_have_count(1)
+    page.get_by_test_id("sort-tag").click()
+    expect(page.locator('th a[data-testid="sort-tag"]')).to_have_attribute("aria-sort", "ascending")
+    names = [row.get_attribute("data-tag") for row in page.get_by_test_id("tag-table-row").all()]
+    assert names == sorted(names), names
+    prefix = page.get_by_test_id("tag-prefix-input")
+    prefix.fill(machine[:2])
+    page.get_by_test_id("tag-prefix-submit").click()
+    expect(page.get_by_test_id("tag-table-row").first).to_be_visible()
+    shown = [row.get_attribute("data-tag") for row in page.get_by_test_id("tag-table-row").all()]
+    assert machine in shown and all(name.startswith(machine[:2]) for name in shown), shown
+    steps("tag-table")
+
+    field = page.get_by_test_id("threshold-tag-input")
+    field.press_sequentially(machine[:3], delay=40)
+    suggestion = page.locator(f'[data-testid=autocomplete-option][data-value="{machine}"]')
+    expect(suggestion).to_have_count(1)
+    suggestion.click()  # picks it and shows its thresholds
+    expect(page).to_have_url(re.compile(r"[?&]tag="))
+    expect(page.get_by_test_id("threshold-current")).to_contain_text(f"Threshold of {machine}")
+    steps("threshold-from-suggestion")
+
+
 @pytest.fixture(autouse=True)
 def _server_alive(site):
     """After each test, a dead server or worker is reported with its log."""

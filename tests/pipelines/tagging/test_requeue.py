@@ -17,6 +17,24 @@ def test_upload_with_the_broker_down_stays_pending_then_requeue_publishes_it(env
     assert tagged_count(env) == 5
 
 
+def test_importing_pending_files_again_publishes_nothing_more(env, tmp_path):
+    """Issue 25: ``import --queue`` of files already pending published them again (each then
+    tagged twice). Only new files are published; pending ones are counted and left to their message."""
+    photos = write_images(tmp_path / "photos", 4, seed=7)
+    first = env.json("import", "--queue", str(photos))
+    assert (first["imported"], first["published"], first["already_pending"]) == (4, 4, 0)
+    write_images(tmp_path / "photos", 6, seed=7)  # the same four, and two more
+    again = env.json("import", "--queue", str(photos))
+    assert (again["imported"], again["published"], again["already_pending"], again["duplicates"]) == (2, 2, 4, 4)
+    assert env.depth(env.queue) == 6  # one message per photo
+    plain = env.run("import", "--queue", str(photos))
+    assert "6 still pending, not published again" in plain.stdout
+    assert env.json("drain")["received"] == 6
+    after = env.json("import", "--queue", str(photos))  # tagged now: duplicates, nothing pending
+    assert (after["published"], after["already_pending"], after["duplicates"]) == (0, 0, 6)
+    assert env.depth(env.queue) == 0
+
+
 def test_nightly_retag_requeues_stale_machine_tags_and_keeps_human_decisions(env, tmp_path):
     env.run("import", str(write_images(tmp_path / "photos", 5, seed=4)))  # tagged in process
     with sqlite3.connect(env.home / "catalog.sqlite3") as db:  # pretend an older model tagged them

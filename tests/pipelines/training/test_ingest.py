@@ -98,6 +98,7 @@ def test_a_tree_gives_one_example_per_image_with_the_union_of_its_tags(tree, tmp
         "unreadable": 0,
         "negatives": 0,
         "per_source": {"folder": len(kept), "manifest": 0, "catalog": 0},
+        "refused": [],
     }
     assert json.loads((out / "dataset.json").read_text())["images"] == len(examples)
     assert [p.name for p in out.parent.iterdir()] == ["dataset"], "no temporary folder is left"

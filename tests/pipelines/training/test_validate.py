@@ -82,7 +82,7 @@ def test_a_good_dataset_passes_and_writes_both_reports(tmp_path):
     assert (report.report_dir / "gx_result.json").is_file()
     gx = json.loads((report.report_dir / "gx_result.json").read_text())
     assert gx["success"] is True
-    assert set(gx["validations"]) == {"images", "image_tags", "tag_counts", "sha256s", "groups", "paths"}
+    assert set(gx["validations"]) == {"images", "image_tags", "tag_counts", "sha256s", "groups", "paths", "refused"}
     summary = report.to_dict()
     assert summary["passed"] is True and summary["failed_rules"] == []
     assert summary["images_checked"] == 12

@@ -1,0 +1,272 @@
+"""Decode memory: what a decode really spends, the process-wide budget, and the CPUs and memory a
+cgroup allows.
+
+The peaks are measured in a process of their own (``/proc/self/clear_refs`` resets the peak, then
+``VmHWM`` is read), on files each test makes (:mod:`tests.hostile`), never committed.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from core import cgroup, decode_budget, imageio
+from core.settings import Settings, SettingsError
+from tests.hostile import tiff
+
+MIB = 2**20
+#: What a measurement may exceed the estimate by: the allocator's and the libraries' own noise.
+SLACK = 4 * MIB
+
+MEASURE = r"""
+import sys
+from core import imageio
+data = sys.stdin.buffer.read()
+load = {"decode": lambda: imageio.decode(data, "x", max_decode_bytes=1 << 40),
+        "fit": lambda: imageio.load_to_fit(data, 256, "x", max_decode_bytes=1 << 40),
+        "model": lambda: imageio.load_for_model(data, 224, "x", max_decode_bytes=1 << 40)}[sys.argv[1]]
+imageio.probe(data, "x", max_decode_bytes=1 << 40)  # the libraries are loaded before the measurement
+def kib(key):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1])
+open("/proc/self/clear_refs", "w").write("5")  # resets VmHWM to the current size
+base = kib("VmRSS")
+load()
+print((kib("VmHWM") - base) * 1024)
+"""
+
+
+def measured_peak(data: bytes, how: str) -> int:
+    """Bytes above the process's size that decoding ``data`` (``decode``, ``fit``, ``model``) took."""
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, how], input=data, capture_output=True, check=True, timeout=120
+    )
+    return int(done.stdout)
+
+
+def _encoded(pixels: np.ndarray, ext: str, *params: int) -> bytes:
+    ok, encoded = cv2.imencode(ext, pixels, list(params))
+    assert ok
+    return encoded.tobytes()
+
+
+def _pil(frames: list[np.ndarray], fmt: str, **options) -> bytes:
+    images = [Image.fromarray(f) for f in frames]
+    out = io.BytesIO()
+    images[0].save(out, fmt, save_all=len(images) > 1, append_images=images[1:], **options)
+    return out.getvalue()
+
+
+def _files(side: int = 2000) -> dict[str, bytes]:
+    gray = (np.add.outer(np.arange(side), np.arange(side)) % 256).astype(np.uint8)
+    rgb = np.dstack([gray, gray[::-1], gray[:, ::-1]])
+    rgb[::7, ::5] = 9
+    rgba = np.dstack([rgb, gray])
+    return {
+        "png": _encoded(rgb, ".png"),
+        "png gray 16": _encoded(gray.astype(np.uint16) * 257, ".png"),
+        "png rgba": _encoded(rgba, ".png"),
+        "png rgba 16": _encoded(rgba.astype(np.uint16) * 257, ".png"),
+        "jpeg": _encoded(rgb, ".jpg"),
+        "jpeg progressive": _encoded(rgb, ".jpg", cv2.IMWRITE_JPEG_PROGRESSIVE, 1),
+        "jpeg progressive 4:4:4": _encoded(
+            rgb, ".jpg", cv2.IMWRITE_JPEG_PROGRESSIVE, 1,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+        ),
+        "webp": _encoded(rgb, ".webp"),
+        "bmp": _encoded(rgb, ".bmp"),
+        "gif": _pil([rgb], "GIF"),
+        "animated png": _pil([np.roll(rgb, i * 40, 1) for i in range(4)], "PNG"),
+        "animated webp": _pil([np.roll(rgb, i * 40, 1) for i in range(4)], "WEBP", quality=50),
+        "tiff uncompressed, one strip": _pil([rgb], "TIFF"),
+        "tiff 16-bit, one strip": tiff(side, side, bits=16),
+        "tiff 16-bit, strips of 32 rows": tiff(side, side, bits=16, rows_per_strip=32),
+        "tiff 16-bit, tiles": tiff(side, side, bits=16, tile=256),
+        "tiff rgba 16-bit, one strip": tiff(side, side, bits=16, samples=4),
+        "tiff gray 16-bit, one strip": tiff(side, side, bits=16, samples=1),
+    }
+
+
+FILES = _files()
+
+
+@pytest.mark.parametrize("name", list(FILES))
+def test_the_estimate_covers_what_the_decoder_really_spends(name):
+    data = FILES[name]
+    info = imageio.probe(data, name, max_decode_bytes=1 << 40)
+    fit_factor = imageio._reduction_for(info, -(-256 * min(info.width, info.height) // max(info.width, info.height)))
+    for how, factor in (("decode", 1), ("fit", fit_factor), ("model", imageio._reduction_for(info, 224))):
+        estimate, peak = info.decode_cost(factor), measured_peak(data, how)
+        assert peak <= estimate + SLACK, f"{name} {how}: {peak / MIB:.0f} MiB spent, {estimate / MIB:.0f} MiB estimated"
+        # and not wildly pessimistic: what is refused or waits is what would really take the memory
+        assert estimate <= 2 * peak + 16 * MIB, f"{name} {how}: estimate {estimate / MIB:.0f} MiB for {peak / MIB:.0f}"
+
+
+def test_a_tiff_of_16_bit_rgb_in_one_deflate_strip_is_refused_from_its_header_in_a_small_process():
+    """Issue 25's file: 10000x10000 RGB at 16 bits a sample in one deflate strip (a few MB on disk)
+    passed the old budget counted at 3 bytes a pixel, then took 0.9 GB to decode (1.3-2.5 GB in
+    ``imgtag tag``). Its strip alone is 572 MiB, which libtiff holds whole."""
+    data = tiff(10_000, 10_000, bits=16)
+    assert len(data) < 5 * MIB
+    with pytest.raises(imageio.DecodeBudgetError) as refused:
+        imageio.probe(data, "scan.tif")
+    message = str(refused.value)
+    assert "the largest TIFF strip or tile, held whole 572 MiB" in message
+    assert "small strips or tiles" in message and "IMGTAG_MAX_DECODE_BYTES" in message
+    script = (
+        "import sys\nfrom core import imageio\ndata = sys.stdin.buffer.read()\n"
+        "try:\n    imageio.load_to_fit(data, 256, 'scan.tif')\nexcept imageio.DecodeBudgetError:\n"
+        "    print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], input=data, capture_output=True, check=True, timeout=60)
+    assert int(done.stdout) * 1024 < 250 * MIB  # the libraries, the file: no pixel was decoded
+
+
+def test_the_same_pixels_in_small_strips_fit_the_budget_and_decode_within_the_estimate():
+    data = tiff(6000, 6000, bits=16, rows_per_strip=64)
+    info = imageio.probe(data, "strips.tif")
+    assert info.decode_cost() < imageio.DEFAULT_MAX_DECODE_BYTES
+    assert measured_peak(data, "fit") <= info.decode_cost() + SLACK
+
+
+# ------------------------------------------------------------------ the process-wide budget
+
+
+def test_reservations_never_hold_more_than_the_capacity_and_all_are_served():
+    budget = decode_budget.DecodeBudget(100)
+    order, active, most = [], [0], [0]
+    lock = threading.Lock()
+
+    def decode(i: int, amount: int):
+        with budget.reserve(amount) as held:
+            with lock:
+                order.append(i)
+                active[0] += held
+                most[0] = max(most[0], active[0])
+            time.sleep(0.02)
+            with lock:
+                active[0] -= held
+
+    threads = []
+    for i, amount in enumerate([60, 60, 30, 90, 10, 50, 50, 500]):  # 500: more than the whole budget
+        threads.append(threading.Thread(target=decode, args=(i, amount)))
+        threads[-1].start()
+        time.sleep(0.002)  # arrive in this order
+    for thread in threads:
+        thread.join(10)
+    assert most[0] <= 100 and budget.peak <= 100 and budget.held == 0
+    assert sorted(order) == list(range(8))
+
+
+def test_a_caller_that_cannot_wait_long_gets_decode_busy_with_a_retry_hint():
+    budget = decode_budget.DecodeBudget(100)
+    with budget.reserve(80):
+        started = time.monotonic()
+        with pytest.raises(decode_budget.DecodeBusy) as busy:
+            with budget.reserve(30, timeout=0.2, name="big.tif"):
+                pass
+        assert time.monotonic() - started >= 0.2
+    assert busy.value.retry_after >= 1 and "big.tif" in str(busy.value)
+    assert "IMGTAG_DECODE_MEMORY_MB" in str(busy.value)
+    with budget.reserve(100, timeout=0):  # given back: there is room again
+        assert budget.held == 100
+
+
+CONCURRENT = r"""
+import sys, threading
+from core import decode_budget, imageio
+files = [sys.stdin.buffer.read()] * 6
+budget = decode_budget.configure(int(sys.argv[1]))
+def kib(key):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1])
+imageio.probe(files[0], "x")
+open("/proc/self/clear_refs", "w").write("5")
+base = kib("VmRSS")
+threads = [threading.Thread(target=imageio.load_to_fit, args=(data, 256, f"{i}.png")) for i, data in enumerate(files)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print((kib("VmHWM") - base) * 1024, budget.peak)
+"""
+
+
+def test_concurrent_decodes_in_one_process_stay_within_its_budget():
+    """Six threads decode a 2000x2000 PNG at once (each about 31 MiB); a budget of two decodes
+    keeps the process's peak at two, where without it six would run together."""
+    data = FILES["png"]
+    cost = imageio.probe(data, "x").decode_cost()
+    done = subprocess.run(
+        [sys.executable, "-c", CONCURRENT, str(2 * cost)], input=data, capture_output=True, text=False,
+        check=True, timeout=120,
+    )
+    peak, reserved = (int(v) for v in done.stdout.split())
+    assert reserved <= 2 * cost
+    assert peak <= 2 * cost + SLACK, f"{peak / MIB:.0f} MiB for a budget of {2 * cost / MIB:.0f}"
+    unbounded = subprocess.run(
+        [sys.executable, "-c", CONCURRENT, str(6 * cost)], input=data, capture_output=True, check=True, timeout=120
+    )
+    assert int(unbounded.stdout.split()[0]) > peak  # the budget is what kept it down
+
+
+# ------------------------------------------------------------------ cgroups
+
+
+def _cgroup_v2(tmp_path, cpu_max: str | None, memory_max: str | None, nested: str = "kubepods/pod1"):
+    root = tmp_path / "cgroup"
+    (root / nested).mkdir(parents=True)
+    (root / "cgroup.controllers").write_text("cpu memory\n")
+    if cpu_max is not None:
+        (root / nested / "cpu.max").write_text(cpu_max + "\n")
+    if memory_max is not None:
+        (root / nested / "memory.max").write_text(memory_max + "\n")
+    (root / "cpu.max").write_text("max 100000\n")
+    proc = tmp_path / "proc-cgroup"
+    proc.write_text(f"0::/{nested}\n")
+    return root, proc
+
+
+def test_a_cgroup_v2_quota_of_one_and_a_half_cpus_gives_two_threads(tmp_path):
+    root, proc = _cgroup_v2(tmp_path, "150000 100000", str(2 * 1024**3))
+    assert cgroup.cpu_limit(root, proc) == 1.5
+    assert cgroup.available_cpus(root, proc) == min(2, cgroup.schedulable_cpus())
+    assert cgroup.memory_limit(root, proc) == 2 * 1024**3
+
+
+def test_no_quota_means_the_schedulable_cpus(tmp_path):
+    root, proc = _cgroup_v2(tmp_path, "max 100000", "max")
+    assert cgroup.cpu_limit(root, proc) is None and cgroup.memory_limit(root, proc) is None
+    assert cgroup.available_cpus(root, proc) == cgroup.schedulable_cpus()
+
+
+def test_a_cgroup_v1_quota_is_read_too(tmp_path):
+    root = tmp_path / "cgroup"
+    (root / "cpu,cpuacct" / "docker" / "abc").mkdir(parents=True)
+    (root / "cpu,cpuacct" / "docker" / "abc" / "cpu.cfs_quota_us").write_text("50000\n")
+    (root / "cpu,cpuacct" / "docker" / "abc" / "cpu.cfs_period_us").write_text("100000\n")
+    (root / "memory" / "docker" / "abc").mkdir(parents=True)
+    (root / "memory" / "docker" / "abc" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    (root / "memory" / "memory.limit_in_bytes").write_text(str(3 * 1024**3))
+    proc = tmp_path / "proc-cgroup"
+    proc.write_text("4:memory:/docker/abc\n2:cpu,cpuacct:/docker/abc\n")
+    assert cgroup.cpu_limit(root, proc) == 0.5
+    assert cgroup.available_cpus(root, proc) == 1
+    assert cgroup.memory_limit(root, proc) == 3 * 1024**3  # the parent's limit counts
+
+
+def test_decode_threads_default_to_the_cgroup_s_cpus_and_decode_memory_to_a_share_of_its_memory(monkeypatch):
+    monkeypatch.setattr(cgroup, "available_cpus", lambda *a: 3)
+    monkeypatch.setattr(cgroup, "memory_limit", lambda *a: 2 * 1024**3)
+    settings = Settings.from_env({})
+    assert settings.decode_threads == 3
+    assert settings.decode_memory_bytes == int(0.3 * 2 * 1024**3)  # 614 MiB: above one image's 600
+    monkeypatch.setattr(cgroup, "memory_limit", lambda *a: None)
+    assert Settings.from_env({}).decode_memory_bytes == 1024 * MIB
+    assert Settings.from_env({"IMGTAG_DECODE_MEMORY_MB": "700"}).decode_memory_bytes == 700 * MIB
+    with pytest.raises(SettingsError, match="IMGTAG_DECODE_MEMORY_MB='100'.*IMGTAG_MAX_DECODE_BYTES"):
+        Settings.from_env({"IMGTAG_DECODE_MEMORY_MB": "100"})
