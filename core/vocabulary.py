@@ -10,8 +10,10 @@ tag: **one tag, one score**. A tag both heads know (``cat``: the ImageNet cat cl
 the tag map, and a learned ``cat``) scores the larger of the two, and a broader tag scores at
 least as much as any learned tag below it (a learned ``giraffe`` lifts ``animal``). When the
 learned head knows the kinds of picture that are not photos of things (:data:`NON_PHOTO`:
-``document``, ``screenshot``, ``graphic``, ``texture``), the other tags are scaled down by how
-sure it is of one: a page of text is a ``document``, not a ``person``.
+``document``, ``screenshot``, ``graphic``, ``texture``), the tags learned from photos (the
+general tags and the starter model's) are scaled down by how sure it is of one: a page of text
+is a ``document``, not a ``person``. Tags a library trains on its own pictures are not: it may
+well teach ``logo`` or ``circle`` on graphics.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import csv
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -169,8 +171,9 @@ class Merge:
         lift: ``(learned tags, tags)`` 0/1: which vocabulary columns each learned score reaches
             (its own and its ancestors').
         non_photo: ``(learned tags,)`` 0/1: the learned tags of :data:`NON_PHOTO`.
-        gated: ``(tags,)`` 0/1: the columns scaled by ``1 - max(non-photo scores)`` (every tag
-            but the non-photo ones and :data:`PICTURE_TAGS`); all zero without non-photo tags.
+        gated: ``(tags,)`` 0/1: the columns scaled by ``1 - max(non-photo scores)`` (the tags
+            learned from photos, but not the non-photo ones and :data:`PICTURE_TAGS`); all zero
+            without non-photo tags.
     """
 
     vocabulary: Vocabulary
@@ -209,6 +212,7 @@ def merge(
     reasons: Mapping[str, str] | None = None,
     fallback: Mapping[str, float] | None = None,
     slope: Mapping[str, float] | None = None,
+    photo_tags: Collection[str] | None = None,
 ) -> Merge:
     """The merged vocabulary of the general tags (``tagmap``; None leaves them out) and the
     learned ones.
@@ -222,6 +226,8 @@ def merge(
         reasons: why each threshold is what it is (written to ``tags.csv``).
         fallback, slope: the fallback threshold and slope of the tags that have one
             (:func:`core.tagmap.emitted`), from a calibration.
+        photo_tags: the learned tags learned from photos alone, which a non-photo fades out
+            with the general tags (the starter model's; None: every learned tag).
 
     Raises:
         ValueError: a learned tag has no threshold.
@@ -269,6 +275,7 @@ def merge(
         matrix = np.zeros((tagmap.output_width, len(tags)), np.float32)
         matrix[:, : len(general)] = tagmap.matrix
     non_photo = np.array([t in NON_PHOTO for t in learned_tags], np.float32)
-    kept = set(NON_PHOTO) | set(PICTURE_TAGS)
-    gated = np.array([0.0 if t in kept else 1.0 for t in tags], np.float32) * float(non_photo.any())
+    from_photos = set(general) | set(learned_tags if photo_tags is None else photo_tags)
+    from_photos -= {*NON_PHOTO, *PICTURE_TAGS}
+    gated = np.array([t in from_photos for t in tags], np.float32) * float(non_photo.any())
     return Merge(vocabulary, tuple(learned_tags), matrix, lift, non_photo, gated)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -71,12 +72,19 @@ def tag_merge(
     tagmap_dir: Path | None = None,
     fallback: dict[str, float] | None = None,
     slope: dict[str, float] | None = None,
+    photo_tags: Collection[str] | None = None,
 ) -> Merge:
     """How the trained model's two heads become the exported vocabulary's scores.
 
     ``tagmap_dir``: the tag map of the general tags (``settings.tagmap_dir``; None: the packaged
-    one); ``fallback``, ``slope``: from the calibration (:func:`read_fallback`)."""
+    one); ``fallback``, ``slope``: from the calibration (:func:`read_fallback`); ``photo_tags``:
+    the learned tags a non-photo fades out (default: the starter model's, which it learned from
+    photos; the tags a library trains on its own pictures are left as they score)."""
     tagmap = TagMap.load(tagmap_dir)
+    if photo_tags is None:
+        from serving import starter  # function-level: serving.starter exports through this module
+
+        photo_tags = starter.learned_tags()
     return merge(
         trained.tags,
         thresholds,
@@ -85,6 +93,7 @@ def tag_merge(
         reasons=reasons,
         fallback=fallback,
         slope=slope,
+        photo_tags=photo_tags,
     )
 
 

@@ -157,6 +157,16 @@ def _load_head(directory: Path, tagmap_dir: Path | None, fingerprint: tuple) -> 
     )
 
 
+def learned_tags(directory: Path = STARTER_DIR) -> tuple[str, ...]:
+    """The shipped starter's learned tags, read from ``learned_tags.csv`` without loading the head
+    (none when no starter is shipped): the tags it learned from photos."""
+    path = directory / TAGS_FILE
+    if not path.is_file():
+        return ()
+    with path.open(newline="", encoding="utf-8") as f:
+        return tuple(row["tag"] for row in csv.DictReader(f))
+
+
 def trained_model(head: StarterHead):
     """The two-headed Keras model (:func:`core.model.build`) with the starter's head."""
 
@@ -178,6 +188,7 @@ def vocabulary(head: StarterHead) -> Vocabulary:
         reasons=head.reasons,
         fallback=head.fallback,
         slope=head.slope,
+        photo_tags=head.tags,
     ).vocabulary
 
 
@@ -199,6 +210,7 @@ def saved_model(cache_dir: Path, head: StarterHead | None) -> Path:
         tagmap_dir=head.tagmap_dir,
         fallback=head.fallback,
         slope=head.slope,
+        photo_tags=head.tags,
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{head.version}-", dir=target.parent))

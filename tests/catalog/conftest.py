@@ -163,7 +163,7 @@ class FakeTagger:
     model_name = "fake-colour"
     model_version = "1"
     # every tag's score by colour; at the thresholds of 0.5: red animal, cat, egyptian cat;
-    # blue cup, coffee mug; green animal, dog
+    # blue cup, coffee mug (and container below its threshold: every cup is one); green animal, dog
     SCORES: ClassVar[dict[str, dict[str, float]]] = {
         "red": {"animal": 0.95, "cat": 0.93, "egyptian cat": 0.81, "dog": 0.3},
         "blue": {"cup": 0.84, "coffee mug": 0.77, "container": 0.4},

@@ -49,7 +49,7 @@ def test_upload_many_stores_and_tags_each_image(client_with_token, image, fake_t
         ("dog.png", "PNG", "tagged", False),
     ]
     assert tag_names(assets[0]) == {"cat", "egyptian cat", "animal"}
-    assert tag_names(assets[1]) == {"cup", "coffee mug"}
+    assert tag_names(assets[1]) == {"cup", "coffee mug", "container"}  # container: implied by cup
     first = assets[0]["tags"][0]
     assert first == {
         **first,
@@ -337,11 +337,11 @@ def test_tags_with_counts_excluding_rejected(client_with_token, reader, uploaded
     response = reader.get("/api/tags/")
     assert response.status_code == 200
     counts = {t["name"]: t["asset_count"] for t in response.json()["results"]}
-    assert counts == {"animal": 1, "cat": 1, "egyptian cat": 1, "cup": 1, "coffee mug": 1, "dog": 1}
+    assert counts == {"animal": 1, "cat": 1, "egyptian cat": 1, "cup": 1, "coffee mug": 1, "container": 1, "dog": 1}
     tags = {t["name"]: t for t in response.json()["results"]}
     assert tags["egyptian cat"]["parents"] == ["cat"] and tags["cat"]["parents"] == ["animal"]
     prefixed = reader.get("/api/tags/", {"prefix": "C"}).json()["results"]
-    assert sorted(t["name"] for t in prefixed) == ["cat", "coffee mug", "cup"]
+    assert sorted(t["name"] for t in prefixed) == ["cat", "coffee mug", "container", "cup"]
 
 
 def test_the_original_downloads_with_its_content_type(reader, client_with_token, image, fake_tagger):
@@ -422,7 +422,7 @@ def test_uploading_an_asset_left_pending_tags_it(client_with_token, image, fake_
     pending, _ = services.ingest(data, "imported.png")  # stored, never tagged (e.g. a crash)
     [asset] = post_files(client_with_token, [upload("again.png", data)]).json()["assets"]
     assert (asset["id"], asset["duplicate"], asset["status"]) == (pending.pk, True, "tagged")
-    assert tag_names(asset) == {"cup", "coffee mug"}
+    assert tag_names(asset) == {"cup", "coffee mug", "container"}
 
 
 def test_an_end_user_may_not_upload_403_with_the_reason(reader, image, fake_tagger, stored_files):

@@ -195,7 +195,7 @@ def test_tag_assets_in_process_records_tags_and_failures(image, fake_tagger):
     assert [r.ok for r in results] == [True, False]
     good.refresh_from_db()
     broken.refresh_from_db()
-    assert good.status == "tagged" and set(rows(good)) == {"cup", "coffee mug"}
+    assert good.status == "tagged" and set(rows(good)) == {"cup", "coffee mug", "container"}
     assert rows(good)["cup"][3] == "fake-colour:1"
     assert [t.name for t in Tag.objects.get(name="coffee mug").parents.all()] == ["cup"]
     assert broken.status == "failed" and "cut.png" in broken.error

@@ -100,6 +100,18 @@ def test_a_picture_that_is_not_a_photo_fades_the_object_tags(tagmap):
     assert not plain.has_gate and plain.scores(website, np.array([[0.92]]))[0].max() == pytest.approx(0.92)
 
 
+def test_tags_a_library_trains_on_its_own_pictures_are_not_faded(tagmap):
+    """Only the tags learned from photos (the general ones and, here, the starter's ``person``)
+    fade on a graphic: a ``circle`` taught on drawings stays as it scores."""
+    learned = ["person", "graphic", "circle"]
+    gated = merge(learned, {t: 0.5 for t in learned}, tagmap, photo_tags=["person", "graphic"])
+    drawing = gated.scores(probabilities(tagmap, tabby_cat=0.6), np.array([[0.8, 0.9, 0.85]]))
+    named = dict(zip(gated.vocabulary.tags, drawing[0], strict=True))
+    assert named["circle"] == pytest.approx(0.85) and named["graphic"] == pytest.approx(0.9)
+    assert named["person"] == pytest.approx(0.8 * 0.1) and named["tabby cat"] == pytest.approx(0.6 * 0.1)
+    assert {t.name for t in gated.vocabulary.select(drawing)[0]} >= {"circle", "graphic"}
+
+
 def test_the_exported_graph_computes_the_same_gate(tagmap):
     """serving.export's TensorFlow scores equal the NumPy reference, gate included."""
     import keras

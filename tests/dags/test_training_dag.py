@@ -192,7 +192,7 @@ def test_default_params_are_valid_and_complete(training):
         {"batch_size": 513},
         {"image_size": 100},
         {"image_size": 32},
-        {"fine_tune_blocks": 17},
+        {"fine_tune_blocks": 22},  # Lite2 has 21 blocks
         {"fine_tune_epochs": -1},
         {"distill_weight": -1},
         {"min_examples_per_tag": 0},
@@ -434,7 +434,8 @@ def test_the_trigger_form_refuses_exactly_what_train_params_refuse(training):
             assert form == stage, f"{name}={value}: the form {'accepts' if form else 'refuses'} it, TrainParams not"
             checked.append((name, value, form))
     assert ("image_size", 64, True) in checked and ("image_size", 32, False) in checked
-    assert ("epochs", 201, False) in checked and ("fine_tune_blocks", 16, True) in checked
+    assert ("epochs", 201, False) in checked and ("fine_tune_blocks", 21, True) in checked
+    assert ("fine_tune_blocks", 22, False) in checked
 
 
 def test_every_numeric_form_param_takes_its_limits_from_core(training):
