@@ -34,6 +34,7 @@ from core.errors import InvalidValue
 from core.tagmap import TagMap, parse_threshold
 from core.tf_runtime import import_tensorflow
 from core.vocabulary import Merge, Vocabulary, merge
+from serving.starter_files import learned_tags
 from serving.warmup import write_warmup
 
 INPUT_KEY = "images"
@@ -82,9 +83,7 @@ def tag_merge(
     photos; the tags a library trains on its own pictures are left as they score)."""
     tagmap = TagMap.load(tagmap_dir)
     if photo_tags is None:
-        from serving import starter  # function-level: serving.starter exports through this module
-
-        photo_tags = starter.learned_tags()
+        photo_tags = learned_tags()
     return merge(
         trained.tags,
         thresholds,

@@ -42,11 +42,8 @@ from core.vocabulary import Vocabulary, merge
 from serving.export import export_model, tag_merge
 from serving.predictors import load_waiter
 from serving.repository import ModelRepository
+from serving.starter_files import HEAD_FILE, PROVENANCE_FILE, STARTER_DIR, TAGS_FILE
 
-STARTER_DIR = Path(__file__).resolve().parent / "starter_model"
-HEAD_FILE = "head.npz"
-TAGS_FILE = "learned_tags.csv"
-PROVENANCE_FILE = "provenance.json"
 MODEL_NAME = "imgtag-starter"
 IMAGE_SIZE = backbone.IMAGE_SIZE
 TAG_COLUMNS = ("tag", "threshold", "reason", "val_precision", "val_recall", "val_positives", "fallback", "slope")
@@ -155,16 +152,6 @@ def _load_head(directory: Path, tagmap_dir: Path | None, fingerprint: tuple) -> 
         fallback,
         slope,
     )
-
-
-def learned_tags(directory: Path = STARTER_DIR) -> tuple[str, ...]:
-    """The shipped starter's learned tags, read from ``learned_tags.csv`` without loading the head
-    (none when no starter is shipped): the tags it learned from photos."""
-    path = directory / TAGS_FILE
-    if not path.is_file():
-        return ()
-    with path.open(newline="", encoding="utf-8") as f:
-        return tuple(row["tag"] for row in csv.DictReader(f))
 
 
 def trained_model(head: StarterHead):
