@@ -5,13 +5,13 @@ LiteRT flatbuffer, converted once and cached. TensorFlow is imported only when o
 
 from __future__ import annotations
 
-import os
+import contextlib
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from core import backbone, cgroup
+from core import atomic, backbone, cgroup
 from core.backbone import IMAGE_SIZE
 from core.tf_runtime import import_tensorflow, quiet_stderr
 
@@ -114,10 +114,7 @@ def saved_model_predictor(path: Path):
 
 
 def write_cache(path: Path, flatbuffer: bytes) -> None:
-    try:  # a cache that cannot be written costs the conversion next time, nothing else
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        partial.write_bytes(flatbuffer)
-        os.replace(partial, path)
-    except OSError:
-        pass
+    """Keep ``flatbuffer`` at ``path``, written all at once (a cache that cannot be written costs
+    the conversion next time, nothing else: write errors are ignored)."""
+    with contextlib.suppress(OSError):
+        atomic.write(path, flatbuffer)
