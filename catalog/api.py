@@ -15,10 +15,7 @@ import copy
 import re
 from typing import ClassVar
 
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.files.uploadedfile import UploadedFile
-from django.core.files.uploadhandler import FileUploadHandler
 from django.db import transaction
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
@@ -30,7 +27,6 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from catalog import counts, facets, roles, services, thresholds
 from catalog.conf import imgtag_settings
@@ -51,6 +47,7 @@ from catalog.serializers import (
     asset_list_data,
 )
 from catalog.storage import get_storage
+from catalog.upload_limits import KeepUpToLimit, RefuseLargeRequests, upload_error, upload_errors
 from core.imageio import ImageError
 
 CONTENT_TYPES = {
@@ -61,96 +58,6 @@ CONTENT_TYPES = {
     "TIFF": "image/tiff",
     "GIF": "image/gif",
 }
-
-
-def _error(file: str | None, reason: str, message: str) -> dict:
-    return {"file": file, "reason": reason, "error": message}
-
-
-def _upload_errors(code: int, errors: list[dict]) -> Response:
-    return Response({"errors": errors}, status=code)
-
-
-def exception_handler(exc: Exception, context: dict) -> Response | None:
-    """DRF's handler, plus JSON answers for Django's request-size limits (instead of a 400 page).
-
-    Args:
-        exc: the exception a view raised (reading the request body raises Django's own).
-        context: DRF's context (view, request).
-
-    Returns:
-        The error response, or ``None`` for exceptions that should become a 500.
-    """
-    if isinstance(exc, TooManyFilesSent):
-        limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
-        message = f"more than {limit} files in one request; send them in several requests"
-        return _upload_errors(413, [_error(None, "too_many_files", message)])
-    if isinstance(exc, RequestDataTooBig):
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        message = (
-            f"the form fields (files not counted) exceed {limit:,} bytes; "
-            "send images as files in the 'files' field"
-        )
-        return _upload_errors(413, [_error(None, "request_too_large", message)])
-    if isinstance(exc, RequestTooLarge):
-        limit = imgtag_settings().max_request_bytes
-        message = (
-            f"the request is larger than {limit / 2**20:,.0f} MiB (IMGTAG_MAX_REQUEST_MB, all files "
-            "together); nothing was stored: send the files in several requests"
-        )
-        return _upload_errors(413, [_error(None, "request_too_large", message)])
-    if isinstance(exc, TooManyFieldsSent):
-        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
-        return Response({"detail": f"more than {limit} form fields"}, status=400)
-    return drf_exception_handler(exc, context)
-
-
-class RequestTooLarge(Exception):
-    """The upload request's body is over ``IMGTAG_MAX_REQUEST_BYTES`` (all files together)."""
-
-
-class _RefuseLargeRequests(FileUploadHandler):
-    """Stops reading an upload once the request's body passes ``limit`` bytes: at once when its
-    Content-Length says so, else when the files received so far add up to more. Nothing is
-    stored: the view has not run yet, and the error becomes a 413 (:func:`exception_handler`)."""
-
-    def __init__(self, request, limit: int):
-        super().__init__(request)
-        self.limit = limit
-        self.received = 0
-
-    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
-        if content_length and content_length > self.limit:
-            raise RequestTooLarge(content_length)
-        return None
-
-    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
-        self.received += len(raw_data)
-        if self.received > self.limit:
-            raise RequestTooLarge(self.received)
-        return raw_data
-
-    def file_complete(self, file_size: int) -> None:
-        return None
-
-
-class _KeepUpToLimit(FileUploadHandler):
-    """Passes on at most ``limit + 1`` bytes of each uploaded file to the next handlers.
-
-    An oversized file is then refused as too large without being held whole in memory or on
-    disk; the view sees a size above the limit and answers 413.
-    """
-
-    def __init__(self, request, limit: int):
-        super().__init__(request)
-        self.limit = limit
-
-    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
-        room = self.limit + 1 - start
-        return raw_data[:room] if room > 0 else None
-
-    def file_complete(self, file_size: int) -> None:
-        return None  # the next handler (memory or temporary file) builds the file object
 
 
 def _read(upload: UploadedFile) -> bytes:
@@ -171,8 +78,8 @@ class AssetListView(generics.ListAPIView):
 
     def initialize_request(self, request, *args, **kwargs) -> Request:
         if request.method == "POST":  # before anything (a CSRF check included) reads the body
-            request.upload_handlers.insert(0, _KeepUpToLimit(request, imgtag_settings().max_upload_bytes))
-            request.upload_handlers.insert(0, _RefuseLargeRequests(request, imgtag_settings().max_request_bytes))
+            request.upload_handlers.insert(0, KeepUpToLimit(request, imgtag_settings().max_upload_bytes))
+            request.upload_handlers.insert(0, RefuseLargeRequests(request, imgtag_settings().max_request_bytes))
         return super().initialize_request(request, *args, **kwargs)
 
     def get_queryset(self):
@@ -229,7 +136,7 @@ class AssetListView(generics.ListAPIView):
         uploads = [*request.FILES.getlist("files"), *request.FILES.getlist("file")]
         if not uploads:
             message = "no file in the request; send images as multipart/form-data fields 'files'"
-            return _upload_errors(400, [_error(None, "no_file", message)])
+            return upload_errors(400, [upload_error(None, "no_file", message)])
         limit = imgtag_settings().max_upload_bytes
         errors, too_large = [], False
         for upload in uploads:
@@ -238,12 +145,12 @@ class AssetListView(generics.ListAPIView):
                     raise services.UploadTooLarge(upload.name, limit)
                 services.validate(_read(upload), upload.name)
             except services.UploadTooLarge as exc:
-                errors.append(_error(upload.name, exc.reason, str(exc)))
+                errors.append(upload_error(upload.name, exc.reason, str(exc)))
                 too_large = True
             except ImageError as exc:
-                errors.append(_error(upload.name, exc.reason, str(exc)))
+                errors.append(upload_error(upload.name, exc.reason, str(exc)))
         if errors:
-            return _upload_errors(413 if too_large else 400, errors)
+            return upload_errors(413 if too_large else 400, errors)
 
         with transaction.atomic():
             ingested = [services.ingest(_read(upload), upload.name) for upload in uploads]

@@ -1,7 +1,7 @@
 """Every request error is a 4xx (or a 503/507 saying the service or its disk is the problem),
 with a reason a client can read; never a bare 500 page.
 
-- :func:`exception_handler` (DRF's ``EXCEPTION_HANDLER``): :func:`catalog.api.exception_handler`
+- :func:`exception_handler` (DRF's ``EXCEPTION_HANDLER``): :func:`catalog.upload_limits.exception_handler`
   first (DRF's own errors and the upload limits), then what a view can meet beyond them: a full
   disk (507), a database that went away (503, ``Retry-After``), a value the database cannot
   store (400: a NUL character, a number out of range), the decode budget held by others (503).
@@ -79,11 +79,11 @@ def problem(exc: BaseException) -> tuple[int, str, str, dict[str, str]] | None:
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
-    """DRF's ``EXCEPTION_HANDLER``: :func:`catalog.api.exception_handler`, then :func:`problem`."""
-    # lazy: catalog.api defines DRF views, whose import reads the settings that name this module
-    from catalog.api import exception_handler as api_exception_handler
+    """DRF's ``EXCEPTION_HANDLER``: :func:`catalog.upload_limits.exception_handler`, then :func:`problem`."""
+    # lazy: catalog.upload_limits imports DRF's views, whose import reads the settings that name this module
+    from catalog.upload_limits import exception_handler as upload_exception_handler
 
-    response = api_exception_handler(exc, context)
+    response = upload_exception_handler(exc, context)
     if response is not None:
         return response
     found = problem(exc)

@@ -12,17 +12,15 @@ that is what the tagging message carries and what :meth:`Storage.open` takes.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
-import os
-import tempfile
 from typing import BinaryIO
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from catalog.conf import imgtag_settings
+from core import atomic
 
 
 class Storage:
@@ -60,7 +58,7 @@ class Storage:
         path = self.path_for(sha256)
         if not self.fs.exists(path):
             if self.is_local:
-                write_local_atomically(path, data)
+                atomic.write(path, data)
             else:
                 self.fs.pipe_file(path, data)
         return sha256, self.uri_for(sha256)
@@ -82,24 +80,6 @@ class Storage:
         """
         fs, path = fsspec.core.url_to_fs(uri)
         return fs.cat_file(path)
-
-
-def write_local_atomically(path: str, data: bytes) -> None:
-    """Write ``data`` to a local ``path`` all at once: a temporary file beside it, fsynced, renamed."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
 
 
 @functools.lru_cache(maxsize=8)

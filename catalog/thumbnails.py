@@ -25,8 +25,8 @@ import cv2
 
 from catalog.conf import imgtag_settings
 from catalog.models import Asset
-from catalog.storage import get_storage, write_local_atomically
-from core import decode_budget
+from catalog.storage import get_storage
+from core import atomic, decode_budget
 from core.errors import ImgtagError
 from core.imageio import ImageError, load_to_fit
 
@@ -111,7 +111,7 @@ def get_thumbnail(asset: Asset, size: int = SIZE) -> Path:
         jpeg = make_thumbnail(data, asset.filename, size)
     except ImageError as exc:
         raise ThumbnailUnavailable(str(exc)) from None
-    write_local_atomically(str(path), jpeg)
+    atomic.write(path, jpeg)
     sweep(path.parent)
     return path
 

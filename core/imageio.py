@@ -17,6 +17,11 @@ hold: a TIFF's largest strip or tile at its stored depth, a progressive JPEG's c
 GIF's and animations' canvases. A file whose cost passes ``IMGTAG_MAX_DECODE_BYTES`` is refused
 from its header; every decode also reserves its cost from the process's budget
 (:mod:`core.decode_budget`), so concurrent decodes never hold more than it together.
+
+A JPEG's EXIF orientation is read from its header here, and also in TensorFlow graph ops
+(:func:`exif_orientation`, :func:`apply_exif_orientation`) for the decode that training and the
+exported SavedModel share (:func:`core.model.decode_and_resize`): both paths turn a portrait
+camera photo upright the same way.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from PIL import Image, UnidentifiedImageError
 
 from core import decode_budget
 from core.errors import UsageError
+from core.tf_runtime import import_tensorflow
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 IMAGE_EXTENSIONS = frozenset(
@@ -531,3 +537,143 @@ def load_to_fit(
             target = (max(1, round(w * scale)), max(1, round(h * scale)))
             bgr = cv2.resize(bgr, target, interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), info
+
+
+# ---------------------------------------------------------------------------------------------
+# The same EXIF orientation in TensorFlow graph ops: the decode that training, evaluation and the
+# exported SavedModel share (core.model.decode_and_resize) reads it from the encoded bytes, since
+# TF Serving runs no Python. TensorFlow is imported only when these are called.
+
+# JPEG segments scanned for the EXIF block, and IFD0 entries searched for the orientation: both
+# bounded, so a crafted file costs a few hundred small ops at most.
+_MAX_JPEG_SEGMENTS = 64
+_MAX_IFD_ENTRIES = 100
+_EXIF_HEADER = (0x45, 0x78, 0x69, 0x66, 0x00, 0x00)  # b"Exif\0\0"
+
+
+def exif_orientation(encoded):
+    """The EXIF orientation (1..8) of encoded JPEG bytes, an int32 scalar tensor (TensorFlow ops only).
+
+    Walks the JPEG's marker segments (at most 64, up to the start of scan) to the APP1 segment
+    that starts with ``Exif\\0\\0``, reads its TIFF header (``II`` little endian, ``MM`` big
+    endian) and looks for tag 0x0112 (type SHORT) among the first 100 entries of IFD0.
+    Anything else gives 1: not a JPEG, no EXIF block, no orientation tag, a value outside
+    1..8, and any malformed or truncated data. It never raises, so a bad EXIF block cannot
+    stop the image from decoding. Being graph ops only (no Python at run time), it runs in a
+    ``tf.function`` and in the exported SavedModel under TF Serving.
+    """
+    tf = import_tensorflow()
+    read, size = _byte_reader(tf, encoded)
+    tiff, end = _exif_segment(tf, read, size)
+    value, found = _tiff_orientation(tf, read, tiff, end)
+    known = found & (value >= 1) & (value <= 8)
+    return tf.cast(tf.where(known, value, tf.constant(1, tf.int64)), tf.int32)
+
+
+def _byte_reader(tf, encoded):
+    """``(read, size)``: ``read(offset, count)`` gives ``count`` bytes of ``encoded`` from
+    ``offset`` as int64 (zeros past either end), never failing; ``size`` is its length."""
+    size = tf.cast(tf.strings.length(encoded), tf.int64)
+
+    def read(offset, count: int):
+        start = tf.clip_by_value(offset, 0, size)
+        raw = tf.io.decode_raw(tf.strings.substr(encoded, start, tf.constant(count, tf.int64)), tf.uint8)
+        return tf.reshape(tf.pad(tf.cast(raw, tf.int64), [[0, count - tf.shape(raw)[0]]]), [count])
+
+    return read, size
+
+
+def _exif_segment(tf, read, size):
+    """``(tiff, end)``: where the EXIF block's TIFF header starts and its segment ends (both -1
+    when there is none), walking the JPEG's segments from just after start-of-image (FF D8)."""
+    def int64(value):
+        return tf.constant(value, tf.int64)
+
+    soi = read(int64(0), 2)
+    not_jpeg = tf.logical_not((soi[0] == 0xFF) & (soi[1] == 0xD8))
+
+    def scan(step, offset, done, tiff, end):
+        head = read(offset, 10)  # FF, marker, length (big endian, counts itself), then Exif\0\0?
+        marker, length = head[1], head[2] * 256 + head[3]
+        fill = marker == 0xFF  # a fill byte before a marker
+        standalone = ((marker >= 0xD0) & (marker <= 0xD7)) | (marker == 0x01)  # no length field
+        exif = (
+            (marker == 0xE1)
+            & (length >= 6 + 2 + 8)  # the header, the length field, a TIFF header
+            & (offset + 2 + length <= size)
+            & tf.reduce_all(tf.equal(head[4:10], tf.constant(_EXIF_HEADER, tf.int64)))
+        )
+        malformed = (head[0] != 0xFF) | (~fill & ~standalone & (length < 2))
+        stop = malformed | exif | (marker == 0xDA) | (marker == 0xD9)  # start of scan, end of image
+        advance = tf.where(fill, int64(1), tf.where(standalone, int64(2), 2 + length))
+        return (
+            step + 1,
+            offset + advance,
+            stop,
+            tf.where(exif, offset + 10, tiff),
+            tf.where(exif, offset + 2 + length, end),
+        )
+
+    _, _, _, tiff, end = tf.while_loop(
+        lambda step, offset, done, tiff, end: (step < _MAX_JPEG_SEGMENTS) & tf.logical_not(done),
+        scan,
+        (tf.constant(0), int64(2), not_jpeg, int64(-1), int64(-1)),
+        maximum_iterations=_MAX_JPEG_SEGMENTS,
+    )
+    return tiff, end
+
+
+def _tiff_orientation(tf, read, tiff, end):
+    """``(value, found)``: the orientation entry (tag 0x0112, type SHORT) of IFD0 in the TIFF
+    block at ``tiff``, and whether the block is valid and has one."""
+    # The TIFF header: byte order, the magic number 42, the offset of IFD0 (from the header).
+    header = read(tiff, 8)
+    little = (header[0] == 0x49) & (header[1] == 0x49)  # "II"
+    big = (header[0] == 0x4D) & (header[1] == 0x4D)  # "MM"
+
+    def u16(data, at: int):
+        first, second = data[..., at], data[..., at + 1]
+        return tf.where(little, first + second * 256, first * 256 + second)
+
+    def u32(data, at: int):
+        low, high = u16(data, at), u16(data, at + 2)
+        return tf.where(little, low + high * 65536, low * 65536 + high)
+
+    ifd = tiff + u32(header, 4)
+    count = u16(read(ifd, 2), 0)
+    valid = (
+        (tiff >= 0)
+        & (little | big)
+        & (u16(header, 2) == 42)
+        & (ifd >= tiff + 8)
+        & (ifd + 2 + 12 * count <= end)  # the whole IFD inside the segment
+    )
+    # IFD0: a count, then 12-byte entries (tag, type, count, value); searched all at once.
+    entries = tf.reshape(read(ifd + 2, 12 * _MAX_IFD_ENTRIES), [_MAX_IFD_ENTRIES, 12])
+    present = tf.range(_MAX_IFD_ENTRIES, dtype=tf.int64) < count
+    match = present & (u16(entries, 0) == EXIF_ORIENTATION) & (u16(entries, 2) == 3)  # 3: SHORT
+    value = tf.gather(u16(entries, 8), tf.argmax(tf.cast(match, tf.int32), output_type=tf.int64))
+    return value, valid & tf.reduce_any(match)
+
+
+def apply_exif_orientation(image, orientation):
+    """Turn a decoded ``(H, W, C)`` image tensor upright by its EXIF ``orientation`` (an int32
+    scalar tensor from :func:`exif_orientation`), as OpenCV's ``IMREAD_COLOR`` does (TensorFlow ops only)."""
+    tf = import_tensorflow()
+
+    def transposed():
+        return tf.transpose(image, [1, 0, 2])
+
+    return tf.switch_case(
+        tf.clip_by_value(orientation, 1, 8) - 1,
+        [
+            lambda: image,  # 1: upright
+            lambda: tf.reverse(image, [1]),  # 2: mirrored horizontally
+            lambda: tf.reverse(image, [0, 1]),  # 3: rotated 180
+            lambda: tf.reverse(image, [0]),  # 4: mirrored vertically
+            transposed,  # 5: transpose
+            lambda: tf.reverse(transposed(), [1]),  # 6: rotate 90 clockwise
+            lambda: tf.reverse(transposed(), [0, 1]),  # 7: transverse
+            lambda: tf.reverse(transposed(), [0]),  # 8: rotate 90 counter-clockwise
+        ],
+    )

@@ -5,13 +5,13 @@ LiteRT flatbuffer, converted once and cached. TensorFlow is imported only when o
 
 from __future__ import annotations
 
-import os
+import contextlib
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from core import backbone, cgroup
+from core import atomic, backbone, cgroup
 from core.backbone import IMAGE_SIZE
 from core.tf_runtime import import_tensorflow, quiet_stderr
 
@@ -20,7 +20,7 @@ PRETRAINED_MODEL_VERSION = "pretrained"
 
 
 def _softmax_function(model, batch_size: int, image_size: int):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     @tf.function(input_signature=[tf.TensorSpec([batch_size, image_size, image_size, 3], tf.uint8)])
     def predict(pixels):
@@ -31,7 +31,7 @@ def _softmax_function(model, batch_size: int, image_size: int):
 
 def keras_predictor(model, batch_size: int, image_size: int = IMAGE_SIZE):
     """A fixed-shape ``tf.function`` returning softmax probabilities of a logits model."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     predict = _softmax_function(model, batch_size, image_size)
     return lambda pixels: predict(tf.constant(pixels)).numpy()
@@ -39,7 +39,7 @@ def keras_predictor(model, batch_size: int, image_size: int = IMAGE_SIZE):
 
 def litert_flatbuffer(model, batch_size: int, image_size: int = IMAGE_SIZE) -> bytes:
     """Convert the softmax function of a Keras logits model to a LiteRT flatbuffer (about 2 s)."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     function = _softmax_function(model, batch_size, image_size)
     with quiet_stderr():  # the converter logs every pass from C++
@@ -114,10 +114,7 @@ def saved_model_predictor(path: Path):
 
 
 def write_cache(path: Path, flatbuffer: bytes) -> None:
-    try:  # a cache that cannot be written costs the conversion next time, nothing else
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        partial.write_bytes(flatbuffer)
-        os.replace(partial, path)
-    except OSError:
-        pass
+    """Keep ``flatbuffer`` at ``path``, written all at once (a cache that cannot be written costs
+    the conversion next time, nothing else: write errors are ignored)."""
+    with contextlib.suppress(OSError):
+        atomic.write(path, flatbuffer)

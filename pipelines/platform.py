@@ -51,7 +51,6 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -59,6 +58,7 @@ from pathlib import Path
 
 from core.errors import ImgtagError
 from core.settings import Settings
+from pipelines.airflow_client import AirflowAPI, airflow_password
 
 #: The project's checkout: ``dags/`` sits beside the ``pipelines`` package.
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -584,49 +584,6 @@ class Platform:
         if self.state_file.exists():
             self.state_file.unlink()
         return len(everyone)
-
-
-def airflow_password(path: Path, user: str = "admin") -> str:
-    """The password Airflow's simple auth manager generated for ``user``."""
-    try:
-        return json.loads(path.read_text())[user]
-    except (OSError, ValueError, KeyError) as exc:
-        raise PlatformError(f"{path}: no password for Airflow's {user!r} user yet (is the api-server up?)") from exc
-
-
-class AirflowAPI:
-    """A small client of Airflow 3's REST API (``/api/v2``) with a JWT from ``/auth/token``."""
-
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-        self._credentials = {"username": username, "password": password}
-        self._token: str | None = None
-
-    def _request(self, method: str, path: str, body: dict | None = None, auth: bool = True) -> dict:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if auth:
-            headers["Authorization"] = f"Bearer {self.token()}"
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)
-        with urllib.request.urlopen(request, timeout=self.timeout) as answer:
-            return json.loads(answer.read() or b"{}")
-
-    def token(self) -> str:
-        if self._token is None:
-            self._token = self._request("POST", "/auth/token", self._credentials, auth=False)["access_token"]
-        return self._token
-
-    def get(self, path: str, **query) -> dict:
-        if query:
-            path += "?" + urllib.parse.urlencode(query, doseq=True)
-        return self._request("GET", path)
-
-    def post(self, path: str, body: dict) -> dict:
-        return self._request("POST", path, body)
-
-    def patch(self, path: str, body: dict) -> dict:
-        return self._request("PATCH", path, body)
 
 
 def _signal_group(pgid: int, sig: int) -> None:

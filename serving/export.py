@@ -100,7 +100,7 @@ def tagger_module(trained: tagger_model.TrainedModel, merged: Merge, assets: lis
     """The ``tf.Module`` that is exported: both signatures around one ``scores`` function.
 
     Also converted to LiteRT as it is, for the in-process tagger (:mod:`serving.starter`)."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     size = trained.image_size
 

@@ -13,10 +13,10 @@ importing this module stays cheap.
 
 from __future__ import annotations
 
-import os
 from itertools import cycle, islice
 from pathlib import Path
 
+from core import atomic
 from core.tf_runtime import import_tensorflow
 
 WARMUP_FILENAME = "tf_serving_warmup_requests"
@@ -66,24 +66,15 @@ def write_warmup(
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
     path = warmup_path(saved_model_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tf.io.TFRecordWriter(str(tmp)) as writer:
-            for batch_size in batch_sizes:
-                batch = list(islice(cycle(images), int(batch_size)))
-                request = predict_pb2.PredictRequest()
-                request.model_spec.name = model_name
-                request.model_spec.signature_name = signature_name
-                request.inputs[input_key].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
-                record = prediction_log_pb2.PredictionLog(
-                    predict_log=prediction_log_pb2.PredictLog(request=request)
-                )
-                writer.write(record.SerializeToString())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic.replacing(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
+        for batch_size in batch_sizes:
+            batch = list(islice(cycle(images), int(batch_size)))
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = model_name
+            request.model_spec.signature_name = signature_name
+            request.inputs[input_key].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
+            record = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(record.SerializeToString())
     return path
 
 

@@ -9,8 +9,9 @@ import typer
 from rich.markup import escape
 
 from core.errors import ExitCode
+from pipelines.airflow_client import AirflowError, airflow_password
 from pipelines.cli.common import err, out, settings
-from pipelines.platform import Platform, PlatformError, Ports, airflow_password, find_prometheus
+from pipelines.platform import Platform, PlatformError, Ports, find_prometheus
 
 PANEL = "The platform"
 app = typer.Typer(rich_help_panel=PANEL)
@@ -78,7 +79,7 @@ def platform(
             time.sleep(1)
     except KeyboardInterrupt:
         pass
-    except PlatformError as exc:  # said here, before the stop below reports what it stopped
+    except (PlatformError, AirflowError) as exc:  # said here, before the stop below reports what it stopped
         err.print(f"[red]{escape(str(exc))}[/red]")
         code = exc.exit_code
     finally:

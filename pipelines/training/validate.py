@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from core import cgroup
+from core import atomic, cgroup
 from core.imageio import ImageError, decode
 from pipelines.training import dataset as ds
 from pipelines.training.layout import REPORT_MD, RunLayout
@@ -821,10 +821,7 @@ def _drop_tags(dataset_dir: Path, rows: list[_Row], rare: set[str]) -> None:
         if isinstance(raw.get("tags"), list):
             raw["tags"] = [t for t in raw["tags"] if t not in rare]
         lines.append(json.dumps(raw, sort_keys=True) + "\n")
-    manifest = dataset_dir / ds.MANIFEST_FILE
-    staging = manifest.with_name(f".{manifest.name}.tmp")
-    staging.write_text("".join(lines), encoding="utf-8")
-    os.replace(staging, manifest)
+    atomic.write(dataset_dir / ds.MANIFEST_FILE, "".join(lines))
     try:
         dataset = ds.load(dataset_dir)
     except ds.DatasetError:

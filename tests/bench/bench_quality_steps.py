@@ -82,9 +82,11 @@ def features(name: str, items, which: str, size: int, cache: Path) -> dict[str, 
         with np.load(path) as stored:
             return {k: stored[k] for k in stored.files}
     import keras
-    import tensorflow as tf
 
     from core import backbone, imageio
+    from core.tf_runtime import import_tensorflow
+
+    tf = import_tensorflow()
 
     base = backbone.load_pretrained(include_top=True, image_size=size, which=which)
     model = keras.Model(base.input, [base.get_layer("features").output, base.output])

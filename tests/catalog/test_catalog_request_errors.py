@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 
 import pytest
 from django.db import OperationalError
 
-from catalog import services, storage
+from catalog import services
 from catalog.models import Asset
 
 pytestmark = pytest.mark.django_db
@@ -130,7 +131,7 @@ def test_a_full_disk_is_a_507_with_nothing_half_written(client_with_token, image
     complete on disk (the next upload of those bytes reuses it), no file is half written, no
     asset row exists, and the client learns why."""
     written = []
-    real_fsync = storage.os.fsync
+    real_fsync = os.fsync
 
     def fsync(fd):
         if len(written) == 1:
@@ -138,7 +139,7 @@ def test_a_full_disk_is_a_507_with_nothing_half_written(client_with_token, image
         written.append(fd)
         real_fsync(fd)
 
-    monkeypatch.setattr(storage.os, "fsync", fsync)
+    monkeypatch.setattr(os, "fsync", fsync)
     files = [image("red", seed=1), image("blue", seed=2), image("green", seed=3)]
     response = client_with_token.post(
         "/api/assets/", {"files": [_named(f, i) for i, f in enumerate(files)]}, format="multipart"
@@ -150,7 +151,7 @@ def test_a_full_disk_is_a_507_with_nothing_half_written(client_with_token, image
     assert not [p for p in kept if p.name.endswith(".tmp")]  # no temporary left behind
     assert len(kept) == 1 and kept[0].read_bytes() == files[0]  # complete, named by its content
 
-    monkeypatch.setattr(storage.os, "fsync", real_fsync)  # room again: the same upload works
+    monkeypatch.setattr(os, "fsync", real_fsync)  # room again: the same upload works
     again = client_with_token.post(
         "/api/assets/", {"files": [_named(f, i) for i, f in enumerate(files)]}, format="multipart"
     )
@@ -164,7 +165,7 @@ def _named(data: bytes, i: int):
 
 
 def test_a_full_disk_under_the_thumbnail_cache_is_a_507_page(viewer, uploaded_asset, monkeypatch):
-    monkeypatch.setattr(storage.os, "fsync", _disk_full)
+    monkeypatch.setattr(os, "fsync", _disk_full)
     response = viewer.get(f"/assets/{uploaded_asset.pk}/thumbnail")
     assert response.status_code == 507 and "disk is full" in response.content.decode()
 

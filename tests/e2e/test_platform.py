@@ -51,7 +51,7 @@ import psutil
 import pytest
 import requests
 
-from pipelines.platform import AirflowAPI, airflow_password
+from pipelines.airflow_client import AirflowAPI, airflow_password
 from tests.shapes import LABELS, make_csv, make_tree
 
 pytestmark = pytest.mark.slow

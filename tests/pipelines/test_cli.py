@@ -177,6 +177,7 @@ def test_a_project_error_is_one_red_line_with_its_exit_code(monkeypatch, tmp_pat
         ("core.broker.QueueMismatch", 2),
         ("serving.predictors.ServingUnavailable", 75),
         ("pipelines.platform.PlatformError", 1),
+        ("pipelines.airflow_client.AirflowError", 1),
     ],
 )
 def test_each_project_error_ends_the_command_with_its_code(monkeypatch, error, code):

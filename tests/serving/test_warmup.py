@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from core.tf_runtime import import_tensorflow
 from serving.warmup import read_warmup, warmup_path, write_warmup
 
 IMAGES = [b"\xff\xd8\xff\xe0 first jpeg", b"\x89PNG\r\n\x1a\n second png"]
@@ -12,8 +13,6 @@ IMAGES = [b"\xff\xd8\xff\xe0 first jpeg", b"\x89PNG\r\n\x1a\n second png"]
 @pytest.fixture(scope="session")
 def saved_model(tmp_path_factory) -> Path:
     """A tiny SavedModel: ``serving_default`` takes ``images`` (tf.string [None]), returns float scores."""
-    from core.tf_runtime import import_tensorflow
-
     tf = import_tensorflow()
 
     class Tiny(tf.Module):
@@ -35,7 +34,7 @@ def model_dir(saved_model, tmp_path) -> Path:
 
 
 def test_write_and_read_back(model_dir):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     path = write_warmup(model_dir, "imgtag-tagger", IMAGES)
     assert path == model_dir / "assets.extra" / "tf_serving_warmup_requests" == warmup_path(model_dir)
@@ -52,7 +51,7 @@ def test_write_and_read_back(model_dir):
 
 
 def test_one_record_per_batch_size(model_dir):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     path = write_warmup(
         model_dir, "tagger", IMAGES, input_key="pixels", signature_name="predict", batch_sizes=(1, 2, 5)
@@ -66,7 +65,7 @@ def test_one_record_per_batch_size(model_dir):
 
 def test_requests_run_against_the_model(model_dir):
     """What TF Serving does at load time: feed each request's tensors to the named signature."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     write_warmup(model_dir, "imgtag-tagger", IMAGES, batch_sizes=(1, 4))
     serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]

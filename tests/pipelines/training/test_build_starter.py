@@ -5,6 +5,7 @@ training photos only, and the calibrated rows written into the tag map's thresho
 from __future__ import annotations
 
 import csv
+import os
 import random
 
 import cv2
@@ -129,3 +130,19 @@ def test_calibrated_rows_replace_their_priors_and_the_rest_stays(tmp_path):
     assert tagmap._read_thresholds(path)["animal"] == pytest.approx(0.81)
     assert tagmap._read_thresholds(path, calibrated=False)["animal"] == 0.5
     assert tagmap._read_thresholds(path)["tabby cat"] == float("inf")
+
+
+def test_the_build_runs_in_its_own_home_without_touching_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    monkeypatch.setenv("IMGTAG_RUNS_DIR", "/elsewhere/runs")
+    monkeypatch.setenv("IMGTAG_STARTER", "on")
+    monkeypatch.setenv("IMGTAG_MODEL_NAME", "kept-from-the-environment")
+    before = dict(os.environ)
+    settings = bs.work_settings(tmp_path)
+    home = tmp_path / "home"
+    assert settings.home == home and settings.runs_dir == home / "runs" and settings.model_base == home / "models"
+    assert settings.mlflow_tracking_uri == f"sqlite:///{home / 'mlflow.db'}"
+    assert settings.dvc_remote == str(home / "dvc-remote")
+    assert settings.starter is False  # the new head becomes version 1, not the shipped starter
+    assert settings.model_name == "kept-from-the-environment"
+    assert dict(os.environ) == before
