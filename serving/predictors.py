@@ -613,11 +613,7 @@ def served_version_path(settings, label: str | None = CHAMPION, version: int | N
     """
     repo = ModelRepository(settings.model_base, settings.model_name)
     if version is None:
-        config = repo.read_config()
-        entries = (
-            [] if config is None else [c for c in config.model_config_list.config if c.name == repo.name]
-        )
-        labels = dict(entries[0].version_labels) if entries else {}
+        labels = dict(repo.served().labels)
         if label not in labels:
             raise ServingError(
                 f"{repo.config_path}: no version labelled {label!r} for {repo.name} "
