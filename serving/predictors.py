@@ -171,18 +171,34 @@ class InProcessPredictor:
 
 
 class _RemotePredictor:
-    """What the REST and gRPC clients share: the model they ask for, the vocabulary of its
-    answers, the retry budget, and closing as a context manager."""
+    """What the REST and gRPC clients share: the one constructor (the model they ask for, the
+    vocabulary of its answers, the retry budget), and closing as a context manager.
+
+    Args:
+        address: where the server is (a subclass's :meth:`_connect` checks its form).
+        model_name: the model's name in TF Serving.
+        version_label: ask for the version with this label (``champion``); or
+        version: pin a version number; neither: the latest version the server has.
+        vocabulary: the served version's vocabulary (:func:`vocabulary_from_repository`).
+        timeout: seconds per attempt.
+        retries: attempts after the first on failures that may pass.
+        backoff: seconds before the first retry, doubled for each next one.
+        **connection: the client's own connection to reuse, given to :meth:`_connect`
+            (``session`` for REST, ``channel`` for gRPC).
+    """
 
     def __init__(
         self,
+        address: str,
         model_name: str,
-        version_label: str | None,
-        version: int | None,
+        *,
+        version_label: str | None = None,
+        version: int | None = None,
         vocabulary: Vocabulary,
-        timeout: float,
-        retries: int,
-        backoff: float,
+        timeout: float = 10.0,
+        retries: int = 2,
+        backoff: float = 0.2,
+        **connection: Any,
     ):
         self.version_label, self._pinned = _version_spec(version_label, version)
         self.name = model_name
@@ -191,6 +207,11 @@ class _RemotePredictor:
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.backoff = float(backoff)
+        self._connect(address, **connection)
+
+    def _connect(self, address: str) -> None:
+        """Check ``address`` and open the connection (the subclass's keyword arguments follow)."""
+        raise NotImplementedError
 
     #: the ``predictor`` label of the request metrics
     kind = ""
@@ -249,31 +270,19 @@ class RestPredictor(_RemotePredictor):
 
     kind = "rest"
 
-    def __init__(
-        self,
-        base_url: str,
-        model_name: str,
-        *,
-        version_label: str | None = None,
-        version: int | None = None,
-        vocabulary: Vocabulary,
-        timeout: float = 10.0,
-        retries: int = 2,
-        backoff: float = 0.2,
-        session: requests.Session | None = None,
-    ):
+    def _connect(self, base_url: str, session: requests.Session | None = None) -> None:
+        """Check ``base_url`` and build the predict URL for the model and version asked for."""
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url {base_url!r}: expected http://host:port (TF Serving's REST port)")
-        super().__init__(model_name, version_label, version, vocabulary, timeout, retries, backoff)
         self.base_url = base_url.rstrip("/")
         self.session = session or requests.Session()
         if self._pinned is not None:
             route = f"/versions/{self._pinned}"
-        elif version_label is not None:
-            route = f"/labels/{version_label}"
+        elif self.version_label is not None:
+            route = f"/labels/{self.version_label}"
         else:
             route = ""
-        self.url = f"{self.base_url}/v1/models/{model_name}{route}:predict"
+        self.url = f"{self.base_url}/v1/models/{self.name}{route}:predict"
 
     def __repr__(self) -> str:
         return f"RestPredictor({self.url!r})"
@@ -391,27 +400,15 @@ class GrpcPredictor(_RemotePredictor):
     After a call, :attr:`version` is the version number the server reports having used.
     """
 
-    def __init__(
-        self,
-        target: str,
-        model_name: str,
-        *,
-        version_label: str | None = None,
-        version: int | None = None,
-        vocabulary: Vocabulary,
-        timeout: float = 10.0,
-        retries: int = 2,
-        backoff: float = 0.2,
-        channel=None,
-    ):
-
+    def _connect(self, target: str, channel=None) -> None:
+        """Check ``target`` and open the channel (or use ``channel``) and the Predict stub."""
         import_tensorflow()  # tensorflow_serving.apis imports it; this keeps its start-up chatter quiet
+        # lazy: gRPC and TF Serving's API protos come with the tagger extra
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
         if "://" in target:
             raise ValueError(f"gRPC target {target!r}: expected host:port without a scheme")
-        super().__init__(model_name, version_label, version, vocabulary, timeout, retries, backoff)
         self.target = target
         self._grpc = grpc
         self._channel = channel or grpc.insecure_channel(
@@ -613,11 +610,7 @@ def served_version_path(settings, label: str | None = CHAMPION, version: int | N
     """
     repo = ModelRepository(settings.model_base, settings.model_name)
     if version is None:
-        config = repo.read_config()
-        entries = (
-            [] if config is None else [c for c in config.model_config_list.config if c.name == repo.name]
-        )
-        labels = dict(entries[0].version_labels) if entries else {}
+        labels = dict(repo.served().labels)
         if label not in labels:
             raise ServingError(
                 f"{repo.config_path}: no version labelled {label!r} for {repo.name} "

@@ -39,7 +39,6 @@ the repository only (``serving_base_path``), not for writing it.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import dataclasses
 import fcntl
@@ -50,7 +49,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,13 +105,25 @@ class Promotion:
         }
 
 
+@dataclasses.dataclass(frozen=True)
+class Served:
+    """What ``models.config`` serves of one model (:meth:`ModelRepository.served`).
+
+    Attributes:
+        versions: the version numbers its ``model_version_policy`` serves, champion first.
+        labels: its version labels (``champion``, ``previous``) and the versions they name.
+    """
+
+    versions: tuple[int, ...] = ()
+    labels: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+
 def _config_protos():
     """TF Serving's ModelServerConfig classes and protobuf's text format, imported on first use.
 
-    Writing ``models.config`` (promote, rollback) needs them; they come with
-    ``tensorflow-serving-api``, which depends on TensorFlow, so they are in setup.cfg's ``tagger``
-    extra. Reading the version labels (:meth:`ModelRepository.current`) does not: the catalog's
-    image, which has no TensorFlow, reads them with :func:`_parse_text_format`.
+    Reading and writing ``models.config`` needs them. They come with ``tensorflow-serving-api``
+    (setup.cfg's ``tagger`` extra); its config protos import protobuf alone, not TensorFlow, so
+    the catalog's image installs that package without its dependencies to read the labels.
     """
     try:
         from google.protobuf import text_format
@@ -157,94 +168,6 @@ def models_config_text(config: model_server_config_pb2.ModelServerConfig) -> str
     """
     _, text_format = _config_protos()
     return text_format.MessageToString(config)
-
-
-# Protobuf text format, read without protobuf: a message is ``name: value``, ``name { ... }`` or
-# ``name < ... >`` fields, with ``#`` comments, optional ``,``/``;`` separators and ``[a, b]``
-# lists. Enough to find a model's version labels; the full parse (unknown fields are errors)
-# is read_models_config's, where TF Serving's protos are installed.
-_TEXT_TOKEN = re.compile(
-    r"""\s+|\#[^\n]*|(?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')"""
-    r"""|(?P<punct>[{}<>\[\]:,;])|(?P<word>[^\s{}<>\[\]:,;"'\#]+)"""
-)
-
-
-def _parse_text_format(text: str) -> dict[str, list]:
-    """A protobuf text-format message as ``{field: [value, ...]}``; a value is a string (numbers
-    and enum names as written) or such a dict. Raises ValueError on a syntax error."""
-    tokens: list[tuple[str, str]] = []
-    position = 0
-    while position < len(text):
-        match = _TEXT_TOKEN.match(text, position)
-        if match is None:
-            raise ValueError(f"unexpected {text[position]!r} at offset {position}")
-        position = match.end()
-        if match.lastgroup == "string":
-            raw = match.group()[1:-1].encode("utf-8")
-            tokens.append(("value", codecs.escape_decode(raw)[0].decode("utf-8")))
-        elif match.lastgroup:
-            tokens.append((match.lastgroup, match.group()))
-    tokens.append(("end", ""))
-    index = 0
-
-    def take(expected: str | None = None) -> str:
-        nonlocal index
-        kind, value = tokens[index]
-        if expected is not None and value != expected:
-            raise ValueError(f"expected {expected!r}, found {value or 'the end'!r}")
-        index += 1
-        return value
-
-    def peek() -> str | None:
-        """The next punctuation mark ("" at the end), None for a name or a value."""
-        kind, value = tokens[index]
-        return value if kind in ("punct", "end") else None
-
-    def scalar() -> str:
-        kind, value = tokens[index]
-        if kind not in ("value", "word"):
-            raise ValueError(f"expected a value, found {value or 'the end'!r}")
-        take()
-        while kind == "value" and tokens[index][0] == "value":  # "a" "b": adjacent strings concatenate
-            value += take()
-        return value
-
-    def value() -> str | dict[str, list]:
-        if peek() in ("{", "<"):
-            close = "}" if take() == "{" else ">"
-            return message(close)
-        return scalar()
-
-    def message(close: str) -> dict[str, list]:
-        fields: dict[str, list] = {}
-        while peek() != close:
-            if peek() == "":
-                raise ValueError(f"missing {close!r} at the end")
-            if peek() == "[":  # an extension or Any type URL: [type.googleapis.com/...]
-                take()
-                name = "[" + scalar() + take("]")
-            else:
-                name = take()
-                if not re.fullmatch(r"[A-Za-z_][\w]*", name):
-                    raise ValueError(f"expected a field name, found {name!r}")
-            if peek() == ":":
-                take()
-            values = fields.setdefault(name, [])
-            if peek() == "[":
-                take()
-                while peek() != "]":
-                    values.append(value())
-                    if peek() == ",":
-                        take()
-                take("]")
-            else:
-                values.append(value())
-            if peek() in (",", ";"):
-                take()
-        take(close)
-        return fields
-
-    return message("")
 
 
 def _now() -> str:
@@ -368,23 +291,25 @@ class ModelRepository:
                 return entry
         return None
 
-    def _config_labels(self) -> dict[str, int]:
-        """This model's version labels in ``models.config``, read without TF Serving's protos."""
-        try:
-            text = self.config_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        try:
-            config = _parse_text_format(text)
-            for config_list in config.get("model_config_list", []):
-                for entry in config_list.get("config", []):
-                    if entry.get("name", [""])[-1] == self.name:
-                        return {
-                            pair["key"][-1]: int(pair["value"][-1]) for pair in entry.get("version_labels", [])
-                        }
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise RepositoryError(f"{self.config_path}: not a valid ModelServerConfig: {exc}") from exc
-        return {}
+    def served(self) -> Served:
+        """What ``models.config`` serves of this model: its version numbers and their labels.
+
+        The one place versions and labels are read: promotion, rollback, ``imgtag models`` and
+        the predictors all ask here. Parsed with TF Serving's own protos, as the server reads it
+        (comments, other models, either syntax).
+
+        Returns:
+            The served versions and labels; empty when there is no config or no entry for
+            this model.
+
+        Raises:
+            RepositoryError: the file is not a valid ModelServerConfig.
+            UsageError: TF Serving's protos are not installed.
+        """
+        entry = self._model_entry(self.read_config())
+        if entry is None:
+            return Served()
+        return Served(tuple(entry.model_version_policy.specific.versions), dict(entry.version_labels))
 
     def version_metadata(self, version: int) -> dict:
         """The promotion record a version carries in ``assets.extra/imgtag_promotion.json``.
@@ -411,7 +336,7 @@ class ModelRepository:
         Returns:
             The champion, or None when there is no config or no champion for this model.
         """
-        labels = self._config_labels()
+        labels = self.served().labels
         if CHAMPION not in labels:
             return None
         return self._promotion(labels[CHAMPION], labels.get(PREVIOUS))
@@ -468,13 +393,6 @@ class ModelRepository:
         used.update(int(e["rolled_back"]) for e in history if "rolled_back" in e)
         return max(used, default=0) + 1
 
-    def _served(self) -> tuple[list[int], dict[str, int]]:
-        """The versions this model's config entry serves now, and its labels."""
-        entry = self._model_entry(self.read_config())
-        if entry is None:
-            return [], {}
-        return list(entry.model_version_policy.specific.versions), dict(entry.version_labels)
-
     def _switch(self, champion: int, previous: int | None, wait: Callable[[int], None] | None) -> None:
         """Serve ``champion`` (and ``previous``) under their labels, in two steps when a server loads them.
 
@@ -486,9 +404,10 @@ class ModelRepository:
         Raises:
             RepositoryError: from ``wait``: the server did not load a version (the labels stay).
         """
-        served, labels = self._served()
+        served = self.served()
+        labels = served.labels
         wanted = [champion] if previous is None else [champion, previous]
-        new = [version for version in wanted if version not in served]
+        new = [version for version in wanted if version not in served.versions]
         if new and labels:
             self._write_config(labels[CHAMPION], labels.get(PREVIOUS), also=new)
             for version in new:
@@ -609,14 +528,15 @@ class ModelRepository:
             raise RepositoryError(f"version must be a positive number, got {version}")
         with self._locked():
             history = self.history()
-            champion = self._config_labels().get(CHAMPION)
+            labels = self.served().labels
+            champion = labels.get(CHAMPION)
             previous = champion if champion is not None and _is_saved_model(self.path(champion)) else None
             at = _now()
             if version is None:
                 version = self._next_version(history)
             version = int(version)
             if champion == version:  # already the champion: nothing to copy, switch or log
-                return self._promotion(version, self._config_labels().get(PREVIOUS))
+                return self._promotion(version, labels.get(PREVIOUS))
             if _is_saved_model(self.path(version)):
                 self._check_same_model(version, metadata)
                 path = self.path(version)
@@ -663,7 +583,7 @@ class ModelRepository:
         with self._locked():
             history = self.history()
             stack = self._champion_stack(history)
-            champion = self._config_labels().get(CHAMPION)
+            champion = self.served().labels.get(CHAMPION)
             if len(stack) < 2:
                 raise RepositoryError(
                     f"{self.name}: nothing to roll back to (champion {champion}, no earlier champion in "

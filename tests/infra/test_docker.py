@@ -458,6 +458,21 @@ def test_catalog_image_installs_no_model_or_training_packages():
     assert {"server", *HEAVY_EXTRAS} <= installed_extras(parse(DOCKER_DIR / "pipelines.Dockerfile"))
 
 
+def test_catalog_image_reads_models_config_with_the_tagger_extras_serving_protos():
+    """The catalog reads which version is champion with TF Serving's config protos: the
+    image installs tensorflow-serving-api as the tagger extra pins it, without its
+    dependencies (TensorFlow), and protobuf comes with the base requirements."""
+    runs = [i.value for stage in parse(DOCKER_DIR / "catalog.Dockerfile") for i in stage.instructions if i.name == "RUN"]
+    installs = [words for words in map(shlex.split, runs) if "tensorflow-serving-api" in " ".join(words)]
+    assert len(installs) == 1, runs
+    (pinned,) = [w for w in installs[0] if w.startswith("tensorflow-serving-api")]
+    tagger = [r for r in _requirements(setup_cfg()["options.extras_require"]["tagger"]) if _name(r) == "tensorflow-serving-api"]
+    assert [pinned] == tagger
+    assert "--no-deps" in installs[0]
+    base = {_name(r) for r in _requirements(setup_cfg()["options"]["install_requires"])}
+    assert "protobuf" in base
+
+
 def _dependency_layer_script(stages: list[Stage]) -> str:
     """The ``python -c`` program of the RUN that writes /tmp/requirements.txt."""
     for stage in stages:

@@ -22,6 +22,7 @@ from serving.repository import (
     ModelRepository,
     Promotion,
     RepositoryError,
+    Served,
     models_config_text,
     read_models_config,
 )
@@ -336,26 +337,41 @@ def test_other_models_in_config_are_kept(repo, saved_model):
 
 
 
-# Another model's labels, a comment, the alternative syntax (`<>`, lists, `;`, single quotes):
-# text TF Serving accepts, read for the labels without TF Serving's protos.
+# Edited by hand: comments, another model, the alternative syntax (`<>`, lists, `;`, single
+# quotes): text TF Serving accepts, read as protobuf reads it.
 HAND_WRITTEN = """
 # edited by hand
 model_config_list: <
   config [{ name: 'faces' base_path: "/models/faces" version_labels { key: "champion" value: 9 } },
           { name: "imgtag-tagger"; base_path: "/models/imgtag-tagger"; model_platform: "tensorflow"
+            # the previous champion stays loaded for a rollback
             model_version_policy { specific { versions: [5, 4] } }
             version_labels { key: "champion" value: 5 } version_labels: { key: "previous", value: 4 } }]
 >
 """
 
 
-def test_labels_are_read_as_tf_serving_reads_them(repo):
+def test_a_hand_edited_config_is_read_as_tf_serving_reads_it(repo):
     repo.base.mkdir(parents=True)
     repo.config_path.write_text(HAND_WRITTEN)
     assert dict(entry(repo).version_labels) == {"champion": 5, "previous": 4}  # protobuf's reading
-    assert repo._config_labels() == {"champion": 5, "previous": 4}
-    assert ModelRepository(repo.base, "faces")._config_labels() == {"champion": 9}
-    assert ModelRepository(repo.base, "absent")._config_labels() == {}
+    assert repo.served() == Served((5, 4), {"champion": 5, "previous": 4})
+    assert ModelRepository(repo.base, "faces").served() == Served((), {"champion": 9})
+    assert ModelRepository(repo.base, "absent").served() == Served()
+    assert (repo.current().version, repo.current().previous) == (5, 4)
+
+
+def test_a_written_config_parses_back_into_the_same_versions_and_labels(repo, saved_model):
+    repo.promote(saved_model, {})
+    repo.promote(saved_model, {})
+    parsed = text_format.Parse(repo.config_path.read_text(), model_server_config_pb2.ModelServerConfig())
+    (config,) = parsed.model_config_list.config
+    assert (config.name, config.base_path, config.model_platform) == (NAME, f"/models/{NAME}", "tensorflow")
+    assert list(config.model_version_policy.specific.versions) == [2, 1]
+    assert dict(config.version_labels) == {"champion": 2, "previous": 1}
+    assert repo.served() == Served((2, 1), {"champion": 2, "previous": 1})
+    # the text TF Serving reads: the same format protobuf writes, nothing else in the file
+    assert repo.config_path.read_text() == text_format.MessageToString(parsed)
 
 
 @pytest.mark.parametrize(
@@ -374,34 +390,40 @@ def test_a_damaged_config_is_an_error_when_reading_labels(repo, text):
         repo.current()
 
 
-def test_labels_are_read_without_tf_serving_protos(repo, saved_model):
-    """The catalog's image has no TensorFlow and so no tensorflow-serving-api: it reads which
-    version is champion all the same; writing the config says which extra it needs."""
+def test_labels_are_read_without_tensorflow(repo, saved_model):
+    """The catalog's image has no TensorFlow, only TF Serving's config protos (and protobuf): it
+    reads which version is champion all the same. Without the protos, reading says which extra
+    it needs."""
     repo.promote(saved_model, {"run": "a"})
     repo.promote(saved_model, {"run": "b"})
     code = f"""
 import sys
+REFUSED = sys.argv[1].split(",")
 class Refuse:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "tensorflow_serving", "google"):
+        if name.split(".")[0] in REFUSED:
             raise ImportError(f"No module named {{name!r}} (refused)", name=name)
 sys.meta_path.insert(0, Refuse())
 from pathlib import Path
 from core.errors import UsageError
 from serving.repository import ModelRepository
 repo = ModelRepository(Path({str(repo.base)!r}), {NAME!r})
-current = repo.current()
-print(current.version, current.previous, current.metadata["run"])
 try:
-    repo.rollback()
+    current = repo.current()
+    print(current.version, current.previous, current.metadata["run"], "tensorflow" in sys.modules)
 except UsageError as exc:
     print("UsageError:", exc)
 """
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    first, second = out.stdout.splitlines()
-    assert first == "2 1 b"
-    assert "install imgtag's `tagger` extra" in second and "pip install 'imgtag[tagger]'" in second
+
+    def run(refused: str) -> str:
+        out = subprocess.run([sys.executable, "-c", code, refused], cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert run("tensorflow,keras,grpc") == "2 1 b False"
+    missing = run("tensorflow,tensorflow_serving")
+    assert missing.startswith("UsageError:") and "pip install 'imgtag[tagger]'" in missing
+
 
 def test_serving_base_path(tmp_path, saved_model):
     s3 = ModelRepository(tmp_path / "a", NAME, serving_base_path="s3://bucket/models/")
@@ -451,15 +473,14 @@ class _Loader:
         import time
 
         while not self.stop.is_set():
-            served, _ = self.repo._served()
-            for version in served:
+            for version in self.repo.served().versions:
                 if version in self.served.signatures or version in self.served.load_errors:
                     continue
                 time.sleep(self.delay)
                 if version in self.fail:
                     self.served.load_errors[version] = self.fail[version]
                     continue
-                self.champion_when_loaded[version] = self.repo._served()[1].get("champion")
+                self.champion_when_loaded[version] = self.repo.served().labels.get("champion")
                 self.served.load(version, self.repo.path(version))
             time.sleep(0.05)
 
@@ -499,20 +520,20 @@ def test_promote_moves_the_label_only_after_the_server_loaded_the_version(servin
         promotion = repo.promote(export(2), {"run_id": "r2"}, wait=waiter(server))
     assert promotion.version == 2
     assert loader.champion_when_loaded == {2: 1}  # still version 1 while the server loaded 2
-    assert repo._served() == ([2, 1], {"champion": 2, "previous": 1})
+    assert repo.served() == Served((2, 1), {"champion": 2, "previous": 1})
 
 
 def test_promote_gives_up_when_the_server_never_loads_it_and_keeps_the_champion(serving):
     repo, served, server, export = serving
     with pytest.raises(RepositoryError, match="did not load imgtag-tagger version 2 within 0.5s"):
         repo.promote(export(2), {"run_id": "r2"}, wait=waiter(server, timeout=0.5))
-    served_versions, labels = repo._served()
-    assert labels == {"champion": 1} and set(served_versions) == {1, 2}
+    now = repo.served()
+    assert now.labels == {"champion": 1} and set(now.versions) == {1, 2}
     assert [entry["version"] for entry in repo.history()] == [1]
     # The server catches up later: promoting again takes the next number and succeeds.
     with _Loader(repo, served):
         assert repo.promote(export(3), {"run_id": "r3"}, wait=waiter(server)).version == 3
-    assert repo._served()[1] == {"champion": 3, "previous": 1}
+    assert repo.served().labels == {"champion": 3, "previous": 1}
 
 
 def test_promote_reports_the_servers_load_error(serving):
@@ -522,7 +543,7 @@ def test_promote_reports_the_servers_load_error(serving):
         pytest.raises(RepositoryError, match="failed to load imgtag-tagger version 2: .*Frobnicate"),
     ):
         repo.promote(export(2), {"run_id": "r2"}, wait=waiter(server))
-    assert repo._served()[1] == {"champion": 1}
+    assert repo.served().labels == {"champion": 1}
 
 
 def test_rollback_waits_for_the_restored_champions_previous(serving):
@@ -534,4 +555,4 @@ def test_rollback_waits_for_the_restored_champions_previous(serving):
         restored = repo.rollback(wait=waiter(server))
     assert restored.version == 2
     assert loader.champion_when_loaded[1] == 3  # version 1 came back before the label moved
-    assert repo._served() == ([2, 1], {"champion": 2, "previous": 1})
+    assert repo.served() == Served((2, 1), {"champion": 2, "previous": 1})
