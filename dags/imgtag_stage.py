@@ -57,9 +57,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Asset, BaseOperator
+from airflow.sdk import Asset, BaseOperator, Param
 from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException, AirflowSkipException
 
+from core import training_limits
 from core.errors import ExitCode
 
 #: Updated by the promotion stage when a new champion model lands; schedules ``nightly_retag``.
@@ -225,6 +226,36 @@ def stage(
     if settings.executor == "kubernetes":
         return _pod_operator(task_id, list(arguments), resources, settings, **operator_kwargs)
     return LocalStageOperator(task_id=task_id, arguments=list(arguments), **operator_kwargs)
+
+
+def form(tunables: Sequence[training_limits.Tunable] = training_limits.TUNABLES) -> dict[str, Param]:
+    """The trigger form: a ``Param`` for each declared parameter of the form, in its section, with
+    its default, JSON schema (limits, choices), title and description (:mod:`core.training_limits`)."""
+    return {t.name: Param(t.default, **t.schema()) for t in tunables if t.form}
+
+
+def command(subcommand: str, *arguments: str, after: Sequence[str] = ()) -> list[str]:
+    """``imgtag <subcommand> <arguments> <its form parameters' options> <after> --json``, templated.
+
+    Each parameter the form gives the subcommand (:func:`core.training_limits.of`) becomes its
+    option: ``--epochs {{ params.epochs }}``; a list joined with commas; a boolean the option of
+    its value (``--drop-rare-tags`` or ``--keep-rare-tags``).
+    """
+    options = [arg for t in training_limits.of(subcommand) if t.form for arg in _option(t)]
+    return [subcommand, *arguments, *options, *after, "--json"]
+
+
+def xcom(task_id: str, key: str) -> str:
+    """The template of one key of an earlier stage's summary (its XCom), for :func:`command`."""
+    return f"{{{{ ti.xcom_pull(task_ids='{task_id}')['{key}'] }}}}"  # {{{{ }}}}: Jinja's own braces
+
+
+def _option(t: training_limits.Tunable) -> list[str]:
+    value = f"params.{t.name}"
+    if t.type == "boolean":
+        on, off = t.flag.split("/")
+        return [f"{{{{ '{on}' if {value} else '{off}' }}}}"]  # {{{{ }}}}: Jinja's own braces
+    return [t.flag, f"{{{{ {value} | join(',') }}}}" if t.type == "array" else f"{{{{ {value} }}}}"]
 
 
 def _pod_operator(

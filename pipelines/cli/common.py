@@ -7,13 +7,13 @@ and the catalog's modules can only be imported once :func:`open_catalog` has con
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from core import cgroup, decode_budget, tf_runtime
+from core import cgroup, decode_budget, tf_runtime, training_limits
 from core.errors import ExitCode
 from core.settings import Settings
 
@@ -42,6 +42,15 @@ def settings() -> Settings:
         tf_runtime.configure(verbose=_settings.tf_verbose, threads=cgroup.available_cpus())
         decode_budget.configure(_settings.decode_memory_bytes)  # every decode of this process shares it
     return _settings
+
+
+def option(name: str, **extra: Any) -> Any:
+    """The ``typer.Option`` of the training parameter ``name``: the flag, default and help its one
+    declaration gives (:data:`core.training_limits.TUNABLES`), so the command and the trigger
+    form cannot drift apart. A list's default is None (nothing given), the form's empty list."""
+    tunable = training_limits.TUNABLE[name]
+    default = None if tunable.type == "array" else tunable.command_default
+    return typer.Option(default, tunable.flag, help=tunable.described(tunable.cli_hint), **extra)
 
 
 def fail(message: str, code: ExitCode = ExitCode.USAGE) -> NoReturn:

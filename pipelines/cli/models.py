@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from core.errors import ExitCode
-from pipelines.cli.common import err, fail, out, settings
+from pipelines.cli.common import err, fail, option, out, settings
 from pipelines.cli.output import emit, print_json
 
 PANEL = "Data scientists and MLOps"
@@ -28,10 +28,7 @@ def register_(
     run_id: str = typer.Option(..., help="The training run (MLflow) the model came from."),
     thresholds: Path | None = typer.Option(None, help="thresholds.json from `imgtag evaluate`."),
     dag_run_id: str | None = typer.Option(None, help="Airflow run id, recorded on the model version."),
-    learned_only: bool = typer.Option(
-        False, "--learned-only/--with-general",
-        help="Export only the learned tags, or (default) the general ImageNet-derived tags beside them.",
-    ),
+    learned_only: bool = option("learned_only"),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Export the SavedModel and register it in MLflow as a new version of the tagger."""
@@ -53,17 +50,10 @@ def gate(
         "was trained on).",
         show_default=False,
     ),
-    metric: str = typer.Option("map", help="map, micro_f1 or macro_f1."),
-    margin: float = typer.Option(0.01, help="How much better than the champion the challenger must be."),
-    floor: float = typer.Option(
-        0.5, help="The least the challenger must reach when there is no champion to compare with."
-    ),
-    replace_vocabulary: bool = typer.Option(
-        False,
-        "--replace-vocabulary/--keep-vocabulary",
-        help="Let a challenger pass that cannot emit tags the champion emits: it replaces the "
-        "champion's vocabulary. By default such a challenger is refused, with the list of its dropped tags.",
-    ),
+    metric: str = option("gate_metric"),
+    margin: float = option("gate_margin"),
+    floor: float = option("gate_floor"),
+    replace_vocabulary: bool = option("replace_vocabulary"),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Compare a registered model version with the champion on the same test split.

@@ -13,9 +13,8 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from core import training_limits
 from core.errors import ExitCode
-from pipelines.cli.common import err, fail, settings
+from pipelines.cli.common import err, fail, option, settings
 from pipelines.cli.output import emit
 from pipelines.training.layout import RunLayout
 
@@ -38,22 +37,9 @@ def _path_list(values: list[str] | None) -> list[Path]:
 
 @app.command(rich_help_panel=PANEL)
 def ingest(
-    folder: list[str] | None = typer.Option(
-        None, "--folder", metavar="DIR",
-        help="A folder-per-tag tree <DIR>/<tag>/.../<image>: the first-level folder names the tag. "
-        "Repeatable; one value may also list several folders separated by commas.",
-    ),
-    manifest: list[str] | None = typer.Option(
-        None, "--manifest", metavar="FILE",
-        help="A CSV manifest with a 'path,tags' header (tags separated by ';') or JSON lines "
-        '({"path": ..., "tags": [...]}); paths relative to the manifest\'s folder. '
-        "Repeatable; commas separate several.",
-    ),
-    catalog: bool = typer.Option(
-        False,
-        "--catalog/--no-catalog",
-        help="Also take every catalog asset with a tag a person accepted or added.",
-    ),
+    folder: list[str] | None = option("folders", metavar="DIR"),
+    manifest: list[str] | None = option("manifests", metavar="FILE"),
+    catalog: bool = option("use_catalog"),
     out: Path | None = typer.Option(
         None, "--out", metavar="DIR",
         help="The dataset folder to write; a dataset already there is replaced.",
@@ -117,17 +103,12 @@ def ingest(
 def validate(
     dataset: Path = typer.Argument(..., help="A dataset folder written by `imgtag ingest`."),
     report: Path | None = typer.Option(None, help="Report folder (default: <dataset>/../validation)."),
-    min_examples: int = typer.Option(10, help="Images each tag must label, over the whole dataset."),
+    min_examples: int = option("min_examples_per_tag"),
     allowed_tags: Path | None = typer.Option(
         None, help="File of allowed tags, one per line (# comments); any other tag fails."
     ),
     min_side: int = typer.Option(32, help="Smallest width and height, in pixels."),
-    drop_rare_tags: bool = typer.Option(
-        False,
-        "--drop-rare-tags/--keep-rare-tags",
-        help="Take the tags with fewer than --min-examples images off the dataset and list them in the "
-        "report, instead of failing (an image left without a tag stays, as a negative).",
-    ),
+    drop_rare_tags: bool = option("drop_rare_tags"),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Validate a dataset with Great Expectations and decode every image; write the report.
@@ -193,30 +174,15 @@ def train(
     dataset: Path = typer.Argument(..., help="A dataset folder written by `imgtag ingest`."),
     out: Path | None = typer.Option(None, help="Model folder (default: <dataset>/../model)."),
     dataset_hash: str | None = typer.Option(None, help="The dataset's DVC hash (`imgtag version`)."),
-    epochs: int = typer.Option(8, help="Epochs of training the learned head on the frozen backbone."),
-    learning_rate: float = typer.Option(1e-3, help="Adam learning rate of the head training."),
-    batch_size: int = typer.Option(32, help="Images per training step."),
-    image_size: int = typer.Option(
-        training_limits.DEFAULT_IMAGE_SIZE,
-        help=f"Input side in pixels (the starter model's is {training_limits.DEFAULT_IMAGE_SIZE}).",
-    ),
-    fine_tune_blocks: int = typer.Option(
-        0, help="Then fine-tune this many top blocks of the backbone (0-16)."
-    ),
-    fine_tune_epochs: int = typer.Option(0, help="Epochs of fine-tuning (at a tenth of the learning rate)."),
-    distill_weight: float = typer.Option(
-        1.0,
-        help="While fine-tuning, hold the ImageNet head to its pretrained outputs with this weight "
-        "(learning without forgetting; keeps the general tags); 0 lets it drift.",
-    ),
-    seed: int = typer.Option(0, help="Random seed (shuffling, augmentation, head initialisation)."),
-    base: str = typer.Option(
-        "champion",
-        help="champion: build on the served champion (the starter model until a first promotion): begin "
-        "from its learned head and keep every tag of it that this dataset does not label, as it is; "
-        "starter: build on the shipped starter model instead; none: learn only this dataset's tags "
-        "(the gate refuses a model that drops the champion's tags unless --replace-vocabulary).",
-    ),
+    epochs: int = option("epochs"),
+    learning_rate: float = option("learning_rate"),
+    batch_size: int = option("batch_size"),
+    image_size: int = option("image_size"),
+    fine_tune_blocks: int = option("fine_tune_blocks"),
+    fine_tune_epochs: int = option("fine_tune_epochs"),
+    distill_weight: float = option("distill_weight"),
+    seed: int = option("seed"),
+    base: str = option("base"),
     run_name: str | None = typer.Option(None, help="MLflow run name (the DAG passes its run id)."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Keras' progress bar per epoch."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -254,14 +220,8 @@ def evaluate(
     model: Path = typer.Argument(..., help="A model folder written by `imgtag train`."),
     dataset: Path = typer.Argument(..., help="The dataset it was trained on."),
     run_id: str | None = typer.Option(None, help="MLflow run to log metrics and plots to."),
-    target_precision: float = typer.Option(
-        0.9,
-        help="Each tag's threshold is the lowest score reaching this precision on validation; a tag "
-        "that cannot reach it is turned off (listed with the reason in thresholds.json).",
-    ),
-    min_positives: int = typer.Option(
-        3, help="Validation images a tag needs before its threshold is chosen from them."
-    ),
+    target_precision: float = option("target_precision"),
+    min_positives: int = option("min_positives"),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Evaluate a trained model: per-tag thresholds on val (learned and general tags), quality on test.

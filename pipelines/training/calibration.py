@@ -42,10 +42,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from core import training_limits
 from core.tagmap import ancestors, emitted, implied_columns, logit
 
-TARGET_PRECISION = 0.9
-MIN_POSITIVES = 5  # right validation images before a tag's own fit counts fully (fewer: its family's)
+TARGET_PRECISION = training_limits.default("target_precision")
+#: Right validation images before a tag's own fit counts fully (fewer: its family's). Also the
+#: default of ``imgtag evaluate --min-positives``, which was 3 until the two became one fact.
+MIN_POSITIVES = training_limits.default("min_positives")
 # The most pictures of a library one label is assumed to be on. Labelled sets are often far
 # denser (92% of the COCO photos show people): the validation images of a label more common
 # than this are weighted down to this share, so its thresholds hold where it is rarer.

@@ -44,7 +44,7 @@ from pipelines.training.layout import THRESHOLDS_FILE, RunLayout
 from pipelines.training.train import input_pipeline
 from serving.export import tag_merge
 
-METRICS = ("map", "micro_f1", "macro_f1")
+METRICS = training_limits.GATE_METRICS  # what evaluate measures on test, and the gate may compare
 QUALITY = (
     "map_common",
     "images_with_correct_tag",

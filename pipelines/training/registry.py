@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 
 from core import model as tagger_model
+from core import training_limits
 from core.errors import MissingFile
 from core.settings import Settings
 from pipelines.training import dataset as ds
@@ -55,7 +56,7 @@ def register(
     run_id: str,
     thresholds: str | Path | None = None,
     dag_run_id: str | None = None,
-    learned_only: bool = False,
+    learned_only: bool = training_limits.default("learned_only"),
     settings: Settings,
 ) -> dict:
     """Export the trained model and register it as a new MLflow model version.

@@ -54,47 +54,34 @@ from serving.repository import ModelRepository
 log = logging.getLogger(__name__)
 
 
-BASES = ("champion", "starter", "none")
+BASES = training_limits.BASES
 HEAD_PATIENCE = 6  # epochs without a better val/pr_auc before the head stops training
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    """What a data scientist chooses for a run (the DAG's trigger form has the same fields, and
-    the same limits: :mod:`core.training_limits`)."""
+    """What a data scientist chooses for a run: the fields the DAG's trigger form and ``imgtag train``
+    take have their defaults and limits from their one declaration (:mod:`core.training_limits`);
+    the rest are this object's alone."""
 
-    epochs: int = 8
-    learning_rate: float = 1e-3
-    batch_size: int = 32
-    image_size: int = training_limits.DEFAULT_IMAGE_SIZE
-    fine_tune_blocks: int = 0
-    fine_tune_epochs: int = 0
+    epochs: int = training_limits.default("epochs")
+    learning_rate: float = training_limits.default("learning_rate")
+    batch_size: int = training_limits.default("batch_size")
+    image_size: int = training_limits.default("image_size")
+    fine_tune_blocks: int = training_limits.default("fine_tune_blocks")
+    fine_tune_epochs: int = training_limits.default("fine_tune_epochs")
     fine_tune_learning_rate: float | None = None  # default: learning_rate / 10
-    distill_weight: float = 1.0  # fine-tuning keeps the ImageNet head's outputs (0: it may forget)
+    distill_weight: float = training_limits.default("distill_weight")  # 0: the ImageNet head may forget
     dropout: float = 0.2
     augment: bool = True
-    seed: int = 0
-    base: str = "champion"  # built on the served champion's head ("starter": the shipped one; "none": from scratch)
+    seed: int = training_limits.default("seed")
+    base: str = training_limits.default("base")  # "champion", "starter" or "none"
 
     def check(self) -> None:
         """Raise :class:`core.errors.InvalidValue` (a ``ValueError``) naming each parameter out of range."""
-        problems = [
-            problem
-            for limit, value in (
-                (training_limits.EPOCHS, self.epochs),
-                (training_limits.LEARNING_RATE, self.learning_rate),
-                (training_limits.BATCH_SIZE, self.batch_size),
-                (training_limits.IMAGE_SIZE, self.image_size),
-                (training_limits.FINE_TUNE_BLOCKS, self.fine_tune_blocks),
-                (training_limits.FINE_TUNE_EPOCHS, self.fine_tune_epochs),
-                (training_limits.DISTILL_WEIGHT, self.distill_weight),
-            )
-            if (problem := limit.problem(value))
-        ]
+        problems = [p for t in training_limits.of("train") if (p := t.problem(getattr(self, t.name)))]
         if not 0 <= self.dropout < 1:
             problems.append(f"dropout must be in [0, 1) (got {self.dropout})")
-        if self.base not in BASES:
-            problems.append(f"base must be one of {', '.join(BASES)} (got {self.base!r})")
         if problems:
             raise InvalidValue("; ".join(problems))
 

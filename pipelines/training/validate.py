@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from core import atomic, cgroup
+from core import atomic, cgroup, training_limits
 from core.imageio import ImageError, decode
 from pipelines.training import dataset as ds
 from pipelines.training.layout import REPORT_MD, RunLayout
@@ -713,10 +713,10 @@ def validate(
     report_dir: str | Path,
     *,
     allowed_tags: Iterable[str] | None = None,
-    min_examples_per_tag: int = 10,
+    min_examples_per_tag: int = training_limits.default("min_examples_per_tag"),
     min_side: int = 32,
     max_pixels: int = 100_000_000,
-    drop_rare_tags: bool = False,
+    drop_rare_tags: bool = training_limits.default("drop_rare_tags"),
     progress: bool = False,
     workers: int | None = None,
 ) -> ValidationReport:

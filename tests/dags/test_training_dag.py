@@ -181,6 +181,46 @@ def test_default_params_are_valid_and_complete(training):
         assert schema.get("title") and training.params.get_param(name).description, name
 
 
+def test_every_command_option_defaults_to_the_form_default(training):
+    """Each parameter is declared once (``core.training_limits``): the ``imgtag`` option that takes
+    it defaults to what the trigger form does, but where the declaration says otherwise."""
+    import typer.main
+
+    from core import training_limits
+    from pipelines.cli import app
+
+    commands = typer.main.get_command(app).commands
+    differ = {}
+    for t in training_limits.TUNABLES:
+        if not t.command:
+            continue
+        (option,) = (p for p in commands[t.command].params if t.flag.split("/")[0] in p.opts)
+        command = [] if option.default is None and t.type == "array" else option.default  # nothing given
+        assert command == t.command_default, f"imgtag {t.command} {t.flag}: {command!r}, declared {t.command_default!r}"
+        if t.form and command != training.params.get_param(t.name).value:
+            differ[t.name] = (command, training.params.get_param(t.name).value)
+    # `imgtag ingest` at a terminal reads the catalog's database only when asked; the form does
+    assert differ == {"use_catalog": (False, True)}
+
+
+def test_the_form_is_in_sections(training):
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from core.training_limits import SECTIONS
+
+    scheduler_view = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(training))
+    sections = [scheduler_view.params.get_param(name).schema["section"] for name in scheduler_view.params]
+    assert list(dict.fromkeys(sections)) == list(SECTIONS) == ["Data", "Training", "Evaluation", "Gate"]
+    assert sections == sorted(sections, key=list(SECTIONS).index)  # a section's fields together
+    assert len(sections) == 20
+
+
+def test_the_dag_file_reads_in_120_lines(training):
+    from pathlib import Path
+
+    assert len(Path(training.fileloc).read_text().splitlines()) <= 120  # stage flags: imgtag_stage.command
+
+
 @pytest.mark.parametrize(
     "conf",
     [

@@ -91,3 +91,42 @@ def test_the_limits_module_imports_only_the_standard_library():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_the_stages_default_to_the_declarations():
+    """TrainParams and the stage functions take their defaults from the one declaration; the
+    calibration's minimum of right images is the ``evaluate`` option's default (5, not 3)."""
+    import dataclasses
+    import inspect
+
+    from pipelines.training import calibration, evaluate, gate, registry, validate
+    from pipelines.training.train import BASES, TrainParams
+
+    def defaults(function) -> dict:
+        return {name: p.default for name, p in inspect.signature(function).parameters.items()}
+
+    fields = {f.name: f.default for f in dataclasses.fields(TrainParams)}
+    assert {t.name: fields[t.name] for t in limits.of("train")} == {t.name: t.default for t in limits.of("train")}
+    assert BASES == limits.TUNABLE["base"].choices and evaluate.METRICS == limits.TUNABLE["gate_metric"].choices
+    declared = {t.name: t.default for t in limits.TUNABLES}
+    assert defaults(evaluate.evaluate)["target_precision"] == declared["target_precision"] == calibration.TARGET_PRECISION
+    assert defaults(evaluate.evaluate)["min_positives"] == declared["min_positives"] == calibration.MIN_POSITIVES == 5
+    assert defaults(calibration.calibrate)["min_positives"] == 5
+    gate_defaults = defaults(gate.gate)
+    assert [gate_defaults[k] for k in ("metric", "margin", "floor", "replace_vocabulary")] == [
+        declared[k] for k in ("gate_metric", "gate_margin", "gate_floor", "replace_vocabulary")
+    ]
+    assert defaults(validate.validate)["min_examples_per_tag"] == declared["min_examples_per_tag"]
+    assert defaults(validate.validate)["drop_rare_tags"] == declared["drop_rare_tags"]
+    assert defaults(registry.register)["learned_only"] == declared["learned_only"]
+
+
+@pytest.mark.parametrize(("base", "fits"), [("champion", True), ("none", True), ("imagenet", False)])
+def test_train_params_take_the_declared_bases(base, fits):
+    from pipelines.training.train import TrainParams
+
+    if fits:
+        TrainParams(base=base).check()
+    else:
+        with pytest.raises(ValueError, match="base must be one of champion, starter, none"):
+            TrainParams(base=base).check()
