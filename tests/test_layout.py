@@ -236,9 +236,7 @@ LONG_FOR_NOW = frozenset(
         "pipelines/training/evaluate.py:evaluate",
         "pipelines/training/gate.py:gate",
         "pipelines/training/verdict.py:verdict",
-        "dags/training_pipeline.py:training_pipeline",
         "dags/imgtag_stage.py:run_stage",
-        "serving/repository.py:_parse_text_format",
         "serving/repository.py:ModelRepository.promote",
         # issue 26, still to split
         "core/imageio.py:probe",
