@@ -400,6 +400,8 @@ class GrpcPredictor(_RemotePredictor):
     After a call, :attr:`version` is the version number the server reports having used.
     """
 
+    kind = "grpc"
+
     def _connect(self, target: str, channel=None) -> None:
         """Check ``target`` and open the channel (or use ``channel``) and the Predict stub."""
         import_tensorflow()  # tensorflow_serving.apis imports it; this keeps its start-up chatter quiet

@@ -270,6 +270,19 @@ def test_grpc_request_carries_the_export_contract(remote, images):
     assert remote("grpc", version=4).request(images).model_spec.version.value == 4
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_requests_are_counted_under_the_predictor_the_alert_rules_name(kind, remote, images):
+    """infra/k8s/base/monitoring/rules count ``predictor="rest"`` and ``predictor="grpc"``."""
+    from core import metrics
+
+    def ok() -> float:
+        return metrics.SERVING_REQUESTS.labels(predictor=kind, outcome="ok")._value.get()
+
+    before = ok()
+    remote(kind).scores(images[:1])
+    assert ok() == before + 1
+
+
 def test_stand_in_rejects_a_malformed_body(rest_server, served):
     response = requests.post(f"{rest_server.url}/v1/models/{NAME}:predict", data=b"{not json", timeout=5)
     assert response.status_code == 400 and "JSON" in response.json()["error"]
