@@ -386,11 +386,11 @@ FIGURES = ("right", "right_any", "no_tag", "precision", "precision_any", "person
 
 def row(name: str, m: dict, rate: float | None = None) -> str:
     values = " ".join(f"{m[k]:>8.3f}" for k in FIGURES)
-    return f"{name:<34} {m['n']:>5} {values} {'' if rate is None else f'{rate:>8.1f}'}"
+    return f"{name:<40} {m['n']:>5} {values} {'' if rate is None else f'{rate:>8.1f}'}"
 
 
 def header() -> str:
-    return f"{'tagger / split':<34} {'n':>5} " + " ".join(f"{k[:8]:>8}" for k in FIGURES) + f" {'images/s':>8}"
+    return f"{'tagger / split':<40} {'n':>5} " + " ".join(f"{k[:8]:>8}" for k in FIGURES) + f" {'images/s':>8}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -426,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         settings.runtime, settings.cache_dir, settings.tagmap_dir,
     )
     default = get_tagger(settings)
-    taggers = (("ImageNet tags only", pretrained), (f"default ({default.model_version})", default))
+    taggers = (("ImageNet tags only", pretrained), ("default", default))
+    print(f"default: the shipped tagger, {default.model_name} {default.model_version}")
     judge = Judge(old + library)
     results: dict[tuple[str, str], dict] = {}
     print(header())
@@ -438,14 +439,14 @@ def main(argv: list[str] | None = None) -> int:
             m = measure(pictures, emitted, judge, top)
             rate = tagging_rate(tagger, [p.path for p in old]) if split == "old" else None
             results[(name, split)] = {**m, "rate": rate, "emitted": emitted}
-            print(row(f"{name[:24]}, {split}", m, rate), flush=True)
+            print(row(f"{name}, {split}", m, rate), flush=True)
     for name, _ in taggers:
         m = results[(name, "library")]
         for people in (True, False):
             chosen = [i for i, p in enumerate(library) if p.people == people]
             sub = measure([library[i] for i in chosen], [m["emitted"][i] for i in chosen], judge,
                           top_classes(pretrained, [library[i].data() for i in chosen]))
-            print(row(f"{name[:18]}, library, {'people' if people else 'no people'}", sub), flush=True)
+            print(row(f"{name}, library, {'people' if people else 'no people'}", sub), flush=True)
     default_m = results[(taggers[1][0], "library")]
     if args.per_tag:
         for label, recall in sorted(default_m["recalls"].items(), key=lambda kv: -kv[1]):
