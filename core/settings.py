@@ -205,6 +205,10 @@ class WebSettings:
         )
 
 
+#: The variables that place a run's results outside IMGTAG_HOME (:meth:`Settings.in_own_home`).
+_RUN_PLACES = ("MLFLOW_TRACKING_URI", "IMGTAG_RUNS_DIR", "IMGTAG_DVC_REMOTE", "IMGTAG_MODEL_BASE")
+
+
 @dataclass(frozen=True)
 class Settings:
     """imgtag's settings (see the module docstring for the variable behind each)."""
@@ -242,6 +246,16 @@ class Settings:
     decode_memory_bytes: int = 1024 * 1024 * 1024
     decode_wait_seconds: float = 10.0
     ingest_roots: tuple[Path, ...] = ()
+
+    @classmethod
+    def in_own_home(cls, home: Path, *, starter: bool, env: Mapping[str, str] | None = None) -> Settings:
+        """The environment's settings (``os.environ`` when ``env`` is None; left as it is), but
+        with everything a run keeps under ``home``: its dataset, MLflow's store, the DVC remote
+        and the model base, whatever the environment names for them (``make starter-model``'s
+        build). ``starter``: whether the shipped starter is served."""
+        own = {k: v for k, v in (os.environ if env is None else env).items() if k not in _RUN_PLACES}
+        own.update({"IMGTAG_HOME": str(home), "IMGTAG_STARTER": "on" if starter else "off"})
+        return cls.from_env(own)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -29,11 +29,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import random
 import time
 from collections import defaultdict
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -288,18 +286,12 @@ def _stage(name: str, started: float) -> None:
     print(f"== {name} ({time.perf_counter() - started:.0f} s)", flush=True)
 
 
-#: Where a run keeps its results: inside the build's own home, whatever the environment names.
-_OWN_PLACES = ("MLFLOW_TRACKING_URI", "IMGTAG_RUNS_DIR", "IMGTAG_DVC_REMOTE", "IMGTAG_MODEL_BASE")
-
-
-def work_settings(work: Path, env: Mapping[str, str] | None = None) -> Settings:
+def work_settings(work: Path) -> Settings:
     """The build's settings: its own ``IMGTAG_HOME`` in ``work`` (the dataset, MLflow's store,
-    the DVC remote and the model base under it, whatever ``env`` names) and no starter (so
-    register makes the new head version 1, not the shipped starter); the rest from ``env``
-    (default: the process's environment, which is left as it is)."""
-    env = {k: v for k, v in (os.environ if env is None else env).items() if k not in _OWN_PLACES}
-    env.update({"IMGTAG_HOME": str(Path(work) / "home"), "IMGTAG_STARTER": "off"})
-    return Settings.from_env(env)
+    the DVC remote and the model base under it, whatever the environment names) and no starter
+    (so register makes the new head version 1, not the shipped starter); the rest from the
+    environment, which is left as it is."""
+    return Settings.in_own_home(Path(work) / "home", starter=False)
 
 
 def build(
