@@ -7,7 +7,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 DEMO_HOME ?= var/demo
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install tools browser demo platform labelled-sample lint test test-sqlite test-postgres bench starter-model clean
+.PHONY: install tools browser demo platform labelled-sample lint quick test test-sqlite test-postgres bench starter-model clean
 
 # Infrastructure checkers kept out of .venv: checkov pins old packaging/networkx/cachetools
 # that would downgrade them under Airflow, MLflow and DVC; promtool comes from Debian's
@@ -84,6 +84,13 @@ starter-model: install  ## rebuild serving/starter_model/ and the calibrated tag
 # so the suite and CI run them too; a plain `pytest` sees the same verdict.
 lint: install  ## import contracts, ruff and the layout checks of tests/test_layout.py
 	$(BIN)/python -m pytest -q tests/test_layout.py
+
+# The inner loop: no service (RabbitMQ, PostgreSQL), no browser, nothing marked slow or dagrun
+# (setup.cfg's markers; tests/conftest.py marks the service and browser tests, and those whose
+# fixtures are slow to set up: a trained model, a live gunicorn, Airflow's database).
+QUICK := not (rabbitmq or postgres or browser or slow or dagrun)
+quick: install  ## the fast tests while you work: no services, no browser, no slow or dagrun tests
+	$(BIN)/python -m pytest -q -m "$(QUICK)"
 
 test: test-sqlite test-postgres  ## lint, the whole suite on SQLite, then the catalog tests on PostgreSQL
 

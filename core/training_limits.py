@@ -8,7 +8,7 @@ Four places take these parameters and must agree on them: the training DAG's tri
 (:class:`pipelines.training.train.TrainParams`, which checks them before anything runs, and the
 defaults of ``evaluate``, ``validate`` and ``gate``), and the README's parameter table
 (:func:`markdown`; ``python -m core.training_limits README.md`` rewrites it).
-``tests/dags/test_training_dag.py`` checks that the form, the commands and ``TrainParams``
+``tests/dags/test_training_pipeline.py`` checks that the form, the commands and ``TrainParams``
 agree, and ``tests/core/test_training_limits.py`` that the README says the same.
 
 This module imports nothing but the standard library: the DAG files import it, and Airflow's

@@ -11,6 +11,8 @@
   Airflow): Airflow's stock image parses them without imgtag's dependencies.
 - No function is longer than 60 lines unless its docstring says why ("Long because ..."); the
   ones that still are, for now, are listed by name (``LONG_FOR_NOW``, issue 26).
+- Tests mirror the code: ``tests/<package>/test_<module>.py`` (subpackages as folders), except a
+  short list of cross-cutting tests (``CROSS_CUTTING``, each with why).
 
 These run first in ``make test`` (``make lint``) and again with the whole suite, so CI and a
 plain ``pytest`` see them too.
@@ -314,3 +316,82 @@ def test_the_length_check_finds_what_it_should(tmp_path, monkeypatch):
         "core/sample.py:long": MAX_FUNCTION_LINES + 1,
         "core/sample.py:Holder.method": MAX_FUNCTION_LINES + 1,
     }
+
+
+# ---------------------------------------------------------------- tests mirror the code
+
+#: Code folders whose tests mirror them: ``tests/<folder>/[<subpackage>/]test_<module>.py`` tests
+#: ``<folder>/[<subpackage>/]<module>.py`` (or the subpackage ``<module>/``). A module with more
+#: than one test file adds an aspect: ``test_<module>_<aspect>.py`` (``test_query_limits.py``).
+MIRRORED = (*PACKAGES, "dags")
+#: Tests of no one module: cross-cutting, so named after what they check. A path ending in ``/``
+#: covers its folder. Keep it short; every entry must exist.
+CROSS_CUTTING = {
+    "tests/test_layout.py": "the repository's layout itself",
+    "tests/e2e/": "the platform and, in tests/e2e/web, the web UI in a browser, end to end",
+    "tests/infra/": "the deployment files under infra/ (Kubernetes, Terraform, Docker, alerts)",
+    "tests/catalog/test_slim.py": "the whole catalog without the tagger and training extras",
+    "tests/dags/test_dag_integrity.py": "every DAG file parses and is documented, owned, tagged",
+    "tests/dags/test_dag_schedule.py": "what Airflow does with every DAG when it first sees it",
+    "tests/dags/test_dag_run.py": "both tagging DAGs run whole with dag.test() on RabbitMQ",
+    # catalog.services.dispatch through the API, the broker and the queue: it needs this
+    # folder's RabbitMQ fixtures (tests/pipelines/tagging/conftest.py)
+    "tests/pipelines/tagging/test_api_publish.py": "uploads published to the real RabbitMQ",
+    "tests/pipelines/training/test_notebook.py": "notebooks/evaluation.ipynb on a trained model",
+}
+
+
+def _names_a_module(folder: Path, name: str) -> bool:
+    """``name`` is a module or subpackage of ``folder``, or one followed by ``_<aspect>``."""
+    words = name.split("_")
+    for end in range(len(words), 0, -1):
+        module = "_".join(words[:end])
+        if (folder / f"{module}.py").is_file() or (folder / module / "__init__.py").is_file():
+            return True
+    return False
+
+
+def misplaced_tests() -> list[str]:
+    """``path: why`` of each test file under tests/ that names no module of the code it mirrors
+    and is not in CROSS_CUTTING."""
+    found = []
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        relative = path.relative_to(REPO).as_posix()
+        if any(relative == entry or (entry.endswith("/") and relative.startswith(entry)) for entry in CROSS_CUTTING):
+            continue
+        folder = path.parent.relative_to(REPO / "tests")
+        if not folder.parts or folder.parts[0] not in MIRRORED:
+            found.append(f"{relative}: not under tests/<package>/ ({', '.join(MIRRORED)})")
+        elif not (REPO / folder).is_dir():
+            found.append(f"{relative}: there is no {folder.as_posix()}/ to mirror")
+        elif not _names_a_module(REPO / folder, path.stem.removeprefix("test_")):
+            found.append(f"{relative}: {folder.as_posix()}/ has no module {path.stem.removeprefix('test_')}.py")
+    return found
+
+
+def test_tests_mirror_the_code():
+    found = misplaced_tests()
+    assert not found, (
+        "a test file is named after the module it tests, in the folder that mirrors the module's "
+        "(tests/<package>/test_<module>[_<aspect>].py), or is cross-cutting (CROSS_CUTTING, with "
+        "why):\n" + "\n".join(found)
+    )
+    stale = sorted(entry for entry in CROSS_CUTTING if not (REPO / entry).exists())
+    assert not stale, "gone: remove them from CROSS_CUTTING:\n" + "\n".join(stale)
+
+
+def test_the_mirror_check_finds_what_it_should(tmp_path, monkeypatch):
+    for name in ("core/imageio.py", "core/cli/__init__.py", "dags/nightly.py", "tests/core/test_imageio.py",
+                 "tests/core/test_imageio_exif.py", "tests/core/test_cli.py", "tests/dags/test_nightly.py",
+                 "tests/core/test_core_imageio.py", "tests/core/cli/test_main.py", "tests/misc/test_x.py",
+                 "tests/serving/test_predictors.py", "tests/test_layout.py", "tests/e2e/test_anything.py",
+                 "tests/core/helpers.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    assert misplaced_tests() == [
+        "tests/core/cli/test_main.py: core/cli/ has no module main.py",
+        "tests/core/test_core_imageio.py: core/ has no module core_imageio.py",
+        "tests/misc/test_x.py: not under tests/<package>/ (core, serving, catalog, pipelines, dags)",
+        "tests/serving/test_predictors.py: there is no serving/ to mirror",
+    ]

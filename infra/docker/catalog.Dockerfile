@@ -4,7 +4,7 @@
 #
 # imgtag is installed with its base dependencies and the `server` extra only (setup.cfg): no
 # TensorFlow, Keras, LiteRT, MLflow or DVC. The catalog imports core and serving, whose model
-# code imports TensorFlow only when it tags (tests/catalog/test_catalog_slim.py runs the catalog
+# code imports TensorFlow only when it tags (tests/catalog/test_slim.py runs the catalog
 # with those packages missing). Tagging uploads in the web process
 # (IMGTAG_UPLOAD_TAGGING=inprocess) needs the `tagger` extra: without it the catalog refuses to
 # start and says so (catalog/apps.py); install '.[server,tagger]' for that. The default,

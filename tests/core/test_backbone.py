@@ -11,6 +11,8 @@ import skimage.data
 from core import backbone
 from core.torch_legacy import TorchFileError, load_state_dict
 
+pytestmark = pytest.mark.slow  # loads the pretrained backbones, runs them in Keras, LiteRT and NumPy
+
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "hubble_deep_field")
 
 

@@ -45,6 +45,7 @@ def names(result) -> list[str]:
     return [t.name for t in result.tags]
 
 
+@pytest.mark.slow  # loads the full model
 def test_real_photos_get_the_tags_a_person_expects(tagger):
     from serving import starter
 
@@ -66,12 +67,14 @@ def test_real_photos_get_the_tags_a_person_expects(tagger):
     assert tagger.model_name == starter.MODEL_NAME
 
 
+@pytest.mark.slow  # loads the full model
 def test_the_imagenet_only_tagger_lists_the_specific_tag_first(pretrained):
     (coffee,) = pretrained.tag_images([("coffee", jpeg(skimage.data.coffee()), "coffee.jpg")])
     assert names(coffee)[0] == "espresso"  # the specific tag before "coffee" and "drink" at ~equal scores
     assert "coffee" in names(coffee) and pretrained.model_name == PRETRAINED_MODEL_NAME
 
 
+@pytest.mark.slow  # loads the full model
 def test_tags_survive_a_flip_and_a_small_crop(tagger):
     cat = skimage.data.chelsea()
     h, w = cat.shape[:2]
@@ -80,6 +83,7 @@ def test_tags_survive_a_flip_and_a_small_crop(tagger):
         assert "cat" in names(result)
 
 
+@pytest.mark.slow  # loads the full model
 def test_a_bad_file_in_a_batch_does_not_stop_the_others(tagger):
     cat = png(skimage.data.chelsea())
     items = [(0, cat, "a.png"), (1, b"not an image", "notes.jpg"), (2, b"", "empty.png"), (3, cat, "b.png")]
@@ -90,6 +94,7 @@ def test_a_bad_file_in_a_batch_does_not_stop_the_others(tagger):
     assert "empty.png" in str(results[2].error) and results[2].error.reason == "empty"
 
 
+@pytest.mark.slow  # loads the full model
 def test_paths_are_read_in_the_engine(tagger, tmp_path):
     path = tmp_path / "cat.jpg"
     path.write_bytes(jpeg(skimage.data.chelsea()))
@@ -193,6 +198,7 @@ def test_a_tagger_with_other_thresholds_shares_its_model(tmp_path):
     assert names(result) == ["mug", "cup"]
 
 
+@pytest.mark.slow  # loads the full model
 def test_converted_model_is_cached_and_the_next_start_needs_no_tensorflow(tmp_path):
     import json
     import subprocess

@@ -41,6 +41,7 @@ def photos(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow  # loads the full model in a subprocess
 def test_tag_json_reports_tags_and_errors_per_file(photos, tmp_path):
     bad = tmp_path / "fake.jpg"
     bad.write_text("hello")
@@ -54,6 +55,7 @@ def test_tag_json_reports_tags_and_errors_per_file(photos, tmp_path):
     )  # stored nothing
 
 
+@pytest.mark.slow  # loads the full model in a subprocess
 def test_a_fresh_install_tags_people(tmp_path):
     """The starter model ships: ``imgtag tag`` on a photo of a person says ``person``, beside
     the general tags, with no training and no promotion."""
@@ -65,6 +67,7 @@ def test_a_fresh_install_tags_people(tmp_path):
     assert "person" in shown and "DVC hash" in shown and "MLflow run" in shown
 
 
+@pytest.mark.slow  # loads the full model in a subprocess
 def test_import_twice_then_search(photos, tmp_path):
     home = tmp_path / "home"
     first = json.loads(run(["import", "--json", str(photos)], home, (1,)).stdout)
@@ -268,6 +271,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.rabbitmq  # publishes to the real broker itself, without the rabbitmq fixture
 def test_createuser_then_serve_upload_and_search_over_http(photos, tmp_path):
     """What a client of the REST API does: get a token, upload (published to RabbitMQ, which
     must be on 127.0.0.1:5672), let the consumer drain, find the upload by tag."""

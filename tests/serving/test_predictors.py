@@ -17,7 +17,6 @@ import cv2
 import numpy as np
 import pytest
 import requests
-from tiny_model import TAGS, tiny_saved_model
 
 from core.errors import UsageError
 from core.settings import Settings
@@ -37,6 +36,7 @@ from serving.predictors import (
     vocabulary_from_repository,
 )
 from serving.repository import ModelRepository
+from tests.serving.tiny_model import TAGS, tiny_saved_model
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "imgtag-tagger"
@@ -76,7 +76,7 @@ def images() -> list[bytes]:
 
 @pytest.fixture(scope="session")
 def served(repo):
-    from standin import Served
+    from tests.serving.standin import Served
 
     return Served(NAME, {1: repo.path(1), 2: repo.path(2)}, {"champion": 2, "previous": 1})
 
@@ -92,7 +92,7 @@ def healthy(request):
 
 @pytest.fixture(scope="session")
 def rest_server(served):
-    from standin import RestStandin
+    from tests.serving.standin import RestStandin
 
     with RestStandin(served) as server:
         yield server
@@ -100,7 +100,7 @@ def rest_server(served):
 
 @pytest.fixture(scope="session")
 def grpc_server(served):
-    from standin import GrpcStandin
+    from tests.serving.standin import GrpcStandin
 
     with GrpcStandin(served) as server:
         yield server
@@ -164,7 +164,7 @@ def test_three_predictors_agree(inprocess, remote, images, served):
 
 
 def test_rest_reads_dict_per_row_predictions(served, inprocess, images, settings):
-    from standin import RestStandin
+    from tests.serving.standin import RestStandin
 
     vocabulary = vocabulary_from_repository(settings)
     with (

@@ -496,8 +496,8 @@ class _Loader:
 @pytest.fixture
 def serving(tmp_path):
     """A repository with version 1 as champion, and a REST stand-in that has loaded it."""
-    from standin import RestStandin, Served
-    from tiny_model import NAME, tiny_saved_model
+    from tests.serving.standin import RestStandin, Served
+    from tests.serving.tiny_model import NAME, tiny_saved_model
 
     repo = ModelRepository(tmp_path / "models", NAME)
     repo.promote(tiny_saved_model(tmp_path / "v1", 1.0), {"run_id": "r1"})

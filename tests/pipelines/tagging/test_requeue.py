@@ -2,7 +2,7 @@
 
 import sqlite3
 
-from tests.pipelines.tagging.test_faults import tagged_count, write_images
+from tests.pipelines.tagging.test_worker import tagged_count, write_images
 
 
 def test_upload_with_the_broker_down_stays_pending_then_requeue_publishes_it(env, tmp_path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from serving.repository import ModelRepository
-from tests.pipelines.tagging.test_faults import assert_each_asset_tagged_once, write_images
+from tests.pipelines.tagging.test_worker import assert_each_asset_tagged_once, write_images
 from tests.serving.tiny_model import NAME, TAGS, tiny_saved_model
 
 

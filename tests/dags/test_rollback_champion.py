@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.dags.test_training_dag import champion_events  # noqa: F401  (a fixture)
+from tests.dags.test_training_pipeline import champion_events  # noqa: F401  (a fixture)
 
 CHAMPION_URI = "imgtag://models/imgtag-tagger/champion"
 

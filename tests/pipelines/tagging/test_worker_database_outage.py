@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.pipelines.tagging.test_faults import write_images
+from tests.pipelines.tagging.test_worker import write_images
 from tests.postgres import fresh_database
 
 COUNT = 300

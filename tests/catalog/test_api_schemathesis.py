@@ -27,7 +27,7 @@ CHECKS = [
 ]
 # Not run: negative_data_rejection. The API reads an empty query parameter (``?source=``,
 # ``?page=``) as an absent one, as HTML forms send them; schemathesis counts that as accepting
-# invalid data. Every other invalid value is a 400 (tests/catalog/test_catalog_request_errors.py).
+# invalid data. Every other invalid value is a 400 (tests/catalog/test_api_errors.py).
 
 #: Generated requests per operation and mode (derandomized: the same ones every run).
 EXAMPLES = 100

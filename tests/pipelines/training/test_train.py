@@ -99,6 +99,7 @@ def test_fine_tuning_unfreezes_only_the_top_blocks_and_no_batchnorm():
     assert trainable == set(names) | {"learned"}
 
 
+@pytest.mark.slow  # trains a model of its own
 def test_fine_tuning_holds_the_imagenet_head_with_distillation(shapes_dataset, tmp_path, training_settings):
     """Fine-tuning trains the top blocks with a second target, the pretrained ImageNet outputs;
     the learned loss stays comparable across both phases and the distillation loss is logged."""

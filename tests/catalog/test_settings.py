@@ -15,7 +15,7 @@ from catalog.conf import imgtag_settings
 from catalog.models import Asset
 from core import broker
 from serving import current
-from tests.catalog.test_catalog_api import post_files, upload
+from tests.catalog.test_api import post_files, upload
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]

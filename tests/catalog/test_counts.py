@@ -17,7 +17,7 @@ from catalog import counts, services
 from catalog.models import Asset, AssetTag, Tag, TagCount, TagCountDelta
 from core.results import TagScore
 from tests.catalog.conftest import fake_labels
-from tests.catalog.test_catalog_scale import fake_assets
+from tests.catalog.test_facets_scale import fake_assets
 
 
 def shown() -> dict[str, int]:

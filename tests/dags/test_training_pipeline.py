@@ -1,6 +1,6 @@
 """The training DAG's wiring: stage order, trigger-form params, retries, templated command lines.
 
-The stages themselves are tested elsewhere (and end to end in ``test_training_run.py``); here a
+The stages themselves are tested elsewhere (and end to end in ``test_training_pipeline_run.py``); here a
 fake ``imgtag`` that prints canned summaries stands in for them, so a whole run shows which
 command line each stage receives, that a rejecting gate skips promotion and notes why, and that
 the form's ``gate_version`` gates an existing version without training.
