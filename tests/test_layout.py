@@ -233,7 +233,6 @@ LONG_FOR_NOW = frozenset(
     {
         # issue 26, being reworked elsewhere: train.py, evaluate.py, gate/verdict, dags/, repository.py
         "dags/imgtag_stage.py:run_stage",
-        "serving/repository.py:ModelRepository.promote",
         # issue 26, still to split
         "core/imageio.py:probe",
         "core/tagmap.py:TagMap.load",
