@@ -232,7 +232,6 @@ LONG_BECAUSE = "Long because"
 LONG_FOR_NOW = frozenset(
     {
         # issue 26, being reworked elsewhere: train.py, evaluate.py, gate/verdict, dags/, repository.py
-        "dags/imgtag_stage.py:run_stage",
         # issue 26, still to split
         "core/imageio.py:probe",
         "core/tagmap.py:TagMap.load",
