@@ -250,8 +250,6 @@ LONG_FOR_NOW = frozenset(
         "pipelines/training/synthetic.py:document",
         "pipelines/training/synthetic.py:screenshot",
         "pipelines/training/synthetic.py:texture",
-        "pipelines/training/validate.py:_images_table",
-        "pipelines/training/validate.py:validate",
     }
 )
 
