@@ -244,8 +244,6 @@ LONG_FOR_NOW = frozenset(
         "pipelines/platform.py:Platform.plan",
         "pipelines/training/build_starter.py:prepare",
         "pipelines/training/build_starter.py:build",
-        "pipelines/training/ingest.py:ingest",
-        "pipelines/training/ingest.py:_gather",
         "pipelines/training/registry.py:register_starter",
         "pipelines/training/synthetic.py:document",
         "pipelines/training/synthetic.py:screenshot",
