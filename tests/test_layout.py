@@ -242,8 +242,6 @@ LONG_FOR_NOW = frozenset(
         "pipelines/cli/platform.py:platform",
         "pipelines/cli/training.py:ingest",
         "pipelines/platform.py:Platform.plan",
-        "pipelines/training/build_starter.py:prepare",
-        "pipelines/training/build_starter.py:build",
         "pipelines/training/registry.py:register_starter",
         "pipelines/training/synthetic.py:document",
         "pipelines/training/synthetic.py:screenshot",
