@@ -242,9 +242,6 @@ LONG_FOR_NOW = frozenset(
         "pipelines/cli/platform.py:platform",
         "pipelines/cli/training.py:ingest",
         "pipelines/platform.py:Platform.plan",
-        "pipelines/training/synthetic.py:document",
-        "pipelines/training/synthetic.py:screenshot",
-        "pipelines/training/synthetic.py:texture",
     }
 )
 
