@@ -233,9 +233,6 @@ LONG_FOR_NOW = frozenset(
     {
         # issue 26, being reworked elsewhere: train.py, evaluate.py, gate/verdict, dags/, repository.py
         # issue 26, still to split
-        "core/imageio.py:probe",
-        "core/tagmap.py:TagMap.load",
-        "core/vocabulary.py:merge",
         "serving/export.py:export_model",
         "catalog/services/tagging.py:record_tags_batch",
         "catalog/web/views.py:gallery",
