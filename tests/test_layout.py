@@ -224,20 +224,10 @@ def test_dag_files_import_airflow_the_stdlib_and_stdlib_only_core_modules(path):
 #: A function longer than this says why in its docstring, with the phrase below.
 MAX_FUNCTION_LINES = 60
 LONG_BECAUSE = "Long because"
-#: Functions over the limit, named ``path:Qualified.name``, for issue 26 (one job per module, no
-#: long function without a reason). The first group are in files other engineers are reworking
-#: under issue 26 (training, evaluation, the gate, the DAGs, the serving repository); the second
-#: are still to split (or to give a reason) on their own. Remove a name once its function is
+#: Functions over the limit, named ``path:Qualified.name``, that are still to split (or to give a
+#: reason). None are left (issue 26); a name added here must be removed once its function is
 #: short: the test fails on a name that no longer needs to be here.
-LONG_FOR_NOW = frozenset(
-    {
-        # issue 26, being reworked elsewhere: train.py, evaluate.py, gate/verdict, dags/, repository.py
-        # issue 26, still to split
-        "pipelines/cli/platform.py:platform",
-        "pipelines/cli/training.py:ingest",
-        "pipelines/platform.py:Platform.plan",
-    }
-)
+LONG_FOR_NOW: frozenset[str] = frozenset()
 
 
 def _functions(tree: ast.AST, prefix: str = ""):
