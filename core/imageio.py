@@ -261,19 +261,25 @@ def probe(
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     info = ImageInfo(fmt, width, height, mode, orientation, has_alpha, depth, **layout)
+    _check_decode_budget(name, info, max_decode_bytes)
+    return info
+
+
+def _check_decode_budget(name: str, info: ImageInfo, max_decode_bytes: int) -> None:
+    """Raise :class:`DecodeBudgetError` when decoding the image would take more than
+    ``max_decode_bytes``, naming what takes the memory and how to save it smaller."""
     cost = info.decode_cost()
     if cost > max_decode_bytes:
-        kind = f"{'with alpha, ' if has_alpha else ''}{8 * depth} bits a sample"
+        kind = f"{'with alpha, ' if info.has_alpha else ''}{8 * info.bytes_per_sample} bits a sample"
         parts = ", ".join(f"{what} {part / 2**20:,.0f} MiB" for what, part in info._cost_parts() if part)
         advice = "save it smaller, at 8 bits a sample or without transparency"
         if info.chunk_bytes > 64 * 2**20:
             advice += ", or as a TIFF with small strips or tiles"
         raise DecodeBudgetError(
             name,
-            f"{width}x{height} ({kind}) would take {cost / 2**20:,.0f} MiB to decode ({parts}), "
+            f"{info.width}x{info.height} ({kind}) would take {cost / 2**20:,.0f} MiB to decode ({parts}), "
             f"more than the budget of {max_decode_bytes / 2**20:,.0f} MiB (IMGTAG_MAX_DECODE_BYTES); {advice}",
         )
-    return info
 
 
 def _layout(im: Image.Image, width: int, height: int, depth: int) -> dict:

@@ -145,35 +145,7 @@ class TagMap:
         class_file, threshold_file = directory / CLASS_FILE, directory / THRESHOLD_FILE
         thresholds = _read_thresholds(threshold_file, calibrated)
 
-        class_tags: list[str] = []
-        members: dict[str, set[int]] = {}
-        parent: dict[str, str] = {}
-        broader_tags: set[str] = set()
-        with open(class_file, newline="", encoding="utf-8") as f:
-            for line, row in enumerate(csv.DictReader(f), start=2):
-                where = f"{class_file}:{line}"
-                try:
-                    index = int(row["index"])
-                    own = row["tag"].strip()
-                    chain = [t.strip() for t in (row.get("broader") or "").split(";") if t.strip()]
-                except (KeyError, ValueError, AttributeError) as exc:
-                    raise TagMapError(
-                        f"{where}: expected columns index,wnid,label,tag,broader ({exc})"
-                    ) from None
-                if index != len(class_tags):
-                    raise TagMapError(f"{where}: index {index} out of order, expected {len(class_tags)}")
-                if not own:
-                    raise TagMapError(f"{where}: empty tag")
-                class_tags.append(own)
-                path = [own, *chain]
-                for tag in path:
-                    members.setdefault(tag, set()).add(index)
-                for child, par in pairwise(path):
-                    if parent.setdefault(child, par) != par:
-                        raise TagMapError(
-                            f"{where}: tag {child!r} has parent {par!r} here but {parent[child]!r} elsewhere"
-                        )
-                broader_tags.update(chain)
+        class_tags, members, parent, broader_tags = _read_classes(class_file)
         _read_hierarchy(directory / HIERARCHY_FILE, parent)
         tags = tuple(sorted(members))
         matrix = np.zeros((len(class_tags), len(tags)), dtype=np.float32)
@@ -279,6 +251,44 @@ def parse_threshold(text: str) -> float:
 def format_threshold(value: float) -> str:
     """The CSV form of a threshold: six decimals, or ``off``."""
     return f"{float(value):.6f}" if np.isfinite(value) else OFF
+
+
+def _read_classes(class_file: Path) -> tuple[list[str], dict[str, set[int]], dict[str, str], set[str]]:
+    """Read and check ``imagenet_tags.csv``.
+
+    Returns:
+        ``(class tags, members, parent, broader tags)``: each ImageNet class's own tag in index
+        order; the classes each tag covers (its own and the broader ones in its chain); each
+        tag's parent; the tags that appear as a broader tag.
+    """
+    class_tags: list[str] = []
+    members: dict[str, set[int]] = {}
+    parent: dict[str, str] = {}
+    broader_tags: set[str] = set()
+    with open(class_file, newline="", encoding="utf-8") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            where = f"{class_file}:{line}"
+            try:
+                index = int(row["index"])
+                own = row["tag"].strip()
+                chain = [t.strip() for t in (row.get("broader") or "").split(";") if t.strip()]
+            except (KeyError, ValueError, AttributeError) as exc:
+                raise TagMapError(f"{where}: expected columns index,wnid,label,tag,broader ({exc})") from None
+            if index != len(class_tags):
+                raise TagMapError(f"{where}: index {index} out of order, expected {len(class_tags)}")
+            if not own:
+                raise TagMapError(f"{where}: empty tag")
+            class_tags.append(own)
+            path = [own, *chain]
+            for tag in path:
+                members.setdefault(tag, set()).add(index)
+            for child, par in pairwise(path):
+                if parent.setdefault(child, par) != par:
+                    raise TagMapError(
+                        f"{where}: tag {child!r} has parent {par!r} here but {parent[child]!r} elsewhere"
+                    )
+            broader_tags.update(chain)
+    return class_tags, members, parent, broader_tags
 
 
 def _read_thresholds(path: Path, calibrated: bool = True) -> dict[str, float]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import functools
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -240,23 +240,9 @@ def merge(
     known = set(general)
     tags = general + [t for t in learned_tags if t not in known]
     index = {t: i for i, t in enumerate(tags)}
-    learned_set = set(learned_tags)
-    limits = np.empty(len(tags), np.float32)
-    heads = []
-    for i, tag in enumerate(tags):
-        in_general, in_learned = tag in known, tag in learned_set
-        heads.append(BOTH if in_general and in_learned else GENERAL if in_general else LEARNED)
-        limits[i] = thresholds[tag] if tag in thresholds else tagmap.thresholds[i]
-    lift = np.zeros((len(learned_tags), len(tags)), np.float32)
-    for row, tag in enumerate(learned_tags):
-        for reached in (tag, *ancestors(parent, tag)):
-            if reached in index:
-                lift[row, index[reached]] = 1.0
-    vocab_parent = {}
-    for tag in tags:  # the nearest ancestor that is in the vocabulary
-        nearest = next((a for a in ancestors(parent, tag) if a in index), None)
-        if nearest is not None:
-            vocab_parent[tag] = nearest
+    heads, limits = _heads_and_limits(tags, known, set(learned_tags), thresholds, tagmap)
+    lift = _lift(learned_tags, parent, index, len(tags))
+    vocab_parent = _nearest_parents(tags, parent, index)
     fallbacks = None
     if fallback:
         fallbacks = np.array([fallback.get(t, np.inf) for t in tags], np.float32)
@@ -274,8 +260,63 @@ def merge(
     if tagmap is not None:  # the tag map's columns first, zero columns for the learned-only tags
         matrix = np.zeros((tagmap.output_width, len(tags)), np.float32)
         matrix[:, : len(general)] = tagmap.matrix
+    non_photo, gated = _non_photo_gate(tags, general, learned_tags, photo_tags)
+    return Merge(vocabulary, tuple(learned_tags), matrix, lift, non_photo, gated)
+
+
+def _heads_and_limits(
+    tags: Sequence[str],
+    known: set[str],
+    learned: set[str],
+    thresholds: Mapping[str, float],
+    tagmap: TagMap | None,
+) -> tuple[list[str], np.ndarray]:
+    """Each vocabulary tag's head (general, learned or both) and threshold (the given one, else
+    the tag map's)."""
+    limits = np.empty(len(tags), np.float32)
+    heads = []
+    for i, tag in enumerate(tags):
+        in_general, in_learned = tag in known, tag in learned
+        heads.append(BOTH if in_general and in_learned else GENERAL if in_general else LEARNED)
+        limits[i] = thresholds[tag] if tag in thresholds else tagmap.thresholds[i]
+    return heads, limits
+
+
+def _lift(
+    learned_tags: Sequence[str], parent: Mapping[str, str], index: Mapping[str, int], width: int
+) -> np.ndarray:
+    """``(learned, width)``: 1 where a learned tag's score reaches a vocabulary tag (itself and
+    each of its ancestors in the vocabulary)."""
+    lift = np.zeros((len(learned_tags), width), np.float32)
+    for row, tag in enumerate(learned_tags):
+        for reached in (tag, *ancestors(parent, tag)):
+            if reached in index:
+                lift[row, index[reached]] = 1.0
+    return lift
+
+
+def _nearest_parents(
+    tags: Sequence[str], parent: Mapping[str, str], index: Mapping[str, int]
+) -> dict[str, str]:
+    """Each tag's nearest ancestor that is in the vocabulary (tags without one are left out)."""
+    vocab_parent = {}
+    for tag in tags:
+        nearest = next((a for a in ancestors(parent, tag) if a in index), None)
+        if nearest is not None:
+            vocab_parent[tag] = nearest
+    return vocab_parent
+
+
+def _non_photo_gate(
+    tags: Sequence[str],
+    general: Sequence[str],
+    learned_tags: Sequence[str],
+    photo_tags: Collection[str] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(non_photo, gated)``: which learned tags say "not a photo", and which vocabulary tags
+    (learned from photos) a non-photo fades out (none when no learned tag says it)."""
     non_photo = np.array([t in NON_PHOTO for t in learned_tags], np.float32)
     from_photos = set(general) | set(learned_tags if photo_tags is None else photo_tags)
     from_photos -= {*NON_PHOTO, *PICTURE_TAGS}
     gated = np.array([t in from_photos for t in tags], np.float32) * float(non_photo.any())
-    return Merge(vocabulary, tuple(learned_tags), matrix, lift, non_photo, gated)
+    return non_photo, gated

@@ -528,11 +528,30 @@ def run_stage(
         StageError: the command printed no JSON object.
     """
     command = [imgtag_executable(), *map(str, arguments)]
+    process = _start(command, env, log)
+    if on_start is not None:
+        on_start(process)
+    tail: deque[str] = deque(maxlen=stderr_tail_lines)
+    pump = threading.Thread(target=_pump_stderr, args=(process, tail, log), name="imgtag-stderr", daemon=True)
+    pump.start()
+    try:
+        stdout = process.stdout.read()
+        returncode = process.wait()
+    finally:  # interrupted (timeout, kill): stop the command rather than orphan it
+        _stop(process, stop_grace_seconds)
+        pump.join(timeout=5)
+    if returncode != 0:
+        raise _exit_error(command, returncode, stdout, tail)
+    return parse_summary(stdout, command)
+
+
+def _start(command: list[str], env: Mapping[str, str] | None, log) -> subprocess.Popen:
+    """Start the command, unbuffered, with its stdout and stderr piped to this process."""
     environment = dict(os.environ if env is None else env)
     environment.setdefault("PYTHONUNBUFFERED", "1")
     if log is not None:
         log.info("Running %s", " ".join(command))
-    process = subprocess.Popen(
+    return subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -540,45 +559,42 @@ def run_stage(
         text=True,
         env=environment,
     )
-    if on_start is not None:
-        on_start(process)
-    tail: deque[str] = deque(maxlen=stderr_tail_lines)
 
-    def pump_stderr() -> None:
-        for line in process.stderr:
-            line = line.rstrip("\n")
-            tail.append(line)
-            if log is not None:
-                log.info("%s", line)
 
-    pump = threading.Thread(target=pump_stderr, name="imgtag-stderr", daemon=True)
-    pump.start()
-    try:
-        stdout = process.stdout.read()
-        returncode = process.wait()
-    finally:  # interrupted (timeout, kill): stop the command rather than orphan it
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(stop_grace_seconds)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        pump.join(timeout=5)
-    if returncode != 0:
-        stderr = "\n".join(tail) or "(nothing on stderr)"
+def _pump_stderr(process: subprocess.Popen, tail: deque[str], log) -> None:
+    """Keep the last stderr lines in ``tail`` and pass every one to ``log``, until the pipe closes."""
+    for line in process.stderr:
+        line = line.rstrip("\n")
+        tail.append(line)
+        if log is not None:
+            log.info("%s", line)
+
+
+def _stop(process: subprocess.Popen, grace_seconds: float) -> None:
+    """Terminate a command still running; kill it if it has not stopped after ``grace_seconds``."""
+    if process.poll() is None:
+        process.terminate()
         try:
-            summary = parse_summary(stdout, command)
-        except StageError:
-            summary = None
-        raise StageExit(
-            f"`{' '.join(command)}` exited with status {returncode}; end of its stderr:\n{stderr}",
-            command=command,
-            returncode=returncode,
-            summary=summary,
-            stderr_tail=stderr,
-        )
-    return parse_summary(stdout, command)
+            process.wait(grace_seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _exit_error(command: list[str], returncode: int, stdout: str, tail: deque[str]) -> StageExit:
+    """The error of a command that exited non-zero: its stderr tail, and its summary if it printed one."""
+    stderr = "\n".join(tail) or "(nothing on stderr)"
+    try:
+        summary = parse_summary(stdout, command)
+    except StageError:
+        summary = None
+    return StageExit(
+        f"`{' '.join(command)}` exited with status {returncode}; end of its stderr:\n{stderr}",
+        command=command,
+        returncode=returncode,
+        summary=summary,
+        stderr_tail=stderr,
+    )
 
 
 def parse_summary(stdout: str, command: Sequence[str] = ("imgtag",)) -> dict:

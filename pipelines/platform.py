@@ -280,9 +280,20 @@ class Platform:
     def plan(self) -> list[Component]:
         """The processes to start, in order."""
         bin_dir = Path(sys.executable).parent
-        airflow = str(bin_dir / "airflow")
+        components = self._airflow_components(str(bin_dir / "airflow"))
+        if self.runs_mlflow:
+            components.append(self._mlflow_component(str(bin_dir / "mlflow")))
+        components.append(self._catalog_component(str(bin_dir / "gunicorn")))
+        if self.worker:
+            components.append(self._worker_component(str(bin_dir / "imgtag")))
+        if self.prometheus:
+            components.append(self._prometheus_component())
+        return components
+
+    def _airflow_components(self, airflow: str) -> list[Component]:
+        """Airflow's api-server, scheduler, dag-processor and triggerer."""
         ports = self.ports
-        components = [
+        return [
             Component(
                 "airflow api-server",
                 [airflow, "api-server", "--host", "127.0.0.1", "--port", str(ports.airflow), "--workers", "1"],
@@ -294,60 +305,64 @@ class Platform:
             Component("airflow dag-processor", [airflow, "dag-processor"]),
             Component("airflow triggerer", [airflow, "triggerer"]),
         ]
-        if self.runs_mlflow:
-            components.append(
-                Component(
-                    "mlflow server",
-                    [
-                        str(bin_dir / "mlflow"), "server",
-                        "--backend-store-uri", self.settings.mlflow_tracking_uri,
-                        "--default-artifact-root", (self.settings.home / "mlartifacts").as_uri(),
-                        "--host", "127.0.0.1", "--port", str(ports.mlflow), "--workers", "1",
-                    ],
-                    url=self.url(ports.mlflow),
-                    ready_url=f"{self.url(ports.mlflow)}/health",
-                    note="MLflow: training runs, metrics, registered model versions, the champion alias",
-                )
-            )
-        components.append(
-            Component(
-                "catalog",
-                [
-                    str(bin_dir / "gunicorn"), "catalog.wsgi:application",
-                    "--bind", f"127.0.0.1:{ports.catalog}", "--workers", "2", "--timeout", "120",
-                    "--chdir", str(PROJECT_DIR), "--access-logfile", "-",
-                ],
-                url=self.url(ports.catalog),
-                ready_url=f"{self.url(ports.catalog)}/healthz",
-                note="catalog: upload, search, review tags; REST API under /api/",
-            )
+
+    def _mlflow_component(self, mlflow: str) -> Component:
+        """The MLflow tracking server and UI, on the store the training stages write to."""
+        ports = self.ports
+        return Component(
+            "mlflow server",
+            [
+                mlflow, "server",
+                "--backend-store-uri", self.settings.mlflow_tracking_uri,
+                "--default-artifact-root", (self.settings.home / "mlartifacts").as_uri(),
+                "--host", "127.0.0.1", "--port", str(ports.mlflow), "--workers", "1",
+            ],
+            url=self.url(ports.mlflow),
+            ready_url=f"{self.url(ports.mlflow)}/health",
+            note="MLflow: training runs, metrics, registered model versions, the champion alias",
         )
-        if self.worker:
-            components.append(
-                Component(
-                    "tagging worker",
-                    [str(bin_dir / "imgtag"), "worker", "--metrics-port", str(ports.worker_metrics)],
-                    url=f"{self.url(ports.worker_metrics)}/metrics",
-                    ready_url=f"{self.url(ports.worker_metrics)}/metrics",
-                    note="tags uploads from the RabbitMQ queue with the champion",
-                )
-            )
-        if self.prometheus:
-            config = self.root / "prometheus.yml"
-            components.append(
-                Component(
-                    "prometheus",
-                    [
-                        self.prometheus, f"--config.file={config}",
-                        f"--storage.tsdb.path={self.root / 'prometheus'}",
-                        f"--web.listen-address=127.0.0.1:{ports.prometheus}",
-                    ],
-                    url=self.url(ports.prometheus),
-                    ready_url=f"{self.url(ports.prometheus)}/-/ready",
-                    note="Prometheus: the worker's tagging metrics (imgtag_*)",
-                )
-            )
-        return components
+
+    def _catalog_component(self, gunicorn: str) -> Component:
+        """The catalog under gunicorn."""
+        ports = self.ports
+        return Component(
+            "catalog",
+            [
+                gunicorn, "catalog.wsgi:application",
+                "--bind", f"127.0.0.1:{ports.catalog}", "--workers", "2", "--timeout", "120",
+                "--chdir", str(PROJECT_DIR), "--access-logfile", "-",
+            ],
+            url=self.url(ports.catalog),
+            ready_url=f"{self.url(ports.catalog)}/healthz",
+            note="catalog: upload, search, review tags; REST API under /api/",
+        )
+
+    def _worker_component(self, imgtag: str) -> Component:
+        """A tagging worker on the queue, with its Prometheus metrics."""
+        ports = self.ports
+        return Component(
+            "tagging worker",
+            [imgtag, "worker", "--metrics-port", str(ports.worker_metrics)],
+            url=f"{self.url(ports.worker_metrics)}/metrics",
+            ready_url=f"{self.url(ports.worker_metrics)}/metrics",
+            note="tags uploads from the RabbitMQ queue with the champion",
+        )
+
+    def _prometheus_component(self) -> Component:
+        """Prometheus scraping the worker."""
+        ports = self.ports
+        config = self.root / "prometheus.yml"
+        return Component(
+            "prometheus",
+            [
+                self.prometheus, f"--config.file={config}",
+                f"--storage.tsdb.path={self.root / 'prometheus'}",
+                f"--web.listen-address=127.0.0.1:{ports.prometheus}",
+            ],
+            url=self.url(ports.prometheus),
+            ready_url=f"{self.url(ports.prometheus)}/-/ready",
+            note="Prometheus: the worker's tagging metrics (imgtag_*)",
+        )
 
     def _write_prometheus_config(self) -> None:
         targets = [f"127.0.0.1:{self.ports.worker_metrics}"] if self.worker else []

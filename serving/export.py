@@ -207,31 +207,8 @@ def export_model(
     try:
         asset_dir = staging / "source-assets"
         files = vocab.write(asset_dir)
-        meta = asset_dir / "model.json"
-        meta.write_text(
-            json.dumps(
-                {
-                    "name": model_name,
-                    "image_size": trained.image_size,
-                    "learned_tags": list(trained.tags),
-                    "general_tags": sum(h != "learned" for h in vocab.heads),
-                    "input": INPUT_KEY,
-                    "output": OUTPUT_KEY,
-                    **(info or {}),
-                },
-                indent=2,
-                sort_keys=True,
-            )
-            + "\n"
-        )
-        head = asset_dir / HEAD_ASSET  # the learned layer, so that the next model can be trained on this one
-        kernel, bias = trained.model.get_layer(tagger_model.LEARNED).get_weights()
-        np.savez_compressed(
-            head,
-            tags=np.array(list(trained.tags), dtype=str),
-            kernel=np.asarray(kernel, np.float32),
-            bias=np.asarray(bias, np.float32),
-        )
+        meta = _write_model_json(asset_dir / "model.json", trained, vocab, model_name, info)
+        head = _write_learned_head(asset_dir / HEAD_ASSET, trained)
         module = tagger_module(trained, merged, [*files, meta, head])
         saved = staging / "saved_model"
         tf.saved_model.save(
@@ -248,6 +225,41 @@ def export_model(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+def _write_model_json(
+    path: Path, trained: tagger_model.TrainedModel, vocab: Vocabulary, model_name: str, info: dict | None
+) -> Path:
+    """Write the export's ``model.json``: its name, image size, tags, signature keys and ``info``."""
+    path.write_text(
+        json.dumps(
+            {
+                "name": model_name,
+                "image_size": trained.image_size,
+                "learned_tags": list(trained.tags),
+                "general_tags": sum(h != "learned" for h in vocab.heads),
+                "input": INPUT_KEY,
+                "output": OUTPUT_KEY,
+                **(info or {}),
+            },
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n"
+    )
+    return path
+
+
+def _write_learned_head(path: Path, trained: tagger_model.TrainedModel) -> Path:
+    """Write the learned layer (tags, kernel, bias), so that the next model can be trained on this one."""
+    kernel, bias = trained.model.get_layer(tagger_model.LEARNED).get_weights()
+    np.savez_compressed(
+        path,
+        tags=np.array(list(trained.tags), dtype=str),
+        kernel=np.asarray(kernel, np.float32),
+        bias=np.asarray(bias, np.float32),
+    )
+    return path
 
 
 def read_learned_head(saved_model_dir: str | Path) -> tuple[list[str], np.ndarray, np.ndarray] | None:

@@ -212,6 +212,14 @@ def _write_atomic(path: Path, text: str) -> None:
     _fsync_path(path.parent)
 
 
+def _check_saved_model(source: Path) -> None:
+    """Raise :class:`RepositoryError` unless ``source`` is a SavedModel directory."""
+    if not source.is_dir():
+        raise RepositoryError(f"{source}: no such directory; expected a SavedModel directory")
+    if not (source / "saved_model.pb").is_file():
+        raise RepositoryError(f"{source}: not a SavedModel (no saved_model.pb)")
+
+
 def _is_saved_model(path: Path) -> bool:
     return (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()
 
@@ -519,10 +527,7 @@ class ModelRepository:
             TypeError: ``metadata`` is not JSON-serialisable.
         """
         source = Path(saved_model_dir)
-        if not source.is_dir():
-            raise RepositoryError(f"{source}: no such directory; expected a SavedModel directory")
-        if not (source / "saved_model.pb").is_file():
-            raise RepositoryError(f"{source}: not a SavedModel (no saved_model.pb)")
+        _check_saved_model(source)
         metadata = json.loads(json.dumps(metadata))  # a private copy; raises TypeError early
         if version is not None and int(version) < 1:
             raise RepositoryError(f"version must be a positive number, got {version}")
@@ -532,22 +537,24 @@ class ModelRepository:
             champion = labels.get(CHAMPION)
             previous = champion if champion is not None and _is_saved_model(self.path(champion)) else None
             at = _now()
-            if version is None:
-                version = self._next_version(history)
-            version = int(version)
+            version = int(self._next_version(history) if version is None else version)
             if champion == version:  # already the champion: nothing to copy, switch or log
                 return self._promotion(version, labels.get(PREVIOUS))
-            if _is_saved_model(self.path(version)):
-                self._check_same_model(version, metadata)
-                path = self.path(version)
-            else:
-                record = {"name": self.name, "version": version, "promoted_at": at, "metadata": metadata}
-                path = self._stage(source, version, record)
+            path = self._place(source, version, metadata, at)
             self._switch(version, previous, wait)
             logged = {"action": "promote", "version": version, "previous": previous, "at": at}
             self._append_log({**logged, "metadata": metadata})
         log.info("promoted %s version %d (previous %s) at %s", self.name, version, previous, path)
         return Promotion(self.name, version, path, previous, metadata)
+
+    def _place(self, source: Path, version: int, metadata: dict, at: str) -> Path:
+        """The folder that serves ``version``: the one on disk when it holds the same model
+        (:meth:`_check_same_model`), else a fresh copy of ``source`` with its promotion record."""
+        if _is_saved_model(self.path(version)):
+            self._check_same_model(version, metadata)
+            return self.path(version)
+        record = {"name": self.name, "version": version, "promoted_at": at, "metadata": metadata}
+        return self._stage(source, version, record)
 
     def _check_same_model(self, version: int, metadata: dict) -> None:
         """Refuse to serve ``version`` again when its directory holds another model than ``metadata`` names."""

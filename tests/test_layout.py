@@ -226,44 +226,10 @@ def test_dag_files_import_airflow_the_stdlib_and_stdlib_only_core_modules(path):
 #: A function longer than this says why in its docstring, with the phrase below.
 MAX_FUNCTION_LINES = 60
 LONG_BECAUSE = "Long because"
-#: Functions over the limit, named ``path:Qualified.name``, for issue 26 (one job per module, no
-#: long function without a reason). The first group are in files other engineers are reworking
-#: under issue 26 (training, evaluation, the gate, the DAGs, the serving repository); the second
-#: are still to split (or to give a reason) on their own. Remove a name once its function is
+#: Functions over the limit, named ``path:Qualified.name``, that are still to split (or to give a
+#: reason). None are left (issue 26); a name added here must be removed once its function is
 #: short: the test fails on a name that no longer needs to be here.
-LONG_FOR_NOW = frozenset(
-    {
-        # issue 26, being reworked elsewhere: train.py, evaluate.py, gate/verdict, dags/, repository.py
-        "pipelines/training/train.py:train",
-        "pipelines/training/evaluate.py:evaluate",
-        "pipelines/training/gate.py:gate",
-        "pipelines/training/verdict.py:verdict",
-        "dags/imgtag_stage.py:run_stage",
-        "serving/repository.py:ModelRepository.promote",
-        # issue 26, still to split
-        "core/imageio.py:probe",
-        "core/tagmap.py:TagMap.load",
-        "core/vocabulary.py:merge",
-        "serving/export.py:export_model",
-        "catalog/services/tagging.py:record_tags_batch",
-        "catalog/web/views.py:gallery",
-        "pipelines/cli/platform.py:platform",
-        "pipelines/cli/training.py:ingest",
-        "pipelines/platform.py:Platform.plan",
-        "pipelines/training/build_starter.py:prepare",
-        "pipelines/training/build_starter.py:build",
-        "pipelines/training/calibration.py:calibrate",
-        "pipelines/training/calibration.py:quality",
-        "pipelines/training/ingest.py:ingest",
-        "pipelines/training/ingest.py:_gather",
-        "pipelines/training/registry.py:register_starter",
-        "pipelines/training/synthetic.py:document",
-        "pipelines/training/synthetic.py:screenshot",
-        "pipelines/training/synthetic.py:texture",
-        "pipelines/training/validate.py:_images_table",
-        "pipelines/training/validate.py:validate",
-    }
-)
+LONG_FOR_NOW: frozenset[str] = frozenset()
 
 
 def _functions(tree: ast.AST, prefix: str = ""):

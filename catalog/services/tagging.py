@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.db.transaction import get_connection
@@ -196,54 +196,89 @@ def record_tags_batch(
     with transaction.atomic(savepoint=False):
         version_id = _model_version_id(model_name, model_version)
         tag_ids = _tag_ids(set().union(*(scores for _, scores in wanted.values())), parents)
-        rows_by_asset: dict[int, dict[int, AssetTag]] = defaultdict(dict)
-        for chunk in chunks(list(wanted)):
-            for row in AssetTag.objects.filter(asset_id__in=chunk):
-                rows_by_asset[row.asset_id][row.tag_id] = row
+        changes = _plan_changes(wanted, _existing_rows(wanted), tag_ids, version_id)
+        _apply_changes(changes, version_id)
+    return TagChanges(len(changes.created), len(changes.rescored), len(changes.stale))
 
-        created, rescored, stale, newly_tagged = [], [], [], []
-        for asset, scores in wanted.values():
-            rows = rows_by_asset[asset.pk]
-            for name, score in scores.items():
-                row = rows.get(tag_ids[name])
-                if row is None:
-                    created.append(
-                        AssetTag(
-                            asset=asset,
-                            tag_id=tag_ids[name],
-                            score=score,
-                            source=AssetTag.Source.MODEL,
-                            model_version_id=version_id,
-                            review=AssetTag.Review.SUGGESTED,
-                        )
+
+def _existing_rows(wanted: dict[int, tuple]) -> dict[int, dict[int, AssetTag]]:
+    """The tag rows the assets have now, by asset and tag id (a few queries, whatever their number)."""
+    rows_by_asset: dict[int, dict[int, AssetTag]] = defaultdict(dict)
+    for chunk in chunks(list(wanted)):
+        for row in AssetTag.objects.filter(asset_id__in=chunk):
+            rows_by_asset[row.asset_id][row.tag_id] = row
+    return rows_by_asset
+
+
+@dataclass
+class _BatchChanges:
+    """What :func:`record_tags_batch` writes: rows to create, to rescore and to delete (by pk),
+    and the assets that become tagged."""
+
+    created: list[AssetTag] = field(default_factory=list)
+    rescored: list[AssetTag] = field(default_factory=list)
+    stale: list[int] = field(default_factory=list)
+    newly_tagged: list[Asset] = field(default_factory=list)
+
+
+def _plan_changes(
+    wanted: dict[int, tuple],
+    rows_by_asset: dict[int, dict[int, AssetTag]],
+    tag_ids: dict[str, int],
+    version_id: int,
+) -> _BatchChanges:
+    """Compare each asset's predicted tags with its rows: new suggestions, rescored ones, and
+    machine suggestions no longer predicted (a person's tags are never touched)."""
+    changes = _BatchChanges()
+    for asset, scores in wanted.values():
+        rows = rows_by_asset[asset.pk]
+        for name, score in scores.items():
+            row = rows.get(tag_ids[name])
+            if row is None:
+                changes.created.append(
+                    AssetTag(
+                        asset=asset,
+                        tag_id=tag_ids[name],
+                        score=score,
+                        source=AssetTag.Source.MODEL,
+                        model_version_id=version_id,
+                        review=AssetTag.Review.SUGGESTED,
                     )
-                elif _is_machine_suggestion(row) and (
-                    row.score != score or row.model_version_id != version_id
-                ):
-                    row.score = score
-                    rescored.append(row)
-            predicted = {tag_ids[name] for name in scores}
-            stale += [
-                row.pk for row in rows.values() if _is_machine_suggestion(row) and row.tag_id not in predicted
-            ]
-            if asset.status != Asset.Status.TAGGED or asset.error:
-                newly_tagged.append(asset)
+                )
+            elif _is_machine_suggestion(row) and (row.score != score or row.model_version_id != version_id):
+                row.score = score
+                changes.rescored.append(row)
+        predicted = {tag_ids[name] for name in scores}
+        changes.stale += [
+            row.pk for row in rows.values() if _is_machine_suggestion(row) and row.tag_id not in predicted
+        ]
+        if asset.status != Asset.Status.TAGGED or asset.error:
+            changes.newly_tagged.append(asset)
+    return changes
 
-        now = timezone.now()
-        AssetTag.objects.bulk_create(created, batch_size=SQL_IN_CHUNK)
-        if rescored:  # only the score differs per row: a one-field bulk update is much cheaper
-            AssetTag.objects.bulk_update(rescored, ["score"], batch_size=SQL_IN_CHUNK)
-        for chunk in chunks([row.pk for row in rescored]):
-            AssetTag.objects.filter(pk__in=chunk).update(model_version_id=version_id, updated_at=now)
-        for chunk in chunks(stale):
-            AssetTag.objects.filter(pk__in=chunk).delete()
-        for chunk in chunks([asset.pk for asset in newly_tagged]):
-            Asset.objects.filter(pk__in=chunk).update(status=Asset.Status.TAGGED, error="", updated_at=now)
-        for asset in newly_tagged:
-            asset.status, asset.error, asset.updated_at = Asset.Status.TAGGED, "", now
-        if created or stale:
-            counts.fold_after_commit()
-    return TagChanges(len(created), len(rescored), len(stale))
+
+def _apply_changes(changes: _BatchChanges, version_id: int) -> None:
+    """Write the planned changes in bulk, and mark the assets tagged (in the database and in memory)."""
+    created, rescored, stale, newly_tagged = (
+        changes.created,
+        changes.rescored,
+        changes.stale,
+        changes.newly_tagged,
+    )
+    now = timezone.now()
+    AssetTag.objects.bulk_create(created, batch_size=SQL_IN_CHUNK)
+    if rescored:  # only the score differs per row: a one-field bulk update is much cheaper
+        AssetTag.objects.bulk_update(rescored, ["score"], batch_size=SQL_IN_CHUNK)
+    for chunk in chunks([row.pk for row in rescored]):
+        AssetTag.objects.filter(pk__in=chunk).update(model_version_id=version_id, updated_at=now)
+    for chunk in chunks(stale):
+        AssetTag.objects.filter(pk__in=chunk).delete()
+    for chunk in chunks([asset.pk for asset in newly_tagged]):
+        Asset.objects.filter(pk__in=chunk).update(status=Asset.Status.TAGGED, error="", updated_at=now)
+    for asset in newly_tagged:
+        asset.status, asset.error, asset.updated_at = Asset.Status.TAGGED, "", now
+    if created or stale:
+        counts.fold_after_commit()
 
 
 def _is_machine_suggestion(row: AssetTag) -> bool:

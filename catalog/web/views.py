@@ -125,15 +125,7 @@ def gallery(request):
     again with the reasons, and no result.
     """
     filters, problems = facets.parse(request.GET)
-    problems += [
-        f"{name} must not contain NUL characters"
-        for name, values in request.GET.lists()
-        if any("\0" in value for value in values)
-    ]
-    if len(filters.active()) > MAX_FACET_FILTERS:
-        problems.append(
-            f"{len(filters.active())} filters at once; at most {MAX_FACET_FILTERS} can be combined"
-        )
+    problems += _search_problems(request, filters)
     after, before = _asset_id(request, "after", problems), _asset_id(request, "before", problems)
     exact = request.GET.get("exact") == "1"
     assets = Asset.objects.none()
@@ -144,26 +136,11 @@ def gallery(request):
             problems.append(str(exc))
             assets = Asset.objects.none()
     rows, has_previous, has_next = _keyset_page(assets, after, before)
-    size, counts = facets.Size(0), facets.Facets()
-    if not problems:
-        size = facets.Size(assets.count()) if exact else facets.result_size(assets, known=facets.kept_count(filters))
-        if filters == facets.Filters() and not exact:  # the whole catalog: its sidebar is everyone's
-            counts = facets.whole_catalog_facets(assets, size)
-        else:
-            counts = facets.facet_counts(assets, filters, size=size)
+    size, counts = (facets.Size(0), facets.Facets()) if problems else _size_and_facets(assets, filters, exact)
     kept = [("exact", "1")] if exact else []
     # an empty page (past the last asset, or one deleted since) still links to its neighbours
     first = rows[0].pk if rows else (after - 1 if after is not None else before)
     last = rows[-1].pk if rows else (before + 1 if before is not None else after)
-    toggle = filters.without_value, filters.with_value  # an active value's link removes it
-    sidebar = [
-        (
-            facet,
-            FACET_TITLES[facet],
-            [(value, _link(toggle[not value.active](facet, value.value))) for value in values],
-        )
-        for facet, values in counts.items()
-    ]
     active = [(facet, value, _link(filters.without_value(facet, value))) for facet, value in filters.active()]
     return render(
         request,
@@ -175,7 +152,7 @@ def gallery(request):
             "size": size,
             "exact": counts.exact,
             "exact_link": _link(filters, ("exact", "1")),
-            "sidebar": sidebar,
+            "sidebar": _sidebar(filters, counts),
             "active": active,
             "prev_link": _link(filters, *kept, ("before", str(first))) if has_previous else "",
             "next_link": _link(filters, *kept, ("after", str(last))) if has_next else "",
@@ -183,6 +160,43 @@ def gallery(request):
         },
         status=400 if problems else 200,
     )
+
+
+def _search_problems(request, filters: facets.Filters) -> list[str]:
+    """What the parser does not catch: NUL characters anywhere, too many facet values at once."""
+    problems = [
+        f"{name} must not contain NUL characters"
+        for name, values in request.GET.lists()
+        if any("\0" in value for value in values)
+    ]
+    if len(filters.active()) > MAX_FACET_FILTERS:
+        problems.append(
+            f"{len(filters.active())} filters at once; at most {MAX_FACET_FILTERS} can be combined"
+        )
+    return problems
+
+
+def _size_and_facets(assets, filters: facets.Filters, exact: bool) -> tuple[facets.Size, facets.Facets]:
+    """The result's size and facet counts: exact when asked, else estimated above a size."""
+    size = (
+        facets.Size(assets.count()) if exact else facets.result_size(assets, known=facets.kept_count(filters))
+    )
+    if filters == facets.Filters() and not exact:  # the whole catalog: its sidebar is everyone's
+        return size, facets.whole_catalog_facets(assets, size)
+    return size, facets.facet_counts(assets, filters, size=size)
+
+
+def _sidebar(filters: facets.Filters, counts: facets.Facets) -> list[tuple]:
+    """Each facet's title and values, each value with the link that adds it (or removes it when active)."""
+    toggle = filters.without_value, filters.with_value  # an active value's link removes it
+    return [
+        (
+            facet,
+            FACET_TITLES[facet],
+            [(value, _link(toggle[not value.active](facet, value.value))) for value in values],
+        )
+        for facet, values in counts.items()
+    ]
 
 
 @require_POST

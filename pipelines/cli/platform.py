@@ -63,6 +63,12 @@ def platform(
         settings(), ports=ports, airflow_db=airflow_db, prometheus=prometheus_binary, worker=worker,
         say=lambda line: err.print(line, highlight=False),
     )
+    raise typer.Exit(_run_until_stopped(runner))
+
+
+def _run_until_stopped(runner: Platform) -> int:
+    """Start the platform, print where everything is, watch it until Ctrl-C or SIGTERM (or a
+    component dies), then stop every process it started. Returns the exit status."""
     stopping = []
 
     def stop_on(signum, frame):
@@ -89,7 +95,7 @@ def platform(
             err.print("stopping the platform...")
             stopped = runner.stop()
             err.print(f"stopped {stopped} processes")
-    raise typer.Exit(code)
+    return code
 
 
 def _print_platform(runner, seconds: float) -> None:

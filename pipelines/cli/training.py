@@ -74,14 +74,8 @@ def ingest(
     # lazy: needs the training extra (MLflow, DVC, GX)
     from pipelines.training.ingest import ingest as run_ingest
 
-    if (out is None) == (run_name is None):
-        fail("say where the dataset goes: --out DIR or --run-name NAME (one of them)")
-    if out is None:
-        out = RunLayout.named(settings().runs_dir, run_name).dataset
-    try:
-        fractions = tuple(float(share) for share in split.split(","))
-    except ValueError:  # float() of the user's text, nothing else
-        fail(f"--split {split!r}: expected three numbers such as 0.7,0.15,0.15")
+    out = _dataset_folder(out, run_name)
+    fractions = _fractions(split)
     folders, manifests = _path_list(folder), _path_list(manifest)
     # IMGTAG_INGEST_ROOTS (the platform's, the pods') is all there is; without it, what was given
     roots = settings().ingest_roots or (*folders, *(m.parent for m in manifests))
@@ -97,6 +91,23 @@ def ingest(
     emit(summary, as_json, f"dataset {summary['dataset']}: {summary['images']} images ({splits}), "
                             f"{len(summary['tags'])} tags, {summary['negatives']} without a tag (negatives), "
                             f"{summary['duplicates_merged']} duplicates merged, {summary['unreadable']} unreadable")
+
+
+def _dataset_folder(out: Path | None, run_name: str | None) -> Path:
+    """``--out``, or the named run's dataset folder; exactly one of them must be given."""
+    if (out is None) == (run_name is None):
+        fail("say where the dataset goes: --out DIR or --run-name NAME (one of them)")
+    if out is None:
+        out = RunLayout.named(settings().runs_dir, run_name).dataset
+    return out
+
+
+def _fractions(split: str) -> tuple[float, ...]:
+    """The ``--split`` shares as numbers (their sum and count are checked by ingest)."""
+    try:
+        return tuple(float(share) for share in split.split(","))
+    except ValueError:  # float() of the user's text, nothing else
+        fail(f"--split {split!r}: expected three numbers such as 0.7,0.15,0.15")
 
 
 @app.command(rich_help_panel=PANEL)

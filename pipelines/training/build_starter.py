@@ -213,8 +213,6 @@ def prepare(
     Returns:
         What was prepared: photos, crops, non-photos, photos left out (no label), the sources' sha256.
     """
-    import cv2
-
     manifest = data / "manifest.csv"
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest}: no such file; point --data at the dam-photos folder")
@@ -236,37 +234,17 @@ def prepare(
         if not crops:
             continue
         pixels, _ = imageio.decode(raw, str(path))
-        height, width = pixels.shape[:2]
-        regions = []
-        if PERSON in tags:
-            found = person_free_crops(boxes[photo["path"]], random.Random(sha + "free"), width, height)
-            regions += [("free", r, t) for r, t in found]
-        if ds.split_for(sha, FRACTIONS) == "train":
-            found = crop_regions(boxes[photo["path"]], random.Random(sha), width, height)
-            regions += [("crop", r, t) for r, t in found]
-        for k, (kind, region, crop_tags) in enumerate(regions):
-            target = out / "crops" / sha[:2] / f"{Path(photo['path']).stem}-{kind}{k}.jpg"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(target), cv2.cvtColor(cut(pixels, region), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+        for kind, target, crop_tags in _write_crops(
+            out, photo["path"], pixels, sha, tags, boxes[photo["path"]]
+        ):
             rows.append((str(target), crop_tags, sha))
             counts["person_free_crops" if kind == "free" else "crops"] += 1
         if progress and number % 250 == 0:
             print(f"prepared {number}/{len(photos)} photos, {sum(counts.values())} crops", flush=True)
-    drawn = 0
-    if non_photos:
-        # One group in the train split: drawn pictures teach the non-photo tags; validation and
-        # test keep the pictures a library holds, so the calibration's precision is the photos'.
-        group = next(g for g in (f"drawn-non-photos-{n}" for n in range(1000)) if _split(g) == "train")
-        listed = synthetic.write(out / "non-photos", non_photos, seed=0, progress=progress)
-        with listed.open(newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                rows.append((row["path"], [row["tags"]], group))
-                drawn += 1
-    with (out / "manifest.csv").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["path", "tags", "group"])
-        for path, tags, group in rows:
-            writer.writerow([path, ";".join(tags), group])
+    drawn_rows = _drawn_non_photos(out, non_photos, progress) if non_photos else []
+    rows += drawn_rows
+    drawn = len(drawn_rows)
+    _write_manifest(out / "manifest.csv", rows)
     return {
         "photos": len(rows) - sum(counts.values()) - drawn,
         **counts,
@@ -275,6 +253,49 @@ def prepare(
         "source_manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
         "source_boxes_sha256": hashlib.sha256((data / "boxes.csv").read_bytes()).hexdigest(),
     }
+
+
+def _write_crops(out: Path, photo: str, pixels, sha: str, tags, boxes) -> list[tuple[str, Path, list[str]]]:
+    """Write a photo's crops under ``out/crops``: person-free ones of a people photo, box crops of
+    a train photo. Returns ``(kind, file, tags)`` of each ("free" or "crop")."""
+    import cv2
+
+    height, width = pixels.shape[:2]
+    regions = []
+    if PERSON in tags:
+        found = person_free_crops(boxes, random.Random(sha + "free"), width, height)
+        regions += [("free", r, t) for r, t in found]
+    if ds.split_for(sha, FRACTIONS) == "train":
+        found = crop_regions(boxes, random.Random(sha), width, height)
+        regions += [("crop", r, t) for r, t in found]
+    written = []
+    for k, (kind, region, crop_tags) in enumerate(regions):
+        target = out / "crops" / sha[:2] / f"{Path(photo).stem}-{kind}{k}.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(
+            str(target), cv2.cvtColor(cut(pixels, region), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92]
+        )
+        written.append((kind, target, crop_tags))
+    return written
+
+
+def _drawn_non_photos(out: Path, count: int, progress: bool) -> list[tuple[str, list[str], str]]:
+    """Draw ``count`` pictures of each non-photo kind under ``out/non-photos``; their manifest rows."""
+    # One group in the train split: drawn pictures teach the non-photo tags; validation and
+    # test keep the pictures a library holds, so the calibration's precision is the photos'.
+    group = next(g for g in (f"drawn-non-photos-{n}" for n in range(1000)) if _split(g) == "train")
+    listed = synthetic.write(out / "non-photos", count, seed=0, progress=progress)
+    with listed.open(newline="", encoding="utf-8") as f:
+        return [(row["path"], [row["tags"]], group) for row in csv.DictReader(f)]
+
+
+def _write_manifest(path: Path, rows) -> None:
+    """Write the prepared manifest: ``path,tags,group``, tags joined by ``;``."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["path", "tags", "group"])
+        for file, tags, group in rows:
+            writer.writerow([file, ";".join(tags), group])
 
 
 def _split(group: str) -> str:
@@ -323,7 +344,47 @@ def build(
     work = work.resolve()
     settings = work_settings(work)
     started = time.perf_counter()
+    params = train.TrainParams(
+        epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, base="none", seed=0
+    )
+    done = _run_stages(
+        data, work, settings, params, crops=crops, target_precision=target_precision, started=started
+    )
 
+    model = tagger_model.load(done.trained.model)
+    kernel, bias = model.model.get_layer(tagger_model.LEARNED).get_weights()
+    chosen = json.loads(done.evaluation.thresholds.read_text())["tags"]
+    provenance = _provenance(settings, done, params, target_precision, model)
+    starter.write_head(shipped, model.tags, np.asarray(kernel), np.asarray(bias), chosen, provenance)
+    general = {t: c for t, c in chosen.items() if t not in set(model.tags)}
+    write_calibrated_thresholds(thresholds_file, general, target_precision)
+    _stage(f"wrote {shipped} and {thresholds_file}", started)
+    return provenance
+
+
+@dataclass(frozen=True)
+class _Stages:
+    """What each stage of the starter's run gave."""
+
+    prepared: dict
+    ingested: ingest.IngestSummary
+    versioned: dict
+    trained: train.TrainResult
+    evaluation: evaluate.EvaluationResult
+    registered: dict
+
+
+def _run_stages(
+    data: Path,
+    work: Path,
+    settings: Settings,
+    params: train.TrainParams,
+    *,
+    crops: bool,
+    target_precision: float,
+    started: float,
+) -> _Stages:
+    """Prepare, ingest, validate, version, train, evaluate and register, as the training DAG does."""
     _stage("prepare: tags, people, box crops", started)
     prepared = prepare(data, work / "prepared", crops=crops, progress=True)
     run = RunLayout.named(settings.runs_dir, "starter")
@@ -337,9 +398,6 @@ def build(
     _stage("version (DVC)", started)
     versioned = versioning.version_dataset(dataset_dir, settings=settings)
     _stage("train", started)
-    params = train.TrainParams(
-        epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, base="none", seed=0
-    )
     trained = train.train(
         dataset_dir, run.model, params, dataset_hash=versioned["dataset_hash"], run_name="starter-model",
         settings=settings,
@@ -350,28 +408,35 @@ def build(
     )
     _stage("register (MLflow)", started)
     registered = registry.register(trained.model, run_id=trained.run_id, settings=settings)
+    return _Stages(prepared, ingested, versioned, trained, evaluation, registered)
 
-    model = tagger_model.load(trained.model)
-    kernel, bias = model.model.get_layer(tagger_model.LEARNED).get_weights()
-    chosen = json.loads(evaluation.thresholds.read_text())["tags"]
-    metrics = evaluation.metrics
-    provenance = {
+
+def _provenance(
+    settings: Settings,
+    done: _Stages,
+    params: train.TrainParams,
+    target_precision: float,
+    model: tagger_model.TrainedModel,
+) -> dict:
+    """What the shipped head records of how it was made: data, parameters, runs and metrics."""
+    metrics = done.evaluation.metrics
+    return {
         "name": starter.MODEL_NAME,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "make starter-model",
         "git_commit": _git_commit(settings),
         "data": {
             "source": "COCO 2017 photos with their 80 object labels and boxes (../shared/data/dam-photos)",
-            **prepared,
-            "images_per_split": ingested.images_per_split,
+            **done.prepared,
+            "images_per_split": done.ingested.images_per_split,
             "coco_names": COCO_TAGS,
             "people": f"at least two person boxes of {PEOPLE_MIN_AREA:.0%} of the photo or more",
         },
-        "dataset_hash": versioned["dataset_hash"],
+        "dataset_hash": done.versioned["dataset_hash"],
         "params": asdict(params),
-        "best_epoch": (trained.history.get("train/best_epoch") or [params.epochs])[0],
+        "best_epoch": (done.trained.history.get("train/best_epoch") or [params.epochs])[0],
         "target_precision": target_precision,
-        "mlflow": {"run_id": trained.run_id, "model_version": registered["model_version"]},
+        "mlflow": {"run_id": done.trained.run_id, "model_version": done.registered["model_version"]},
         "metrics": {
             k: (round(v, 4) if isinstance(v, float) else v)
             for k, v in metrics.items()
@@ -383,11 +448,6 @@ def build(
         "image_size": model.image_size,
         "calibration_level": metrics.get("calibration_level"),
     }
-    starter.write_head(shipped, model.tags, np.asarray(kernel), np.asarray(bias), chosen, provenance)
-    general = {t: c for t, c in chosen.items() if t not in set(model.tags)}
-    write_calibrated_thresholds(thresholds_file, general, target_precision)
-    _stage(f"wrote {shipped} and {thresholds_file}", started)
-    return provenance
 
 
 def write_calibrated_thresholds(path: Path, chosen: dict[str, dict], target_precision: float) -> None:

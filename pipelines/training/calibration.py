@@ -311,6 +311,9 @@ def calibrate(
     """Thresholds for the refutable tags (``families``, from :func:`refutable`) and every tag in
     ``priors``, from validation truth ``y`` and scores ``scores`` (both ``(n, len(tags))``).
 
+    Long because it takes thirteen settings, each documented here; its body reads as its steps
+    (capped tags, family fits, the level and the fallback level, then each tag's choice).
+
     Args:
         priors: each tag's threshold before calibration (the tag map's for a general tag, 0.5
             for a learned one): what a tag the labels cannot judge keeps.
@@ -336,6 +339,55 @@ def calibrate(
     calibrated = {
         t: f for t, f in families.items() if t in index and t not in fixed and t not in capped and y[:, index[t]].any()
     }
+    fits, own = _fit_families(y, scores, weights, index, calibrated, min_positives)
+
+    given = {**fixed, **capped}
+    base = np.array([given[t].threshold if t in given else priors.get(t, np.inf) for t in tags], np.float32)
+    excluded = set(fallback_exclude)
+    candidates = [t for t in fits if calibrated[t] == LABEL and t not in excluded]  # what a fallback may give
+    ladder = _Ladder(list(tags), index, base, fits, calibrated, candidates)
+    implied = implied_columns(tuple(tags), parent)
+    columns = [index[t] for t in families if t in index and t not in fixed]  # capped tags count too
+    tried = FALLBACK_LEVELS if fallback_levels is None else fallback_levels
+    chosen_level, chosen_fallback, chosen_precision = _choose_levels(
+        ladder, y, scores, weights, implied, columns, target, tried
+    )
+    limits = ladder.thresholds_at(chosen_level)
+    fallback = ladder.fallback_at(chosen_fallback)
+    shown = _add_fallback(_emit(scores, limits, implied), scores, limits, implied, fallback, ladder.slope)
+
+    choices: dict[str, Choice] = {}
+    for tag in sorted(set(priors) | set(calibrated) | set(fixed) | set(capped)):
+        if tag in fixed:
+            choices[tag] = fixed[tag]
+        elif tag in capped:
+            choices[tag] = replace(capped[tag], **_shown_precision_recall(y, shown, weights, index[tag]))
+        elif tag not in calibrated:
+            prior = priors.get(tag, 0.5)
+            j = index[tag]
+            reason = NOT_REFUTABLE if tag not in families and tag in priors and y[:, j].any() else NO_EXAMPLE
+            choices[tag] = Choice(prior, reason, prior=prior)
+        else:
+            choices[tag] = _calibrated_choice(
+                index[tag], y, shown, weights, limits, fallback, fits[tag], tag in own, priors.get(tag, 0.5)
+            )
+    return Calibration(choices, chosen_level, round(chosen_precision, 4), fits, chosen_fallback)
+
+
+def _fit_families(
+    y: np.ndarray,
+    scores: np.ndarray,
+    weights: np.ndarray,
+    index: Mapping[str, int],
+    calibrated: Mapping[str, str],
+    min_positives: int,
+) -> tuple[dict[str, Platt], set[str]]:
+    """Each calibrated tag's Platt fit: pooled over its family, then its own (shrunk towards the
+    pooled one) where it has ``min_positives`` right images.
+
+    Returns:
+        ``(fits, own)``: the fits, and the tags fitted on their own images.
+    """
     fits: dict[str, Platt] = {}
     own: set[str] = set()
     for family in sorted(set(calibrated.values())):
@@ -350,43 +402,67 @@ def calibrate(
                 own.add(tag)
             else:
                 fits[tag] = pooled
+    return fits, own
 
-    given = {**fixed, **capped}
-    base = np.array([given[t].threshold if t in given else priors.get(t, np.inf) for t in tags], np.float32)
-    implied = implied_columns(tuple(tags), parent)
-    columns = [index[t] for t in families if t in index and t not in fixed]  # capped tags count too
-    excluded = set(fallback_exclude)
-    candidates = [t for t in fits if calibrated[t] == LABEL and t not in excluded]  # what a fallback may give
 
-    def thresholds_at(level: float) -> np.ndarray:
-        limits = base.copy()
-        for tag, fit in fits.items():
+@dataclass
+class _Ladder:
+    """Every tag's threshold at a probability level: the calibrated tags' from their fits, the
+    others' as given (``base``); and the fallback thresholds of the tags that may be a fallback."""
+
+    tags: list[str]
+    index: Mapping[str, int]
+    base: np.ndarray
+    fits: Mapping[str, Platt]
+    calibrated: Mapping[str, str]
+    candidates: list[str]  # the tags a fallback may give
+
+    def __post_init__(self) -> None:
+        self.slope = np.ones(len(self.tags), np.float32)
+        for tag in self.candidates:
+            self.slope[self.index[tag]] = self.fits[tag].a
+
+    def thresholds_at(self, level: float) -> np.ndarray:
+        limits = self.base.copy()
+        for tag, fit in self.fits.items():
             limit = fit.threshold(level)
-            limits[index[tag]] = min(limit, RETAIN) if calibrated[tag] == NARROWER else limit
+            limits[self.index[tag]] = min(limit, RETAIN) if self.calibrated[tag] == NARROWER else limit
         return limits
 
-    def fallback_at(level: float | None) -> np.ndarray | None:
-        if level is None or not candidates:
+    def fallback_at(self, level: float | None) -> np.ndarray | None:
+        if level is None or not self.candidates:
             return None
-        out = np.full(len(tags), np.inf, np.float32)
-        for tag in candidates:
-            out[index[tag]] = fits[tag].threshold(level)
+        out = np.full(len(self.tags), np.inf, np.float32)
+        for tag in self.candidates:
+            out[self.index[tag]] = self.fits[tag].threshold(level)
         return out
 
-    slope = np.ones(len(tags), np.float32)
-    for tag in candidates:
-        slope[index[tag]] = fits[tag].a
 
-    # One level for every tag, and a lower one for the fallback (none, or one of FALLBACK_LEVELS):
-    # the pair whose emitted refutable tags reach the target precision on the weighted validation
-    # images and give the most of them a right tag.
+def _choose_levels(
+    ladder: _Ladder,
+    y: np.ndarray,
+    scores: np.ndarray,
+    weights: np.ndarray,
+    implied,
+    columns: list[int],
+    target: float,
+    tried: Sequence[float],
+) -> tuple[float, float | None, float]:
+    """One level for every tag, and a lower one for the fallback (none, or one of ``tried``):
+    the pair whose emitted refutable tags reach the target precision on the weighted validation
+    images and give the most of them a right tag.
+
+    Returns:
+        ``(level, fallback level, weighted validation precision)``.
+    """
     best = None
     for level in LEVELS:
-        limits = thresholds_at(level)
+        limits = ladder.thresholds_at(level)
         shown = _emit(scores, limits, implied)
-        tried = FALLBACK_LEVELS if fallback_levels is None else fallback_levels
         for level2 in (None, *(f for f in tried if f < level)):
-            with_fallback = _add_fallback(shown, scores, limits, implied, fallback_at(level2), slope)
+            with_fallback = _add_fallback(
+                shown, scores, limits, implied, ladder.fallback_at(level2), ladder.slope
+            )
             precision, right_share = _judge(with_fallback, y, columns, weights)
             key = (precision >= target, right_share if precision >= target else precision)
             if best is None or key > best[0]:
@@ -394,43 +470,42 @@ def calibrate(
         if best[0][0] and best[1] < level - 0.1:
             break  # levels this far above the best only lose right tags
     _, chosen_level, chosen_fallback, chosen_precision = best
-    limits = thresholds_at(chosen_level)
-    fallback = fallback_at(chosen_fallback)
-    shown = _add_fallback(_emit(scores, limits, implied), scores, limits, implied, fallback, slope)
+    return chosen_level, chosen_fallback, chosen_precision
 
-    choices: dict[str, Choice] = {}
-    for tag in sorted(set(priors) | set(calibrated) | set(fixed) | set(capped)):
-        if tag in fixed:
-            choices[tag] = fixed[tag]
-            continue
-        if tag in capped:
-            j = index[tag]
-            right = y[shown[:, j], j] > 0
-            w_shown = weights[shown[:, j]]
-            choices[tag] = replace(
-                capped[tag],
-                precision=round(float(w_shown[right].sum() / w_shown.sum()), 4) if w_shown.sum() else None,
-                recall=round(float(shown[y[:, j] > 0, j].mean()), 4),
-            )
-            continue
-        prior = priors.get(tag, 0.5)
-        j = index[tag]
-        if tag not in calibrated:
-            reason = NOT_REFUTABLE if tag not in families and tag in priors and y[:, j].any() else NO_EXAMPLE
-            choices[tag] = Choice(prior, reason, prior=prior)
-            continue
-        threshold = float(limits[j])
-        w_shown = weights[shown[:, j]]
-        right = y[shown[:, j], j] > 0
-        precision = round(float(w_shown[right].sum() / w_shown.sum()), 4) if w_shown.sum() else None
-        positives = int(y[:, j].sum())
-        recall = round(float(shown[y[:, j] > 0, j].mean()), 4) if positives else None
-        reason = BELOW_TARGET if not np.isfinite(threshold) else (REACHED if tag in own else FAMILY)
-        tag_fallback = float(fallback[j]) if fallback is not None and np.isfinite(fallback[j]) else None
-        choices[tag] = Choice(
-            threshold, reason, precision, recall, positives, prior, tag_fallback, fits[tag].a if tag_fallback else None
-        )
-    return Calibration(choices, chosen_level, round(chosen_precision, 4), fits, chosen_fallback)
+
+def _shown_precision_recall(y: np.ndarray, shown: np.ndarray, weights: np.ndarray, j: int) -> dict:
+    """Column ``j``'s weighted precision and recall as emitted (``shown``), rounded (None: nothing shown)."""
+    right = y[shown[:, j], j] > 0
+    w_shown = weights[shown[:, j]]
+    return {
+        "precision": round(float(w_shown[right].sum() / w_shown.sum()), 4) if w_shown.sum() else None,
+        "recall": round(float(shown[y[:, j] > 0, j].mean()), 4),
+    }
+
+
+def _calibrated_choice(
+    j: int,
+    y: np.ndarray,
+    shown: np.ndarray,
+    weights: np.ndarray,
+    limits: np.ndarray,
+    fallback: np.ndarray | None,
+    fit: Platt,
+    own: bool,
+    prior: float,
+) -> Choice:
+    """A calibrated tag's choice at the chosen level, with its validation figures and its reason."""
+    threshold = float(limits[j])
+    w_shown = weights[shown[:, j]]
+    right = y[shown[:, j], j] > 0
+    precision = round(float(w_shown[right].sum() / w_shown.sum()), 4) if w_shown.sum() else None
+    positives = int(y[:, j].sum())
+    recall = round(float(shown[y[:, j] > 0, j].mean()), 4) if positives else None
+    reason = BELOW_TARGET if not np.isfinite(threshold) else (REACHED if own else FAMILY)
+    tag_fallback = float(fallback[j]) if fallback is not None and np.isfinite(fallback[j]) else None
+    return Choice(
+        threshold, reason, precision, recall, positives, prior, tag_fallback, fit.a if tag_fallback else None
+    )
 
 
 def _capped_choice(y, scores, weights, share: float, prior: float | None) -> Choice:
@@ -525,13 +600,6 @@ def quality(
     judged = shown[:, columns]
     right_judged = judged & (y[:, columns] > 0)
     confirmed = shown & (y > 0)
-    person = list(tags).index(PERSON) if PERSON in tags else None
-    with_person = y[:, person] > 0 if person is not None else None
-    person_ap = (
-        float(average_precision_score(with_person, scores[:, person]))
-        if person is not None and 0 < with_person.sum() < n
-        else None
-    )
     index = {t: j for j, t in enumerate(tags)}
     recalls = [
         float(shown[y[:, index[label]] > 0, index[label]].mean())
@@ -544,8 +612,25 @@ def quality(
         "images_with_correct_tag": float(confirmed.any(axis=1).mean()) if n else 0.0,
         "no_tag": float((~shown.any(axis=1)).mean()) if n else 0.0,
         "precision": float(right_judged.sum() / judged.sum()) if judged.sum() else 0.0,
+        **_person_figures(y, scores, shown, tags),
+        "mean_recall": float(np.mean(recalls)) if recalls else None,
+    }
+
+
+def _person_figures(y: np.ndarray, scores: np.ndarray, shown: np.ndarray, tags: Sequence[str]) -> dict:
+    """``person_ap``, ``person_recall`` and ``person_on_person_free`` (all None without a ``person``
+    tag, or when every test image, or none, shows a person)."""
+    from sklearn.metrics import average_precision_score  # heavy: only when measuring, as in quality
+
+    person = list(tags).index(PERSON) if PERSON in tags else None
+    with_person = y[:, person] > 0 if person is not None else None
+    person_ap = (
+        float(average_precision_score(with_person, scores[:, person]))
+        if person is not None and 0 < with_person.sum() < len(y)
+        else None
+    )
+    return {
         "person_ap": person_ap,
         "person_recall": float(shown[with_person, person].mean()) if person_ap is not None else None,
         "person_on_person_free": float(shown[~with_person, person].mean()) if person_ap is not None else None,
-        "mean_recall": float(np.mean(recalls)) if recalls else None,
     }

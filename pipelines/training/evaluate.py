@@ -38,6 +38,7 @@ from core.errors import InvalidValue
 from core.settings import Settings
 from core.tagmap import TagMap, format_threshold, parse_threshold
 from core.tf_runtime import import_tensorflow
+from core.vocabulary import Merge, Vocabulary
 from pipelines.training import calibration, tracking
 from pipelines.training import dataset as ds
 from pipelines.training.layout import THRESHOLDS_FILE, RunLayout
@@ -189,6 +190,49 @@ def evaluate(
     trained = tagger_model.load(model_dir)
     out_dir = Path(out_dir) if out_dir else RunLayout.of(model_dir).evaluation
     out_dir.mkdir(parents=True, exist_ok=True)
+    scored = _score(trained, data, settings)
+    calibrated, families = _calibrate(trained, data, scored, settings, target_precision, min_positives)
+    chosen = calibrated.choices
+    merged = tag_merge(
+        trained,
+        {t: c.threshold for t, c in chosen.items()},
+        reasons={t: c.reason for t, c in chosen.items()},
+        tagmap_dir=settings.tagmap_dir,
+        fallback={t: c.fallback for t, c in chosen.items() if c.fallback is not None},
+        slope={t: c.slope for t, c in chosen.items() if c.fallback is not None},
+    )
+    metrics = _test_metrics(trained, data, scored, calibrated, families, merged.vocabulary, target_precision)
+    thresholds_path = _write_thresholds(
+        Path(model_dir) / THRESHOLDS_FILE, chosen, target_precision, min_positives
+    )
+    _write_report(out_dir, metrics, chosen, data.split("test"), scored, families, merged.vocabulary)
+    if run_id:
+        _log_to_mlflow(run_id, metrics, out_dir, thresholds_path, settings)
+    return EvaluationResult(metrics, thresholds_path, out_dir)
+
+
+@dataclass
+class _Scored:
+    """The validation and test images' scores as the exported model will serve them, and their truth."""
+
+    scorer: Merge  # the trained model's heads merged (serving.export.tag_merge), thresholds at 0.5
+    tags: list[str]  # every tag of the merged vocabulary, in score column order
+    right: dict[str, frozenset[str]]  # calibration.evidence: the labels that confirm each tag
+    val_scores: np.ndarray
+    test_scores: np.ndarray
+    y_val: np.ndarray
+    y_test: np.ndarray
+    test_files: list[Path]
+    test_imagenet: np.ndarray  # the test images' ImageNet logits
+
+    def checkable(self, families: dict[str, str]) -> tuple[list[str], list[int]]:
+        """The tags the labels can confirm and refute, and their score columns."""
+        tags = [t for t in self.tags if t in families]
+        return tags, [self.tags.index(t) for t in tags]
+
+
+def _score(trained: tagger_model.TrainedModel, data: ds.Dataset, settings: Settings) -> _Scored:
+    """Run the model on the val and test splits and merge both heads into one score per tag."""
     val_rows, test_rows = data.split("val"), data.split("test")
     val = predict(trained, [data.image_path(e) for e in val_rows])
     test_files = [data.image_path(e) for e in test_rows]
@@ -198,11 +242,35 @@ def evaluate(
     scorer = tag_merge(trained, {t: 0.5 for t in trained.tags}, tagmap_dir=settings.tagmap_dir)
     tags = list(scorer.vocabulary.tags)
     right = calibration.evidence(tags, data.tags, scorer.vocabulary.parent)
-    val_scores = scorer.scores(_softmax(val["imagenet"]), val["learned"])
-    test_scores = scorer.scores(_softmax(test["imagenet"]), test["learned"])
-    y_val = calibration.truth([e.tags for e in val_rows], tags, right)
-    y_test = calibration.truth([e.tags for e in test_rows], tags, right)
+    return _Scored(
+        scorer,
+        tags,
+        right,
+        val_scores=scorer.scores(_softmax(val["imagenet"]), val["learned"]),
+        test_scores=scorer.scores(_softmax(test["imagenet"]), test["learned"]),
+        y_val=calibration.truth([e.tags for e in val_rows], tags, right),
+        y_test=calibration.truth([e.tags for e in test_rows], tags, right),
+        test_files=test_files,
+        test_imagenet=test["imagenet"],
+    )
 
+
+def _calibrate(
+    trained: tagger_model.TrainedModel,
+    data: ds.Dataset,
+    scored: _Scored,
+    settings: Settings,
+    target_precision: float,
+    min_positives: int,
+) -> tuple[calibration.Calibration, dict[str, str]]:
+    """Every tag's threshold (:func:`calibration.calibrate`): chosen on validation where the
+    labels can judge it, kept from the base model or the tag map where they cannot.
+
+    Returns:
+        ``(calibration result, families)``: families are the tags the labels can refute
+        (:func:`calibration.refutable`), the ones the test metrics check.
+    """
+    tags, parent = scored.tags, scored.scorer.vocabulary.parent
     # Tags kept from the base model (the champion's learned tags this dataset does not label) keep
     # the thresholds they were calibrated with: these labels cannot judge them. The others start
     # from their prior: the tag map's threshold before any calibration, 0.5 for learned tags.
@@ -210,7 +278,7 @@ def evaluate(
     uncalibrated = TagMap.load(settings.tagmap_dir, calibrated=False)
     priors = dict(zip(uncalibrated.tags, map(float, uncalibrated.thresholds), strict=True))
     priors.update({t: 0.5 for t in trained.tags})
-    families = calibration.refutable(tags, data.tags, scorer.vocabulary.parent, uncalibrated.class_members())
+    families = calibration.refutable(tags, data.tags, parent, uncalibrated.class_members())
     fixed = {
         tag: calibration.Choice(
             parse_threshold(choice["threshold"]),
@@ -221,62 +289,81 @@ def evaluate(
         for tag, choice in kept.items()
     }
     calibrated = calibration.calibrate(
-        y_val,
-        val_scores,
+        scored.y_val,
+        scored.val_scores,
         tags,
         families,
-        {t: p for t, p in priors.items() if (t in right or t in trained.tags) and t not in kept},
-        scorer.vocabulary.parent,
-        calibration.library_weights([e.tags for e in val_rows]),
+        {t: p for t, p in priors.items() if (t in scored.right or t in trained.tags) and t not in kept},
+        parent,
+        calibration.library_weights([e.tags for e in data.split("val")]),
         target_precision,
         min_positives,
         fixed,
     )
-    chosen = calibrated.choices
-    # The base model's general tags that these labels cannot judge keep the base's thresholds
-    # (an earlier round may have calibrated them), where they differ from the tag map's.
-    default = dict(zip(tags, map(float, scorer.vocabulary.thresholds), strict=True))
+    _keep_base_general_thresholds(trained, scored, calibrated.choices)
+    return calibrated, families
+
+
+def _keep_base_general_thresholds(trained: tagger_model.TrainedModel, scored: _Scored, chosen: dict) -> None:
+    """The base model's general tags that these labels cannot judge keep the base's thresholds
+    (an earlier round may have calibrated them), where they differ from the tag map's."""
+    default = dict(zip(scored.tags, map(float, scored.scorer.vocabulary.thresholds), strict=True))
     for tag, choice in trained.info.get("base", {}).get("general", {}).items():
         limit = parse_threshold(choice["threshold"])
-        if tag in default and tag not in right and tag not in chosen and not np.isclose(limit, default[tag], atol=1e-5):
+        if (
+            tag in default
+            and tag not in scored.right
+            and tag not in chosen
+            and not np.isclose(limit, default[tag], atol=1e-5)
+        ):
             chosen[tag] = calibration.Choice(limit, choice.get("reason") or "kept")
-    merged = tag_merge(
-        trained,
-        {t: c.threshold for t, c in chosen.items()},
-        reasons={t: c.reason for t, c in chosen.items()},
-        tagmap_dir=settings.tagmap_dir,
-        fallback={t: c.fallback for t, c in chosen.items() if c.fallback is not None},
-        slope={t: c.slope for t, c in chosen.items() if c.fallback is not None},
-    )
-    limits = merged.vocabulary.thresholds
-    checkable = [t for t in tags if t in families]
-    columns = [tags.index(t) for t in checkable]
+
+
+def _test_metrics(
+    trained: tagger_model.TrainedModel,
+    data: ds.Dataset,
+    scored: _Scored,
+    calibrated: calibration.Calibration,
+    families: dict[str, str],
+    vocabulary: Vocabulary,
+    target_precision: float,
+) -> dict:
+    """The test split's metrics at the chosen thresholds (``vocabulary``: the merged, calibrated one)."""
+    tags, chosen = scored.tags, calibrated.choices
+    limits = vocabulary.thresholds
+    checkable, columns = scored.checkable(families)
     metrics = score_metrics(
-        y_test[:, columns], test_scores[:, columns], checkable, dict(zip(tags, map(float, limits), strict=True))
+        scored.y_test[:, columns],
+        scored.test_scores[:, columns],
+        checkable,
+        dict(zip(tags, map(float, limits), strict=True)),
     )
     metrics["per_tag"] = {t: m for t, m in metrics["per_tag"].items() if m["support"] or t in chosen}
     metrics.update(
         calibration.quality(
-            y_test,
-            test_scores,
+            scored.y_test,
+            scored.test_scores,
             tags,
             limits,
             families,
-            parent=scorer.vocabulary.parent,
+            parent=scored.scorer.vocabulary.parent,
             labels=data.tags,
-            fallback=merged.vocabulary.fallback,
-            slope=merged.vocabulary.slope,
+            fallback=vocabulary.fallback,
+            slope=vocabulary.slope,
         )
     )
     metrics["calibration_level"] = calibrated.level
     metrics["fallback_level"] = calibrated.fallback_level
     metrics["val_precision"] = calibrated.val_precision
     metrics["tags_off"] = sorted(t for t, c in chosen.items() if not np.isfinite(c.threshold))
-    metrics["general_top1_agreement"] = _general_agreement(trained, test_files, test["imagenet"])
+    metrics["general_top1_agreement"] = _general_agreement(trained, scored.test_files, scored.test_imagenet)
     metrics["target_precision"] = target_precision
+    return metrics
 
-    thresholds_path = Path(model_dir) / THRESHOLDS_FILE
-    thresholds_path.write_text(
+
+def _write_thresholds(path: Path, chosen: dict, target_precision: float, min_positives: int) -> Path:
+    """Write ``thresholds.json``: every chosen threshold with its reason, and what chose them."""
+    path.write_text(
         json.dumps(
             {
                 "target_precision": target_precision,
@@ -288,19 +375,32 @@ def evaluate(
         )
         + "\n"
     )
+    return path
+
+
+def _write_report(
+    out_dir: Path,
+    metrics: dict,
+    chosen: dict,
+    test_rows: list[ds.Example],
+    scored: _Scored,
+    families: dict[str, str],
+    vocabulary: Vocabulary,
+) -> None:
+    """Write the evaluation folder: metrics, per-tag table, test predictions and the plots."""
+    tags, y_test, test_scores = scored.tags, scored.y_test, scored.test_scores
     (out_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2, sort_keys=True) + "\n")
     _write_per_tag(out_dir / "per_tag.csv", metrics["per_tag"], chosen)
+    _, columns = scored.checkable(families)
     _write_predictions(
-        out_dir / "predictions.jsonl", test_rows, tags, columns, y_test, test_scores, merged.vocabulary
+        out_dir / "predictions.jsonl", test_rows, tags, columns, y_test, test_scores, vocabulary
     )
     plotted = sorted(metrics["per_tag"], key=lambda t: -metrics["per_tag"][t]["support"])[:PLOTTED_TAGS]
     plotted_columns = [tags.index(t) for t in plotted]
-    _plot_pr_curves(out_dir / "pr_curves.png", y_test[:, plotted_columns], test_scores[:, plotted_columns], plotted)
+    _plot_pr_curves(
+        out_dir / "pr_curves.png", y_test[:, plotted_columns], test_scores[:, plotted_columns], plotted
+    )
     _plot_per_tag(out_dir / "per_tag.png", {t: metrics["per_tag"][t] for t in plotted})
-
-    if run_id:
-        _log_to_mlflow(run_id, metrics, out_dir, thresholds_path, settings)
-    return EvaluationResult(metrics, thresholds_path, out_dir)
 
 
 def _finite(value):

@@ -218,6 +218,9 @@ def gate(
 ) -> GateResult:
     """Compare a registered model version with the champion on a dataset's test split.
 
+    Long because its docstring is the gate's documentation (the CLI and the DAG's form point
+    here); the body reads as its steps.
+
     Both are scored through their exported ``serving_default`` signature on every tag the test
     labels can check (:func:`compare_on`; a tag a model cannot emit counts as missed). The
     champion is what TF Serving serves (the model repository's ``champion``: the starter model,
@@ -248,59 +251,25 @@ def gate(
         InvalidValue: an unknown metric, a margin or floor out of range, no such version, the
             version is the champion, no dataset to score on, an empty test split.
     """
-    if metric not in METRICS:
-        raise InvalidValue(f"gate metric {metric!r}: expected one of {', '.join(METRICS)}")
-    for limit, value in ((training_limits.GATE_MARGIN, margin), (training_limits.GATE_FLOOR, floor)):
-        if problem := limit.problem(value):
-            raise InvalidValue(problem)
+    _check_settings(metric, margin, floor)
     client = tracking.client(settings)
     status = champion_status(settings, client=client)
     if not status.agree:
         raise ChampionDivergence(status)
-    challenger_mv = _model_version(client, settings, model_version)
-    if status.mlflow_version is not None and str(challenger_mv.version) == status.mlflow_version:
-        raise InvalidValue(
-            f"version {challenger_mv.version} is the champion (served now): there is nothing to gate it "
-            "against; gate another version (`imgtag models` lists them)"
-        )
-    dataset_dir = Path(dataset_dir) if dataset_dir else _trained_on(client, challenger_mv)
-    import_tensorflow()
-    data = ds.load(dataset_dir)
-    if not data.split("test"):
-        raise InvalidValue(f"{data.root}: the test split is empty; the gate has nothing to compare on")
+    challenger_mv = _challenger(client, settings, status, model_version)
+    data = _test_data(Path(dataset_dir) if dataset_dir else _trained_on(client, challenger_mv))
 
     with downloaded(challenger_mv) as saved_model:
         measured = measure(saved_model, challenger_mv.version, status, settings, data)
-    passed, reason = verdict(
-        measured.challenger,
-        measured.champion,
+    result = _decide(
+        measured,
         metric=metric,
         margin=margin,
         floor=floor,
-        dropped=measured.dropped,
         replace_vocabulary=replace_vocabulary,
-    )
-    changes = [r for r in measured.per_tag if r["change"] is not None]
-    result = GateResult(
-        passed,
-        reason,
-        metric,
-        measured.challenger,
-        measured.champion,
         details={
-            "margin": margin,
-            "floor": floor,
-            "replace_vocabulary": replace_vocabulary,
             "dataset": str(data.root),
-            "test_images": measured.test_images,
-            "compared_tags": measured.compared_tags,
-            "model_version": str(challenger_mv.version),
-            "champion_version": status.mlflow_version,
-            "champion_is": measured.champion_is,
-            "dropped_tags": measured.dropped,
-            "gains": [r for r in changes if r["change"] >= GAIN],
-            "losses": sorted((r for r in changes if r["change"] <= -GAIN), key=lambda r: r["change"]),
-            "per_tag": measured.per_tag,
+            **_measured_details(measured, str(challenger_mv.version), status),
         },
     )
     print(describe(result), file=sys.stderr, flush=True)  # the stage's log: the figures behind the verdict
@@ -312,6 +281,74 @@ def gate(
         settings,
     )
     return result
+
+
+def _decide(
+    measured: Measured, *, metric: str, margin: float, floor: float, replace_vocabulary: bool, details: dict
+) -> GateResult:
+    """The verdict on the measured figures (:func:`verdict`), with the settings it was reached with."""
+    passed, reason = verdict(
+        measured.challenger,
+        measured.champion,
+        metric=metric,
+        margin=margin,
+        floor=floor,
+        dropped=measured.dropped,
+        replace_vocabulary=replace_vocabulary,
+    )
+    return GateResult(
+        passed,
+        reason,
+        metric,
+        measured.challenger,
+        measured.champion,
+        details={"margin": margin, "floor": floor, "replace_vocabulary": replace_vocabulary, **details},
+    )
+
+
+def _check_settings(metric: str, margin: float, floor: float) -> None:
+    """Refuse an unknown metric, or a margin or floor out of range (:class:`InvalidValue`)."""
+    if metric not in METRICS:
+        raise InvalidValue(f"gate metric {metric!r}: expected one of {', '.join(METRICS)}")
+    for limit, value in ((training_limits.GATE_MARGIN, margin), (training_limits.GATE_FLOOR, floor)):
+        if problem := limit.problem(value):
+            raise InvalidValue(problem)
+
+
+def _challenger(client, settings: Settings, status: ChampionStatus, model_version: str):
+    """The registered version to gate, refused when it is the champion itself."""
+    challenger_mv = _model_version(client, settings, model_version)
+    if status.mlflow_version is not None and str(challenger_mv.version) == status.mlflow_version:
+        raise InvalidValue(
+            f"version {challenger_mv.version} is the champion (served now): there is nothing to gate it "
+            "against; gate another version (`imgtag models` lists them)"
+        )
+    return challenger_mv
+
+
+def _test_data(dataset_dir: Path) -> ds.Dataset:
+    """The dataset both models are scored on, refused when its test split is empty."""
+    import_tensorflow()
+    data = ds.load(dataset_dir)
+    if not data.split("test"):
+        raise InvalidValue(f"{data.root}: the test split is empty; the gate has nothing to compare on")
+    return data
+
+
+def _measured_details(measured: Measured, model_version: str, status: ChampionStatus) -> dict:
+    """The report's figures behind a verdict: what was compared, and each tag's gain or loss."""
+    changes = [r for r in measured.per_tag if r["change"] is not None]
+    return {
+        "test_images": measured.test_images,
+        "compared_tags": measured.compared_tags,
+        "model_version": model_version,
+        "champion_version": status.mlflow_version,
+        "champion_is": measured.champion_is,
+        "dropped_tags": measured.dropped,
+        "gains": [r for r in changes if r["change"] >= GAIN],
+        "losses": sorted((r for r in changes if r["change"] <= -GAIN), key=lambda r: r["change"]),
+        "per_tag": measured.per_tag,
+    }
 
 
 def _model_version(client, settings: Settings, version: str):

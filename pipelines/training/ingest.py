@@ -196,21 +196,51 @@ def ingest(
             a dataset folder. Nothing is written then.
     """
     fractions = tuple(float(f) for f in fractions)
+    folders = [Path(f) for f in folders]
+    manifests = [Path(m) for m in manifests]
+    _check_request(fractions, salt, bool(folders or manifests or catalog))
+    out = Path(out).expanduser().resolve()
+    _check_output(out)
+
+    entries, refused = _entries(folders, manifests, catalog, Roots(roots))
+    per_source = {source: sum(e.source == source for e in entries) for source in ds.SOURCES}
+    dataset, unreadable = _write_dataset(out, entries, refused, fractions, salt, progress, threads)
+    split_counts = dataset.summary()["images_per_split"]
+    return IngestSummary(
+        dataset=str(out),
+        manifest=str(out / ds.MANIFEST_FILE),
+        images=len(dataset.examples),
+        tags=dataset.tags,
+        images_per_split=split_counts,
+        duplicates_merged=len(entries) - len(dataset.examples),
+        unreadable=unreadable,
+        negatives=sum(1 for e in dataset.examples if not e.tags),
+        per_source=per_source,
+        refused=[r.to_dict() for r in refused],
+    )
+
+
+def _check_request(fractions: tuple[float, ...], salt: str, any_source: bool) -> None:
+    """Raise :class:`IngestError` for split fractions that do not work, or no source at all."""
     try:
         ds.split_for("0" * 64, fractions, salt)
     except ValueError as exc:
         raise IngestError(str(exc)) from None
-    folders = [Path(f) for f in folders]
-    manifests = [Path(m) for m in manifests]
-    if not (folders or manifests or catalog):
+    if not any_source:
         raise IngestError(
             "nothing to ingest: give at least one folder-per-tag tree (--folder DIR), "
             "manifest (--manifest FILE) or --catalog"
         )
-    out = Path(out).expanduser().resolve()
-    _check_output(out)
 
-    allowed = Roots(roots)
+
+def _entries(
+    folders: list[Path], manifests: list[Path], catalog: bool, allowed: Roots
+) -> tuple[list[_Entry], list[Refusal]]:
+    """Every source's labelled images, and the files and sources refused as outside ``allowed``.
+
+    Raises:
+        IngestError: no labelled image in the sources (or every source was refused).
+    """
     entries: list[_Entry] = []
     refused: list[Refusal] = []
     for root in folders:
@@ -233,8 +263,20 @@ def ingest(
             "no labelled image in the sources: the manifests are empty and the catalog has no asset "
             "with an accepted tag; accept or add tags in the catalog, or give more sources"
         )
-    per_source = {source: sum(e.source == source for e in entries) for source in ds.SOURCES}
+    return entries, refused
 
+
+def _write_dataset(
+    out: Path,
+    entries: list[_Entry],
+    refused: list[Refusal],
+    fractions: tuple[float, ...],
+    salt: str,
+    progress: bool,
+    threads: int | None,
+) -> tuple[ds.Dataset, int]:
+    """Write the dataset into a staging folder beside ``out``, then put it in ``out``'s place
+    (nothing changes at ``out`` if anything fails). Returns it and its count of unreadable images."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.ingest-"))
     try:
@@ -250,19 +292,7 @@ def ingest(
     except BaseException:
         _remove_tree(staging)
         raise
-    split_counts = dataset.summary()["images_per_split"]
-    return IngestSummary(
-        dataset=str(out),
-        manifest=str(out / ds.MANIFEST_FILE),
-        images=len(dataset.examples),
-        tags=dataset.tags,
-        images_per_split=split_counts,
-        duplicates_merged=len(entries) - len(dataset.examples),
-        unreadable=unreadable,
-        negatives=sum(1 for e in dataset.examples if not e.tags),
-        per_source=per_source,
-        refused=[r.to_dict() for r in refused],
-    )
+    return dataset, unreadable
 
 
 # ---------------------------------------------------------------------------- sources
@@ -482,18 +512,8 @@ def _gather(
 ) -> tuple[list[ds.Example], int]:
     """Copy each distinct image into ``staging`` once; returns the merged examples and how
     many of them are unreadable."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     merged: dict[str, dict] = {}
-    bar = Progress(
-        TextColumn("ingesting"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not show_progress,
-    )
+    bar = _progress_bar(show_progress)
     workers = threads or min(8, cgroup.available_cpus())
     with bar, ThreadPoolExecutor(workers, thread_name_prefix="ingest") as pool:
         task = bar.add_task("ingest", total=len(entries))
@@ -501,43 +521,65 @@ def _gather(
             for entry, data, sha, header in pool.map(_load, chunk):
                 row = merged.get(sha)
                 if row is None:
-                    relative = f"{ds.IMAGES_DIR}/{sha[:2]}/{sha}{_extension(entry.name, header['format'])}"
-                    target = staging / relative
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(data)
-                    row = merged[sha] = {
-                        "path": relative,
-                        "size": len(data),
-                        **header,
-                        "tags": set(),
-                        "sources": set(),
-                        "origins": set(),
-                        "groups": set(),
-                    }
+                    row = merged[sha] = _copy_image(staging, entry, data, sha, header)
                 row["tags"] |= entry.tags
                 if entry.group:
                     row["groups"].add(entry.group)
                 row["sources"].add(entry.source)
                 row["origins"].add(entry.origin)
             bar.advance(task, len(chunk))
-    examples = [
-        ds.Example(
-            sha256=sha,
-            path=row["path"],
-            tags=tuple(sorted(row["tags"])),
-            # the same bytes listed in two groups: the first name decides (stable across runs)
-            split=ds.split_for(ds.split_key(sha, min(row["groups"], default="")), fractions, salt),
-            sources=tuple(sorted(row["sources"])),
-            origins=tuple(sorted(row["origins"])),
-            width=row["width"],
-            height=row["height"],
-            format=row["format"],
-            size=row["size"],
-            group=min(row["groups"], default=""),
-        )
-        for sha, row in merged.items()
-    ]
+    examples = [_example(sha, row, fractions, salt) for sha, row in merged.items()]
     return examples, sum(1 for e in examples if not e.format)
+
+
+def _progress_bar(show: bool):
+    """A rich progress bar on stderr (disabled unless ``show``)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("ingesting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not show,
+    )
+
+
+def _copy_image(staging: Path, entry: _Entry, data: bytes, sha: str, header: dict) -> dict:
+    """Write a first-seen image into ``staging`` under its hash; its row, with empty label sets."""
+    relative = f"{ds.IMAGES_DIR}/{sha[:2]}/{sha}{_extension(entry.name, header['format'])}"
+    target = staging / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return {
+        "path": relative,
+        "size": len(data),
+        **header,
+        "tags": set(),
+        "sources": set(),
+        "origins": set(),
+        "groups": set(),
+    }
+
+
+def _example(sha: str, row: dict, fractions: tuple[float, ...], salt: str) -> ds.Example:
+    """A merged image's example: its labels from every listing, its split from its hash (or group)."""
+    return ds.Example(
+        sha256=sha,
+        path=row["path"],
+        tags=tuple(sorted(row["tags"])),
+        # the same bytes listed in two groups: the first name decides (stable across runs)
+        split=ds.split_for(ds.split_key(sha, min(row["groups"], default="")), fractions, salt),
+        sources=tuple(sorted(row["sources"])),
+        origins=tuple(sorted(row["origins"])),
+        width=row["width"],
+        height=row["height"],
+        format=row["format"],
+        size=row["size"],
+        group=min(row["groups"], default=""),
+    )
 
 
 # ---------------------------------------------------------------------------- output

@@ -142,8 +142,6 @@ def register_starter(saved_model: Path, head, *, settings: Settings) -> dict:
     Returns:
         What the model repository records: ``mlflow_version``, ``run_id``, ``dataset_hash``, ``source``.
     """
-    import mlflow
-
     client = tracking.client(settings)
     _ensure_registered_model(client, settings)
     provenance = head.provenance or {}
@@ -155,35 +153,11 @@ def register_starter(saved_model: Path, head, *, settings: Settings) -> dict:
     if found:
         version = min(found, key=lambda v: int(v.version))
     else:
-        with mlflow.start_run(experiment_id=tracking.experiment_id(settings), run_name=head.version) as run:
-            mlflow.set_tags(
-                {
-                    "imgtag.stage": "starter",
-                    "imgtag.starter": head.version,
-                    "imgtag.dataset_hash": dataset_hash,
-                    "imgtag.git_commit": str(provenance.get("git_commit") or tracking.git_commit(settings)),
-                    "mlflow.note.content": (
-                        "The starter model that ships with imgtag (serving/starter_model/), registered as "
-                        "the first version so that a rollback can always return to it."
-                    ),
-                }
-            )
-            params = provenance.get("params") or {}
-            if isinstance(params, dict) and params:
-                mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-            metrics = {
-                f"test/{k}": float(v)
-                for k, v in (provenance.get("metrics") or {}).items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)
-            }
-            if metrics:
-                mlflow.log_metrics(metrics)
-            mlflow.log_artifacts(str(saved_model), SAVED_MODEL_ARTIFACT)
-            source = f"{run.info.artifact_uri}/{SAVED_MODEL_ARTIFACT}"
+        run_id, source = _log_starter_run(saved_model, head, provenance, dataset_hash, settings)
         version = client.create_model_version(
             settings.model_name,
             source=source,
-            run_id=run.info.run_id,
+            run_id=run_id,
             tags={
                 "starter": head.version,
                 "dataset_hash": dataset_hash,
@@ -199,6 +173,41 @@ def register_starter(saved_model: Path, head, *, settings: Settings) -> dict:
         "dataset_hash": dataset_hash,
         "source": version.source,
     }
+
+
+def _log_starter_run(
+    saved_model: Path, head, provenance: dict, dataset_hash: str, settings: Settings
+) -> tuple[str, str]:
+    """The starter's own MLflow run: its tags, the build's parameters and test metrics, the
+    SavedModel. Returns the run's id and the SavedModel's artifact URI."""
+    import mlflow
+
+    with mlflow.start_run(experiment_id=tracking.experiment_id(settings), run_name=head.version) as run:
+        mlflow.set_tags(
+            {
+                "imgtag.stage": "starter",
+                "imgtag.starter": head.version,
+                "imgtag.dataset_hash": dataset_hash,
+                "imgtag.git_commit": str(provenance.get("git_commit") or tracking.git_commit(settings)),
+                "mlflow.note.content": (
+                    "The starter model that ships with imgtag (serving/starter_model/), registered as "
+                    "the first version so that a rollback can always return to it."
+                ),
+            }
+        )
+        params = provenance.get("params") or {}
+        if isinstance(params, dict) and params:
+            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        metrics = {
+            f"test/{k}": float(v)
+            for k, v in (provenance.get("metrics") or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        if metrics:
+            mlflow.log_metrics(metrics)
+        mlflow.log_artifacts(str(saved_model), SAVED_MODEL_ARTIFACT)
+        source = f"{run.info.artifact_uri}/{SAVED_MODEL_ARTIFACT}"
+    return run.info.run_id, source
 
 
 def install_starter(settings: Settings) -> dict:

@@ -144,7 +144,12 @@ def _scanned(image: Image.Image, rng: random.Random) -> Image.Image:
 
 
 def document(rng: random.Random, fonts: Fonts) -> Image.Image:
-    """A page: title, paragraphs in one or two columns, and sometimes a list, a table or a form."""
+    """A page: title, paragraphs in one or two columns, and sometimes a list, a table or a form.
+
+    Long because it is one list of drawing instructions that share a random stream: split into
+    steps, it would only pass the stream and the layout around, and reordering a call would
+    change every drawn picture (and the starter model built on them).
+    """
     width, height = _size(rng, portrait=rng.random() < 0.75)
     paper = rng.choice([(255, 255, 255), (250, 248, 240), (245, 245, 245), (255, 253, 231), _colour(rng, 215, 255)])
     image = Image.new("RGB", (width, height), paper)
@@ -210,7 +215,12 @@ def document(rng: random.Random, fonts: Fonts) -> Image.Image:
 
 
 def screenshot(rng: random.Random, fonts: Fonts) -> Image.Image:
-    """An application window, a web page, a code editor or a terminal."""
+    """An application window, a web page, a code editor or a terminal.
+
+    Long because it is one list of drawing instructions that share a random stream and a layout
+    (title bar, sidebar, content): split into steps, it would only pass them around, and
+    reordering a call would change every drawn picture (and the starter model built on them).
+    """
     width, height = _size(rng, portrait=rng.random() < 0.2)
     dark = rng.random() < 0.35
     background = _colour(rng, 15, 50) if dark else _colour(rng, 225, 255)
@@ -471,7 +481,11 @@ def _palette(rng: random.Random, values: np.ndarray) -> np.ndarray:
 
 
 def texture(rng: random.Random) -> Image.Image:
-    """A surface filling the picture."""
+    """A surface filling the picture.
+
+    Long because it is one table of surface recipes (noise, wood, marble, brick ...) drawn from one
+    random stream: reordering them would change every drawn picture (and the starter model).
+    """
     import cv2
 
     width, height = _size(rng)

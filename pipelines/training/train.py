@@ -478,11 +478,8 @@ def train(
         ValueError: bad parameters, or no training images.
     """
     params.check()
-    data = ds.load(dataset_dir)
-    tags = data.tags
-    train_rows, val_rows = data.split("train"), data.split("val")
-    if not train_rows or not tags:
-        raise InvalidValue(f"{data.root}: the train split is empty; ingest more labelled images")
+    data = _training_data(dataset_dir)
+    train_rows = data.split("train")
     out_dir = Path(out_dir) if out_dir else RunLayout.of(data.root).model
 
     import_tensorflow()
@@ -491,154 +488,241 @@ def train(
 
     keras.utils.set_random_seed(params.seed)
     base = _base(params, settings)
-    learned_tags, mask = _learned_tags(tags, base)
+    learned_tags, mask = _learned_tags(data.tags, base)
     full, trainer = tagger_model.build(len(learned_tags), params.image_size, params.dropout)
     _start_from(full, learned_tags, base)
-
-    def files(rows):
-        return [data.image_path(e) for e in rows]
 
     tracking.client(settings)
     experiment = tracking.experiment_id(settings)
     history: dict[str, list[float]] = {}
     started = time.perf_counter()
     with mlflow.start_run(experiment_id=experiment, run_name=run_name) as run:
-        mlflow.set_tags(
-            {
-                "imgtag.stage": "train",
-                "imgtag.dataset_hash": dataset_hash or "unversioned",
-                "imgtag.git_commit": tracking.git_commit(settings),
-                "imgtag.dag_run_id": dag_run_id or run_name or "",
-                "imgtag.dataset": str(Path(data.root).resolve()),
-                "imgtag.base": base.version if base else "none",
-            }
-        )
-        mlflow.log_params(
-            {**asdict(params), "dataset_hash": dataset_hash or "unversioned", "num_tags": len(tags)}
-        )
-        mlflow.log_dict(data.summary(), "dataset/dataset.json")
-        _log_dataset_input(data, dataset_hash)
-        report = RunLayout.of(data.root).validation_report
-        if report.is_file():
-            mlflow.log_artifact(str(report), "validation")
-
-        # The head on the frozen backbone: features once (and mirrored), then fast epochs.
-        size, batch = params.image_size, params.batch_size
-        x_train = _features(full, files(train_rows), size, batch)
-        y_train = labels_matrix(train_rows, learned_tags)
-        # The head learns a library's odds, not the dataset's: a tag on more than half the
-        # training images (92% of the COCO photos show people) has them weighted down to half,
-        # or it learns to say `person` about anything (calibration.library_weights).
-        w_train = calibration.library_weights([e.tags for e in train_rows])
-        if params.augment:
-            # Mirror images, and black-and-white ones: without them the head learns shortcuts
-            # (old black-and-white photos nearly all show people, so a grey texture became `person`).
-            x_train = np.concatenate(
-                [
-                    x_train,
-                    _features(full, files(train_rows), size, batch, mirrored=True),
-                    _features(full, files(train_rows), size, batch, grayscale=True),
-                ]
-            )
-            y_train = np.concatenate([y_train, y_train, y_train])
-            w_train = np.concatenate([w_train, w_train, w_train])
-        validation = (
-            (
-                _features(full, files(val_rows), size, batch),
-                labels_matrix(val_rows, learned_tags),
-                calibration.library_weights([e.tags for e in val_rows]),
-            )
-            if val_rows
-            else None
-        )
-        head = _head_on_features(full)
-        _compile(head, params.learning_rate, mask)
-        # The head keeps its best epoch on validation (PR AUC), and stops when it has not
-        # improved for a while: on a few thousand photos it overfits within ten epochs.
-        best = keras.callbacks.EarlyStopping(
-            "val_pr_auc", patience=HEAD_PATIENCE, mode="max", restore_best_weights=True
-        )
-        head.fit(
-            x_train,
-            y_train,
-            sample_weight=w_train,
-            batch_size=batch,
-            validation_data=validation,
-            epochs=params.epochs,
-            callbacks=[_epoch_logger(history), *([best] if validation else [])],
-            shuffle=True,
-            verbose=verbose,
-        )
-        if validation and best.best_weights is not None:
-            mlflow.log_metric("train/best_epoch", best.best_epoch + 1)
-            history["train/best_epoch"] = [best.best_epoch + 1]
-            print(f"kept the head of epoch {best.best_epoch + 1} (best val/pr_auc {best.best:.4f})", file=sys.stderr, flush=True)
-        fine_tuned: list[str] = []
-        if params.fine_tune_blocks and params.fine_tune_epochs:
-            if params.distill_weight > 0:
-                tuner, tune_data, tune_val = _distillation(
-                    full, data, train_rows, val_rows, learned_tags, params
-                )
-            else:
-                tuner, tune_data, tune_val = trainer, *_image_data(data, train_rows, val_rows, learned_tags, params)
-            fine_tuned = tagger_model.unfreeze_top_blocks(full, params.fine_tune_blocks)
-            _compile(
-                tuner,
-                params.fine_tune_learning_rate or params.learning_rate / 10,
-                mask,
-                params.distill_weight if params.distill_weight > 0 else None,
-            )
-            tuner.fit(
-                tune_data,
-                validation_data=tune_val,
-                initial_epoch=params.epochs,
-                epochs=params.epochs + params.fine_tune_epochs,
-                callbacks=[_epoch_logger(history)],
-                shuffle=False,
-                verbose=verbose,
-            )
+        _record_run_inputs(data, params, base, settings, dataset_hash, run_name, dag_run_id)
+        _train_head(full, data, learned_tags, mask, params, history, verbose)
+        fine_tuned = _fine_tune(full, trainer, data, learned_tags, mask, params, history, verbose)
         seconds = time.perf_counter() - started
-        epochs_run = params.epochs + (params.fine_tune_epochs if fine_tuned else 0)
-        info = {
-            "run_id": run.info.run_id,
-            "dataset": str(data.root),
-            "dataset_hash": dataset_hash,
-            "params": asdict(params),
-            "fine_tuned_layers": len(fine_tuned),
-            "trained_tags": list(tags),
-            "backbone": backbone.DEFAULT.name,
-        }
-        if base is not None:
-            kept = learned_tags[len(tags) :]
-            learned = set(base.tags)
-            info["base"] = {
-                "version": base.version,
-                # its learned tags this dataset does not label: trained no further, same thresholds
-                "kept": {
-                    t: {
-                        "threshold": format_threshold(base.thresholds[t]),
-                        "reason": base.reasons.get(t, ""),
-                        **(
-                            {"fallback": base.fallback[t], "slope": base.slope.get(t, 1.0)}
-                            if t in base.fallback
-                            else {}
-                        ),
-                    }
-                    for t in kept
-                },
-                # its general tags' thresholds, which evaluate keeps where these labels cannot judge them
-                "general": {
-                    t: {"threshold": format_threshold(limit), "reason": base.reasons.get(t, "")}
-                    for t, limit in base.thresholds.items()
-                    if t not in learned
-                },
-            }
+        info = _model_info(run.info.run_id, data, dataset_hash, params, fine_tuned, learned_tags, base)
         tagger_model.save(out_dir, full, learned_tags, params.image_size, info)
-        curves = _plot_curves(history, params.epochs if fine_tuned else None, out_dir / "training_curves.png")
-        mlflow.log_artifact(str(curves))
-        mlflow.log_artifact(str(out_dir / tagger_model.INFO_FILE), "model")
+        epochs_run = params.epochs + (params.fine_tune_epochs if fine_tuned else 0)
+        _log_model_outputs(out_dir, history, params.epochs if fine_tuned else None)
         mlflow.log_metric("train/images_per_second", len(train_rows) * epochs_run / seconds)
     return TrainResult(run.info.run_id, out_dir, learned_tags, history, seconds, len(train_rows))
+
+
+def _training_data(dataset_dir: str | Path) -> ds.Dataset:
+    """The dataset, refused (:class:`InvalidValue`) when its train split or its tags are empty."""
+    data = ds.load(dataset_dir)
+    if not data.split("train") or not data.tags:
+        raise InvalidValue(f"{data.root}: the train split is empty; ingest more labelled images")
+    return data
+
+
+def _record_run_inputs(
+    data: ds.Dataset,
+    params: TrainParams,
+    base: _Base | None,
+    settings: Settings,
+    dataset_hash: str | None,
+    run_name: str | None,
+    dag_run_id: str | None,
+) -> None:
+    """Tag the active MLflow run and log what it trains from: parameters, dataset, validation report."""
+    import mlflow
+
+    mlflow.set_tags(
+        {
+            "imgtag.stage": "train",
+            "imgtag.dataset_hash": dataset_hash or "unversioned",
+            "imgtag.git_commit": tracking.git_commit(settings),
+            "imgtag.dag_run_id": dag_run_id or run_name or "",
+            "imgtag.dataset": str(Path(data.root).resolve()),
+            "imgtag.base": base.version if base else "none",
+        }
+    )
+    mlflow.log_params(
+        {**asdict(params), "dataset_hash": dataset_hash or "unversioned", "num_tags": len(data.tags)}
+    )
+    mlflow.log_dict(data.summary(), "dataset/dataset.json")
+    _log_dataset_input(data, dataset_hash)
+    report = RunLayout.of(data.root).validation_report
+    if report.is_file():
+        mlflow.log_artifact(str(report), "validation")
+
+
+def _head_training_data(full, data: ds.Dataset, learned_tags: list[str], params: TrainParams):
+    """``(features, labels, sample weights)`` of the train split for the head, augmented when asked,
+    and the validation split's (None without one)."""
+    size, batch = params.image_size, params.batch_size
+    train_rows, val_rows = data.split("train"), data.split("val")
+    train_files = [data.image_path(e) for e in train_rows]
+    x_train = _features(full, train_files, size, batch)
+    y_train = labels_matrix(train_rows, learned_tags)
+    # The head learns a library's odds, not the dataset's: a tag on more than half the
+    # training images (92% of the COCO photos show people) has them weighted down to half,
+    # or it learns to say `person` about anything (calibration.library_weights).
+    w_train = calibration.library_weights([e.tags for e in train_rows])
+    if params.augment:
+        # Mirror images, and black-and-white ones: without them the head learns shortcuts
+        # (old black-and-white photos nearly all show people, so a grey texture became `person`).
+        x_train = np.concatenate(
+            [
+                x_train,
+                _features(full, train_files, size, batch, mirrored=True),
+                _features(full, train_files, size, batch, grayscale=True),
+            ]
+        )
+        y_train = np.concatenate([y_train, y_train, y_train])
+        w_train = np.concatenate([w_train, w_train, w_train])
+    validation = (
+        (
+            _features(full, [data.image_path(e) for e in val_rows], size, batch),
+            labels_matrix(val_rows, learned_tags),
+            calibration.library_weights([e.tags for e in val_rows]),
+        )
+        if val_rows
+        else None
+    )
+    return (x_train, y_train, w_train), validation
+
+
+def _train_head(
+    full,
+    data: ds.Dataset,
+    learned_tags: list[str],
+    mask: np.ndarray,
+    params: TrainParams,
+    history: dict[str, list[float]],
+    verbose: int,
+) -> None:
+    """Train the learned head on the frozen backbone: features once (and mirrored), then fast epochs."""
+    import keras
+    import mlflow
+
+    (x_train, y_train, w_train), validation = _head_training_data(full, data, learned_tags, params)
+    head = _head_on_features(full)
+    _compile(head, params.learning_rate, mask)
+    # The head keeps its best epoch on validation (PR AUC), and stops when it has not
+    # improved for a while: on a few thousand photos it overfits within ten epochs.
+    best = keras.callbacks.EarlyStopping(
+        "val_pr_auc", patience=HEAD_PATIENCE, mode="max", restore_best_weights=True
+    )
+    head.fit(
+        x_train,
+        y_train,
+        sample_weight=w_train,
+        batch_size=params.batch_size,
+        validation_data=validation,
+        epochs=params.epochs,
+        callbacks=[_epoch_logger(history), *([best] if validation else [])],
+        shuffle=True,
+        verbose=verbose,
+    )
+    if validation and best.best_weights is not None:
+        mlflow.log_metric("train/best_epoch", best.best_epoch + 1)
+        history["train/best_epoch"] = [best.best_epoch + 1]
+        print(
+            f"kept the head of epoch {best.best_epoch + 1} (best val/pr_auc {best.best:.4f})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _fine_tune(
+    full,
+    trainer,
+    data: ds.Dataset,
+    learned_tags: list[str],
+    mask: np.ndarray,
+    params: TrainParams,
+    history: dict[str, list[float]],
+    verbose: int,
+) -> list[str]:
+    """Fine-tune the top blocks when ``params`` ask for it (with distillation when weighted);
+    returns the unfrozen layers' names (none when not fine-tuning)."""
+    if not (params.fine_tune_blocks and params.fine_tune_epochs):
+        return []
+    train_rows, val_rows = data.split("train"), data.split("val")
+    if params.distill_weight > 0:
+        tuner, tune_data, tune_val = _distillation(full, data, train_rows, val_rows, learned_tags, params)
+    else:
+        tuner, tune_data, tune_val = trainer, *_image_data(data, train_rows, val_rows, learned_tags, params)
+    fine_tuned = tagger_model.unfreeze_top_blocks(full, params.fine_tune_blocks)
+    _compile(
+        tuner,
+        params.fine_tune_learning_rate or params.learning_rate / 10,
+        mask,
+        params.distill_weight if params.distill_weight > 0 else None,
+    )
+    tuner.fit(
+        tune_data,
+        validation_data=tune_val,
+        initial_epoch=params.epochs,
+        epochs=params.epochs + params.fine_tune_epochs,
+        callbacks=[_epoch_logger(history)],
+        shuffle=False,
+        verbose=verbose,
+    )
+    return fine_tuned
+
+
+def _model_info(
+    run_id: str,
+    data: ds.Dataset,
+    dataset_hash: str | None,
+    params: TrainParams,
+    fine_tuned: list[str],
+    learned_tags: list[str],
+    base: _Base | None,
+) -> dict:
+    """The model folder's ``model.json`` record of how it was trained (and what it kept of its base)."""
+    info = {
+        "run_id": run_id,
+        "dataset": str(data.root),
+        "dataset_hash": dataset_hash,
+        "params": asdict(params),
+        "fine_tuned_layers": len(fine_tuned),
+        "trained_tags": list(data.tags),
+        "backbone": backbone.DEFAULT.name,
+    }
+    if base is not None:
+        info["base"] = _kept_from_base(base, learned_tags[len(data.tags) :])
+    return info
+
+
+def _kept_from_base(base: _Base, kept: list[str]) -> dict:
+    """What a model keeps of its base: the learned tags this dataset does not label, and the general tags."""
+    learned = set(base.tags)
+    return {
+        "version": base.version,
+        # its learned tags this dataset does not label: trained no further, same thresholds
+        "kept": {
+            t: {
+                "threshold": format_threshold(base.thresholds[t]),
+                "reason": base.reasons.get(t, ""),
+                **(
+                    {"fallback": base.fallback[t], "slope": base.slope.get(t, 1.0)}
+                    if t in base.fallback
+                    else {}
+                ),
+            }
+            for t in kept
+        },
+        # its general tags' thresholds, which evaluate keeps where these labels cannot judge them
+        "general": {
+            t: {"threshold": format_threshold(limit), "reason": base.reasons.get(t, "")}
+            for t, limit in base.thresholds.items()
+            if t not in learned
+        },
+    }
+
+
+def _log_model_outputs(out_dir: Path, history: dict[str, list[float]], fine_tune_from: int | None) -> None:
+    """Plot the training curves into the model folder and log them and ``model.json`` to the run."""
+    import mlflow
+
+    curves = _plot_curves(history, fine_tune_from, out_dir / "training_curves.png")
+    mlflow.log_artifact(str(curves))
+    mlflow.log_artifact(str(out_dir / tagger_model.INFO_FILE), "model")
 
 
 def _image_data(data: ds.Dataset, train_rows, val_rows, tags: list[str], params: TrainParams):

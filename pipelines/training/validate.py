@@ -363,10 +363,26 @@ def _images_table(
     rows: list[_Row], checks: list[tuple[bool, str | None]], min_side: int, max_pixels: int
 ) -> _Table:
     """The manifest as written, one row per line, plus derived columns for the size and file rules."""
-    import great_expectations as gx
+    images = _images_frame(rows, checks)
+    expectations = [*_image_rules(min_side, max_pixels), *_manifest_value_rules(images.columns)]
+
+    def describe(positions: list[int], kind: str, column: str | None) -> list[dict]:
+        out = []
+        for position in positions:
+            r = rows[position]
+            value = _plain(images[column].iloc[position]) if column else None
+            problem = _image_problem(kind, column, value, r, min_side, max_pixels)
+            out.append({"files": r.files, "path": r.path, "sha256": r.sha256, "line": r.line,
+                        "value": value, "problem": problem})
+        return out
+
+    return _Table("images", images, expectations, describe)
+
+
+def _images_frame(rows: list[_Row], checks: list[tuple[bool, str | None]]):
+    """The manifest as a pandas frame, plus the derived columns the size and file rules read."""
     import pandas as pd
 
-    E = gx.expectations
     # An empty manifest has no columns to miss: only its row count fails.
     columns = None if rows else MANIFEST_COLUMNS
     images = pd.DataFrame([r.raw for r in rows], index=range(len(rows)), columns=columns)
@@ -375,7 +391,15 @@ def _images_table(
     images["pixels"] = [r.width * r.height for r in rows]
     images["file_exists"] = [exists for exists, _ in checks]
     images["decode_error"] = pd.Series([error for _, error in checks], index=images.index, dtype=object)
-    expectations = [
+    return images
+
+
+def _image_rules(min_side: int, max_pixels: int) -> list:
+    """The rules every manifest meets: its columns, tags as lists, image sizes, files that decode."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    return [
         _rule("schema", E.ExpectTableRowCountToBeBetween(min_value=1),
               "the manifest lists at least one image"),
         *(_rule("schema", E.ExpectColumnToExist(column=c), f"the manifest has the column {c!r}")
@@ -390,9 +414,19 @@ def _images_table(
               "the image file is in the dataset folder"),
         _rule("decodes", E.ExpectColumnValuesToBeNull(column="decode_error"), "the image file decodes"),
     ]
-    # Value checks on a manifest column only when it exists: ExpectColumnToExist reports a
-    # missing one, and these would only repeat it as exceptions.
-    if "sha256" in images.columns:
+
+
+def _manifest_value_rules(columns) -> list:
+    """The rules on the values of the manifest's ``sha256``, ``split`` and ``path`` columns.
+
+    Only for the columns that exist: ExpectColumnToExist reports a missing one, and these would
+    only repeat it as exceptions.
+    """
+    import great_expectations as gx
+
+    E = gx.expectations
+    expectations = []
+    if "sha256" in columns:
         expectations += [
             _rule("schema", E.ExpectColumnValuesToNotBeNull(column="sha256"), "sha256 is set"),
             _rule("schema", E.ExpectColumnValuesToMatchRegex(column="sha256", regex=SHA256_PATTERN),
@@ -400,30 +434,19 @@ def _images_table(
             _rule("schema", E.ExpectColumnValuesToBeUnique(column="sha256"),
                   "sha256 is unique (one row per image)"),
         ]
-    if "split" in images.columns:
+    if "split" in columns:
         expectations += [
             _rule("schema", E.ExpectColumnValuesToNotBeNull(column="split"), "split is set"),
             _rule("schema", E.ExpectColumnValuesToBeInSet(column="split", value_set=list(ds.SPLITS)),
                   f"split is one of {', '.join(ds.SPLITS)}"),
         ]
-    if "path" in images.columns:
+    if "path" in columns:
         expectations += [
             _rule("schema", E.ExpectColumnValuesToNotBeNull(column="path"), "path is set"),
             _rule("schema", E.ExpectColumnValuesToMatchRegex(column="path", regex=PATH_PATTERN),
                   "path is relative and stays inside the dataset folder"),
         ]
-
-    def describe(positions: list[int], kind: str, column: str | None) -> list[dict]:
-        out = []
-        for position in positions:
-            r = rows[position]
-            value = _plain(images[column].iloc[position]) if column else None
-            problem = _image_problem(kind, column, value, r, min_side, max_pixels)
-            out.append({"files": r.files, "path": r.path, "sha256": r.sha256, "line": r.line,
-                        "value": value, "problem": problem})
-        return out
-
-    return _Table("images", images, expectations, describe)
+    return expectations
 
 
 def _image_tags_table(rows: list[_Row], allowed_tags: list[str] | None) -> _Table:
@@ -749,13 +772,7 @@ def validate(
     report_dir = Path(report_dir)
     allowed = None if allowed_tags is None else sorted({ds.normalize_tag(t) for t in allowed_tags})
 
-    rows = _read_manifest(dataset_dir)
-    dropped: dict[str, int] = {}
-    if drop_rare_tags:
-        dropped = {t: n for t, n in _tag_counts(rows).items() if n < min_examples_per_tag}
-        if dropped:
-            _drop_tags(dataset_dir, rows, set(dropped))
-            rows = _read_manifest(dataset_dir)
+    rows, dropped = _read_dropping_rare_tags(dataset_dir, min_examples_per_tag if drop_rare_tags else None)
     checks = _check_files(dataset_dir, rows, max_pixels, workers, progress)
     decoded = time.perf_counter()
     context = _gx_context()  # the first call imports great_expectations: about 3 s, timed apart
@@ -768,33 +785,68 @@ def validate(
     failures = _failures(results)
     gx_done = time.perf_counter()
 
+    params = {"min_examples_per_tag": min_examples_per_tag, "min_side": min_side, "max_pixels": max_pixels,
+              "allowed_tags": allowed, "drop_rare_tags": drop_rare_tags}
+    report = _report(rows, tables, failures, dataset_dir, report_dir, params, dropped)
+    _write_reports(report, gx_json, (started, decoded, imported, gx_done))
+    return report
+
+
+def _report(
+    rows: list[_Row],
+    tables: list[_Table],
+    failures: list,
+    dataset_dir: Path,
+    report_dir: Path,
+    params: dict,
+    dropped: dict[str, int],
+) -> ValidationReport:
+    """The report of the checked rows (its timings come when it is written)."""
+    return ValidationReport(
+        passed=not failures,
+        failures=failures,
+        rules=_rule_results(tables, failures),
+        report_dir=report_dir,
+        dataset_dir=dataset_dir,
+        images_checked=len(rows),
+        tag_counts=_tag_counts(rows),
+        images_per_split={s: sum(1 for r in rows if r.split == s) for s in ds.SPLITS},
+        params=params,
+        seconds={},
+        negatives=sum(1 for r in rows if isinstance(r.raw.get("tags"), list) and not r.tags),
+        dropped_tags=dropped,
+    )
+
+
+def _read_dropping_rare_tags(dataset_dir: Path, min_examples: int | None) -> tuple[list[_Row], dict[str, int]]:
+    """The manifest's rows, after taking the tags on fewer than ``min_examples`` images off the
+    dataset (None: none are taken off), and the tags taken off with their counts."""
+    rows = _read_manifest(dataset_dir)
+    dropped: dict[str, int] = {}
+    if min_examples is not None:
+        dropped = {t: n for t, n in _tag_counts(rows).items() if n < min_examples}
+        if dropped:
+            _drop_tags(dataset_dir, rows, set(dropped))
+            rows = _read_manifest(dataset_dir)
+    return rows, dropped
+
+
+def _rule_results(tables: list[_Table], failures: list) -> list[RuleResult]:
+    """Each rule's outcome: skipped (no expectation checked it), failed or passed, with counts."""
     failed = {f.rule for f in failures}
     rules = []
     for name, description in RULES.items():
         count = sum(1 for t in tables for e in t.expectations if e.meta["rule"] == name)
         status = "skipped" if count == 0 else ("failed" if name in failed else "passed")
         rules.append(RuleResult(name, description, status, count, sum(1 for f in failures if f.rule == name)))
-    splits = {s: sum(1 for r in rows if r.split == s) for s in ds.SPLITS}
-    report = ValidationReport(
-        passed=not failures,
-        failures=failures,
-        rules=rules,
-        report_dir=report_dir,
-        dataset_dir=dataset_dir,
-        images_checked=len(rows),
-        tag_counts=_tag_counts(rows),
-        images_per_split=splits,
-        params={
-            "min_examples_per_tag": min_examples_per_tag,
-            "min_side": min_side,
-            "max_pixels": max_pixels,
-            "allowed_tags": allowed,
-            "drop_rare_tags": drop_rare_tags,
-        },
-        seconds={},
-        negatives=sum(1 for r in rows if isinstance(r.raw.get("tags"), list) and not r.tags),
-        dropped_tags=dropped,
-    )
+    return rules
+
+
+def _write_reports(report: ValidationReport, gx_json, times: tuple[float, float, float, float]) -> None:
+    """Write ``gx_result.json``, then ``report.json`` and ``report.md`` with the stage's timings
+    (``times``: started, images decoded, Great Expectations imported, its suites run)."""
+    started, decoded, imported, gx_done = times
+    report_dir = report.report_dir
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / GX_RESULT_JSON).write_text(
         json.dumps(gx_json, indent=2, default=str) + "\n", encoding="utf-8"
@@ -809,7 +861,6 @@ def validate(
         json.dumps(report.to_json_dict(), indent=2, default=str) + "\n", encoding="utf-8"
     )
     (report_dir / REPORT_MD).write_text(report.text(), encoding="utf-8")
-    return report
 
 
 def _drop_tags(dataset_dir: Path, rows: list[_Row], rare: set[str]) -> None:

@@ -59,22 +59,10 @@ def verdict(
     if value is None:
         return Verdict(False, f"challenger {metric} was not measured; the gate cannot compare without it")
     if champion is None:
-        if value < floor:
-            return Verdict(
-                False, f"no champion to compare with, and challenger {metric} {value:.4f} is below the floor {floor:.4f}"
-            )
-        return Verdict(True, f"no champion to compare with; challenger {metric} {value:.4f} reaches the floor {floor:.4f}")
+        return _against_floor(value, metric, floor)
     name = f"champion v{champion['version']}"
     if dropped and not replace_vocabulary:
-        shown = ", ".join(dropped[:12]) + (f" and {len(dropped) - 12} more" if len(dropped) > 12 else "")
-        return Verdict(
-            False,
-            (
-                f"challenger drops {len(dropped)} tags {name} emits ({shown}); train it on the champion "
-                f"(--base champion, the default, at the champion's image size) to keep them, or gate with "
-                f"--replace-vocabulary if replacing the champion's vocabulary is meant"
-            ),
-        )
+        return _refused_for_dropping(dropped, name)
     best = _measured(champion, metric)
     if best is None:
         return Verdict(False, f"{name} {metric} was not measured; the gate cannot compare without it")
@@ -87,6 +75,31 @@ def verdict(
         return _saturated(challenger, champion, metric, margin, name)
     return Verdict(
         False, f"challenger {metric} {value:.4f} does not beat {name} {best:.4f} by the margin {margin:.4f}"
+    )
+
+
+def _against_floor(value: float, metric: str, floor: float) -> Verdict:
+    """With no champion to compare with: the challenger must reach ``floor``."""
+    if value < floor:
+        return Verdict(
+            False,
+            f"no champion to compare with, and challenger {metric} {value:.4f} is below the floor {floor:.4f}",
+        )
+    return Verdict(
+        True, f"no champion to compare with; challenger {metric} {value:.4f} reaches the floor {floor:.4f}"
+    )
+
+
+def _refused_for_dropping(dropped: list[str], name: str) -> Verdict:
+    """The refusal of a challenger that drops tags the champion emits, with the list and the way out."""
+    shown = ", ".join(dropped[:12]) + (f" and {len(dropped) - 12} more" if len(dropped) > 12 else "")
+    return Verdict(
+        False,
+        (
+            f"challenger drops {len(dropped)} tags {name} emits ({shown}); train it on the champion "
+            f"(--base champion, the default, at the champion's image size) to keep them, or gate with "
+            f"--replace-vocabulary if replacing the champion's vocabulary is meant"
+        ),
     )
 
 
