@@ -7,7 +7,7 @@ its top-level name, ``imgtag import``, ``imgtag gate`` ...) and grouped by audie
 
 =======================  =======================================================================
 ``catalog``              catalog users: tag, import, search, serve, migrate, createuser
-``similar``              catalog users: embeddings backfill
+``similar``              catalog users: similar, embeddings backfill
 ``queue``                queue operators: drain, worker, requeue, dead list / replay
 ``training``             data scientists: ingest, validate, version, train, evaluate
 ``models``, ``starter``  MLOps: register, gate, promote, rollback, models; starter show / install / build
