@@ -6,7 +6,10 @@ compares it with hnswlib and faiss-cpu). Each process keeps one index per model 
 memory, built from the catalog on first use and brought up to date before every search with
 the embeddings written since (:func:`index_for`): an asset tagged a moment ago is found by
 the next search. Only embeddings of one model version are ever in one index, so a search
-never compares vectors of two models.
+never compares vectors of two models. Every :data:`SAVE_EVERY` embeddings taken in, the index
+is saved to ``IMGTAG_CACHE_DIR/similar/`` (named by the time of its newest embedding), and a
+new process loads it and reads only what was written since, instead of building it again
+(``imgtag embeddings backfill`` saves it at its end).
 
 A result's ``score`` is the cosine similarity, 1 for the same picture; an asset deleted since
 the index saw it is left out.
@@ -16,16 +19,19 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 from django.db.models import Max
 
+from catalog.conf import imgtag_settings
 from catalog.models import Asset, AssetEmbedding, ModelVersion
-from core import embedding
+from core import atomic, embedding
 
 TOP = 24  # results of a similar-images search
 BATCH = 10_000  # embeddings read at a time
+SAVE_EVERY = 10_000  # embeddings taken in before the index is saved again
 SETTLE = timedelta(seconds=30)  # how far back each refresh reads again (see VersionIndex.refresh)
 CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 64  # HNSW's M, ef_construction, ef_search
 
@@ -42,11 +48,21 @@ class Similar:
 class VersionIndex:
     """The embeddings of one model version in a usearch index, updated incrementally."""
 
-    def __init__(self, model_version_id: int):
+    def __init__(self, model_version_id: int, folder: Path | None = None):
+        self.model_version_id = model_version_id
+        self.index = self._empty()
+        self.seen = None  # the newest updated_at taken in
+        self.unsaved = 0  # embeddings taken in since the index was saved or loaded
+        self.folder = folder
+        self.lock = threading.Lock()
+        if folder is not None:
+            self._load()
+
+    @staticmethod
+    def _empty():
         from usearch.index import Index  # only processes that search load the index library
 
-        self.model_version_id = model_version_id
-        self.index = Index(
+        return Index(
             ndim=embedding.DIMENSIONS,
             metric="cos",
             dtype="i8",
@@ -54,8 +70,35 @@ class VersionIndex:
             expansion_add=EXPANSION_ADD,
             expansion_search=EXPANSION_SEARCH,
         )
-        self.seen = None  # the newest updated_at taken in
-        self.lock = threading.Lock()
+
+    def _saved(self) -> list[Path]:
+        """This version's saved indexes, newest first (the name ends with the time of its newest row)."""
+        if self.folder is None or not self.folder.is_dir():
+            return []
+        return sorted(self.folder.glob(f"v{self.model_version_id}-*.usearch"), reverse=True)
+
+    def _load(self) -> None:
+        for path in self._saved():
+            try:
+                self.index.load(str(path))
+            except (OSError, RuntimeError, ValueError):  # damaged or half copied: the next one, or build
+                self.index = self._empty()  # a failed load leaves the index unusable
+                continue
+            self.seen = datetime.fromtimestamp(int(path.stem.split("-")[1]) / 1e6, UTC)
+            return
+
+    def save(self) -> Path | None:
+        """Write the index into the folder (others of this version removed); None without a folder."""
+        if self.folder is None or self.seen is None:
+            return None
+        path = self.folder / f"v{self.model_version_id}-{int(self.seen.timestamp() * 1e6):020d}.usearch"
+        with atomic.replacing(path) as temporary:
+            self.index.save(str(temporary))
+        for older in self._saved():
+            if older != path:
+                older.unlink(missing_ok=True)
+        self.unsaved = 0
+        return path
 
     def refresh(self) -> int:
         """Take in the embeddings written since the last refresh; returns how many.
@@ -86,6 +129,9 @@ class VersionIndex:
             added += len(batch)
             last = int(keys[-1])
         self.seen = newest
+        self.unsaved += added
+        if self.unsaved >= SAVE_EVERY:
+            self.save()
         return added
 
     def search(self, vector: np.ndarray, count: int) -> list[tuple[int, float]]:
@@ -100,11 +146,18 @@ _indexes: dict[int, VersionIndex] = {}
 _indexes_lock = threading.Lock()
 
 
+def index_folder() -> Path:
+    """Where indexes are saved: ``IMGTAG_CACHE_DIR/similar``."""
+    return Path(imgtag_settings().cache_dir) / "similar"
+
+
 def index_for(model_version_id: int) -> VersionIndex:
-    """The process's index of this model version's embeddings, up to date with the catalog."""
+    """The process's index of this model version's embeddings, up to date with the catalog:
+    loaded from :func:`index_folder` when saved there, else built from the catalog."""
     with _indexes_lock:
-        index = _indexes.setdefault(model_version_id, None) or VersionIndex(model_version_id)
-        _indexes[model_version_id] = index
+        index = _indexes.get(model_version_id)
+        if index is None:
+            index = _indexes[model_version_id] = VersionIndex(model_version_id, index_folder())
     with index.lock:
         index.refresh()
     return index
@@ -138,3 +191,13 @@ def similar_to_vector(vector: np.ndarray, model_name: str, model_version: str, c
     if version is None:
         return []
     return _results(index_for(version.pk).search(vector, count), None, count)
+
+
+def save_index(model_name: str, model_version: str) -> Path | None:
+    """Bring the index of this model version up to date and save it (None: no embeddings from it)."""
+    version = ModelVersion.objects.filter(name=model_name, version=model_version).first()
+    if version is None:
+        return None
+    index = index_for(version.pk)
+    with index.lock:
+        return index.save()

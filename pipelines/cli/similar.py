@@ -38,6 +38,7 @@ def backfill(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     # lazy: Django's models, importable once open_catalog has set Django up
+    from catalog import similar
     from catalog.services import embeddings
 
     open_catalog()
@@ -49,6 +50,8 @@ def backfill(
     with progress:
         task = progress.add_task("embed", total=todo)
         summary = embeddings.backfill(tagger, batch=batch, on_progress=lambda n: progress.advance(task, n))
+    with err.status("Saving the similar-images index..."):
+        similar.save_index(tagger.model_name, tagger.model_version)  # so that no search builds it
     if as_json:
         print(json.dumps(summary.as_dict(), indent=2))
     else:
