@@ -39,7 +39,7 @@ def backfill(
 
     # lazy: Django's models, importable once open_catalog has set Django up
     from catalog import similar
-    from catalog.services import embeddings
+    from catalog.services import embeddings  # lazy: as catalog.similar
 
     open_catalog()
     tagger = load_tagger()
