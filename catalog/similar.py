@@ -30,6 +30,7 @@ from catalog.models import Asset, AssetEmbedding, ModelVersion
 from core import atomic, embedding
 
 TOP = 24  # results of a similar-images search
+MARGIN = 8  # asked for beyond TOP: deleted or re-embedded assets the index still holds are left out
 BATCH = 10_000  # embeddings read at a time
 SAVE_EVERY = 10_000  # embeddings taken in before the index is saved again
 SETTLE = timedelta(seconds=30)  # how far back each refresh reads again (see VersionIndex.refresh)
@@ -169,8 +170,15 @@ def forget_indexes() -> None:
         _indexes.clear()
 
 
-def _results(pairs: list[tuple[int, float]], exclude: int | None, count: int) -> list[Similar]:
-    pairs = [(pk, d) for pk, d in pairs if pk != exclude][:count]
+def _results(pairs: list[tuple[int, float]], exclude: int | None, count: int, model_version_id: int) -> list[Similar]:
+    """The assets of the index's answer that still exist and are still embedded by its model version
+    (an asset tagged again by another model since has left it)."""
+    pairs = [(pk, d) for pk, d in pairs if pk != exclude]
+    current = set(
+        AssetEmbedding.objects.filter(asset_id__in=[pk for pk, _ in pairs], model_version_id=model_version_id)
+        .values_list("asset_id", flat=True)
+    )
+    pairs = [(pk, d) for pk, d in pairs if pk in current][:count]
     assets = Asset.objects.in_bulk([pk for pk, _ in pairs])
     return [Similar(assets[pk], round(1.0 - d, 4), d) for pk, d in pairs if pk in assets]
 
@@ -182,7 +190,8 @@ def similar_to_asset(asset: Asset, count: int = TOP) -> list[Similar]:
     if stored is None:
         return []
     index = index_for(stored.model_version_id)
-    return _results(index.search(embedding.from_bytes(bytes(stored.vector)), count + 1), asset.pk, count)
+    found = index.search(embedding.from_bytes(bytes(stored.vector)), count + 1 + MARGIN)
+    return _results(found, asset.pk, count, stored.model_version_id)
 
 
 def similar_to_vector(vector: np.ndarray, model_name: str, model_version: str, count: int = TOP) -> list[Similar]:
@@ -190,7 +199,7 @@ def similar_to_vector(vector: np.ndarray, model_name: str, model_version: str, c
     version = ModelVersion.objects.filter(name=model_name, version=model_version).first()
     if version is None:
         return []
-    return _results(index_for(version.pk).search(vector, count), None, count)
+    return _results(index_for(version.pk).search(vector, count + MARGIN), None, count, version.pk)
 
 
 def save_index(model_name: str, model_version: str) -> Path | None:
