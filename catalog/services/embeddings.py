@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from catalog import duplicates
 from catalog.models import Asset, AssetEmbedding, ModelVersion
 from catalog.services._sql import SQL_IN_CHUNK
 from catalog.storage import get_storage
@@ -49,12 +50,14 @@ def record_embeddings(items: Iterable[tuple[Asset, np.ndarray]], model_name: str
 
 
 def record_result_embeddings(results, tagger, asset_of) -> int:
-    """The embeddings of a tagger's successful results (those that have one), stored."""
-    return record_embeddings(
-        ((asset_of(r.key), r.embedding) for r in results if r.ok and r.embedding is not None),
-        tagger.model_name,
-        tagger.model_version,
-    )
+    """The embeddings of a tagger's successful results (those that have one), stored; the
+    assets among them that are near-duplicates of older ones are flagged (:mod:`catalog.duplicates`)."""
+    items = [(asset_of(r.key), r.embedding) for r in results if r.ok and r.embedding is not None]
+    written = record_embeddings(items, tagger.model_name, tagger.model_version)
+    if written:
+        version = ModelVersion.objects.get(name=tagger.model_name, version=tagger.model_version)
+        duplicates.flag([asset.pk for asset, _ in items], version.pk)
+    return written
 
 
 def assets_without_embedding(model_name: str, model_version: str):
