@@ -37,14 +37,18 @@ def flag(asset_ids: Iterable[int], model_version_id: int) -> list[NearDuplicate]
         return []
     index = similar.index_for(model_version_id)
     vectors = AssetEmbedding.objects.filter(asset_id__in=wanted, model_version_id=model_version_id)
-    found: dict[int, tuple[int, float]] = {}
-    for pk, vector in vectors.values_list("asset_id", "vector"):
-        for other, distance in index.search(embedding.from_bytes(bytes(vector)), NEIGHBOURS):
-            if distance > DISTANCE:
-                break
-            if other < pk:  # the older one is the original
-                found[pk] = (other, distance)
-                break
+    near = {
+        pk: [(o, d) for o, d in index.search(embedding.from_bytes(bytes(vector)), NEIGHBOURS) if o < pk and d <= DISTANCE]
+        for pk, vector in vectors.values_list("asset_id", "vector")
+    }  # older assets only: the older one is the original
+    candidates = {o for pairs in near.values() for o, _ in pairs}
+    # the index may still hold assets deleted or embedded by another model since
+    current = set(
+        AssetEmbedding.objects.filter(asset_id__in=candidates, model_version_id=model_version_id).values_list(
+            "asset_id", flat=True
+        )
+    )
+    found = {pk: next(p for p in pairs if p[0] in current) for pk, pairs in near.items() if any(o in current for o, _ in pairs)}
     if not found:
         return []
     roots = dict(NearDuplicate.objects.filter(asset_id__in=[o for o, _ in found.values()]).values_list("asset_id", "of_id"))

@@ -74,3 +74,15 @@ def test_deleting_removes_the_rows_the_original_and_the_thumbnail():
     # the copies kept: the first is now the group's original
     assert list(NearDuplicate.objects.values_list("asset_id", "of_id")) == [(second.pk, copy.pk)]
     assert get_storage().read(copy.uri)
+
+
+def test_an_original_embedded_since_by_another_model_is_not_linked_across_models():
+    red = make_image("red", 1, size=(96, 128))
+    [original] = tagged(("red.png", red))  # model version 1: in its index now
+    newer = EmbeddingTagger()
+    newer.model_version = "2"
+    services.tag_assets_in_process([original], newer)
+    [copy] = tagged(("red.jpg", resized(red)))  # version 1 again: the index still holds the original
+    assert not NearDuplicate.objects.exists()
+    services.tag_assets_in_process([copy], newer)
+    assert list(NearDuplicate.objects.values_list("asset_id", "of_id")) == [(copy.pk, original.pk)]
