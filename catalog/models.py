@@ -298,3 +298,35 @@ REVIEW_STATES: dict[str, Q] = {
     "added": Q(review=AssetTag.Review.ACCEPTED, source=AssetTag.Source.HUMAN),
     "rejected": Q(review=AssetTag.Review.REJECTED),
 }
+
+
+class AssetEmbedding(models.Model):
+    """An asset's image embedding (:mod:`core.embedding`: 256 ``int8`` numbers) and the model
+    that made it. One per asset: tagging with another model replaces it, and similarity
+    searches compare only embeddings of one model version (:mod:`catalog.similar`)."""
+
+    asset = models.OneToOneField(Asset, on_delete=models.CASCADE, primary_key=True, related_name="embedding")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="embeddings")
+    vector = models.BinaryField(help_text="int8 numbers, core.embedding.BYTES bytes")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["model_version", "asset"], name="catalog_embedding_version")]
+
+    def __str__(self) -> str:
+        return f"embedding of asset {self.asset_id} by model version {self.model_version_id}"
+
+
+class NearDuplicate(models.Model):
+    """An asset flagged, when it was embedded, as a near-duplicate of an older asset: within
+    :data:`catalog.duplicates.DISTANCE` of its embedding (a re-encoded, resized, cropped,
+    watermarked or slightly rotated copy). A flag, not a refusal: the Duplicates page lets a
+    content manager keep one of a group and delete the others."""
+
+    asset = models.OneToOneField(Asset, on_delete=models.CASCADE, primary_key=True, related_name="near_duplicate")
+    of = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="near_duplicates")
+    distance = models.FloatField(help_text="cosine distance of the embeddings")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"asset {self.asset_id} is a near-duplicate of asset {self.of_id} ({self.distance:.3f})"

@@ -21,11 +21,12 @@ UPLOAD = "catalog.add_asset"
 REVIEW = "catalog.review_asset"
 ADD_THRESHOLD = "catalog.add_tagthreshold"
 CHANGE_THRESHOLD = "catalog.change_tagthreshold"  # apply or reset a tag's threshold
+DELETE = "catalog.delete_asset"  # delete near-duplicates on the Duplicates page
 
 CONTENT_MANAGER = "content_manager"
 END_USER = "end_user"
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
-    CONTENT_MANAGER: (VIEW, UPLOAD, REVIEW, ADD_THRESHOLD, CHANGE_THRESHOLD),
+    CONTENT_MANAGER: (VIEW, UPLOAD, REVIEW, ADD_THRESHOLD, CHANGE_THRESHOLD, DELETE),
     END_USER: (VIEW,),
 }
 ROLES = tuple(ROLE_PERMISSIONS)
@@ -77,10 +78,11 @@ def assign_role(user, role: str) -> None:
 
 def capabilities(user) -> dict[str, bool]:
     """What the pages offer ``user``: ``view``, ``upload``, ``review``, ``thresholds`` (setting
-    them; for templates)."""
+    them), ``duplicates`` (deleting near-duplicates); for templates."""
     return {
         "view": user.has_perm(VIEW),
         "upload": user.has_perm(UPLOAD),
         "review": user.has_perm(REVIEW),
         "thresholds": user.has_perm(CHANGE_THRESHOLD),
+        "duplicates": user.has_perm(DELETE),
     }

@@ -72,6 +72,17 @@ class Storage:
         fs, path = fsspec.core.url_to_fs(uri)
         return fs.open(path, "rb")
 
+    def remove(self, uri: str) -> None:
+        """Delete a stored original (the Duplicates page's delete).
+
+        Raises:
+            FileNotFoundError: nothing is stored at ``uri``.
+        """
+        fs, path = fsspec.core.url_to_fs(uri)
+        if not fs.exists(path):
+            raise FileNotFoundError(uri)
+        fs.rm_file(path)
+
     def read(self, uri: str) -> bytes:
         """The bytes of a stored original.
 

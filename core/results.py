@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from core.imageio import ImageError, ImageInfo
 
 
@@ -25,6 +27,7 @@ class TagResult:
     tags: list[TagScore] = field(default_factory=list)
     info: ImageInfo | None = None
     error: ImageError | None = None
+    embedding: np.ndarray | None = None  # int8 (core.embedding), when the model makes one
 
     @property
     def ok(self) -> bool:

@@ -50,20 +50,24 @@ def litert_flatbuffer(model, batch_size: int, image_size: int = IMAGE_SIZE) -> b
 
 
 def litert_interpreter(flatbuffer: bytes, threads: int | None = None):
-    """Run a flatbuffer with XNNPACK; returns ``predict(pixels) -> probabilities``. No TensorFlow."""
+    """Run a flatbuffer with XNNPACK; returns ``predict(pixels) -> probabilities``, or
+    ``(scores, embeddings)`` for a model with an ``int8`` embedding output too. No TensorFlow."""
     from ai_edge_litert.interpreter import Interpreter
 
     with quiet_stderr():  # the interpreter logs its delegate
         interpreter = Interpreter(model_content=flatbuffer, num_threads=threads or cgroup.available_cpus())
         interpreter.allocate_tensors()
-    (source,), (target,) = interpreter.get_input_details(), interpreter.get_output_details()
+    (source,) = interpreter.get_input_details()
+    # the scores, then the embedding (the only int8 output) when the model has one
+    targets = sorted(interpreter.get_output_details(), key=lambda t: t["dtype"] == np.int8)
     lock = threading.Lock()  # one interpreter, one invocation at a time
 
-    def predict(pixels: np.ndarray) -> np.ndarray:
+    def predict(pixels: np.ndarray):
         with lock:
             interpreter.set_tensor(source["index"], pixels)
             interpreter.invoke()
-            return interpreter.get_tensor(target["index"]).copy()
+            outputs = tuple(interpreter.get_tensor(t["index"]).copy() for t in targets)
+        return outputs[0] if len(outputs) == 1 else outputs
 
     return predict
 
@@ -100,14 +104,17 @@ def pretrained_flatbuffer(cache_dir: Path, batch_size: int) -> bytes:
 
 
 def saved_model_predictor(path: Path):
-    """``pixels -> scores`` through an exported SavedModel's ``predict_pixels`` signature."""
+    """``pixels -> scores`` through an exported SavedModel's ``predict_pixels`` signature, or
+    ``(scores, embeddings)`` when it has an ``embedding`` output (:mod:`core.embedding`)."""
 
     tf = import_tensorflow()
     loaded = tf.saved_model.load(str(path))
     signature = loaded.signatures["predict_pixels"]
+    embeds = "embedding" in signature.structured_outputs
 
     def predict(pixels):
-        return signature(pixels=pixels)["scores"]
+        out = signature(pixels=pixels)
+        return (out["scores"], out["embedding"]) if embeds else out["scores"]
 
     predict.loaded = loaded  # keeps the variables alive; the converter needs them too
     return predict

@@ -112,15 +112,26 @@ class Tagger:
 
     def predict_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Model outputs for ``(n, size, size, 3)`` uint8 pixels, in fixed-shape batches."""
-        out = []
+        return self.predict_with_embeddings(pixels)[0]
+
+    def predict_with_embeddings(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(outputs, embeddings)`` for ``(n, size, size, 3)`` uint8 pixels; embeddings
+        (``int8``, :mod:`core.embedding`) are None when the model makes none."""
+        out, embedded = [], []
         for start in range(0, len(pixels), self.batch_size):
             chunk = pixels[start : start + self.batch_size]
             n = len(chunk)
             if n < self.batch_size:
                 pad = np.zeros((self.batch_size - n, *chunk.shape[1:]), dtype=np.uint8)
                 chunk = np.concatenate([chunk, pad])
-            out.append(np.asarray(self._predict(chunk))[:n])
-        return np.concatenate(out) if out else np.zeros((0, self.labels.output_width), np.float32)
+            outputs = self._predict(chunk)
+            if isinstance(outputs, tuple):  # (scores, embeddings)
+                outputs, embeddings = outputs
+                embedded.append(np.asarray(embeddings)[:n])
+            out.append(np.asarray(outputs)[:n])
+        if not out:
+            return np.zeros((0, self.labels.output_width), np.float32), None
+        return np.concatenate(out), (np.concatenate(embedded) if embedded else None)
 
     def tag_images(self, items: Iterable[Item]) -> Iterator[TagResult]:
         """Tag many images; yields one :class:`TagResult` per item, in input order.
@@ -164,11 +175,14 @@ class Tagger:
                         pixels.append(image)
                         files.append(data)
                 if pixels:
+                    embeddings = None
                     if self._predict_encoded is not None:
                         outputs = np.asarray(self._predict_encoded(files))
                     else:
-                        outputs = self.predict_pixels(np.stack(pixels))
+                        outputs, embeddings = self.predict_with_embeddings(np.stack(pixels))
                     tags = self.labels.select(outputs)
-                    for slot, image_tags in zip(slots, tags, strict=True):
+                    for k, (slot, image_tags) in enumerate(zip(slots, tags, strict=True)):
                         results[slot].tags = image_tags
+                        if embeddings is not None:
+                            results[slot].embedding = embeddings[k]
                 yield from results

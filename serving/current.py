@@ -46,7 +46,7 @@ def _champion_flatbuffer(cache_dir: Path, model: CurrentModel, batch_size: int) 
     digest = hashlib.sha256((model.path / "saved_model.pb").read_bytes()).hexdigest()[:16]
     path = (
         cache_dir
-        / f"{model.name}-v{model.version}-b{batch_size}-{digest}-tf{version('tensorflow')}-v1.tflite"
+        / f"{model.name}-v{model.version}-b{batch_size}-{digest}-tf{version('tensorflow')}-v2.tflite"
     )
     if path.is_file():
         return path.read_bytes()
@@ -161,7 +161,8 @@ def _cached_tagger(
             signature = saved_model_predictor(model.path)
 
             def predict(pixels):
-                return signature(pixels).numpy()
+                out = signature(pixels)  # scores, or (scores, embeddings)
+                return tuple(o.numpy() for o in out) if isinstance(out, tuple) else out.numpy()
     elif runtime == "litert":
         labels = TagMap.load(tagmap_dir)
         predict = litert_interpreter(pretrained_flatbuffer(cache_dir / "models", batch_size))

@@ -3,9 +3,10 @@
 Signatures:
 
 - ``serving_default``: ``images`` — a batch of encoded image bytes (``tf.string [None]``; JPEG,
-  PNG, GIF, BMP) — to ``scores`` (``float32 [None, tags]``). Decoding and resizing happen
+  PNG, GIF, BMP) — to ``scores`` (``float32 [None, tags]``) and ``embedding`` (``int8 [None, 256]``,
+  :mod:`core.embedding`: the same pass's feature map, pooled, for similar images). Decoding and resizing happen
   inside, so a client sends the file's bytes (``{"b64": ...}`` over REST) and nothing else.
-- ``predict_pixels``: ``pixels`` (``uint8 [None, size, size, 3]``, RGB) to ``scores``; the
+- ``predict_pixels``: ``pixels`` (``uint8 [None, size, size, 3]``, RGB) to ``scores`` and ``embedding``; the
   in-process tagger decodes with OpenCV and feeds this one.
 
 One backbone pass feeds two heads: the general tags (the ImageNet classifier through the tag
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from core import model as tagger_model
+from core.embedding import EMBEDDING_KEY, FEATURE_MAP, features_model, tf_embed
 from core.errors import InvalidValue
 from core.tagmap import TagMap, parse_threshold
 from core.tf_runtime import import_tensorflow
@@ -42,6 +44,7 @@ HEAD_ASSET = "learned_head.npz"  # the learned layer's kernel and bias, in asset
 PIXELS_KEY = "pixels"
 OUTPUT_KEY = "scores"
 PIXELS_SIGNATURE = "predict_pixels"
+EXPORT_FORMAT = 2  # what the signatures return; 2: ``embedding`` beside ``scores``
 
 
 def read_thresholds(path: str | Path) -> tuple[dict[str, float], dict[str, str]]:
@@ -107,15 +110,20 @@ def tagger_module(trained: tagger_model.TrainedModel, merged: Merge, assets: lis
     class Tagger(tf.Module):
         def __init__(self):
             super().__init__(name="imgtag_tagger")
-            self.model = trained.model
+            self.model = features_model(trained.model)  # the tags' outputs and the feature map
             self.general = None if merged.general_matrix is None else tf.constant(merged.general_matrix)
             self.lift = tf.constant(merged.lift)
             self.non_photo = tf.constant(merged.non_photo) if merged.has_gate else None
             self.gated = tf.constant(merged.gated) if merged.has_gate else None
             self.assets = [tf.saved_model.Asset(str(p)) for p in assets]
 
-        def scores(self, pixels):
+        def outputs(self, pixels):
             out = self.model(pixels, training=False)
+            if FEATURE_MAP not in out:  # a model without the backbone (tests' stand-ins)
+                return {OUTPUT_KEY: self.scores(out)}
+            return {OUTPUT_KEY: self.scores(out), EMBEDDING_KEY: tf_embed(out[FEATURE_MAP])}
+
+        def scores(self, out):
             learned = out[tagger_model.LEARNED]
             # one tag, one score: each learned score reaches its own column and its ancestors'
             scores = tf.reduce_max(learned[:, :, None] * self.lift[None], axis=1)
@@ -135,11 +143,11 @@ def tagger_module(trained: tagger_model.TrainedModel, merged: Merge, assets: lis
                 images,
                 fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
             )
-            return {OUTPUT_KEY: self.scores(pixels)}
+            return self.outputs(pixels)
 
         @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name=PIXELS_KEY)])
         def predict_pixels(self, pixels):
-            return {OUTPUT_KEY: self.scores(tf.cast(pixels, tf.float32))}
+            return self.outputs(tf.cast(pixels, tf.float32))
 
     return Tagger()
 

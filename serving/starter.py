@@ -39,7 +39,7 @@ from core.errors import MissingFile, UsageError
 from core.tagmap import TagMap, format_threshold, parse_threshold
 from core.tf_runtime import import_tensorflow
 from core.vocabulary import Vocabulary, merge
-from serving.export import export_model, tag_merge
+from serving.export import EXPORT_FORMAT, export_model, tag_merge
 from serving.predictors import load_waiter
 from serving.repository import ModelRepository
 from serving.starter_files import HEAD_FILE, PROVENANCE_FILE, STARTER_DIR, TAGS_FILE
@@ -185,7 +185,7 @@ def saved_model(cache_dir: Path, head: StarterHead | None) -> Path:
     writes its own copy and the first rename wins."""
     if head is None:
         raise MissingFile(f"{STARTER_DIR}: no starter model shipped; run `make starter-model`")
-    target = Path(cache_dir) / "starter" / head.version
+    target = Path(cache_dir) / "starter" / f"{head.version}-x{EXPORT_FORMAT}"  # a new format: a new export
     if (target / "saved_model.pb").is_file():
         return target
 

@@ -18,6 +18,7 @@ The package, one module per concern (all names are re-exported here):
                     :func:`threshold_overrides`, :func:`with_catalog_thresholds`); what a threshold
                     would keep is :mod:`catalog.thresholds`
 ``reviews``         a person's decisions: :func:`review`, :func:`add_tag_to_assets`
+``embeddings``      image embeddings per asset and model version (:func:`record_embeddings`, the backfill)
 ``browse``          reading: :func:`search`, :func:`with_tags`, :func:`asset_summary`
 ``_sql``            ``IN (...)`` lists in chunks any database accepts
 ==================  =================================================================================

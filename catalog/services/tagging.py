@@ -19,6 +19,7 @@ from catalog import counts
 from catalog.models import Asset, AssetTag, ModelVersion, Tag
 from catalog.query import normalize_tag_name
 from catalog.services._sql import SQL_IN_CHUNK, chunks
+from catalog.services.embeddings import record_result_embeddings
 from core.results import TagResult, TagScore
 
 Parents = Callable[[str], Iterable[str]]  # tag -> its immediate parents, like TagMap.parents
@@ -297,8 +298,8 @@ def mark_failed(asset: Asset, error: str) -> None:
 
 
 def record_results(results: Sequence[TagResult], tagger, asset_of: Callable = lambda key: key) -> None:
-    """Commit a tagger's results in one transaction: the tags of the images it tagged and
-    the errors of the others (assets marked ``failed``).
+    """Commit a tagger's results in one transaction: the tags (and embeddings, when the model
+    makes them) of the images it tagged and the errors of the others (assets marked ``failed``).
 
     Args:
         results: from ``tagger.tag_images``.
@@ -308,6 +309,7 @@ def record_results(results: Sequence[TagResult], tagger, asset_of: Callable = la
     with transaction.atomic():
         tagged = [(asset_of(result.key), result.tags) for result in results if result.ok]
         record_tags_batch(tagged, tagger.model_name, tagger.model_version, parents=tagger.labels.parents)
+        record_result_embeddings(results, tagger, asset_of)
         for result in results:
             if not result.ok:
                 mark_failed(asset_of(result.key), str(result.error))

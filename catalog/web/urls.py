@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from catalog.web import views
+from catalog.web import duplicates, views
 
 app_name = "web"
 
@@ -18,4 +18,6 @@ urlpatterns = [
     path("thresholds/count/", views.threshold_count, name="threshold-count"),
     path("thresholds/apply/", views.threshold_apply, name="threshold-apply"),
     path("thresholds/reset/", views.threshold_reset, name="threshold-reset"),
+    path("duplicates/", duplicates.duplicates_page, name="duplicates"),
+    path("duplicates/delete/", duplicates.delete_copies, name="duplicates-delete"),
 ]

@@ -7,6 +7,7 @@ its top-level name, ``imgtag import``, ``imgtag gate`` ...) and grouped by audie
 
 =======================  =======================================================================
 ``catalog``              catalog users: tag, import, search, serve, migrate, createuser
+``similar``              catalog users: similar, embeddings backfill
 ``queue``                queue operators: drain, worker, requeue, dead list / replay
 ``training``             data scientists: ingest, validate, version, train, evaluate
 ``models``, ``starter``  MLOps: register, gate, promote, rollback, models; starter show / install / build
@@ -33,7 +34,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from core.errors import ImgtagError
-from pipelines.cli import catalog, common, models, platform, queue, starter, training
+from pipelines.cli import catalog, common, models, platform, queue, similar, starter, training
 
 #: The audiences, in the order ``imgtag --help`` lists them (each module's ``PANEL``).
 PANELS = (catalog.PANEL, queue.PANEL, training.PANEL, platform.PANEL)
@@ -86,7 +87,7 @@ def _invocation() -> None:
     common.forget_settings()
 
 
-for _audience in (catalog, queue, training, models, starter, platform):
+for _audience in (catalog, similar, queue, training, models, starter, platform):
     app.add_typer(_audience.app)
 
 

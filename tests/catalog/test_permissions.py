@@ -5,7 +5,7 @@
 | anonymous | nothing: the pages redirect to the sign-in page, the API answers 401 |
 | a user without a role | nothing: 403 |
 | end_user | read: gallery, asset pages, thumbnails, originals, the API's reads |
-| content_manager, superuser | everything: also upload, review, bulk tagging, thresholds (and setting them) |
+| content_manager, superuser | everything: also upload, review, bulk tagging, thresholds (and setting them), deleting near-duplicates |
 """
 
 from collections.abc import Callable
@@ -96,10 +96,21 @@ CALLS = [
         302,
         lambda a: {**CURRENT_MODEL, "tag": "cat"},
     ),
+    Call("duplicates page", False, "get", lambda a: "/duplicates/", roles.DELETE, 200),
+    Call(
+        "delete near-duplicates",
+        False,
+        "post",
+        lambda a: "/duplicates/delete/",
+        roles.DELETE,
+        302,  # red is in no group: nothing to delete, back to the page
+        lambda a: {"group": red(a), "keep": red(a), "confirm": "1"},
+    ),
     # the REST API
     Call("api search", True, "get", lambda a: "/api/assets/?q=cat", roles.VIEW, 200),
     Call("api asset", True, "get", lambda a: f"/api/assets/{red(a)}/", roles.VIEW, 200),
     Call("api original", True, "get", lambda a: f"/api/assets/{red(a)}/original", roles.VIEW, 200),
+    Call("api similar", True, "get", lambda a: f"/api/assets/{red(a)}/similar/", roles.VIEW, 200),
     Call("api tags", True, "get", lambda a: "/api/tags/", roles.VIEW, 200),
     Call("api schema", True, "get", lambda a: "/api/schema/", roles.VIEW, 200),
     Call("api threshold", True, "get", lambda a: "/api/tags/cat/threshold/", roles.REVIEW, 200),
@@ -225,6 +236,7 @@ def test_the_role_groups_hold_their_permissions():
             "catalog.add_asset",
             "catalog.add_tagthreshold",
             "catalog.change_tagthreshold",
+            "catalog.delete_asset",
             "catalog.review_asset",
             "catalog.view_asset",
         ],
@@ -239,7 +251,7 @@ def test_the_migration_created_the_groups():
     if not Group.objects.filter(name__in=roles.ROLES).exists():
         pytest.skip("the groups were flushed by an earlier transactional test")
     assert set(Group.objects.filter(name__in=roles.ROLES).values_list("name", flat=True)) == set(roles.ROLES)
-    # 0003_roles and 0005_tagthreshold_roles keep their own lists: they must add up to the roles
+    # 0003_roles, 0005_tagthreshold_roles and 0010_near_duplicate keep their own lists: they must add up to the roles
     for group in Group.objects.filter(name__in=roles.ROLES):
         held = {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.all()}
         assert held == set(roles.ROLE_PERMISSIONS[group.name]), group.name

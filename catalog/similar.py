@@ -1,0 +1,212 @@
+"""Similar images: a nearest-neighbour index over the assets' embeddings, one per model version.
+
+The index is `usearch <https://github.com/unum-cloud/usearch>`_'s HNSW graph over the ``int8``
+embeddings (:mod:`core.embedding`), cosine distance (tests/bench/bench_vector_index.py
+compares it with hnswlib and faiss-cpu). Each process keeps one index per model version in
+memory, built from the catalog on first use and brought up to date before every search with
+the embeddings written since (:func:`index_for`): an asset tagged a moment ago is found by
+the next search. Only embeddings of one model version are ever in one index, so a search
+never compares vectors of two models. Every :data:`SAVE_EVERY` embeddings taken in, the index
+is saved to ``IMGTAG_CACHE_DIR/similar/`` (named by the time of its newest embedding), and a
+new process loads it and reads only what was written since, instead of building it again
+(``imgtag embeddings backfill`` saves it at its end).
+
+A result's ``score`` is the cosine similarity, 1 for the same picture; an asset deleted since
+the index saw it is left out.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from django.db.models import Max
+
+from catalog.conf import imgtag_settings
+from catalog.models import Asset, AssetEmbedding, ModelVersion
+from core import atomic, embedding
+
+TOP = 24  # results of a similar-images search
+MARGIN = 8  # asked for beyond TOP: deleted or re-embedded assets the index still holds are left out
+BATCH = 10_000  # embeddings read at a time
+SAVE_EVERY = 10_000  # embeddings taken in before the index is saved again
+SETTLE = timedelta(seconds=30)  # how far back each refresh reads again (see VersionIndex.refresh)
+CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 64  # HNSW's M, ef_construction, ef_search
+
+
+@dataclass
+class Similar:
+    """One asset found near the query, with its cosine similarity (1: the same picture)."""
+
+    asset: Asset
+    score: float
+    distance: float
+
+
+class VersionIndex:
+    """The embeddings of one model version in a usearch index, updated incrementally."""
+
+    def __init__(self, model_version_id: int, folder: Path | None = None):
+        self.model_version_id = model_version_id
+        self.index = self._empty()
+        self.seen = None  # the newest updated_at taken in
+        self.unsaved = 0  # embeddings taken in since the index was saved or loaded
+        self.folder = folder
+        self.lock = threading.Lock()
+        if folder is not None:
+            self._load()
+
+    @staticmethod
+    def _empty():
+        from usearch.index import Index  # only processes that search load the index library
+
+        return Index(
+            ndim=embedding.DIMENSIONS,
+            metric="cos",
+            dtype="i8",
+            connectivity=CONNECTIVITY,
+            expansion_add=EXPANSION_ADD,
+            expansion_search=EXPANSION_SEARCH,
+        )
+
+    def _saved(self) -> list[Path]:
+        """This version's saved indexes, newest first (the name ends with the time of its newest row)."""
+        if self.folder is None or not self.folder.is_dir():
+            return []
+        return sorted(self.folder.glob(f"v{self.model_version_id}-*.usearch"), reverse=True)
+
+    def _load(self) -> None:
+        for path in self._saved():
+            try:
+                self.index.load(str(path))
+            except (OSError, RuntimeError, ValueError):  # damaged or half copied: the next one, or build
+                self.index = self._empty()  # a failed load leaves the index unusable
+                continue
+            self.seen = datetime.fromtimestamp(int(path.stem.split("-")[1]) / 1e6, UTC)
+            return
+
+    def save(self) -> Path | None:
+        """Write the index into the folder (others of this version removed); None without a folder."""
+        if self.folder is None or self.seen is None:
+            return None
+        path = self.folder / f"v{self.model_version_id}-{int(self.seen.timestamp() * 1e6):020d}.usearch"
+        with atomic.replacing(path) as temporary:
+            self.index.save(str(temporary))
+        for older in self._saved():
+            if older != path:
+                older.unlink(missing_ok=True)
+        self.unsaved = 0
+        return path
+
+    def refresh(self) -> int:
+        """Take in the embeddings written since the last refresh; returns how many.
+
+        Rows are read again from :data:`SETTLE` before the newest one seen: a transaction
+        commits after it stamps its rows, so a row may appear a little older than one seen."""
+        rows = AssetEmbedding.objects.filter(model_version_id=self.model_version_id)
+        if self.seen is not None:
+            rows = rows.filter(updated_at__gte=self.seen - SETTLE)
+        newest = rows.aggregate(newest=Max("updated_at"))["newest"]
+        if newest is None:
+            return 0
+        added, last = 0, 0
+        while True:
+            batch = list(
+                rows.filter(asset_id__gt=last, updated_at__lte=newest)
+                .order_by("asset_id")
+                .values_list("asset_id", "vector")[:BATCH]
+            )
+            if not batch:
+                break
+            keys = np.fromiter((pk for pk, _ in batch), np.uint64, len(batch))
+            vectors = np.frombuffer(b"".join(bytes(v) for _, v in batch), np.int8).reshape(len(batch), -1)
+            present = np.fromiter((key in self.index for key in keys.tolist()), bool, len(keys))
+            if present.any():  # re-embedded: the new vector replaces the old
+                self.index.remove(keys[present])
+            self.index.add(keys, vectors)
+            added += len(batch)
+            last = int(keys[-1])
+        self.seen = newest
+        self.unsaved += added
+        if self.unsaved >= SAVE_EVERY:
+            self.save()
+        return added
+
+    def search(self, vector: np.ndarray, count: int) -> list[tuple[int, float]]:
+        """``(asset id, cosine distance)`` of the ``count`` nearest, nearest first."""
+        if len(self.index) == 0:
+            return []
+        matches = self.index.search(np.asarray(vector, np.int8), min(count, len(self.index)))
+        return [(int(k), float(d)) for k, d in zip(matches.keys, matches.distances, strict=True)]
+
+
+_indexes: dict[int, VersionIndex] = {}
+_indexes_lock = threading.Lock()
+
+
+def index_folder() -> Path:
+    """Where indexes are saved: ``IMGTAG_CACHE_DIR/similar``."""
+    return Path(imgtag_settings().cache_dir) / "similar"
+
+
+def index_for(model_version_id: int) -> VersionIndex:
+    """The process's index of this model version's embeddings, up to date with the catalog:
+    loaded from :func:`index_folder` when saved there, else built from the catalog."""
+    with _indexes_lock:
+        index = _indexes.get(model_version_id)
+        if index is None:
+            index = _indexes[model_version_id] = VersionIndex(model_version_id, index_folder())
+    with index.lock:
+        index.refresh()
+    return index
+
+
+def forget_indexes() -> None:
+    """Drop the process's indexes (tests, or after a restore of the database)."""
+    with _indexes_lock:
+        _indexes.clear()
+
+
+def _results(pairs: list[tuple[int, float]], exclude: int | None, count: int, model_version_id: int) -> list[Similar]:
+    """The assets of the index's answer that still exist and are still embedded by its model version
+    (an asset tagged again by another model since has left it)."""
+    pairs = [(pk, d) for pk, d in pairs if pk != exclude]
+    current = set(
+        AssetEmbedding.objects.filter(asset_id__in=[pk for pk, _ in pairs], model_version_id=model_version_id)
+        .values_list("asset_id", flat=True)
+    )
+    pairs = [(pk, d) for pk, d in pairs if pk in current][:count]
+    assets = Asset.objects.in_bulk([pk for pk, _ in pairs])
+    return [Similar(assets[pk], round(1.0 - d, 4), d) for pk, d in pairs if pk in assets]
+
+
+def similar_to_asset(asset: Asset, count: int = TOP) -> list[Similar]:
+    """The ``count`` assets most like ``asset``, best first, among those embedded by the same
+    model version as it; empty when it has no embedding yet."""
+    stored = AssetEmbedding.objects.filter(asset=asset).first()
+    if stored is None:
+        return []
+    index = index_for(stored.model_version_id)
+    found = index.search(embedding.from_bytes(bytes(stored.vector)), count + 1 + MARGIN)
+    return _results(found, asset.pk, count, stored.model_version_id)
+
+
+def similar_to_vector(vector: np.ndarray, model_name: str, model_version: str, count: int = TOP) -> list[Similar]:
+    """The ``count`` assets nearest an embedding made by ``model_name:model_version``, best first."""
+    version = ModelVersion.objects.filter(name=model_name, version=model_version).first()
+    if version is None:
+        return []
+    return _results(index_for(version.pk).search(vector, count + MARGIN), None, count, version.pk)
+
+
+def save_index(model_name: str, model_version: str) -> Path | None:
+    """Bring the index of this model version up to date and save it (None: no embeddings from it)."""
+    version = ModelVersion.objects.filter(name=model_name, version=model_version).first()
+    if version is None:
+        return None
+    index = index_for(version.pk)
+    with index.lock:
+        return index.save()

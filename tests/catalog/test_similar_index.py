@@ -1,0 +1,57 @@
+"""The similar-images index is saved and loaded, and stays up to date (SQLite and PostgreSQL)."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from catalog import services, similar
+from catalog.models import AssetEmbedding
+from tests.catalog.conftest import make_image
+from tests.catalog.similar_fakes import EmbeddingTagger
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def fresh_indexes():
+    similar.forget_indexes()
+    yield
+    similar.forget_indexes()
+
+
+def tagged(*images):
+    assets = [services.ingest(data, f"{k}.png")[0] for k, data in enumerate(images)]
+    services.tag_assets_in_process(assets, EmbeddingTagger())
+    return assets
+
+
+def test_a_new_process_loads_the_saved_index_and_reads_only_what_came_since(monkeypatch):
+    first = tagged(make_image("red", 1), make_image("blue", 2))
+    now = timezone.now()  # written a while ago, an hour apart
+    AssetEmbedding.objects.filter(asset=first[0]).update(updated_at=now - timedelta(hours=2))
+    AssetEmbedding.objects.filter(asset=first[1]).update(updated_at=now - timedelta(hours=1))
+    saved = similar.save_index("fake-colour", "1")
+    assert saved.parent == similar.index_folder() and saved.is_file()
+    similar.forget_indexes()  # as in a new process
+    read = []
+    original = similar.VersionIndex.refresh
+    monkeypatch.setattr(similar.VersionIndex, "refresh", lambda self: read.append(original(self)) or read[-1])
+    [later] = tagged(make_image("red", 3))  # flagging near-duplicates looks into the index: it is loaded
+    assert read == [1]  # only the one written after the save; building it again would read 3
+    found = similar.similar_to_asset(first[0])
+    assert [s.asset.pk for s in found] == [later.pk, first[1].pk]
+    again = similar.save_index("fake-colour", "1")
+    assert sorted(similar.index_folder().iterdir()) == [again]  # the older save is removed
+
+
+def test_a_damaged_save_is_rebuilt_from_the_catalog():
+    assets = tagged(make_image("red", 1), make_image("red", 2))
+    saved = similar.save_index("fake-colour", "1")
+    saved.write_bytes(b"half a file")
+    similar.forget_indexes()
+    assert [s.asset.pk for s in similar.similar_to_asset(assets[0])] == [assets[1].pk]
+
+
+def test_nothing_to_save_for_a_model_without_embeddings():
+    assert similar.save_index("fake-colour", "9") is None
