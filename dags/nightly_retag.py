@@ -19,7 +19,7 @@ queues asset-triggered runs only for active DAGs, so a paused `nightly_retag` wo
 first promotion pass unnoticed.
 
 **Missed slots** (a decision, not an accident). When Airflow first parses this DAG, it waits
-for the next 02:00 rather than running the slot that passed (`run_immediately=False`, and no
+for the next 02:00 rather than running the slot that passed (`run_immediately=timedelta(0)`, and no
 `start_date`, which would override it): starting the platform at noon does not start a retag of
 the whole library at once. After that, a scheduler that was down over 02:00 runs the most recent
 missed night once when it comes back (`catchup=False`: one run, not one per missed night).
@@ -39,7 +39,9 @@ from imgtag_stage import CHAMPION_ASSET, MODEL_RESOURCES, stage
     dag_id="nightly_retag",
     schedule=AssetOrTimeSchedule(
         # The first 02:00 is the next one, not the one that passed: see "Missed slots" above.
-        timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=False),
+        # A zero buffer, not False: False still runs a slot that passed less than a tenth of the
+        # interval ago (first parsed at 03:00, it would retag the library at once).
+        timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=timedelta(0)),
         assets=CHAMPION_ASSET,
     ),
     catchup=False,
