@@ -79,7 +79,9 @@ class AssetListView(generics.ListAPIView):
     def initialize_request(self, request, *args, **kwargs) -> Request:
         if request.method == "POST":  # before anything (a CSRF check included) reads the body
             request.upload_handlers.insert(0, KeepUpToLimit(request, imgtag_settings().max_upload_bytes))
-            request.upload_handlers.insert(0, RefuseLargeRequests(request, imgtag_settings().max_request_bytes))
+            request.upload_handlers.insert(
+                0, RefuseLargeRequests(request, imgtag_settings().max_request_bytes)
+            )
         return super().initialize_request(request, *args, **kwargs)
 
     def get_queryset(self):

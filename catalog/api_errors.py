@@ -58,7 +58,12 @@ def problem(exc: BaseException) -> tuple[int, str, str, dict[str, str]] | None:
             {},
         )
     if isinstance(exc, DecodeBusy):
-        return status.HTTP_503_SERVICE_UNAVAILABLE, exc.reason, str(exc), {"Retry-After": str(exc.retry_after)}
+        return (
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            exc.reason,
+            str(exc),
+            {"Retry-After": str(exc.retry_after)},
+        )
     if isinstance(exc, DataError):
         return (
             status.HTTP_400_BAD_REQUEST,
@@ -74,7 +79,12 @@ def problem(exc: BaseException) -> tuple[int, str, str, dict[str, str]] | None:
             {"Retry-After": str(DATABASE_RETRY_AFTER)},
         )
     if isinstance(exc, (RecursionError, OverflowError)):
-        return status.HTTP_400_BAD_REQUEST, "invalid_value", f"a value in the request is out of range ({exc})", {}
+        return (
+            status.HTTP_400_BAD_REQUEST,
+            "invalid_value",
+            f"a value in the request is out of range ({exc})",
+            {},
+        )
     return None
 
 
@@ -96,7 +106,9 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     return Response({"detail": message, "reason": reason}, status=code, headers=headers)
 
 
-def _answer(request: HttpRequest, code: int, reason: str, message: str, headers: dict[str, str]) -> HttpResponse:
+def _answer(
+    request: HttpRequest, code: int, reason: str, message: str, headers: dict[str, str]
+) -> HttpResponse:
     if request.path.startswith("/api/"):
         response = JsonResponse({"detail": message, "reason": reason}, status=code)
     else:
@@ -125,7 +137,9 @@ class RequestErrorMiddleware:
         if request.path.startswith("/api/"):  # the web pages show their own form errors
             bad = sorted({k for k, vs in request.GET.lists() for v in [k, *vs] if "\x00" in v})
             if bad:  # as DRF answers a field it refuses: {"name": ["message"]}
-                return JsonResponse({k: ["Null characters are not allowed (%00): remove it."] for k in bad}, status=400)
+                return JsonResponse(
+                    {k: ["Null characters are not allowed (%00): remove it."] for k in bad}, status=400
+                )
         response = self.get_response(request)
         if (
             request.path.startswith("/api/")
@@ -134,7 +148,10 @@ class RequestErrorMiddleware:
         ):  # Django's own error pages (no URL matched, a bad Host): JSON on the API too
             reason = {400: "bad_request", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
             answer = JsonResponse(
-                {"detail": f"{response.reason_phrase}: {request.path}", "reason": reason.get(response.status_code, "error")},
+                {
+                    "detail": f"{response.reason_phrase}: {request.path}",
+                    "reason": reason.get(response.status_code, "error"),
+                },
                 status=response.status_code,
             )
             if response.has_header("Allow"):
@@ -161,14 +178,20 @@ _BAD_REQUEST_SCHEMA = {
     "description": "The fields or parameters that are wrong, each with its messages, or `detail`.",
     "additionalProperties": True,
 }
-_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait before trying again"}}
+_RETRY_AFTER = {
+    "Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait before trying again"}
+}
 _ALWAYS = {
     "400": ("a parameter or the body is not valid: the answer says which", _BAD_REQUEST_SCHEMA, None),
     "401": ("no or bad token (or session)", None, None),
     "403": ("signed in without the permission this needs", None, None),
     "404": ("no such resource, or a page or cursor that is not one", None, None),
     "429": ("too many bad tokens from this address", None, _RETRY_AFTER),
-    "503": ("the database did not answer, or other decodes hold the memory: try again later", None, _RETRY_AFTER),
+    "503": (
+        "the database did not answer, or other decodes hold the memory: try again later",
+        None,
+        _RETRY_AFTER,
+    ),
     "507": ("the server's disk is full: nothing was stored", None, None),
 }
 _WITH_BODY = {
@@ -200,4 +223,3 @@ def document_errors(result: dict, generator, request, public) -> dict:
                 if headers:
                     documented.setdefault("headers", {}).update(headers)
     return result
-

@@ -24,7 +24,9 @@ class SimilarAssetSerializer(serializers.Serializer):
 
     id = serializers.IntegerField()
     filename = serializers.CharField()
-    score = serializers.FloatField(help_text="cosine similarity of the embeddings: 1 the same picture, 0 unrelated")
+    score = serializers.FloatField(
+        help_text="cosine similarity of the embeddings: 1 the same picture, 0 unrelated"
+    )
     url = serializers.URLField(help_text="the asset's detail in the API")
     original = serializers.URLField(help_text="URL of the original bytes")
 
@@ -32,7 +34,9 @@ class SimilarAssetSerializer(serializers.Serializer):
 class SimilarAnswerSerializer(serializers.Serializer):
     """The answer: which model's embeddings were compared, and the results, best first."""
 
-    model = serializers.CharField(allow_null=True, help_text="name:version of the model that made the embeddings")
+    model = serializers.CharField(
+        allow_null=True, help_text="name:version of the model that made the embeddings"
+    )
     results = SimilarAssetSerializer(many=True)
 
 

@@ -130,9 +130,7 @@ def mismatches() -> dict[str, tuple[tuple[int, int], tuple[int, int]]]:
     with connection.cursor() as cursor:
         cursor.execute(_COMPARE)
         rows = cursor.fetchall()
-    return {
-        name: ((int(a), int(m)), (int(ea), int(em))) for name, a, m, ea, em in rows if (a, m) != (ea, em)
-    }
+    return {name: ((int(a), int(m)), (int(ea), int(em))) for name, a, m, ea, em in rows if (a, m) != (ea, em)}
 
 
 def recount() -> int:

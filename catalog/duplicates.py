@@ -32,13 +32,19 @@ NEIGHBOURS = 8  # looked at for each new asset: the nearest older one is among t
 def flag(asset_ids: Iterable[int], model_version_id: int) -> list[NearDuplicate]:
     """Flag those of ``asset_ids`` (just embedded by this model version) that are near-duplicates
     of an older asset and not flagged yet; returns the new flags."""
-    wanted = set(asset_ids) - set(NearDuplicate.objects.filter(asset_id__in=asset_ids).values_list("asset_id", flat=True))
+    wanted = set(asset_ids) - set(
+        NearDuplicate.objects.filter(asset_id__in=asset_ids).values_list("asset_id", flat=True)
+    )
     if not wanted:
         return []
     index = similar.index_for(model_version_id)
     vectors = AssetEmbedding.objects.filter(asset_id__in=wanted, model_version_id=model_version_id)
     near = {
-        pk: [(o, d) for o, d in index.search(embedding.from_bytes(bytes(vector)), NEIGHBOURS) if o < pk and d <= DISTANCE]
+        pk: [
+            (o, d)
+            for o, d in index.search(embedding.from_bytes(bytes(vector)), NEIGHBOURS)
+            if o < pk and d <= DISTANCE
+        ]
         for pk, vector in vectors.values_list("asset_id", "vector")
     }  # older assets only: the older one is the original
     candidates = {o for pairs in near.values() for o, _ in pairs}
@@ -48,11 +54,21 @@ def flag(asset_ids: Iterable[int], model_version_id: int) -> list[NearDuplicate]
             "asset_id", flat=True
         )
     )
-    found = {pk: next(p for p in pairs if p[0] in current) for pk, pairs in near.items() if any(o in current for o, _ in pairs)}
+    found = {
+        pk: next(p for p in pairs if p[0] in current)
+        for pk, pairs in near.items()
+        if any(o in current for o, _ in pairs)
+    }
     if not found:
         return []
-    roots = dict(NearDuplicate.objects.filter(asset_id__in=[o for o, _ in found.values()]).values_list("asset_id", "of_id"))
-    existing = set(Asset.objects.filter(pk__in={roots.get(o, o) for o, _ in found.values()}).values_list("pk", flat=True))
+    roots = dict(
+        NearDuplicate.objects.filter(asset_id__in=[o for o, _ in found.values()]).values_list(
+            "asset_id", "of_id"
+        )
+    )
+    existing = set(
+        Asset.objects.filter(pk__in={roots.get(o, o) for o, _ in found.values()}).values_list("pk", flat=True)
+    )
     flags = [
         NearDuplicate(asset_id=pk, of_id=roots.get(other, other), distance=round(distance, 4))
         for pk, (other, distance) in sorted(found.items())
@@ -77,7 +93,9 @@ class Group:
 def groups(limit: int = 50) -> list[Group]:
     """The groups of near-duplicates, the most recently flagged first (at most ``limit``)."""
     roots = list(
-        NearDuplicate.objects.order_by("-created_at", "-asset_id").values_list("of_id", flat=True).distinct()[: limit * 8]
+        NearDuplicate.objects.order_by("-created_at", "-asset_id")
+        .values_list("of_id", flat=True)
+        .distinct()[: limit * 8]
     )
     roots = list(dict.fromkeys(roots))[:limit]
     originals = Asset.objects.in_bulk(roots)
@@ -92,7 +110,10 @@ def group_of(asset_id: int) -> Group | None:
     flag = NearDuplicate.objects.filter(asset_id=asset_id).first()
     root = flag.of_id if flag else asset_id
     original = Asset.objects.filter(pk=root).first()
-    copies = [(f.asset, f.distance) for f in NearDuplicate.objects.filter(of_id=root).select_related("asset").order_by("asset_id")]
+    copies = [
+        (f.asset, f.distance)
+        for f in NearDuplicate.objects.filter(of_id=root).select_related("asset").order_by("asset_id")
+    ]
     return Group(original, copies) if original is not None and copies else None
 
 
@@ -106,7 +127,9 @@ def delete_assets(assets: Iterable[Asset]) -> int:
             survivors = NearDuplicate.objects.filter(of=asset).exclude(asset__in=assets).order_by("asset_id")
             first = survivors.first()
             if first is not None:
-                NearDuplicate.objects.filter(of=asset).exclude(asset__in=assets).exclude(pk=first.pk).update(of=first.asset_id)
+                NearDuplicate.objects.filter(of=asset).exclude(asset__in=assets).exclude(pk=first.pk).update(
+                    of=first.asset_id
+                )
                 first.delete()
         Asset.objects.filter(pk__in=[a.pk for a in assets]).delete()
     storage = get_storage()

@@ -414,7 +414,10 @@ def _row_counts_in_sql(rows: QuerySet[AssetTag]) -> dict[str, list[tuple[str, in
     )
     by_source = counted.values("source").annotate(n=Count("asset_id", distinct=True)).order_by("-n", "source")
     states = rows.aggregate(
-        **{state: Count("asset_id", filter=condition, distinct=True) for state, condition in REVIEW_STATES.items()}
+        **{
+            state: Count("asset_id", filter=condition, distinct=True)
+            for state, condition in REVIEW_STATES.items()
+        }
     )
     by_model = (
         counted.filter(model_version__isnull=False)
@@ -426,5 +429,7 @@ def _row_counts_in_sql(rows: QuerySet[AssetTag]) -> dict[str, list[tuple[str, in
         "tag": [(row["tag__name"], row["n"]) for row in by_tag],
         "source": [(row["source"], row["n"]) for row in by_source],
         "review": [(state, n) for state, n in states.items() if n],
-        "model": [(f"{row['model_version__name']}:{row['model_version__version']}", row["n"]) for row in by_model],
+        "model": [
+            (f"{row['model_version__name']}:{row['model_version__version']}", row["n"]) for row in by_model
+        ],
     }

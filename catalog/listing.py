@@ -22,4 +22,6 @@ def search_page(
     """
     assets = services.search(query, min_score=min_score, source=source, review=review)
     known = facets.one_tag_count(query, min_score=min_score, source=source, review=review)
-    return facets.Size(known) if known is not None else facets.result_size(assets), [services.asset_summary(asset) for asset in assets[:limit]]
+    return facets.Size(known) if known is not None else facets.result_size(assets), [
+        services.asset_summary(asset) for asset in assets[:limit]
+    ]

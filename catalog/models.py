@@ -323,7 +323,9 @@ class NearDuplicate(models.Model):
     watermarked or slightly rotated copy). A flag, not a refusal: the Duplicates page lets a
     content manager keep one of a group and delete the others."""
 
-    asset = models.OneToOneField(Asset, on_delete=models.CASCADE, primary_key=True, related_name="near_duplicate")
+    asset = models.OneToOneField(
+        Asset, on_delete=models.CASCADE, primary_key=True, related_name="near_duplicate"
+    )
     of = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="near_duplicates")
     distance = models.FloatField(help_text="cosine distance of the embeddings")
     created_at = models.DateTimeField(auto_now_add=True)

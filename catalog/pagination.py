@@ -25,7 +25,11 @@ class StrictPageSize:
             return self.page_size
         if not (raw.isascii() and raw.isdigit() and int(raw) >= 1):
             raise ValidationError(
-                {self.page_size_query_param: [f"a whole number from 1 to {self.max_page_size}, not {raw[:20]!r}"]}
+                {
+                    self.page_size_query_param: [
+                        f"a whole number from 1 to {self.max_page_size}, not {raw[:20]!r}"
+                    ]
+                }
             )
         return min(int(raw), self.max_page_size)
 
@@ -52,7 +56,9 @@ class AssetCursorPagination(StrictPageSize, CursorPagination):
         is an asset id: a crafted cursor must not reach the database as text or a huge number."""
         cursor = super().decode_cursor(request)
         position = cursor.position if cursor else None
-        if position is not None and not (position.isascii() and position.isdigit() and 0 < int(position) < 2**63):
+        if position is not None and not (
+            position.isascii() and position.isdigit() and 0 < int(position) < 2**63
+        ):
             raise NotFound(self.invalid_cursor_message)
         return cursor
 

@@ -38,5 +38,7 @@ class JSONParser(DRFJSONParser):
         else:
             deep = _depth(data) > MAX_JSON_DEPTH
         if deep:
-            raise ParseError(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels; send a flat object")
+            raise ParseError(
+                f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels; send a flat object"
+            )
         return data

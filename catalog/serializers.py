@@ -275,7 +275,9 @@ class TagThresholdSerializer(serializers.Serializer):
         return data
 
 
-@extend_schema_field({"type": "number", "format": "double", "minimum": 0, "exclusiveMinimum": True, "maximum": 1})
+@extend_schema_field(
+    {"type": "number", "format": "double", "minimum": 0, "exclusiveMinimum": True, "maximum": 1}
+)
 class ThresholdField(serializers.FloatField):
     """A threshold: above 0 and at most 1 (the schema says so, as :meth:`validate_threshold` checks)."""
 

@@ -170,13 +170,16 @@ def forget_indexes() -> None:
         _indexes.clear()
 
 
-def _results(pairs: list[tuple[int, float]], exclude: int | None, count: int, model_version_id: int) -> list[Similar]:
+def _results(
+    pairs: list[tuple[int, float]], exclude: int | None, count: int, model_version_id: int
+) -> list[Similar]:
     """The assets of the index's answer that still exist and are still embedded by its model version
     (an asset tagged again by another model since has left it)."""
     pairs = [(pk, d) for pk, d in pairs if pk != exclude]
     current = set(
-        AssetEmbedding.objects.filter(asset_id__in=[pk for pk, _ in pairs], model_version_id=model_version_id)
-        .values_list("asset_id", flat=True)
+        AssetEmbedding.objects.filter(
+            asset_id__in=[pk for pk, _ in pairs], model_version_id=model_version_id
+        ).values_list("asset_id", flat=True)
     )
     pairs = [(pk, d) for pk, d in pairs if pk in current][:count]
     assets = Asset.objects.in_bulk([pk for pk, _ in pairs])
@@ -194,7 +197,9 @@ def similar_to_asset(asset: Asset, count: int = TOP) -> list[Similar]:
     return _results(found, asset.pk, count, stored.model_version_id)
 
 
-def similar_to_vector(vector: np.ndarray, model_name: str, model_version: str, count: int = TOP) -> list[Similar]:
+def similar_to_vector(
+    vector: np.ndarray, model_name: str, model_version: str, count: int = TOP
+) -> list[Similar]:
     """The ``count`` assets nearest an embedding made by ``model_name:model_version``, best first."""
     version = ModelVersion.objects.filter(name=model_name, version=model_version).first()
     if version is None:

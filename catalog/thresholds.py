@@ -162,7 +162,9 @@ def _vocabulary_thresholds(vocabulary) -> dict[str, float]:
     and never change)."""
     cached = _by_vocabulary.get(id(vocabulary))
     if cached is None or cached[0] is not vocabulary:
-        thresholds = {tag: float(limit) for tag, limit in zip(vocabulary.tags, vocabulary.thresholds, strict=True)}
+        thresholds = {
+            tag: float(limit) for tag, limit in zip(vocabulary.tags, vocabulary.thresholds, strict=True)
+        }
         cached = _by_vocabulary[id(vocabulary)] = (vocabulary, thresholds)
     return cached[1]
 
@@ -239,13 +241,17 @@ class Listed:
         if self.override is not None:
             who = self.override.updated_by.get_username() if self.override.updated_by else "someone"
             return f"set by {who} on {self.override.updated_at:%Y-%m-%d %H:%M}"
-        return "the model's default: never emitted" if self.threshold == float("inf") else "the model's default"
+        return (
+            "the model's default: never emitted" if self.threshold == float("inf") else "the model's default"
+        )
 
 
 SORTS = ("assets", "tag", "threshold")  # the table's columns it can be sorted by
 
 
-def listing(settings: Settings, prefix: str = "", sort: str = "assets", descending: bool = True) -> list[Listed]:
+def listing(
+    settings: Settings, prefix: str = "", sort: str = "assets", descending: bool = True
+) -> list[Listed]:
     """The tags with machine scores in the catalog (whose names start with ``prefix``), each with
     its asset count (:mod:`catalog.counts`) and its threshold in force, sorted by ``sort`` (one
     of :data:`SORTS`). Two queries, whatever the catalog's size: the counts and the overrides."""

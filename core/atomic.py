@@ -59,7 +59,9 @@ def replacing(path: str | Path, *, mode: int = DEFAULT_MODE, sync_folder: bool =
         _fsync(path.parent)
 
 
-def write(path: str | Path, data: bytes | str, *, mode: int = DEFAULT_MODE, sync_folder: bool = False) -> Path:
+def write(
+    path: str | Path, data: bytes | str, *, mode: int = DEFAULT_MODE, sync_folder: bool = False
+) -> Path:
     """Replace ``path`` with ``data`` all at once (text is written as UTF-8); returns ``path``.
 
     See :func:`replacing` for ``mode`` and ``sync_folder``.

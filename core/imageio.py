@@ -174,7 +174,10 @@ class ImageInfo:
             parts.append(("two buffers of the decoded pixels", 2 * scaled))
         if self.chunk_bytes:
             parts.append(
-                ("the largest TIFF strip or tile, held whole", self.chunk_bytes * (1 if self.chunk_compressed else 2))
+                (
+                    "the largest TIFF strip or tile, held whole",
+                    self.chunk_bytes * (1 if self.chunk_compressed else 2),
+                )
             )
         if self.progressive_bytes:
             parts.append(("the progressive JPEG's coefficients", self.progressive_bytes))
@@ -291,7 +294,10 @@ def _layout(im: Image.Image, width: int, height: int, depth: int) -> dict:
         if _TIFF_TILE_WIDTH in tags and _TIFF_TILE_LENGTH in tags:
             chunk_width, chunk_rows = int(tags[_TIFF_TILE_WIDTH]), int(tags[_TIFF_TILE_LENGTH])
         else:
-            chunk_width, chunk_rows = width, min(int(tags.get(_TIFF_ROWS_PER_STRIP, height) or height), height)
+            chunk_width, chunk_rows = (
+                width,
+                min(int(tags.get(_TIFF_ROWS_PER_STRIP, height) or height), height),
+            )
         layout["channels"] = samples
         layout["chunk_bytes"] = chunk_width * chunk_rows * samples * depth
         layout["chunk_compressed"] = int(tags.get(_TIFF_COMPRESSION, 1) or 1) != 1
@@ -374,7 +380,9 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
     if pixels.dtype == np.uint8:
         return pixels
     if pixels.dtype == np.uint16:
-        out = np.empty(pixels.shape, np.uint8)  # in bands: a whole-image temporary would take 2 bytes a sample
+        out = np.empty(
+            pixels.shape, np.uint8
+        )  # in bands: a whole-image temporary would take 2 bytes a sample
         rows = _band_rows(pixels)
         for top in range(0, pixels.shape[0], rows):
             np.right_shift(pixels[top : top + rows], 8, out=out[top : top + rows], casting="unsafe")
@@ -446,9 +454,13 @@ def _decode_bgr(data: bytes, name: str, info: ImageInfo, factor: int = 1) -> np.
     return pixels
 
 
-def _reserved(info: ImageInfo, name: str, factor: int, budget: decode_budget.DecodeBudget | None, wait: float | None):
+def _reserved(
+    info: ImageInfo, name: str, factor: int, budget: decode_budget.DecodeBudget | None, wait: float | None
+):
     """Hold this decode's cost in the process's decode budget (or ``budget``) while it runs."""
-    return (budget or decode_budget.process_budget()).reserve(info.decode_cost(factor), timeout=wait, name=name)
+    return (budget or decode_budget.process_budget()).reserve(
+        info.decode_cost(factor), timeout=wait, name=name
+    )
 
 
 def decode(
@@ -592,6 +604,7 @@ def _byte_reader(tf, encoded):
 def _exif_segment(tf, read, size):
     """``(tiff, end)``: where the EXIF block's TIFF header starts and its segment ends (both -1
     when there is none), walking the JPEG's segments from just after start-of-image (FF D8)."""
+
     def int64(value):
         return tf.constant(value, tf.int64)
 

@@ -93,7 +93,9 @@ def unfreeze_top_blocks(model, blocks: int) -> list[str]:
     BatchNorm layers and the ImageNet classifier stay frozen. Returns the names of the layers
     made trainable.
     """
-    total = 1 + max(int(layer.name.split(".")[1]) for layer in model.layers if layer.name.startswith("blocks."))
+    total = 1 + max(
+        int(layer.name.split(".")[1]) for layer in model.layers if layer.name.startswith("blocks.")
+    )
     if not 0 <= blocks <= total:
         raise InvalidValue(f"fine-tune blocks must be between 0 and {total}, got {blocks}")
     if blocks == 0:

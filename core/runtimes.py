@@ -78,7 +78,6 @@ def litert_predictor(model, batch_size: int, image_size: int = IMAGE_SIZE, threa
     return litert_interpreter(litert_flatbuffer(model, batch_size, image_size), threads)
 
 
-
 def pretrained_flatbuffer(cache_dir: Path, batch_size: int) -> bytes:
     """The pretrained model as LiteRT, converted once and kept in ``cache_dir``.
 
@@ -100,7 +99,6 @@ def pretrained_flatbuffer(cache_dir: Path, batch_size: int) -> bytes:
     flatbuffer = litert_flatbuffer(backbone.load_pretrained(include_top=True), batch_size)
     write_cache(path, flatbuffer)
     return flatbuffer
-
 
 
 def saved_model_predictor(path: Path):

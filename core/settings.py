@@ -82,7 +82,9 @@ from core.errors import UsageError
 PREDICTOR_KINDS = ("inprocess", "rest", "grpc")
 DEFAULT_REST_URL = "http://127.0.0.1:8501"
 DEFAULT_GRPC_TARGET = "127.0.0.1:8500"
-CHAMPION_LABEL = "champion"  # serving.repository.CHAMPION; this module imports nothing of the project's above it
+CHAMPION_LABEL = (
+    "champion"  # serving.repository.CHAMPION; this module imports nothing of the project's above it
+)
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
@@ -196,7 +198,9 @@ class WebSettings:
             secret_key=env.get("IMGTAG_SECRET_KEY", "").strip(),
             debug=_flag(env, "IMGTAG_DEBUG", False),
             allowed_hosts=tuple(
-                host.strip() for host in env.get("IMGTAG_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if host.strip()
+                host.strip()
+                for host in env.get("IMGTAG_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
+                if host.strip()
             ),
             https=_flag(env, "IMGTAG_HTTPS", False),
             num_proxies=_int(env, "IMGTAG_NUM_PROXIES", "0", minimum=0, empty_ok=True),
@@ -303,7 +307,9 @@ class Settings:
             web=WebSettings.from_env(env),
             decode_memory_bytes=_decode_memory(env, max_decode),
             decode_wait_seconds=_seconds(env, "IMGTAG_DECODE_WAIT_SECONDS", "10", finite=True),
-            ingest_roots=tuple(_path(p) for p in env.get("IMGTAG_INGEST_ROOTS", "").split(os.pathsep) if p.strip()),
+            ingest_roots=tuple(
+                _path(p) for p in env.get("IMGTAG_INGEST_ROOTS", "").split(os.pathsep) if p.strip()
+            ),
         )
 
     @property
@@ -353,7 +359,9 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
         return default
     value = env[name].strip().lower()
     if value not in _TRUE + _FALSE:
-        raise SettingsError(f"{name}={env[name]!r}: expected yes or no (1, true, yes, on / 0, false, no, off)")
+        raise SettingsError(
+            f"{name}={env[name]!r}: expected yes or no (1, true, yes, on / 0, false, no, off)"
+        )
     return value in _TRUE
 
 

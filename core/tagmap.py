@@ -302,7 +302,9 @@ def _read_thresholds(path: Path, calibrated: bool = True) -> dict[str, float]:
             except (KeyError, TypeError, AttributeError):
                 raise TagMapError(f"{path}:{line}: expected 'tag,threshold' with a number or 'off'") from None
             except ValueError as exc:
-                raise TagMapError(f"{path}:{line}: {exc} for {tag!r} (a number in (0, 1], or 'off')") from None
+                raise TagMapError(
+                    f"{path}:{line}: {exc} for {tag!r} (a number in (0, 1], or 'off')"
+                ) from None
             thresholds[tag] = value
     return thresholds
 

@@ -163,7 +163,12 @@ class Tunable:
             out.update(self.limit.schema())
         if self.choices:
             out["enum"] = list(self.choices)
-        return {**out, "title": self.title, "description": self.described(self.form_hint), "section": self.section}
+        return {
+            **out,
+            "title": self.title,
+            "description": self.described(self.form_hint),
+            "section": self.section,
+        }
 
 
 #: The trigger form's sections, in order, with what each holds.
@@ -178,132 +183,259 @@ _CLUSTER = "on the filesystem the stages see (this machine, or the shared /data 
 #: Every parameter, in the form's order (grouped by section).
 TUNABLES = (
     Tunable(
-        "folders", [], "array", "Data", "Labelled folders",
+        "folders",
+        [],
+        "array",
+        "Data",
+        "Labelled folders",
         "Folder-per-tag trees of labelled images (<DIR>/<tag>/.../<image>: the first-level folder "
         f"names the tag), {_CLUSTER}.",
-        command="ingest", flag="--folder", form_hint="One absolute path per line.",
+        command="ingest",
+        flag="--folder",
+        form_hint="One absolute path per line.",
         cli_hint="Repeatable; one value may also list several folders separated by commas.",
     ),
     Tunable(
-        "manifests", [], "array", "Data", "Manifests",
+        "manifests",
+        [],
+        "array",
+        "Data",
+        "Manifests",
         "CSV manifests with a 'path,tags' header (tags separated by ';') or JSON lines "
         '({"path": ..., "tags": [...]}) of labelled images, paths relative to the manifest\'s folder, '
         f"{_CLUSTER}.",
-        command="ingest", flag="--manifest", form_hint="One absolute path per line.",
+        command="ingest",
+        flag="--manifest",
+        form_hint="One absolute path per line.",
         cli_hint="Repeatable; commas separate several.",
     ),
     Tunable(
-        "use_catalog", True, "boolean", "Data", "Use the catalog",
+        "use_catalog",
+        True,
+        "boolean",
+        "Data",
+        "Use the catalog",
         "Add the catalog's human-reviewed tags (every asset with a tag a person accepted or added) to "
         "the labelled images.",
-        command="ingest", flag="--catalog/--no-catalog",
+        command="ingest",
+        flag="--catalog/--no-catalog",
         cli_default=False,  # a command typed at a terminal reads the catalog's database only when asked
     ),
     Tunable(
-        "min_examples_per_tag", 10, "integer", "Data", "Minimum examples per tag",
+        "min_examples_per_tag",
+        10,
+        "integer",
+        "Data",
+        "Minimum examples per tag",
         "Validation fails when a tag labels fewer images than this over the whole dataset (unless rare "
         "tags are dropped).",
-        limit=MIN_EXAMPLES_PER_TAG, command="validate", flag="--min-examples",
+        limit=MIN_EXAMPLES_PER_TAG,
+        command="validate",
+        flag="--min-examples",
     ),
     Tunable(
-        "drop_rare_tags", False, "boolean", "Data", "Drop rare tags",
+        "drop_rare_tags",
+        False,
+        "boolean",
+        "Data",
+        "Drop rare tags",
         "Take the tags with fewer images than the minimum off the dataset and list them in the "
         "validation report, instead of failing the run (the long tail of a library exported as it is; "
         "an image left without a tag stays, as a negative).",
-        command="validate", flag="--drop-rare-tags/--keep-rare-tags",
+        command="validate",
+        flag="--drop-rare-tags/--keep-rare-tags",
     ),
     Tunable(
-        "epochs", 8, "integer", "Training", "Epochs",
+        "epochs",
+        8,
+        "integer",
+        "Training",
+        "Epochs",
         "Epochs of training the learned head on the frozen backbone.",
-        limit=EPOCHS, command="train", flag="--epochs",
+        limit=EPOCHS,
+        command="train",
+        flag="--epochs",
     ),
     Tunable(
-        "learning_rate", 0.001, "number", "Training", "Learning rate",
+        "learning_rate",
+        0.001,
+        "number",
+        "Training",
+        "Learning rate",
         "Adam learning rate of the head training (fine-tuning uses a tenth of it).",
-        limit=LEARNING_RATE, command="train", flag="--learning-rate",
+        limit=LEARNING_RATE,
+        command="train",
+        flag="--learning-rate",
     ),
     Tunable(
-        "batch_size", 32, "integer", "Training", "Batch size",
+        "batch_size",
+        32,
+        "integer",
+        "Training",
+        "Batch size",
         "Images per training step.",
-        limit=BATCH_SIZE, command="train", flag="--batch-size",
+        limit=BATCH_SIZE,
+        command="train",
+        flag="--batch-size",
     ),
     Tunable(
-        "image_size", DEFAULT_IMAGE_SIZE, "integer", "Training", "Image size",
+        "image_size",
+        DEFAULT_IMAGE_SIZE,
+        "integer",
+        "Training",
+        "Image size",
         f"Input side in pixels; the starter model's is {DEFAULT_IMAGE_SIZE} (building on it needs that "
         "size), smaller is faster.",
-        limit=IMAGE_SIZE, command="train", flag="--image-size",
+        limit=IMAGE_SIZE,
+        command="train",
+        flag="--image-size",
     ),
     Tunable(
-        "fine_tune_blocks", 0, "integer", "Training", "Fine-tuned blocks",
+        "fine_tune_blocks",
+        0,
+        "integer",
+        "Training",
+        "Fine-tuned blocks",
         "After the head, fine-tune this many top blocks of the backbone (0: none).",
-        limit=FINE_TUNE_BLOCKS, command="train", flag="--fine-tune-blocks",
+        limit=FINE_TUNE_BLOCKS,
+        command="train",
+        flag="--fine-tune-blocks",
     ),
     Tunable(
-        "fine_tune_epochs", 0, "integer", "Training", "Fine-tuning epochs",
+        "fine_tune_epochs",
+        0,
+        "integer",
+        "Training",
+        "Fine-tuning epochs",
         "Epochs of fine-tuning the top blocks, at a tenth of the learning rate (0: none).",
-        limit=FINE_TUNE_EPOCHS, command="train", flag="--fine-tune-epochs",
+        limit=FINE_TUNE_EPOCHS,
+        command="train",
+        flag="--fine-tune-epochs",
     ),
     Tunable(
-        "distill_weight", 1.0, "number", "Training", "Distillation weight",
+        "distill_weight",
+        1.0,
+        "number",
+        "Training",
+        "Distillation weight",
         "While fine-tuning, hold the ImageNet head to its pretrained outputs with this weight, so the "
         "general tags survive (learning without forgetting; 0: let it drift).",
-        limit=DISTILL_WEIGHT, command="train", flag="--distill-weight",
+        limit=DISTILL_WEIGHT,
+        command="train",
+        flag="--distill-weight",
     ),
     Tunable(
-        "seed", 0, "integer", "Training", "Random seed",
+        "seed",
+        0,
+        "integer",
+        "Training",
+        "Random seed",
         "Random seed (shuffling, augmentation, head initialisation).",
-        command="train", flag="--seed", form=False,
+        command="train",
+        flag="--seed",
+        form=False,
     ),
     Tunable(
-        "base", "champion", "string", "Training", "Build on",
+        "base",
+        "champion",
+        "string",
+        "Training",
+        "Build on",
         "champion: the served champion (the starter model until a first promotion): begin from its "
         "learned head and keep every tag of it these images do not label, as it is (train at its image "
         "size; the starter's is the default image size); starter: the shipped starter model; none: only "
         "these images' tags (the gate refuses a model that drops the champion's tags unless the "
         "vocabulary is replaced).",
-        choices=BASES, command="train", flag="--base",
+        choices=BASES,
+        command="train",
+        flag="--base",
     ),
     Tunable(
-        "target_precision", 0.9, "number", "Evaluation", "Target precision",
+        "target_precision",
+        0.9,
+        "number",
+        "Evaluation",
+        "Target precision",
         "Each tag's threshold is the lowest score reaching this precision on validation; a tag that "
         "cannot reach it is turned off (listed with the reason in thresholds.json).",
-        limit=TARGET_PRECISION, command="evaluate", flag="--target-precision",
+        limit=TARGET_PRECISION,
+        command="evaluate",
+        flag="--target-precision",
     ),
     Tunable(
-        "min_positives", 5, "integer", "Evaluation", "Minimum positives per tag",
+        "min_positives",
+        5,
+        "integer",
+        "Evaluation",
+        "Minimum positives per tag",
         "Right validation images a tag needs before its own calibration counts fully; with fewer, its "
         "family's (the tags above and beside it) decides.",
-        limit=MIN_POSITIVES, command="evaluate", flag="--min-positives", form=False,
+        limit=MIN_POSITIVES,
+        command="evaluate",
+        flag="--min-positives",
+        form=False,
     ),
     Tunable(
-        "learned_only", False, "boolean", "Evaluation", "Learned tags only",
+        "learned_only",
+        False,
+        "boolean",
+        "Evaluation",
+        "Learned tags only",
         "Export only the learned tags, without the general ImageNet-derived tags beside them.",
-        command="register", flag="--learned-only/--with-general",
+        command="register",
+        flag="--learned-only/--with-general",
     ),
     Tunable(
-        "gate_metric", "map", "string", "Gate", "Gate metric",
+        "gate_metric",
+        "map",
+        "string",
+        "Gate",
+        "Gate metric",
         "The test-split metric on which the challenger must beat the champion.",
-        choices=GATE_METRICS, command="gate", flag="--metric",
+        choices=GATE_METRICS,
+        command="gate",
+        flag="--metric",
     ),
     Tunable(
-        "gate_margin", 0.01, "number", "Gate", "Gate margin",
+        "gate_margin",
+        0.01,
+        "number",
+        "Gate",
+        "Gate margin",
         "How much better than the champion's the challenger's metric must be.",
-        limit=GATE_MARGIN, command="gate", flag="--margin",
+        limit=GATE_MARGIN,
+        command="gate",
+        flag="--margin",
     ),
     Tunable(
-        "gate_floor", 0.5, "number", "Gate", "Gate floor",
+        "gate_floor",
+        0.5,
+        "number",
+        "Gate",
+        "Gate floor",
         "The least metric the challenger must reach when there is no champion to compare with (with "
         "one, the comparison alone decides).",
-        limit=GATE_FLOOR, command="gate", flag="--floor",
+        limit=GATE_FLOOR,
+        command="gate",
+        flag="--floor",
     ),
     Tunable(
-        "replace_vocabulary", False, "boolean", "Gate", "Replace the vocabulary",
+        "replace_vocabulary",
+        False,
+        "boolean",
+        "Gate",
+        "Replace the vocabulary",
         "Let a challenger pass that cannot emit tags the champion emits: it replaces the champion's "
         "vocabulary, and those tags are no longer given. Off, the gate refuses it and lists them.",
-        command="gate", flag="--replace-vocabulary/--keep-vocabulary",
+        command="gate",
+        flag="--replace-vocabulary/--keep-vocabulary",
     ),
     Tunable(
-        "gate_version", None, ("null", "integer"), "Gate", "Gate an existing version",
+        "gate_version",
+        None,
+        ("null", "integer"),
+        "Gate",
+        "Gate an existing version",
         "A registered model version to gate against the champion (and promote if it passes) without "
         "training: ingest to register are skipped, and it is scored on the dataset it was trained on. "
         "Empty: train a new one.",
@@ -328,7 +460,10 @@ def of(command: str) -> list[Tunable]:
 
 # ---------------------------------------------------------------- the README's table
 
-START, END = "<!-- parameters: start (python -m core.training_limits README.md) -->", "<!-- parameters: end -->"
+START, END = (
+    "<!-- parameters: start (python -m core.training_limits README.md) -->",
+    "<!-- parameters: end -->",
+)
 
 
 def _shown_default(value: Any) -> str:
@@ -349,14 +484,20 @@ def markdown() -> str:
     values and help (what the README shows between :data:`START` and :data:`END`)."""
     lines = []
     for section, about in SECTIONS.items():
-        lines += [f"**{section}**: {about}", "", "| Form | `imgtag` option | Default | Values | What it does |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            f"**{section}**: {about}",
+            "",
+            "| Form | `imgtag` option | Default | Values | What it does |",
+            "|---|---|---|---|---|",
+        ]
         for t in (t for t in TUNABLES if t.section == section):
             form = f"*{t.title}* (`{t.name}`)" if t.form else "(command only)"
             option = f"`{t.command} {t.flag}`" if t.command else "(form only)"
             cli = "" if t.command_default == t.default else f" (command: {_shown_default(t.command_default)})"
-            lines.append(f"| {form} | {option} | {_shown_default(t.default)}{cli} | {_values(t)} | "
-                         f"{t.help.replace('|', '/').replace('<', '&lt;')} |")
+            lines.append(
+                f"| {form} | {option} | {_shown_default(t.default)}{cli} | {_values(t)} | "
+                f"{t.help.replace('|', '/').replace('<', '&lt;')} |"
+            )
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -373,8 +514,10 @@ def write_readme(path: Path) -> None:
     if readme_block(text) is None:
         raise SystemExit(f"{path}: no {START} ... {END} markers")
     block = f"{START}\n{markdown()}{END}"
-    path.write_text(re.sub(f"{re.escape(START)}.*?{re.escape(END)}", lambda _: block, text, flags=re.DOTALL),
-                    encoding="utf-8")
+    path.write_text(
+        re.sub(f"{re.escape(START)}.*?{re.escape(END)}", lambda _: block, text, flags=re.DOTALL),
+        encoding="utf-8",
+    )
 
 
 if __name__ == "__main__":

@@ -234,7 +234,9 @@ def merge(
     """
     missing = [t for t in learned_tags if t not in thresholds]
     if missing:
-        raise InvalidValue(f"no threshold for the learned tags {missing}; run `imgtag evaluate` on this model")
+        raise InvalidValue(
+            f"no threshold for the learned tags {missing}; run `imgtag evaluate` on this model"
+        )
     parent = dict(parent if parent is not None else (tagmap.parent if tagmap is not None else {}))
     general = list(tagmap.tags) if tagmap is not None else []
     known = set(general)

@@ -436,7 +436,9 @@ def _api_base(connection) -> str:
     return f"{connection.schema or 'http'}://{host}{port}"
 
 
-def set_run_note(dag_id: str, run_id: str, note: str, *, conn_id: str = API_CONN_ID, timeout: float = 30) -> None:
+def set_run_note(
+    dag_id: str, run_id: str, note: str, *, conn_id: str = API_CONN_ID, timeout: float = 30
+) -> None:
     """Set a DAG run's note through Airflow's REST API (``PATCH /api/v2/dags/.../dagRuns/...``),
     with a token from ``/auth/token`` for the connection's user. A task cannot set its run's note
     otherwise: Airflow 3's task execution API has no call for it.
@@ -485,7 +487,9 @@ def note_gate_verdict(context) -> str:
     except (AirflowNotFoundException, OSError, ValueError, KeyError) as exc:  # no connection, API refusing
         log.warning(
             "could not set the run's note through Airflow's REST API (connection %r): %s; the verdict "
-            "is in the gate task's log and its XCom", API_CONN_ID, exc,
+            "is in the gate task's log and its XCom",
+            API_CONN_ID,
+            exc,
         )
     return note
 

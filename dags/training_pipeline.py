@@ -14,14 +14,12 @@ stages read (paths, ids and versions, never data):
 6. `register`: exports the SavedModel as a new MLflow model version.
 7. `gate`: scores challenger and champion on the same test split. **A rejection (exit 3) skips
    promotion**; exit 4 when MLflow's alias `champion` no longer names what TF Serving serves.
-8. `promote`: serves the version and moves the alias; updates the asset
-   `imgtag://models/imgtag-tagger/champion`, which schedules `nightly_retag`.
+8. `promote`: serves the version, moves the alias, updates the asset that schedules `nightly_retag`.
 9. `note`: the gate's verdict as the run's note (needs the connection `imgtag_airflow_api`).
 
-*Gate an existing version* skips `ingest` to `register` and gates that version on its own dataset.
-Paths are on the filesystem the stages see. Only stages that talk to storage, MLflow or the
-database retry, and exit status 2 (bad input) fails at once. The stages run as local processes
-or Kubernetes pods (`IMGTAG_STAGE_EXECUTOR`, `dags/imgtag_stage.py`).
+*Gate an existing version* skips `ingest` to `register`. Paths are on the filesystem the stages
+see. Only stages that talk to storage, MLflow or the database retry; exit 2 (bad input) fails at
+once. Stages run as local processes or Kubernetes pods (`IMGTAG_STAGE_EXECUTOR`, `imgtag_stage.py`).
 
 ## Parameters
 
@@ -52,7 +50,9 @@ TRANSIENT = {"retries": 2, "retry_delay": timedelta(minutes=1)}
 RUN_NAME = ("--run-name", "{{ run_id }}")
 DATASET, MODEL, MLFLOW_RUN = xcom("ingest", "dataset"), xcom("train", "model"), xcom("train", "run_id")
 #: The version to gate and promote: the form's `gate_version`, else the one `register` made.
-MODEL_VERSION = "{{ params.gate_version if params.gate_version else ti.xcom_pull(task_ids='register')['model_version'] }}"
+MODEL_VERSION = (
+    "{{ params.gate_version if params.gate_version else ti.xcom_pull(task_ids='register')['model_version'] }}"
+)
 #: The dataset to gate on: this run's; with `gate_version`, "" (the version's own, from MLflow).
 GATE_DATASET = "{{ '' if params.gate_version else ti.xcom_pull(task_ids='ingest')['dataset'] }}"
 
@@ -77,23 +77,22 @@ def training_pipeline():
         return "existing_version" if params and params.get("gate_version") else "ingest"
 
     choose = train_or_gate()
-    existing = EmptyOperator(task_id="existing_version", doc_md="Gate the form's `gate_version`: no training.")
-    hour = timedelta(hours=1)
+    existing = EmptyOperator(task_id="existing_version", doc_md="Gate `gate_version`: no training.")
+    hour, half_hour, quarter = timedelta(hours=1), timedelta(minutes=30), timedelta(minutes=15)
     ingest = stage("ingest", command("ingest", after=RUN_NAME), execution_timeout=hour, **TRANSIENT)
-    validate = stage("validate", command("validate", DATASET), execution_timeout=timedelta(minutes=30))
+    validate = stage("validate", command("validate", DATASET), execution_timeout=half_hour)
     version = stage("version", command("version", DATASET), execution_timeout=hour, **TRANSIENT)
     dataset_hash = xcom("version", "dataset_hash")
-    train = stage("train", command("train", DATASET, "--dataset-hash", dataset_hash, after=RUN_NAME),
-                  resources=TRAINING_RESOURCES, execution_timeout=timedelta(hours=8))
-    evaluate = stage("evaluate", command("evaluate", MODEL, DATASET, "--run-id", MLFLOW_RUN),
-                     resources=MODEL_RESOURCES, execution_timeout=hour)
+    train_command = command("train", DATASET, "--dataset-hash", dataset_hash, after=RUN_NAME)
+    train = stage("train", train_command, resources=TRAINING_RESOURCES, execution_timeout=timedelta(hours=8))
+    evaluate_command = command("evaluate", MODEL, DATASET, "--run-id", MLFLOW_RUN)
+    evaluate = stage("evaluate", evaluate_command, resources=MODEL_RESOURCES, execution_timeout=hour)
     thresholds = xcom("evaluate", "thresholds")
+    register_command = command(
+        "register", MODEL, "--run-id", MLFLOW_RUN, "--thresholds", thresholds, "--dag-run-id", "{{ run_id }}"
+    )
     register = stage(
-        "register",
-        command("register", MODEL, "--run-id", MLFLOW_RUN, "--thresholds", thresholds, "--dag-run-id", "{{ run_id }}"),
-        resources=MODEL_RESOURCES,
-        execution_timeout=timedelta(minutes=30),
-        **TRANSIENT,
+        "register", register_command, resources=MODEL_RESOURCES, execution_timeout=half_hour, **TRANSIENT
     )
     gate = stage(
         "gate",
@@ -103,8 +102,10 @@ def training_pipeline():
         trigger_rule="none_failed_min_one_success",  # after register, or after existing_version
         execution_timeout=hour,
     )
-    promote = stage("promote", command("promote", MODEL_VERSION), outlets=[CHAMPION_ASSET],
-                    execution_timeout=timedelta(minutes=15), **TRANSIENT)
+    promote_command = command("promote", MODEL_VERSION)
+    promote = stage(
+        "promote", promote_command, outlets=[CHAMPION_ASSET], execution_timeout=quarter, **TRANSIENT
+    )
 
     @task(task_id="note", trigger_rule="all_done", retries=0, execution_timeout=timedelta(minutes=5))
     def note(**context) -> str:

@@ -25,7 +25,9 @@ def airflow_password(path: Path, user: str = "admin") -> str:
     try:
         return json.loads(path.read_text())[user]
     except (OSError, ValueError, KeyError) as exc:
-        raise AirflowError(f"{path}: no password for Airflow's {user!r} user yet (is the api-server up?)") from exc
+        raise AirflowError(
+            f"{path}: no password for Airflow's {user!r} user yet (is the api-server up?)"
+        ) from exc
 
 
 class AirflowAPI:

@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     folder = Path(argv[0]) if argv and argv[0] else sample_folder()
     console = Console(soft_wrap=True)
-    settings = Settings.from_env()  # this entry point's settings, passed down (Django reads the same environment)
+    settings = (
+        Settings.from_env()
+    )  # this entry point's settings, passed down (Django reads the same environment)
     tf_runtime.configure(verbose=settings.tf_verbose)
     console.print(f"[bold]imgtag demo[/bold]: importing images from {folder} into {settings.home}")
     files = collect_files([folder])

@@ -242,7 +242,9 @@ class Platform:
                 # where `ingest` may read labelled images (`make labelled-sample` draws into it);
                 # a training run's form names folders under it, and cannot add others
                 "IMGTAG_INGEST_ROOTS": env.get("IMGTAG_INGEST_ROOTS") or str(home / "labelled"),
-                "IMGTAG_SECRET_KEY": _secret(self.root / "catalog-secret-key", lambda: secrets.token_urlsafe(50)),
+                "IMGTAG_SECRET_KEY": _secret(
+                    self.root / "catalog-secret-key", lambda: secrets.token_urlsafe(50)
+                ),
                 "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "2"),
                 "PYTHONUNBUFFERED": "1",
                 # MLflow's job runner serves GenAI features (scorers, prompt optimisation) with
@@ -259,8 +261,12 @@ class Platform:
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sync_url,
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": async_url,
                 "AIRFLOW__API__BASE_URL": api,
-                "AIRFLOW__API__SECRET_KEY": _secret(self.root / "airflow-api-secret", lambda: secrets.token_urlsafe(32)),
-                "AIRFLOW__API_AUTH__JWT_SECRET": _secret(self.root / "airflow-jwt-secret", lambda: secrets.token_urlsafe(32)),
+                "AIRFLOW__API__SECRET_KEY": _secret(
+                    self.root / "airflow-api-secret", lambda: secrets.token_urlsafe(32)
+                ),
+                "AIRFLOW__API_AUTH__JWT_SECRET": _secret(
+                    self.root / "airflow-jwt-secret", lambda: secrets.token_urlsafe(32)
+                ),
                 "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.ports.airflow_worker_logs),
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.ports.airflow_trigger_logs),
                 "AIRFLOW__SCHEDULER__STANDALONE_DAG_PROCESSOR": "True",
@@ -296,7 +302,16 @@ class Platform:
         return [
             Component(
                 "airflow api-server",
-                [airflow, "api-server", "--host", "127.0.0.1", "--port", str(ports.airflow), "--workers", "1"],
+                [
+                    airflow,
+                    "api-server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(ports.airflow),
+                    "--workers",
+                    "1",
+                ],
                 url=self.url(ports.airflow),
                 ready_url=f"{self.url(ports.airflow)}/api/v2/version",
                 note="Airflow: trigger training_pipeline, watch runs, read task logs",
@@ -312,10 +327,18 @@ class Platform:
         return Component(
             "mlflow server",
             [
-                mlflow, "server",
-                "--backend-store-uri", self.settings.mlflow_tracking_uri,
-                "--default-artifact-root", (self.settings.home / "mlartifacts").as_uri(),
-                "--host", "127.0.0.1", "--port", str(ports.mlflow), "--workers", "1",
+                mlflow,
+                "server",
+                "--backend-store-uri",
+                self.settings.mlflow_tracking_uri,
+                "--default-artifact-root",
+                (self.settings.home / "mlartifacts").as_uri(),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports.mlflow),
+                "--workers",
+                "1",
             ],
             url=self.url(ports.mlflow),
             ready_url=f"{self.url(ports.mlflow)}/health",
@@ -328,9 +351,18 @@ class Platform:
         return Component(
             "catalog",
             [
-                gunicorn, "catalog.wsgi:application",
-                "--bind", f"127.0.0.1:{ports.catalog}", "--workers", "2", "--timeout", "120",
-                "--chdir", str(PROJECT_DIR), "--access-logfile", "-",
+                gunicorn,
+                "catalog.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{ports.catalog}",
+                "--workers",
+                "2",
+                "--timeout",
+                "120",
+                "--chdir",
+                str(PROJECT_DIR),
+                "--access-logfile",
+                "-",
             ],
             url=self.url(ports.catalog),
             ready_url=f"{self.url(ports.catalog)}/healthz",
@@ -355,7 +387,8 @@ class Platform:
         return Component(
             "prometheus",
             [
-                self.prometheus, f"--config.file={config}",
+                self.prometheus,
+                f"--config.file={config}",
                 f"--storage.tsdb.path={self.root / 'prometheus'}",
                 f"--web.listen-address=127.0.0.1:{ports.prometheus}",
             ],
@@ -370,7 +403,10 @@ class Platform:
             "global": {"scrape_interval": "15s"},
             "scrape_configs": [
                 {"job_name": "imgtag-worker", "static_configs": [{"targets": targets}]},
-                {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{self.ports.prometheus}"]}]},
+                {
+                    "job_name": "prometheus",
+                    "static_configs": [{"targets": [f"127.0.0.1:{self.ports.prometheus}"]}],
+                },
             ],
         }
         # JSON is YAML: no YAML writer needed.
@@ -408,7 +444,9 @@ class Platform:
         )
         log.write_text(done.stdout + done.stderr)
         if done.returncode != 0:
-            raise PlatformError(f"`{' '.join(argv[:3])}` failed (exit {done.returncode}); see {log}:\n{_tail(log)}")
+            raise PlatformError(
+                f"`{' '.join(argv[:3])}` failed (exit {done.returncode}); see {log}:\n{_tail(log)}"
+            )
         return done.stdout
 
     def setup(self, env: dict[str, str]) -> None:
@@ -420,17 +458,26 @@ class Platform:
         self._run_once("catalog-migrate", [str(bin_dir / "imgtag"), "migrate"], env)
         if self.settings.starter:
             installed = json.loads(
-                self._run_once("starter-install", [str(bin_dir / "imgtag"), "starter", "install", "--json"], env)
+                self._run_once(
+                    "starter-install", [str(bin_dir / "imgtag"), "starter", "install", "--json"], env
+                )
             )
             if installed["installed"]:
-                self.say(f"  the starter model is version {installed['serving_version']}: registered in MLflow, "
-                         "served, and the champion")
+                self.say(
+                    f"  the starter model is version {installed['serving_version']}: registered in MLflow, "
+                    "served, and the champion"
+                )
         password_file = self.catalog_password_file()
         if not password_file.is_file():
             password = secrets.token_urlsafe(12)
             done = subprocess.run(
                 [str(bin_dir / "imgtag"), "createuser", "admin", "--superuser", "--password-stdin"],
-                env=env, input=password + "\n", capture_output=True, text=True, cwd=PROJECT_DIR, check=False,
+                env=env,
+                input=password + "\n",
+                capture_output=True,
+                text=True,
+                cwd=PROJECT_DIR,
+                check=False,
             )
             if done.returncode == 0:
                 _secret(password_file, lambda: password)
@@ -453,8 +500,13 @@ class Platform:
             component.log = self.logs / f"{component.name.replace(' ', '-')}.log"
             handle = component.log.open("ab")
             component.process = subprocess.Popen(
-                component.argv, env=env, cwd=PROJECT_DIR, stdin=subprocess.DEVNULL,
-                stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
+                component.argv,
+                env=env,
+                cwd=PROJECT_DIR,
+                stdin=subprocess.DEVNULL,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             handle.close()  # the child keeps its own copy
             self.say(f"  started {component.name} (pid {component.process.pid})")
@@ -470,7 +522,9 @@ class Platform:
         self._write_state(ready_seconds=round(seconds, 1))
         return seconds
 
-    def _poll(self, done: Callable[[], bool], deadline: float, failure: Callable[[], str], every: float) -> None:
+    def _poll(
+        self, done: Callable[[], bool], deadline: float, failure: Callable[[], str], every: float
+    ) -> None:
         """Call ``done`` every ``every`` seconds until it is true; a component exiting or the
         deadline passing raises, the latter with ``failure()`` as the message."""
         while True:
@@ -485,14 +539,18 @@ class Platform:
         self._poll(
             lambda: _answers(component.ready_url),
             deadline,
-            lambda: f"{component.name} did not answer on {component.ready_url} within "
-            f"{self.ready_timeout_seconds:.0f} s; see {component.log}:\n{_tail(component.log)}",
+            lambda: (
+                f"{component.name} did not answer on {component.ready_url} within "
+                f"{self.ready_timeout_seconds:.0f} s; see {component.log}:\n{_tail(component.log)}"
+            ),
             every=1,
         )
 
     def airflow(self) -> AirflowAPI:
         """Airflow's REST API, signed in as ``admin``."""
-        return AirflowAPI(self.url(self.ports.airflow), "admin", airflow_password(self.airflow_password_file()))
+        return AirflowAPI(
+            self.url(self.ports.airflow), "admin", airflow_password(self.airflow_password_file())
+        )
 
     def _wait_for_dags(self, deadline: float) -> None:
         """Wait until the DAG processor has parsed every DAG file, so the UI lists them at 'ready'."""
@@ -510,8 +568,10 @@ class Platform:
         self._poll(
             all_listed,
             deadline,
-            lambda: f"Airflow lists {sorted(listed)} but not {sorted(expected - listed)} after "
-            f"{self.ready_timeout_seconds:.0f} s; see {self.logs / 'airflow-dag-processor.log'}",
+            lambda: (
+                f"Airflow lists {sorted(listed)} but not {sorted(expected - listed)} after "
+                f"{self.ready_timeout_seconds:.0f} s; see {self.logs / 'airflow-dag-processor.log'}"
+            ),
             every=2,
         )
 

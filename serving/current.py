@@ -88,7 +88,10 @@ def current_model(settings: Settings) -> CurrentModel:
         if head is None:
             return CurrentModel(PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION)
         return CurrentModel(
-            starter.MODEL_NAME, head.version, starter.saved_model(settings.cache_dir, head), starter.IMAGE_SIZE
+            starter.MODEL_NAME,
+            head.version,
+            starter.saved_model(settings.cache_dir, head),
+            starter.IMAGE_SIZE,
         )
     return _served(settings, promotion)
 
@@ -97,7 +100,11 @@ def _served(settings: Settings, promotion) -> CurrentModel:
     """The champion a ``models.config`` promotion names."""
     info = json.loads((Path(promotion.path) / "assets" / "model.json").read_text())
     return CurrentModel(
-        settings.model_name, str(promotion.version), Path(promotion.path), int(info["image_size"]), served=True
+        settings.model_name,
+        str(promotion.version),
+        Path(promotion.path),
+        int(info["image_size"]),
+        served=True,
     )
 
 

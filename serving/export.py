@@ -225,7 +225,6 @@ def export_model(
             signatures={"serving_default": module.serve, PIXELS_SIGNATURE: module.predict_pixels},
         )
         if warmup_images:
-
             write_warmup(saved, model_name, warmup_images, input_key=INPUT_KEY)
         if out_dir.exists():
             shutil.rmtree(out_dir)

@@ -593,7 +593,9 @@ def load_waiter(serving: ServingSettings, name: str) -> Callable[[int], None] | 
     the server at ``serving.status_url`` has loaded the version; None when no server is configured."""
     if not serving.status_url:
         return None
-    return lambda version: wait_until_available(serving.status_url, name, version, timeout=serving.load_timeout)
+    return lambda version: wait_until_available(
+        serving.status_url, name, version, timeout=serving.load_timeout
+    )
 
 
 def served_version_path(settings, label: str | None = CHAMPION, version: int | None = None) -> Path:

@@ -46,7 +46,16 @@ from serving.starter_files import HEAD_FILE, PROVENANCE_FILE, STARTER_DIR, TAGS_
 
 MODEL_NAME = "imgtag-starter"
 IMAGE_SIZE = backbone.IMAGE_SIZE
-TAG_COLUMNS = ("tag", "threshold", "reason", "val_precision", "val_recall", "val_positives", "fallback", "slope")
+TAG_COLUMNS = (
+    "tag",
+    "threshold",
+    "reason",
+    "val_precision",
+    "val_recall",
+    "val_positives",
+    "fallback",
+    "slope",
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,7 +75,12 @@ class StarterHead:
 
 
 def write_head(
-    directory: Path, tags: list[str], kernel: np.ndarray, bias: np.ndarray, choices: dict[str, dict], provenance: dict
+    directory: Path,
+    tags: list[str],
+    kernel: np.ndarray,
+    bias: np.ndarray,
+    choices: dict[str, dict],
+    provenance: dict,
 ) -> None:
     """Write the three shipped files (the build's last step)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -160,7 +174,9 @@ def trained_model(head: StarterHead):
     import_tensorflow()
     full, _ = tagger_model.build(len(head.tags), IMAGE_SIZE)
     full.get_layer(tagger_model.LEARNED).set_weights([head.kernel, head.bias])
-    return tagger_model.TrainedModel(full, list(head.tags), IMAGE_SIZE, {"name": MODEL_NAME, "version": head.version})
+    return tagger_model.TrainedModel(
+        full, list(head.tags), IMAGE_SIZE, {"name": MODEL_NAME, "version": head.version}
+    )
 
 
 def vocabulary(head: StarterHead) -> Vocabulary:
@@ -230,7 +246,14 @@ def _warmup_image() -> bytes:
     import cv2
 
     ramp = np.linspace(0, 255, IMAGE_SIZE, dtype=np.uint8)
-    pixels = np.stack([np.tile(ramp, (IMAGE_SIZE, 1)), np.tile(ramp[:, None], (1, IMAGE_SIZE)), np.full((IMAGE_SIZE, IMAGE_SIZE), 128, np.uint8)], -1)
+    pixels = np.stack(
+        [
+            np.tile(ramp, (IMAGE_SIZE, 1)),
+            np.tile(ramp[:, None], (1, IMAGE_SIZE)),
+            np.full((IMAGE_SIZE, IMAGE_SIZE), 128, np.uint8),
+        ],
+        -1,
+    )
     return cv2.imencode(".jpg", pixels)[1].tobytes()
 
 
@@ -250,7 +273,9 @@ def install(settings, *, register: Callable[[Path, StarterHead], dict] | None = 
         and ``model_version`` (the registered version, None without ``register``).
     """
 
-    repository = ModelRepository(settings.model_base, settings.model_name, serving_base_path=settings.serving_base_path)
+    repository = ModelRepository(
+        settings.model_base, settings.model_name, serving_base_path=settings.serving_base_path
+    )
     current = repository.current()
     if current is not None:
         return {

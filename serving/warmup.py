@@ -73,7 +73,9 @@ def write_warmup(
             request.model_spec.name = model_name
             request.model_spec.signature_name = signature_name
             request.inputs[input_key].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
-            record = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            record = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
             writer.write(record.SerializeToString())
     return path
 

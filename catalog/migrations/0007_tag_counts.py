@@ -50,9 +50,7 @@ SQLITE = [
     END
     """,
 ]
-SQLITE_DROP = [
-    f"DROP TRIGGER IF EXISTS catalog_tagcount_{event}" for event in ("insert", "delete", "update")
-]
+SQLITE_DROP = [f"DROP TRIGGER IF EXISTS catalog_tagcount_{event}" for event in ("insert", "delete", "update")]
 
 # The net change of a statement per tag: +1/-1 for each row that counts, as (tag_id, assets, machine).
 _ROWS = "SELECT tag_id, {sign}(review <> 'rejected')::int AS assets, {sign}(source = 'model')::int AS machine FROM {table}"
@@ -71,12 +69,8 @@ def _function(name: str, body: str) -> str:
 
 
 POSTGRESQL = [
-    _function(
-        "catalog_tagcount_inserted", _APPEND.format(rows=_ROWS.format(sign="", table="new_rows"))
-    ),
-    _function(
-        "catalog_tagcount_deleted", _APPEND.format(rows=_ROWS.format(sign="-", table="old_rows"))
-    ),
+    _function("catalog_tagcount_inserted", _APPEND.format(rows=_ROWS.format(sign="", table="new_rows"))),
+    _function("catalog_tagcount_deleted", _APPEND.format(rows=_ROWS.format(sign="-", table="old_rows"))),
     _function(
         "catalog_tagcount_updated",
         _APPEND.format(
@@ -100,8 +94,14 @@ POSTGRESQL = [
     "FOR EACH STATEMENT EXECUTE FUNCTION catalog_tagcount_truncated()",
 ]
 POSTGRESQL_DROP = [
-    *(f"DROP TRIGGER IF EXISTS catalog_tagcount_{e} ON catalog_assettag" for e in ("insert", "delete", "update", "truncate")),
-    *(f"DROP FUNCTION IF EXISTS catalog_tagcount_{e}()" for e in ("inserted", "deleted", "updated", "truncated")),
+    *(
+        f"DROP TRIGGER IF EXISTS catalog_tagcount_{e} ON catalog_assettag"
+        for e in ("insert", "delete", "update", "truncate")
+    ),
+    *(
+        f"DROP FUNCTION IF EXISTS catalog_tagcount_{e}()"
+        for e in ("inserted", "deleted", "updated", "truncated")
+    ),
 ]
 
 FILL = """
@@ -116,7 +116,9 @@ FROM catalog_assettag GROUP BY tag_id
 def install(apps, schema_editor):
     vendor = schema_editor.connection.vendor
     if vendor not in ("sqlite", "postgresql"):
-        raise NotImplementedError(f"tag counts are kept by triggers on SQLite and PostgreSQL only, not {vendor}")
+        raise NotImplementedError(
+            f"tag counts are kept by triggers on SQLite and PostgreSQL only, not {vendor}"
+        )
     for statement in SQLITE if vendor == "sqlite" else POSTGRESQL:
         schema_editor.execute(statement)
     schema_editor.execute(FILL)
@@ -149,18 +151,27 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "assets",
-                    models.BigIntegerField(default=0, help_text="tag rows not rejected: assets that carry the tag"),
+                    models.BigIntegerField(
+                        default=0, help_text="tag rows not rejected: assets that carry the tag"
+                    ),
                 ),
                 (
                     "machine",
-                    models.BigIntegerField(default=0, help_text="tag rows from a model, any review: scored assets"),
+                    models.BigIntegerField(
+                        default=0, help_text="tag rows from a model, any review: scored assets"
+                    ),
                 ),
             ],
         ),
         migrations.CreateModel(
             name="TagCountDelta",
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
                 ("tag_id", models.BigIntegerField()),
                 ("assets", models.BigIntegerField()),
                 ("machine", models.BigIntegerField()),

@@ -7,22 +7,39 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0008_sample_and_review_indexes'),
+        ("catalog", "0008_sample_and_review_indexes"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AssetEmbedding',
+            name="AssetEmbedding",
             fields=[
-                ('asset', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='embedding', serialize=False, to='catalog.asset')),
-                ('vector', models.BinaryField(help_text='int8 numbers, core.embedding.BYTES bytes')),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='embeddings', to='catalog.modelversion')),
+                (
+                    "asset",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="embedding",
+                        serialize=False,
+                        to="catalog.asset",
+                    ),
+                ),
+                ("vector", models.BinaryField(help_text="int8 numbers, core.embedding.BYTES bytes")),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="embeddings",
+                        to="catalog.modelversion",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['model_version', 'asset'], name='catalog_embedding_version')],
+                "indexes": [
+                    models.Index(fields=["model_version", "asset"], name="catalog_embedding_version")
+                ],
             },
         ),
     ]

@@ -35,19 +35,34 @@ def revoke(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0009_asset_embedding'),
+        ("catalog", "0009_asset_embedding"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='NearDuplicate',
+            name="NearDuplicate",
             fields=[
-                ('asset', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='near_duplicate', serialize=False, to='catalog.asset')),
-                ('distance', models.FloatField(help_text='cosine distance of the embeddings')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('of', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='near_duplicates', to='catalog.asset')),
+                (
+                    "asset",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="near_duplicate",
+                        serialize=False,
+                        to="catalog.asset",
+                    ),
+                ),
+                ("distance", models.FloatField(help_text="cosine distance of the embeddings")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "of",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="near_duplicates",
+                        to="catalog.asset",
+                    ),
+                ),
             ],
         ),
         migrations.RunPython(grant, revoke),

@@ -10,7 +10,9 @@ from catalog.query import compile_query
 
 def with_tags(assets: QuerySet[Asset]) -> QuerySet[Asset]:
     """``assets`` with their tag rows (tag and model version joined) fetched in one query."""
-    rows = AssetTag.objects.select_related("tag", "model_version", "reviewed_by").order_by("-score", "tag__name")
+    rows = AssetTag.objects.select_related("tag", "model_version", "reviewed_by").order_by(
+        "-score", "tag__name"
+    )
     return assets.prefetch_related(Prefetch("asset_tags", queryset=rows))
 
 

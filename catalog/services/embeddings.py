@@ -40,7 +40,10 @@ def record_embeddings(items: Iterable[tuple[Asset, np.ndarray]], model_name: str
         version, _ = ModelVersion.objects.get_or_create(name=model_name, version=model_version)
         now = timezone.now()
         AssetEmbedding.objects.bulk_create(
-            [AssetEmbedding(asset_id=pk, model_version=version, vector=data, updated_at=now) for pk, data in rows.items()],
+            [
+                AssetEmbedding(asset_id=pk, model_version=version, vector=data, updated_at=now)
+                for pk, data in rows.items()
+            ],
             batch_size=SQL_IN_CHUNK,
             update_conflicts=True,
             unique_fields=["asset"],
@@ -67,7 +70,9 @@ def assets_without_embedding(model_name: str, model_version: str):
     return Asset.objects.exclude(status=Asset.Status.FAILED).exclude(current).order_by("id")
 
 
-def embeddings_of(model_name: str, model_version: str, *, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def embeddings_of(
+    model_name: str, model_version: str, *, batch: int = 10_000
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(asset ids, int8 embeddings (n, 256))`` of every asset embedded by this model version, in batches by id."""
     version = ModelVersion.objects.filter(name=model_name, version=model_version).first()
     if version is None:
@@ -98,7 +103,9 @@ class BackfillSummary:
         return {"embedded": self.embedded, "failed": self.failed}
 
 
-def backfill(tagger, *, batch: int = 256, on_progress: Callable[[int], None] = lambda n: None) -> BackfillSummary:
+def backfill(
+    tagger, *, batch: int = 256, on_progress: Callable[[int], None] = lambda n: None
+) -> BackfillSummary:
     """Embed every asset that has no embedding from ``tagger``'s model (tags are left as they
     are), ``batch`` originals at a time, each batch committed on its own: an interrupted
     backfill goes on where it stopped.
@@ -114,7 +121,9 @@ def backfill(tagger, *, batch: int = 256, on_progress: Callable[[int], None] = l
     summary = BackfillSummary()
     last = 0
     while True:
-        assets = list(assets_without_embedding(tagger.model_name, tagger.model_version).filter(id__gt=last)[:batch])
+        assets = list(
+            assets_without_embedding(tagger.model_name, tagger.model_version).filter(id__gt=last)[:batch]
+        )
         if not assets:
             return summary
         last = assets[-1].pk

@@ -8,5 +8,7 @@ def capabilities(request) -> dict:
     false when signed out)."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
-        return {"can": {"view": False, "upload": False, "review": False, "thresholds": False, "duplicates": False}}
+        return {
+            "can": {"view": False, "upload": False, "review": False, "thresholds": False, "duplicates": False}
+        }
     return {"can": roles.capabilities(user)}

@@ -54,11 +54,17 @@ def delete_copies(request):
     others = [a for a in group.assets if a.pk != keep]
     if request.POST.get("confirm") != "1":
         kept = next(a for a in group.assets if a.pk == keep)
-        return render(request, "catalog/duplicates_confirm.html", {"group": group, "kept": kept, "others": others})
+        return render(
+            request, "catalog/duplicates_confirm.html", {"group": group, "kept": kept, "others": others}
+        )
     confirmed = {int(v) for v in request.POST.getlist("delete") if v.isdigit()}
     if confirmed != {a.pk for a in others}:
-        messages.error(request, "That group has changed since you confirmed: nothing was deleted. Choose again.")
+        messages.error(
+            request, "That group has changed since you confirmed: nothing was deleted. Choose again."
+        )
         return redirect("web:duplicates")
     deleted = duplicates.delete_assets(others)
-    messages.success(request, f"Deleted {deleted} near-duplicate{'s' if deleted != 1 else ''}; kept asset {keep}.")
+    messages.success(
+        request, f"Deleted {deleted} near-duplicate{'s' if deleted != 1 else ''}; kept asset {keep}."
+    )
     return redirect("web:duplicates")

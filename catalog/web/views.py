@@ -364,7 +364,14 @@ def _tag_table_context(request) -> dict:
     for key, title in (("tag", "tag"), ("assets", "assets"), ("threshold", "threshold")):
         active = key == sort
         flipped = ("asc" if order == "desc" else "desc") if active else ("desc" if key == "assets" else "asc")
-        columns.append((key, title, link(sort=key, order=flipped), ("ascending" if order == "asc" else "descending") if active else ""))
+        columns.append(
+            (
+                key,
+                title,
+                link(sort=key, order=flipped),
+                ("ascending" if order == "asc" else "descending") if active else "",
+            )
+        )
     model, where, _ = thresholds.model_thresholds(settings)
     return {
         "tag": "",

@@ -36,12 +36,17 @@ def tag(
     tagger = load_tagger()
     results = list(tagger.tag_images((str(p), Path(p), str(p)) for p in files))
     if as_json:
-        print(json.dumps([
-            {"path": r.key, "tags": [{"name": t.name, "score": t.score} for t in r.tags]}
-            if r.ok
-            else {"path": r.key, "error": str(r.error)}
-            for r in results
-        ], indent=2))
+        print(
+            json.dumps(
+                [
+                    {"path": r.key, "tags": [{"name": t.name, "score": t.score} for t in r.tags]}
+                    if r.ok
+                    else {"path": r.key, "error": str(r.error)}
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
     else:
         table = Table(expand=True)
         table.add_column("file", overflow="fold", ratio=1)
@@ -104,7 +109,11 @@ def import_(
     if as_json:
         print(json.dumps(summary.as_dict(), indent=2))
     else:
-        pending = f" ({summary.already_pending} still pending, not published again)" if summary.already_pending else ""
+        pending = (
+            f" ({summary.already_pending} still pending, not published again)"
+            if summary.already_pending
+            else ""
+        )
         out.print(
             f"Imported {summary.imported}, duplicates {summary.duplicates}{pending}, failed {len(summary.failed)} "
             f"(of {len(files)} files)."
@@ -171,7 +180,9 @@ def migrate():
     from django.conf import settings as django_settings
 
     database = django_settings.DATABASES["default"]
-    out.print(f"the catalog's schema is up to date ({database['ENGINE'].rsplit('.', 1)[-1]} {database['NAME']})")
+    out.print(
+        f"the catalog's schema is up to date ({database['ENGINE'].rsplit('.', 1)[-1]} {database['NAME']})"
+    )
 
 
 class Role(StrEnum):

@@ -36,8 +36,14 @@ def register_(
     from pipelines.training.registry import register
 
     with err.status("Exporting and registering..."):
-        summary = register(model, run_id=run_id, thresholds=thresholds, dag_run_id=dag_run_id,
-                           learned_only=learned_only, settings=settings())
+        summary = register(
+            model,
+            run_id=run_id,
+            thresholds=thresholds,
+            dag_run_id=dag_run_id,
+            learned_only=learned_only,
+            settings=settings(),
+        )
     emit(summary, as_json, f"registered {summary['model_name']} version {summary['model_version']}")
 
 
@@ -78,12 +84,21 @@ def gate(
     from pipelines.training.gate import gate as run_gate
 
     with err.status("Scoring challenger and champion..."):  # a moved alias raises ChampionDivergence: exit 4
-        result = run_gate(model_version, Path(dataset) if dataset else None, metric=metric, margin=margin,
-                          floor=floor, replace_vocabulary=replace_vocabulary, settings=settings())
+        result = run_gate(
+            model_version,
+            Path(dataset) if dataset else None,
+            metric=metric,
+            margin=margin,
+            floor=floor,
+            replace_vocabulary=replace_vocabulary,
+            settings=settings(),
+        )
     summary = result.to_dict()
     emit(summary, as_json, f"gate {'passed' if result.passed else 'REJECTED'}: {result.reason}")
     if not result.passed:
-        err.print(f"[yellow]gate rejected model version {escape(str(model_version))}: {escape(result.reason)}[/yellow]")
+        err.print(
+            f"[yellow]gate rejected model version {escape(str(model_version))}: {escape(result.reason)}[/yellow]"
+        )
         raise typer.Exit(ExitCode.GATE_REJECTED)
 
 
@@ -105,7 +120,11 @@ def promote(
     from pipelines.training.promotion import promote as run_promote
 
     summary = run_promote(model_version, settings=settings())
-    emit(summary, as_json, f"version {summary['serving_version']} is the champion, served and under the MLflow alias")
+    emit(
+        summary,
+        as_json,
+        f"version {summary['serving_version']} is the champion, served and under the MLflow alias",
+    )
 
 
 @app.command(rich_help_panel=PANEL)
@@ -124,8 +143,11 @@ def rollback(
     from pipelines.training.promotion import rollback as run_rollback
 
     summary = run_rollback(settings=settings())
-    emit(summary, as_json, f"version {summary['serving_version']} is the champion again "
-                            f"(was {summary['rolled_back_from']})")
+    emit(
+        summary,
+        as_json,
+        f"version {summary['serving_version']} is the champion again (was {summary['rolled_back_from']})",
+    )
 
 
 @app.command(rich_help_panel=PANEL)
@@ -134,7 +156,10 @@ def models(
         5, "--history", metavar="N", min=0, help="Show the last N promotions and rollbacks (0: none)."
     ),
     versions: int = typer.Option(
-        5, "--versions", metavar="N", min=0,
+        5,
+        "--versions",
+        metavar="N",
+        min=0,
         help="Show the last N registered versions with their aliases and the gate's verdicts (0: none).",
     ),
     as_json: bool = typer.Option(
@@ -172,8 +197,7 @@ def models(
     except RepositoryError as exc:  # documented: exit 1 when the repository cannot be read
         fail(str(exc), ExitCode.FAILED)
     except MlflowException as exc:  # MLflow unreachable or refusing: say so rather than guess
-        fail(f"cannot read the MLflow registry from {settings().mlflow_tracking_uri}: {exc}",
-             ExitCode.FAILED)
+        fail(f"cannot read the MLflow registry from {settings().mlflow_tracking_uri}: {exc}", ExitCode.FAILED)
     summary = {**status.to_dict(), "history": entries, "versions": registered}
     if as_json:
         print_json(summary)
@@ -232,6 +256,10 @@ def _print_champion(status, entries: list[dict], registered: list[dict]) -> None
                 v["gate"] or "", "starter" if v["starter"] else "-"
             )
             verdicts.add_row(
-                str(v["version"]), ", ".join(v["aliases"]) or "-", verdict, figures, escape(v["gate_reason"] or "")
+                str(v["version"]),
+                ", ".join(v["aliases"]) or "-",
+                verdict,
+                figures,
+                escape(v["gate_reason"] or ""),
             )
         out.print(verdicts)

@@ -20,12 +20,16 @@ app = typer.Typer(rich_help_panel=PANEL)
 @app.command(rich_help_panel=PANEL)
 def platform(
     airflow_port: int = typer.Option(8080, envvar="IMGTAG_AIRFLOW_PORT", help="Airflow's UI and REST API."),
-    mlflow_port: int = typer.Option(5000, envvar="IMGTAG_MLFLOW_PORT", help="MLflow's UI and tracking server."),
+    mlflow_port: int = typer.Option(
+        5000, envvar="IMGTAG_MLFLOW_PORT", help="MLflow's UI and tracking server."
+    ),
     catalog_port: int = typer.Option(8000, envvar="IMGTAG_CATALOG_PORT", help="The catalog (gunicorn)."),
     worker_metrics_port: int = typer.Option(
         9100, envvar="IMGTAG_WORKER_METRICS_PORT", help="The tagging worker's Prometheus metrics."
     ),
-    prometheus_port: int = typer.Option(9090, envvar="IMGTAG_PROMETHEUS_PORT", help="Prometheus, when found."),
+    prometheus_port: int = typer.Option(
+        9090, envvar="IMGTAG_PROMETHEUS_PORT", help="Prometheus, when found."
+    ),
     airflow_worker_logs_port: int = typer.Option(
         8793, envvar="IMGTAG_AIRFLOW_WORKER_LOGS_PORT", help="Airflow's task log server."
     ),
@@ -33,11 +37,13 @@ def platform(
         8794, envvar="IMGTAG_AIRFLOW_TRIGGER_LOGS_PORT", help="Airflow's triggerer log server."
     ),
     airflow_db: str | None = typer.Option(
-        None, envvar="IMGTAG_AIRFLOW_DB",
+        None,
+        envvar="IMGTAG_AIRFLOW_DB",
         help="Airflow's metadata database, postgres://user@host:port/db (default: SQLite in IMGTAG_HOME/airflow).",
     ),
     prometheus: bool = typer.Option(
-        True, "--prometheus/--no-prometheus",
+        True,
+        "--prometheus/--no-prometheus",
         help="Scrape the worker with Prometheus (IMGTAG_PROMETHEUS, `make tools`' Debian package, or PATH).",
     ),
     worker: bool = typer.Option(True, "--worker/--no-worker", help="Run a tagging worker on the queue."),
@@ -53,14 +59,24 @@ def platform(
     """
     prometheus_binary = find_prometheus(settings()) if prometheus else None
     if prometheus and prometheus_binary is None:
-        err.print("[yellow]Prometheus not found (run `make tools`, or set IMGTAG_PROMETHEUS): starting without it[/yellow]")
+        err.print(
+            "[yellow]Prometheus not found (run `make tools`, or set IMGTAG_PROMETHEUS): starting without it[/yellow]"
+        )
     ports = Ports(
-        airflow=airflow_port, mlflow=mlflow_port, catalog=catalog_port, worker_metrics=worker_metrics_port,
-        prometheus=prometheus_port, airflow_worker_logs=airflow_worker_logs_port,
+        airflow=airflow_port,
+        mlflow=mlflow_port,
+        catalog=catalog_port,
+        worker_metrics=worker_metrics_port,
+        prometheus=prometheus_port,
+        airflow_worker_logs=airflow_worker_logs_port,
         airflow_trigger_logs=airflow_trigger_logs_port,
     )
     runner = Platform(
-        settings(), ports=ports, airflow_db=airflow_db, prometheus=prometheus_binary, worker=worker,
+        settings(),
+        ports=ports,
+        airflow_db=airflow_db,
+        prometheus=prometheus_binary,
+        worker=worker,
         say=lambda line: err.print(line, highlight=False),
     )
     raise typer.Exit(_run_until_stopped(runner))
@@ -107,7 +123,9 @@ def _print_platform(runner, seconds: float) -> None:
     lines.append(f"  Airflow: sign in as admin / {airflow_password(runner.airflow_password_file())}")
     catalog_password = runner.catalog_password_file()
     if catalog_password.is_file():
-        lines.append(f"  catalog: sign in as admin / {catalog_password.read_text().strip()} "
-                     "(more users: imgtag createuser NAME --role end_user --password ...)")
+        lines.append(
+            f"  catalog: sign in as admin / {catalog_password.read_text().strip()} "
+            "(more users: imgtag createuser NAME --role end_user --password ...)"
+        )
     lines.append(f"  logs in {runner.logs}; Ctrl-C stops everything")
     out.print("\n".join(lines), highlight=False)

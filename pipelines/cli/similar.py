@@ -25,8 +25,12 @@ app.add_typer(embeddings_app, name="embeddings", rich_help_panel=PANEL)
 
 @embeddings_app.command()
 def backfill(
-    batch: int = typer.Option(256, min=1, max=4096, help="Originals read and embedded at a time (one commit each)."),
-    as_json: bool = typer.Option(False, "--json", help='Print {"embedded", "failed": [{asset, filename, error}]}.'),
+    batch: int = typer.Option(
+        256, min=1, max=4096, help="Originals read and embedded at a time (one commit each)."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help='Print {"embedded", "failed": [{asset, filename, error}]}.'
+    ),
 ):
     """Embed the assets that have no embedding from the model that tags now (their tags stay).
 
@@ -45,7 +49,12 @@ def backfill(
     tagger = load_tagger()
     todo = embeddings.assets_without_embedding(tagger.model_name, tagger.model_version).count()
     progress = Progress(
-        TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err, disable=not todo
+        TextColumn("embedding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not todo,
     )
     with progress:
         task = progress.add_task("embed", total=todo)
@@ -60,13 +69,17 @@ def backfill(
             f"failed {len(summary.failed)}."
         )
         for failure in summary.failed:
-            out.print(f"  [red]failed[/red] asset {failure['asset']} ({failure['filename']}): {failure['error']}")
+            out.print(
+                f"  [red]failed[/red] asset {failure['asset']} ({failure['filename']}): {failure['error']}"
+            )
     raise typer.Exit(ExitCode.FAILED if summary.failed else ExitCode.OK)
 
 
 @app.command("similar", rich_help_panel=PANEL)
 def similar_(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="An image file (it need not be in the catalog)."),
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="An image file (it need not be in the catalog)."
+    ),
     top: int = typer.Option(TOP, min=1, max=100, help="How many assets to list."),
     as_json: bool = typer.Option(
         False, "--json", help="Print a JSON list of the nearest assets, best first: {id, filename, score}."
@@ -93,7 +106,11 @@ def similar_(
         )
     found = similar.similar_to_vector(result.embedding, tagger.model_name, tagger.model_version, top)
     if as_json:
-        print(json.dumps([{"id": s.asset.pk, "filename": s.asset.filename, "score": s.score} for s in found], indent=2))
+        print(
+            json.dumps(
+                [{"id": s.asset.pk, "filename": s.asset.filename, "score": s.score} for s in found], indent=2
+            )
+        )
         return
     if not found:
         out.print(f"No asset has an embedding from {tagger.model_name}:{tagger.model_version} yet.")

@@ -65,22 +65,29 @@ def starter_install(as_json: bool = typer.Option(False, "--json", help="Print th
 
     with err.status("Exporting and registering the starter model..."):
         summary = install_starter(settings())
-    text = (f"version {summary['serving_version']} is the starter model ({summary['starter']}), "
-            "served and registered as the champion"
-            if summary["installed"] else f"nothing to do: {summary['reason']}")
+    text = (
+        f"version {summary['serving_version']} is the starter model ({summary['starter']}), "
+        "served and registered as the champion"
+        if summary["installed"]
+        else f"nothing to do: {summary['reason']}"
+    )
     emit(summary, as_json, text)
 
 
 @starter_app.command("build")
 def starter_build(
     data: Path = typer.Option(
-        Path("../shared/data/dam-photos"), help="Labelled photos: manifest.csv (path,tags), boxes.csv, images/."
+        Path("../shared/data/dam-photos"),
+        help="Labelled photos: manifest.csv (path,tags), boxes.csv, images/.",
     ),
-    work: Path = typer.Option(Path("var/starter-build"), help="Working folder (its own MLflow, DVC, datasets)."),
+    work: Path = typer.Option(
+        Path("var/starter-build"), help="Working folder (its own MLflow, DVC, datasets)."
+    ),
     crops: bool = typer.Option(True, "--crops/--no-crops", help="Also train on box crops of the photos."),
     epochs: int = typer.Option(40, help="Epochs of the head on the frozen backbone."),
     target_precision: float = typer.Option(
-        0.9, help="The precision the emitted tags must reach on the validation pictures, weighted as a library."
+        0.9,
+        help="The precision the emitted tags must reach on the validation pictures, weighted as a library.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the provenance as JSON."),
 ):
@@ -95,5 +102,8 @@ def starter_build(
         fail(f"{data}: no manifest.csv; --data takes the dam-photos folder (../shared/data/dam-photos)")
     provenance = build(data, work, crops=crops, epochs=epochs, target_precision=target_precision)
     metrics = ", ".join(f"{k} {v}" for k, v in provenance["metrics"].items())
-    emit(provenance, as_json, f"starter model written: {provenance['learned_tags']} learned tags; test: {metrics}")
-
+    emit(
+        provenance,
+        as_json,
+        f"starter model written: {provenance['learned_tags']} learned tags; test: {metrics}",
+    )

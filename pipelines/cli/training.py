@@ -34,30 +34,36 @@ def _path_list(values: list[str] | None) -> list[Path]:
     return paths
 
 
-
 @app.command(rich_help_panel=PANEL)
 def ingest(
     folder: list[str] | None = option("folders", metavar="DIR"),
     manifest: list[str] | None = option("manifests", metavar="FILE"),
     catalog: bool = option("use_catalog"),
     out: Path | None = typer.Option(
-        None, "--out", metavar="DIR",
+        None,
+        "--out",
+        metavar="DIR",
         help="The dataset folder to write; a dataset already there is replaced.",
     ),
     run_name: str | None = typer.Option(
-        None, "--run-name", metavar="NAME",
+        None,
+        "--run-name",
+        metavar="NAME",
         help="Instead of --out: write <IMGTAG_RUNS_DIR>/<run name>/dataset (characters other than "
         "letters, digits, '.', '_' and '-' become '_', so an Airflow run id is a safe folder and S3 key).",
     ),
     split: str = typer.Option(
-        "0.7,0.15,0.15", "--split", metavar="TRAIN,VAL,TEST",
+        "0.7,0.15,0.15",
+        "--split",
+        metavar="TRAIN,VAL,TEST",
         help="Train, val and test shares (summing to 1); by sha256, stable.",
     ),
     salt: str = typer.Option(
         "", "--salt", metavar="TEXT", help="Any text: a different (still stable) split assignment."
     ),
     as_json: bool = typer.Option(
-        False, "--json",
+        False,
+        "--json",
         help="Print the summary as JSON (also written to /airflow/xcom/return.json in a pod).",
     ),
 ):
@@ -80,17 +86,27 @@ def ingest(
     # IMGTAG_INGEST_ROOTS (the platform's, the pods') is all there is; without it, what was given
     roots = settings().ingest_roots or (*folders, *(m.parent for m in manifests))
     result = run_ingest(
-        out, folders=folders, manifests=manifests, catalog=catalog,
-        fractions=fractions, salt=salt, progress=sys.stderr.isatty(), roots=roots,
+        out,
+        folders=folders,
+        manifests=manifests,
+        catalog=catalog,
+        fractions=fractions,
+        salt=salt,
+        progress=sys.stderr.isatty(),
+        roots=roots,
     )
     summary = result.to_dict()
     for refusal in summary["refused"]:
         where = escape(f"{refusal['path']} ({refusal['source']})")
         err.print(f"[yellow]not read: {where} is outside the allowed roots[/yellow]", highlight=False)
     splits = ", ".join(f"{name} {count}" for name, count in summary["images_per_split"].items())
-    emit(summary, as_json, f"dataset {summary['dataset']}: {summary['images']} images ({splits}), "
-                            f"{len(summary['tags'])} tags, {summary['negatives']} without a tag (negatives), "
-                            f"{summary['duplicates_merged']} duplicates merged, {summary['unreadable']} unreadable")
+    emit(
+        summary,
+        as_json,
+        f"dataset {summary['dataset']}: {summary['images']} images ({splits}), "
+        f"{len(summary['tags'])} tags, {summary['negatives']} without a tag (negatives), "
+        f"{summary['duplicates_merged']} duplicates merged, {summary['unreadable']} unreadable",
+    )
 
 
 def _dataset_folder(out: Path | None, run_name: str | None) -> Path:
@@ -147,17 +163,27 @@ def validate(
     summary = result.to_dict()
     if result.dropped_tags:  # in the stage's log too, not only in the report
         shown = ", ".join(f"{t} ({n})" for t, n in sorted(result.dropped_tags.items()))
-        err.print(f"dropped {len(result.dropped_tags)} tags with fewer than {min_examples} images: {shown}",
-                  markup=False, highlight=False)
+        err.print(
+            f"dropped {len(result.dropped_tags)} tags with fewer than {min_examples} images: {shown}",
+            markup=False,
+            highlight=False,
+        )
     if not result.passed:
         err.print(result.text(), markup=False, highlight=False)
         emit(summary, True, "")
         raise typer.Exit(ExitCode.FAILED)
-    dropped = (f"; dropped {len(summary['dropped_tags'])} rare tags: {', '.join(summary['dropped_tags'])}"
-               if summary["dropped_tags"] else "")
-    emit(summary, as_json, f"dataset {dataset} passed validation: {summary['images_checked']} images "
-                            f"({summary['negatives']} without a tag), {len(summary['tags'])} tags{dropped}; "
-                            f"report {summary['report']}")
+    dropped = (
+        f"; dropped {len(summary['dropped_tags'])} rare tags: {', '.join(summary['dropped_tags'])}"
+        if summary["dropped_tags"]
+        else ""
+    )
+    emit(
+        summary,
+        as_json,
+        f"dataset {dataset} passed validation: {summary['images_checked']} images "
+        f"({summary['negatives']} without a tag), {len(summary['tags'])} tags{dropped}; "
+        f"report {summary['report']}",
+    )
 
 
 @app.command("version", rich_help_panel=PANEL)
@@ -219,7 +245,12 @@ def train(
     )
     with err.status(f"Training on {dataset}..."):
         result = training.train(
-            dataset, out, params, dataset_hash=dataset_hash, run_name=run_name, settings=settings(),
+            dataset,
+            out,
+            params,
+            dataset_hash=dataset_hash,
+            run_name=run_name,
+            settings=settings(),
             verbose=2 if verbose else 0,
         )
     summary = result.to_dict()
@@ -244,12 +275,21 @@ def evaluate(
     from pipelines.training.evaluate import evaluate as run_evaluation
 
     with err.status("Evaluating..."):
-        result = run_evaluation(model, dataset, run_id=run_id, target_precision=target_precision,
-                                min_positives=min_positives, settings=settings())
+        result = run_evaluation(
+            model,
+            dataset,
+            run_id=run_id,
+            target_precision=target_precision,
+            min_positives=min_positives,
+            settings=settings(),
+        )
     summary = result.to_dict()
     person = "" if summary["person_ap"] is None else f", person AP {summary['person_ap']}"
-    emit(summary, as_json, f"test mAP {summary['map']} (common tags {summary['map_common']}), micro F1 "
-                            f"{summary['micro_f1']}; images with a correct tag {summary['images_with_correct_tag']}, "
-                            f"with no tag {summary['no_tag']}, precision {summary['precision']}{person}; "
-                            f"{len(summary['tags_off'])} tags off; report in {summary['report']}")
-
+    emit(
+        summary,
+        as_json,
+        f"test mAP {summary['map']} (common tags {summary['map_common']}), micro F1 "
+        f"{summary['micro_f1']}; images with a correct tag {summary['images_with_correct_tag']}, "
+        f"with no tag {summary['no_tag']}, precision {summary['precision']}{person}; "
+        f"{len(summary['tags_off'])} tags off; report in {summary['report']}",
+    )

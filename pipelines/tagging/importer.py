@@ -44,7 +44,9 @@ class ImportSummary:
     def as_dict(self) -> dict:
         out = {"imported": self.imported, "duplicates": self.duplicates, "failed": self.failed}
         if self.published is not None:
-            out.update(published=self.published, broker_error=self.broker_error, already_pending=self.already_pending)
+            out.update(
+                published=self.published, broker_error=self.broker_error, already_pending=self.already_pending
+            )
         return out
 
 
@@ -124,7 +126,13 @@ def _prepare(path: Path):
 
 
 def _new_assets(
-    files: list[Path], summary: ImportSummary, chunk_size: int, threads: int, on_progress, *, pending: bool = True
+    files: list[Path],
+    summary: ImportSummary,
+    chunk_size: int,
+    threads: int,
+    on_progress,
+    *,
+    pending: bool = True,
 ):
     """Store and register ``files`` chunk by chunk; yields the assets of each chunk to tag.
 
@@ -239,7 +247,9 @@ def queue_files(
     except broker.BrokerUnavailable as exc:
         publisher, summary.broker_error = None, str(exc)
     try:
-        for to_tag in _new_assets(files, summary, chunk_size, settings.decode_threads, on_progress, pending=False):
+        for to_tag in _new_assets(
+            files, summary, chunk_size, settings.decode_threads, on_progress, pending=False
+        ):
             summary.imported += len(to_tag)
             if publisher is not None:
                 publisher.publish_many(broker.TaggingMessage.for_asset(asset) for asset, _ in to_tag)

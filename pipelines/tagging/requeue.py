@@ -40,9 +40,7 @@ def requeue_pending(settings: Settings, batch_size: int = 500) -> dict:
     return {"published": published, "reason": "upload"}
 
 
-def requeue_stale(
-    model_name: str, model_version: str, settings: Settings, batch_size: int = 500
-) -> dict:
+def requeue_stale(model_name: str, model_version: str, settings: Settings, batch_size: int = 500) -> dict:
     """Publish a retag message for every asset with machine tags from another model version."""
     # Django models: importable only once catalog.runtime.setup() has run
     from catalog.models import Asset, AssetTag

@@ -148,7 +148,12 @@ class Consumer:
     """
 
     def __init__(
-        self, tagger, settings: Settings, *, linger_seconds: float = 0.3, database_wait: float = DATABASE_WAIT_SECONDS
+        self,
+        tagger,
+        settings: Settings,
+        *,
+        linger_seconds: float = 0.3,
+        database_wait: float = DATABASE_WAIT_SECONDS,
     ):
         self._tagger = tagger
         self.database_wait = database_wait
@@ -248,7 +253,9 @@ class Consumer:
             self._hand_back(channel, gone.held + inbox)
             raise gone.error from None
 
-    def _consume_into(self, connection, channel, work, inbox: list, max_messages, deadline, idle_seconds) -> bool:
+    def _consume_into(
+        self, connection, channel, work, inbox: list, max_messages, deadline, idle_seconds
+    ) -> bool:
 
         def on_message(ch, method, properties, body):
             inbox.append((method, properties, body))
@@ -330,7 +337,9 @@ class Consumer:
             asset = Asset.objects.filter(pk=message.asset_id, sha256=message.sha256).first()
             if asset is not None:
                 services.mark_failed(asset, error)
-        _ChannelPublisher(channel, self.settings).dead_letter(body, "crashed_worker", error, properties.headers)
+        _ChannelPublisher(channel, self.settings).dead_letter(
+            body, "crashed_worker", error, properties.headers
+        )
         channel.basic_ack(method.delivery_tag)
         self.summary.received += 1
         self._count_dead_letter("crashed_worker")

@@ -117,7 +117,9 @@ def photo_tags(coco_names: list[str], boxes: list[Box]) -> list[str]:
     return sorted(tags)
 
 
-def crop_regions(boxes: list[Box], rng: random.Random, width: int, height: int) -> list[tuple[tuple, list[str]]]:
+def crop_regions(
+    boxes: list[Box], rng: random.Random, width: int, height: int
+) -> list[tuple[tuple, list[str]]]:
     """Up to :data:`CROPS_PER_PHOTO` crops of one photo with their tags, objects other than
     people first.
 
@@ -178,7 +180,9 @@ def person_free_crops(boxes: list[Box], rng: random.Random, width: int, height: 
 def cut(pixels: np.ndarray, region: tuple) -> np.ndarray:
     """The ``region`` (x0, y0, x1, y1 in 0..1) of an ``(H, W, C)`` image."""
     height, width = pixels.shape[:2]
-    x0, y0, x1, y1 = (int(round(v)) for v in (region[0] * width, region[1] * height, region[2] * width, region[3] * height))
+    x0, y0, x1, y1 = (
+        int(round(v)) for v in (region[0] * width, region[1] * height, region[2] * width, region[3] * height)
+    )
     return np.ascontiguousarray(pixels[y0:y1, x0:x1])
 
 
@@ -197,7 +201,12 @@ def _region(box: Box, padding: float, width: int, height: int) -> tuple | None:
 
 
 def prepare(
-    data: Path, out: Path, *, crops: bool = True, non_photos: int = NON_PHOTOS_PER_KIND, progress: bool = False
+    data: Path,
+    out: Path,
+    *,
+    crops: bool = True,
+    non_photos: int = NON_PHOTOS_PER_KIND,
+    progress: bool = False,
 ) -> dict:
     """Write ``out/manifest.csv`` (``path,tags,group``), the crops under ``out/crops`` and the
     drawn non-photos under ``out/non-photos``.
@@ -399,12 +408,20 @@ def _run_stages(
     versioned = versioning.version_dataset(dataset_dir, settings=settings)
     _stage("train", started)
     trained = train.train(
-        dataset_dir, run.model, params, dataset_hash=versioned["dataset_hash"], run_name="starter-model",
+        dataset_dir,
+        run.model,
+        params,
+        dataset_hash=versioned["dataset_hash"],
+        run_name="starter-model",
         settings=settings,
     )
     _stage("evaluate", started)
     evaluation = evaluate.evaluate(
-        trained.model, dataset_dir, run_id=trained.run_id, target_precision=target_precision, settings=settings
+        trained.model,
+        dataset_dir,
+        run_id=trained.run_id,
+        target_precision=target_precision,
+        settings=settings,
     )
     _stage("register (MLflow)", started)
     registered = registry.register(trained.model, run_id=trained.run_id, settings=settings)

@@ -87,13 +87,17 @@ NO_FALLBACK = ("person", "people")
 LABEL, NARROWER, BROADER = "label", "narrower", "broader"
 
 
-def upper_bound_tags(tags: Iterable[str], right: Mapping[str, frozenset[str]], parent: Mapping[str, str]) -> set[str]:
+def upper_bound_tags(
+    tags: Iterable[str], right: Mapping[str, frozenset[str]], parent: Mapping[str, str]
+) -> set[str]:
     """The checkable tags whose evidence is only an upper bound: tags below every label that
     makes them right (``tabby cat`` under ``cat``)."""
     return {t for t in tags if t in right and all(label in ancestors(parent, t) for label in right[t])}
 
 
-def evidence(tags: Sequence[str], labels: Iterable[str], parent: Mapping[str, str]) -> dict[str, frozenset[str]]:
+def evidence(
+    tags: Sequence[str], labels: Iterable[str], parent: Mapping[str, str]
+) -> dict[str, frozenset[str]]:
     """For each tag, the labels whose presence makes it right (tags no label reaches are left out).
 
     Args:
@@ -169,7 +173,9 @@ def truth(examples_labels: Sequence[Iterable[str]], tags: Sequence[str], right: 
     return y
 
 
-def library_weights(examples_labels: Sequence[Iterable[str]], max_prevalence: float = MAX_PREVALENCE) -> np.ndarray:
+def library_weights(
+    examples_labels: Sequence[Iterable[str]], max_prevalence: float = MAX_PREVALENCE
+) -> np.ndarray:
     """Image weights under which no label is on more than ``max_prevalence`` of the images
     (iterative proportional fitting: each too common label's images are weighted down in turn).
     Mean weight 1; all ones when every label is already rare enough."""
@@ -230,9 +236,13 @@ def fit_platt(scores, y, weights, prior: Platt = Platt(1.0, 0.0), strength: floa
 
     def loss(p):
         t = p[0] * z + p[1]
-        value = np.sum(w * (np.logaddexp(0.0, t) - y * t)) + strength * ((p[0] - prior.a) ** 2 + (p[1] - prior.b) ** 2)
+        value = np.sum(w * (np.logaddexp(0.0, t) - y * t)) + strength * (
+            (p[0] - prior.a) ** 2 + (p[1] - prior.b) ** 2
+        )
         g = w * (1.0 / (1.0 + np.exp(-t)) - y)
-        grad = np.array([np.sum(g * z) + 2 * strength * (p[0] - prior.a), np.sum(g) + 2 * strength * (p[1] - prior.b)])
+        grad = np.array(
+            [np.sum(g * z) + 2 * strength * (p[0] - prior.a), np.sum(g) + 2 * strength * (p[1] - prior.b)]
+        )
         return value, grad
 
     result = minimize(loss, np.array([prior.a, prior.b]), jac=True, method="L-BFGS-B")
@@ -335,9 +345,13 @@ def calibrate(
     capped = {}
     for tag, share in false_positive_caps.items():
         if tag in index and tag in families and tag not in fixed and 0 < y[:, index[tag]].sum() < n:
-            capped[tag] = _capped_choice(y[:, index[tag]], scores[:, index[tag]], weights, share, priors.get(tag))
+            capped[tag] = _capped_choice(
+                y[:, index[tag]], scores[:, index[tag]], weights, share, priors.get(tag)
+            )
     calibrated = {
-        t: f for t, f in families.items() if t in index and t not in fixed and t not in capped and y[:, index[t]].any()
+        t: f
+        for t, f in families.items()
+        if t in index and t not in fixed and t not in capped and y[:, index[t]].any()
     }
     fits, own = _fit_families(y, scores, weights, index, calibrated, min_positives)
 
@@ -393,7 +407,9 @@ def _fit_families(
     for family in sorted(set(calibrated.values())):
         members = [t for t, f in calibrated.items() if f == family]
         columns = [index[t] for t in members]
-        pooled = fit_platt(scores[:, columns].ravel(), y[:, columns].ravel(), np.repeat(weights, len(columns)))
+        pooled = fit_platt(
+            scores[:, columns].ravel(), y[:, columns].ravel(), np.repeat(weights, len(columns))
+        )
         for tag in members:
             j = index[tag]
             positives = int(y[:, j].sum())
@@ -594,9 +610,7 @@ def quality(
     implied = implied_columns(tuple(tags), parent or {})
     shown = _emit(scores, thresholds, implied, fallback, slope)
     n = len(y)
-    aps = [
-        average_precision_score(y[:, j], scores[:, j]) for j in columns if y[:, j].sum() >= min_support
-    ]
+    aps = [average_precision_score(y[:, j], scores[:, j]) for j in columns if y[:, j].sum() >= min_support]
     judged = shown[:, columns]
     right_judged = judged & (y[:, columns] > 0)
     confirmed = shown & (y > 0)

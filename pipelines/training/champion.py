@@ -269,8 +269,14 @@ def model_versions(settings: Settings, *, last: int = 5, client=None) -> list[di
                 **{
                     key: tags.get(key) or None
                     for key in (
-                        "gate", "gate_reason", "gate_metric", "gate_challenger", "gate_champion",
-                        "gate_champion_version", "gate_margin", "gate_at",
+                        "gate",
+                        "gate_reason",
+                        "gate_metric",
+                        "gate_challenger",
+                        "gate_champion",
+                        "gate_champion_version",
+                        "gate_margin",
+                        "gate_at",
                     )
                 },
             }

@@ -396,13 +396,16 @@ def describe(result: GateResult) -> str:
         )
         for key in METRICS:
             if key != metric:
-                lines.append(f"  {key}: challenger {result.challenger[key]:.4f}, champion {result.champion[key]:.4f}")
+                lines.append(
+                    f"  {key}: challenger {result.challenger[key]:.4f}, champion {result.champion[key]:.4f}"
+                )
     else:
         lines.append(f"  {metric}: challenger {mine:.4f}; no champion, floor {d['floor']:.4f}")
 
     def shown(rows):
         return ", ".join(
-            f"{r['tag']} {r['change']:+.3f} ({r['champion_ap']:.3f} -> {r['challenger_ap']:.3f})" for r in rows[:10]
+            f"{r['tag']} {r['change']:+.3f} ({r['champion_ap']:.3f} -> {r['challenger_ap']:.3f})"
+            for r in rows[:10]
         ) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
 
     if result.champion is not None:
@@ -461,7 +464,11 @@ def record(result: GateResult, report_dir: Path, client, challenger_mv, settings
             }
         )
         values.update(
-            {tracking.metric_key("gate", "ap_change", r["tag"]): r["change"] for r in details["per_tag"] if r["change"] is not None}
+            {
+                tracking.metric_key("gate", "ap_change", r["tag"]): r["change"]
+                for r in details["per_tag"]
+                if r["change"] is not None
+            }
         )
         mlflow.log_metrics(values)
         mlflow.log_artifacts(str(result.report), "gate")
@@ -503,6 +510,8 @@ def write_report(result: GateResult, directory: Path) -> Path:
         for r in details["per_tag"]:
             champion_ap = "" if r["champion_ap"] is None else f"{r['champion_ap']:.4f}"
             change = "" if r["change"] is None else f"{r['change']:+.4f}"
-            lines.append(f"| {r['tag']} | {r['support']} | {r['challenger_ap']:.4f} | {champion_ap} | {change} |")
+            lines.append(
+                f"| {r['tag']} | {r['support']} | {r['challenger_ap']:.4f} | {champion_ap} | {change} |"
+            )
     (directory / "report.md").write_text("\n".join(lines) + "\n")
     return directory

@@ -257,7 +257,9 @@ def _entries(
         entries.extend(catalog_entries())
     if not entries and refused:
         named = "; ".join(f"{r.path} ({r.source})" for r in refused[:5])
-        raise IngestError(f"nothing to ingest: every source lies outside the allowed roots ({named}); {ROOTS_HINT}")
+        raise IngestError(
+            f"nothing to ingest: every source lies outside the allowed roots ({named}); {ROOTS_HINT}"
+        )
     if not entries:
         raise IngestError(
             "no labelled image in the sources: the manifests are empty and the catalog has no asset "
@@ -309,7 +311,9 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def folder_entries(root: str | Path, allowed: Roots | None = None, refused: list | None = None) -> list[_Entry]:
+def folder_entries(
+    root: str | Path, allowed: Roots | None = None, refused: list | None = None
+) -> list[_Entry]:
     """The images of a folder-per-tag tree, one entry per file, in a stable order.
 
     Args:
@@ -402,7 +406,9 @@ def _jsonl_rows(manifest: Path) -> Iterator[tuple[int, object, object, object]]:
         yield line, row.get("path"), row.get("tags", []), row.get("group", "")
 
 
-def manifest_entries(manifest: str | Path, allowed: Roots | None = None, refused: list | None = None) -> list[_Entry]:
+def manifest_entries(
+    manifest: str | Path, allowed: Roots | None = None, refused: list | None = None
+) -> list[_Entry]:
     """The rows of a CSV or JSON-lines manifest, checked before any image is read.
 
     Args:

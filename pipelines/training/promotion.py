@@ -49,10 +49,14 @@ def promote(model_version: str, *, settings: Settings) -> dict:
             **({"starter": tags["starter"]} if tags.get("starter") else {}),
         }
         if number in repository.versions():  # served before: serve that directory again
-            promotion = repository.promote(repository.path(number), metadata, version=number, wait=_load_waiter(settings))
+            promotion = repository.promote(
+                repository.path(number), metadata, version=number, wait=_load_waiter(settings)
+            )
         else:
             with downloaded(version) as saved_model:
-                promotion = repository.promote(saved_model, metadata, version=number, wait=_load_waiter(settings))
+                promotion = repository.promote(
+                    saved_model, metadata, version=number, wait=_load_waiter(settings)
+                )
         changed = True
     client.set_registered_model_alias(settings.model_name, tracking.CHAMPION, str(version.version))
     client.set_model_version_tag(

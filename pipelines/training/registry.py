@@ -147,7 +147,8 @@ def register_starter(saved_model: Path, head, *, settings: Settings) -> dict:
     provenance = head.provenance or {}
     dataset_hash = str(provenance.get("dataset_hash") or "unversioned")
     found = [
-        v for v in client.search_model_versions(f"name='{settings.model_name}'")
+        v
+        for v in client.search_model_versions(f"name='{settings.model_name}'")
         if (v.tags or {}).get("starter") == head.version
     ]
     if found:
@@ -220,7 +221,9 @@ def install_starter(settings: Settings) -> dict:
     Returns:
         :func:`serving.starter.install`'s summary.
     """
-    summary = starter.install(settings, register=lambda path, head: register_starter(path, head, settings=settings))
+    summary = starter.install(
+        settings, register=lambda path, head: register_starter(path, head, settings=settings)
+    )
     if summary["installed"] and summary["model_version"]:
         client = tracking.client(settings)
         client.set_registered_model_alias(settings.model_name, tracking.CHAMPION, summary["model_version"])

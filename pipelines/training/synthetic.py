@@ -41,9 +41,22 @@ TRAINING_FONTS = (
     "DejaVuSansMono.ttf",
     "DejaVuSansMono-Bold.ttf",
 )
-HELD_OUT_FONTS = ("STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "cmr10.ttf", "cmss10.ttf", "cmtt10.ttf", "cmb10.ttf")
+HELD_OUT_FONTS = (
+    "STIXGeneral.ttf",
+    "STIXGeneralBol.ttf",
+    "STIXGeneralItalic.ttf",
+    "cmr10.ttf",
+    "cmss10.ttf",
+    "cmtt10.ttf",
+    "cmb10.ttf",
+)
 TRAINING_CHART_STYLES = ("default", "ggplot", "bmh", "fivethirtyeight", "grayscale", "classic")
-HELD_OUT_CHART_STYLES = ("seaborn-v0_8-whitegrid", "dark_background", "Solarize_Light2", "tableau-colorblind10")
+HELD_OUT_CHART_STYLES = (
+    "seaborn-v0_8-whitegrid",
+    "dark_background",
+    "Solarize_Light2",
+    "tableau-colorblind10",
+)
 
 _WORDS = (
     "the of and to in is for on with as by at from that this are be or an it not can all new more "
@@ -91,7 +104,9 @@ def _words(rng: random.Random, n: int, capital: bool = True) -> str:
 
 
 def _number(rng: random.Random) -> str:
-    return rng.choice(["{:,}", "{:.2f}", "{}%", "${:,.2f}", "{}"]).format(rng.randint(1, 99999) / rng.choice([1, 1, 100]))
+    return rng.choice(["{:,}", "{:.2f}", "{}%", "${:,.2f}", "{}"]).format(
+        rng.randint(1, 99999) / rng.choice([1, 1, 100])
+    )
 
 
 def _colour(rng: random.Random, lo: int = 0, hi: int = 255) -> tuple[int, int, int]:
@@ -128,7 +143,9 @@ def _text_block(draw, rng, fonts, box, colour, size, mono=None, ragged=True) -> 
 def _scanned(image: Image.Image, rng: random.Random) -> Image.Image:
     """Tilt, blur, noise and a shadow, as a scanner or a phone photo of a page leaves them."""
     if rng.random() < 0.5:
-        image = image.rotate(rng.uniform(-4, 4), resample=Image.BICUBIC, expand=True, fillcolor=_colour(rng, 150, 255))
+        image = image.rotate(
+            rng.uniform(-4, 4), resample=Image.BICUBIC, expand=True, fillcolor=_colour(rng, 150, 255)
+        )
     if rng.random() < 0.5:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.4)))
     pixels = np.asarray(image, np.float32)
@@ -151,7 +168,9 @@ def document(rng: random.Random, fonts: Fonts) -> Image.Image:
     change every drawn picture (and the starter model built on them).
     """
     width, height = _size(rng, portrait=rng.random() < 0.75)
-    paper = rng.choice([(255, 255, 255), (250, 248, 240), (245, 245, 245), (255, 253, 231), _colour(rng, 215, 255)])
+    paper = rng.choice(
+        [(255, 255, 255), (250, 248, 240), (245, 245, 245), (255, 253, 231), _colour(rng, 215, 255)]
+    )
     image = Image.new("RGB", (width, height), paper)
     draw = ImageDraw.Draw(image)
     ink = rng.choice([(0, 0, 0), (30, 30, 30), (60, 60, 60), (20, 30, 90)])
@@ -165,17 +184,23 @@ def document(rng: random.Random, fonts: Fonts) -> Image.Image:
         while y + line < height - margin:
             left, right = _words(rng, rng.randint(1, 3)), _number(rng)
             draw.text((margin, y), left, fill=ink, font=font)
-            draw.text((margin + width_inner - draw.textlength(right, font=font), y), right, fill=ink, font=font)
+            draw.text(
+                (margin + width_inner - draw.textlength(right, font=font), y), right, fill=ink, font=font
+            )
             y += line
         return _scanned(image, rng) if rng.random() < 0.7 else image
     title = fonts.get(rng, rng.randint(18, 40))
-    draw.text((margin, y), _words(rng, rng.randint(2, 6)), fill=rng.choice([ink, _colour(rng, 0, 150)]), font=title)
+    draw.text(
+        (margin, y), _words(rng, rng.randint(2, 6)), fill=rng.choice([ink, _colour(rng, 0, 150)]), font=title
+    )
     y += int(title.size * 1.8)
     size = rng.randint(10, 20)
     if style == "slide":
         for _ in range(rng.randint(3, 6)):
             font = fonts.get(rng, size + 6)
-            draw.ellipse((margin, y + font.size // 3, margin + font.size // 3, y + 2 * font.size // 3), fill=ink)
+            draw.ellipse(
+                (margin, y + font.size // 3, margin + font.size // 3, y + 2 * font.size // 3), fill=ink
+            )
             draw.text((margin + font.size, y), _words(rng, rng.randint(3, 8)), fill=ink, font=font)
             y += int(font.size * 2)
     elif style == "table":
@@ -248,7 +273,9 @@ def screenshot(rng: random.Random, fonts: Fonts) -> Image.Image:
                 x += int(draw.textlength(" ", font=mono)) * rng.choice([0, 0, 2, 4, 8])
             for _ in range(rng.randint(1, 6)):
                 token = rng.choice(_WORDS) + rng.choice(["", "(", ")", " =", ".", ":", ",", "()"])
-                colour = rng.choice([(86, 156, 214), (206, 145, 120), (220, 220, 170), (181, 206, 168), (212, 212, 212)])
+                colour = rng.choice(
+                    [(86, 156, 214), (206, 145, 120), (220, 220, 170), (181, 206, 168), (212, 212, 212)]
+                )
                 if kind == "terminal":
                     colour = rng.choice([(200, 200, 200), (80, 250, 123), (240, 240, 240)])
                 draw.text((x, y), token, fill=colour, font=mono)
@@ -295,18 +322,26 @@ def screenshot(rng: random.Random, fonts: Fonts) -> Image.Image:
             for _ in range(rng.randint(1, 4)):
                 label = rng.choice(_WORDS).capitalize()
                 w = int(draw.textlength(label, font=font)) + 24
-                fill = accent if rng.random() < 0.5 else (_colour(rng, 60, 90) if dark else _colour(rng, 200, 235))
+                fill = (
+                    accent
+                    if rng.random() < 0.5
+                    else (_colour(rng, 60, 90) if dark else _colour(rng, 200, 235))
+                )
                 draw.rounded_rectangle((x, y, x + w, y + size + 14), radius=rng.randint(0, 10), fill=fill)
                 draw.text((x + 12, y + 7), label, fill=(255, 255, 255) if fill == accent else fg, font=font)
                 x += w + 10
             y += size + 26
         elif widget == "field":
             draw.text((x0, y), rng.choice(_WORDS).capitalize(), fill=fg, font=font)
-            draw.rectangle((x0, y + size + 6, min(width - 16, x0 + rng.randint(150, 420)), y + 2 * size + 16), outline=fg)
+            draw.rectangle(
+                (x0, y + size + 6, min(width - 16, x0 + rng.randint(150, 420)), y + 2 * size + 16), outline=fg
+            )
             y += 2 * size + 28
         elif widget == "check":
             for _ in range(rng.randint(2, 4)):
-                draw.rectangle((x0, y, x0 + size, y + size), outline=fg, fill=accent if rng.random() < 0.5 else None)
+                draw.rectangle(
+                    (x0, y, x0 + size, y + size), outline=fg, fill=accent if rng.random() < 0.5 else None
+                )
                 draw.text((x0 + size + 8, y), _words(rng, rng.randint(2, 5)), fill=fg, font=font)
                 y += int(size * 1.8)
         elif widget == "cards":
@@ -315,8 +350,12 @@ def screenshot(rng: random.Random, fonts: Fonts) -> Image.Image:
             h = rng.randint(60, 140)
             for k in range(count):
                 cx = x0 + k * (w + 12)
-                draw.rounded_rectangle((cx, y, cx + w, y + h), radius=6, outline=_colour(rng, 120, 200),
-                                       fill=_colour(rng, 40, 70) if dark else _colour(rng, 235, 255))
+                draw.rounded_rectangle(
+                    (cx, y, cx + w, y + h),
+                    radius=6,
+                    outline=_colour(rng, 120, 200),
+                    fill=_colour(rng, 40, 70) if dark else _colour(rng, 235, 255),
+                )
                 draw.rectangle((cx + 8, y + 8, cx + w - 8, y + h // 2), fill=_colour(rng, 80, 230))
                 draw.text((cx + 8, y + h // 2 + 6), _words(rng, 2), fill=fg, font=font)
             y += h + 16
@@ -325,7 +364,10 @@ def screenshot(rng: random.Random, fonts: Fonts) -> Image.Image:
             w = (width - 16 - x0) // cols
             for r in range(rng.randint(3, 8)):
                 if r % 2:
-                    draw.rectangle((x0, y, width - 16, y + size + 10), fill=_colour(rng, 35, 60) if dark else _colour(rng, 235, 248))
+                    draw.rectangle(
+                        (x0, y, width - 16, y + size + 10),
+                        fill=_colour(rng, 35, 60) if dark else _colour(rng, 235, 248),
+                    )
                 for c in range(cols):
                     text = rng.choice(_WORDS) if c == 0 or r == 0 else _number(rng)
                     draw.text((x0 + c * w + 4, y + 4), text, fill=fg, font=font)
@@ -356,9 +398,15 @@ def _chart(rng: random.Random, styles: Sequence[str], width: int, height: int) -
             for _ in range(rng.randint(1, 4)):
                 axes.plot(np.cumsum(data.normal(0, 1, 40)), marker=rng.choice(["", "o", "s", "."]))
         elif kind == "pie":
-            axes.pie(data.uniform(1, 10, min(n, 7)), labels=labels[: min(n, 7)], autopct=rng.choice([None, "%1.0f%%"]))
+            axes.pie(
+                data.uniform(1, 10, min(n, 7)),
+                labels=labels[: min(n, 7)],
+                autopct=rng.choice([None, "%1.0f%%"]),
+            )
         elif kind == "scatter":
-            axes.scatter(data.normal(0, 1, 200), data.normal(0, 1, 200), s=data.uniform(5, 60, 200), alpha=0.7)
+            axes.scatter(
+                data.normal(0, 1, 200), data.normal(0, 1, 200), s=data.uniform(5, 60, 200), alpha=0.7
+            )
         elif kind == "hist":
             axes.hist(data.normal(0, 1, 500), bins=rng.randint(10, 40))
         else:
@@ -380,7 +428,13 @@ def _shape(draw, rng, cx, cy, r, fill, outline=None, width=0) -> None:
     elif kind == "ring":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=fill, width=max(3, r // 4))
     elif kind == "square":
-        draw.rounded_rectangle((cx - r, cy - r, cx + r, cy + r), radius=rng.randint(0, r // 2), fill=fill, outline=outline, width=width)
+        draw.rounded_rectangle(
+            (cx - r, cy - r, cx + r, cy + r),
+            radius=rng.randint(0, r // 2),
+            fill=fill,
+            outline=outline,
+            width=width,
+        )
     else:
         points = {"triangle": 3, "polygon": rng.randint(5, 8), "star": 10}[kind]
         pts = []
@@ -391,8 +445,14 @@ def _shape(draw, rng, cx, cy, r, fill, outline=None, width=0) -> None:
         draw.polygon(pts, fill=fill, outline=outline)
 
 
-def graphic(rng: random.Random, fonts: Fonts, chart_styles: Sequence[str] = TRAINING_CHART_STYLES) -> Image.Image:
-    """A chart, a logo, a diagram, a flat illustration, a line drawing or a sheet of icons."""
+def graphic(
+    rng: random.Random, fonts: Fonts, chart_styles: Sequence[str] = TRAINING_CHART_STYLES
+) -> Image.Image:
+    """A chart, a logo, a diagram, a flat illustration, a line drawing or a sheet of icons.
+
+    Long because it is one list of drawing instructions that share a random stream: reordering
+    a call would change every drawn picture (and the starter model built on them).
+    """
     width, height = _size(rng)
     kind = rng.choice(["chart", "chart", "logo", "diagram", "illustration", "drawing", "icons"])
     if kind == "chart":
@@ -404,12 +464,24 @@ def graphic(rng: random.Random, fonts: Fonts, chart_styles: Sequence[str] = TRAI
         r = rng.randint(min(width, height) // 8, min(width, height) // 3)
         cx, cy = width // 2 + rng.randint(-width // 6, width // 6), height // 2 - rng.randint(0, height // 6)
         for _ in range(rng.randint(1, 3)):
-            _shape(draw, rng, cx + rng.randint(-r // 2, r // 2), cy + rng.randint(-r // 2, r // 2), r, _colour(rng))
+            _shape(
+                draw,
+                rng,
+                cx + rng.randint(-r // 2, r // 2),
+                cy + rng.randint(-r // 2, r // 2),
+                r,
+                _colour(rng),
+            )
             r = int(r * rng.uniform(0.4, 0.8))
         font = fonts.get(rng, rng.randint(24, 60))
         text = rng.choice(_WORDS).upper() if rng.random() < 0.5 else _words(rng, rng.randint(1, 2))
         tw = draw.textlength(text, font=font)
-        draw.text(((width - tw) / 2, min(height - font.size - 10, cy + r + 20)), text, fill=_colour(rng, 0, 120), font=font)
+        draw.text(
+            ((width - tw) / 2, min(height - font.size - 10, cy + r + 20)),
+            text,
+            fill=_colour(rng, 0, 120),
+            font=font,
+        )
     elif kind == "diagram":
         font = fonts.get(rng, rng.randint(11, 16))
         boxes = []
@@ -422,28 +494,55 @@ def graphic(rng: random.Random, fonts: Fonts, chart_styles: Sequence[str] = TRAI
             draw.line((start, end), fill=(40, 40, 40), width=2)
             angle = math.atan2(end[1] - start[1], end[0] - start[0])
             tip = (end[0] - 30 * math.cos(angle), end[1] - 30 * math.sin(angle))
-            draw.polygon([tip, (tip[0] - 10 * math.cos(angle - 0.4), tip[1] - 10 * math.sin(angle - 0.4)),
-                          (tip[0] - 10 * math.cos(angle + 0.4), tip[1] - 10 * math.sin(angle + 0.4))], fill=(40, 40, 40))
+            draw.polygon(
+                [
+                    tip,
+                    (tip[0] - 10 * math.cos(angle - 0.4), tip[1] - 10 * math.sin(angle - 0.4)),
+                    (tip[0] - 10 * math.cos(angle + 0.4), tip[1] - 10 * math.sin(angle + 0.4)),
+                ],
+                fill=(40, 40, 40),
+            )
         for box in boxes:
             shape = rng.choice(["rect", "round", "ellipse"])
             fill = _colour(rng, 150, 255)
             if shape == "ellipse":
                 draw.ellipse(box, fill=fill, outline=(30, 30, 30), width=2)
             else:
-                draw.rounded_rectangle(box, radius=0 if shape == "rect" else 10, fill=fill, outline=(30, 30, 30), width=2)
-            draw.text((box[0] + 8, (box[1] + box[3]) // 2 - 8), _words(rng, rng.randint(1, 2)), fill=(0, 0, 0), font=font)
+                draw.rounded_rectangle(
+                    box, radius=0 if shape == "rect" else 10, fill=fill, outline=(30, 30, 30), width=2
+                )
+            draw.text(
+                (box[0] + 8, (box[1] + box[3]) // 2 - 8),
+                _words(rng, rng.randint(1, 2)),
+                fill=(0, 0, 0),
+                font=font,
+            )
     elif kind == "illustration":
         outline = rng.choice([None, (0, 0, 0), (40, 40, 40)])
         for _ in range(rng.randint(4, 25)):
             r = rng.randint(10, min(width, height) // 3)
-            _shape(draw, rng, rng.randint(0, width), rng.randint(0, height), r, _colour(rng), outline, rng.randint(1, 4))
+            _shape(
+                draw,
+                rng,
+                rng.randint(0, width),
+                rng.randint(0, height),
+                r,
+                _colour(rng),
+                outline,
+                rng.randint(1, 4),
+            )
     elif kind == "drawing":
         image.paste(rng.choice([(255, 255, 255), (250, 247, 235)]), (0, 0, width, height))
         for _ in range(rng.randint(5, 40)):
             pts = [(rng.randint(0, width), rng.randint(0, height))]
             for _ in range(rng.randint(2, 12)):
                 pts.append((pts[-1][0] + rng.randint(-80, 80), pts[-1][1] + rng.randint(-80, 80)))
-            draw.line(pts, fill=rng.choice([(0, 0, 0), (60, 60, 60), _colour(rng, 0, 120)]), width=rng.randint(1, 5), joint="curve")
+            draw.line(
+                pts,
+                fill=rng.choice([(0, 0, 0), (60, 60, 60), _colour(rng, 0, 120)]),
+                width=rng.randint(1, 5),
+                joint="curve",
+            )
     else:  # icons
         cell = rng.randint(40, 90)
         for y in range(10, height - cell, cell + 10):
@@ -491,7 +590,9 @@ def texture(rng: random.Random) -> Image.Image:
     width, height = _size(rng)
     data = np.random.default_rng(rng.randint(0, 2**31))
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    kind = rng.choice(["noise", "wood", "marble", "stone", "grass", "brick", "fabric", "sand", "pattern", "bark"])
+    kind = rng.choice(
+        ["noise", "wood", "marble", "stone", "grass", "brick", "fabric", "sand", "pattern", "bark"]
+    )
     if kind == "noise":
         rgb = _palette(rng, _noise(rng, (height, width), rng.randint(3, 7)))
     elif kind == "wood":
@@ -512,7 +613,11 @@ def texture(rng: random.Random) -> Image.Image:
         edge = np.clip((distance[:, 1] - distance[:, 0]).reshape(height, width) / rng.uniform(2, 8), 0, 1)
         rgb = _palette(rng, shade * edge * 0.85 + _noise(rng, (height, width), 7) * 0.15)
     elif kind == "grass":
-        canvas = Image.new("RGB", (width, height), tuple(int(v) for v in (data.uniform(10, 60), data.uniform(40, 100), data.uniform(5, 40))))
+        canvas = Image.new(
+            "RGB",
+            (width, height),
+            tuple(int(v) for v in (data.uniform(10, 60), data.uniform(40, 100), data.uniform(5, 40))),
+        )
         draw = ImageDraw.Draw(canvas)
         for _ in range(rng.randint(1500, 5000)):
             x0, y0 = rng.randint(0, width), rng.randint(0, height)
@@ -528,7 +633,10 @@ def texture(rng: random.Random) -> Image.Image:
         in_mortar = ((y % bh) < mortar) | (((x + offset) % bw) < mortar)
         brick_id = row * 1000 + ((x + offset) // bw).astype(int)
         shade = (np.sin(brick_id * 12.9898) * 43758.5453) % 1.0
-        values = np.where(in_mortar, rng.uniform(0.8, 1.0), 0.2 + 0.5 * shade) * 0.8 + _noise(rng, (height, width), 7) * 0.2
+        values = (
+            np.where(in_mortar, rng.uniform(0.8, 1.0), 0.2 + 0.5 * shade) * 0.8
+            + _noise(rng, (height, width), 7) * 0.2
+        )
         rgb = _palette(rng, values)
     elif kind == "fabric":
         period = rng.uniform(3, 10)
@@ -545,18 +653,24 @@ def texture(rng: random.Random) -> Image.Image:
         period = rng.randint(8, 60)
         which = rng.choice(["stripes", "checks", "dots"])
         if which == "stripes":
-            values = ((x * math.cos(rng.uniform(0, math.pi)) + y * math.sin(rng.uniform(0, math.pi))) // period) % 2
+            values = (
+                (x * math.cos(rng.uniform(0, math.pi)) + y * math.sin(rng.uniform(0, math.pi))) // period
+            ) % 2
         elif which == "checks":
             values = ((x // period) + (y // period)) % 2
         else:
-            values = (((x % period) - period / 2) ** 2 + ((y % period) - period / 2) ** 2 < (period / 3) ** 2).astype(np.float32)
+            values = (
+                ((x % period) - period / 2) ** 2 + ((y % period) - period / 2) ** 2 < (period / 3) ** 2
+            ).astype(np.float32)
         rgb = _palette(rng, values * 0.85 + _noise(rng, (height, width), 7) * 0.15)
     if rng.random() < 0.5:  # light falling across the surface
         rgb = rgb * np.linspace(rng.uniform(0.6, 1.0), rng.uniform(0.8, 1.2), width)[None, :, None]
     return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
 
 
-def draw(kind: str, rng: random.Random, fonts: Fonts, chart_styles: Sequence[str] = TRAINING_CHART_STYLES) -> Image.Image:
+def draw(
+    kind: str, rng: random.Random, fonts: Fonts, chart_styles: Sequence[str] = TRAINING_CHART_STYLES
+) -> Image.Image:
     """One picture of ``kind`` (one of :data:`KINDS`)."""
     if kind == DOCUMENT:
         return document(rng, fonts)
@@ -569,8 +683,12 @@ def draw(kind: str, rng: random.Random, fonts: Fonts, chart_styles: Sequence[str
     raise ValueError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
 
 
-def pictures(count: int, seed: int, fonts: Sequence[Path] | None = None,
-             chart_styles: Sequence[str] = TRAINING_CHART_STYLES) -> Iterator[tuple[str, str, Image.Image]]:
+def pictures(
+    count: int,
+    seed: int,
+    fonts: Sequence[Path] | None = None,
+    chart_styles: Sequence[str] = TRAINING_CHART_STYLES,
+) -> Iterator[tuple[str, str, Image.Image]]:
     """``count`` pictures of each kind: ``(kind, name, image)``, reproducible from ``seed``."""
     loaded = Fonts(fonts if fonts is not None else font_files(TRAINING_FONTS))
     for kind in KINDS:

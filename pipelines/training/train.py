@@ -275,9 +275,15 @@ def _base(params: TrainParams, settings: Settings) -> _Base | None:
         if served is not None and not served.metadata.get("starter"):
             base = _served_base(served, settings)
     if base is None:
-        head = starter.load_head(tagmap_dir=settings.tagmap_dir) if settings.starter or params.base == "starter" else None
+        head = (
+            starter.load_head(tagmap_dir=settings.tagmap_dir)
+            if settings.starter or params.base == "starter"
+            else None
+        )
         if head is None:
-            log.warning("no starter model (%s, IMGTAG_STARTER): only this dataset's tags", starter.STARTER_DIR)
+            log.warning(
+                "no starter model (%s, IMGTAG_STARTER): only this dataset's tags", starter.STARTER_DIR
+            )
             return None
         vocabulary = starter.vocabulary(head)
         base = _Base(

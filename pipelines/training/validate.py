@@ -256,18 +256,20 @@ def _read_manifest(dataset_dir: Path) -> list[_Row]:
         origins = raw.get("origins")
         origins = [str(o) for o in origins] if isinstance(origins, list) else []
         path = raw.get("path")
-        rows.append(_Row(
-            line=number,
-            raw=raw,
-            sha256=raw.get("sha256"),
-            path=path,
-            split=raw.get("split"),
-            tags=tags,
-            files=origins or ([str(path)] if path else [f"{ds.MANIFEST_FILE}:{number}"]),
-            width=_as_int(raw.get("width")),
-            height=_as_int(raw.get("height")),
-            group=raw.get("group") or None,
-        ))
+        rows.append(
+            _Row(
+                line=number,
+                raw=raw,
+                sha256=raw.get("sha256"),
+                path=path,
+                split=raw.get("split"),
+                tags=tags,
+                files=origins or ([str(path)] if path else [f"{ds.MANIFEST_FILE}:{number}"]),
+                width=_as_int(raw.get("width")),
+                height=_as_int(raw.get("height")),
+                group=raw.get("group") or None,
+            )
+        )
     return rows
 
 
@@ -372,8 +374,16 @@ def _images_table(
             r = rows[position]
             value = _plain(images[column].iloc[position]) if column else None
             problem = _image_problem(kind, column, value, r, min_side, max_pixels)
-            out.append({"files": r.files, "path": r.path, "sha256": r.sha256, "line": r.line,
-                        "value": value, "problem": problem})
+            out.append(
+                {
+                    "files": r.files,
+                    "path": r.path,
+                    "sha256": r.sha256,
+                    "line": r.line,
+                    "value": value,
+                    "problem": problem,
+                }
+            )
         return out
 
     return _Table("images", images, expectations, describe)
@@ -400,18 +410,31 @@ def _image_rules(min_side: int, max_pixels: int) -> list:
 
     E = gx.expectations
     return [
-        _rule("schema", E.ExpectTableRowCountToBeBetween(min_value=1),
-              "the manifest lists at least one image"),
-        *(_rule("schema", E.ExpectColumnToExist(column=c), f"the manifest has the column {c!r}")
-          for c in MANIFEST_COLUMNS),
-        _rule("schema", E.ExpectColumnValuesToBeInSet(column="tags_is_list", value_set=[True]),
-              "tags is a list"),
-        _rule("image_size", E.ExpectColumnValuesToBeBetween(column="short_side", min_value=min_side),
-              f"width and height are at least {min_side} px"),
-        _rule("image_size", E.ExpectColumnValuesToBeBetween(column="pixels", max_value=max_pixels),
-              f"width x height is at most {max_pixels:,} pixels"),
-        _rule("files_exist", E.ExpectColumnValuesToBeInSet(column="file_exists", value_set=[True]),
-              "the image file is in the dataset folder"),
+        _rule(
+            "schema", E.ExpectTableRowCountToBeBetween(min_value=1), "the manifest lists at least one image"
+        ),
+        *(
+            _rule("schema", E.ExpectColumnToExist(column=c), f"the manifest has the column {c!r}")
+            for c in MANIFEST_COLUMNS
+        ),
+        _rule(
+            "schema", E.ExpectColumnValuesToBeInSet(column="tags_is_list", value_set=[True]), "tags is a list"
+        ),
+        _rule(
+            "image_size",
+            E.ExpectColumnValuesToBeBetween(column="short_side", min_value=min_side),
+            f"width and height are at least {min_side} px",
+        ),
+        _rule(
+            "image_size",
+            E.ExpectColumnValuesToBeBetween(column="pixels", max_value=max_pixels),
+            f"width x height is at most {max_pixels:,} pixels",
+        ),
+        _rule(
+            "files_exist",
+            E.ExpectColumnValuesToBeInSet(column="file_exists", value_set=[True]),
+            "the image file is in the dataset folder",
+        ),
         _rule("decodes", E.ExpectColumnValuesToBeNull(column="decode_error"), "the image file decodes"),
     ]
 
@@ -429,22 +452,34 @@ def _manifest_value_rules(columns) -> list:
     if "sha256" in columns:
         expectations += [
             _rule("schema", E.ExpectColumnValuesToNotBeNull(column="sha256"), "sha256 is set"),
-            _rule("schema", E.ExpectColumnValuesToMatchRegex(column="sha256", regex=SHA256_PATTERN),
-                  "sha256 is 64 lowercase hex digits"),
-            _rule("schema", E.ExpectColumnValuesToBeUnique(column="sha256"),
-                  "sha256 is unique (one row per image)"),
+            _rule(
+                "schema",
+                E.ExpectColumnValuesToMatchRegex(column="sha256", regex=SHA256_PATTERN),
+                "sha256 is 64 lowercase hex digits",
+            ),
+            _rule(
+                "schema",
+                E.ExpectColumnValuesToBeUnique(column="sha256"),
+                "sha256 is unique (one row per image)",
+            ),
         ]
     if "split" in columns:
         expectations += [
             _rule("schema", E.ExpectColumnValuesToNotBeNull(column="split"), "split is set"),
-            _rule("schema", E.ExpectColumnValuesToBeInSet(column="split", value_set=list(ds.SPLITS)),
-                  f"split is one of {', '.join(ds.SPLITS)}"),
+            _rule(
+                "schema",
+                E.ExpectColumnValuesToBeInSet(column="split", value_set=list(ds.SPLITS)),
+                f"split is one of {', '.join(ds.SPLITS)}",
+            ),
         ]
     if "path" in columns:
         expectations += [
             _rule("schema", E.ExpectColumnValuesToNotBeNull(column="path"), "path is set"),
-            _rule("schema", E.ExpectColumnValuesToMatchRegex(column="path", regex=PATH_PATTERN),
-                  "path is relative and stays inside the dataset folder"),
+            _rule(
+                "schema",
+                E.ExpectColumnValuesToMatchRegex(column="path", regex=PATH_PATTERN),
+                "path is relative and stays inside the dataset folder",
+            ),
         ]
     return expectations
 
@@ -456,17 +491,27 @@ def _image_tags_table(rows: list[_Row], allowed_tags: list[str] | None) -> _Tabl
 
     E = gx.expectations
     pairs = [(position, tag) for position, r in enumerate(rows) for tag in r.tags]
-    frame = pd.DataFrame({
-        "image": [p for p, _ in pairs],
-        "tag": pd.Series([t for _, t in pairs], dtype=object),
-    })
-    expectations = [_rule("tag_names", E.ExpectColumnValuesToMatchRegex(column="tag", regex=TAG_PATTERN),
-                          "tag names are lowercase, trimmed, single-spaced, 1 to 200 characters")]
+    frame = pd.DataFrame(
+        {
+            "image": [p for p, _ in pairs],
+            "tag": pd.Series([t for _, t in pairs], dtype=object),
+        }
+    )
+    expectations = [
+        _rule(
+            "tag_names",
+            E.ExpectColumnValuesToMatchRegex(column="tag", regex=TAG_PATTERN),
+            "tag names are lowercase, trimmed, single-spaced, 1 to 200 characters",
+        )
+    ]
     if allowed_tags is not None:
-        expectations.append(_rule(
-            "allowed_tags", E.ExpectColumnValuesToBeInSet(column="tag", value_set=list(allowed_tags)),
-            f"every tag is one of the {len(allowed_tags)} allowed tags",
-        ))
+        expectations.append(
+            _rule(
+                "allowed_tags",
+                E.ExpectColumnValuesToBeInSet(column="tag", value_set=list(allowed_tags)),
+                f"every tag is one of the {len(allowed_tags)} allowed tags",
+            )
+        )
 
     def describe(positions: list[int], kind: str, column: str | None) -> list[dict]:
         by_tag: dict[str, list[str]] = {}
@@ -484,15 +529,19 @@ def _tag_counts_table(counts: dict[str, int], min_examples_per_tag: int) -> _Tab
     import pandas as pd
 
     items = list(counts.items())
-    frame = pd.DataFrame({
-        "tag": pd.Series([t for t, _ in items], dtype=object),
-        "images": [n for _, n in items],
-    })
-    expectations = [_rule(
-        "min_examples_per_tag",
-        gx.expectations.ExpectColumnValuesToBeBetween(column="images", min_value=min_examples_per_tag),
-        f"every tag labels at least {min_examples_per_tag} images",
-    )]
+    frame = pd.DataFrame(
+        {
+            "tag": pd.Series([t for t, _ in items], dtype=object),
+            "images": [n for _, n in items],
+        }
+    )
+    expectations = [
+        _rule(
+            "min_examples_per_tag",
+            gx.expectations.ExpectColumnValuesToBeBetween(column="images", min_value=min_examples_per_tag),
+            f"every tag labels at least {min_examples_per_tag} images",
+        )
+    ]
 
     def describe(positions: list[int], kind: str, column: str | None) -> list[dict]:
         return [
@@ -515,20 +564,24 @@ def _leakage_table(rows: list[_Row], key: str, counted: str) -> _Table:
             groups.setdefault(value, []).append(position)
     items = list(groups.items())
     column = "splits" if counted == "split" else "owners"
-    frame = pd.DataFrame({
-        key: pd.Series([k for k, _ in items], dtype=object),
-        column: [len({str(getattr(rows[m], counted)) for m in members}) for _, members in items],
-    })
+    frame = pd.DataFrame(
+        {
+            key: pd.Series([k for k, _ in items], dtype=object),
+            column: [len({str(getattr(rows[m], counted)) for m in members}) for _, members in items],
+        }
+    )
     description = {
         "sha256": "each image (sha256) is in exactly one split",
         "group": "the images of one group (a photo and its crops) are in one split",
         "path": "no image file is shared by two sha256 rows",
     }[key]
-    expectations = [_rule(
-        "split_leakage",
-        gx.expectations.ExpectColumnValuesToBeBetween(column=column, min_value=1, max_value=1),
-        description,
-    )]
+    expectations = [
+        _rule(
+            "split_leakage",
+            gx.expectations.ExpectColumnValuesToBeBetween(column=column, min_value=1, max_value=1),
+            description,
+        )
+    ]
 
     listed = "splits" if counted == "split" else "sha256"
 
@@ -536,15 +589,19 @@ def _leakage_table(rows: list[_Row], key: str, counted: str) -> _Table:
         out = []
         for p in positions:
             value, members = items[p]
-            out.append({
-                key: value,
-                listed: sorted({str(getattr(rows[m], counted)) for m in members}),
-                "files": [f for m in members for f in rows[m].files],
-                "count": len(members),
-            })
+            out.append(
+                {
+                    key: value,
+                    listed: sorted({str(getattr(rows[m], counted)) for m in members}),
+                    "files": [f for m in members for f in rows[m].files],
+                    "count": len(members),
+                }
+            )
         return out
 
-    return _Table({"sha256": "sha256s", "group": "groups", "path": "paths"}[key], frame, expectations, describe)
+    return _Table(
+        {"sha256": "sha256s", "group": "groups", "path": "paths"}[key], frame, expectations, describe
+    )
 
 
 def _refused(dataset_dir: Path) -> list[dict]:
@@ -562,20 +619,30 @@ def _refused_table(refused: list[dict]) -> _Table:
     import great_expectations as gx
     import pandas as pd
 
-    frame = pd.DataFrame({
-        "path": pd.Series([str(r.get("path")) for r in refused], dtype=object),
-        "allowed": pd.Series([False] * len(refused), dtype=bool),
-    })
-    expectations = [_rule(
-        "allowed_paths",
-        gx.expectations.ExpectColumnValuesToBeInSet(column="allowed", value_set=[True]),
-        "no file lies outside the allowed roots",
-    )]
+    frame = pd.DataFrame(
+        {
+            "path": pd.Series([str(r.get("path")) for r in refused], dtype=object),
+            "allowed": pd.Series([False] * len(refused), dtype=bool),
+        }
+    )
+    expectations = [
+        _rule(
+            "allowed_paths",
+            gx.expectations.ExpectColumnValuesToBeInSet(column="allowed", value_set=[True]),
+            "no file lies outside the allowed roots",
+        )
+    ]
 
     def describe(positions: list[int], kind: str, column: str | None) -> list[dict]:
-        return [{"refused": str(refused[p].get("path")), "resolved": str(refused[p].get("resolved")),
-                 "source": str(refused[p].get("source")), "reason": str(refused[p].get("reason"))}
-                for p in positions]
+        return [
+            {
+                "refused": str(refused[p].get("path")),
+                "resolved": str(refused[p].get("resolved")),
+                "source": str(refused[p].get("source")),
+                "reason": str(refused[p].get("reason")),
+            }
+            for p in positions
+        ]
 
     return _Table("refused", frame, expectations, describe)
 
@@ -716,16 +783,18 @@ def _failures(results: list[tuple[_Table, Any]]) -> list[Failure]:
                 offending = [{"value": details["observed_value"]}]
             else:
                 offending = []
-            failures.append(Failure(
-                rule=config.meta.get("rule", "?"),
-                expectation=config.type,
-                table=table.name,
-                column=column,
-                description=config.description or config.type,
-                unexpected_count=int(details.get("unexpected_count") or 0),
-                offending=offending,
-                error=error,
-            ))
+            failures.append(
+                Failure(
+                    rule=config.meta.get("rule", "?"),
+                    expectation=config.type,
+                    table=table.name,
+                    column=column,
+                    description=config.description or config.type,
+                    unexpected_count=int(details.get("unexpected_count") or 0),
+                    offending=offending,
+                    error=error,
+                )
+            )
     order = list(RULES)
     failures.sort(key=lambda f: order.index(f.rule) if f.rule in order else len(order))
     return failures
@@ -778,15 +847,25 @@ def validate(
     context = _gx_context()  # the first call imports great_expectations: about 3 s, timed apart
     imported = time.perf_counter()
     tables = _tables(
-        rows, checks, allowed_tags=allowed, min_examples_per_tag=min_examples_per_tag,
-        min_side=min_side, max_pixels=max_pixels, refused=_refused(dataset_dir),
+        rows,
+        checks,
+        allowed_tags=allowed,
+        min_examples_per_tag=min_examples_per_tag,
+        min_side=min_side,
+        max_pixels=max_pixels,
+        refused=_refused(dataset_dir),
     )
     results, gx_json = _run_suites(context, tables)
     failures = _failures(results)
     gx_done = time.perf_counter()
 
-    params = {"min_examples_per_tag": min_examples_per_tag, "min_side": min_side, "max_pixels": max_pixels,
-              "allowed_tags": allowed, "drop_rare_tags": drop_rare_tags}
+    params = {
+        "min_examples_per_tag": min_examples_per_tag,
+        "min_side": min_side,
+        "max_pixels": max_pixels,
+        "allowed_tags": allowed,
+        "drop_rare_tags": drop_rare_tags,
+    }
     report = _report(rows, tables, failures, dataset_dir, report_dir, params, dropped)
     _write_reports(report, gx_json, (started, decoded, imported, gx_done))
     return report
@@ -818,7 +897,9 @@ def _report(
     )
 
 
-def _read_dropping_rare_tags(dataset_dir: Path, min_examples: int | None) -> tuple[list[_Row], dict[str, int]]:
+def _read_dropping_rare_tags(
+    dataset_dir: Path, min_examples: int | None
+) -> tuple[list[_Row], dict[str, int]]:
     """The manifest's rows, after taking the tags on fewer than ``min_examples`` images off the
     dataset (None: none are taken off), and the tags taken off with their counts."""
     rows = _read_manifest(dataset_dir)
@@ -898,8 +979,9 @@ def _files(files: list[str], limit: int = 5) -> str:
 def _offending_line(item: dict) -> str:
     """One offending value as a Markdown list item (without the dash)."""
     if "refused" in item:  # a file ingest did not read
-        return (f"{_code(item['refused'])} ({item['source']}, really {_code(item['resolved'])}): "
-                f"{item['reason']}")
+        return (
+            f"{_code(item['refused'])} ({item['source']}, really {_code(item['resolved'])}): {item['reason']}"
+        )
     if "problem" in item:  # an image row
         return f"{_files(item['files'])} (manifest line {item['line']}): {item['problem']}"
     if "required" in item:  # a tag with too few images
@@ -947,9 +1029,14 @@ def _markdown(report: ValidationReport) -> str:
         lines += ["", "## Failures"]
     for f in report.failures:
         where = f"{f.table}.{f.column}" if f.column else f.table
-        lines += ["", f"### {f.rule}: {f.description}", "",
-                  f"GX `{f.expectation}` on `{where}`"
-                  + (f": {f.unexpected_count} unexpected" if f.unexpected_count else "") + "."]
+        lines += [
+            "",
+            f"### {f.rule}: {f.description}",
+            "",
+            f"GX `{f.expectation}` on `{where}`"
+            + (f": {f.unexpected_count} unexpected" if f.unexpected_count else "")
+            + ".",
+        ]
         if f.error:
             lines.append(f"The expectation could not be evaluated: {f.error}")
         if f.offending:

@@ -69,7 +69,8 @@ def verdict(
     replaced = f" (replacing its vocabulary: {len(dropped)} tags dropped)" if dropped else ""
     if value >= best + margin - 1e-9:
         return Verdict(
-            True, f"challenger {metric} {value:.4f} beats {name} {best:.4f} by at least {margin:.4f}{replaced}"
+            True,
+            f"challenger {metric} {value:.4f} beats {name} {best:.4f} by at least {margin:.4f}{replaced}",
         )
     if best + margin > 1.0 and value >= best - 1e-9:
         return _saturated(challenger, champion, metric, margin, name)

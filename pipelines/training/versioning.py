@@ -53,9 +53,7 @@ def repository_root(dataset_dir: Path, settings: Settings) -> Path:
     return root
 
 
-def version_dataset(
-    dataset_dir: str | Path, *, remote: str | None = None, settings: Settings
-) -> dict:
+def version_dataset(dataset_dir: str | Path, *, remote: str | None = None, settings: Settings) -> dict:
     """``dvc add`` the dataset folder (and ``dvc push`` it when a remote is set).
 
     Args:

@@ -73,7 +73,9 @@ def edit(data: bytes, kind: str, rng: random.Random) -> bytes:
     if kind == "png":
         return cv2.imencode(".png", image)[1].tobytes()
     if kind == "resize":
-        small = cv2.resize(image, (max(1, width * 2 // 5), max(1, height * 2 // 5)), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            image, (max(1, width * 2 // 5), max(1, height * 2 // 5)), interpolation=cv2.INTER_AREA
+        )
         return cv2.imencode(".jpg", small, quality)[1].tobytes()
     if kind == "crop":
         cut_x, cut_y = rng.uniform(0.10, 0.20) * width, rng.uniform(0.10, 0.20) * height
@@ -84,8 +86,14 @@ def edit(data: bytes, kind: str, rng: random.Random) -> bytes:
         marked = image.copy()
         scale = width / 400
         cv2.putText(
-            marked, "(c) imgtag stock", (width // 12, height // 2), cv2.FONT_HERSHEY_SIMPLEX, scale,
-            (255, 255, 255), max(1, int(scale * 3)), cv2.LINE_AA,
+            marked,
+            "(c) imgtag stock",
+            (width // 12, height // 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            max(1, int(scale * 3)),
+            cv2.LINE_AA,
         )
         blended = cv2.addWeighted(marked, 0.6, image, 0.4, 0)
         return cv2.imencode(".jpg", blended, quality)[1].tobytes()
@@ -184,28 +192,43 @@ def report(name: str, vectors_by_half, halves, precision_goal: float) -> str:
     cal_d = pair_distances(cal_vectors, cal_pairs[0], cal_pairs[1])
     threshold = calibrate(cal_d, cal_pairs[2], precision_goal)
     p, r, fp = measure(cal_d, cal_pairs[2], threshold)
-    print(f"[{name}] calibration half: {halves[0]} photos, {int(cal_pairs[2].sum())} duplicate pairs, "
-          f"{int((~cal_pairs[2]).sum())} different-photo pairs; distance {threshold:.4f}: precision {p:.4f} recall {r:.4f}")
+    print(
+        f"[{name}] calibration half: {halves[0]} photos, {int(cal_pairs[2].sum())} duplicate pairs, "
+        f"{int((~cal_pairs[2]).sum())} different-photo pairs; distance {threshold:.4f}: precision {p:.4f} recall {r:.4f}"
+    )
     rep_d = pair_distances(rep_vectors, rep_pairs[0], rep_pairs[1])
     p, r, fp = measure(rep_d, rep_pairs[2], threshold)
     for kind in EDITS:
         mask = rep_pairs[3] == kind
         dup = mask & rep_pairs[2]
-        print(f"[{name}]   {kind:10s} recall {(rep_d[dup] <= threshold).mean():.4f}  "
-              f"median distance {np.median(rep_d[dup]):.4f}")
+        print(
+            f"[{name}]   {kind:10s} recall {(rep_d[dup] <= threshold).mean():.4f}  "
+            f"median distance {np.median(rep_d[dup]):.4f}"
+        )
     nearest_negative = np.sort(rep_d[~rep_pairs[2]])[:3]
-    print(f"[{name}] report half: {halves[1]} photos, {int(rep_pairs[2].sum())} duplicate pairs, "
-          f"{int((~rep_pairs[2]).sum())} different-photo pairs ({fp} called duplicates; nearest "
-          f"{', '.join(f'{d:.4f}' for d in nearest_negative)})")
+    print(
+        f"[{name}] report half: {halves[1]} photos, {int(rep_pairs[2].sum())} duplicate pairs, "
+        f"{int((~rep_pairs[2]).sum())} different-photo pairs ({fp} called duplicates; nearest "
+        f"{', '.join(f'{d:.4f}' for d in nearest_negative)})"
+    )
     return f"near_duplicates distance={threshold:.4f} precision={p:.4f} recall={r:.4f}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("IMGTAG_QUALITY_DATA", DEFAULT_DATA)))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data", type=Path, default=Path(os.environ.get("IMGTAG_QUALITY_DATA", DEFAULT_DATA))
+    )
     parser.add_argument("--photos", type=int, default=300, help="photos in each half (default 300)")
     parser.add_argument("--precision", type=float, default=0.99)
-    parser.add_argument("--cache-dir", type=Path, default=None, help="where the starter is exported (default: a temporary folder)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where the starter is exported (default: a temporary folder)",
+    )
     args = parser.parse_args(argv)
     folder = args.data / "dam-photos"
     if not (folder / "manifest.csv").is_file():

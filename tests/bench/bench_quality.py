@@ -63,8 +63,26 @@ import numpy as np  # noqa: E402
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 VOC20 = frozenset(
     (
-        "airplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "dining table",
-        "dog", "horse", "motorcycle", "person", "potted plant", "sheep", "couch", "train", "television",
+        "airplane",
+        "bicycle",
+        "bird",
+        "boat",
+        "bottle",
+        "bus",
+        "car",
+        "cat",
+        "chair",
+        "cow",
+        "dining table",
+        "dog",
+        "horse",
+        "motorcycle",
+        "person",
+        "potted plant",
+        "sheep",
+        "couch",
+        "train",
+        "television",
     )
 )  # VOC's 20 classes under the tag map's names (voc-sample/manifest.csv already maps them)
 MIN_RECALL_SUPPORT = 20
@@ -129,11 +147,15 @@ def held_out(data: Path) -> tuple[list[Picture], list[Picture]]:
             if "person" in labels:
                 import cv2
 
-                height, width = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_2).shape
+                height, width = cv2.imdecode(
+                    np.frombuffer(raw, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_2
+                ).shape
                 for k, (region, tags) in enumerate(
                     person_free_crops(boxes[row["path"]], random.Random(sha + "free"), width * 2, height * 2)
                 ):
-                    crops.append(Picture(f"{path.stem}-crop{k}", path, frozenset(tags), coco80, "crop", sha, region))
+                    crops.append(
+                        Picture(f"{path.stem}-crop{k}", path, frozenset(tags), coco80, "crop", sha, region)
+                    )
     voc = []
     voc_dir = data / "voc-sample"
     if (voc_dir / "manifest.csv").is_file():
@@ -145,7 +167,9 @@ def held_out(data: Path) -> tuple[list[Picture], list[Picture]]:
                 voc.append(Picture(path.stem, path, labels, frozenset(VOC20), "voc", sha))
     candidates = old + voc + crops
     free = [p for p in candidates if not p.people]
-    people = sorted((p for p in candidates if p.people and p.kind != "crop"), key=lambda p: p.sha)[: len(free)]
+    people = sorted((p for p in candidates if p.people and p.kind != "crop"), key=lambda p: p.sha)[
+        : len(free)
+    ]
     return old, free + people
 
 
@@ -247,7 +271,12 @@ def project_screenshots() -> list[tuple[str, bytes]]:
         capture_output=True,
     )
     port = free_port()
-    server = subprocess.Popen([str(imgtag), "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [str(imgtag), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     shots = []
     try:
         base = f"http://127.0.0.1:{port}"
@@ -311,7 +340,9 @@ class Judge:
         return confirmed, checkable
 
 
-def measure(pictures: list[Picture], emitted: list[list[str]], judge: Judge, top: list[tuple[str, float]]) -> dict:
+def measure(
+    pictures: list[Picture], emitted: list[list[str]], judge: Judge, top: list[tuple[str, float]]
+) -> dict:
     """The figures of one tagger on one split (see the module docstring)."""
     right = right_any = no_tag = 0
     named_judged = named_right = judged = judged_right = 0
@@ -369,7 +400,9 @@ def top_classes(pretrained, blobs: list[bytes]) -> list[tuple[str, float]]:
     pixels = np.stack([imageio.load_for_model(b, pretrained.image_size, "x")[0] for b in blobs])
     probabilities = pretrained.predict_pixels(pixels)
     own = pretrained.labels.class_tags
-    return [(own[k], float(row[k])) for row, k in zip(probabilities, probabilities.argmax(axis=1), strict=True)]
+    return [
+        (own[k], float(row[k])) for row, k in zip(probabilities, probabilities.argmax(axis=1), strict=True)
+    ]
 
 
 def tagging_rate(tagger, paths: list[Path]) -> float:
@@ -381,7 +414,17 @@ def tagging_rate(tagger, paths: list[Path]) -> float:
     return len(paths) / (time.perf_counter() - start)
 
 
-FIGURES = ("right", "right_any", "no_tag", "precision", "precision_any", "person", "person_free", "mean_recall", "retention")
+FIGURES = (
+    "right",
+    "right_any",
+    "no_tag",
+    "precision",
+    "precision_any",
+    "person",
+    "person_free",
+    "mean_recall",
+    "retention",
+)
 
 
 def row(name: str, m: dict, rate: float | None = None) -> str:
@@ -390,12 +433,18 @@ def row(name: str, m: dict, rate: float | None = None) -> str:
 
 
 def header() -> str:
-    return f"{'tagger / split':<40} {'n':>5} " + " ".join(f"{k[:8]:>8}" for k in FIGURES) + f" {'images/s':>8}"
+    return (
+        f"{'tagger / split':<40} {'n':>5} " + " ".join(f"{k[:8]:>8}" for k in FIGURES) + f" {'images/s':>8}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("IMGTAG_QUALITY_DATA", DEFAULT_DATA)))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data", type=Path, default=Path(os.environ.get("IMGTAG_QUALITY_DATA", DEFAULT_DATA))
+    )
     parser.add_argument("--per-tag", action="store_true", help="also print the recall of every common label")
     parser.add_argument("--no-screenshots", action="store_true", help="leave the project's screenshots out")
     args = parser.parse_args(argv)
@@ -417,13 +466,21 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"old split: {len(old)} test photos of dam-photos ({sum(p.people for p in old)} with people)\n"
         f"library split: {len(library)} pictures, {sum(p.people for p in library)} with people: "
-        + ", ".join(f"{n} {kind}{' with people' if people else ' without people'}" for (kind, people), n in sorted(kinds.items())),
+        + ", ".join(
+            f"{n} {kind}{' with people' if people else ' without people'}"
+            for (kind, people), n in sorted(kinds.items())
+        ),
         flush=True,
     )
     pretrained = _cached_tagger(
         CurrentModel(PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION),
-        settings.batch_size, settings.decode_threads, settings.max_pixels, settings.max_decode_bytes,
-        settings.runtime, settings.cache_dir, settings.tagmap_dir,
+        settings.batch_size,
+        settings.decode_threads,
+        settings.max_pixels,
+        settings.max_decode_bytes,
+        settings.runtime,
+        settings.cache_dir,
+        settings.tagmap_dir,
     )
     default = get_tagger(settings)
     taggers = (("ImageNet tags only", pretrained), ("default", default))
@@ -444,8 +501,12 @@ def main(argv: list[str] | None = None) -> int:
         m = results[(name, "library")]
         for people in (True, False):
             chosen = [i for i, p in enumerate(library) if p.people == people]
-            sub = measure([library[i] for i in chosen], [m["emitted"][i] for i in chosen], judge,
-                          top_classes(pretrained, [library[i].data() for i in chosen]))
+            sub = measure(
+                [library[i] for i in chosen],
+                [m["emitted"][i] for i in chosen],
+                judge,
+                top_classes(pretrained, [library[i].data() for i in chosen]),
+            )
             print(row(f"{name}, library, {'people' if people else 'no people'}", sub), flush=True)
     default_m = results[(taggers[1][0], "library")]
     if args.per_tag:
@@ -456,18 +517,25 @@ def main(argv: list[str] | None = None) -> int:
 
     pictures = non_photos(with_screenshots=not args.no_screenshots)
     kept = set(NON_PHOTO) | set(PICTURE_TAGS)
-    print(f"{len(pictures)} non-photos: " + ", ".join(f"{n} {k}" for k, n in sorted(Counter(k for _, k, _ in pictures).items())))
+    print(
+        f"{len(pictures)} non-photos: "
+        + ", ".join(f"{n} {k}" for k, n in sorted(Counter(k for _, k, _ in pictures).items()))
+    )
     nonphoto = {}
     for name, tagger in taggers:
         emitted = tag_all(tagger, [data for _, _, data in pictures])
         objects = [[t for t in tags if t not in kept] for tags in emitted]
         per_picture = float(np.mean([len(o) for o in objects]))
         said = float(np.mean([any(t in NON_PHOTO for t in tags) for tags in emitted]))
-        right_kind = float(np.mean([kind in tags for (_, kind, _), tags in zip(pictures, emitted, strict=True)]))
+        right_kind = float(
+            np.mean([kind in tags for (_, kind, _), tags in zip(pictures, emitted, strict=True)])
+        )
         person = sum("person" in tags for tags in emitted)
         nonphoto[name] = per_picture
-        print(f"{name[:34]:<34} object tags per non-photo {per_picture:.3f}, a non-photo tag on {said:.3f} "
-              f"(the right one on {right_kind:.3f}), person on {person}")
+        print(
+            f"{name[:34]:<34} object tags per non-photo {per_picture:.3f}, a non-photo tag on {said:.3f} "
+            f"(the right one on {right_kind:.3f}), person on {person}"
+        )
         worst = Counter(t for o in objects for t in o).most_common(6)
         if worst:
             print(f"{'':<34} most frequent object tags: " + ", ".join(f"{t} {n}" for t, n in worst))

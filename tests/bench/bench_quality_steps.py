@@ -44,8 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_quality as bq  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-BACKBONES = {"lite0-224": ("efficientnet-lite0", 224), "lite1-240": ("efficientnet-lite1", 240),
-             "lite2-256": ("efficientnet-lite2", 256), "lite0-320": ("efficientnet-lite0", 320)}
+BACKBONES = {
+    "lite0-224": ("efficientnet-lite0", 224),
+    "lite1-240": ("efficientnet-lite1", 240),
+    "lite2-256": ("efficientnet-lite2", 256),
+    "lite0-320": ("efficientnet-lite0", 320),
+}
 BEFORE = "6ee31a5"  # the last commit with the previous starter model
 
 
@@ -99,7 +103,10 @@ def features(name: str, items, which: str, size: int, cache: Path) -> dict[str, 
         pooled.append(features_batch.numpy())
         logits.append(logits_batch.numpy())
         if start % 1024 == 0:
-            print(f"  {which} {size}px {name}: {start}/{len(items)} ({time.perf_counter() - started:.0f} s)", flush=True)
+            print(
+                f"  {which} {size}px {name}: {start}/{len(items)} ({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
     out = {"pooled": np.concatenate(pooled), "logits": np.concatenate(logits)}
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path, **out)
@@ -116,8 +123,16 @@ def train_head(x, y, weights, x_val, y_val, w_val, seed: int = 0):
     head = keras.Model(inputs, outputs)
     head.compile(keras.optimizers.Adam(1e-3), keras.losses.BinaryCrossentropy())
     stop = keras.callbacks.EarlyStopping("val_loss", patience=6, restore_best_weights=True)
-    head.fit(x, y, sample_weight=weights, batch_size=64, epochs=40, validation_data=(x_val, y_val, w_val),
-             callbacks=[stop], verbose=0)
+    head.fit(
+        x,
+        y,
+        sample_weight=weights,
+        batch_size=64,
+        epochs=40,
+        validation_data=(x_val, y_val, w_val),
+        callbacks=[stop],
+        verbose=0,
+    )
     return lambda f: np.asarray(head.predict(f, batch_size=1024, verbose=0), np.float32)
 
 
@@ -180,9 +195,16 @@ def before_vocabulary(commit: str):
     from core.vocabulary import merge
 
     folder = Path(tempfile.mkdtemp(prefix="imgtag-before-"))
-    for name in ("serving/starter_model/head.npz", "serving/starter_model/learned_tags.csv",
-                 "core/data/tag_thresholds.csv", "core/data/imagenet_tags.csv", "core/data/tag_hierarchy.csv"):
-        out = subprocess.run(["git", "show", f"{commit}:{name}"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in (
+        "serving/starter_model/head.npz",
+        "serving/starter_model/learned_tags.csv",
+        "core/data/tag_thresholds.csv",
+        "core/data/imagenet_tags.csv",
+        "core/data/tag_hierarchy.csv",
+    ):
+        out = subprocess.run(
+            ["git", "show", f"{commit}:{name}"], cwd=ROOT, capture_output=True, check=True
+        ).stdout
         (folder / Path(name).name).write_bytes(out)
     with np.load(folder / "head.npz") as arrays:
         kernel, bias = arrays["kernel"], arrays["bias"]
@@ -210,7 +232,9 @@ def bare_rate(which: str, size: int) -> float:
     from core import backbone
     from core.runtimes import litert_predictor
 
-    predict = litert_predictor(backbone.load_pretrained(include_top=True, image_size=size, which=which), 32, size)
+    predict = litert_predictor(
+        backbone.load_pretrained(include_top=True, image_size=size, which=which), 32, size
+    )
     pixels = np.random.default_rng(0).integers(0, 255, (32, size, size, 3), dtype=np.uint8)
     predict(pixels)
     started, done = time.perf_counter(), 0
@@ -221,8 +245,12 @@ def bare_rate(which: str, size: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("IMGTAG_QUALITY_DATA", bq.DEFAULT_DATA)))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data", type=Path, default=Path(os.environ.get("IMGTAG_QUALITY_DATA", bq.DEFAULT_DATA))
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "var" / "bench-quality-steps")
     parser.add_argument("--backbones", default="lite0-224,lite2-256", help=f"of {', '.join(BACKBONES)}")
     parser.add_argument("--before", default=BEFORE, help="the commit of the previous starter model")
@@ -236,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
 
     train, val, test, library = pictures(args.data, args.work)
     photos_train = [i for i in train if not (set(i[2]) & set(NON_PHOTO))]
-    print(f"train {len(train)} ({len(train) - len(photos_train)} drawn non-photos), val {len(val)}, test {len(test)}")
+    print(
+        f"train {len(train)} ({len(train) - len(photos_train)} drawn non-photos), val {len(val)}, test {len(test)}"
+    )
     judge = bq.Judge(library)
     non_photos = bq.non_photos(with_screenshots=False)
     np_items = [(n, (lambda d=d: d), frozenset([k])) for n, k, d in non_photos]
@@ -250,11 +280,16 @@ def main(argv: list[str] | None = None) -> int:
         top = [(own[k], float(p[k])) for p, k in zip(probabilities, probabilities.argmax(1), strict=True)]
         m = bq.measure(library, emitted, judge, top)
         if np_scores is not None:
-            objects = [[t for t in tags if t not in kept] for tags in (emit_plain if plain else emit)(vocabulary, np_scores)]
+            objects = [
+                [t for t in tags if t not in kept]
+                for tags in (emit_plain if plain else emit)(vocabulary, np_scores)
+            ]
             m["nonphoto"] = float(np.mean([len(o) for o in objects]))
         m["rate"] = rate
         rows.append((name, m))
-        print(bq.row(name[:34], m) + (f" nonphoto {m['nonphoto']:.3f}" if "nonphoto" in m else ""), flush=True)
+        print(
+            bq.row(name[:34], m) + (f" nonphoto {m['nonphoto']:.3f}" if "nonphoto" in m else ""), flush=True
+        )
 
     print(bq.header())
     base_rate = None
@@ -271,14 +306,28 @@ def main(argv: list[str] | None = None) -> int:
         photo_rows = [i for i, item in enumerate(train) if not (set(item[2]) & set(NON_PHOTO))]
         if key == "lite0-224":
             tags, kernel, bias, before = before_vocabulary(args.before)
+
             def old_head(f, kernel=kernel, bias=bias):
                 return 1 / (1 + np.exp(-(f @ kernel + bias)))
 
-            record("0 before (Lite0 224)", before.vocabulary, before.scores(p_test, old_head(f_test["pooled"])),
-                   p_test, before.scores(p_np, old_head(f_np["pooled"])), plain=True, rate=rate / base_rate)
+            record(
+                "0 before (Lite0 224)",
+                before.vocabulary,
+                before.scores(p_test, old_head(f_test["pooled"])),
+                p_test,
+                before.scores(p_np, old_head(f_np["pooled"])),
+                plain=True,
+                rate=rate / base_rate,
+            )
             calibrated = calibrated_vocabulary(tags, val, p_val, old_head(f_val["pooled"]), fallback=False)
-            record("1 + calibrated, hierarchy", calibrated.vocabulary, calibrated.scores(p_test, old_head(f_test["pooled"])),
-                   p_test, calibrated.scores(p_np, old_head(f_np["pooled"])), rate=rate / base_rate)
+            record(
+                "1 + calibrated, hierarchy",
+                calibrated.vocabulary,
+                calibrated.scores(p_test, old_head(f_test["pooled"])),
+                p_test,
+                calibrated.scores(p_np, old_head(f_np["pooled"])),
+                rate=rate / base_rate,
+            )
             learned = tags
         tags = learned
         x = f_train["pooled"][photo_rows]
@@ -291,17 +340,36 @@ def main(argv: list[str] | None = None) -> int:
         for fallback in (False, True):
             merged = calibrated_vocabulary(tags, val, p_val, head(f_val["pooled"]), fallback)
             step = "4 + fallback" if fallback else "2 + library head, crops"
-            record(f"{step} ({label})", merged.vocabulary, merged.scores(p_test, head(f_test["pooled"])), p_test,
-                   merged.scores(p_np, head(f_np["pooled"])), rate=rate / base_rate)
+            record(
+                f"{step} ({label})",
+                merged.vocabulary,
+                merged.scores(p_test, head(f_test["pooled"])),
+                p_test,
+                merged.scores(p_np, head(f_np["pooled"])),
+                rate=rate / base_rate,
+            )
         all_tags = tags + list(NON_PHOTO)
         y_all = multi_hot(train, all_tags)
         weights_all = calibration.library_weights([ls for _, _, ls in train])
-        head = train_head(f_train["pooled"], y_all, weights_all, f_val["pooled"], multi_hot(val, all_tags), w_val)
+        head = train_head(
+            f_train["pooled"], y_all, weights_all, f_val["pooled"], multi_hot(val, all_tags), w_val
+        )
         merged = calibrated_vocabulary(all_tags, val, p_val, head(f_val["pooled"]), True)
-        record(f"5 + non-photos ({label})", merged.vocabulary, merged.scores(p_test, head(f_test["pooled"])), p_test,
-               merged.scores(p_np, head(f_np["pooled"])), rate=rate / base_rate)
-    (args.work / "steps.json").write_text(json.dumps([(n, {k: v for k, v in m.items() if k != "recalls"}) for n, m in rows], indent=1))
-    print("relative bare-model throughput: " + ", ".join(f"{n}: {m['rate']:.2f}" for n, m in rows if n.startswith("2")))
+        record(
+            f"5 + non-photos ({label})",
+            merged.vocabulary,
+            merged.scores(p_test, head(f_test["pooled"])),
+            p_test,
+            merged.scores(p_np, head(f_np["pooled"])),
+            rate=rate / base_rate,
+        )
+    (args.work / "steps.json").write_text(
+        json.dumps([(n, {k: v for k, v in m.items() if k != "recalls"}) for n, m in rows], indent=1)
+    )
+    print(
+        "relative bare-model throughput: "
+        + ", ".join(f"{n}: {m['rate']:.2f}" for n, m in rows if n.startswith("2"))
+    )
     return 0
 
 

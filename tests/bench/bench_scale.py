@@ -143,13 +143,19 @@ def generate(assets: int, tags: int, seed: int, now: dt.datetime):
         score = np.round(0.05 + 0.95 * rng.beta(2, 3, m), 4)
         reviewed = rng.random(n) < REVIEWED
         judged = reviewed[row_asset] & (rng.random(m) < 0.7)
-        review = np.where(judged, np.where(rng.random(m) < 0.25, 3, 2), 1)  # 1 suggested, 2 accepted, 3 rejected
+        review = np.where(
+            judged, np.where(rng.random(m) < 0.25, 3, 2), 1
+        )  # 1 suggested, 2 accepted, 3 rejected
         review = np.where(~judged & (rng.random(m) < 0.002), 3, review)  # a rejection here and there
         # a person added a tag the model did not give, on half the reviewed assets
         added = np.flatnonzero(reviewed & (rng.random(n) < 0.5) & (status == 1))
         extra = rng.integers(0, tags, len(added))
         taken = set(zip(row_asset.tolist(), row_tag.tolist(), strict=True))
-        fresh = [i for i, (a, t) in enumerate(zip(added.tolist(), extra.tolist(), strict=True)) if (a, t) not in taken]
+        fresh = [
+            i
+            for i, (a, t) in enumerate(zip(added.tolist(), extra.tolist(), strict=True))
+            if (a, t) not in taken
+        ]
         added, extra = added[fresh], extra[fresh]
         machine_rows = {
             "asset": ids[row_asset],
@@ -172,21 +178,28 @@ def generate(assets: int, tags: int, seed: int, now: dt.datetime):
         rows = {key: np.concatenate([machine_rows[key], human_rows[key]]) for key in machine_rows}
         rows["id"] = np.arange(tag_id, tag_id + len(rows["asset"]))
         tag_id += len(rows["asset"])
-        yield {
-            "id": ids,
-            "when": when,
-            "status": status,
-            "size": rng.integers(200_000, 8_000_000, n),
-            "shape": rng.integers(0, 4, n),
-        }, rows
+        yield (
+            {
+                "id": ids,
+                "when": when,
+                "status": status,
+                "size": rng.integers(200_000, 8_000_000, n),
+                "shape": rng.integers(0, 4, n),
+            },
+            rows,
+        )
 
 
 SHAPES = ((4000, 3000), (3000, 4000), (6000, 4000), (1920, 1080))
 STATUS = {1: "tagged", 2: "pending", 3: "failed"}
 SOURCE = {1: "model", 2: "human"}
 REVIEW = {1: "suggested", 2: "accepted", 3: "rejected"}
-ASSET_COLUMNS = "id, sha256, uri, filename, size, width, height, format, status, error, created_at, updated_at"
-TAG_COLUMNS = "id, asset_id, tag_id, score, source, model_version_id, review, reviewed_by_id, created_at, updated_at"
+ASSET_COLUMNS = (
+    "id, sha256, uri, filename, size, width, height, format, status, error, created_at, updated_at"
+)
+TAG_COLUMNS = (
+    "id, asset_id, tag_id, score, source, model_version_id, review, reviewed_by_id, created_at, updated_at"
+)
 
 
 def timestamps(seconds: np.ndarray, zone: str) -> list[str]:
@@ -210,8 +223,20 @@ def asset_values(chunk: dict, zone: str) -> list[tuple]:
         width, height = SHAPES[shape]
         error = "bench: the original could not be decoded" if status == 3 else ""
         out.append(
-            (i, sha, f"file:///nonexistent/{sha[:2]}/{sha}", f"photo_{i:07d}.jpg", size, width, height,
-             "JPEG", STATUS[status], error, when, when)
+            (
+                i,
+                sha,
+                f"file:///nonexistent/{sha[:2]}/{sha}",
+                f"photo_{i:07d}.jpg",
+                size,
+                width,
+                height,
+                "JPEG",
+                STATUS[status],
+                error,
+                when,
+                when,
+            )
         )
     return out
 
@@ -291,8 +316,11 @@ def build(args, backend: str, dsn: str | None) -> dict:
             if recount is not None:
                 counted = time.perf_counter()
                 recount()
-                print(f"indexes in {indexed:.1f} s; tag counts in {time.perf_counter() - counted:.1f} s; "
-                      "VACUUM ANALYZE ...", flush=True)
+                print(
+                    f"indexes in {indexed:.1f} s; tag counts in {time.perf_counter() - counted:.1f} s; "
+                    "VACUUM ANALYZE ...",
+                    flush=True,
+                )
             else:
                 print(f"indexes in {indexed:.1f} s; VACUUM ANALYZE ...", flush=True)
             cur.execute("VACUUM ANALYZE")
@@ -319,7 +347,12 @@ def build(args, backend: str, dsn: str | None) -> dict:
             cursor.execute("ANALYZE")
     seconds = time.perf_counter() - started
     by_rank = counts[1:]
-    return {"build_s": seconds, "tag_rows": rows_total, "tag_assets": by_rank.tolist(), "now": now.isoformat()}
+    return {
+        "build_s": seconds,
+        "tag_rows": rows_total,
+        "tag_assets": by_rank.tolist(),
+        "now": now.isoformat(),
+    }
 
 
 def progress(done: int, total: int, started: float) -> None:
@@ -350,7 +383,9 @@ def drop_secondary(cur, tables: tuple[str, ...]) -> list[str]:
         for name, _ in indexes:
             cur.execute(f'DROP INDEX "{name}"')
         again += [definition for _, definition in indexes]
-        again += [f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}' for name, definition in constraints]
+        again += [
+            f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}' for name, definition in constraints
+        ]
     return again
 
 
@@ -445,8 +480,11 @@ class Cases:
         self.results[name] = figures
         note = f"  {len(errors)} errors, first: {errors[0][:200]}" if errors else ""
         unit = f"  ({figures['p50'] / per:.2f} / {figures['p95'] / per:.2f} ms per asset)" if per > 1 else ""
-        print(f"  {name:<34} n={len(times):>3}  p50 {figures['p50']:9.1f} ms  p95 {figures['p95']:9.1f} ms{unit}"
-              f"  CPU {figures['cpu_ms']:.1f} + {figures['db_cpu_ms']:.1f} ms{note}", flush=True)
+        print(
+            f"  {name:<34} n={len(times):>3}  p50 {figures['p50']:9.1f} ms  p95 {figures['p95']:9.1f} ms{unit}"
+            f"  CPU {figures['cpu_ms']:.1f} + {figures['db_cpu_ms']:.1f} ms{note}",
+            flush=True,
+        )
         if self.args.explain:
             explain(call, self.backend)
         return figures
@@ -568,8 +606,12 @@ def measure(args, backend: str, info: dict) -> dict:
         "gallery: unfiltered": lambda i: "/" if i % 2 else f"/?after={last_id - 24 * (1 + i % 5)}",
         "gallery: a common tag": lambda i: f"/search/?{urlencode({'q': quoted(pick(common))})}",
         "gallery: a rare tag": lambda i: f"/search/?{urlencode({'q': quoted(pick(rare))})}",
-        "gallery: tag + month filters": lambda i: f"/search/?{urlencode({'tag': pick(middle), 'date': pick(months)})}",
-        "gallery: deep page (~400)": lambda i: f"/?after={max(1, last_id - 24 * int(rng.integers(350, 450)))}",
+        "gallery: tag + month filters": lambda i: (
+            f"/search/?{urlencode({'tag': pick(middle), 'date': pick(months)})}"
+        ),
+        "gallery: deep page (~400)": lambda i: (
+            f"/?after={max(1, last_id - 24 * int(rng.integers(350, 450)))}"
+        ),
         "gallery: a review-state filter": lambda i: f"/?review={('accepted', 'rejected', 'added')[i % 3]}",
     }
     for name, url_of in gallery_urls.items():
@@ -577,19 +619,34 @@ def measure(args, backend: str, info: dict) -> dict:
 
     print("pages:", flush=True)
     cases.run("asset", "asset page", get(lambda i: f"/assets/{int(rng.integers(1, last_id + 1))}/"))
-    cases.run("thresholds", "thresholds: one tag",
-              get(lambda i: f"/thresholds/?{urlencode({'tag': pick(common + middle)})}"))
+    cases.run(
+        "thresholds",
+        "thresholds: one tag",
+        get(lambda i: f"/thresholds/?{urlencode({'tag': pick(common + middle)})}"),
+    )
     sorts = [{}, {"sort": "tag"}, {"sort": "threshold", "order": "desc"}, {"page": 7}, {"prefix": "tag 01"}]
-    cases.run("thresholds", "thresholds: the table of tags",
-              get(lambda i: f"/thresholds/?{urlencode(sorts[i % len(sorts)])}"))
+    cases.run(
+        "thresholds",
+        "thresholds: the table of tags",
+        get(lambda i: f"/thresholds/?{urlencode(sorts[i % len(sorts)])}"),
+    )
 
     print("tags (what the search box and the review form ask as you type):", flush=True)
-    cases.run("tags", "tags: the list (GET /api/tags/)", get(lambda i: f"/api/tags/?{urlencode({'page': 1 + i % 3})}"))
-    cases.run("tags", "tags: autocomplete (?prefix=)", get(
-        lambda i: f"/api/tags/?{urlencode({'prefix': pick(names)[: 1 + i % 3], 'page_size': 8})}"))
+    cases.run(
+        "tags",
+        "tags: the list (GET /api/tags/)",
+        get(lambda i: f"/api/tags/?{urlencode({'page': 1 + i % 3})}"),
+    )
+    cases.run(
+        "tags",
+        "tags: autocomplete (?prefix=)",
+        get(lambda i: f"/api/tags/?{urlencode({'prefix': pick(names)[: 1 + i % 3], 'page_size': 8})}"),
+    )
 
-    print(f"writes (requeue --stale-model selection in pages of {STALE_PAGE}; a worker's commit of {BATCH}):",
-          flush=True)
+    print(
+        f"writes (requeue --stale-model selection in pages of {STALE_PAGE}; a worker's commit of {BATCH}):",
+        flush=True,
+    )
     stale_figures = stale_selection(cases, requeue, broker, Settings.from_env(), mock)
 
     # a worker's commit: the current model's tags for BATCH assets among the oldest (stale:
@@ -615,14 +672,19 @@ def measure(args, backend: str, info: dict) -> dict:
         return (time.perf_counter() - start) * 1000
 
     commit_times: list[float] = []
-    cases.run("commit", f"commit: record_tags_batch({BATCH})", lambda i: commit_times.append(commit(i)), per=BATCH)
+    cases.run(
+        "commit", f"commit: record_tags_batch({BATCH})", lambda i: commit_times.append(commit(i)), per=BATCH
+    )
     # the commit's own time, without reading the assets and their old tags first
     own = commit_times[1 : 1 + cases.results[f"commit: record_tags_batch({BATCH})"]["n"]]
     cases.results[f"commit: record_tags_batch({BATCH})"].update(
         p50=percentile(own, 0.5), p95=percentile(own, 0.95)
     )
-    print(f"    (record_tags_batch alone: p50 {percentile(own, 0.5):.1f} ms, p95 {percentile(own, 0.95):.1f} ms"
-          f" = {percentile(own, 0.95) / BATCH:.2f} ms per asset)", flush=True)
+    print(
+        f"    (record_tags_batch alone: p50 {percentile(own, 0.5):.1f} ms, p95 {percentile(own, 0.95):.1f} ms"
+        f" = {percentile(own, 0.95) / BATCH:.2f} ms per asset)",
+        flush=True,
+    )
     return {"cases": cases.results, "stale": stale_figures, "common": common, "middle": middle}
 
 
@@ -767,21 +829,55 @@ def postgres_backends(dsn: str) -> list[int]:
 PROFILE_KINDS = (
     ("PostgreSQL: sending queries and waiting for rows (psycopg)", ("/psycopg/",)),
     ("JSON rendering (DRF's renderer)", ("rest_framework/renderers.py", "/json/")),
-    ("building the answer (catalog.serializers, DRF fields)",
-     ("catalog/serializers.py", "rest_framework/serializers.py", "rest_framework/fields.py",
-      "rest_framework/relations.py", "catalog/facets.py")),
-    ("ORM: compiling SQL", ("django/db/models/sql/", "django/db/models/expressions.py",
-                            "django/db/models/lookups.py", "django/db/models/query_utils.py",
-                            "django/db/models/fields/")),
+    (
+        "building the answer (catalog.serializers, DRF fields)",
+        (
+            "catalog/serializers.py",
+            "rest_framework/serializers.py",
+            "rest_framework/fields.py",
+            "rest_framework/relations.py",
+            "catalog/facets.py",
+        ),
+    ),
+    (
+        "ORM: compiling SQL",
+        (
+            "django/db/models/sql/",
+            "django/db/models/expressions.py",
+            "django/db/models/lookups.py",
+            "django/db/models/query_utils.py",
+            "django/db/models/fields/",
+        ),
+    ),
     ("ORM: querysets, rows to objects", ("django/db/models/", "django/db/backends/", "django/db/utils.py")),
     ("the query language (catalog.query)", ("catalog/query.py",)),
-    ("authentication and permissions (token, django-axes, auth)",
-     ("rest_framework/authentication.py", "catalog/authentication.py", "/axes/", "django/contrib/auth/",
-      "catalog/permissions.py", "rest_framework/permissions.py")),
-    ("DRF's view, request and pagination", ("rest_framework/",  "catalog/pagination.py", "catalog/api.py")),
-    ("Django's middleware and request handling (WhiteNoise, sessions, URLs)",
-     ("django/middleware/", "django/contrib/", "/whitenoise/", "django/core/handlers/", "django/http/",
-      "django/urls/", "django/utils/", "catalog/health.py", "django/dispatch/", "/asgiref/")),
+    (
+        "authentication and permissions (token, django-axes, auth)",
+        (
+            "rest_framework/authentication.py",
+            "catalog/authentication.py",
+            "/axes/",
+            "django/contrib/auth/",
+            "catalog/permissions.py",
+            "rest_framework/permissions.py",
+        ),
+    ),
+    ("DRF's view, request and pagination", ("rest_framework/", "catalog/pagination.py", "catalog/api.py")),
+    (
+        "Django's middleware and request handling (WhiteNoise, sessions, URLs)",
+        (
+            "django/middleware/",
+            "django/contrib/",
+            "/whitenoise/",
+            "django/core/handlers/",
+            "django/http/",
+            "django/urls/",
+            "django/utils/",
+            "catalog/health.py",
+            "django/dispatch/",
+            "/asgiref/",
+        ),
+    ),
     ("gunicorn (accepting, parsing HTTP, writing the answer)", ("/gunicorn/",)),
 )
 
@@ -800,9 +896,26 @@ def profile_workers(pids: list[int], seconds: float) -> dict:
         return {"error": "py-spy is not installed (pip install py-spy)"}
     folder = Path(tempfile.mkdtemp(prefix="bench-scale-profile-"))
     procs = [
-        subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100",
-                          "--format", "raw", "--full-filenames", "--nonblocking", "--output", str(folder / f"{pid}.txt")],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(int(seconds)),
+                "--rate",
+                "100",
+                "--format",
+                "raw",
+                "--full-filenames",
+                "--nonblocking",
+                "--output",
+                str(folder / f"{pid}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         for pid in pids
     ]
     problems = [p.communicate(timeout=seconds + 60)[1].decode()[-300:] for p in procs if p.wait(seconds + 60)]
@@ -852,20 +965,35 @@ def throughput(args, token: str, env: dict, queries: list[str]) -> dict:
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="bench-scale-gunicorn-", suffix=".log", delete=False)
     command = [
-        str(Path(sys.executable).with_name("gunicorn")), "catalog.wsgi:application",
-        "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), "--threads", str(args.threads),
-        "--worker-class", args.worker_class, "--timeout", "60",
-        "--worker-tmp-dir", "/dev/shm", "--log-level", "warning",
+        str(Path(sys.executable).with_name("gunicorn")),
+        "catalog.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(args.workers),
+        "--threads",
+        str(args.threads),
+        "--worker-class",
+        args.worker_class,
+        "--timeout",
+        "60",
+        "--worker-tmp-dir",
+        "/dev/shm",
+        "--log-level",
+        "warning",
     ]
-    server = subprocess.Popen(command, cwd=CODE, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        command, cwd=CODE, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Token {token}"}
     try:
         deadline = time.monotonic() + 60
         while True:
             if server.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {server.returncode}: {Path(log.name).read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"gunicorn exited with {server.returncode}: {Path(log.name).read_text()[-2000:]}"
+                )
             with contextlib.suppress(requests.RequestException):
                 if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
                     break
@@ -901,7 +1029,9 @@ def throughput(args, token: str, env: dict, queries: list[str]) -> dict:
 
         def run(seconds: float, record: bool, path: str = "/api/assets/") -> float:
             stop_at = time.monotonic() + seconds
-            threads = [threading.Thread(target=client, args=(n, stop_at, record, path)) for n in range(args.clients)]
+            threads = [
+                threading.Thread(target=client, args=(n, stop_at, record, path)) for n in range(args.clients)
+            ]
             start = time.perf_counter()
             for t in threads:
                 t.start()
@@ -913,8 +1043,12 @@ def throughput(args, token: str, env: dict, queries: list[str]) -> dict:
         # database, no view): what gunicorn and the clients alone reach on this machine now
         floor_seconds = min(10.0, max(args.duration / 3, 1.0))
         floor_elapsed = run(floor_seconds, record=True, path="/healthz")
-        floor = {"rps": len(times) / floor_elapsed, "p50": percentile(times, 0.5), "p95": percentile(times, 0.95),
-                 "errors": len(errors)}
+        floor = {
+            "rps": len(times) / floor_elapsed,
+            "p50": percentile(times, 0.5),
+            "p95": percentile(times, 0.95),
+            "errors": len(errors),
+        }
         times.clear()
         errors.clear()
 
@@ -976,7 +1110,8 @@ def throughput(args, token: str, env: dict, queries: list[str]) -> dict:
         f"p95 {figures['p95']:.0f} ms, {len(errors)} errors{' (first: ' + errors[0] + ')' if errors else ''}; "
         f"worker RSS {', '.join(f'{k / 1024:.0f}' for k in figures['rss_start_kb'])} MB at the start, "
         f"{', '.join(f'{k / 1024:.0f}' for k in figures['rss_end_kb'])} MB at the end\n"
-        f"  CPU per search request: " + ", ".join(f"{k} {v:.1f} ms" for k, v in cpu.items())
+        f"  CPU per search request: "
+        + ", ".join(f"{k} {v:.1f} ms" for k, v in cpu.items())
         + f" (the machine's {cores:.0f} cores {100 * figures['machine_busy']:.0f}% busy)",
         flush=True,
     )
@@ -984,8 +1119,10 @@ def throughput(args, token: str, env: dict, queries: list[str]) -> dict:
         if "error" in profile:
             print(f"  profile: {profile['error']}", flush=True)
         else:
-            print(f"  where the workers' time goes (py-spy: {profile['samples']:,} samples of working threads in "
-                  f"{len(workers)} workers; {profile['idle']:,} of threads waiting for work left out):")
+            print(
+                f"  where the workers' time goes (py-spy: {profile['samples']:,} samples of working threads in "
+                f"{len(workers)} workers; {profile['idle']:,} of threads waiting for work left out):"
+            )
             for kind, share in profile["kinds"]:
                 print(f"    {100 * share:5.1f}%  {kind}")
             print("  the innermost frames sampled most:")
@@ -998,8 +1135,13 @@ def throughput(args, token: str, env: dict, queries: list[str]) -> dict:
 
 
 def database_meta(args) -> dict:
-    return {"assets": args.assets, "vocabulary": args.vocabulary, "seed": args.seed, "zipf": ZIPF,
-            "versions": len(VERSIONS)}
+    return {
+        "assets": args.assets,
+        "vocabulary": args.vocabulary,
+        "seed": args.seed,
+        "zipf": ZIPF,
+        "versions": len(VERSIONS),
+    }
 
 
 def prepare_postgres(args, name: str) -> tuple[bool, str]:
@@ -1033,10 +1175,17 @@ def finish_postgres(args, name: str, info: dict | None) -> None:
             if info is not None:
                 from psycopg import sql
 
-                meta = database_meta(args) | {"complete": True, "now": info["now"],
-                                              "tag_assets": info["tag_assets"], "tag_rows": info["tag_rows"]}
-                conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-                    sql.Identifier(name), sql.Literal(json.dumps(meta))))
+                meta = database_meta(args) | {
+                    "complete": True,
+                    "now": info["now"],
+                    "tag_assets": info["tag_assets"],
+                    "tag_rows": info["tag_rows"],
+                }
+                conn.execute(
+                    sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                        sql.Identifier(name), sql.Literal(json.dumps(meta))
+                    )
+                )
             print(f"kept the database {name} (--reuse measures it again)", flush=True)
         else:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -1074,22 +1223,34 @@ def child(args) -> int:
         start = time.perf_counter()
         call_command("migrate", interactive=False, verbosity=1 if reused else 0)  # holds the migration lock
         migrate_s = time.perf_counter() - start
-        print(f"{backend}: {'reused ' + name if reused else 'migrated a fresh catalog'} in {migrate_s:.1f} s",
-              flush=True)
+        print(
+            f"{backend}: {'reused ' + name if reused else 'migrated a fresh catalog'} in {migrate_s:.1f} s",
+            flush=True,
+        )
         if reused:
             meta = json.loads(
-                _one(connection, "SELECT shobj_description(oid, 'pg_database') FROM pg_database "
-                     "WHERE datname = current_database()")
+                _one(
+                    connection,
+                    "SELECT shobj_description(oid, 'pg_database') FROM pg_database "
+                    "WHERE datname = current_database()",
+                )
             )
-            info = {"build_s": None, "tag_rows": meta["tag_rows"], "tag_assets": meta["tag_assets"],
-                    "now": meta["now"]}
+            info = {
+                "build_s": None,
+                "tag_rows": meta["tag_rows"],
+                "tag_assets": meta["tag_assets"],
+                "now": meta["now"],
+            }
             with connection.cursor() as cursor:
                 cursor.execute("ANALYZE")
         else:
             print(f"building {args.assets:,} assets ...", flush=True)
             info = build(args, backend, os.environ.get("DATABASE_URL"))
-            print(f"built {args.assets:,} assets, {info['tag_rows']:,} tag rows "
-                  f"({info['tag_rows'] / args.assets:.2f} an asset) in {info['build_s']:.1f} s", flush=True)
+            print(
+                f"built {args.assets:,} assets, {info['tag_rows']:,} tag rows "
+                f"({info['tag_rows'] / args.assets:.2f} an asset) in {info['build_s']:.1f} s",
+                flush=True,
+            )
         result.update(build_s=info["build_s"], migrate_s=migrate_s, tag_rows=info["tag_rows"], reused=reused)
         if backend == "postgresql":
             sizes = postgres_sizes(os.environ["DATABASE_URL"])
@@ -1103,8 +1264,11 @@ def child(args) -> int:
         figures = measure(args, backend, info)
         result.update(cases=figures["cases"])
         if args.clients and args.duration > 0:
-            print(f"throughput under gunicorn ({args.workers} workers × {args.threads} threads, {args.worker_class}; "
-                  f"{args.clients} clients):", flush=True)
+            print(
+                f"throughput under gunicorn ({args.workers} workers × {args.threads} threads, {args.worker_class}; "
+                f"{args.clients} clients):",
+                flush=True,
+            )
             from django.contrib.auth import get_user_model
 
             users = get_user_model()
@@ -1114,11 +1278,20 @@ def child(args) -> int:
                 token = Token.objects.get(user__username="bench-scale-api").key
             else:
                 token = accounts.create_user("bench-scale-api", role=roles.END_USER)
-            pool = [quoted(t) for t in figures["common"]] + [
-                f"{quoted(a)} AND {quoted(b)}" for a, b in zip(figures["common"], figures["middle"], strict=False)
-            ] + [f"{quoted(a)} AND NOT {quoted(b)}" for a, b in zip(figures["common"], figures["common"][1:],
-                                                                     strict=False)]
-            env = dict(os.environ, IMGTAG_SECRET_KEY=secrets.token_urlsafe(50), IMGTAG_REQUIRE_SECRET_KEY="true")
+            pool = (
+                [quoted(t) for t in figures["common"]]
+                + [
+                    f"{quoted(a)} AND {quoted(b)}"
+                    for a, b in zip(figures["common"], figures["middle"], strict=False)
+                ]
+                + [
+                    f"{quoted(a)} AND NOT {quoted(b)}"
+                    for a, b in zip(figures["common"], figures["common"][1:], strict=False)
+                ]
+            )
+            env = dict(
+                os.environ, IMGTAG_SECRET_KEY=secrets.token_urlsafe(50), IMGTAG_REQUIRE_SECRET_KEY="true"
+            )
             env.pop("DJANGO_SETTINGS_MODULE", None)
             connection.close()
             result["throughput"] = throughput(args, token, env, pool)
@@ -1162,8 +1335,12 @@ def postgres_problem(url: str) -> str:
 def verdict(group: str, value: float | None) -> str:
     if group not in TARGETS or value is None or math.isnan(value):
         return ""
-    return "meets" if value < TARGETS[group][0] or (group in ("search", "gallery", "asset", "tags", "thresholds") and
-                                                   value <= TARGETS[group][0]) else "misses"
+    return (
+        "meets"
+        if value < TARGETS[group][0]
+        or (group in ("search", "gallery", "asset", "tags", "thresholds") and value <= TARGETS[group][0])
+        else "misses"
+    )
 
 
 def figure(case: dict) -> float:
@@ -1183,23 +1360,41 @@ def report(runs: list[dict]) -> None:
         return
     pg = [r for r in runs if r["backend"] == "postgresql" and not r.get("baseline")]
     judged = pg[-1] if pg else [r for r in runs if not r.get("baseline")][-1]
-    base = next((r for r in runs if r.get("baseline") and (r["backend"], r["assets"]) ==
-                 (judged["backend"], judged["assets"])), None)
+    base = next(
+        (
+            r
+            for r in runs
+            if r.get("baseline") and (r["backend"], r["assets"]) == (judged["backend"], judged["assets"])
+        ),
+        None,
+    )
     # the last column: this tree over the baseline (same database), or the largest size over the smallest
     versus = base or (pg[0] if len(pg) > 1 else None)
     ratio_head = "vs base" if base else "growth"
-    heads = [f"{'PostgreSQL' if r['backend'] == 'postgresql' else 'SQLite'} {r['assets']:,}"
-             + (" base" if r.get("baseline") else "") for r in runs]
+    heads = [
+        f"{'PostgreSQL' if r['backend'] == 'postgresql' else 'SQLite'} {r['assets']:,}"
+        + (" base" if r.get("baseline") else "")
+        for r in runs
+    ]
     width = 24
     print()
-    print("== summary: p95 (p50) in ms; the writes in ms per asset" + (
-        "; vs base = this tree's p95 over the baseline tree's, same database, same run" if base else
-        f"; growth = {pg[-1]['assets']:,} over {pg[0]['assets']:,}" if len(pg) > 1 else ""))
+    print(
+        "== summary: p95 (p50) in ms; the writes in ms per asset"
+        + (
+            "; vs base = this tree's p95 over the baseline tree's, same database, same run"
+            if base
+            else f"; growth = {pg[-1]['assets']:,} over {pg[0]['assets']:,}"
+            if len(pg) > 1
+            else ""
+        )
+    )
     line = f"{'case':<34}" + "".join(f"{h:>{width}}" for h in heads)
     line += f"{ratio_head:>8}  {'target':<20}{'':<7}" if versus else f"  {'target':<20}"
     print(line)
-    print(f"{'build (s)':<34}" + "".join(
-        f"{(format(r['build_s'], '.0f') if r.get('build_s') else 'reused'):>{width}}" for r in runs))
+    print(
+        f"{'build (s)':<34}"
+        + "".join(f"{(format(r['build_s'], '.0f') if r.get('build_s') else 'reused'):>{width}}" for r in runs)
+    )
     print(f"{'migrate (s)':<34}" + "".join(f"{r.get('migrate_s', float('nan')):>{width}.1f}" for r in runs))
     names = list(judged["cases"]) + [n for r in runs for n in r["cases"] if n not in judged["cases"]]
     for name in dict.fromkeys(names):
@@ -1213,7 +1408,9 @@ def report(runs: list[dict]) -> None:
                 cells.append(f"{figure(c):>{width}.3f}")
             else:
                 mark = "*" if c["n"] < 20 else ""
-                cells.append(f"{format(c['p95'], '.1f') + mark + ' (' + format(c['p50'], '.1f') + ')':>{width}}")
+                cells.append(
+                    f"{format(c['p95'], '.1f') + mark + ' (' + format(c['p50'], '.1f') + ')':>{width}}"
+                )
         ratio = ""
         if versus and case and name in versus["cases"]:
             ratio = f"{figure(case) / max(figure(versus['cases'][name]), 1e-9):>7.2f}×"
@@ -1223,45 +1420,84 @@ def report(runs: list[dict]) -> None:
         print(f"{name:<34}" + "".join(cells) + (f"{ratio:>8}" if versus else "") + f"  {target:<20}{judge}")
     throughputs = [r.get("throughput") for r in runs]
     if any(throughputs):
+
         def row(title, cell, ratio="", target="", judge=""):
             cells = [f"{(cell(t) if t else '-'):>{width}}" for t in throughputs]
-            print(f"{title:<34}" + "".join(cells) + (f"{ratio:>8}" if versus else "") + f"  {target:<20}{judge}")
+            print(
+                f"{title:<34}" + "".join(cells) + (f"{ratio:>8}" if versus else "") + f"  {target:<20}{judge}"
+            )
 
         t, v = judged.get("throughput"), (versus or {}).get("throughput")
         ok = ("meets" if t and t["rps"] >= RPS_TARGET and not t["errors"] else "misses") if t else ""
         clients = next(t["clients"] for t in throughputs if t)
-        row(f"search requests/s, {clients} clients", lambda t: f"{t['rps']:.1f}",
-            f"{t['rps'] / v['rps']:>7.2f}×" if t and v else "", "≥ 100 requests/s",
-            ok if judged["backend"] == "postgresql" else "")
+        row(
+            f"search requests/s, {clients} clients",
+            lambda t: f"{t['rps']:.1f}",
+            f"{t['rps'] / v['rps']:>7.2f}×" if t and v else "",
+            "≥ 100 requests/s",
+            ok if judged["backend"] == "postgresql" else "",
+        )
         row("  latency under load", lambda t: f"{t['p95']:.0f} ({t['p50']:.0f})")
         row("  errors", lambda t: str(t["errors"]))
-        row("  baseline: /healthz requests/s", lambda t: f"{t['floor']['rps']:.0f}" if t.get("floor") else "-")
+        row(
+            "  baseline: /healthz requests/s", lambda t: f"{t['floor']['rps']:.0f}" if t.get("floor") else "-"
+        )
         row("  search / baseline", lambda t: f"{t['rps'] / t['floor']['rps']:.3f}" if t.get("floor") else "-")
-        row("  CPU ms a request: gunicorn", lambda t: f"{t['cpu_ms_per_request']['gunicorn']:.1f}"
-            if t.get("cpu_ms_per_request") else "-")
-        row("  CPU ms a request: PostgreSQL", lambda t: f"{t['cpu_ms_per_request']['postgres']:.1f}"
-            if t.get("cpu_ms_per_request") else "-")
-        row("  CPU ms a request: clients", lambda t: f"{t['cpu_ms_per_request']['clients']:.1f}"
-            if t.get("cpu_ms_per_request") else "-")
-        row("  CPU ms a request: other procs", lambda t: f"{t['cpu_ms_per_request']['other processes']:.1f}"
-            if t.get("cpu_ms_per_request") else "-")
+        row(
+            "  CPU ms a request: gunicorn",
+            lambda t: f"{t['cpu_ms_per_request']['gunicorn']:.1f}" if t.get("cpu_ms_per_request") else "-",
+        )
+        row(
+            "  CPU ms a request: PostgreSQL",
+            lambda t: f"{t['cpu_ms_per_request']['postgres']:.1f}" if t.get("cpu_ms_per_request") else "-",
+        )
+        row(
+            "  CPU ms a request: clients",
+            lambda t: f"{t['cpu_ms_per_request']['clients']:.1f}" if t.get("cpu_ms_per_request") else "-",
+        )
+        row(
+            "  CPU ms a request: other procs",
+            lambda t: (
+                f"{t['cpu_ms_per_request']['other processes']:.1f}" if t.get("cpu_ms_per_request") else "-"
+            ),
+        )
         flat = ""
         if t:
-            flat = "meets" if all(b <= a * (1 + RSS_SLACK) for a, b in zip(t["rss_start_kb"], t["rss_end_kb"],
-                                                                           strict=False)) else "misses"
-        row("  worker RSS start→end", lambda t: "/".join(
-            f"{a / 1024:.0f}→{b / 1024:.0f}" for a, b in zip(t["rss_start_kb"], t["rss_end_kb"], strict=False)) + " MB",
-            target="flat (≤ +10%)", judge=flat if judged["backend"] == "postgresql" else "")
+            flat = (
+                "meets"
+                if all(
+                    b <= a * (1 + RSS_SLACK) for a, b in zip(t["rss_start_kb"], t["rss_end_kb"], strict=False)
+                )
+                else "misses"
+            )
+        row(
+            "  worker RSS start→end",
+            lambda t: (
+                "/".join(
+                    f"{a / 1024:.0f}→{b / 1024:.0f}"
+                    for a, b in zip(t["rss_start_kb"], t["rss_end_kb"], strict=False)
+                )
+                + " MB"
+            ),
+            target="flat (≤ +10%)",
+            judge=flat if judged["backend"] == "postgresql" else "",
+        )
     if any("cpu_ms" in c for r in runs for c in r["cases"].values()):
         print()
-        print("== CPU a request in ms, the catalog's process + its PostgreSQL server process (means; on a "
-              "busy machine a steadier figure than the time waited)")
-        print(f"{'case':<34}" + "".join(f"{h:>{width}}" for h in heads) + (f"{ratio_head:>8}" if versus else ""))
+        print(
+            "== CPU a request in ms, the catalog's process + its PostgreSQL server process (means; on a "
+            "busy machine a steadier figure than the time waited)"
+        )
+        print(
+            f"{'case':<34}" + "".join(f"{h:>{width}}" for h in heads) + (f"{ratio_head:>8}" if versus else "")
+        )
         for name in dict.fromkeys(names):
             cells = []
             for r in runs:
                 c = r["cases"].get(name)
-                cells.append(f"{(format(c['cpu_ms'], '.1f') + ' + ' + format(c['db_cpu_ms'], '.1f')) if c and 'cpu_ms' in c else '-':>{width}}")
+                cells.append(
+                    f"{(format(c['cpu_ms'], '.1f') + ' + ' + format(c['db_cpu_ms'], '.1f')) if c and 'cpu_ms' in c else '-':>{width}}"
+                )
             case, ratio = judged["cases"].get(name), ""
             other = versus["cases"].get(name) if versus else None
             if case and other and "cpu_ms" in case and "cpu_ms" in other:
@@ -1295,35 +1531,70 @@ def summary_line(run: dict) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--assets", type=int, default=1_000_000, help="assets of the PostgreSQL catalog (1,000,000)")
-    parser.add_argument("--sizes", help="several PostgreSQL sizes, e.g. 100000,1000000: each figure at each size")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--assets", type=int, default=1_000_000, help="assets of the PostgreSQL catalog (1,000,000)"
+    )
+    parser.add_argument(
+        "--sizes", help="several PostgreSQL sizes, e.g. 100000,1000000: each figure at each size"
+    )
     parser.add_argument("--sqlite", action="store_true", help="only the SQLite catalog (no PostgreSQL)")
     parser.add_argument("--no-sqlite", action="store_true", help="only PostgreSQL (no SQLite run)")
-    parser.add_argument("--sqlite-assets", type=int, default=20_000, help="assets of the SQLite catalog (20,000)")
-    parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", POSTGRES),
-                        help=f"the PostgreSQL server, without a database name ({POSTGRES}; BENCH_POSTGRES_URL)")
-    parser.add_argument("--db-prefix", default=os.environ.get("BENCH_SCALE_DB_PREFIX", DB_PREFIX),
-                        help=f"the databases' names: <prefix>_<assets> ({DB_PREFIX}; BENCH_SCALE_DB_PREFIX); "
-                        "letters, digits and _ only")
+    parser.add_argument(
+        "--sqlite-assets", type=int, default=20_000, help="assets of the SQLite catalog (20,000)"
+    )
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("BENCH_POSTGRES_URL", POSTGRES),
+        help=f"the PostgreSQL server, without a database name ({POSTGRES}; BENCH_POSTGRES_URL)",
+    )
+    parser.add_argument(
+        "--db-prefix",
+        default=os.environ.get("BENCH_SCALE_DB_PREFIX", DB_PREFIX),
+        help=f"the databases' names: <prefix>_<assets> ({DB_PREFIX}; BENCH_SCALE_DB_PREFIX); "
+        "letters, digits and _ only",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database <prefix>_<assets> at the end")
-    parser.add_argument("--reuse", action="store_true",
-                        help="measure a kept database of the same size and seed instead of building it (and keep it)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="measure a kept database of the same size and seed instead of building it (and keep it)",
+    )
     parser.add_argument("--explain", action="store_true", help="print the plan of every query of each case")
     parser.add_argument("--runs", type=int, default=40, help="timed requests a case, after a warm-up (40)")
-    parser.add_argument("--budget", type=float, default=30.0,
-                        help="seconds a case may take; then it stops (3 requests at least) (30)")
-    parser.add_argument("--clients", type=int, default=16, help="concurrent clients of the gunicorn run (16; 0: none)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=30.0,
+        help="seconds a case may take; then it stops (3 requests at least) (30)",
+    )
+    parser.add_argument(
+        "--clients", type=int, default=16, help="concurrent clients of the gunicorn run (16; 0: none)"
+    )
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of the gunicorn run (30)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (2, as in the catalog image)")
-    parser.add_argument("--threads", type=int, default=4, help="threads a gunicorn worker (4, as in the image)")
-    parser.add_argument("--worker-class", default="gthread", help="gunicorn's worker class (gthread, as in the image)")
-    parser.add_argument("--profile", action="store_true",
-                        help="after the throughput run, sample the gunicorn workers with py-spy for up to 20 s "
-                        "and print where their time goes")
-    parser.add_argument("--baseline-tree", type=Path,
-                        help="another checkout of imgtag (e.g. main: git archive main | tar -x -C DIR) to measure "
-                        "first, on the same database in the same run, as the baseline of each figure")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="gunicorn workers (2, as in the catalog image)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=4, help="threads a gunicorn worker (4, as in the image)"
+    )
+    parser.add_argument(
+        "--worker-class", default="gthread", help="gunicorn's worker class (gthread, as in the image)"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the throughput run, sample the gunicorn workers with py-spy for up to 20 s "
+        "and print where their time goes",
+    )
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="another checkout of imgtag (e.g. main: git archive main | tar -x -C DIR) to measure "
+        "first, on the same database in the same run, as the baseline of each figure",
+    )
     parser.add_argument("--vocabulary", type=int, default=2_000, help="tag names (2,000)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child", choices=("postgresql", "sqlite"), help=argparse.SUPPRESS)
@@ -1331,7 +1602,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", args.db_prefix):
-        parser.error(f"--db-prefix must be lowercase letters, digits and _ (a database name), got {args.db_prefix!r}")
+        parser.error(
+            f"--db-prefix must be lowercase letters, digits and _ (a database name), got {args.db_prefix!r}"
+        )
     return args
 
 
@@ -1345,7 +1618,10 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [int(s.replace("_", "")) for s in args.sizes.split(",")] if args.sizes else [args.assets]
         problem = postgres_problem(args.postgres)
         if problem:
-            print(f"skipped PostgreSQL: {problem} (start it, or set --postgres / BENCH_POSTGRES_URL)", flush=True)
+            print(
+                f"skipped PostgreSQL: {problem} (start it, or set --postgres / BENCH_POSTGRES_URL)",
+                flush=True,
+            )
         else:
             plan += [("postgresql", n) for n in sizes]
     if not args.no_sqlite:
@@ -1358,7 +1634,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for backend, assets in plan:
         # with a baseline: it runs first and keeps the database; this tree then measures the same one
-        trees = ([(baseline, ["--reuse"])] if baseline else []) + [(None, ["--reuse", "--drop"] if baseline else [])]
+        trees = ([(baseline, ["--reuse"])] if baseline else []) + [
+            (None, ["--reuse", "--drop"] if baseline else [])
+        ]
         for tree, extra in trees:
             label = f" (baseline: {tree})" if tree else (" (this tree)" if baseline else "")
             print(f"\n== {backend}, {assets:,} assets{label}", flush=True)
@@ -1368,11 +1646,24 @@ def main(argv: list[str] | None = None) -> int:
                 env["BENCH_SCALE_CODE"] = str(tree)
             keep = "--keep" in passed or "--reuse" in passed
             with tempfile.NamedTemporaryFile(prefix="bench-scale-", suffix=".json") as out:
-                command = [sys.executable, __file__, *strip(passed), "--child", backend, "--assets", str(assets),
-                           "--result", out.name, *(a for a in extra if a != "--drop" or not keep)]
+                command = [
+                    sys.executable,
+                    __file__,
+                    *strip(passed),
+                    "--child",
+                    backend,
+                    "--assets",
+                    str(assets),
+                    "--result",
+                    out.name,
+                    *(a for a in extra if a != "--drop" or not keep),
+                ]
                 code = subprocess.call(command, env=env)
                 if code != 0:
-                    print(f"the {backend} run at {assets:,} assets{label} failed (exit status {code})", flush=True)
+                    print(
+                        f"the {backend} run at {assets:,} assets{label} failed (exit status {code})",
+                        flush=True,
+                    )
                     return code
                 runs.append(json.loads(Path(out.name).read_text()) | {"baseline": bool(tree)})
     report(runs)

@@ -51,7 +51,9 @@ def run(env: dict, *args) -> tuple[float, str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=10_000)
     args = parser.parse_args(argv)
@@ -64,29 +66,42 @@ def main(argv: list[str] | None = None) -> int:
         base["IMGTAG_CACHE_DIR"] = str(tmp / "cache")
         warm = make_jpegs(tmp / "warm", 1, (640, 480), seed=9)
         seconds, _, first_start_mb = run({**base, "IMGTAG_HOME": str(tmp / "w")}, "tag", str(warm[0]))
-        print(f"first start (converts the model into the cache): {seconds:.1f} s, peak RSS {first_start_mb:.0f} MB")
+        print(
+            f"first start (converts the model into the cache): {seconds:.1f} s, peak RSS {first_start_mb:.0f} MB"
+        )
         print(f"generating {args.images} 640x480 JPEGs ...", flush=True)
         photos = make_jpegs(tmp / "photos", args.images, (640, 480))[0].parent
         try:
             few = make_jpegs(tmp / "few", 100, (640, 480), seed=3)[0].parent
             many_env = {**base, "IMGTAG_HOME": str(tmp / "c")}
             run(many_env, "import", "--queue", str(few))
-            connection = pika.BlockingConnection(pika.URLParameters(
-                os.environ.get("IMGTAG_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")))
+            connection = pika.BlockingConnection(
+                pika.URLParameters(os.environ.get("IMGTAG_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"))
+            )
             channel = connection.channel()
             channel.queue_purge(queue)
             rows = json.loads(run(many_env, "search", "", "--json", "--limit", "1000")[1])["results"]
             for i in range(args.messages):
                 asset = rows[i % len(rows)]
-                body = {"schema": 1, "asset_id": asset["id"], "sha256": asset["sha256"],
-                        "uri": "", "reason": "retag", "requested_at": ""}
-                channel.basic_publish("", queue, json.dumps(body).encode(), pika.BasicProperties(delivery_mode=2))
+                body = {
+                    "schema": 1,
+                    "asset_id": asset["id"],
+                    "sha256": asset["sha256"],
+                    "uri": "",
+                    "reason": "retag",
+                    "requested_at": "",
+                }
+                channel.basic_publish(
+                    "", queue, json.dumps(body).encode(), pika.BasicProperties(delivery_mode=2)
+                )
             connection.close()
             seconds, out, rss_mb = run(many_env, "drain", "--json")
             summary = json.loads(out)
-            print(f"drained {summary['received']} messages in {seconds:.1f} s "
-                  f"({summary['received'] / seconds:.1f}/s), tagged {summary['tagged']}, peak RSS {rss_mb:.0f} MB",
-                  flush=True)
+            print(
+                f"drained {summary['received']} messages in {seconds:.1f} s "
+                f"({summary['received'] / seconds:.1f}/s), tagged {summary['tagged']}, peak RSS {rss_mb:.0f} MB",
+                flush=True,
+            )
             inprocess, _, _ = run({**base, "IMGTAG_HOME": str(tmp / "a")}, "import", str(photos))
             print(f"(a) imgtag import (in process): {args.images / inprocess:.1f} images/s", flush=True)
             queue_env = {**base, "IMGTAG_HOME": str(tmp / "b")}
@@ -94,12 +109,15 @@ def main(argv: list[str] | None = None) -> int:
             drain, out, _ = run(queue_env, "drain", "--json")
             assert json.loads(out)["tagged"] == args.images, out
             streamed = args.images / drain
-            print(f"(b) imgtag drain: {streamed:.1f} images/s (after imgtag import --queue stored and published "
-                  f"them in {publish:.1f} s; both together {args.images / (publish + drain):.1f} images/s)")
+            print(
+                f"(b) imgtag drain: {streamed:.1f} images/s (after imgtag import --queue stored and published "
+                f"them in {publish:.1f} s; both together {args.images / (publish + drain):.1f} images/s)"
+            )
 
         finally:
-            connection = pika.BlockingConnection(pika.URLParameters(
-                os.environ.get("IMGTAG_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")))
+            connection = pika.BlockingConnection(
+                pika.URLParameters(os.environ.get("IMGTAG_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"))
+            )
             channel = connection.channel()
             for name in (queue, f"{queue}.dead", f"{queue}.suspect"):
                 channel.queue_delete(name)

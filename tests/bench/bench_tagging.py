@@ -179,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                 backbone.load_pretrained(image_size=224, which=backbone.LITE0), tagger.batch_size, 224
             )
             small_pixels = np.stack([imageio.load_for_model(p.read_bytes(), 224)[0] for p in small])
-            previous = Tagger(lite0, imagenet.labels, "lite0", "lite0", image_size=224, batch_size=tagger.batch_size)
+            previous = Tagger(
+                lite0, imagenet.labels, "lite0", "lite0", image_size=224, batch_size=tagger.batch_size
+            )
             print(
                 f"    for reference, EfficientNet-Lite0 at 224 px (the default before): "
                 f"{bench_bare(previous, small_pixels):.1f} images/s",
@@ -210,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         naive = bench_naive(backbone.load_pretrained(), imagenet, naive_files)
         print(f"(c) naive (PIL, predict per image, commit per row): {naive:.1f} images/s", flush=True)
         reduced, full = bench_decode(big, size)
-        print(f"12 MP JPEG ({mb:.1f} MB) to {size} px: reduced decode {reduced:.1f}/s, full decode {full:.1f}/s")
+        print(
+            f"12 MP JPEG ({mb:.1f} MB) to {size} px: reduced decode {reduced:.1f}/s, full decode {full:.1f}/s"
+        )
         print(
             f"ratio e2e/bare={e2e / bare:.2f} e2e/naive={e2e / naive:.2f} reduced/full_decode_12mp={reduced / full:.2f} "
             f"starter/imagenet_import={e2e / before:.2f}"

@@ -61,8 +61,14 @@ def exact(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
 def with_usearch(vectors, threads):
     from usearch.index import Index
 
-    index = Index(ndim=vectors.shape[1], metric="cos", dtype="i8", connectivity=M,
-                  expansion_add=EF_CONSTRUCTION, expansion_search=EF_SEARCH[0])
+    index = Index(
+        ndim=vectors.shape[1],
+        metric="cos",
+        dtype="i8",
+        connectivity=M,
+        expansion_add=EF_CONSTRUCTION,
+        expansion_search=EF_SEARCH[0],
+    )
     index.add(np.arange(len(vectors)), vectors, threads=threads)
 
     def search(q, ef):
@@ -110,12 +116,16 @@ LIBRARIES = {"usearch": with_usearch, "hnswlib": with_hnswlib, "faiss-cpu": with
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--vectors", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1_000)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--sets", default="random,clustered")
-    parser.add_argument("--libraries", default=",".join(LIBRARIES), help="which to compare (default: all three)")
+    parser.add_argument(
+        "--libraries", default=",".join(LIBRARIES), help="which to compare (default: all three)"
+    )
     args = parser.parse_args(argv)
     for kind in args.sets.split(","):
         vectors, queries = data(kind, args.vectors, args.queries)
@@ -126,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             np.argpartition(-(unit @ q), K)[:K]
             times.append(time.perf_counter() - start)
-        print(f"[{kind}] exact (NumPy, float32): query p50 {np.percentile(times, 50) * 1e3:.2f} ms, "
-              f"p95 {np.percentile(times, 95) * 1e3:.2f} ms, {unit.nbytes / len(unit):.0f} bytes a vector")
+        print(
+            f"[{kind}] exact (NumPy, float32): query p50 {np.percentile(times, 50) * 1e3:.2f} ms, "
+            f"p95 {np.percentile(times, 95) * 1e3:.2f} ms, {unit.nbytes / len(unit):.0f} bytes a vector"
+        )
         for name in args.libraries.split(","):
             build = LIBRARIES[name]
             try:
@@ -146,8 +158,11 @@ def main(argv: list[str] | None = None) -> int:
                     hits += len(set(np.asarray(found).tolist()) & set(true.tolist()))
                 recall = hits / (K * len(queries))
                 p50, p95 = np.percentile(times, 50) * 1e3, np.percentile(times, 95) * 1e3
-                print(f"[{kind}] {name}: build {built:.1f} s, ef_search {ef}: query p50 {p50:.2f} ms p95 {p95:.2f} ms, "
-                      f"recall@{K} {recall:.3f}, {memory / len(vectors):.0f} bytes a vector", flush=True)
+                print(
+                    f"[{kind}] {name}: build {built:.1f} s, ef_search {ef}: query p50 {p50:.2f} ms p95 {p95:.2f} ms, "
+                    f"recall@{K} {recall:.3f}, {memory / len(vectors):.0f} bytes a vector",
+                    flush=True,
+                )
             del search
     return 0
 

@@ -54,7 +54,9 @@ class LiveCatalog:
         self.root = root
         self.home = root / "home"
         self.database = None  # a PostgreSQL database made for this server, dropped by stop()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("IMGTAG_", "DATABASE_URL", "DJANGO_"))}
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("IMGTAG_", "DATABASE_URL", "DJANGO_"))
+        }
         self.env.update(
             IMGTAG_HOME=str(self.home),
             IMGTAG_SECRET_KEY=secrets.token_urlsafe(50),
@@ -83,8 +85,13 @@ class LiveCatalog:
 
     def imgtag(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         done = subprocess.run(
-            [str(BIN / "imgtag"), *args], input=stdin, capture_output=True, text=True, env=self.env,
-            cwd=REPO, timeout=300,
+            [str(BIN / "imgtag"), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=REPO,
+            timeout=300,
         )
         assert done.returncode == 0, f"imgtag {' '.join(args)}: exit {done.returncode}\n{done.stderr[-3000:]}"
         return done
@@ -94,9 +101,20 @@ class LiveCatalog:
         made = self.imgtag("createuser", "alice", "--password-stdin", stdin=PASSWORD + "\n")
         self.token = made.stdout.rsplit("API token:", 1)[1].strip()
         command = [
-            str(BIN / "gunicorn"), "catalog.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
-            "--workers", str(self.workers), "--threads", str(self.threads), "--timeout", "120",
-            "--worker-tmp-dir", "/dev/shm", "--log-level", "info",
+            str(BIN / "gunicorn"),
+            "catalog.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
+            "--timeout",
+            "120",
+            "--worker-tmp-dir",
+            "/dev/shm",
+            "--log-level",
+            "info",
         ]
         with self.log.open("wb") as log:
             self.server = subprocess.Popen(
@@ -108,7 +126,9 @@ class LiveCatalog:
             with contextlib.suppress(requests.RequestException):
                 if requests.get(f"{self.url}/healthz", timeout=2).status_code == 200 and self.worker_pids():
                     return self
-            assert time.monotonic() < deadline, f"gunicorn did not answer in 90 s: {self.log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, (
+                f"gunicorn did not answer in 90 s: {self.log.read_text()[-3000:]}"
+            )
             time.sleep(0.3)
 
     @property
@@ -126,7 +146,11 @@ class LiveCatalog:
         page = session.get(f"{self.url}/accounts/login/", timeout=30)
         session.post(
             f"{self.url}/accounts/login/",
-            data={"username": "alice", "password": PASSWORD, "csrfmiddlewaretoken": page.cookies["csrftoken"]},
+            data={
+                "username": "alice",
+                "password": PASSWORD,
+                "csrfmiddlewaretoken": page.cookies["csrftoken"],
+            },
             headers={"Referer": f"{self.url}/accounts/login/"},
             timeout=30,
         ).raise_for_status()

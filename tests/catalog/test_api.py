@@ -284,7 +284,15 @@ def test_tags_with_counts_excluding_rejected(client_with_token, reader, uploaded
     response = reader.get("/api/tags/")
     assert response.status_code == 200
     counts = {t["name"]: t["asset_count"] for t in response.json()["results"]}
-    assert counts == {"animal": 1, "cat": 1, "egyptian cat": 1, "cup": 1, "coffee mug": 1, "container": 1, "dog": 1}
+    assert counts == {
+        "animal": 1,
+        "cat": 1,
+        "egyptian cat": 1,
+        "cup": 1,
+        "coffee mug": 1,
+        "container": 1,
+        "dog": 1,
+    }
     tags = {t["name"]: t for t in response.json()["results"]}
     assert tags["egyptian cat"]["parents"] == ["cat"] and tags["cat"]["parents"] == ["animal"]
     prefixed = reader.get("/api/tags/", {"prefix": "C"}).json()["results"]

@@ -103,10 +103,12 @@ def test_an_id_past_any_integer_is_a_4xx_not_a_crash(reader, client_with_token):
         assert 400 <= response.status_code < 500 and response["Content-Type"].startswith("application/json")
 
 
-@pytest.mark.parametrize("value", ["1e999", "NaN", "Infinity", "-0.0", "0.0", "1" + "0" * 5000, '"0.5x"', "[0.5]"])
+@pytest.mark.parametrize(
+    "value", ["1e999", "NaN", "Infinity", "-0.0", "0.0", "1" + "0" * 5000, '"0.5x"', "[0.5]"]
+)
 def test_bad_thresholds_are_a_400(client_with_token, tag_map, value):
     response = client_with_token.put(
-        "/api/tags/animal/threshold/", '{"threshold": ' + value + '}', content_type="application/json"
+        "/api/tags/animal/threshold/", '{"threshold": ' + value + "}", content_type="application/json"
     )
     assert_json_error(response, 400)
 
@@ -126,7 +128,9 @@ def _disk_full(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-def test_a_full_disk_is_a_507_with_nothing_half_written(client_with_token, image, stored_files, monkeypatch, fake_tagger):
+def test_a_full_disk_is_a_507_with_nothing_half_written(
+    client_with_token, image, stored_files, monkeypatch, fake_tagger
+):
     """The originals' disk fills while the second of three files is written: the first is
     complete on disk (the next upload of those bytes reuses it), no file is half written, no
     asset row exists, and the client learns why."""
@@ -187,5 +191,7 @@ def test_a_database_that_went_away_is_a_503_with_retry_after(reader, viewer, mon
 def test_a_json_body_over_the_form_limit_is_a_413(client_with_token, uploaded_asset, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     body = json.dumps({"tag": "x" * 5000, "action": "add"})
-    response = client_with_token.post(f"/api/assets/{uploaded_asset.pk}/review/", body, content_type="application/json")
+    response = client_with_token.post(
+        f"/api/assets/{uploaded_asset.pk}/review/", body, content_type="application/json"
+    )
     assert 400 <= response.status_code < 500 and response["Content-Type"].startswith("application/json")

@@ -39,10 +39,16 @@ def live_api(tmp_path_factory):
     try:
         catalog.start()
         api = catalog.session()
-        files = [("files", (f"{c}.png", make_image(c, seed=i))) for i, c in enumerate(("red", "blue", "green"))]
+        files = [
+            ("files", (f"{c}.png", make_image(c, seed=i))) for i, c in enumerate(("red", "blue", "green"))
+        ]
         assert api.post(f"{catalog.url}/api/assets/", files=files, timeout=60).status_code == 201
         [asset, *_] = api.get(f"{catalog.url}/api/assets/", timeout=60).json()["results"]
-        api.post(f"{catalog.url}/api/assets/{asset['id']}/review/", json={"tag": "cat", "action": "add"}, timeout=60)
+        api.post(
+            f"{catalog.url}/api/assets/{asset['id']}/review/",
+            json={"tag": "cat", "action": "add"},
+            timeout=60,
+        )
         yield catalog
     finally:
         log = catalog.stop()
@@ -59,8 +65,14 @@ def _failures(operation, mode: GenerationMode, live_api, examples: int) -> list[
     found: dict[str, str] = {}
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
+    )
     def run(case):
         try:
             case.call_and_validate(headers=live_api.headers, checks=CHECKS, timeout=60)

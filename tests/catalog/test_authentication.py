@@ -256,8 +256,14 @@ def run_python(code: str, home: Path, **env: str) -> subprocess.CompletedProcess
         "DJANGO_SETTINGS_MODULE": "catalog.settings",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
-    return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, cwd=home.parent,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, **env},
+        cwd=home.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_web_server_refuses_to_start_without_a_secret_key(tmp_path):

@@ -52,7 +52,9 @@ def test_counts_follow_writes_retags_reviews_and_deletes(assets, user):
     a, b, c, d, e, f = assets
     services.record_tags_batch(
         [(a, tags(cat=0.9, animal=0.95)), (b, tags(cat=0.8, dog=0.6)), (c, tags(cat=0.7))],
-        "net", "1", parents=fake_labels().parents,
+        "net",
+        "1",
+        parents=fake_labels().parents,
     )
     check()
     assert shown() == {"cat": 3, "animal": 1, "dog": 1}
@@ -172,11 +174,17 @@ def test_workers_committing_the_same_tags_at_once_neither_wait_nor_miscount():
 
 def test_the_tag_list_and_autocomplete_read_the_kept_counts(assets, reader, django_assert_max_num_queries):
     services.record_tags_batch(
-        [(asset, tags(cat=0.9) if i < 4 else tags(car=0.8, cat=0.6)) for i, asset in enumerate(assets)], "net", "1"
+        [(asset, tags(cat=0.9) if i < 4 else tags(car=0.8, cat=0.6)) for i, asset in enumerate(assets)],
+        "net",
+        "1",
     )
     services.record_tags_batch([(assets[0], tags(carrot=0.7))], "net", "1")
     answer = reader.get("/api/tags/").json()
-    assert [(t["name"], t["asset_count"]) for t in answer["results"]] == [("cat", 5), ("car", 2), ("carrot", 1)]
+    assert [(t["name"], t["asset_count"]) for t in answer["results"]] == [
+        ("cat", 5),
+        ("car", 2),
+        ("carrot", 1),
+    ]
     with django_assert_max_num_queries(8):  # auth, the page of tags, its count, their parents
         suggestions = reader.get("/api/tags/", {"prefix": "CAR", "page_size": 5}).json()
     assert [(t["name"], t["asset_count"]) for t in suggestions["results"]] == [("car", 2), ("carrot", 1)]
@@ -206,10 +214,18 @@ def test_the_migration_counts_the_tags_a_catalog_already_has():
     cat, dog = Tag_.objects.create(name="cat"), Tag_.objects.create(name="dog")
     for i in range(3):
         asset = Asset_.objects.create(
-            sha256=f"{i:064x}", uri=f"file:///{i}", filename=f"{i}.jpg", size=1, width=1, height=1, format="JPEG"
+            sha256=f"{i:064x}",
+            uri=f"file:///{i}",
+            filename=f"{i}.jpg",
+            size=1,
+            width=1,
+            height=1,
+            format="JPEG",
         )
         AssetTag_.objects.create(asset=asset, tag=cat, score=0.8, source="model")
-        AssetTag_.objects.create(asset=asset, tag=dog, score=0.8, source="model", review="rejected" if i else "suggested")
+        AssetTag_.objects.create(
+            asset=asset, tag=dog, score=0.8, source="model", review="rejected" if i else "suggested"
+        )
 
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()

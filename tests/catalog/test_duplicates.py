@@ -48,7 +48,11 @@ def test_a_copy_is_flagged_and_linked_to_its_original_not_refused():
 
 
 def test_a_picture_like_another_but_not_a_copy_is_not_flagged():
-    tagged(("red-1.png", make_image("red", 1)), ("green.png", make_image("green", 2)), ("blue.png", make_image("blue", 3)))
+    tagged(
+        ("red-1.png", make_image("red", 1)),
+        ("green.png", make_image("green", 2)),
+        ("blue.png", make_image("blue", 3)),
+    )
     assert not NearDuplicate.objects.exists()
 
 
@@ -62,12 +66,17 @@ def test_two_copies_in_one_batch_are_linked_and_tagging_again_flags_nothing_new(
 
 def test_deleting_removes_the_rows_the_original_and_the_thumbnail():
     red = make_image("red", 1, size=(96, 128))
-    original, copy, second = tagged(("red.png", red), ("red.jpg", resized(red)), ("red2.jpg", resized(resized(red))))
+    original, copy, second = tagged(
+        ("red.png", red), ("red.jpg", resized(red)), ("red2.jpg", resized(resized(red)))
+    )
     thumb = thumbnail_path(original.sha256)
     thumb.parent.mkdir(parents=True, exist_ok=True)
     thumb.write_bytes(b"cached")
     assert duplicates.delete_assets([original]) == 1
-    assert not Asset.objects.filter(pk=original.pk).exists() and not AssetEmbedding.objects.filter(asset=original).exists()
+    assert (
+        not Asset.objects.filter(pk=original.pk).exists()
+        and not AssetEmbedding.objects.filter(asset=original).exists()
+    )
     with pytest.raises(FileNotFoundError):
         get_storage().read(original.uri)
     assert not thumb.exists()

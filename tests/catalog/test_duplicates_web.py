@@ -40,7 +40,12 @@ def smaller(png: bytes, factor: int) -> bytes:
 def group():
     """A photo, two smaller copies of it, and an unrelated picture, tagged in that order."""
     red = make_image("red", 1, size=(96, 128))
-    named = [("red.png", red), ("red-half.jpg", smaller(red, 2)), ("red-quarter.jpg", smaller(red, 4)), ("blue.png", make_image("blue", 2))]
+    named = [
+        ("red.png", red),
+        ("red-half.jpg", smaller(red, 2)),
+        ("red-quarter.jpg", smaller(red, 4)),
+        ("blue.png", make_image("blue", 2)),
+    ]
     assets = []
     for name, data in named:  # one by one, as uploads come
         [asset] = [services.ingest(data, name)[0]]
@@ -66,9 +71,14 @@ def test_deleting_asks_first_then_removes_the_others_and_their_files(manager, gr
     original, half, quarter, blue = group
     keep = {"group": original.pk, "keep": half.pk}
     asked = parse(manager.post("/duplicates/delete/", keep).content)
-    assert {int(li.get("data-asset-id")) for li in asked.find("ul", testid="to-delete").find_all("li")} == {original.pk, quarter.pk}
+    assert {int(li.get("data-asset-id")) for li in asked.find("ul", testid="to-delete").find_all("li")} == {
+        original.pk,
+        quarter.pk,
+    }
     assert Asset.objects.count() == 4  # nothing deleted before the confirmation
-    response = manager.post("/duplicates/delete/", {**keep, "confirm": "1", "delete": [original.pk, quarter.pk]})
+    response = manager.post(
+        "/duplicates/delete/", {**keep, "confirm": "1", "delete": [original.pk, quarter.pk]}
+    )
     assert response.status_code == 302 and response["Location"] == "/duplicates/"
     assert set(Asset.objects.values_list("pk", flat=True)) == {half.pk, blue.pk}
     for gone in (original, quarter):
@@ -82,12 +92,20 @@ def test_deleting_asks_first_then_removes_the_others_and_their_files(manager, gr
 
 def test_a_group_changed_since_the_confirmation_deletes_nothing(manager, group):
     original, half, quarter, _ = group
-    response = manager.post("/duplicates/delete/", {"group": original.pk, "keep": half.pk, "confirm": "1", "delete": [original.pk]})
+    response = manager.post(
+        "/duplicates/delete/",
+        {"group": original.pk, "keep": half.pk, "confirm": "1", "delete": [original.pk]},
+    )
     assert response.status_code == 302 and Asset.objects.count() == 4
 
 
 def test_end_users_may_not_see_or_delete(viewer, group):
     assert viewer.get("/duplicates/").status_code == 403
-    assert viewer.post("/duplicates/delete/", {"group": group[0].pk, "keep": group[0].pk, "confirm": "1"}).status_code == 403
+    assert (
+        viewer.post(
+            "/duplicates/delete/", {"group": group[0].pk, "keep": group[0].pk, "confirm": "1"}
+        ).status_code
+        == 403
+    )
     assert Asset.objects.count() == 4
     assert parse(viewer.get("/").content).find_all("a", testid="nav-duplicates") == []

@@ -96,7 +96,10 @@ def test_one_tag_is_counted_exactly_from_the_kept_counts_whatever_its_size(large
     for params in ({"q": "third"}, {"tag": "third"}):
         html = parse_html(viewer.get("/", params).content)
         assert html.find(testid="result-count").text == f"{large['third']:,} assets"
-        shown = {v.get("data-value"): v.find(testid="facet-count").text for v in html.find_all(testid="facet-value")}
+        shown = {
+            v.get("data-value"): v.find(testid="facet-count").text
+            for v in html.find_all(testid="facet-value")
+        }
         assert about_right(shown["thing"], large["third"]) and len(html.find_all(testid="estimate-note")) == 1
     answer = reader.get("/api/assets/", {"q": '"THIRD"', "page_size": 10}).json()
     assert (answer["count"], answer["count_exact"]) == (large["third"], True)
@@ -200,17 +203,27 @@ def test_the_whole_catalogs_sidebar_has_fresh_tag_counts_and_keeps_its_sampled_f
     cache.clear()
     try:
         first = parse_html(viewer.get("/").content)
-        reviews = {v.get("data-value") for v in first.find_all(testid="facet-value") if v.get("data-value") in
-                   ("added", "accepted", "rejected")}
+        reviews = {
+            v.get("data-value")
+            for v in first.find_all(testid="facet-value")
+            if v.get("data-value") in ("added", "accepted", "rejected")
+        }
         assert reviews == set()
         # a person adds a tag to 600 assets, the small sample's among them
         chosen = {a.pk for a in Asset.objects.filter(IN_SMALL_SAMPLE)}
-        chosen |= set(Asset.objects.exclude(pk__in=chosen).order_by("pk").values_list("pk", flat=True)[: 600 - len(chosen)])
+        chosen |= set(
+            Asset.objects.exclude(pk__in=chosen)
+            .order_by("pk")
+            .values_list("pk", flat=True)[: 600 - len(chosen)]
+        )
         assert len(chosen) == 600
         for asset in Asset.objects.filter(pk__in=chosen):
             services.review(asset, "new tag", "add", user)
         again = parse_html(viewer.get("/", {"after": Asset.objects.order_by("-pk")[30].pk}).content)
-        shown = {v.get("data-value"): v.find(testid="facet-count").text for v in again.find_all(testid="facet-value")}
+        shown = {
+            v.get("data-value"): v.find(testid="facet-count").text
+            for v in again.find_all(testid="facet-value")
+        }
         assert shown["new tag"] == "600"  # the tags: exact and fresh
         assert "added" not in shown  # the sampled review states: as a minute ago
         cache.clear()  # a minute later

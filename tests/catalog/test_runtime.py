@@ -42,7 +42,9 @@ def fresh_postgres():
         admin = psycopg.connect(f"{POSTGRES}/test", autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"PostgreSQL at 127.0.0.1:5432 (user postgres, database test) is not reachable: {exc}")
+            pytest.fail(
+                f"PostgreSQL at 127.0.0.1:5432 (user postgres, database test) is not reachable: {exc}"
+            )
         pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
     name = f"imgtag_migrations_{uuid.uuid4().hex[:8]}"
     admin.execute(f"CREATE DATABASE {name}")
@@ -64,7 +66,9 @@ def test_on_a_fresh_postgresql_database_commands_say_to_migrate_and_three_migrat
     done = start_together([["migrate"]] * 3, env)
     assert [d.returncode for d in done] == [0, 0, 0], [d.stderr[-2000:] for d in done]
     assert all("up to date" in d.stdout for d in done)
-    searched = subprocess.run([IMGTAG, "search", "cat", "--json"], env=env, capture_output=True, text=True, timeout=120)
+    searched = subprocess.run(
+        [IMGTAG, "search", "cat", "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert searched.returncode == 0, searched.stderr
 
 

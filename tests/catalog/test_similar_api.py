@@ -41,7 +41,9 @@ def similar_of(client, asset):
 
 def test_an_end_user_gets_the_copy_first_then_the_rest_best_first(client_for):
     red = make_image("red", 1, size=(96, 128))
-    assets = catalog_of(red, make_image("blue", 2), as_jpeg(red), make_image("green", 3), make_image("red", 4))
+    assets = catalog_of(
+        red, make_image("blue", 2), as_jpeg(red), make_image("green", 3), make_image("red", 4)
+    )
     answer = similar_of(client_for("bob", "end_user"), assets[0])
     assert answer["model"] == "fake-colour:1"
     ids = [r["id"] for r in answer["results"]]

@@ -31,7 +31,14 @@ def run(monkeypatch, tagger, *args):
 
 def test_a_resized_copy_finds_its_original_first(monkeypatch, tmp_path):
     red = make_image("red", 1, size=(96, 128))
-    assets = [services.ingest(data, name)[0] for data, name in [(red, "red.png"), (make_image("blue", 2), "blue.png"), (make_image("red", 3), "other-red.png")]]
+    assets = [
+        services.ingest(data, name)[0]
+        for data, name in [
+            (red, "red.png"),
+            (make_image("blue", 2), "blue.png"),
+            (make_image("red", 3), "other-red.png"),
+        ]
+    ]
     services.tag_assets_in_process(assets, EmbeddingTagger())
     copy = tmp_path / "copy.jpg"
     pixels = cv2.imdecode(np.frombuffer(red, np.uint8), cv2.IMREAD_COLOR)

@@ -24,7 +24,10 @@ def page(client, asset):
 
 
 def test_an_end_user_sees_the_most_similar_assets_first_with_their_scores(viewer):
-    assets = [services.ingest(make_image(c, k), f"{c}-{k}.png")[0] for k, c in enumerate(["red", "blue", "red", "green"])]
+    assets = [
+        services.ingest(make_image(c, k), f"{c}-{k}.png")[0]
+        for k, c in enumerate(["red", "blue", "red", "green"])
+    ]
     services.tag_assets_in_process(assets, EmbeddingTagger())
     strip = page(viewer, assets[0]).find("section", testid="similar")
     assert "More like this" in strip.text

@@ -57,7 +57,9 @@ def test_the_current_threshold_comes_from_the_tag_map_files(tag_map, settings):
     animal = thresholds.current("animal", settings.IMGTAG)
     assert animal.value == 0.5 and animal.model == "efficientnet-lite0-imagenet:pretrained"
     assert "tag_thresholds.csv" in animal.where
-    assert thresholds.current("cat", settings.IMGTAG).value == 0.35  # a broader tag without its own row: the ** default
+    assert (
+        thresholds.current("cat", settings.IMGTAG).value == 0.35
+    )  # a broader tag without its own row: the ** default
     assert thresholds.current("egyptian cat", settings.IMGTAG).value == 0.25  # a class tag: the * default
     assert thresholds.current("no such tag", settings.IMGTAG).value is None
 
@@ -190,13 +192,27 @@ def test_a_common_tag_is_counted_on_the_sample_unless_asked_exactly(monkeypatch,
 
     monkeypatch.setattr(thresholds, "SAMPLE_ABOVE", 1000)
     assets = Asset.objects.bulk_create(
-        Asset(sha256=f"{i:064x}", uri=f"file:///{i}", filename=f"{i}.jpg", size=1, width=1, height=1, format="JPEG")
+        Asset(
+            sha256=f"{i:064x}",
+            uri=f"file:///{i}",
+            filename=f"{i}.jpg",
+            size=1,
+            width=1,
+            height=1,
+            format="JPEG",
+        )
         for i in range(2048)
     )
     cat = Tag.objects.create(name="cat")
     scores = {asset.pk: round(0.05 + 0.9 * ((asset.pk * 7919) % 1000) / 1000, 3) for asset in assets}
     AssetTag.objects.bulk_create(
-        AssetTag(asset_id=pk, tag=cat, score=score, source="model", review="rejected" if pk % 5 == 0 else "suggested")
+        AssetTag(
+            asset_id=pk,
+            tag=cat,
+            score=score,
+            source="model",
+            review="rejected" if pk % 5 == 0 else "suggested",
+        )
         for pk, score in scores.items()
     )
     sampled = {pk: score for pk, score in scores.items() if pk // SAMPLE_RUN % SAMPLE_EVERY == 0}
@@ -208,8 +224,12 @@ def test_a_common_tag_is_counted_on_the_sample_unless_asked_exactly(monkeypatch,
         in_sample = sum(score >= t for score in sampled.values())
         rejected = sum(score >= t and pk % 5 == 0 for pk, score in sampled.items())
         assert estimated[t] == thresholds.Row(t, about(in_sample * 64), 0, about(rejected * 64), True)
-        assert exact[t] == thresholds.Row(t, sum(s >= t for s in scores.values()), 0,
-                                          sum(s >= t and pk % 5 == 0 for pk, s in scores.items()))
+        assert exact[t] == thresholds.Row(
+            t,
+            sum(s >= t for s in scores.values()),
+            0,
+            sum(s >= t and pk % 5 == 0 for pk, s in scores.items()),
+        )
     assert thresholds.kept("cat", 0.5, exact=False) == about(64 * sum(s >= 0.5 for s in sampled.values()))
     assert thresholds.kept("cat", 0.5) == sum(s >= 0.5 for s in scores.values())
     assert estimated[0.5].shown.startswith("≈ ") and not exact[0.5].shown.startswith("≈")

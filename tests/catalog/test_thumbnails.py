@@ -98,7 +98,9 @@ def test_an_original_over_the_decode_budget_has_no_thumbnail_and_costs_no_decode
         thumbnails.get_thumbnail(asset)
 
 
-def test_the_thumbnail_cache_keeps_to_its_bound_by_evicting_the_least_recently_used(image, settings, imgtag_home):
+def test_the_thumbnail_cache_keeps_to_its_bound_by_evicting_the_least_recently_used(
+    image, settings, imgtag_home
+):
     import os
 
     assets = [services.ingest(image("red", seed=i, size=(300, 300)), f"{i}.png")[0] for i in range(6)]

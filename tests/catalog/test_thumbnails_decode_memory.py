@@ -38,7 +38,10 @@ def live(tmp_path):
 
 def test_eight_thumbnails_of_huge_tiffs_at_once_keep_one_worker_within_its_budget(live):
     api = live.session()
-    files = [("files", (f"scan{i}.tif", tiff(10_000, 10_000, bits=16, rows_per_strip=64, seed=i))) for i in range(8)]
+    files = [
+        ("files", (f"scan{i}.tif", tiff(10_000, 10_000, bits=16, rows_per_strip=64, seed=i)))
+        for i in range(8)
+    ]
     bomb = tiff(10_000, 10_000, bits=16, seed=99)  # the same pixels in one strip of 572 MiB
     refused = api.post(f"{live.url}/api/assets/", files=[("files", ("one-strip.tif", bomb))], timeout=120)
     assert refused.status_code == 400, refused.text
@@ -75,9 +78,13 @@ def test_eight_thumbnails_of_huge_tiffs_at_once_keep_one_worker_within_its_budge
         assert all(code == 503 and retry for code, retry in tries[:-1]), (pk, tries)
     peak = live.peak(worker)
     busy = sum(code == 503 for tries in answers.values() for code, _ in tries)
-    print(f"8 thumbnails: {busy} answers 503 with Retry-After, worker {baseline / MIB:.0f} MiB -> peak {peak / MIB:.0f} MiB")
+    print(
+        f"8 thumbnails: {busy} answers 503 with Retry-After, worker {baseline / MIB:.0f} MiB -> peak {peak / MIB:.0f} MiB"
+    )
     # one decode at a time fits in the budget: 580 MiB estimated, 554 MiB measured alone
-    assert peak - baseline <= BUDGET_MB * MIB + 64 * MIB, f"{(peak - baseline) / MIB:.0f} MiB above {baseline / MIB:.0f}"
+    assert peak - baseline <= BUDGET_MB * MIB + 64 * MIB, (
+        f"{(peak - baseline) / MIB:.0f} MiB above {baseline / MIB:.0f}"
+    )
     assert peak < POD_LIMIT / 2, f"one of the pod's two workers peaked at {peak / MIB:.0f} MiB"
 
 
@@ -86,7 +93,9 @@ def test_a_thumbnail_that_finds_the_decode_budget_held_answers_503_with_retry_af
     from catalog import services
 
     asset, _ = services.ingest(image("red", fmt="png", size=(600, 400)), "red.png")
-    settings.IMGTAG = dataclasses.replace(settings.IMGTAG, decode_memory_bytes=700 * MIB, decode_wait_seconds=0.2)
+    settings.IMGTAG = dataclasses.replace(
+        settings.IMGTAG, decode_memory_bytes=700 * MIB, decode_wait_seconds=0.2
+    )
     budget = decode_budget.configure(700 * MIB)
     url = reverse("web:asset-thumbnail", args=[asset.pk])
     with budget.reserve(budget.capacity):  # other requests hold all of it

@@ -51,7 +51,10 @@ def test_a_request_over_the_total_limit_is_413_while_streaming_and_nothing_is_st
     assert Asset.objects.count() == 0 and stored_files() == [] and fake_tagger.tagged == []
     # a Content-Length over the limit is refused before the body is read
     response = client_with_token.generic(
-        "POST", ASSETS, b"x" * 10, content_type="multipart/form-data; boundary=zz",
+        "POST",
+        ASSETS,
+        b"x" * 10,
+        content_type="multipart/form-data; boundary=zz",
         CONTENT_LENGTH=str(settings.IMGTAG.max_request_bytes + 1),
     )
     assert response.status_code == 413 and response.json()["errors"][0]["reason"] == "request_too_large"

@@ -113,7 +113,9 @@ def test_the_default_backbone_is_lite2_and_matches_the_numpy_forward_pass():
     lite2 = load_state_dict(backbone.weights_path())
     size = backbone.IMAGE_SIZE
     images = np.stack([cv2.resize(skimage.data.chelsea(), (size, size), interpolation=cv2.INTER_AREA)])
-    expected = ref.forward(lite2, ref.preprocess(images, ref.TFLITE_MEAN, ref.TFLITE_STD), stages=ref.LITE2_STAGES)
+    expected = ref.forward(
+        lite2, ref.preprocess(images, ref.TFLITE_MEAN, ref.TFLITE_STD), stages=ref.LITE2_STAGES
+    )
     got = backbone.load_pretrained(image_size=size).predict(images.astype(np.float32), verbose=0)
     np.testing.assert_allclose(got, expected, atol=2e-3, rtol=1e-3)
     from core.tagmap import TagMap

@@ -76,8 +76,12 @@ def _files(side: int = 2000) -> dict[str, bytes]:
         "jpeg": _encoded(rgb, ".jpg"),
         "jpeg progressive": _encoded(rgb, ".jpg", cv2.IMWRITE_JPEG_PROGRESSIVE, 1),
         "jpeg progressive 4:4:4": _encoded(
-            rgb, ".jpg", cv2.IMWRITE_JPEG_PROGRESSIVE, 1,
-            cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+            rgb,
+            ".jpg",
+            cv2.IMWRITE_JPEG_PROGRESSIVE,
+            1,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
         ),
         "webp": _encoded(rgb, ".webp"),
         "bmp": _encoded(rgb, ".bmp"),
@@ -100,12 +104,18 @@ FILES = _files()
 def test_the_estimate_covers_what_the_decoder_really_spends(name):
     data = FILES[name]
     info = imageio.probe(data, name, max_decode_bytes=1 << 40)
-    fit_factor = imageio._reduction_for(info, -(-256 * min(info.width, info.height) // max(info.width, info.height)))
+    fit_factor = imageio._reduction_for(
+        info, -(-256 * min(info.width, info.height) // max(info.width, info.height))
+    )
     for how, factor in (("decode", 1), ("fit", fit_factor), ("model", imageio._reduction_for(info, 224))):
         estimate, peak = info.decode_cost(factor), measured_peak(data, how)
-        assert peak <= estimate + SLACK, f"{name} {how}: {peak / MIB:.0f} MiB spent, {estimate / MIB:.0f} MiB estimated"
+        assert peak <= estimate + SLACK, (
+            f"{name} {how}: {peak / MIB:.0f} MiB spent, {estimate / MIB:.0f} MiB estimated"
+        )
         # and not wildly pessimistic: what is refused or waits is what would really take the memory
-        assert estimate <= 2 * peak + 16 * MIB, f"{name} {how}: estimate {estimate / MIB:.0f} MiB for {peak / MIB:.0f}"
+        assert estimate <= 2 * peak + 16 * MIB, (
+            f"{name} {how}: estimate {estimate / MIB:.0f} MiB for {peak / MIB:.0f}"
+        )
 
 
 def test_a_tiff_of_16_bit_rgb_in_one_deflate_strip_is_refused_from_its_header_in_a_small_process():
@@ -124,7 +134,9 @@ def test_a_tiff_of_16_bit_rgb_in_one_deflate_strip_is_refused_from_its_header_in
         "try:\n    imageio.load_to_fit(data, 256, 'scan.tif')\nexcept imageio.DecodeBudgetError:\n"
         "    print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], input=data, capture_output=True, check=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script], input=data, capture_output=True, check=True, timeout=60
+    )
     assert int(done.stdout) * 1024 < 250 * MIB  # the libraries, the file: no pixel was decoded
 
 
@@ -201,13 +213,21 @@ def test_concurrent_decodes_in_one_process_stay_within_its_budget():
     data = FILES["png"]
     cost = imageio.probe(data, "x").decode_cost()
     done = subprocess.run(
-        [sys.executable, "-c", CONCURRENT, str(2 * cost)], input=data, capture_output=True, text=False,
-        check=True, timeout=120,
+        [sys.executable, "-c", CONCURRENT, str(2 * cost)],
+        input=data,
+        capture_output=True,
+        text=False,
+        check=True,
+        timeout=120,
     )
     peak, reserved = (int(v) for v in done.stdout.split())
     assert reserved <= 2 * cost
     assert peak <= 2 * cost + SLACK, f"{peak / MIB:.0f} MiB for a budget of {2 * cost / MIB:.0f}"
     unbounded = subprocess.run(
-        [sys.executable, "-c", CONCURRENT, str(6 * cost)], input=data, capture_output=True, check=True, timeout=120
+        [sys.executable, "-c", CONCURRENT, str(6 * cost)],
+        input=data,
+        capture_output=True,
+        check=True,
+        timeout=120,
     )
     assert int(unbounded.stdout.split()[0]) > peak  # the budget is what kept it down

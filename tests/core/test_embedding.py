@@ -44,7 +44,9 @@ def test_the_projection_keeps_angles():
 
 def test_a_picture_moved_within_the_frame_is_farther_than_a_slightly_changed_one():
     maps = feature_maps(1, seed=2) * 0.2
-    maps[:, :, :4, :640] += feature_maps(1, seed=4)[:, :, :4, :640]  # one thing on the left, another on the right
+    maps[:, :, :4, :640] += feature_maps(1, seed=4)[
+        :, :, :4, :640
+    ]  # one thing on the left, another on the right
     maps[:, :, 4:, 640:] += feature_maps(1, seed=5)[:, :, 4:, 640:]
     noisy = maps + np.random.default_rng(3).normal(0, 0.02, maps.shape).astype(np.float32)
     moved = np.roll(maps, 4, axis=2)  # the same content, left and right swapped: the same whole mean
@@ -69,7 +71,9 @@ def test_the_exported_model_embeds_in_the_same_pass_and_keeps_its_scores():
     from serving.export import tagger_module
 
     inputs = keras.Input((32, 32, 3))
-    conv = keras.layers.Conv2D(1280, 3, activation="relu", name="conv")(keras.layers.Rescaling(1 / 255)(inputs))
+    conv = keras.layers.Conv2D(1280, 3, activation="relu", name="conv")(
+        keras.layers.Rescaling(1 / 255)(inputs)
+    )
     pooled = keras.layers.GlobalAveragePooling2D(name="features")(conv)  # as the backbone names it
     outputs = {
         tagger_model.LEARNED: keras.layers.Dense(2, activation="sigmoid", name="learned")(pooled),

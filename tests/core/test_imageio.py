@@ -150,7 +150,9 @@ def pixel_bomb_png(side: int = 9999) -> bytes:
     compressor = zlib.compressobj(9)
     row = b"\x00" * (1 + side * 8)
     idat = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +177,9 @@ def test_a_pixel_bomb_under_the_pixel_limit_is_refused_by_the_decode_budget(pixe
         assert isinstance(refused.value, imageio.TooManyPixelsError)  # handled wherever that is
         message = str(refused.value)
         # 763 MiB of pixels, which OpenCV decodes into a buffer of its own and copies: 1.5 GiB
-        assert message.startswith("bomb.png: 9999x9999 (with alpha, 16 bits a sample) would take 1,550 MiB to decode (")
+        assert message.startswith(
+            "bomb.png: 9999x9999 (with alpha, 16 bits a sample) would take 1,550 MiB to decode ("
+        )
         assert "IMGTAG_MAX_DECODE_BYTES" in message
 
 
@@ -194,7 +198,9 @@ def test_refusing_the_bomb_never_allocates_its_pixels(pixel_bomb):
         "except imageio.DecodeBudgetError:\n"
         "    print(re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, str(pixel_bomb)], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(pixel_bomb)], capture_output=True, text=True, check=True
+    )
     peak_mib = int(done.stdout) / 1024
     assert peak_mib < 500, f"peak {peak_mib:.0f} MiB"
 
@@ -207,7 +213,10 @@ def test_the_budget_counts_channels_and_bytes_per_sample():
     assert imageio.probe(opaque, "o.png", max_decode_bytes=6_000_000 + overhead).decoded_bytes == 3_000_000
     with pytest.raises(imageio.DecodeBudgetError, match="with alpha, 8 bits a sample"):
         imageio.probe(transparent, "t.png", max_decode_bytes=11_000_000 + alpha - 1)
-    assert imageio.probe(transparent, "t.png", max_decode_bytes=11_000_000 + alpha).decode_cost() == 11_000_000 + alpha
+    assert (
+        imageio.probe(transparent, "t.png", max_decode_bytes=11_000_000 + alpha).decode_cost()
+        == 11_000_000 + alpha
+    )
     sixteen = np.zeros((100, 100, 4), np.uint16)
     sixteen[..., 3] = 65535
     ok, encoded = cv2.imencode(".png", sixteen)

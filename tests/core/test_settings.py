@@ -51,7 +51,12 @@ def test_the_variables_moved_in_are_read_here():
         7,
     )
     web = settings.web
-    assert (web.secret_key, web.allowed_hosts, web.https, web.num_proxies) == ("s3cret", ("a.example", "b.example"), True, 1)
+    assert (web.secret_key, web.allowed_hosts, web.https, web.num_proxies) == (
+        "s3cret",
+        ("a.example", "b.example"),
+        True,
+        1,
+    )
     assert web.static_root == "/srv/static" and web.require_secret_key and not web.debug
     assert "s3cret" not in repr(settings)  # the secret key stays out of logs and tracebacks
 
@@ -102,7 +107,9 @@ def _is_environ(node: ast.AST) -> bool:
 
 def _may_be_imgtag(key: ast.AST | None) -> bool:
     """A key naming an ``IMGTAG_`` variable, or one computed at run time (it could)."""
-    return not (isinstance(key, ast.Constant) and isinstance(key.value, str) and not key.value.startswith("IMGTAG_"))
+    return not (
+        isinstance(key, ast.Constant) and isinstance(key.value, str) and not key.value.startswith("IMGTAG_")
+    )
 
 
 def environment_reads(tree: ast.AST) -> list[int]:
@@ -117,7 +124,11 @@ def environment_reads(tree: ast.AST) -> list[int]:
             key = node.args[0] if node.args else None
             if function.attr == "get" and _is_environ(function.value) and _may_be_imgtag(key):
                 lines.append(node.lineno)
-            if function.attr == "getenv" and isinstance(function.value, ast.Name) and function.value.id == "os":
+            if (
+                function.attr == "getenv"
+                and isinstance(function.value, ast.Name)
+                and function.value.id == "os"
+            ):
                 lines.append(node.lineno)
         elif isinstance(node, ast.Subscript) and _is_environ(node.value) and isinstance(node.ctx, ast.Load):
             if _may_be_imgtag(node.slice):
@@ -151,7 +162,9 @@ def test_no_module_but_core_settings_reads_an_imgtag_variable_from_the_environme
                 continue
             source = path.read_text(encoding="utf-8")
             lines = source.splitlines()
-            offenders += [f"{relative}:{n}: {lines[n - 1].strip()}" for n in environment_reads(ast.parse(source))]
+            offenders += [
+                f"{relative}:{n}: {lines[n - 1].strip()}" for n in environment_reads(ast.parse(source))
+            ]
     assert not offenders, (
         "read IMGTAG_* settings through core.settings.Settings (built once by the entry point and "
         "passed down), not from the environment:\n" + "\n".join(offenders)

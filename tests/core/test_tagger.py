@@ -213,10 +213,17 @@ def test_converted_model_is_cached_and_the_next_start_needs_no_tensorflow(tmp_pa
         "print(json.dumps([[t.name for t in r.tags], 'tensorflow' in sys.modules]))"
     )
     home = tmp_path / "home"
-    env = {**os.environ, "IMGTAG_HOME": str(home), "IMGTAG_CACHE_DIR": str(home / "cache"), "IMGTAG_RUNTIME": "litert"}
+    env = {
+        **os.environ,
+        "IMGTAG_HOME": str(home),
+        "IMGTAG_CACHE_DIR": str(home / "cache"),
+        "IMGTAG_RUNTIME": "litert",
+    }
     runs = []
     for _ in range(2):
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+        )
         assert done.returncode == 0, done.stderr
         runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
     (first_tags, first_tf), (second_tags, second_tf) = runs

@@ -119,7 +119,9 @@ def test_own_tag_not_in_broader(rows):
 def test_thresholds(thresholds, rows):
     assert thresholds.get("*") is not None and thresholds.get("**") is not None
     for tag, value in thresholds.items():
-        assert 0.0 < value <= 1.0 or value == math.inf, f"threshold {value} for {tag!r} is not in (0, 1] or off"
+        assert 0.0 < value <= 1.0 or value == math.inf, (
+            f"threshold {value} for {tag!r} is not in (0, 1] or off"
+        )
     known = {r["tag"] for r in rows} | {t for r in rows for t in _chain(r)}
     unknown = set(thresholds) - known - {"*", "**"}
     assert not unknown, f"thresholds for tags no class uses: {sorted(unknown)}"

@@ -22,7 +22,12 @@ def tagmap():
 
 @pytest.fixture(scope="module")
 def merged(tagmap):
-    return merge(LEARNED_TAGS, {"cat": 0.5, "person": 0.3, "giraffe": math.inf}, tagmap, reasons={"giraffe": "below_target_precision"})
+    return merge(
+        LEARNED_TAGS,
+        {"cat": 0.5, "person": 0.3, "giraffe": math.inf},
+        tagmap,
+        reasons={"giraffe": "below_target_precision"},
+    )
 
 
 def probabilities(tagmap, **classes):
@@ -61,7 +66,9 @@ def test_a_learned_score_lifts_its_own_column_and_the_broader_ones(merged, tagma
 
 
 def test_without_the_general_tags_only_the_learned_ones_and_their_lift(tagmap):
-    learned_only = merge(LEARNED_TAGS, {"cat": 0.5, "person": 0.5, "giraffe": 0.5}, None, parent=tagmap.parent)
+    learned_only = merge(
+        LEARNED_TAGS, {"cat": 0.5, "person": 0.5, "giraffe": 0.5}, None, parent=tagmap.parent
+    )
     assert learned_only.vocabulary.tags == tuple(LEARNED_TAGS)
     scores = learned_only.scores(None, np.array([[0.9, 0.2, 0.6]]))
     np.testing.assert_allclose(scores, [[0.9, 0.2, 0.6]])

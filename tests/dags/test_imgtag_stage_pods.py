@@ -11,8 +11,11 @@ K8S_VERSIONS = ("1.32", "1.37")
 IMAGE = "registry.example.com/imgtag:0.1.0"
 #: Tasks that run in the Airflow worker itself, not a stage: the training DAG's branch, its
 #: empty arm and the verdict's note (a REST call to Airflow).
-NOT_STAGES = {("training_pipeline", "train_or_gate"), ("training_pipeline", "existing_version"),
-              ("training_pipeline", "note")}
+NOT_STAGES = {
+    ("training_pipeline", "train_or_gate"),
+    ("training_pipeline", "existing_version"),
+    ("training_pipeline", "note"),
+}
 #: The imgtag subcommands the DAGs run.
 STAGES = {
     *("drain", "requeue", "rollback"),

@@ -62,7 +62,9 @@ def two_promotions(tmp_path, monkeypatch):
 
 
 def test_a_rollback_run_serves_the_previous_champion_and_starts_the_retag(
-    rollback_dag, two_promotions, champion_events  # noqa: F811
+    rollback_dag,
+    two_promotions,
+    champion_events,  # noqa: F811
 ):
     from airflow.models.asset import AssetDagRunQueue, AssetModel
     from airflow.utils.session import create_session

@@ -39,21 +39,63 @@ DEFAULT_COMMANDS = {
     "validate": ["validate", DATASET, "--min-examples", "10", "--keep-rare-tags", "--json"],
     "version": ["version", DATASET, "--json"],
     "train": [
-        "train", DATASET, "--dataset-hash", "9f3c0d", "--epochs", "8", "--learning-rate", "0.001",
-        "--batch-size", "32", "--image-size", "256", "--fine-tune-blocks", "0", "--fine-tune-epochs", "0",
-        "--distill-weight", "1.0", "--base", "champion", "--run-name", RUN_ID, "--json",
+        "train",
+        DATASET,
+        "--dataset-hash",
+        "9f3c0d",
+        "--epochs",
+        "8",
+        "--learning-rate",
+        "0.001",
+        "--batch-size",
+        "32",
+        "--image-size",
+        "256",
+        "--fine-tune-blocks",
+        "0",
+        "--fine-tune-epochs",
+        "0",
+        "--distill-weight",
+        "1.0",
+        "--base",
+        "champion",
+        "--run-name",
+        RUN_ID,
+        "--json",
     ],
     "evaluate": [
-        "evaluate", "/home/runs/x/model", DATASET, "--run-id", "mlflowrun42", "--target-precision", "0.9",
+        "evaluate",
+        "/home/runs/x/model",
+        DATASET,
+        "--run-id",
+        "mlflowrun42",
+        "--target-precision",
+        "0.9",
         "--json",
     ],
     "register": [
-        "register", "/home/runs/x/model", "--run-id", "mlflowrun42",
-        "--thresholds", "/home/runs/x/model/thresholds.json", "--dag-run-id", RUN_ID,
-        "--with-general", "--json",
+        "register",
+        "/home/runs/x/model",
+        "--run-id",
+        "mlflowrun42",
+        "--thresholds",
+        "/home/runs/x/model/thresholds.json",
+        "--dag-run-id",
+        RUN_ID,
+        "--with-general",
+        "--json",
     ],
     "gate": [
-        "gate", "7", DATASET, "--metric", "map", "--margin", "0.01", "--floor", "0.5", "--keep-vocabulary",
+        "gate",
+        "7",
+        DATASET,
+        "--metric",
+        "map",
+        "--margin",
+        "0.01",
+        "--floor",
+        "0.5",
+        "--keep-vocabulary",
         "--json",
     ],
     "promote": ["promote", "7", "--json"],
@@ -132,16 +174,29 @@ def test_params_shape_the_command_lines(training):
     params = trigger_params(training, **conf)
     command = {task_id: rendered(training.get_task(task_id), training, **params) for task_id in ORDER}
     assert command["ingest"][:6] == [
-        "ingest", "--folder", "/data/a,s3://bucket/b", "--manifest", "/data/m.csv", "--no-catalog",
+        "ingest",
+        "--folder",
+        "/data/a,s3://bucket/b",
+        "--manifest",
+        "/data/m.csv",
+        "--no-catalog",
     ]
     train = command["train"]
     assert [train[train.index(flag) + 1] for flag in ("--epochs", "--learning-rate", "--image-size")] == [
-        "20", "0.0005", "96",
+        "20",
+        "0.0005",
+        "96",
     ]
     assert train[train.index("--fine-tune-blocks") + 1 :][:3] == ["2", "--fine-tune-epochs", "3"]
     assert command["register"][-2] == "--learned-only"
     assert command["gate"][3:10] == [
-        "--metric", "macro_f1", "--margin", "0.0", "--floor", "0.3", "--replace-vocabulary",
+        "--metric",
+        "macro_f1",
+        "--margin",
+        "0.0",
+        "--floor",
+        "0.3",
+        "--replace-vocabulary",
     ]
     assert train[train.index("--base") + 1] == "none"
     assert command["validate"][-2] == "--drop-rare-tags"
@@ -196,7 +251,9 @@ def test_every_command_option_defaults_to_the_form_default(training):
             continue
         (option,) = (p for p in commands[t.command].params if t.flag.split("/")[0] in p.opts)
         command = [] if option.default is None and t.type == "array" else option.default  # nothing given
-        assert command == t.command_default, f"imgtag {t.command} {t.flag}: {command!r}, declared {t.command_default!r}"
+        assert command == t.command_default, (
+            f"imgtag {t.command} {t.flag}: {command!r}, declared {t.command_default!r}"
+        )
         if t.form and command != training.params.get_param(t.name).value:
             differ[t.name] = (command, training.params.get_param(t.name).value)
     # `imgtag ingest` at a terminal reads the catalog's database only when asked; the form does
@@ -377,8 +434,15 @@ def test_a_run_passes_each_summary_on_and_promotes(training, fake_imgtag, champi
     dataset = f"{tmp_path}/home/runs/{run.run_id}/dataset"
     model = f"{dataset}/../model"
     assert commands["ingest"] == [
-        "ingest", "--folder", "/data/a,/data/b", "--manifest", "", "--catalog",
-        "--run-name", run.run_id, "--json",
+        "ingest",
+        "--folder",
+        "/data/a,/data/b",
+        "--manifest",
+        "",
+        "--catalog",
+        "--run-name",
+        run.run_id,
+        "--json",
     ]
     assert commands["validate"] == ["validate", dataset, "--min-examples", "10", "--keep-rare-tags", "--json"]
     assert commands["version"] == ["version", dataset, "--json"]
@@ -386,8 +450,16 @@ def test_a_run_passes_each_summary_on_and_promotes(training, fake_imgtag, champi
     assert commands["train"][-3:] == ["--run-name", run.run_id, "--json"]
     assert commands["evaluate"][:5] == ["evaluate", model, dataset, "--run-id", "mlflowrun42"]
     assert commands["register"] == [
-        "register", model, "--run-id", "mlflowrun42", "--thresholds", f"{model}/thresholds.json",
-        "--dag-run-id", run.run_id, "--with-general", "--json",
+        "register",
+        model,
+        "--run-id",
+        "mlflowrun42",
+        "--thresholds",
+        f"{model}/thresholds.json",
+        "--dag-run-id",
+        run.run_id,
+        "--with-general",
+        "--json",
     ]
     assert commands["gate"][:3] == ["gate", "7", dataset]
     assert commands["promote"] == ["promote", "7", "--json"]
@@ -412,7 +484,9 @@ def test_a_rejecting_gate_skips_promotion(training, fake_imgtag, champion_events
     assert str(run.state) == "success"  # a rejected model is an outcome, not a failure
     assert "promote" not in commands
     assert xcoms["gate"] == {
-        "passed": False, "model_version": "7", "reason": "map 0.41 does not beat champion 0.62 by 0.01"
+        "passed": False,
+        "model_version": "7",
+        "reason": "map 0.41 does not beat champion 0.62 by 0.01",
     }
     assert xcoms["note"] == (
         "**Gate rejected** version 7: `promote` was skipped, the champion is unchanged.\n\n"
@@ -471,7 +545,9 @@ def test_the_trigger_form_refuses_exactly_what_train_params_refuse(training):
                 stage = True
             except ValueError:
                 stage = False
-            assert form == stage, f"{name}={value}: the form {'accepts' if form else 'refuses'} it, TrainParams not"
+            assert form == stage, (
+                f"{name}={value}: the form {'accepts' if form else 'refuses'} it, TrainParams not"
+            )
             checked.append((name, value, form))
     assert ("image_size", 64, True) in checked and ("image_size", 32, False) in checked
     assert ("epochs", 201, False) in checked and ("fine_tune_blocks", 21, True) in checked
@@ -483,20 +559,33 @@ def test_every_numeric_form_param_takes_its_limits_from_core(training):
 
     for name, limit in training_limits.TRIGGER_FORM.items():
         schema = training.params.get_param(name).schema
-        bounds = {k: v for k, v in schema.items() if k in ("minimum", "maximum", "exclusiveMinimum", "multipleOf")}
+        bounds = {
+            k: v for k, v in schema.items() if k in ("minimum", "maximum", "exclusiveMinimum", "multipleOf")
+        }
         assert bounds == limit.schema(), name
 
 
 def test_the_note_says_the_verdict_with_its_figures_and_fits_airflow(stage_module):
     summary = {
-        "passed": False, "model_version": "4", "metric": "map", "reason": "challenger drops 90 tags",
-        "challenger": {"map": 0.8123}, "champion": {"map": 0.4}, "champion_is": "version 3", "margin": 0.01,
-        "test_images": 18, "dropped_tags": [f"tag number {i}" for i in range(90)],
-        "gains": [{"tag": "red", "change": 0.52}], "losses": [{"tag": "blue", "change": -0.1}],
+        "passed": False,
+        "model_version": "4",
+        "metric": "map",
+        "reason": "challenger drops 90 tags",
+        "challenger": {"map": 0.8123},
+        "champion": {"map": 0.4},
+        "champion_is": "version 3",
+        "margin": 0.01,
+        "test_images": 18,
+        "dropped_tags": [f"tag number {i}" for i in range(90)],
+        "gains": [{"tag": "red", "change": 0.52}],
+        "losses": [{"tag": "blue", "change": -0.1}],
     }
     note = stage_module.gate_note(summary)
     assert note.startswith("**Gate rejected** version 4: `promote` was skipped, the champion is unchanged.")
-    assert "map: challenger 0.8123, champion 0.4000, margin 0.01; 18 test images; the champion is version 3." in note
+    assert (
+        "map: challenger 0.8123, champion 0.4000, margin 0.01; 18 test images; the champion is version 3."
+        in note
+    )
     assert "Tags the champion emits and this version cannot: tag number 0," in note and "and 70 more" in note
     assert "Per-tag AP gains: red +0.520." in note and "Per-tag AP losses: blue -0.100." in note
     many = stage_module.gate_note({**summary, "reason": "x " * 800})

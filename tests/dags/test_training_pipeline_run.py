@@ -157,7 +157,10 @@ def test_two_rounds_keep_every_tag_and_a_model_that_drops_tags_is_refused(traini
     assert states == {**{t: "success" for t in states}, "existing_version": "skipped"}, states
     assert out["validate"]["passed"] is True
     assert out["train"]["run_id"] and out["version"]["dataset_hash"]
-    assert out["register"]["model_version"] == "2" and out["register"]["starter_installed"]["serving_version"] == 1
+    assert (
+        out["register"]["model_version"] == "2"
+        and out["register"]["starter_installed"]["serving_version"] == 1
+    )
     assert out["promote"]["serving_version"] == 2 and out["promote"]["previous_serving_version"] == 1
     gate = json.loads((Path(out["ingest"]["dataset"]).parent / "gate" / "report.json").read_text())
     assert gate["champion_is"] == "version 1 (the starter model)" and gate["dropped_tags"] == []
@@ -170,7 +173,10 @@ def test_two_rounds_keep_every_tag_and_a_model_that_drops_tags_is_refused(traini
     expected = in_memory_tags(Path(out["train"]["model"]), Path(out["evaluate"]["thresholds"]), files)
     first = LoadedModel(repository(training_home).path(2))
     shape_tags = set(LABELS["shapes"])
-    got = [{t.name for t in tags} & shape_tags for tags in first.vocabulary.select(first.scores([f.read_bytes() for f in files]))]
+    got = [
+        {t.name for t in tags} & shape_tags
+        for tags in first.vocabulary.select(first.scores([f.read_bytes() for f in files]))
+    ]
     assert got == [tags & shape_tags for tags in expected]
     assert any(got), "the model tags shapes on the test images"
 
@@ -204,7 +210,9 @@ def test_two_rounds_keep_every_tag_and_a_model_that_drops_tags_is_refused(traini
     assert state == "success" and states["gate"] == "skipped" and states["promote"] == "skipped", states
     rejected = out["register"]["model_version"]
     assert rejected == "4" and out["gate"]["passed"] is False
-    assert {"person", "circle"} <= set(out["gate"]["dropped_tags"]) and "--replace-vocabulary" in out["gate"]["reason"]
+    assert {"person", "circle"} <= set(out["gate"]["dropped_tags"]) and "--replace-vocabulary" in out["gate"][
+        "reason"
+    ]
     assert out["note"].startswith("**Gate rejected** version 4: `promote` was skipped")
     assert "Tags the champion emits and this version cannot:" in out["note"]
     assert champion_alias() == "3" and repository(training_home).current().version == 3

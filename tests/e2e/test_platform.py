@@ -71,7 +71,13 @@ TRAINING = {
     "gate_margin": 0.02,
 }
 PORTS = (
-    "airflow", "mlflow", "catalog", "worker-metrics", "prometheus", "airflow-worker-logs", "airflow-trigger-logs"
+    "airflow",
+    "mlflow",
+    "catalog",
+    "worker-metrics",
+    "prometheus",
+    "airflow-worker-logs",
+    "airflow-trigger-logs",
 )
 
 
@@ -95,7 +101,10 @@ def platform_env(home: Path, queue: str, amqp_url: str = AMQP_URL) -> dict[str, 
         if not k.startswith(("AIRFLOW", "MLFLOW_", "IMGTAG_", "DATABASE_URL", "DJANGO_"))
     }
     env.update(IMGTAG_HOME=str(home), IMGTAG_QUEUE=queue, IMGTAG_AMQP_URL=amqp_url, TF_CPP_MIN_LOG_LEVEL="2")
-    for name in ("IMGTAG_CHROMIUM", "IMGTAG_CACHE_DIR"):  # the session's model cache: the starter exported once
+    for name in (
+        "IMGTAG_CHROMIUM",
+        "IMGTAG_CACHE_DIR",
+    ):  # the session's model cache: the starter exported once
         if os.environ.get(name):
             env[name] = os.environ[name]
     return env
@@ -125,7 +134,13 @@ class Running:
 
     def imgtag(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [IMGTAG, *args], env=self.env, input=stdin, capture_output=True, text=True, timeout=300, check=False
+            [IMGTAG, *args],
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
         )
 
     def log(self, name: str) -> str:
@@ -138,7 +153,9 @@ def rabbitmq() -> str:
     try:
         pika.BlockingConnection(pika.URLParameters(AMQP_URL)).close()
     except pika.exceptions.AMQPError as exc:
-        _missing(f"RabbitMQ at 127.0.0.1:5672 is not reachable ({exc!r}); start it with 'rabbitmq-server -detached'")
+        _missing(
+            f"RabbitMQ at 127.0.0.1:5672 is not reachable ({exc!r}); start it with 'rabbitmq-server -detached'"
+        )
     return AMQP_URL
 
 
@@ -151,15 +168,21 @@ def platform(rabbitmq, tmp_path_factory):
     home.mkdir(parents=True)
     with (home.parent / "platform.out").open("wb") as out:
         process = subprocess.Popen(
-            [IMGTAG, "platform", *port_options(ports)], env=env, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            [IMGTAG, "platform", *port_options(ports)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     running = Running(home, ports, process, env)
     try:
         deadline = time.monotonic() + 300
         while "ready_seconds" not in _state_or_empty(home):
             output = (home.parent / "platform.out").read_text(errors="replace")
-            assert process.poll() is None, f"imgtag platform exited with {process.returncode}:\n{output[-5000:]}"
+            assert process.poll() is None, (
+                f"imgtag platform exited with {process.returncode}:\n{output[-5000:]}"
+            )
             assert time.monotonic() < deadline, f"imgtag platform is not up after 300 s:\n{output[-5000:]}"
             time.sleep(1)
         yield running
@@ -185,7 +208,9 @@ def _state_or_empty(home: Path) -> dict:
         return {}
 
 
-def wait_for_run(api: AirflowAPI, dag_id: str, run_id: str, seconds: float = 900) -> tuple[str, dict[str, str]]:
+def wait_for_run(
+    api: AirflowAPI, dag_id: str, run_id: str, seconds: float = 900
+) -> tuple[str, dict[str, str]]:
     """Poll a DAG run until it ends; returns its state and each task's state."""
     quoted = urllib.parse.quote(run_id, safe="")
     deadline = time.monotonic() + seconds
@@ -195,7 +220,9 @@ def wait_for_run(api: AirflowAPI, dag_id: str, run_id: str, seconds: float = 900
         states = {t["task_id"]: t["state"] for t in tasks}
         if run["state"] in ("success", "failed"):
             return run["state"], states
-        assert time.monotonic() < deadline, f"{dag_id} {run_id} still {run['state']} after {seconds} s: {states}"
+        assert time.monotonic() < deadline, (
+            f"{dag_id} {run_id} still {run['state']} after {seconds} s: {states}"
+        )
         time.sleep(5)
 
 
@@ -210,7 +237,9 @@ def dag_run(api: AirflowAPI, dag_id: str, run_id: str) -> dict:
 
 def task_log(api: AirflowAPI, dag_id: str, run_id: str, task_id: str) -> str:
     quoted = urllib.parse.quote(run_id, safe="")
-    log = api.get(f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/logs/1", full_content="true")
+    log = api.get(
+        f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/logs/1", full_content="true"
+    )
     return "\n".join(e.get("event", "") if isinstance(e, dict) else str(e) for e in log.get("content", []))
 
 
@@ -223,8 +252,12 @@ def test_the_platform_refuses_a_taken_port_or_a_missing_rabbitmq_and_starts_noth
         squatter.bind(("127.0.0.1", ports["mlflow"]))
         squatter.listen()
         done = subprocess.run(
-            [IMGTAG, "platform", *port_options(ports)], env=platform_env(tmp_path / "a", "unused.a"),
-            capture_output=True, text=True, timeout=120, check=False,
+            [IMGTAG, "platform", *port_options(ports)],
+            env=platform_env(tmp_path / "a", "unused.a"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
     assert done.returncode == 1
     assert f"port {ports['mlflow']} (mlflow) is taken" in done.stderr and "--mlflow-port" in done.stderr
@@ -234,7 +267,10 @@ def test_the_platform_refuses_a_taken_port_or_a_missing_rabbitmq_and_starts_noth
     done = subprocess.run(
         [IMGTAG, "platform", *port_options(ports)],
         env=platform_env(tmp_path / "b", "unused.b", amqp_url=f"amqp://guest:guest@127.0.0.1:{closed}/%2F"),
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 1
     assert f"RabbitMQ at 127.0.0.1:{closed}/%2F is not reachable" in done.stderr
@@ -254,9 +290,19 @@ def test_airflow_keeps_its_metadata_in_postgresql_when_given_a_url(rabbitmq, tmp
     ports = {name: free_port() for name in PORTS}
     home = tmp_path / "home"
     process = subprocess.Popen(
-        [IMGTAG, "platform", *port_options(ports), "--no-worker", "--no-prometheus",
-         "--airflow-db", f"postgres://postgres@127.0.0.1:5432/{database}"],
-        env=platform_env(home, "unused.pg"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            IMGTAG,
+            "platform",
+            *port_options(ports),
+            "--no-worker",
+            "--no-prometheus",
+            "--airflow-db",
+            f"postgres://postgres@127.0.0.1:5432/{database}",
+        ],
+        env=platform_env(home, "unused.pg"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
     try:
@@ -291,8 +337,15 @@ def test_every_url_answers_and_every_dag_is_active(platform):
     state = platform.state
     assert 0 < state["ready_seconds"] < 300
     names = {c["name"] for c in state["components"]}
-    assert {"airflow api-server", "airflow scheduler", "airflow dag-processor", "airflow triggerer",
-            "mlflow server", "catalog", "tagging worker"} <= names
+    assert {
+        "airflow api-server",
+        "airflow scheduler",
+        "airflow dag-processor",
+        "airflow triggerer",
+        "mlflow server",
+        "catalog",
+        "tagging worker",
+    } <= names
 
 
 def test_the_first_start_made_the_starter_version_1_registered_served_and_champion(platform):
@@ -307,7 +360,9 @@ def test_the_first_start_made_the_starter_version_1_registered_served_and_champi
     status = json.loads(models.stdout)
     assert (status["serving_version"], status["mlflow_version"], status["agree"]) == (1, "1", True)
     assert status["served"] == "version 1 (the starter model)"
-    assert [v["version"] for v in status["versions"]] == [1] and status["versions"][0]["aliases"] == ["champion"]
+    assert [v["version"] for v in status["versions"]] == [1] and status["versions"][0]["aliases"] == [
+        "champion"
+    ]
 
 
 # --- 3. training through the REST API ---
@@ -343,12 +398,16 @@ def test_a_run_triggered_through_the_rest_api_registers_and_serves_a_champion(pl
     api = platform.airflow()
     run_id = promoted["dag_run_id"]
     log = task_log(api, "training_pipeline", run_id, "train")
-    assert re.search(r"epoch 1/12: train/loss \d", log) and re.search(r"kept the head of epoch \d+", log), log[-3000:]
+    assert re.search(r"epoch 1/12: train/loss \d", log) and re.search(r"kept the head of epoch \d+", log), (
+        log[-3000:]
+    )
     # the stage's own lines, not TensorFlow's start-up or MLflow's store creation
     for noise in ("oneDNN", "cuda", "WARNING:tensorflow", "retracing", "Creating initial MLflow database"):
         assert noise not in log, (noise, log[-3000:])
     gate_log = task_log(api, "training_pipeline", run_id, "gate")
-    assert "gate: version 2 against the champion, version 1 (the starter model), on " in gate_log, gate_log[-3000:]
+    assert "gate: version 2 against the champion, version 1 (the starter model), on " in gate_log, gate_log[
+        -3000:
+    ]
     assert re.search(r"map: challenger 0\.\d+, champion 0\.\d+; margin 0\.0200", gate_log)
     assert "per-tag AP gains: " in gate_log and "gate PASSED" in gate_log
     assert promoted["note"].startswith("**Gate passed**: version 2 is promoted")
@@ -392,26 +451,37 @@ def test_an_upload_is_tagged_by_the_new_champion(platform, promoted, labelled):
     best = int(margins.argmax())
     assert margins[best] > 0.05, "the champion tags none of the drawn images surely"
 
-    made = platform.imgtag("createuser", "carol", "--role", "content_manager", "--password-stdin",
-                           stdin="carol-Secret-42\n")
+    made = platform.imgtag(
+        "createuser", "carol", "--role", "content_manager", "--password-stdin", stdin="carol-Secret-42\n"
+    )
     assert made.returncode == 0, made.stderr
     token = re.search(r"API token: (\w+)", made.stdout).group(1)
     headers = {"Authorization": f"Token {token}"}
     with files[best].open("rb") as image:
-        answer = requests.post(f"{platform.url('catalog')}/api/assets/", headers=headers,
-                               files={"file": ("upload.jpg", image, "image/jpeg")}, timeout=60)
+        answer = requests.post(
+            f"{platform.url('catalog')}/api/assets/",
+            headers=headers,
+            files={"file": ("upload.jpg", image, "image/jpeg")},
+            timeout=60,
+        )
     assert answer.status_code == 201, answer.text
     asset_id = answer.json()["assets"][0]["id"]
     deadline = time.monotonic() + 120
     while True:
-        asset = requests.get(f"{platform.url('catalog')}/api/assets/{asset_id}/", headers=headers, timeout=30).json()
+        asset = requests.get(
+            f"{platform.url('catalog')}/api/assets/{asset_id}/", headers=headers, timeout=30
+        ).json()
         if asset["status"] != "pending":
             break
-        assert time.monotonic() < deadline, f"the worker never tagged the upload:\n{platform.log('tagging-worker')}"
+        assert time.monotonic() < deadline, (
+            f"the worker never tagged the upload:\n{platform.log('tagging-worker')}"
+        )
         time.sleep(2)
     assert asset["status"] == "tagged" and asset["tags"], asset
     # the same number as MLflow's version and the serving directory
-    assert {(t["model_version"]["name"], t["model_version"]["version"]) for t in asset["tags"]} == {(MODEL, "2")}
+    assert {(t["model_version"]["name"], t["model_version"]["version"]) for t in asset["tags"]} == {
+        (MODEL, "2")
+    }
 
 
 # --- 4. a second round on other tags keeps the first round's and the starter's ---
@@ -422,7 +492,9 @@ def second_round(platform, promoted, colours) -> dict:
     api = platform.airflow()
     run_id = trigger(api, "training_pipeline", **TRAINING, folders=[str(colours)])
     state, tasks = wait_for_run(api, "training_pipeline", run_id)
-    assert state == "success" and tasks["promote"] == "success", f"{tasks}\n{platform.log('airflow-scheduler')}"
+    assert state == "success" and tasks["promote"] == "success", (
+        f"{tasks}\n{platform.log('airflow-scheduler')}"
+    )
     return dag_run(api, "training_pipeline", run_id)
 
 
@@ -440,12 +512,19 @@ def test_two_rounds_on_different_tags_both_rounds_tags_and_person_are_still_emit
     skimage = pytest.importorskip("skimage")
     astronaut = io.BytesIO()
     Image.fromarray(skimage.data.astronaut()).save(astronaut, "JPEG", quality=92)
-    images = [f.read_bytes() for f in (*sorted(labelled.rglob("*.jpg"))[:40], *sorted(colours.rglob("*.jpg"))[:40])]
-    emitted = [{t.name for t in row} for row in served.vocabulary.select(served.scores([*images, astronaut.getvalue()]))]
+    images = [
+        f.read_bytes() for f in (*sorted(labelled.rglob("*.jpg"))[:40], *sorted(colours.rglob("*.jpg"))[:40])
+    ]
+    emitted = [
+        {t.name for t in row}
+        for row in served.vocabulary.select(served.scores([*images, astronaut.getvalue()]))
+    ]
     assert {*LABELS["shapes"], *LABELS["colours"]} <= set().union(*emitted[:-1]), emitted
     assert "person" in emitted[-1], emitted[-1]
     gate = task_log(platform.airflow(), "training_pipeline", second_round["dag_run_id"], "gate")
-    assert "gate: version 3 against the champion, version 2, on " in gate and "per-tag AP losses: none" in gate
+    assert (
+        "gate: version 3 against the champion, version 2, on " in gate and "per-tag AP losses: none" in gate
+    )
 
 
 # --- 5. a manifest as exported; a model that drops tags is refused, and says so ---
@@ -456,7 +535,10 @@ def exported(platform) -> Path:
     """A library's export: colour labels, a rare tag on 2 images, and 12 rows without tags."""
     manifest = make_csv(platform.home / "labelled" / "export", 100, seed=5, size=256, only=LABELS["colours"])
     rows = manifest.read_text().splitlines()
-    rows = [rows[0], *(f"{r.split(',')[0]},{r.split(',')[1]};striped" if i < 2 else r for i, r in enumerate(rows[1:]))]
+    rows = [
+        rows[0],
+        *(f"{r.split(',')[0]},{r.split(',')[1]};striped" if i < 2 else r for i, r in enumerate(rows[1:])),
+    ]
     rows = [*rows[:-12], *(f"{r.split(',')[0]}," for r in rows[-12:])]  # nobody tagged these
     manifest.write_text("\n".join(rows) + "\n")
     return manifest
@@ -495,11 +577,16 @@ def test_a_model_that_drops_tags_is_refused_where_people_look(platform, rejected
     assert summary["dropped_tags"] == {"striped": 2} and summary["negatives"] == 12
     # the run's note, on the run's page in Airflow
     note = rejected["note"]
-    assert note.startswith("**Gate rejected** version 4: `promote` was skipped, the champion is unchanged."), note
+    assert note.startswith(
+        "**Gate rejected** version 4: `promote` was skipped, the champion is unchanged."
+    ), note
     assert "drops" in note and "person" in note and "--replace-vocabulary" in note
     # the gate's log: both figures and the reason
     gate = task_log(api, "training_pipeline", run_id, "gate")
-    assert "gate: version 4 against the champion, version 3, on " in gate and "gate REJECTED: challenger drops" in gate
+    assert (
+        "gate: version 4 against the champion, version 3, on " in gate
+        and "gate REJECTED: challenger drops" in gate
+    )
     assert "tags the champion emits and the challenger cannot: " in gate
     # MLflow: the version and its training run
     client = mlflow.MlflowClient(platform.url("mlflow"), platform.url("mlflow"))
@@ -537,9 +624,13 @@ def test_the_rollback_dag_the_form_gating_a_version_again_and_promote_move_the_c
     assert state == "success" and tasks["gate"] == "success" and tasks["promote"] == "success", tasks
     skipped = {t for t, s in tasks.items() if s == "skipped"}
     assert skipped == {"ingest", "validate", "version", "train", "evaluate", "register"}  # no training
-    assert dag_run(api, "training_pipeline", run_id)["note"].startswith("**Gate passed**: version 3 is promoted")
+    assert dag_run(api, "training_pipeline", run_id)["note"].startswith(
+        "**Gate passed**: version 3 is promoted"
+    )
     gate = task_log(api, "training_pipeline", run_id, "gate")
-    assert "gate: version 3 against the champion, version 2, on " in gate and "/runs/" in gate  # on its own dataset
+    assert (
+        "gate: version 3 against the champion, version 2, on " in gate and "/runs/" in gate
+    )  # on its own dataset
     assert client.get_model_version_by_alias(MODEL, "champion").version == "3"
 
     starter = platform.imgtag("promote", "1", "--json")
@@ -547,7 +638,9 @@ def test_the_rollback_dag_the_form_gating_a_version_again_and_promote_move_the_c
     assert json.loads(starter.stdout)["serving_version"] == 1
     status = json.loads(platform.imgtag("models", "--json").stdout)
     assert (status["serving_version"], status["alias_version"], status["served"]) == (
-        1, "1", "version 1 (the starter model)"
+        1,
+        "1",
+        "version 1 (the starter model)",
     )
     actions = [(e["action"], e["version"]) for e in status["history"]][:4]
     assert actions == [("promote", 1), ("promote", 3), ("rollback", 2), ("promote", 3)]
@@ -594,7 +687,9 @@ def test_a_data_scientist_triggers_training_from_the_form_and_finds_the_champion
 
     page.wait_for_url(re.compile(r".*/dags/training_pipeline/runs/manual__.*"))
     run_id = urllib.parse.unquote(page.url.rsplit("/runs/", 1)[1])
-    conf = platform.airflow().get(f"/api/v2/dags/training_pipeline/dagRuns/{urllib.parse.quote(run_id, safe='')}")["conf"]
+    conf = platform.airflow().get(
+        f"/api/v2/dags/training_pipeline/dagRuns/{urllib.parse.quote(run_id, safe='')}"
+    )["conf"]
     assert conf["folders"] == [str(labelled)] and conf["use_catalog"] is False and conf["epochs"] == 12
     state, tasks = wait_for_run(platform.airflow(), "training_pipeline", run_id)
     assert state == "success", tasks

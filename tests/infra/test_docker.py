@@ -408,7 +408,9 @@ SELF = re.compile(r"^imgtag\[([\w,\s-]+)\]$")
 
 
 def _requirements(section: str) -> list[str]:
-    return [line.strip() for line in section.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [
+        line.strip() for line in section.splitlines() if line.strip() and not line.strip().startswith("#")
+    ]
 
 
 def extra_requirements(extras: set[str]) -> set[str]:
@@ -438,8 +440,18 @@ def test_extras_split_the_dependencies():
     extras; `make install` (the test extra) still gets everything."""
     config = setup_cfg()
     base = {_name(r) for r in _requirements(config["options"]["install_requires"])}
-    heavy = {"tensorflow", "keras", "ai-edge-litert", "tensorflow-serving-api", "mlflow", "dvc", "great-expectations"}
-    assert not base & heavy, f"install_requires has {sorted(base & heavy)}: the catalog image would carry them"
+    heavy = {
+        "tensorflow",
+        "keras",
+        "ai-edge-litert",
+        "tensorflow-serving-api",
+        "mlflow",
+        "dvc",
+        "great-expectations",
+    }
+    assert not base & heavy, (
+        f"install_requires has {sorted(base & heavy)}: the catalog image would carry them"
+    )
     tagger = {_name(r) for r in extra_requirements({"tagger"})}
     assert {"tensorflow", "keras", "ai-edge-litert", "tensorflow-serving-api"} <= tagger
     training = {_name(r) for r in extra_requirements({"training"})}
@@ -454,7 +466,9 @@ def test_extras_split_the_dependencies():
 
 def test_catalog_image_installs_no_model_or_training_packages():
     catalog = installed_extras(parse(DOCKER_DIR / "catalog.Dockerfile"))
-    assert catalog == {"server"}, f"the catalog image installs {sorted(catalog)}: {HEAVY_EXTRAS} bring TensorFlow"
+    assert catalog == {"server"}, (
+        f"the catalog image installs {sorted(catalog)}: {HEAVY_EXTRAS} bring TensorFlow"
+    )
     assert {"server", *HEAVY_EXTRAS} <= installed_extras(parse(DOCKER_DIR / "pipelines.Dockerfile"))
 
 
@@ -462,11 +476,20 @@ def test_catalog_image_reads_models_config_with_the_tagger_extras_serving_protos
     """The catalog reads which version is champion with TF Serving's config protos: the
     image installs tensorflow-serving-api as the tagger extra pins it, without its
     dependencies (TensorFlow), and protobuf comes with the base requirements."""
-    runs = [i.value for stage in parse(DOCKER_DIR / "catalog.Dockerfile") for i in stage.instructions if i.name == "RUN"]
+    runs = [
+        i.value
+        for stage in parse(DOCKER_DIR / "catalog.Dockerfile")
+        for i in stage.instructions
+        if i.name == "RUN"
+    ]
     installs = [words for words in map(shlex.split, runs) if "tensorflow-serving-api" in " ".join(words)]
     assert len(installs) == 1, runs
     (pinned,) = [w for w in installs[0] if w.startswith("tensorflow-serving-api")]
-    tagger = [r for r in _requirements(setup_cfg()["options.extras_require"]["tagger"]) if _name(r) == "tensorflow-serving-api"]
+    tagger = [
+        r
+        for r in _requirements(setup_cfg()["options.extras_require"]["tagger"])
+        if _name(r) == "tensorflow-serving-api"
+    ]
     assert [pinned] == tagger
     assert "--no-deps" in installs[0]
     base = {_name(r) for r in _requirements(setup_cfg()["options"]["install_requires"])}
@@ -490,7 +513,9 @@ def test_dependency_layer_holds_what_the_package_install_needs(tmp_path, dockerf
     stages = parse(DOCKER_DIR / dockerfile)
     shutil.copy(REPO / "setup.cfg", tmp_path / "setup.cfg")
     script = _dependency_layer_script(stages)
-    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
     listed = set(out.stdout.splitlines()) - {""}
     wanted = set(_requirements(setup_cfg()["options"]["install_requires"]))
     wanted |= extra_requirements(installed_extras(stages))

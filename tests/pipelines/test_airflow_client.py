@@ -29,7 +29,9 @@ class _Airflow(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length)) if length else None
-        self.calls.append({"method": self.command, "path": self.path, "auth": self.headers.get("Authorization")})
+        self.calls.append(
+            {"method": self.command, "path": self.path, "auth": self.headers.get("Authorization")}
+        )
         if self.path == "/auth/token":
             ok = body == {"username": "admin", "password": "secret"}
             self._answer(201 if ok else 401, {"access_token": "jwt-1"} if ok else {"detail": "bad"})

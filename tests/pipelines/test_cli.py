@@ -108,8 +108,17 @@ AUDIENCES = {
     "Catalog users": ["tag", "import", "search", "serve", "migrate", "createuser"],
     "Queue operators": ["drain", "worker", "requeue", "dead"],
     "Data scientists and MLOps": [
-        "ingest", "validate", "version", "train", "evaluate",
-        "register", "gate", "promote", "rollback", "models", "starter",
+        "ingest",
+        "validate",
+        "version",
+        "train",
+        "evaluate",
+        "register",
+        "gate",
+        "promote",
+        "rollback",
+        "models",
+        "starter",
     ],
     "The platform": ["platform"],
 }
@@ -214,7 +223,9 @@ def test_a_bug_shows_its_traceback_not_a_tidy_exit(tmp_path):
         "main()\n"
     )
     env = {**os.environ, "IMGTAG_HOME": str(tmp_path / "home")}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
     assert done.returncode == 1
     assert "Traceback" in done.stderr and "ValueError: a bug, not a bad input" in done.stderr
     assert "dead_list" in done.stderr  # where it happened
@@ -223,8 +234,15 @@ def test_a_bug_shows_its_traceback_not_a_tidy_exit(tmp_path):
 def test_an_unreachable_broker_exits_75(tmp_path):
     env_home = tmp_path / "home"
     done = subprocess.run(
-        [*IMGTAG, "dead", "list"], capture_output=True, text=True, timeout=120,
-        env={**os.environ, "IMGTAG_HOME": str(env_home), "IMGTAG_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/%2F"},
+        [*IMGTAG, "dead", "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "IMGTAG_HOME": str(env_home),
+            "IMGTAG_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/%2F",
+        },
     )
     assert done.returncode == ExitCode.UNAVAILABLE == 75, done.stderr
     assert "127.0.0.1:1 is not reachable" in done.stderr and "Traceback" not in done.stderr
@@ -254,7 +272,9 @@ def test_settings_are_read_once_per_invocation(monkeypatch):
     from pipelines.tagging import requeue
 
     seen = []
-    monkeypatch.setattr(requeue, "replay_dead", lambda settings, limit: seen.append(settings) or {"replayed": 0})
+    monkeypatch.setattr(
+        requeue, "replay_dead", lambda settings, limit: seen.append(settings) or {"replayed": 0}
+    )
     monkeypatch.setenv("IMGTAG_QUEUE", "imgtag.first")
     assert invoke("dead", "replay").exit_code == 0
     monkeypatch.setenv("IMGTAG_QUEUE", "imgtag.second")
@@ -318,7 +338,9 @@ def test_createuser_then_serve_upload_and_search_over_http(photos, tmp_path):
         )
         assert upload.status_code == 201, upload.text
         assert upload.json()["assets"][0]["status"] == "pending"  # published; a worker tags it
-        drained = subprocess.run([*IMGTAG, "drain", "--json"], env=env, capture_output=True, text=True, timeout=300)
+        drained = subprocess.run(
+            [*IMGTAG, "drain", "--json"], env=env, capture_output=True, text=True, timeout=300
+        )
         assert json.loads(drained.stdout)["tagged"] == 1, drained.stderr
         found = requests.get(
             f"{base}/assets/", params={"q": "coffee OR cup"}, headers=auth, timeout=30

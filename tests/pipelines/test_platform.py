@@ -16,7 +16,11 @@ def test_airflow_metadata_is_sqlite_by_default_and_postgresql_through_psycopg_by
     sync, asynchronous = airflow_db_urls(None, tmp_path)
     assert sync == f"sqlite:///{tmp_path / 'airflow.db'}"
     assert asynchronous == f"sqlite+aiosqlite:///{tmp_path / 'airflow.db'}"
-    for given in ("postgres://u@db:5432/airflow", "postgresql://u@db:5432/airflow", "postgresql+psycopg2://u@db:5432/airflow"):
+    for given in (
+        "postgres://u@db:5432/airflow",
+        "postgresql://u@db:5432/airflow",
+        "postgresql+psycopg2://u@db:5432/airflow",
+    ):
         assert airflow_db_urls(given, tmp_path) == ("postgresql+psycopg://u@db:5432/airflow",) * 2
     with pytest.raises(PlatformError, match="expected postgres://"):
         airflow_db_urls("mysql://u@db/airflow", tmp_path)
@@ -51,10 +55,17 @@ def test_every_process_shares_one_home_and_the_dags_start_active(tmp_path):
     assert oct(password_file.stat().st_mode & 0o777) == "0o600"
     connection = json.loads(env["AIRFLOW_CONN_IMGTAG_AIRFLOW_API"])
     assert connection == {
-        "conn_type": "http", "host": "http://127.0.0.1:18123", "login": "admin",
+        "conn_type": "http",
+        "host": "http://127.0.0.1:18123",
+        "login": "admin",
         "password": json.loads(password_file.read_text())["admin"],
     }
     assert json.loads(platform.environment()["AIRFLOW_CONN_IMGTAG_AIRFLOW_API"]) == connection
     names = [c.name for c in platform.plan()]
-    assert names[:4] == ["airflow api-server", "airflow scheduler", "airflow dag-processor", "airflow triggerer"]
+    assert names[:4] == [
+        "airflow api-server",
+        "airflow scheduler",
+        "airflow dag-processor",
+        "airflow triggerer",
+    ]
     assert {"mlflow server", "catalog", "tagging worker"} <= set(names)

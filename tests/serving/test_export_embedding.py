@@ -23,7 +23,9 @@ def exported(tmp_path_factory):
     from serving.export import export_model
 
     inputs = keras.Input((SIZE, SIZE, 3))
-    conv = keras.layers.Conv2D(1280, 3, activation="relu", name="conv")(keras.layers.Rescaling(1 / 255)(inputs))
+    conv = keras.layers.Conv2D(1280, 3, activation="relu", name="conv")(
+        keras.layers.Rescaling(1 / 255)(inputs)
+    )
     pooled = keras.layers.GlobalAveragePooling2D(name="features")(conv)
     tiny = keras.Model(
         inputs,
@@ -42,7 +44,9 @@ def exported(tmp_path_factory):
 
 def pictures(n: int) -> list[bytes]:
     rng = np.random.default_rng(5)
-    return [cv2.imencode(".png", rng.integers(0, 255, (SIZE, SIZE, 3), np.uint8))[1].tobytes() for _ in range(n)]
+    return [
+        cv2.imencode(".png", rng.integers(0, 255, (SIZE, SIZE, 3), np.uint8))[1].tobytes() for _ in range(n)
+    ]
 
 
 def test_tf_serving_and_litert_give_the_same_embedding_with_the_tags(exported, tmp_path):
@@ -62,7 +66,11 @@ def test_tf_serving_and_litert_give_the_same_embedding_with_the_tags(exported, t
     # OpenCV's resize and TensorFlow's differ a little; the directions stay the same
     assert np.diag(1 - embedding.cosine_distance(got, served["embedding"].numpy())).min() > 0.99
     np.testing.assert_allclose(
-        tagger.predict_pixels(np.stack([cv2.cvtColor(cv2.imdecode(np.frombuffer(d, np.uint8), 1), cv2.COLOR_BGR2RGB) for d in images])),
+        tagger.predict_pixels(
+            np.stack(
+                [cv2.cvtColor(cv2.imdecode(np.frombuffer(d, np.uint8), 1), cv2.COLOR_BGR2RGB) for d in images]
+            )
+        ),
         served["scores"].numpy(),
         atol=1e-4,
     )

@@ -360,7 +360,9 @@ def test_predictor_from_settings(settings, rest_server, grpc_server, inprocess, 
 
 def test_predictor_from_settings_follows_the_settings_serving_section(settings, monkeypatch):
     monkeypatch.setenv("IMGTAG_PREDICTOR", "rest")  # the environment is read by Settings.from_env, not here
-    grpc_ = ServingSettings.from_env({"IMGTAG_PREDICTOR": "grpc", "IMGTAG_SERVING_URL": "grpc://tf-serving:8500"})
+    grpc_ = ServingSettings.from_env(
+        {"IMGTAG_PREDICTOR": "grpc", "IMGTAG_SERVING_URL": "grpc://tf-serving:8500"}
+    )
     predictor = predictor_from_settings(dataclasses.replace(settings, serving=grpc_))
     assert isinstance(predictor, GrpcPredictor) and predictor.target == "tf-serving:8500"
     predictor.close()

@@ -149,7 +149,9 @@ def test_rollback_walks_back_through_promotions(repo, saved_model):
     assert len(repo.history()) == 5
 
 
-def test_a_version_number_given_is_the_directory_and_a_version_on_disk_is_served_again(repo, saved_model, tmp_path):
+def test_a_version_number_given_is_the_directory_and_a_version_on_disk_is_served_again(
+    repo, saved_model, tmp_path
+):
     """One number names a model everywhere: the MLflow version becomes the directory (a rejected
     version leaves a gap), and promoting a version served before serves that directory again."""
     starter = repo.promote(saved_model, {"mlflow_version": "1", "starter": "starter-x"}, version=1)
@@ -165,7 +167,11 @@ def test_a_version_number_given_is_the_directory_and_a_version_on_disk_is_served
     assert (back.version, back.previous) == (1, 3) and not (repo.path(1) / "marker").exists()
     assert (repo.path(1) / "assets.extra" / PROMOTION_ASSET).read_text() == record
     assert dict(entry(repo).version_labels) == {"champion": 1, "previous": 3}
-    assert [(h["action"], h["version"]) for h in repo.history()] == [("promote", 1), ("promote", 3), ("promote", 1)]
+    assert [(h["action"], h["version"]) for h in repo.history()] == [
+        ("promote", 1),
+        ("promote", 3),
+        ("promote", 1),
+    ]
 
     assert repo.promote(saved_model, {"mlflow_version": "1"}, version=1) == repo.current()  # already champion
     assert len(repo.history()) == 3
@@ -334,7 +340,6 @@ def test_other_models_in_config_are_kept(repo, saved_model):
     assert [c.name for c in config.model_config_list.config] == ["faces", NAME]
     assert config.model_config_list.config[0] == kept
     assert dict(entry(repo).version_labels) == {"champion": 1}
-
 
 
 # Edited by hand: comments, another model, the alternative syntax (`<>`, lists, `;`, single

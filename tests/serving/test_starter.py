@@ -54,7 +54,9 @@ def test_the_starter_ships_with_its_provenance():
     assert head.kernel.shape == (1280, len(head.tags)) and head.bias.shape == (len(head.tags),)
     provenance = head.provenance
     assert provenance["dataset_hash"] and provenance["mlflow"]["run_id"]
-    assert provenance["metrics"]["images_with_correct_tag"] > 0 and provenance["command"] == "make starter-model"
+    assert (
+        provenance["metrics"]["images_with_correct_tag"] > 0 and provenance["command"] == "make starter-model"
+    )
     shipped = sum(p.stat().st_size for p in starter.STARTER_DIR.iterdir())
     assert shipped < 2_000_000  # the head and its vocabulary, no backbone copy
 
@@ -80,7 +82,9 @@ def test_installed_starter_serves_the_in_process_tags_on_an_exif_rotated_photo(t
     version = registry.get_model_version("imgtag-tagger", "1")
     assert version.aliases == ["champion"] and version.tags["starter"] == summary["starter"]
     assert version.tags["serving_version"] == "1"
-    assert len(registry.search_model_versions("name='imgtag-tagger'")) == 1  # installing again registers nothing
+    assert (
+        len(registry.search_model_versions("name='imgtag-tagger'")) == 1
+    )  # installing again registers nothing
 
     upright = jpeg(astronaut)
     sideways = jpeg(astronaut.transpose(Image.Transpose.ROTATE_90), orientation=6)  # a camera held sideways
@@ -98,7 +102,9 @@ def test_installed_starter_serves_the_in_process_tags_on_an_exif_rotated_photo(t
     # The same tags from the same pixels: the in-process tagger (the SavedModel converted to
     # LiteRT) and TF Serving's SavedModel differ by float rounding only.
     in_process = tagger.get_tagger(settings)
-    pixels = np.stack([imageio.load_for_model(data, served.info["image_size"])[0] for data in (upright, sideways)])
+    pixels = np.stack(
+        [imageio.load_for_model(data, served.info["image_size"])[0] for data in (upright, sideways)]
+    )
     from_pixels = served.pixel_scores(pixels)
     results = list(in_process.tag_images([("up", upright, "up.jpg"), ("side", sideways, "side.jpg")]))
     labels = served.vocabulary
@@ -106,7 +112,13 @@ def test_installed_starter_serves_the_in_process_tags_on_an_exif_rotated_photo(t
     # (no TensorFlow in the catalog's image): the same as the exported, served vocabulary.
     from serving import starter
 
-    fresh = Settings.from_env({**os.environ, "IMGTAG_HOME": str(tmp_path / "fresh"), "IMGTAG_CACHE_DIR": str(tmp_path / "fresh-cache")})
+    fresh = Settings.from_env(
+        {
+            **os.environ,
+            "IMGTAG_HOME": str(tmp_path / "fresh"),
+            "IMGTAG_CACHE_DIR": str(tmp_path / "fresh-cache"),
+        }
+    )
     model, vocabulary, _ = tagger.current_vocabulary(fresh)
     assert (model.name, model.version, model.path) == (starter.MODEL_NAME, starter.load_head().version, None)
     assert vocabulary.tags == served.vocabulary.tags
@@ -153,7 +165,9 @@ def test_nothing_the_pretrained_classifier_knows_is_lost():
 
 
 def _off(vocabulary) -> set[str]:
-    return {t for t, limit in zip(vocabulary.tags, vocabulary.thresholds, strict=True) if not np.isfinite(limit)}
+    return {
+        t for t, limit in zip(vocabulary.tags, vocabulary.thresholds, strict=True) if not np.isfinite(limit)
+    }
 
 
 def test_pictures_that_are_not_photos_get_their_kind_and_no_confident_object(tmp_path):
@@ -170,9 +184,16 @@ def test_pictures_that_are_not_photos_get_their_kind_and_no_confident_object(tmp
     settings = Settings.from_env({**os.environ, "IMGTAG_HOME": str(tmp_path / "home")})
     engine = tagger.get_tagger(settings)
     assert engine.image_size == IMAGE_SIZE
-    pictures = {"page": skimage.data.page(), "text": skimage.data.text(), "gravel": skimage.data.gravel(),
-                "grass": skimage.data.grass()}
-    results = {r.key: {t.name for t in r.tags} for r in engine.tag_images((k, png(v), k) for k, v in pictures.items())}
+    pictures = {
+        "page": skimage.data.page(),
+        "text": skimage.data.text(),
+        "gravel": skimage.data.gravel(),
+        "grass": skimage.data.grass(),
+    }
+    results = {
+        r.key: {t.name for t in r.tags}
+        for r in engine.tag_images((k, png(v), k) for k, v in pictures.items())
+    }
     assert "document" in results["page"] and "person" not in results["page"] | results["text"]
     assert "texture" in results["gravel"] and "texture" in results["grass"]
     assert not {"food", "fruit", "person"} & (results["gravel"] | results["grass"]), results

@@ -22,7 +22,9 @@ class Command(BaseCommand):
             self.stdout.write(f"recounted: {tags} tags have a count")
         wrong = counts.mismatches()
         for name, (kept, exact) in sorted(wrong.items()):
-            self.stdout.write(f"{name}: kept {kept[0]} assets, {kept[1]} scored; counted {exact[0]}, {exact[1]}")
+            self.stdout.write(
+                f"{name}: kept {kept[0]} assets, {kept[1]} scored; counted {exact[0]}, {exact[1]}"
+            )
         if wrong:
             raise CommandError(
                 f"{len(wrong)} tags have counts that differ from their rows: run "

@@ -77,7 +77,9 @@ def test_a_file_over_the_size_limit_is_refused_before_anything_is_stored(image, 
 
 
 def test_a_decompression_bomb_is_refused_by_the_pixel_limit(image, settings, stored_files):
-    settings.IMGTAG = dataclasses.replace(settings.IMGTAG, max_pixels=1000)  # the image is 64x48 = 3072 pixels
+    settings.IMGTAG = dataclasses.replace(
+        settings.IMGTAG, max_pixels=1000
+    )  # the image is 64x48 = 3072 pixels
     with pytest.raises(ImageError) as refused:
         services.ingest(image("red"), "bomb.png")
     assert refused.value.reason == "too_many_pixels"
@@ -109,7 +111,9 @@ def test_storage_writes_atomically_and_leaves_no_temporary_file(tmp_path):
 
 
 def test_storage_works_on_a_non_local_fsspec_filesystem(settings, image):
-    settings.IMGTAG = dataclasses.replace(settings.IMGTAG, storage_url=f"memory://imgtag-test-{uuid.uuid4().hex}/originals")
+    settings.IMGTAG = dataclasses.replace(
+        settings.IMGTAG, storage_url=f"memory://imgtag-test-{uuid.uuid4().hex}/originals"
+    )
     data = image("red", seed=9)
     asset, _ = services.ingest(data, "cloud.png")
     assert asset.uri.startswith("memory://") and asset.uri.endswith(

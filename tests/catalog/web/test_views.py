@@ -185,7 +185,9 @@ def test_the_gallery_pages_by_24(viewer, image):
     services.ingest(image("red", seed=999), "new.png")
     after = page(viewer, "/" + filtered.find(testid="page-next").get("href"))
     assert filtered.find(testid="page-next").get("href").startswith("?min_score=0.5&after=")
-    assert list(cards(after)) == list(cards(second)) and after.find(testid="page-prev").get("href").startswith("?min_score=0.5&before=")
+    assert list(cards(after)) == list(cards(second)) and after.find(testid="page-prev").get(
+        "href"
+    ).startswith("?min_score=0.5&before=")
 
 
 def test_bulk_add_tag_for_content_managers(manager, viewer, tagged):
@@ -552,14 +554,25 @@ def many_tags(user, settings):
     defaults = thresholds.model_thresholds(settings.IMGTAG)[2]
     names = sorted(name for name, value in defaults.items() if value != float("inf"))[:60]
     assets = Asset.objects.bulk_create(
-        Asset(sha256=f"{i:064x}", uri=f"file:///{i}", filename=f"{i}.jpg", size=1, width=1, height=1, format="JPEG")
+        Asset(
+            sha256=f"{i:064x}",
+            uri=f"file:///{i}",
+            filename=f"{i}.jpg",
+            size=1,
+            width=1,
+            height=1,
+            format="JPEG",
+        )
         for i in range(8)
     )
     model = ModelVersion.objects.create(name=PRETRAINED_MODEL_NAME, version=PRETRAINED_MODEL_VERSION)
     rows = []
     for k, name in enumerate([*names, "our own tag"]):
         tag = Tag.objects.create(name=name)
-        rows += [AssetTag(asset=a, tag=tag, score=0.9, source="model", model_version=model) for a in assets[: k % 7 + 1]]
+        rows += [
+            AssetTag(asset=a, tag=tag, score=0.9, source="model", model_version=model)
+            for a in assets[: k % 7 + 1]
+        ]
         if k == 3:
             rows.append(AssetTag(asset=assets[7], tag=tag, score=0.4, source="model", review="rejected"))
     AssetTag.objects.bulk_create(rows)
@@ -595,8 +608,13 @@ def test_the_thresholds_page_lists_every_scored_tag_in_a_paged_sortable_table(ma
     assert mine.get("data-threshold") == "0.42" and "set by alice on" in mine.text
     assert float(ordered[0].get("data-threshold")) == max(highest, 0.42)
     assert "the model's default" in next(row for row in ordered if row.get("data-tag") == names[0]).text
-    last = page(manager, "/thresholds/", sort="threshold", order="asc", page="2").find_all(testid="tag-table-row")[-1]
-    assert (last.get("data-tag"), last.get("data-threshold")) == ("our own tag", "")  # not a tag of the model: last
+    last = page(manager, "/thresholds/", sort="threshold", order="asc", page="2").find_all(
+        testid="tag-table-row"
+    )[-1]
+    assert (last.get("data-tag"), last.get("data-threshold")) == (
+        "our own tag",
+        "",
+    )  # not a tag of the model: last
     assert "not a tag of this model" in last.text
 
 
@@ -610,8 +628,10 @@ def test_the_table_of_tags_filters_by_prefix_and_links_each_tag(manager, many_ta
     assert dict((r[0], r[1]) for r in table_rows(html))[names[3]] == 4  # the rejected row is not counted
     link = html.find("a", href=f"?tag={quote(names[3])}")
     assert link is not None and link.text == names[3]
-    assert page(manager, "/thresholds/", prefix="zzzz").find(testid="tag-table-empty").text.startswith(
-        "No tag with machine scores starts with"
+    assert (
+        page(manager, "/thresholds/", prefix="zzzz")
+        .find(testid="tag-table-empty")
+        .text.startswith("No tag with machine scores starts with")
     )
     assert page(manager, "/thresholds/", sort="bogus", order="sideways", page="99").find(testid="tag-table")
 
@@ -631,7 +651,9 @@ def test_every_tag_field_asks_for_suggestions(manager, tagged):
 
 
 @pytest.mark.usefixtures("tag_map")
-def test_the_thresholds_page_of_a_common_tag_estimates_and_counts_exactly_on_demand(manager, many_tags, monkeypatch):
+def test_the_thresholds_page_of_a_common_tag_estimates_and_counts_exactly_on_demand(
+    manager, many_tags, monkeypatch
+):
     from catalog import thresholds
 
     names, _ = many_tags
@@ -643,6 +665,8 @@ def test_the_thresholds_page_of_a_common_tag_estimates_and_counts_exactly_on_dem
     assert live["exact"] is False
     exact = page(manager, "/thresholds/" + html.find(testid="threshold-exact-link").get("href"))
     assert exact.find_all(testid="threshold-estimate-note") == []
-    assert kept_by_step(exact)["0.05"] == "7" and exact.find("section", id="threshold").get("data-exact") == "1"
+    assert (
+        kept_by_step(exact)["0.05"] == "7" and exact.find("section", id="threshold").get("data-exact") == "1"
+    )
     live = manager.get("/thresholds/count/", {"tag": names[6], "threshold": "0.5", "exact": "1"}).json()
     assert (live["kept"], live["exact"]) == (7, True)

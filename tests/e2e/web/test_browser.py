@@ -299,7 +299,9 @@ def test_tag_fields_suggest_the_catalogs_tags_as_you_type(site, new_page, steps)
     first = site.upload(site.alice, "astronaut.jpg", jpeg(skimage.data.astronaut()), "image/jpeg")["id"]
     second = site.upload(site.alice, "camera.png", png(skimage.data.camera()), "image/png")["id"]
     for asset_id, name in ((first, "qq jam"), (second, "qq jam"), (first, "qq tart")):
-        added = site.api("POST", f"/api/assets/{asset_id}/review/", site.alice, json={"tag": name, "action": "add"})
+        added = site.api(
+            "POST", f"/api/assets/{asset_id}/review/", site.alice, json={"tag": name, "action": "add"}
+        )
         assert added.status_code == 200, added.text
     tagged = site.wait_tagged(first, site.alice, timeout=TAGGING / 1000)
     machine = max((t for t in tagged["tags"] if t["source"] == "model"), key=lambda t: t["score"])["name"]
@@ -343,9 +345,9 @@ def test_tag_fields_suggest_the_catalogs_tags_as_you_type(site, new_page, steps)
     add.press("Enter")
     expect(add).to_have_value("qq tart")
     page.get_by_test_id("add-tag-submit").click()
-    expect(page.locator('[data-testid=tag-row][data-tag="qq tart"]').get_by_test_id("review-state")).to_have_text(
-        "added"
-    )
+    expect(
+        page.locator('[data-testid=tag-row][data-tag="qq tart"]').get_by_test_id("review-state")
+    ).to_have_text("added")
     steps("added-from-suggestion")
 
     page.get_by_test_id("nav-thresholds").click()

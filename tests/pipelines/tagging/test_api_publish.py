@@ -59,7 +59,9 @@ def test_upload_publishes_a_tagging_message_or_stays_pending(env, settings, monk
 
 
 @pytest.mark.django_db
-def test_a_queue_that_refuses_publishes_leaves_the_upload_pending_not_an_error(env, settings, django_user_model):
+def test_a_queue_that_refuses_publishes_leaves_the_upload_pending_not_an_error(
+    env, settings, django_user_model
+):
     """RabbitMQ nacks publishes to a quorum queue that is starting or full (reject-publish):
     the upload is kept, pending, for ``imgtag requeue --pending``; no 500."""
     import subprocess
@@ -104,7 +106,9 @@ def test_a_queue_that_refuses_publishes_leaves_the_upload_pending_not_an_error(e
 
 
 @pytest.mark.django_db
-def test_the_same_bytes_uploaded_again_while_pending_publish_no_second_message(env, settings, django_user_model):
+def test_the_same_bytes_uploaded_again_while_pending_publish_no_second_message(
+    env, settings, django_user_model
+):
     """Four uploads of one file before a worker tagged it: one message, so one inference."""
     catalog_on(settings, env)
     from catalog.roles import CONTENT_MANAGER, assign_role
@@ -115,7 +119,10 @@ def test_the_same_bytes_uploaded_again_while_pending_publish_no_second_message(e
     client.force_authenticate(uploader)
 
     coffee = png(skimage.data.coffee())
-    answers = [client.post("/api/assets/", {"files": SimpleUploadedFile(f"coffee-{i}.png", coffee)}) for i in range(4)]
+    answers = [
+        client.post("/api/assets/", {"files": SimpleUploadedFile(f"coffee-{i}.png", coffee)})
+        for i in range(4)
+    ]
     assert [a.json()["assets"][0]["duplicate"] for a in answers] == [False, True, True, True]
     assert {a.json()["assets"][0]["status"] for a in answers} == {"pending"}  # not tagged yet
     assert env.depth(env.queue) == 1

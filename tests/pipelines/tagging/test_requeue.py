@@ -25,7 +25,12 @@ def test_importing_pending_files_again_publishes_nothing_more(env, tmp_path):
     assert (first["imported"], first["published"], first["already_pending"]) == (4, 4, 0)
     write_images(tmp_path / "photos", 6, seed=7)  # the same four, and two more
     again = env.json("import", "--queue", str(photos))
-    assert (again["imported"], again["published"], again["already_pending"], again["duplicates"]) == (2, 2, 4, 4)
+    assert (again["imported"], again["published"], again["already_pending"], again["duplicates"]) == (
+        2,
+        2,
+        4,
+        4,
+    )
     assert env.depth(env.queue) == 6  # one message per photo
     plain = env.run("import", "--queue", str(photos))
     assert "6 still pending, not published again" in plain.stdout
@@ -60,4 +65,3 @@ def test_nightly_retag_requeues_stale_machine_tags_and_keeps_human_decisions(env
         ("accepted", 0.123)
     ]
     assert env.json("requeue", "--stale-model")["stale_model"]["published"] == 0  # nothing left to do
-

@@ -169,7 +169,10 @@ def test_an_image_that_kills_its_worker_is_dead_lettered_alone_and_its_batch_is_
     deaths = 0
     for _ in range(8):
         done = subprocess.run(
-            [sys.executable, "-c", DYING_DRAIN], capture_output=True, text=True, timeout=300,
+            [sys.executable, "-c", DYING_DRAIN],
+            capture_output=True,
+            text=True,
+            timeout=300,
             env={**env.vars, **limits},
         )
         if done.returncode == 0:
@@ -266,8 +269,12 @@ def assert_tags_equal_a_fresh_tagging(env, folder):
     the same tags with scores within the tolerance; a tag on one side only sits within the
     tolerance of its threshold (a coin toss either way, not a wrong tag)."""
     done = subprocess.run(
-        [sys.executable, "-c", FRESH_TAGGING, str(folder)], capture_output=True, text=True, env=env.vars,
-        timeout=600, check=False,
+        [sys.executable, "-c", FRESH_TAGGING, str(folder)],
+        capture_output=True,
+        text=True,
+        env=env.vars,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     fresh = json.loads(done.stdout)
@@ -285,7 +292,12 @@ def assert_tags_equal_a_fresh_tagging(env, folder):
     for name, tags in fresh["tags"].items():
         for tag in set(tags) | set(stored[name]):
             if tag in tags and tag in stored[name]:
-                assert abs(tags[tag] - stored[name][tag]) <= SCORE_TOLERANCE, (name, tag, tags[tag], stored[name][tag])
+                assert abs(tags[tag] - stored[name][tag]) <= SCORE_TOLERANCE, (
+                    name,
+                    tag,
+                    tags[tag],
+                    stored[name][tag],
+                )
             else:
                 score = tags.get(tag, stored[name].get(tag))
                 assert score - thresholds[tag] <= SCORE_TOLERANCE, (name, tag, score, thresholds[tag])

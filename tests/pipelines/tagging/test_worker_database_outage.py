@@ -65,10 +65,17 @@ def wait_until(condition, what: str, process=None, seconds: float = 300):
         time.sleep(0.02)
 
 
-def test_a_drain_whose_database_connection_is_killed_three_times_tags_every_photo_once(postgres_env, tmp_path):
+def test_a_drain_whose_database_connection_is_killed_three_times_tags_every_photo_once(
+    postgres_env, tmp_path
+):
     env = postgres_env
     env.run("migrate")
-    assert env.json("import", "--queue", str(write_images(tmp_path / "photos", COUNT, size=(96, 96))))["published"] == COUNT
+    assert (
+        env.json("import", "--queue", str(write_images(tmp_path / "photos", COUNT, size=(96, 96))))[
+            "published"
+        ]
+        == COUNT
+    )
     drain = env.start("drain", "--json", IMGTAG_BATCH_SIZE="2")  # 8 messages a commit: many commits
     try:
         killed = []
@@ -96,7 +103,9 @@ def test_a_database_away_longer_than_the_wait_puts_every_message_back_and_exits_
     drain = env.start("drain", "--json", "--database-wait", "3", IMGTAG_BATCH_SIZE="2")
     try:
         wait_until(lambda: tagged(env) >= 8, "tagging starts", drain)
-        env.admin.execute(f"ALTER DATABASE {env.database} ALLOW_CONNECTIONS false")  # down, as a stopped server
+        env.admin.execute(
+            f"ALTER DATABASE {env.database} ALLOW_CONNECTIONS false"
+        )  # down, as a stopped server
         terminate_catalog_connections(env)
         out, errors = drain.communicate(timeout=300)
     finally:

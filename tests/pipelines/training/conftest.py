@@ -83,6 +83,10 @@ def trained(shapes_dataset, training_settings):
         settings=training_settings,
     )
     evaluation = evaluate(
-        result.model, shapes_dataset.root, run_id=result.run_id, target_precision=0.8, settings=training_settings
+        result.model,
+        shapes_dataset.root,
+        run_id=result.run_id,
+        target_precision=0.8,
+        settings=training_settings,
     )
     return result, evaluation

@@ -36,7 +36,15 @@ def test_a_crop_never_cuts_an_object_so_that_its_label_would_lie(seed):
     boxes = []
     for _ in range(rng.randint(1, 8)):
         x0, y0 = rng.uniform(0, 0.8), rng.uniform(0, 0.8)
-        boxes.append(box(rng.choice(["person", "cup", "car", "dog"]), x0, y0, x0 + rng.uniform(0.05, 0.2), y0 + rng.uniform(0.05, 0.2)))
+        boxes.append(
+            box(
+                rng.choice(["person", "cup", "car", "dog"]),
+                x0,
+                y0,
+                x0 + rng.uniform(0.05, 0.2),
+                y0 + rng.uniform(0.05, 0.2),
+            )
+        )
     for region, tags in bs.crop_regions(boxes, random.Random(seed), 400, 300):
         x0, y0, x1, y1 = region
         assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1
@@ -50,7 +58,10 @@ def test_a_crop_never_cuts_an_object_so_that_its_label_would_lie(seed):
 def photos(folder, count=12):
     """``count`` generated photos with a person and a cup each, their manifest and boxes."""
     (folder / "images").mkdir(parents=True)
-    manifest, boxes = [["path", "tags", "coco_id"]], [["path", "tag", "x_center", "y_center", "width", "height"]]
+    manifest, boxes = (
+        [["path", "tags", "coco_id"]],
+        [["path", "tag", "x_center", "y_center", "width", "height"]],
+    )
     for i in range(count):
         image = np.full((200, 300, 3), 30 + 15 * i, np.uint8)
         cv2.rectangle(image, (20, 20), (120, 180), (200, 50, 50), -1)  # the person
@@ -79,7 +90,9 @@ def test_prepare_writes_photos_person_free_crops_box_crops_and_drawn_non_photos(
     drawn = [r for r in rows if r["group"].startswith("drawn-non-photos")]
     assert sorted({r["tags"] for r in drawn}) == ["document", "graphic", "screenshot", "texture"]
     assert all(cv2.imread(r["path"]) is not None for r in drawn)
-    assert len({r["group"] for r in drawn}) == 1 and bs._split(drawn[0]["group"]) == "train"  # taught, never judged
+    assert (
+        len({r["group"] for r in drawn}) == 1 and bs._split(drawn[0]["group"]) == "train"
+    )  # taught, never judged
     by_group: dict[str, list[dict]] = {}
     for row in rows:
         if row not in drawn:
@@ -105,7 +118,15 @@ def test_a_person_free_crop_touches_no_person(seed):
     boxes = []
     for _ in range(rng.randint(2, 8)):
         x0, y0 = rng.uniform(0, 0.8), rng.uniform(0, 0.8)
-        boxes.append(box(rng.choice(["person", "cup", "car", "dog"]), x0, y0, x0 + rng.uniform(0.05, 0.2), y0 + rng.uniform(0.05, 0.2)))
+        boxes.append(
+            box(
+                rng.choice(["person", "cup", "car", "dog"]),
+                x0,
+                y0,
+                x0 + rng.uniform(0.05, 0.2),
+                y0 + rng.uniform(0.05, 0.2),
+            )
+        )
     for region, tags in bs.person_free_crops(boxes, random.Random(seed), 400, 300):
         assert "person" not in tags and tags
         assert all(b.share_inside(*region) == 0 for b in boxes if b.tag == "person")
@@ -116,8 +137,22 @@ def test_calibrated_rows_replace_their_priors_and_the_rest_stays(tmp_path):
     path = tmp_path / tagmap.THRESHOLD_FILE
     path.write_text("tag,threshold\n*,0.25\n**,0.35\nanimal,0.5\ndog,0.45\n")
     chosen = {
-        "animal": {"threshold": 0.81, "reason": "target_precision", "val_precision": 0.91, "val_recall": 0.6, "val_positives": 40, "prior": 0.5},
-        "tabby cat": {"threshold": "off", "reason": "below_target_precision", "val_precision": 0.4, "val_recall": 0.2, "val_positives": 30, "prior": 0.25},
+        "animal": {
+            "threshold": 0.81,
+            "reason": "target_precision",
+            "val_precision": 0.91,
+            "val_recall": 0.6,
+            "val_positives": 40,
+            "prior": 0.5,
+        },
+        "tabby cat": {
+            "threshold": "off",
+            "reason": "below_target_precision",
+            "val_precision": 0.4,
+            "val_recall": 0.2,
+            "val_positives": 30,
+            "prior": 0.25,
+        },
     }
     bs.write_calibrated_thresholds(path, chosen, 0.9)
     with path.open() as f:
@@ -140,7 +175,11 @@ def test_the_build_runs_in_its_own_home_without_touching_the_environment(tmp_pat
     before = dict(os.environ)
     settings = bs.work_settings(tmp_path)
     home = tmp_path / "home"
-    assert settings.home == home and settings.runs_dir == home / "runs" and settings.model_base == home / "models"
+    assert (
+        settings.home == home
+        and settings.runs_dir == home / "runs"
+        and settings.model_base == home / "models"
+    )
     assert settings.mlflow_tracking_uri == f"sqlite:///{home / 'mlflow.db'}"
     assert settings.dvc_remote == str(home / "dvc-remote")
     assert settings.starter is False  # the new head becomes version 1, not the shipped starter

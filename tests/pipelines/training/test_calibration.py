@@ -32,8 +32,24 @@ def test_evidence_follows_the_hierarchy():
 
 
 def test_only_tags_the_labels_can_refute_are_calibrated():
-    parent = {**PARENT, "valley": "nature", "flowerpot": "potted plant", "potted plant": "nature", "espresso": "kitchenware"}
-    tags = ["tabby cat", "cat", "animal", "dog", "kitchenware", "nature", "valley", "flowerpot", "potted plant"]
+    parent = {
+        **PARENT,
+        "valley": "nature",
+        "flowerpot": "potted plant",
+        "potted plant": "nature",
+        "espresso": "kitchenware",
+    }
+    tags = [
+        "tabby cat",
+        "cat",
+        "animal",
+        "dog",
+        "kitchenware",
+        "nature",
+        "valley",
+        "flowerpot",
+        "potted plant",
+    ]
     members = {
         "animal": ["tabby cat", "dog"],  # every class under it lies under a label
         "kitchenware": ["coffee mug", "espresso", "wok", "ladle"],  # one class in four: a cup
@@ -139,7 +155,9 @@ def _precision_at(y, scores, tags, families, priors, level):
     original = calibration.LEVELS
     try:
         calibration.LEVELS = (level,)
-        return calibration.calibrate(y, scores, tags, families, priors, {}, target=0.9, fallback_levels=()).val_precision
+        return calibration.calibrate(
+            y, scores, tags, families, priors, {}, target=0.9, fallback_levels=()
+        ).val_precision
     finally:
         calibration.LEVELS = original
 
@@ -155,14 +173,19 @@ def test_a_library_weighting_and_a_base_models_tags():
     y = np.hstack([y, np.ones((1000, 1), np.float32)])
     scores = np.hstack([scores, np.zeros((1000, 1))])  # the base tag never fires here: ignored
     families = {"cat": LABEL, "base": LABEL}
-    plain = calibration.calibrate(y, scores, ["cat", "base"], families, {"cat": 0.5}, {}, fixed={"base": kept})
+    plain = calibration.calibrate(
+        y, scores, ["cat", "base"], families, {"cat": 0.5}, {}, fixed={"base": kept}
+    )
     weights = calibration.library_weights([["cat"]] * 900 + [[]] * 100)
     weighted = calibration.calibrate(
         y, scores, ["cat", "base"], families, {"cat": 0.5}, {}, weights, fixed={"base": kept}
     )
     assert weighted.choices["cat"].threshold > plain.choices["cat"].threshold
     kept_mask = scores[:, 0] >= weighted.choices["cat"].threshold
-    right, wrong = (weights[kept_mask] * y[kept_mask, 0]).sum(), (weights[kept_mask] * (1 - y[kept_mask, 0])).sum()
+    right, wrong = (
+        (weights[kept_mask] * y[kept_mask, 0]).sum(),
+        (weights[kept_mask] * (1 - y[kept_mask, 0])).sum(),
+    )
     assert right / (right + wrong) >= 0.9
     assert weighted.choices["base"] == kept
 
@@ -170,20 +193,32 @@ def test_a_library_weighting_and_a_base_models_tags():
 def test_quality_counts_what_users_see():
     tags = ["person", "cup", "animal", "tabby cat", "cat"]
     parent = {"tabby cat": "cat", "cat": "animal"}
-    y = np.array(
-        [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [0, 0, 1, 1, 1], [0, 0, 0, 0, 0]], np.float32
-    )
+    y = np.array([[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [0, 0, 1, 1, 1], [0, 0, 0, 0, 0]], np.float32)
     scores = np.array(
-        [[0.9, 0.1, 0.0, 0.0, 0.0], [0.8, 0.2, 0.0, 0.0, 0.0], [0.1, 0.0, 0.3, 0.6, 0.3], [0.6, 0.7, 0.0, 0.0, 0.0]],
+        [
+            [0.9, 0.1, 0.0, 0.0, 0.0],
+            [0.8, 0.2, 0.0, 0.0, 0.0],
+            [0.1, 0.0, 0.3, 0.6, 0.3],
+            [0.6, 0.7, 0.0, 0.0, 0.0],
+        ],
         np.float32,
     )
     thresholds = np.array([0.5, 0.5, 0.95, 0.5, 0.9], np.float32)  # animal and cat need a lot alone
     q = calibration.quality(
-        y, scores, tags, thresholds, checkable=tags, min_support=1, parent=parent, labels=["person", "cup", "cat"]
+        y,
+        scores,
+        tags,
+        thresholds,
+        checkable=tags,
+        min_support=1,
+        parent=parent,
+        labels=["person", "cup", "cat"],
     )
     assert q["images_with_correct_tag"] == 0.75  # images 0, 1 (person) and 2 (a tabby is a cat and an animal)
     assert q["no_tag"] == 0.0
-    assert q["precision"] == pytest.approx(5 / 7)  # person x3 (2 right), cup x1 (wrong), tabby+cat+animal right
+    assert q["precision"] == pytest.approx(
+        5 / 7
+    )  # person x3 (2 right), cup x1 (wrong), tabby+cat+animal right
     assert q["person_recall"] == 1.0 and q["person_on_person_free"] == 0.5
     assert q["mean_recall"] == pytest.approx((1.0 + 0.0 + 1.0) / 3)  # person, cup, cat
     assert q["person_ap"] == 1.0
@@ -198,7 +233,9 @@ def test_person_is_held_to_five_percent_of_the_pictures_without_people():
     scores = np.where(has_person, rng.beta(5, 2, n), rng.beta(2, 5, n))
     y = has_person[:, None].astype(np.float32)
     weights = calibration.library_weights([["person"] if p else [] for p in has_person])
-    result = calibration.calibrate(y, scores[:, None], ["person"], {"person": LABEL}, {"person": 0.5}, {}, weights)
+    result = calibration.calibrate(
+        y, scores[:, None], ["person"], {"person": LABEL}, {"person": 0.5}, {}, weights
+    )
     choice = result.choices["person"]
     assert choice.reason == calibration.CAPPED
     free = ~has_person

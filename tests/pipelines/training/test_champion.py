@@ -117,9 +117,9 @@ def promoted(trained, shapes_dataset, tmp_path_factory):
             shutil.copytree(result.model, model_dir)
             run_id = client.create_run(experiment).info.run_id
             versions.append(
-                registry.register(model_dir, run_id=run_id, thresholds=evaluation.thresholds, settings=settings)[
-                    "model_version"
-                ]
+                registry.register(
+                    model_dir, run_id=run_id, thresholds=evaluation.thresholds, settings=settings
+                )["model_version"]
             )
         assert versions == ["2", "3"]  # the first registration made the starter version 1
         assert registry.champion_status(settings).served == "version 1 (the starter model)"
@@ -252,7 +252,9 @@ def test_promote_then_rollback_keep_them_agreeing_and_show_in_the_history(promot
     assert imgtag("rollback").exit_code == 0  # back to the starter: it is a version like any other
     status = models_json(0)
     assert (status["serving_version"], status["alias_version"], status["served"]) == (
-        1, "1", "version 1 (the starter model)"
+        1,
+        "1",
+        "version 1 (the starter model)",
     )
     assert [(e["action"], e["version"], e["mlflow_version"]) for e in status["history"]] == [
         ("rollback", 1, "1"),

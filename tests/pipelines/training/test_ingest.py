@@ -140,7 +140,8 @@ def test_a_row_without_tags_is_a_negative_and_counted(tmp_path):
     """A library exported as it is lists images nobody tagged: they are kept, with no tag, and
     teach every tag what it is not."""
     tagged, plain, blank = (
-        draw(tmp_path / name, colour=(i * 80, 40, 200)) for i, name in enumerate(("cat.jpg", "street.jpg", "wall.jpg"))
+        draw(tmp_path / name, colour=(i * 80, 40, 200))
+        for i, name in enumerate(("cat.jpg", "street.jpg", "wall.jpg"))
     )
     manifest = tmp_path / "export.csv"
     manifest.write_text("path,tags\ncat.jpg,cat\nstreet.jpg,\nwall.jpg, ; \n")

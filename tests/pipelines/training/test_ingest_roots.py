@@ -30,12 +30,16 @@ def run(*args: str, codes=(0,), **env) -> subprocess.CompletedProcess:
     done = subprocess.run(
         [*IMGTAG, *args], capture_output=True, text=True, timeout=600, env={**environment, **env}
     )
-    assert done.returncode in codes, f"imgtag {' '.join(args)}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    assert done.returncode in codes, (
+        f"imgtag {' '.join(args)}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    )
     return done
 
 
 def dataset_bytes(dataset: Path) -> set[str]:
-    return {hashlib.sha256(p.read_bytes()).hexdigest() for p in (dataset / "images").rglob("*") if p.is_file()}
+    return {
+        hashlib.sha256(p.read_bytes()).hexdigest() for p in (dataset / "images").rglob("*") if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -49,11 +53,7 @@ def layout(tmp_path):
     draw(extra / "ok.png", "square")
     (extra / "escape.png").symlink_to(secret)
     (extra / "manifest.csv").write_text(
-        "path,tags\n"
-        "ok.png,square\n"
-        "/etc/passwd,circle\n"
-        "../../outside/secret.png,circle\n"
-        "escape.png,circle\n"
+        "path,tags\nok.png,square\n/etc/passwd,circle\n../../outside/secret.png,circle\nescape.png,circle\n"
     )
     return tmp_path, tree, extra / "manifest.csv", secret
 
@@ -74,11 +74,15 @@ def test_paths_outside_the_folders_given_are_refused_named_and_never_copied(layo
     assert "not read:" in done.stderr and "outside the allowed roots" in done.stderr
     assert hashlib.sha256(secret.read_bytes()).hexdigest() not in dataset_bytes(out)
     assert summary["images"] == len(dataset_bytes(out)) > 0  # the rest was ingested
-    origins = {o for line in (out / "manifest.jsonl").read_text().splitlines() for o in json.loads(line)["origins"]}
+    origins = {
+        o for line in (out / "manifest.jsonl").read_text().splitlines() for o in json.loads(line)["origins"]
+    }
     assert not {o for o in origins if "secret" in o or o.startswith("/etc")}
 
     report_dir = root / "run" / "validation"
-    checked = run("validate", str(out), "--report", str(report_dir), "--min-examples", "1", "--json", codes=(1,))
+    checked = run(
+        "validate", str(out), "--report", str(report_dir), "--min-examples", "1", "--json", codes=(1,)
+    )
     assert json.loads(checked.stdout)["failed_rules"] == ["allowed_paths"]
     report = (report_dir / "report.md").read_text()
     assert "allowed_paths" in report and "/etc/passwd" in report and "/etc/shadow" in report
@@ -94,16 +98,31 @@ def test_with_ingest_roots_set_the_folders_a_run_names_do_not_widen_them(layout)
     roots = {"IMGTAG_INGEST_ROOTS": str(root / "labelled")}
     out = root / "runs" / "manual__1" / "dataset"
     done = run(
-        "ingest", "--folder", f"{tree},{elsewhere}", "--manifest", str(manifest), "--no-catalog",
-        "--out", str(out), "--json", **roots,
+        "ingest",
+        "--folder",
+        f"{tree},{elsewhere}",
+        "--manifest",
+        str(manifest),
+        "--no-catalog",
+        "--out",
+        str(out),
+        "--json",
+        **roots,
     )
     summary = json.loads(done.stdout)
     assert {r["source"] for r in summary["refused"]} >= {f"--folder {elsewhere}"}
     assert not dataset_bytes(out) & dataset_bytes_of(elsewhere)
 
     only_outside = run(
-        "ingest", "--folder", str(elsewhere), "--manifest", str(root / "outside" / "m.csv"),
-        "--out", str(root / "other"), codes=(2,), **roots,
+        "ingest",
+        "--folder",
+        str(elsewhere),
+        "--manifest",
+        str(root / "outside" / "m.csv"),
+        "--out",
+        str(root / "other"),
+        codes=(2,),
+        **roots,
     )
     assert "every source lies outside the allowed roots" in only_outside.stderr
     assert "IMGTAG_INGEST_ROOTS" in only_outside.stderr and not (root / "other").exists()
@@ -115,6 +134,8 @@ def dataset_bytes_of(folder: Path) -> set[str]:
 
 def test_the_platform_lets_ingest_read_its_labelled_folder_only(tmp_path, monkeypatch):
     monkeypatch.delenv("IMGTAG_INGEST_ROOTS", raising=False)
-    env = Platform(Settings.from_env({"IMGTAG_HOME": str(tmp_path)}), ports=Ports(airflow=18124)).environment()
+    env = Platform(
+        Settings.from_env({"IMGTAG_HOME": str(tmp_path)}), ports=Ports(airflow=18124)
+    ).environment()
     assert env["IMGTAG_INGEST_ROOTS"] == str(tmp_path / "labelled")  # where `make labelled-sample` draws
     assert Settings.from_env(env).ingest_roots == ((tmp_path / "labelled").resolve(),)

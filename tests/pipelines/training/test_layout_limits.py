@@ -106,11 +106,24 @@ def test_the_stages_default_to_the_declarations():
         return {name: p.default for name, p in inspect.signature(function).parameters.items()}
 
     fields = {f.name: f.default for f in dataclasses.fields(TrainParams)}
-    assert {t.name: fields[t.name] for t in limits.of("train")} == {t.name: t.default for t in limits.of("train")}
-    assert BASES == limits.TUNABLE["base"].choices and evaluate.METRICS == limits.TUNABLE["gate_metric"].choices
+    assert {t.name: fields[t.name] for t in limits.of("train")} == {
+        t.name: t.default for t in limits.of("train")
+    }
+    assert (
+        BASES == limits.TUNABLE["base"].choices and evaluate.METRICS == limits.TUNABLE["gate_metric"].choices
+    )
     declared = {t.name: t.default for t in limits.TUNABLES}
-    assert defaults(evaluate.evaluate)["target_precision"] == declared["target_precision"] == calibration.TARGET_PRECISION
-    assert defaults(evaluate.evaluate)["min_positives"] == declared["min_positives"] == calibration.MIN_POSITIVES == 5
+    assert (
+        defaults(evaluate.evaluate)["target_precision"]
+        == declared["target_precision"]
+        == calibration.TARGET_PRECISION
+    )
+    assert (
+        defaults(evaluate.evaluate)["min_positives"]
+        == declared["min_positives"]
+        == calibration.MIN_POSITIVES
+        == 5
+    )
     assert defaults(calibration.calibrate)["min_positives"] == 5
     gate_defaults = defaults(gate.gate)
     assert [gate_defaults[k] for k in ("metric", "margin", "floor", "replace_vocabulary")] == [

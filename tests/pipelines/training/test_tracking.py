@@ -24,7 +24,9 @@ def restore_mlflow_uris():
 
 
 def settings_for(tmp_path) -> Settings:
-    return Settings.from_env({"IMGTAG_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    return Settings.from_env(
+        {"IMGTAG_HOME": str(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    )
 
 
 def test_the_training_experiment_opens_as_model_training_not_genai(tmp_path):

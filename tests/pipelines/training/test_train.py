@@ -50,7 +50,12 @@ def test_evaluation_reports_metrics_thresholds_and_plots(trained, shapes_dataset
     run = mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_run(result.run_id)
     assert run.data.metrics["test/map"] == pytest.approx(metrics["map"])
     assert "test/precision/red" in run.data.metrics
-    logged = {a.path for a in mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).list_artifacts(result.run_id, "evaluation")}
+    logged = {
+        a.path
+        for a in mlflow.MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).list_artifacts(
+            result.run_id, "evaluation"
+        )
+    }
     assert {"evaluation/pr_curves.png", "evaluation/per_tag.png", "evaluation/predictions.jsonl"} <= logged
 
 
@@ -77,7 +82,9 @@ def test_bad_parameters_are_refused_before_anything_runs(params, message, shapes
         train(shapes_dataset.root, params=params, settings=training_settings)
 
 
-def test_a_model_built_on_the_champion_must_keep_its_image_size(shapes_dataset, training_settings, monkeypatch):
+def test_a_model_built_on_the_champion_must_keep_its_image_size(
+    shapes_dataset, training_settings, monkeypatch
+):
     """The champion (here the starter: nothing else is served in this home yet) is a 256 px head:
     a 96 px run cannot keep its tags, and says what to do before anything trains."""
     monkeypatch.setenv("IMGTAG_MODEL_BASE", str(shapes_dataset.root.parent / "no-models"))
@@ -105,8 +112,12 @@ def test_fine_tuning_holds_the_imagenet_head_with_distillation(shapes_dataset, t
     the learned loss stays comparable across both phases and the distillation loss is logged."""
     from core import model as tagger_model
 
-    params = TrainParams(epochs=1, batch_size=16, image_size=64, fine_tune_blocks=1, fine_tune_epochs=1, base="none")
-    result = train(shapes_dataset.root, tmp_path / "model", params, run_name="fine-tune", settings=training_settings)
+    params = TrainParams(
+        epochs=1, batch_size=16, image_size=64, fine_tune_blocks=1, fine_tune_epochs=1, base="none"
+    )
+    result = train(
+        shapes_dataset.root, tmp_path / "model", params, run_name="fine-tune", settings=training_settings
+    )
     assert len(result.history["train/loss"]) == 2  # the learned loss, not the sum with distillation
     assert len(result.history["train/distill_loss"]) == 1
     assert result.history["train/distill_loss"][0] > 0

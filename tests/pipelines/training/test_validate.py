@@ -30,8 +30,16 @@ def draw(seed: int, size: int = 48) -> np.ndarray:
     return image
 
 
-def add_image(root: Path, name: str, tags: tuple[str, ...], seed: int, *, split: str | None = None,
-              size: int = 48, data: bytes | None = None) -> ds.Example:
+def add_image(
+    root: Path,
+    name: str,
+    tags: tuple[str, ...],
+    seed: int,
+    *,
+    split: str | None = None,
+    size: int = 48,
+    data: bytes | None = None,
+) -> ds.Example:
     """Encode an image (``name``'s extension picks the format), store it by sha256, return its row."""
     if data is None:
         ok, encoded = cv2.imencode(Path(name).suffix, draw(seed, size))
@@ -42,8 +50,18 @@ def add_image(root: Path, name: str, tags: tuple[str, ...], seed: int, *, split:
     (root / relative).parent.mkdir(parents=True, exist_ok=True)
     (root / relative).write_bytes(data)
     fmt = "png" if name.endswith(".png") else "jpeg"
-    return ds.Example(sha, relative, tuple(sorted(tags)), split or ds.split_for(sha), ("folder",),
-                      (f"/uploads/{name}",), size, size, fmt, len(data))
+    return ds.Example(
+        sha,
+        relative,
+        tuple(sorted(tags)),
+        split or ds.split_for(sha),
+        ("folder",),
+        (f"/uploads/{name}",),
+        size,
+        size,
+        fmt,
+        len(data),
+    )
 
 
 def good_examples(root: Path, per_tag: int = MIN + 1) -> list[ds.Example]:
@@ -82,7 +100,15 @@ def test_a_good_dataset_passes_and_writes_both_reports(tmp_path):
     assert (report.report_dir / "gx_result.json").is_file()
     gx = json.loads((report.report_dir / "gx_result.json").read_text())
     assert gx["success"] is True
-    assert set(gx["validations"]) == {"images", "image_tags", "tag_counts", "sha256s", "groups", "paths", "refused"}
+    assert set(gx["validations"]) == {
+        "images",
+        "image_tags",
+        "tag_counts",
+        "sha256s",
+        "groups",
+        "paths",
+        "refused",
+    }
     summary = report.to_dict()
     assert summary["passed"] is True and summary["failed_rules"] == []
     assert summary["images_checked"] == 12
@@ -107,8 +133,11 @@ def test_a_truncated_jpeg_and_a_rare_tag_fail_naming_the_file_and_the_tag(tmp_pa
     root = tmp_path / "dataset"
     examples = good_examples(root)
     ok, encoded = cv2.imencode(".jpg", draw(7, 64))
-    examples.append(add_image(root, "broken_upload.jpg", ("cat",), 0, size=64,
-                              data=encoded.tobytes()[: len(encoded) // 3]))
+    examples.append(
+        add_image(
+            root, "broken_upload.jpg", ("cat",), 0, size=64, data=encoded.tobytes()[: len(encoded) // 3]
+        )
+    )
     examples += [add_image(root, f"hex_{i}.jpg", ("hexagon",), 900 + i) for i in range(2)]
     ds.write(root, examples)
 
@@ -142,7 +171,10 @@ def test_rare_tags_fail_with_the_option_to_drop_them_and_are_dropped_with_it(tmp
 
     report, as_json, markdown = run(root, tmp_path)
     assert report.failed_rules == ["min_examples_per_tag"]
-    assert sorted(report.rare_tags) == ["hexagon", "unicorn"] and report.to_dict()["rare_tags"] == ["hexagon", "unicorn"]
+    assert sorted(report.rare_tags) == ["hexagon", "unicorn"] and report.to_dict()["rare_tags"] == [
+        "hexagon",
+        "unicorn",
+    ]
     assert "--drop-rare-tags" in markdown and "Drop rare tags" in markdown and "`unicorn`" in markdown
     assert report.negatives == 1 and "1 images have no tag" in markdown
 
@@ -150,7 +182,9 @@ def test_rare_tags_fail_with_the_option_to_drop_them_and_are_dropped_with_it(tmp
     assert report.passed, markdown
     assert report.dropped_tags == {"hexagon": 2, "unicorn": 1} == as_json["dropped_tags"]
     assert report.to_dict()["dropped_tags"] == {"hexagon": 2, "unicorn": 1}
-    assert "Dropped 2 tags with fewer than 3 images (drop rare tags): `hexagon` (2), `unicorn` (1)" in markdown
+    assert (
+        "Dropped 2 tags with fewer than 3 images (drop rare tags): `hexagon` (2), `unicorn` (1)" in markdown
+    )
     assert report.negatives == 2  # nothing.jpg, and rare.jpg now
     dataset = ds.load(root)
     assert dataset.tags == ["animal", "cat", "coffee mug", "dog"] and len(dataset.examples) == len(examples)
@@ -188,8 +222,20 @@ def test_one_file_under_two_sha256_is_split_leakage(tmp_path):
     root = tmp_path / "dataset"
     examples = good_examples(root)
     stolen = examples[1]
-    examples.append(ds.Example("f" * 64, stolen.path, ("cat",), "test", ("folder",),
-                               ("/uploads/impostor.jpg",), 48, 48, "jpeg", stolen.size))
+    examples.append(
+        ds.Example(
+            "f" * 64,
+            stolen.path,
+            ("cat",),
+            "test",
+            ("folder",),
+            ("/uploads/impostor.jpg",),
+            48,
+            48,
+            "jpeg",
+            stolen.size,
+        )
+    )
     ds.write(root, examples)
 
     report, as_json, _ = run(root, tmp_path)
@@ -281,8 +327,18 @@ def test_every_failing_row_is_reported_beyond_the_values_gx_lists(tmp_path):
     """GX stops ``unexpected_list`` at 200 values even with COMPLETE; the report does not."""
     root = tmp_path / "dataset"
     examples = [
-        ds.Example(hashlib.sha256(str(i).encode()).hexdigest(), f"images/00/{i}.jpg", ("cat",), "train",
-                   ("folder",), (f"/uploads/gone_{i}.jpg",), 48, 48, "jpeg", 1000)
+        ds.Example(
+            hashlib.sha256(str(i).encode()).hexdigest(),
+            f"images/00/{i}.jpg",
+            ("cat",),
+            "train",
+            ("folder",),
+            (f"/uploads/gone_{i}.jpg",),
+            48,
+            48,
+            "jpeg",
+            1000,
+        )
         for i in range(250)
     ]
     ds.write(root, examples)

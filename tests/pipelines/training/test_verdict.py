@@ -32,7 +32,9 @@ def test_a_challenger_must_beat_the_champion_by_the_margin():
     assert decide(metrics(map=0.72), metrics("1", map=0.70))[0] is True
     passed, reason = decide(metrics(map=0.705), metrics("1", map=0.70))
     assert not passed and "does not beat champion v1" in reason
-    assert decide(metrics(map=0.70), metrics("1", map=0.70), margin=0.0).passed  # at least the champion + margin
+    assert decide(
+        metrics(map=0.70), metrics("1", map=0.70), margin=0.0
+    ).passed  # at least the champion + margin
 
 
 def test_a_saturated_metric_is_decided_by_the_second_one():
@@ -48,10 +50,14 @@ def test_dropping_the_champions_tags_is_refused_unless_the_vocabulary_is_replace
     passed, reason = decide(metrics(map=0.9), metrics("1", map=0.5), dropped=["people", "person"])
     assert not passed and "drops 2 tags champion v1 emits (people, person)" in reason
     assert "--base champion" in reason and "--replace-vocabulary" in reason
-    passed, reason = decide(metrics(map=0.9), metrics("1", map=0.5), dropped=["person"], replace_vocabulary=True)
+    passed, reason = decide(
+        metrics(map=0.9), metrics("1", map=0.5), dropped=["person"], replace_vocabulary=True
+    )
     assert passed and "replacing its vocabulary: 1 tags dropped" in reason
     # replacing the vocabulary is no excuse for being worse
-    assert not decide(metrics(map=0.4), metrics("1", map=0.5), dropped=["person"], replace_vocabulary=True).passed
+    assert not decide(
+        metrics(map=0.4), metrics("1", map=0.5), dropped=["person"], replace_vocabulary=True
+    ).passed
     many = [f"tag {i}" for i in range(15)]
     assert "and 3 more" in decide(metrics(map=0.9), metrics("1", map=0.5), dropped=many).reason
 
@@ -72,12 +78,17 @@ def test_with_a_champion_the_comparison_decides_not_the_floor():
     assert verdict_ == (True, "challenger map 0.4150 beats champion v1 0.1830 by at least 0.0100")
     assert decide(metrics(map=0.5), None, floor=0.5).passed  # the floor itself is reached
     passed, reason = decide(metrics(map=0.45), None, floor=0.5)
-    assert not passed and reason == "no champion to compare with, and challenger map 0.4500 is below the floor 0.5000"
+    assert (
+        not passed
+        and reason == "no champion to compare with, and challenger map 0.4500 is below the floor 0.5000"
+    )
 
 
 def test_no_champion_passes_on_the_floor_alone_whatever_was_dropped():
     passed, reason = decide(metrics(map=0.51), None, dropped=["person"])
-    assert passed and reason.startswith("no champion to compare with") and "reaches the floor 0.5000" in reason
+    assert (
+        passed and reason.startswith("no champion to compare with") and "reaches the floor 0.5000" in reason
+    )
 
 
 @pytest.mark.parametrize(
@@ -116,10 +127,16 @@ def test_the_comparison_covers_every_checkable_tag_of_either_model(tmp_path):
     ]
     data = ds.write(tmp_path / "dataset", examples)
     tags = ("cat", "dog")
-    challenger = Scored("2", Vocabulary(tags, np.array([0.5, 0.5]), ("learned",) * 2, {}), np.array(
-        [[0.9, 0.1], [0.1, 0.1], [0.8, 0.2], [0.1, 0.9]], np.float32))
-    champion = Scored("1", Vocabulary(("cat", "person"), np.array([0.5, 0.5]), ("learned",) * 2, {}), np.array(
-        [[0.9, 0.9], [0.1, 0.8], [0.8, 0.1], [0.1, 0.1]], np.float32))
+    challenger = Scored(
+        "2",
+        Vocabulary(tags, np.array([0.5, 0.5]), ("learned",) * 2, {}),
+        np.array([[0.9, 0.1], [0.1, 0.1], [0.8, 0.2], [0.1, 0.9]], np.float32),
+    )
+    champion = Scored(
+        "1",
+        Vocabulary(("cat", "person"), np.array([0.5, 0.5]), ("learned",) * 2, {}),
+        np.array([[0.9, 0.9], [0.1, 0.8], [0.8, 0.1], [0.1, 0.1]], np.float32),
+    )
     compared, y, (mine, theirs) = compare_on([challenger, champion], data)
     assert compared == ["cat", "dog", "person"]  # the labels check all three
     assert y[:, compared.index("person")].tolist() == [1, 1, 0, 0]
@@ -132,7 +149,9 @@ def test_per_tag_changes_list_gains_first_and_leave_out_tags_without_a_positive(
     def per_tag(**aps):
         return {"per_tag": {t: {"ap": ap, "support": 0 if ap is None else 3} for t, ap in aps.items()}}
 
-    rows = per_tag_changes(per_tag(cat=0.9, dog=0.4, owl=None, red=0.8), per_tag(cat=0.5, dog=0.6, owl=None, red=0.0))
+    rows = per_tag_changes(
+        per_tag(cat=0.9, dog=0.4, owl=None, red=0.8), per_tag(cat=0.5, dog=0.6, owl=None, red=0.0)
+    )
     assert [(r["tag"], r["change"]) for r in rows] == [("red", 0.8), ("cat", 0.4), ("dog", -0.2)]
     assert rows[0] == {"tag": "red", "support": 3, "challenger_ap": 0.8, "champion_ap": 0.0, "change": 0.8}
     alone = per_tag_changes(per_tag(cat=0.9), None)
