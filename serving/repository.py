@@ -48,12 +48,12 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core import atomic
 from core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -193,23 +193,6 @@ def _fsync_tree(root: Path) -> None:
 def _copy_file(src: str, dst: str) -> str:
     # Looked up at call time, so a test can make shutil.copy2 fail midway.
     return shutil.copy2(src, dst)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``: temporary file in the same directory, fsync, ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_path(path.parent)
 
 
 def _check_saved_model(source: Path) -> None:
@@ -450,7 +433,7 @@ class ModelRepository:
         if previous is not None:
             entry.version_labels[PREVIOUS] = previous
         self.base.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.config_path, models_config_text(config))
+        atomic.write(self.config_path, models_config_text(config), sync_folder=True)
 
     def _append_log(self, entry: dict) -> None:
         line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")

@@ -120,7 +120,7 @@ def labels_matrix(examples: list[ds.Example], tags: list[str]) -> np.ndarray:
 
 
 def _augment(image):
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     image = tf.image.random_flip_left_right(image)
     image = tf.image.random_brightness(image, 20.0)
@@ -147,7 +147,7 @@ def input_pipeline(
         training: shuffle every epoch and augment.
         cache: keep decoded images in memory after the first pass (augmentation comes after).
     """
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     autotune = tf.data.AUTOTUNE
     paths = tf.data.Dataset.from_tensor_slices(list(map(str, files)))
@@ -365,8 +365,8 @@ def _features(
 ) -> np.ndarray:
     """The frozen backbone's pooled features of image files (``mirrored``: of their mirror
     images; ``grayscale``: of their black-and-white versions)."""
-    import keras
-    import tensorflow as tf
+    tf = import_tensorflow()
+    import keras  # function-level: Keras comes with TensorFlow, loaded only to train
 
     extractor = keras.Model(full.input, full.get_layer("features").output)
     if not files:
