@@ -137,9 +137,10 @@ class VersionIndex:
 
     def search(self, vector: np.ndarray, count: int) -> list[tuple[int, float]]:
         """``(asset id, cosine distance)`` of the ``count`` nearest, nearest first."""
-        if len(self.index) == 0:
-            return []
-        matches = self.index.search(np.asarray(vector, np.int8), min(count, len(self.index)))
+        with self.lock:  # not while a refresh removes and adds
+            if len(self.index) == 0:
+                return []
+            matches = self.index.search(np.asarray(vector, np.int8), min(count, len(self.index)))
         return [(int(k), float(d)) for k, d in zip(matches.keys, matches.distances, strict=True)]
 
 
