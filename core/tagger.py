@@ -56,8 +56,9 @@ class Tagger:
             :class:`~core.vocabulary.Vocabulary` for an exported model's tag scores.
         model_name, model_version: recorded on every tag this tagger produces.
         predict_encoded: instead of ``predict``, a function from the encoded files
-            (``list[bytes]``) to outputs: a model server that decodes itself
-            (:meth:`serving.predictors.Predictor.scores`). Images are still decoded here
+            (``list[bytes]``) to outputs, or to ``(outputs, embeddings or None)``: a model
+            server that decodes itself (:meth:`serving.predictors.Predictor.scores`,
+            ``scores_and_embeddings``). Images are still decoded here
             first, so a file that cannot be read gets its reason and never reaches the server.
     """
 
@@ -177,7 +178,10 @@ class Tagger:
                 if pixels:
                     embeddings = None
                     if self._predict_encoded is not None:
-                        outputs = np.asarray(self._predict_encoded(files))
+                        outputs = self._predict_encoded(files)
+                        if isinstance(outputs, tuple):  # (scores, embeddings or None)
+                            outputs, embeddings = outputs
+                        outputs = np.asarray(outputs)
                     else:
                         outputs, embeddings = self.predict_with_embeddings(np.stack(pixels))
                     tags = self.labels.select(outputs)

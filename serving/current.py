@@ -208,7 +208,7 @@ def _remote_tagger(serving, model: CurrentModel, settings: Settings) -> Tagger:
         decode_threads=settings.decode_threads,
         max_pixels=settings.max_pixels,
         max_decode_bytes=settings.max_decode_bytes,
-        predict_encoded=predictor.scores,
+        predict_encoded=predictor.scores_and_embeddings,  # the embeddings too, for similar images
     )
 
 

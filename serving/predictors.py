@@ -10,9 +10,13 @@ which model produced them (the tag provenance).
 - :class:`RestPredictor` posts ``{"signature_name": "serving_default", "instances":
   [{"images": {"b64": ...}}, ...]}`` to ``{base_url}/v1/models/{name}[/labels/{label} |
   /versions/{v}]:predict`` and reads ``{"predictions": [[...], ...]}`` (or the dict-per-row
-  form ``[{"scores": [...]}]`` TF Serving uses for signatures with several outputs).
+  form ``[{"scores": [...], "embedding": [...]}]`` TF Serving uses for signatures with several
+  outputs).
 - :class:`GrpcPredictor` calls ``PredictionService/Predict`` with the images as one
-  ``DT_STRING`` tensor under ``images`` and reads the ``scores`` tensor.
+  ``DT_STRING`` tensor under ``images`` and reads the ``scores`` tensor (and ``embedding``).
+
+The remote clients' :meth:`~_RemotePredictor.scores_and_embeddings` also returns the exported
+model's ``embedding`` output (:mod:`core.embedding`) when the served model has it.
 
 The remote clients retry a bounded number of times, with exponential backoff, only on
 failures that may pass: connection errors, timeouts, HTTP 5xx and 429, gRPC UNAVAILABLE and
@@ -47,6 +51,7 @@ import numpy as np
 import requests
 
 from core import metrics
+from core.embedding import EMBEDDING_KEY
 from core.errors import UnavailableError, UsageError
 from core.settings import ServingSettings  # re-exported: serving.predictors.ServingSettings
 from core.tf_runtime import import_tensorflow
@@ -219,7 +224,7 @@ class _RemotePredictor:
     def close(self) -> None:
         raise NotImplementedError
 
-    def _scores(self, images: list[bytes]) -> np.ndarray:
+    def _scores(self, images: list[bytes]) -> tuple[np.ndarray, np.ndarray | None]:
         raise NotImplementedError
 
     def scores(self, images: list[bytes]) -> np.ndarray:
@@ -233,6 +238,11 @@ class _RemotePredictor:
             ServingError: the server refused the request, or its answer is not scores for
                 these images.
         """
+        return self.scores_and_embeddings(images)[0]
+
+    def scores_and_embeddings(self, images: list[bytes]) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`scores`, and the ``int8 (n, 256)`` embeddings (:mod:`core.embedding`) when the
+        served model returns them (None otherwise): the tagger's ``predict_encoded``."""
         started = time.monotonic()
         outcome = "error"
         try:
@@ -291,8 +301,9 @@ class RestPredictor(_RemotePredictor):
         """Close the HTTP session."""
         self.session.close()
 
-    def _scores(self, images: list[bytes]) -> np.ndarray:
-        """``float32 (n, tags)`` scores for encoded images, in :attr:`vocabulary` order.
+    def _scores(self, images: list[bytes]) -> tuple[np.ndarray, np.ndarray | None]:
+        """``float32 (n, tags)`` scores for encoded images, in :attr:`vocabulary` order, and
+        the embeddings when the model returns them (None otherwise).
 
         Raises:
             ServingUnavailable: no connection, timeouts, or 429/502/503/504 after the retries.
@@ -301,7 +312,7 @@ class RestPredictor(_RemotePredictor):
         """
         images = _check_images(images)
         if not images:
-            return _empty(self.vocabulary)
+            return _empty(self.vocabulary), None
         body = {
             "signature_name": SIGNATURE_NAME,
             "instances": [{INPUT_KEY: {"b64": base64.b64encode(image).decode("ascii")}} for image in images],
@@ -344,7 +355,8 @@ class RestPredictor(_RemotePredictor):
             raise ServingError(
                 f"TF Serving at {self.url}: no predictions in the answer {response.text[:200]!r}"
             ) from exc
-        return _check_shape(_rows_to_array(predictions, self.url), len(images), self.vocabulary, self.url)
+        scores = _check_shape(_rows_to_array(predictions, self.url), len(images), self.vocabulary, self.url)
+        return scores, _rows_to_embeddings(predictions, len(images), self.url)
 
 
 class _HttpStatus(Exception):
@@ -381,6 +393,19 @@ def _rows_to_array(predictions: Any, where: str) -> np.ndarray:
     except (ValueError, TypeError) as exc:
         raise ServingError(f"{where}: predictions are not a table of numbers: {exc}") from exc
     return array
+
+
+def _rows_to_embeddings(predictions: list, n: int, where: str) -> np.ndarray | None:
+    """The ``embedding`` of each row of TF Serving's row format (dict rows), or None without one."""
+    if not predictions or not all(isinstance(row, dict) and EMBEDDING_KEY in row for row in predictions):
+        return None
+    try:
+        embeddings = np.asarray([row[EMBEDDING_KEY] for row in predictions], np.int8)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ServingError(f"{where}: embeddings are not a table of int8 numbers: {exc}") from exc
+    if embeddings.ndim != 2 or len(embeddings) != n:
+        raise ServingError(f"{where}: expected embeddings for {n} images, got shape {embeddings.shape}")
+    return embeddings
 
 
 class GrpcPredictor(_RemotePredictor):
@@ -445,8 +470,9 @@ class GrpcPredictor(_RemotePredictor):
         )
         return request
 
-    def _scores(self, images: list[bytes]) -> np.ndarray:
-        """``float32 (n, tags)`` scores for encoded images, in :attr:`vocabulary` order.
+    def _scores(self, images: list[bytes]) -> tuple[np.ndarray, np.ndarray | None]:
+        """``float32 (n, tags)`` scores for encoded images, in :attr:`vocabulary` order, and
+        the embeddings when the model returns them (None otherwise).
 
         Raises:
             ServingUnavailable: UNAVAILABLE or DEADLINE_EXCEEDED after the retries.
@@ -456,7 +482,7 @@ class GrpcPredictor(_RemotePredictor):
         grpc = self._grpc
         images = _check_images(images)
         if not images:
-            return _empty(self.vocabulary)
+            return _empty(self.vocabulary), None
         request = self.request(images)
         passing = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
@@ -485,9 +511,36 @@ class GrpcPredictor(_RemotePredictor):
             raise ServingError(f"{where}: outputs {sorted(response.outputs)}, expected {OUTPUT_KEY!r}")
         if response.model_spec.HasField("version"):
             self.version = int(response.model_spec.version.value)
-        return _check_shape(
-            tensor_to_array(response.outputs[OUTPUT_KEY]), len(images), self.vocabulary, where
-        )
+        scores = _check_shape(tensor_to_array(response.outputs[OUTPUT_KEY]), len(images), self.vocabulary, where)
+        embeddings = None
+        if EMBEDDING_KEY in response.outputs:
+            embeddings = tensor_to_int8(response.outputs[EMBEDDING_KEY])
+            if embeddings.ndim != 2 or len(embeddings) != len(images):
+                raise ServingError(f"{where}: expected embeddings for {len(images)} images, got shape {embeddings.shape}")
+        return scores, embeddings
+
+
+def tensor_to_int8(tensor) -> np.ndarray:
+    """A ``DT_INT8`` TensorProto (the ``embedding`` output) as an int8 array.
+
+    Raises:
+        ServingError: not an int8 tensor, or its values do not fill its shape.
+    """
+    from tensorflow.core.framework import types_pb2
+
+    if tensor.dtype != types_pb2.DT_INT8:
+        raise ServingError(f"embedding tensor has dtype {types_pb2.DataType.Name(tensor.dtype)}, expected DT_INT8")
+    shape = [int(d.size) for d in tensor.tensor_shape.dim]
+    count = int(np.prod(shape)) if shape else 1
+    if tensor.tensor_content:
+        values = np.frombuffer(tensor.tensor_content, dtype=np.int8)
+    else:  # int_val holds the int8 values widened to int32
+        values = np.asarray(tensor.int_val, np.int32)
+        if values.size == 1 and count > 1:  # TF's proto compression: one value repeated
+            values = np.full(count, values[0], np.int32)
+    if values.size != count:
+        raise ServingError(f"embedding tensor of shape {shape} holds {values.size} values")
+    return values.astype(np.int8).reshape(shape)
 
 
 def tensor_to_array(tensor) -> np.ndarray:

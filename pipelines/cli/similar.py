@@ -41,11 +41,11 @@ def backfill(
     # lazy: rich's progress bar only for this command
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    open_catalog()
     # lazy: Django's models, importable once open_catalog has set Django up
     from catalog import similar
     from catalog.services import embeddings  # lazy: as catalog.similar
 
-    open_catalog()
     tagger = load_tagger()
     todo = embeddings.assets_without_embedding(tagger.model_name, tagger.model_version).count()
     progress = Progress(
@@ -91,10 +91,10 @@ def similar_(
     Compares the embedding the model that tags now makes of the file with the assets' embeddings
     from that model (`imgtag embeddings backfill` fills them for assets tagged before).
     """
+    open_catalog()
     # lazy: Django's models, importable once open_catalog has set Django up
     from catalog import similar
 
-    open_catalog()
     tagger = load_tagger()
     [result] = tagger.tag_images([(str(file), file, str(file))])
     if not result.ok:

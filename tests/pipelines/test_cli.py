@@ -105,7 +105,7 @@ def test_help_explains_every_command(tmp_path):
 
 #: ``imgtag --help``'s sections: each audience and its commands, in order.
 AUDIENCES = {
-    "Catalog users": ["tag", "import", "search", "serve", "migrate", "createuser"],
+    "Catalog users": ["tag", "import", "search", "serve", "migrate", "createuser", "similar", "embeddings"],
     "Queue operators": ["drain", "worker", "requeue", "dead"],
     "Data scientists and MLOps": [
         "ingest",

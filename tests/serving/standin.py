@@ -157,12 +157,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(400, {"error": f"JSON Parse error: {exc}"})
             return
         try:
-            scores = signature(images=tf.constant(images, tf.string))["scores"].numpy()
+            outputs = signature(images=tf.constant(images, tf.string))
         except tf.errors.InvalidArgumentError as exc:  # an undecodable image, as TF Serving answers it
             self._reply(400, {"error": exc.message})
             return
-        rows = scores.tolist()
-        if self.server.named_outputs:
+        rows = outputs["scores"].numpy().tolist()
+        if "embedding" in outputs:  # several outputs: TF Serving answers a dict per instance
+            rows = [{"scores": row, "embedding": e} for row, e in zip(rows, outputs["embedding"].numpy().tolist(), strict=True)]
+        elif self.server.named_outputs:
             rows = [{"scores": row} for row in rows]
         self._reply(200, {"predictions": rows})
 
@@ -233,14 +235,17 @@ class _Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, f"images: expected DT_STRING [n], got {images.dtype}"
             )
         try:
-            scores = signature(images=tf.constant(list(images), tf.string))["scores"].numpy()
+            outputs = signature(images=tf.constant(list(images), tf.string))
         except tf.errors.InvalidArgumentError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
+        scores = outputs["scores"].numpy()
         response = predict_pb2.PredictResponse()
         response.model_spec.name = spec.name
         response.model_spec.version.value = version
         response.model_spec.signature_name = SIGNATURE
         response.outputs["scores"].CopyFrom(tf.make_tensor_proto(np.asarray(scores, np.float32)))
+        if "embedding" in outputs:
+            response.outputs["embedding"].CopyFrom(tf.make_tensor_proto(outputs["embedding"].numpy()))
         return response
 
 

@@ -74,3 +74,34 @@ def test_tf_serving_and_litert_give_the_same_embedding_with_the_tags(exported, t
         served["scores"].numpy(),
         atol=1e-4,
     )
+
+
+@pytest.mark.parametrize("kind", ["rest", "grpc"])
+def test_tf_serving_answers_carry_the_embedding_to_the_tags(kind, exported):
+    """Through TF Serving (its stand-in), REST and gRPC, the tagger gets the same embeddings as
+    the SavedModel computes, with the same scores."""
+    from standin import GrpcStandin, RestStandin, Served
+
+    from core.tf_runtime import import_tensorflow
+    from serving.predictors import GrpcPredictor, RestPredictor
+
+    tf = import_tensorflow()
+    images = pictures(3)
+    local = tf.saved_model.load(str(exported)).signatures["serving_default"](images=tf.constant(images))
+    vocabulary = Vocabulary.read(exported / "assets")
+    served = Served("tiny", {1: exported}, {"champion": 1})
+    server = RestStandin(served) if kind == "rest" else GrpcStandin(served)
+    with server:
+        predictor = (
+            RestPredictor(server.url, "tiny", vocabulary=vocabulary, version=1)
+            if kind == "rest"
+            else GrpcPredictor(server.target, "tiny", vocabulary=vocabulary, version=1)
+        )
+        with predictor:
+            scores, embeddings = predictor.scores_and_embeddings(images)
+            tagger = Tagger(None, vocabulary, "tiny", "1", image_size=SIZE, predict_encoded=predictor.scores_and_embeddings)
+            results = list(tagger.tag_images((k, data, f"{k}.png") for k, data in enumerate(images)))
+    np.testing.assert_array_equal(embeddings, local["embedding"].numpy())
+    np.testing.assert_allclose(scores, local["scores"].numpy(), atol=1e-5)
+    assert embeddings.dtype == np.int8
+    np.testing.assert_array_equal(np.stack([r.embedding for r in results]), embeddings)

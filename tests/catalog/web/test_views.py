@@ -73,7 +73,7 @@ def nav(html) -> list[str]:
 
 def test_the_navigation_follows_the_role(manager, viewer):
     mine = page(manager, "/")
-    assert nav(mine) == ["nav-gallery", "nav-upload", "nav-thresholds"]
+    assert nav(mine) == ["nav-gallery", "nav-upload", "nav-thresholds", "nav-duplicates"]
     assert nav(page(manager, "/upload/")) == nav(mine)
     theirs = page(viewer, "/")
     assert nav(theirs) == ["nav-gallery"]
