@@ -511,12 +511,16 @@ class GrpcPredictor(_RemotePredictor):
             raise ServingError(f"{where}: outputs {sorted(response.outputs)}, expected {OUTPUT_KEY!r}")
         if response.model_spec.HasField("version"):
             self.version = int(response.model_spec.version.value)
-        scores = _check_shape(tensor_to_array(response.outputs[OUTPUT_KEY]), len(images), self.vocabulary, where)
+        scores = _check_shape(
+            tensor_to_array(response.outputs[OUTPUT_KEY]), len(images), self.vocabulary, where
+        )
         embeddings = None
         if EMBEDDING_KEY in response.outputs:
             embeddings = tensor_to_int8(response.outputs[EMBEDDING_KEY])
             if embeddings.ndim != 2 or len(embeddings) != len(images):
-                raise ServingError(f"{where}: expected embeddings for {len(images)} images, got shape {embeddings.shape}")
+                raise ServingError(
+                    f"{where}: expected embeddings for {len(images)} images, got shape {embeddings.shape}"
+                )
         return scores, embeddings
 
 
@@ -529,7 +533,9 @@ def tensor_to_int8(tensor) -> np.ndarray:
     from tensorflow.core.framework import types_pb2
 
     if tensor.dtype != types_pb2.DT_INT8:
-        raise ServingError(f"embedding tensor has dtype {types_pb2.DataType.Name(tensor.dtype)}, expected DT_INT8")
+        raise ServingError(
+            f"embedding tensor has dtype {types_pb2.DataType.Name(tensor.dtype)}, expected DT_INT8"
+        )
     shape = [int(d.size) for d in tensor.tensor_shape.dim]
     count = int(np.prod(shape)) if shape else 1
     if tensor.tensor_content:

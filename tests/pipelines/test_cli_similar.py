@@ -16,7 +16,9 @@ IMGTAG = [sys.executable, "-m", "pipelines.cli"]
 def run(args, home: Path, **env) -> subprocess.CompletedProcess:
     environment = {**os.environ, "IMGTAG_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "3", **env}
     environment.pop("DATABASE_URL", None)
-    return subprocess.run([*IMGTAG, *map(str, args)], capture_output=True, text=True, env=environment, timeout=600)
+    return subprocess.run(
+        [*IMGTAG, *map(str, args)], capture_output=True, text=True, env=environment, timeout=600
+    )
 
 
 def test_a_resized_copy_finds_its_original_first(tmp_path):
@@ -27,7 +29,10 @@ def test_a_resized_copy_finds_its_original_first(tmp_path):
     cv2.imwrite(str(photos / "coffee.jpg"), cv2.cvtColor(skimage.data.coffee(), cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(photos / "rocket.jpg"), cv2.cvtColor(skimage.data.rocket(), cv2.COLOR_RGB2BGR))
     query = tmp_path / "chelsea-small.png"
-    cv2.imwrite(str(query), cv2.resize(cat, (cat.shape[1] * 2 // 5, cat.shape[0] * 2 // 5), interpolation=cv2.INTER_AREA))
+    cv2.imwrite(
+        str(query),
+        cv2.resize(cat, (cat.shape[1] * 2 // 5, cat.shape[0] * 2 // 5), interpolation=cv2.INTER_AREA),
+    )
     home = tmp_path / "home"
     assert run(["import", photos], home).returncode == 0
 
@@ -35,7 +40,8 @@ def test_a_resized_copy_finds_its_original_first(tmp_path):
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
     assert [f["filename"] for f in found][0] == "chelsea.jpg" and len(found) == 3
-    assert found[0]["score"] > 0.7 > found[1]["score"]  # the copy within the near-duplicate distance, the others not
+    # the copy within the near-duplicate distance, the others not
+    assert found[0]["score"] > 0.7 > found[1]["score"]
 
     backfill = run(["embeddings", "backfill", "--json"], home)
     assert backfill.returncode == 0, backfill.stderr

@@ -163,7 +163,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         rows = outputs["scores"].numpy().tolist()
         if "embedding" in outputs:  # several outputs: TF Serving answers a dict per instance
-            rows = [{"scores": row, "embedding": e} for row, e in zip(rows, outputs["embedding"].numpy().tolist(), strict=True)]
+            rows = [
+                {"scores": row, "embedding": e}
+                for row, e in zip(rows, outputs["embedding"].numpy().tolist(), strict=True)
+            ]
         elif self.server.named_outputs:
             rows = [{"scores": row} for row in rows]
         self._reply(200, {"predictions": rows})

@@ -99,7 +99,14 @@ def test_tf_serving_answers_carry_the_embedding_to_the_tags(kind, exported):
         )
         with predictor:
             scores, embeddings = predictor.scores_and_embeddings(images)
-            tagger = Tagger(None, vocabulary, "tiny", "1", image_size=SIZE, predict_encoded=predictor.scores_and_embeddings)
+            tagger = Tagger(
+                None,
+                vocabulary,
+                "tiny",
+                "1",
+                image_size=SIZE,
+                predict_encoded=predictor.scores_and_embeddings,
+            )
             results = list(tagger.tag_images((k, data, f"{k}.png") for k, data in enumerate(images)))
     np.testing.assert_array_equal(embeddings, local["embedding"].numpy())
     np.testing.assert_allclose(scores, local["scores"].numpy(), atol=1e-5)

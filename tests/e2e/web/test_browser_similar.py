@@ -25,9 +25,13 @@ def small_chelsea() -> bytes:
 
 def test_more_like_this_then_delete_the_copy(site, new_page, steps):
     alice, bob = site.alice, site.bob
-    original = site.wait_tagged(site.upload(alice, "chelsea.jpg", chelsea_jpeg(), "image/jpeg")["id"], alice, timeout=TAGGING / 1000)
+    original = site.wait_tagged(
+        site.upload(alice, "chelsea.jpg", chelsea_jpeg(), "image/jpeg")["id"], alice, timeout=TAGGING / 1000
+    )
     other = site.wait_tagged(site.upload(alice, "coffee.png", coffee_png(), "image/png")["id"], alice)
-    copy = site.wait_tagged(site.upload(alice, "chelsea-small.png", small_chelsea(), "image/png")["id"], alice)
+    copy = site.wait_tagged(
+        site.upload(alice, "chelsea-small.png", small_chelsea(), "image/png")["id"], alice
+    )
     assert {original["status"], other["status"], copy["status"]} == {"tagged"}
 
     # an end user: the copy first in the strip, with its score, and a link to its page
