@@ -31,6 +31,9 @@ CHECKS = [
 
 #: Generated requests per operation and mode (derandomized: the same ones every run).
 EXAMPLES = 100
+#: gunicorn answers a request line longer than its ``limit_request_line`` (4094) itself, with an
+#: HTML 400, before the API sees it: no schema can document that (negative mode generates some).
+GUNICORN_REFUSED = b"Request Line is too large"
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +78,10 @@ def _failures(operation, mode: GenerationMode, live_api, examples: int) -> list[
     )
     def run(case):
         try:
-            case.call_and_validate(headers=live_api.headers, checks=CHECKS, timeout=60)
+            response = case.call(headers=live_api.headers, timeout=60)
+            if response.status_code == 400 and GUNICORN_REFUSED in response.content:
+                return  # answered by gunicorn in front of the API: its request line is over 4094 bytes
+            case.validate_response(response, checks=CHECKS, headers=live_api.headers)
         except FailureGroup as group:  # kept, and generation goes on: every distinct failure is reported
             for failure in group.exceptions:
                 found.setdefault(
