@@ -80,10 +80,9 @@ def test_tf_serving_and_litert_give_the_same_embedding_with_the_tags(exported, t
 def test_tf_serving_answers_carry_the_embedding_to_the_tags(kind, exported):
     """Through TF Serving (its stand-in), REST and gRPC, the tagger gets the same embeddings as
     the SavedModel computes, with the same scores."""
-    from tests.serving.standin import GrpcStandin, RestStandin, Served
-
     from core.tf_runtime import import_tensorflow
     from serving.predictors import GrpcPredictor, RestPredictor
+    from tests.serving.standin import GrpcStandin, RestStandin, Served
 
     tf = import_tensorflow()
     images = pictures(3)
