@@ -33,7 +33,7 @@ TOP = 24  # results of a similar-images search
 MARGIN = 8  # asked for beyond TOP: deleted or re-embedded assets the index still holds are left out
 BATCH = 10_000  # embeddings read at a time
 SAVE_EVERY = 10_000  # embeddings taken in before the index is saved again
-SETTLE = timedelta(seconds=30)  # how far back each refresh reads again (see VersionIndex.refresh)
+SETTLE = timedelta(seconds=30)  # how long a written row may take to be seen (see VersionIndex.refresh)
 # HNSW's M, ef_construction, ef_search: at a million clustered vectors ef_search 64 found 0.92 of the true
 # top 24 and 256 found 0.996, in 5.8 ms at p95 (tests/bench/bench_vector_index.py)
 CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 256
@@ -54,7 +54,9 @@ class VersionIndex:
     def __init__(self, model_version_id: int, folder: Path | None = None):
         self.model_version_id = model_version_id
         self.index = self._empty()
-        self.seen = None  # the newest updated_at taken in
+        self.seen = None  # the newest updated_at taken in (names the saved index)
+        self.since = None  # where the next refresh reads from (see refresh)
+        self.recent: dict[int, datetime] = {}  # asset id: stamp, of the rows taken in since `since`
         self.unsaved = 0  # embeddings taken in since the index was saved or loaded
         self.folder = folder
         self.lock = threading.Lock()
@@ -88,6 +90,7 @@ class VersionIndex:
                 self.index = self._empty()  # a failed load leaves the index unusable
                 continue
             self.seen = datetime.fromtimestamp(int(path.stem.split("-")[1]) / 1e6, UTC)
+            self.since = self.seen - SETTLE  # its last half minute is read again once
             return
 
     def save(self) -> Path | None:
@@ -106,36 +109,48 @@ class VersionIndex:
     def refresh(self) -> int:
         """Take in the embeddings written since the last refresh; returns how many.
 
-        Rows are read again from :data:`SETTLE` before the newest one seen: a transaction
-        commits after it stamps its rows, so a row may appear a little older than one seen."""
+        A transaction stamps its rows (``updated_at``) before it commits, so a row may become
+        visible up to :data:`SETTLE` after its stamp. Each refresh therefore reads from
+        :data:`SETTLE` before the previous refresh began, and skips the rows of that window it
+        has already taken in (same asset, same stamp): what it reads is the last half minute of
+        writes, not the index again."""
+        began = datetime.now(UTC)
         rows = AssetEmbedding.objects.filter(model_version_id=self.model_version_id)
-        if self.seen is not None:
-            rows = rows.filter(updated_at__gte=self.seen - SETTLE)
+        if self.since is not None:
+            rows = rows.filter(updated_at__gte=self.since)
         newest = rows.aggregate(newest=Max("updated_at"))["newest"]
-        if newest is None:
-            return 0
         added, last = 0, 0
-        while True:
+        while newest is not None:
             batch = list(
                 rows.filter(asset_id__gt=last, updated_at__lte=newest)
                 .order_by("asset_id")
-                .values_list("asset_id", "vector")[:BATCH]
+                .values_list("asset_id", "updated_at", "vector")[:BATCH]
             )
             if not batch:
                 break
-            keys = np.fromiter((pk for pk, _ in batch), np.uint64, len(batch))
-            vectors = np.frombuffer(b"".join(bytes(v) for _, v in batch), np.int8).reshape(len(batch), -1)
-            present = np.fromiter((key in self.index for key in keys.tolist()), bool, len(keys))
-            if present.any():  # re-embedded: the new vector replaces the old
-                self.index.remove(keys[present])
-            self.index.add(keys, vectors)
-            added += len(batch)
-            last = int(keys[-1])
-        self.seen = newest
+            last = batch[-1][0]
+            fresh = [(pk, v) for pk, stamp, v in batch if self.recent.get(pk) != stamp]
+            self.recent.update((pk, stamp) for pk, stamp, _ in batch if stamp >= began - SETTLE)
+            if fresh:
+                self._take_in(fresh)
+                added += len(fresh)
+        if newest is not None:
+            self.seen = max(newest, self.seen) if self.seen is not None else newest
+        self.since = began - SETTLE
+        self.recent = {pk: stamp for pk, stamp in self.recent.items() if stamp >= self.since}
         self.unsaved += added
         if self.unsaved >= SAVE_EVERY:
             self.save()
         return added
+
+    def _take_in(self, rows: list[tuple[int, bytes]]) -> None:
+        """Add ``(asset id, vector)`` rows; a vector the index holds for that asset is replaced."""
+        keys = np.fromiter((pk for pk, _ in rows), np.uint64, len(rows))
+        vectors = np.frombuffer(b"".join(bytes(v) for _, v in rows), np.int8).reshape(len(rows), -1)
+        present = np.fromiter((key in self.index for key in keys.tolist()), bool, len(keys))
+        if present.any():  # re-embedded: the new vector replaces the old
+            self.index.remove(keys[present])
+        self.index.add(keys, vectors)
 
     def search(self, vector: np.ndarray, count: int) -> list[tuple[int, float]]:
         """``(asset id, cosine distance)`` of the ``count`` nearest, nearest first."""

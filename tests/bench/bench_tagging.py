@@ -9,14 +9,19 @@ so every file is distinct) it measures:
     the ImageNet-only tagger it replaced (the same backbone without the learned head, the merge
     of both heads' tags and the larger vocabulary);
 (c) a naive pipeline: PIL full decode, ``model.predict`` one image at a time, one commit per
-    row.
+    row;
+(d) what the similar-images embedding (:mod:`core.embedding`) costs: the same model converted
+    with its ``embedding`` output pruned, bare and through ``imgtag import`` (which then stores
+    no embedding and checks no near-duplicates), interleaved with the default in two rounds so
+    drift hits both alike.
 
 On 12-megapixel JPEGs it compares decoding to the model's input size at reduced size
 (libjpeg DCT scaling) against a full decode and resize.
 
 The last line is ``ratio e2e/bare=<b/a> e2e/naive=<b/c> reduced/full_decode_12mp=<x>
-starter/imagenet_import=<b/b0>``. Targets: e2e/bare >= 0.8, e2e/naive >= 10, reduced/full >= 3,
-starter/imagenet_import >= 0.8. No asserts: machines are noisy.
+starter/imagenet_import=<b/b0> embedding_cost_import=<1 - b/d> embedding_cost_bare=<1 - a/d_bare>``.
+Targets: e2e/bare >= 0.8, e2e/naive >= 10, reduced/full >= 3, starter/imagenet_import >= 0.8,
+embedding cost <= 0.10. No asserts: machines are noisy.
 """
 
 from __future__ import annotations
@@ -62,6 +67,17 @@ def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
+def harmonic(rates: list[float]) -> float:
+    """The rate over rounds of equal size (images over total time)."""
+    return len(rates) / sum(1 / r for r in rates)
+
+
+def embedding_bytes() -> int:
+    from core import embedding
+
+    return embedding.BYTES
+
+
 def bench_bare(tagger, pixels: np.ndarray, repeats: int = 2) -> float:
     tagger.predict_pixels(pixels[: tagger.batch_size])  # trace once
     start = time.perf_counter()
@@ -86,6 +102,37 @@ def bench_import(tagger, files: list[Path]) -> float:
     seconds = time.perf_counter() - start
     assert summary.imported == len(files), summary.as_dict()
     return rate(len(files), seconds)
+
+
+def without_embedding(tagger, model):
+    """``tagger``'s model converted to LiteRT with only its scores as output: the embedding's
+    pooling and projection are pruned by the converter, everything else is the same."""
+    from core.runtimes import litert_interpreter, saved_model_predictor
+    from core.tagger import Tagger
+    from core.tf_runtime import import_tensorflow, quiet_stderr
+
+    tf = import_tensorflow()
+    predict = saved_model_predictor(model.path)
+    size, batch = model.image_size, tagger.batch_size
+
+    @tf.function(input_signature=[tf.TensorSpec([batch, size, size, 3], tf.uint8)])
+    def scores(pixels):
+        out = predict(pixels)
+        return out[0] if isinstance(out, tuple) else out
+
+    with quiet_stderr():
+        flatbuffer = tf.lite.TFLiteConverter.from_concrete_functions(
+            [scores.get_concrete_function()], predict.loaded
+        ).convert()
+    return Tagger(
+        litert_interpreter(flatbuffer),
+        tagger.labels,
+        tagger.model_name,
+        tagger.model_version,
+        image_size=size,
+        batch_size=batch,
+        decode_threads=tagger.decode_threads,
+    )
 
 
 def bench_naive(model, tagger, files: list[Path]) -> float:
@@ -138,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.runtimes import PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION, keras_predictor
     from core.settings import Settings
     from core.tagger import Tagger
-    from serving.current import CurrentModel, _cached_tagger, get_tagger
+    from serving.current import CurrentModel, _cached_tagger, current_model, get_tagger
 
     settings = Settings.from_env()
 
@@ -147,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generating {args.images} 640x480 and {args.big_images} 4000x3000 JPEGs ...", flush=True)
         small = make_jpegs(tmp / "small", args.images, (640, 480))
         naive_files = make_jpegs(tmp / "naive", args.naive_images, (640, 480), seed=1)
+        plain_files = make_jpegs(tmp / "plain", args.images // 2, (640, 480), seed=3)
         big = make_jpegs(tmp / "big", args.big_images, (4000, 3000), seed=2)
         mb = sum(p.stat().st_size for p in big) / len(big) / 1e6
 
@@ -203,12 +251,32 @@ def main(argv: list[str] | None = None) -> int:
             )
         half = len(small) // 2  # each tagger imports its own files: nothing is a duplicate
         before = bench_import(imagenet, small[half:])
-        e2e = bench_import(tagger, small[:half])
+        model = current_model(settings)
+        plain = without_embedding(tagger, model) if model.path is not None else None
+        quarter = half // 2  # (b) and (d) take turns, two rounds each
+        rounds = [(small[:quarter], plain_files[:quarter]), (small[quarter:half], plain_files[quarter:])]
+        with_rates, plain_rates = [], []
+        for embedded_files, plain_round in rounds:
+            with_rates.append(bench_import(tagger, embedded_files))
+            if plain is not None:
+                plain_rates.append(bench_import(plain, plain_round))
+        e2e = harmonic(with_rates)
         print(
             f"(b) imgtag import end to end into SQLite: {e2e:.1f} images/s with the starter model "
             f"({tagger.model_version}), {before:.1f} images/s with the ImageNet-only tagger",
             flush=True,
         )
+        costs = ""
+        if plain is not None:
+            plain_e2e, plain_bare = harmonic(plain_rates), bench_bare(plain, pixels)
+            import_cost, bare_cost = 1 - e2e / plain_e2e, 1 - bare / plain_bare
+            print(
+                f"(d) without the embedding output: import {plain_e2e:.1f} images/s, bare {plain_bare:.1f} "
+                f"images/s; the embedding costs {import_cost:.1%} of import and {bare_cost:.1%} of the bare "
+                f"model ({embedding_bytes()} bytes an asset)",
+                flush=True,
+            )
+            costs = f" embedding_cost_import={import_cost:.3f} embedding_cost_bare={bare_cost:.3f}"
         naive = bench_naive(backbone.load_pretrained(), imagenet, naive_files)
         print(f"(c) naive (PIL, predict per image, commit per row): {naive:.1f} images/s", flush=True)
         reduced, full = bench_decode(big, size)
@@ -217,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(
             f"ratio e2e/bare={e2e / bare:.2f} e2e/naive={e2e / naive:.2f} reduced/full_decode_12mp={reduced / full:.2f} "
-            f"starter/imagenet_import={e2e / before:.2f}"
+            f"starter/imagenet_import={e2e / before:.2f}{costs}"
         )
     return 0
 

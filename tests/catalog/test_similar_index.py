@@ -55,3 +55,28 @@ def test_a_damaged_save_is_rebuilt_from_the_catalog():
 
 def test_nothing_to_save_for_a_model_without_embeddings():
     assert similar.save_index("fake-colour", "9") is None
+
+
+def test_a_search_reads_only_what_was_written_since_the_last_one(monkeypatch):
+    """Rows written together (one import) are taken in once, not again by every later search
+    while they are younger than the settling window."""
+    assets = tagged(make_image("red", 1), make_image("red", 2), make_image("blue", 3))  # indexed as tagged
+    read = []
+    original = similar.VersionIndex.refresh
+    monkeypatch.setattr(similar.VersionIndex, "refresh", lambda self: read.append(original(self)) or read[-1])
+    similar.similar_to_asset(assets[0])
+    similar.similar_to_asset(assets[1])
+    [later] = tagged(make_image("red", 4))
+    found = similar.similar_to_asset(assets[0])
+    # two searches read nothing again; tagging the fourth (its near-duplicate check) takes it in
+    assert read == [0, 0, 1, 0]
+    assert later.pk in [s.asset.pk for s in found]  # the one written since is found
+
+
+def test_a_row_re_embedded_inside_the_window_replaces_its_vector():
+    red, other = tagged(make_image("red", 1), make_image("red", 2))
+    similar.similar_to_asset(red)  # the index holds both
+    blue = AssetEmbedding.objects.get(asset=tagged(make_image("blue", 3))[0])
+    AssetEmbedding.objects.filter(asset=other).update(vector=blue.vector, updated_at=timezone.now())
+    found = similar.similar_to_asset(blue.asset)
+    assert [s.asset.pk for s in found][0] == other.pk and found[0].score > 0.99
