@@ -311,7 +311,11 @@ class AssetEmbedding(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["model_version", "asset"], name="catalog_embedding_version")]
+        indexes = [
+            models.Index(fields=["model_version", "asset"], name="catalog_embedding_version"),
+            # what each similar-images search reads first: the rows written since the last one
+            models.Index(fields=["model_version", "updated_at"], name="catalog_embedding_written"),
+        ]
 
     def __str__(self) -> str:
         return f"embedding of asset {self.asset_id} by model version {self.model_version_id}"
