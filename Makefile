@@ -89,8 +89,8 @@ lint: install  ## import contracts, ruff and the layout checks of tests/test_lay
 # (setup.cfg's markers; tests/conftest.py marks the service and browser tests, and those whose
 # fixtures are slow to set up: a trained model, a live gunicorn, Airflow's database).
 QUICK := not (rabbitmq or postgres or browser or slow or dagrun)
-quick: install  ## the fast tests while you work: no services, no browser, no slow or dagrun tests
-	$(BIN)/python -m pytest -q -m "$(QUICK)"
+quick: install  ## the fast tests while you work: no services, no browser, no slow or dagrun tests (one process a core)
+	$(BIN)/python -m pytest -q -n auto -m "$(QUICK)"
 
 test: test-sqlite test-postgres  ## lint, the whole suite on SQLite, then the catalog tests on PostgreSQL
 

@@ -1,8 +1,9 @@
 """Suite-wide test settings: quiet TensorFlow, no test writes to the real ./var, and the markers
 of tests that need a service or a browser, or are slow to set up (``make quick`` leaves them out).
 
-One model cache (``IMGTAG_CACHE_DIR``) serves the whole session, subprocesses included: the
-starter model is exported and converted to LiteRT once, not once per test home.
+One model cache (``IMGTAG_CACHE_DIR``) serves the whole session, subprocesses and pytest-xdist's
+workers included: the starter model is exported and converted to LiteRT once, not once per test
+home (its writes are atomic, so two workers converting at once leave one whole file).
 """
 
 import os
@@ -13,7 +14,14 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("IMGTAG_HOME", tempfile.mkdtemp(prefix="imgtag-test-home-"))
-os.environ.setdefault("IMGTAG_CACHE_DIR", tempfile.mkdtemp(prefix="imgtag-test-cache-"))
+# pytest-xdist's workers (``make quick``) share the run's cache: one export, not one a worker
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+if _RUN:
+    _SHARED_CACHE = Path(tempfile.gettempdir()) / f"imgtag-test-cache-{_RUN}"
+    _SHARED_CACHE.mkdir(exist_ok=True)
+    os.environ.setdefault("IMGTAG_CACHE_DIR", str(_SHARED_CACHE))
+else:
+    os.environ.setdefault("IMGTAG_CACHE_DIR", tempfile.mkdtemp(prefix="imgtag-test-cache-"))
 
 #: Fixtures that reach a service on this machine, and the marker (setup.cfg) a test using one
 #: gets, so ``make quick`` can leave it out: ``-m "not (rabbitmq or postgres or browser ...)"``.

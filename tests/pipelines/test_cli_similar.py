@@ -8,7 +8,11 @@ import sys
 from pathlib import Path
 
 import cv2
+import pytest
 import skimage.data
+
+# each command is a new process that loads TensorFlow and the starter model (10-25 s a test)
+pytestmark = pytest.mark.slow
 
 IMGTAG = [sys.executable, "-m", "pipelines.cli"]
 
