@@ -89,7 +89,7 @@ class AssetListView(generics.ListAPIView):
         params.is_valid(raise_exception=True)
         options = dict(params.validated_data)
         q = options.pop("q")
-        self.known_count = facets.one_tag_count(q, **options) if q.strip() else None
+        self.kept_bounds = facets.kept_bounds(q, **options)
         try:  # the tags are read by asset_list_data, for the page only
             return services.search(q, **options).prefetch_related(None)
         except QueryError as exc:

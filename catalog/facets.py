@@ -20,7 +20,9 @@ exactly. A larger one is counted and faceted on the catalog's sample
 (:data:`catalog.models.IN_SAMPLE`): its assets in the small sample (1 in 512) when there are at
 least :data:`ENOUGH` of them (a result of about 50,000 assets or more), else in the sample (1 in
 64). The figures are then estimates that say so (``≈ 12,000``), and no page waits on reading a
-million tag rows; ``exact=1`` asks for exact counts (a slow page at a million assets).
+million tag rows; ``exact=1`` asks for exact counts (a slow page at a million assets). A
+search the per-tag counts kept as tags are written already size (:func:`kept_bounds`: one tag
+exactly; ``a OR b`` and ``a AND NOT b`` at least) is not counted up to the limit first.
 Estimates are rounded to two significant digits; one from ``k`` assets of a sample is off by
 about ``1/sqrt(k)`` of itself (a facet value on 100 sampled assets: about 10%). The ids counted
 (the whole result, or its sampled assets: at most about 2,000 at a million assets) are read
@@ -54,7 +56,18 @@ from catalog.models import (
     Tag,
     review_state,
 )
-from catalog.query import SOURCES, QueryError, Term, compile_query, normalize_tag_name, tag_ids
+from catalog.query import (
+    SOURCES,
+    And,
+    Not,
+    Or,
+    QueryError,
+    Term,
+    compile_query,
+    normalize_tag_name,
+    tag_ids,
+    tag_names,
+)
 from catalog.query import parse as parse_query
 
 FACETS = ("tag", "source", "review", "model", "date")
@@ -251,18 +264,54 @@ def filter_assets(filters: Filters) -> QuerySet[Asset]:
     return assets
 
 
-def one_tag_count(text: str, *, min_score: float = 0.0, source=None, review=None) -> int | None:
-    """How many assets a search matches when it is one tag and nothing else (no ``min_score``,
-    source or review option): that tag's count, kept as tags are written (:mod:`catalog.counts`),
-    exact and read without counting. None for any other search (it must be counted). A query
-    that does not parse is left to the search, which says why."""
-    if min_score or source is not None or review is not None:
-        return None
+@dataclass(frozen=True)
+class Bounds:
+    """How many assets a search matches at least and at most, from the per-tag counts kept as
+    tags are written (:mod:`catalog.counts`): exact when the two meet (one tag)."""
+
+    low: int = 0
+    high: float = math.inf
+
+    @property
+    def exact(self) -> int | None:
+        return self.low if self.low == self.high else None
+
+
+def kept_bounds(text: str, *, min_score: float = 0.0, source=None, review=None) -> Bounds:
+    """:class:`Bounds` of a search with no ``min_score``, source or review option (the kept
+    counts count every tag row not rejected, whatever its score, source or review): for one
+    tag its count; for ``a OR b`` at least the larger count; for ``a AND NOT b`` at least
+    ``a``'s count less ``b``'s, at most ``a``'s. :func:`result_size` then skips counting a
+    result the counts already show is over :data:`EXACT_UP_TO`. Nothing known for any other
+    search, or for a query that does not parse (the search says why)."""
+    if min_score or source is not None or review is not None or not text.strip():
+        return Bounds()
     try:
         tree = parse_query(text)
     except QueryError:
-        return None
-    return _tag_count(tree.name) if isinstance(tree, Term) else None
+        return Bounds()
+    kept = dict(
+        counts.annotate(Tag.objects.filter(name__in=tag_names(tree))).values_list("name", "asset_count")
+    )
+    return _bounds(tree, lambda name: kept.get(name) or 0)
+
+
+def _bounds(node, count) -> Bounds:
+    if isinstance(node, Term):
+        return Bounds(count(node.name), count(node.name))
+    if isinstance(node, Not):
+        return Bounds()  # all the assets less some: the catalog's own size is not kept
+    if isinstance(node, Or):
+        parts = [_bounds(operand, count) for operand in node.operands]
+        return Bounds(max(p.low for p in parts), sum(p.high for p in parts))
+    assert isinstance(node, And), node
+    positive = [_bounds(o, count) for o in node.operands if not isinstance(o, Not)]
+    negated = [_bounds(o.operand, count) for o in node.operands if isinstance(o, Not)]
+    high = min((p.high for p in positive), default=math.inf)
+    if len(positive) != 1:  # two sets' overlap has no floor without the catalog's size
+        return Bounds(0, high)
+    floor = positive[0].low - sum(n.high for n in negated)
+    return Bounds(int(floor) if floor > 0 else 0, high)
 
 
 def _tag_count(name: str) -> int:
@@ -270,28 +319,30 @@ def _tag_count(name: str) -> int:
     return next(iter(found), 0)
 
 
-def kept_count(filters: Filters) -> int | None:
-    """:func:`one_tag_count` of the gallery's filters: one tag, as the query or as the only facet
-    filter, and nothing else."""
+def gallery_bounds(filters: Filters) -> Bounds:
+    """:func:`kept_bounds` of the gallery's filters: a query alone, or one tag as the only facet
+    filter (nothing known with more filters)."""
     if filters.min_score or len(filters.active()) + bool(filters.q) != 1:
-        return None
+        return Bounds()
     if filters.q:
-        return one_tag_count(filters.q)
+        return kept_bounds(filters.q)
     facet, value = filters.active()[0]
-    return _tag_count(value) if facet == "tag" else None
+    return Bounds(_tag_count(value), _tag_count(value)) if facet == "tag" else Bounds()
 
 
-def result_size(assets: QuerySet[Asset], limit: int | None = None, *, known: int | None = None) -> Size:
+def result_size(assets: QuerySet[Asset], limit: int | None = None, *, bounds: Bounds = Bounds()) -> Size:
     """How many assets ``assets`` has: counted up to ``limit`` (:data:`EXACT_UP_TO`), estimated
     from the sample above (see the module docstring). Reads at most ``limit + 1`` ids of the
     result, then its ids in the small sample, then (too few there) in the sample.
 
-    ``known``: the exact count when it is known already (:func:`kept_count`): the ids are then
-    read only for the facets, the result's own up to ``limit``, its sampled ones above.
+    ``bounds``: what the kept counts tell of it (:func:`kept_bounds`). Exact, the ids are read
+    only for the facets, the result's own up to ``limit``, its sampled ones above; over
+    ``limit`` at least, the result is not counted up to ``limit`` first.
     """
     limit = EXACT_UP_TO if limit is None else limit
     ids = assets.order_by().values_list("pk", flat=True)
-    if known is None or known <= limit:
+    known = bounds.exact
+    if bounds.low <= limit:
         found = tuple(ids[: limit + 1])
         if len(found) <= limit:
             return Size(len(found), ids=found)

@@ -21,7 +21,8 @@ def search_page(
         catalog.query.QueryError: the query or an option cannot run; the message says why.
     """
     assets = services.search(query, min_score=min_score, source=source, review=review)
-    known = facets.one_tag_count(query, min_score=min_score, source=source, review=review)
-    return facets.Size(known) if known is not None else facets.result_size(assets), [
-        services.asset_summary(asset) for asset in assets[:limit]
-    ]
+    bounds = facets.kept_bounds(query, min_score=min_score, source=source, review=review)
+    size = (
+        facets.Size(bounds.exact) if bounds.exact is not None else facets.result_size(assets, bounds=bounds)
+    )
+    return size, [services.asset_summary(asset) for asset in assets[:limit]]

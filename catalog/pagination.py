@@ -63,8 +63,9 @@ class AssetCursorPagination(StrictPageSize, CursorPagination):
         return cursor
 
     def paginate_queryset(self, queryset, request, view=None):
-        known = getattr(view, "known_count", None)  # a one-tag search: its kept count
-        self.size = facets.Size(known) if known is not None else facets.result_size(queryset)
+        bounds = getattr(view, "kept_bounds", facets.Bounds())  # a one-tag search: its kept count
+        known = bounds.exact
+        self.size = facets.Size(known) if known is not None else facets.result_size(queryset, bounds=bounds)
         return super().paginate_queryset(queryset, request, view)
 
     def get_paginated_response(self, data):

@@ -179,7 +179,9 @@ def _search_problems(request, filters: facets.Filters) -> list[str]:
 def _size_and_facets(assets, filters: facets.Filters, exact: bool) -> tuple[facets.Size, facets.Facets]:
     """The result's size and facet counts: exact when asked, else estimated above a size."""
     size = (
-        facets.Size(assets.count()) if exact else facets.result_size(assets, known=facets.kept_count(filters))
+        facets.Size(assets.count())
+        if exact
+        else facets.result_size(assets, bounds=facets.gallery_bounds(filters))
     )
     if filters == facets.Filters() and not exact:  # the whole catalog: its sidebar is everyone's
         return size, facets.whole_catalog_facets(assets, size)

@@ -103,8 +103,9 @@ def test_one_tag_is_counted_exactly_from_the_kept_counts_whatever_its_size(large
         assert about_right(shown["thing"], large["third"]) and len(html.find_all(testid="estimate-note")) == 1
     answer = reader.get("/api/assets/", {"q": '"THIRD"', "page_size": 10}).json()
     assert (answer["count"], answer["count_exact"]) == (large["third"], True)
-    assert facets.one_tag_count("third", min_score=0.5) is None  # a score bound: counted from the rows
-    assert facets.one_tag_count("third AND thing") is None and facets.one_tag_count('"no such tag"') == 0
+    assert facets.kept_bounds("third", min_score=0.5).exact is None  # a score bound: counted from the rows
+    assert facets.kept_bounds("third AND thing").exact is None
+    assert facets.kept_bounds('"no such tag"').exact == 0
 
 
 def test_exact_counts_on_demand(large, viewer):
@@ -231,3 +232,41 @@ def test_the_whole_catalogs_sidebar_has_fresh_tag_counts_and_keeps_its_sampled_f
         assert "added" in {v.get("data-value") for v in later.find_all(testid="facet-value")}
     finally:
         cache.clear()
+
+
+BOUNDED = [
+    "third",
+    "third OR rare",
+    "rare OR third",
+    "thing AND NOT third",
+    "thing AND NOT (third OR rare)",
+    "third AND rare",
+    "third AND NOT rare AND NOT rare",
+    "NOT third",
+    "NOT NOT third",
+    "thing AND NOT NOT rare",
+    '"no such tag" OR rare',
+    '"no such tag" AND NOT rare',
+    "(third OR rare) AND NOT thing",
+    "(thing AND NOT third) OR rare",
+]
+
+
+@pytest.mark.parametrize("query", BOUNDED)
+def test_what_the_kept_counts_say_of_a_search_holds_its_true_count(large, query):
+    """The counts kept per tag bound a search's size (and skip counting a result they show is
+    large); whatever the query, its true size is inside the bounds."""
+    bounds = facets.kept_bounds(query)
+    true = services.search(query).count()
+    assert bounds.low <= true <= bounds.high, (bounds, true)
+
+
+def test_a_large_and_not_search_is_estimated_without_counting_it_first(large, reader):
+    """``thing AND NOT rare``: the counts show it is over the limit, so it is estimated at once,
+    and the estimate is still near the truth."""
+    bounds = facets.kept_bounds("thing AND NOT rare")
+    assert bounds.low == large["thing"] - large["rare"] > LIMIT
+    answer = reader.get("/api/assets/", {"q": "thing AND NOT rare", "page_size": 10}).json()
+    truth = large["thing"] - large["rare"]
+    assert answer["count_exact"] is False and abs(answer["count"] - truth) <= 0.3 * truth
+    assert facets.kept_bounds("thing AND NOT rare", min_score=0.5) == facets.Bounds()  # scores: unknown
