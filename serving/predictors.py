@@ -512,11 +512,11 @@ class GrpcPredictor(_RemotePredictor):
         if response.model_spec.HasField("version"):
             self.version = int(response.model_spec.version.value)
         scores = _check_shape(
-            tensor_to_array(response.outputs[OUTPUT_KEY]), len(images), self.vocabulary, where
+            tensor_values(response.outputs[OUTPUT_KEY]), len(images), self.vocabulary, where
         )
         embeddings = None
         if EMBEDDING_KEY in response.outputs:
-            embeddings = tensor_to_int8(response.outputs[EMBEDDING_KEY])
+            embeddings = tensor_values(response.outputs[EMBEDDING_KEY], "embedding")
             if embeddings.ndim != 2 or len(embeddings) != len(images):
                 raise ServingError(
                     f"{where}: expected embeddings for {len(images)} images, got shape {embeddings.shape}"
@@ -524,60 +524,43 @@ class GrpcPredictor(_RemotePredictor):
         return scores, embeddings
 
 
-def tensor_to_int8(tensor) -> np.ndarray:
-    """A ``DT_INT8`` TensorProto (the ``embedding`` output) as an int8 array.
-
-    Raises:
-        ServingError: not an int8 tensor, or its values do not fill its shape.
-    """
-    from tensorflow.core.framework import types_pb2
-
-    if tensor.dtype != types_pb2.DT_INT8:
-        raise ServingError(
-            f"embedding tensor has dtype {types_pb2.DataType.Name(tensor.dtype)}, expected DT_INT8"
-        )
-    shape = [int(d.size) for d in tensor.tensor_shape.dim]
-    count = int(np.prod(shape)) if shape else 1
-    if tensor.tensor_content:
-        values = np.frombuffer(tensor.tensor_content, dtype=np.int8)
-    else:  # int_val holds the int8 values widened to int32
-        values = np.asarray(tensor.int_val, np.int32)
-        if values.size == 1 and count > 1:  # TF's proto compression: one value repeated
-            values = np.full(count, values[0], np.int32)
-    if values.size != count:
-        raise ServingError(f"embedding tensor of shape {shape} holds {values.size} values")
-    return values.astype(np.int8).reshape(shape)
+#: what each output's TensorProto holds: its dtype's name, how ``tensor_content`` packs it, the
+#: repeated field that holds it otherwise (int8 widened to int32), and that field's NumPy type
+_TENSOR_KINDS = {
+    "scores": ("DT_FLOAT", "<f4", "float_val", np.float32),
+    "embedding": ("DT_INT8", np.int8, "int_val", np.int32),
+}
 
 
-def tensor_to_array(tensor) -> np.ndarray:
-    """A ``DT_FLOAT`` TensorProto as a float32 array (``tensor_content`` or ``float_val``).
+def tensor_values(tensor, output: str = "scores") -> np.ndarray:
+    """A TensorProto of the model's ``output`` (``scores``: DT_FLOAT, ``embedding``: DT_INT8)
+    as an array of its shape, from ``tensor_content`` or the repeated value field.
 
     Args:
         tensor: a ``tensorflow.core.framework.tensor_pb2.TensorProto``.
-
-    Returns:
-        The array, in the tensor's shape.
+        output: which of the model's outputs it is.
 
     Raises:
-        ServingError: not a float tensor, or its values do not fill its shape.
+        ServingError: not of that output's dtype, or its values do not fill its shape.
     """
     from tensorflow.core.framework import types_pb2
 
-    if tensor.dtype != types_pb2.DT_FLOAT:
+    dtype_name, packed, field, widened = _TENSOR_KINDS[output]
+    if tensor.dtype != types_pb2.DataType.Value(dtype_name):
         raise ServingError(
-            f"scores tensor has dtype {types_pb2.DataType.Name(tensor.dtype)}, expected DT_FLOAT"
+            f"{output} tensor has dtype {types_pb2.DataType.Name(tensor.dtype)}, expected {dtype_name}"
         )
     shape = [int(d.size) for d in tensor.tensor_shape.dim]
     count = int(np.prod(shape)) if shape else 1
     if tensor.tensor_content:
-        values = np.frombuffer(tensor.tensor_content, dtype="<f4")
+        values = np.frombuffer(tensor.tensor_content, dtype=packed)
     else:
-        values = np.asarray(tensor.float_val, np.float32)
+        values = np.asarray(getattr(tensor, field), widened)
         if values.size == 1 and count > 1:  # TF's proto compression: one value repeated
-            values = np.full(count, values[0], np.float32)
+            values = np.full(count, values[0], widened)
     if values.size != count:
-        raise ServingError(f"scores tensor of shape {shape} holds {values.size} values")
-    return values.astype(np.float32).reshape(shape)
+        raise ServingError(f"{output} tensor of shape {shape} holds {values.size} values")
+    return values.astype(np.dtype(packed)).reshape(shape)
 
 
 # ---- model status -----------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from serving.predictors import (
     ServingSettings,
     ServingUnavailable,
     predictor_from_settings,
-    tensor_to_array,
+    tensor_values,
     vocabulary_from_repository,
 )
 from serving.repository import ModelRepository
@@ -303,10 +303,20 @@ def test_float_val_tensors_and_width_mismatch(remote, images):
     tensor = tensor_pb2.TensorProto(
         dtype=types_pb2.DT_FLOAT, tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=dims), float_val=range(6)
     )
-    np.testing.assert_array_equal(tensor_to_array(tensor), np.arange(6, dtype=np.float32).reshape(2, 3))
+    np.testing.assert_array_equal(tensor_values(tensor), np.arange(6, dtype=np.float32).reshape(2, 3))
     tensor.dtype = types_pb2.DT_DOUBLE
     with pytest.raises(ServingError, match="DT_DOUBLE"):
-        tensor_to_array(tensor)
+        tensor_values(tensor)
+    # an embedding as TF compresses it: int8 values widened to int32, one value for a constant
+    shape = tensor_shape_pb2.TensorShapeProto(dim=dims)
+    same = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT8, tensor_shape=shape, int_val=[-7])
+    np.testing.assert_array_equal(tensor_values(same, "embedding"), np.full((2, 3), -7, np.int8))
+    packed = tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_INT8, tensor_shape=shape, tensor_content=np.arange(-3, 3, dtype=np.int8).tobytes()
+    )
+    np.testing.assert_array_equal(tensor_values(packed, "embedding"), np.arange(-3, 3).reshape(2, 3))
+    with pytest.raises(ServingError, match="embedding tensor has dtype DT_FLOAT"):
+        tensor_values(tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=shape), "embedding")
 
     narrow = Vocabulary(("a", "b"), np.zeros(2, np.float32), ("learned",) * 2, {})
     for kind in KINDS:
