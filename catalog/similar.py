@@ -7,7 +7,7 @@ memory, built from the catalog on first use and brought up to date before every 
 the embeddings written since (:func:`index_for`): an asset tagged a moment ago is found by
 the next search. Only embeddings of one model version are ever in one index, so a search
 never compares vectors of two models. Every :data:`SAVE_EVERY` embeddings taken in, the index
-is saved to ``IMGTAG_CACHE_DIR/similar/`` (named by the time of its newest embedding), and a
+is saved to ``IMGTAG_CACHE_DIR/similar/`` (named by the time its next refresh reads from), and a
 new process loads it and reads only what was written since, instead of building it again
 (``imgtag embeddings backfill`` saves it at its end).
 
@@ -54,8 +54,7 @@ class VersionIndex:
     def __init__(self, model_version_id: int, folder: Path | None = None):
         self.model_version_id = model_version_id
         self.index = self._empty()
-        self.seen = None  # the newest updated_at taken in (names the saved index)
-        self.since = None  # where the next refresh reads from (see refresh)
+        self.since = None  # where the next refresh reads from (see refresh; names the saved index)
         self.recent: dict[int, datetime] = {}  # asset id: stamp, of the rows taken in since `since`
         self.unsaved = 0  # embeddings taken in since the index was saved or loaded
         self.folder = folder
@@ -77,7 +76,8 @@ class VersionIndex:
         )
 
     def _saved(self) -> list[Path]:
-        """This version's saved indexes, newest first (the name ends with the time of its newest row)."""
+        """This version's saved indexes, newest first (the name ends with the time its next refresh
+        reads from: every row stamped before it was in the index when it was saved)."""
         if self.folder is None or not self.folder.is_dir():
             return []
         return sorted(self.folder.glob(f"v{self.model_version_id}-*.usearch"), reverse=True)
@@ -89,15 +89,14 @@ class VersionIndex:
             except (OSError, RuntimeError, ValueError):  # damaged or half copied: the next one, or build
                 self.index = self._empty()  # a failed load leaves the index unusable
                 continue
-            self.seen = datetime.fromtimestamp(int(path.stem.split("-")[1]) / 1e6, UTC)
-            self.since = self.seen - SETTLE  # its last half minute is read again once
+            self.since = datetime.fromtimestamp(int(path.stem.split("-")[1]) / 1e6, UTC)
             return
 
     def save(self) -> Path | None:
         """Write the index into the folder (others of this version removed); None without a folder."""
-        if self.folder is None or self.seen is None:
+        if self.folder is None or self.since is None or len(self.index) == 0:
             return None
-        path = self.folder / f"v{self.model_version_id}-{int(self.seen.timestamp() * 1e6):020d}.usearch"
+        path = self.folder / f"v{self.model_version_id}-{int(self.since.timestamp() * 1e6):020d}.usearch"
         with atomic.replacing(path) as temporary:
             self.index.save(str(temporary))
         for older in self._saved():
@@ -134,8 +133,6 @@ class VersionIndex:
             if fresh:
                 self._take_in(fresh)
                 added += len(fresh)
-        if newest is not None:
-            self.seen = max(newest, self.seen) if self.seen is not None else newest
         self.since = began - SETTLE
         self.recent = {pk: stamp for pk, stamp in self.recent.items() if stamp >= self.since}
         self.unsaved += added

@@ -80,3 +80,18 @@ def test_a_row_re_embedded_inside_the_window_replaces_its_vector():
     AssetEmbedding.objects.filter(asset=other).update(vector=blue.vector, updated_at=timezone.now())
     found = similar.similar_to_asset(blue.asset)
     assert [s.asset.pk for s in found][0] == other.pk and found[0].score > 0.99
+
+
+def test_a_saved_index_of_rows_written_together_loads_without_reading_them_again(monkeypatch):
+    """An import (or a backfill) writes its embeddings within seconds of each other: a process
+    that loads the saved index reads none of them again."""
+    tagged(make_image("red", 1), make_image("blue", 2), make_image("red", 3))
+    AssetEmbedding.objects.update(updated_at=timezone.now() - timedelta(hours=1))  # one stamp for all
+    similar.forget_indexes()
+    assert similar.save_index("fake-colour", "1") is not None
+    similar.forget_indexes()  # as in a new process
+    read = []
+    original = similar.VersionIndex.refresh
+    monkeypatch.setattr(similar.VersionIndex, "refresh", lambda self: read.append(original(self)) or read[-1])
+    version = AssetEmbedding.objects.first().model_version_id
+    assert len(similar.index_for(version).index) == 3 and read == [0]
