@@ -290,10 +290,24 @@ def kept_bounds(text: str, *, min_score: float = 0.0, source=None, review=None) 
         tree = parse_query(text)
     except QueryError:
         return Bounds()
+    if not _has_floor(tree):  # e.g. a AND b: the counts could only cap it, which no caller uses
+        return Bounds()
     kept = dict(
         counts.annotate(Tag.objects.filter(name__in=tag_names(tree))).values_list("name", "asset_count")
     )
     return _bounds(tree, lambda name: kept.get(name) or 0)
+
+
+def _has_floor(node) -> bool:
+    """Whether the kept counts can give ``node`` a lower bound above 0 (see :func:`_bounds`)."""
+    if isinstance(node, Term):
+        return True
+    if isinstance(node, Or):
+        return any(_has_floor(operand) for operand in node.operands)
+    if isinstance(node, Not):
+        return False
+    positive = [operand for operand in node.operands if not isinstance(operand, Not)]
+    return len(positive) == 1 and _has_floor(positive[0])
 
 
 def _bounds(node, count) -> Bounds:
