@@ -312,7 +312,8 @@ def _has_floor(node) -> bool:
 
 def _bounds(node, count) -> Bounds:
     if isinstance(node, Term):
-        return Bounds(count(node.name), count(node.name))
+        kept = count(node.name)
+        return Bounds(kept, kept)
     if isinstance(node, Not):
         return Bounds()  # all the assets less some: the catalog's own size is not kept
     if isinstance(node, Or):
@@ -341,7 +342,16 @@ def gallery_bounds(filters: Filters) -> Bounds:
     if filters.q:
         return kept_bounds(filters.q)
     facet, value = filters.active()[0]
-    return Bounds(_tag_count(value), _tag_count(value)) if facet == "tag" else Bounds()
+    if facet != "tag":
+        return Bounds()
+    count = _tag_count(value)
+    return Bounds(count, count)
+
+
+def search_size(assets: QuerySet[Asset], bounds: Bounds) -> Size:
+    """The size of a search shown without facets (the API, ``imgtag search``): the kept count
+    when ``bounds`` is exact, without reading an id; else :func:`result_size`."""
+    return Size(bounds.exact) if bounds.exact is not None else result_size(assets, bounds=bounds)
 
 
 def result_size(assets: QuerySet[Asset], limit: int | None = None, *, bounds: Bounds = Bounds()) -> Size:

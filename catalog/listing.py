@@ -22,7 +22,4 @@ def search_page(
     """
     assets = services.search(query, min_score=min_score, source=source, review=review)
     bounds = facets.kept_bounds(query, min_score=min_score, source=source, review=review)
-    size = (
-        facets.Size(bounds.exact) if bounds.exact is not None else facets.result_size(assets, bounds=bounds)
-    )
-    return size, [services.asset_summary(asset) for asset in assets[:limit]]
+    return facets.search_size(assets, bounds), [services.asset_summary(asset) for asset in assets[:limit]]

@@ -63,9 +63,8 @@ class AssetCursorPagination(StrictPageSize, CursorPagination):
         return cursor
 
     def paginate_queryset(self, queryset, request, view=None):
-        bounds = getattr(view, "kept_bounds", facets.Bounds())  # a one-tag search: its kept count
-        known = bounds.exact
-        self.size = facets.Size(known) if known is not None else facets.result_size(queryset, bounds=bounds)
+        bounds = getattr(view, "kept_bounds", facets.Bounds())  # what the kept counts say of it
+        self.size = facets.search_size(queryset, bounds)
         return super().paginate_queryset(queryset, request, view)
 
     def get_paginated_response(self, data):

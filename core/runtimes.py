@@ -118,6 +118,20 @@ def saved_model_predictor(path: Path):
     return predict
 
 
+def signature_flatbuffer(predict, batch_size: int, image_size: int) -> bytes:
+    """A :func:`saved_model_predictor` (or a function of one that keeps its ``loaded``) converted
+    to a LiteRT flatbuffer for batches of ``batch_size`` uint8 pictures; outputs the function
+    does not return are pruned."""
+    tf = import_tensorflow()
+    function = tf.function(
+        predict, input_signature=[tf.TensorSpec([batch_size, image_size, image_size, 3], tf.uint8)]
+    )
+    with quiet_stderr():  # the converter logs every pass from C++
+        return tf.lite.TFLiteConverter.from_concrete_functions(
+            [function.get_concrete_function()], predict.loaded
+        ).convert()
+
+
 def write_cache(path: Path, flatbuffer: bytes) -> None:
     """Keep ``flatbuffer`` at ``path``, written all at once (a cache that cannot be written costs
     the conversion next time, nothing else: write errors are ignored)."""

@@ -24,12 +24,13 @@ from core.runtimes import (
     litert_interpreter,
     pretrained_flatbuffer,
     saved_model_predictor,
+    signature_flatbuffer,
     write_cache,
 )
 from core.settings import Settings
 from core.tagger import Tagger
 from core.tagmap import TagMap
-from core.tf_runtime import import_tensorflow, quiet_stderr
+from core.tf_runtime import import_tensorflow
 from core.vocabulary import Vocabulary
 from serving import starter
 from serving.predictors import predictor_from_settings
@@ -51,14 +52,7 @@ def _champion_flatbuffer(cache_dir: Path, model: CurrentModel, batch_size: int) 
     if path.is_file():
         return path.read_bytes()
 
-    tf = import_tensorflow()
-    predict = saved_model_predictor(model.path)
-    size = model.image_size
-    function = tf.function(predict, input_signature=[tf.TensorSpec([batch_size, size, size, 3], tf.uint8)])
-    with quiet_stderr():
-        flatbuffer = tf.lite.TFLiteConverter.from_concrete_functions(
-            [function.get_concrete_function()], predict.loaded
-        ).convert()
+    flatbuffer = signature_flatbuffer(saved_model_predictor(model.path), batch_size, model.image_size)
     write_cache(path, flatbuffer)
     return flatbuffer
 
@@ -228,6 +222,16 @@ def get_tagger(settings: Settings) -> Tagger:
     if serving.predictor != "inprocess" and model.served:
         with _lock:
             return _remote_tagger(serving, model, settings)
+    return _in_process_tagger(model, settings)
+
+
+def pretrained_tagger(settings: Settings) -> Tagger:
+    """The pretrained ImageNet tagger alone (what ``IMGTAG_STARTER=off`` tags with), in process:
+    the baseline the benchmarks compare the default with."""
+    return _in_process_tagger(CurrentModel(PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION), settings)
+
+
+def _in_process_tagger(model: CurrentModel, settings: Settings) -> Tagger:
     with _lock:
         return _cached_tagger(
             model,

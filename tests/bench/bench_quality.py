@@ -455,10 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     os.environ.setdefault("IMGTAG_HOME", tempfile.mkdtemp(prefix="imgtag-bench-quality-"))
-    from core.runtimes import PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION
     from core.settings import Settings
     from core.vocabulary import NON_PHOTO, PICTURE_TAGS
-    from serving.current import CurrentModel, _cached_tagger, get_tagger
+    from serving.current import get_tagger, pretrained_tagger
 
     settings = Settings.from_env()
     old, library = held_out(args.data)
@@ -472,16 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         flush=True,
     )
-    pretrained = _cached_tagger(
-        CurrentModel(PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION),
-        settings.batch_size,
-        settings.decode_threads,
-        settings.max_pixels,
-        settings.max_decode_bytes,
-        settings.runtime,
-        settings.cache_dir,
-        settings.tagmap_dir,
-    )
+    pretrained = pretrained_tagger(settings)
     default = get_tagger(settings)
     taggers = (("ImageNet tags only", pretrained), ("default", default))
     print(f"default: the shipped tagger, {default.model_name} {default.model_version}")

@@ -107,23 +107,18 @@ def bench_import(tagger, files: list[Path]) -> float:
 def without_embedding(tagger, model):
     """``tagger``'s model converted to LiteRT with only its scores as output: the embedding's
     pooling and projection are pruned by the converter, everything else is the same."""
-    from core.runtimes import litert_interpreter, saved_model_predictor
+    from core.runtimes import litert_interpreter, saved_model_predictor, signature_flatbuffer
     from core.tagger import Tagger
-    from core.tf_runtime import import_tensorflow, quiet_stderr
 
-    tf = import_tensorflow()
     predict = saved_model_predictor(model.path)
-    size, batch = model.image_size, tagger.batch_size
 
-    @tf.function(input_signature=[tf.TensorSpec([batch, size, size, 3], tf.uint8)])
     def scores(pixels):
         out = predict(pixels)
         return out[0] if isinstance(out, tuple) else out
 
-    with quiet_stderr():
-        flatbuffer = tf.lite.TFLiteConverter.from_concrete_functions(
-            [scores.get_concrete_function()], predict.loaded
-        ).convert()
+    scores.loaded = predict.loaded  # the converter reads the variables from it
+    size, batch = model.image_size, tagger.batch_size
+    flatbuffer = signature_flatbuffer(scores, batch, size)
     return Tagger(
         litert_interpreter(flatbuffer),
         tagger.labels,
@@ -182,10 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from core import backbone
-    from core.runtimes import PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION, keras_predictor
+    from core.runtimes import keras_predictor
     from core.settings import Settings
     from core.tagger import Tagger
-    from serving.current import CurrentModel, _cached_tagger, current_model, get_tagger
+    from serving.current import current_model, get_tagger, pretrained_tagger
 
     settings = Settings.from_env()
 
@@ -200,16 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
         setup_catalog(tmp / "home")
         tagger = get_tagger(settings)
-        imagenet = _cached_tagger(
-            CurrentModel(PRETRAINED_MODEL_NAME, PRETRAINED_MODEL_VERSION),
-            settings.batch_size,
-            settings.decode_threads,
-            settings.max_pixels,
-            settings.max_decode_bytes,
-            settings.runtime,
-            settings.cache_dir,
-            settings.tagmap_dir,
-        )
+        imagenet = pretrained_tagger(settings)
         from core import imageio
 
         size = tagger.image_size
