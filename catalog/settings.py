@@ -151,7 +151,7 @@ MIDDLEWARE = [
 # axes' backend first: it refuses a locked-out account or address before a password is checked.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "catalog.roles.PermissionBackend",  # Django's ModelBackend, permissions read in one query
 ]
 
 # Sign-in throttling (catalog.authentication): 5 failures of one account from one address within

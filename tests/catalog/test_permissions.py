@@ -244,6 +244,27 @@ def test_the_role_groups_hold_their_permissions():
     }
 
 
+def test_a_users_own_and_group_permissions_are_read_together_in_one_query(
+    django_user_model, django_assert_num_queries
+):
+    from django.contrib.auth.models import Group, Permission
+
+    user = make_user(django_user_model, "both", roles.END_USER)
+    user.user_permissions.add(Permission.objects.get(codename="review_asset"))
+    Group.objects.create(name="empty").user_set.add(user)
+    user = django_user_model.objects.get(pk=user.pk)  # nothing cached yet
+    with django_assert_num_queries(1):
+        assert user.has_perm(roles.VIEW)  # from the end_user group
+        assert user.has_perm(roles.REVIEW)  # granted to the user directly
+        assert not user.has_perm(roles.UPLOAD)
+        assert user.get_all_permissions() == {roles.VIEW, roles.REVIEW}
+    admin = django_user_model.objects.create_superuser("root", password="x" * 12)
+    assert admin.has_perm(roles.DELETE) and roles.CHANGE_THRESHOLD in admin.get_all_permissions()
+    user.is_active = False
+    user.save()
+    assert not django_user_model.objects.get(pk=user.pk).has_perm(roles.VIEW)
+
+
 def test_the_migration_created_the_groups():
     from django.contrib.auth.models import Group
 
