@@ -91,7 +91,7 @@ class AssetListView(generics.ListAPIView):
         q = options.pop("q")
         self.kept_bounds = facets.kept_bounds(q, **options)
         try:  # the tags are read by asset_list_data, for the page only
-            return services.search(q, **options).prefetch_related(None)
+            return services.search(q, tag_ids=self.kept_bounds.ids, **options).prefetch_related(None)
         except QueryError as exc:
             raise ValidationError({"q": [str(exc)]}) from None
 

@@ -36,6 +36,7 @@ import datetime as dt
 import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from django.core.cache import cache
@@ -271,6 +272,9 @@ class Bounds:
 
     low: int = 0
     high: float = math.inf
+    #: The query's tag names and ids, when the bounds read them: the search is then compiled
+    #: without reading them again (:func:`catalog.query.compile_query`'s ``ids``).
+    ids: Mapping[str, int] | None = field(default=None, compare=False)
 
     @property
     def exact(self) -> int | None:
@@ -292,10 +296,11 @@ def kept_bounds(text: str, *, min_score: float = 0.0, source=None, review=None) 
         return Bounds()
     if not _has_floor(tree):  # e.g. a AND b: the counts could only cap it, which no caller uses
         return Bounds()
-    kept = dict(
-        counts.annotate(Tag.objects.filter(name__in=tag_names(tree))).values_list("name", "asset_count")
+    found = counts.annotate(Tag.objects.filter(name__in=tag_names(tree))).values_list(
+        "name", "id", "asset_count"
     )
-    return _bounds(tree, lambda name: kept.get(name) or 0)
+    kept = {name: count for name, _, count in found}
+    return replace(_bounds(tree, lambda name: kept.get(name) or 0), ids={name: id_ for name, id_, _ in found})
 
 
 def _has_floor(node) -> bool:
@@ -376,6 +381,16 @@ def result_size(assets: QuerySet[Asset], limit: int | None = None, *, bounds: Bo
     if known is not None:
         return Size(known, exact=True, ids=sampled, every=every)
     return Size(max(limit + 1, about(len(sampled) * every)), exact=False, ids=sampled, every=every)
+
+
+def counted(assets: QuerySet[Asset], size: Size) -> QuerySet[Asset]:
+    """``assets`` as the ids its count read, when that count read the whole result (up to
+    :data:`EXACT_UP_TO` assets); else ``assets``. A page of a small result then looks its
+    assets up by id instead of running the search again: newest first, that walks the whole
+    catalog when a few assets of common tags match (``dog AND NOT animal``: nothing)."""
+    if size.exact and size.every == 1 and size.ids is not None:
+        return Asset.objects.filter(pk__in=size.ids)
+    return assets
 
 
 def facet_counts(assets: QuerySet[Asset], filters: Filters, *, size: Size | None = None) -> Facets:

@@ -20,6 +20,6 @@ def search_page(
     Raises:
         catalog.query.QueryError: the query or an option cannot run; the message says why.
     """
-    assets = services.search(query, min_score=min_score, source=source, review=review)
     bounds = facets.kept_bounds(query, min_score=min_score, source=source, review=review)
+    assets = services.search(query, min_score=min_score, source=source, review=review, tag_ids=bounds.ids)
     return facets.search_size(assets, bounds), [services.asset_summary(asset) for asset in assets[:limit]]

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from django.db.models import Exists, OuterRef, Q
@@ -350,7 +350,12 @@ def _to_q(node: Node, term: Callable[[tuple[str, ...]], Q]) -> Q:
 
 
 def compile_query(
-    text: str, *, min_score: float = 0.0, source: str | None = None, review: str | None = None
+    text: str,
+    *,
+    min_score: float = 0.0,
+    source: str | None = None,
+    review: str | None = None,
+    ids: Mapping[str, int] | None = None,
 ) -> Q:
     """Compile a query to a ``Q`` object that filters :class:`~catalog.models.Asset`.
 
@@ -359,6 +364,8 @@ def compile_query(
         min_score: a tag counts only with at least this score (0 to 1).
         source: only tags from this source, ``model`` or ``human``.
         review: only tags in this review state, ``suggested`` or ``accepted``.
+        ids: the ids of the query's tags the catalog has (:func:`tag_ids`), when the caller
+            already read them; read here otherwise.
 
     Raises:
         QuerySyntaxError: the text does not parse.
@@ -380,7 +387,8 @@ def compile_query(
     if review is not None:
         base = base.filter(review=review)
 
-    ids = tag_ids(tag_names(tree))
+    if ids is None:
+        ids = tag_ids(tag_names(tree))
 
     def term(names: tuple[str, ...]) -> Q:
         known = sorted({ids[name] for name in names if name in ids})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django.db.models import Prefetch, QuerySet
 
 from catalog.models import Asset, AssetTag
@@ -17,7 +19,12 @@ def with_tags(assets: QuerySet[Asset]) -> QuerySet[Asset]:
 
 
 def search(
-    query: str, *, min_score: float = 0.0, source: str | None = None, review: str | None = None
+    query: str,
+    *,
+    min_score: float = 0.0,
+    source: str | None = None,
+    review: str | None = None,
+    tag_ids: Mapping[str, int] | None = None,
 ) -> QuerySet[Asset]:
     """Assets matching a tag query, newest first, with their tags prefetched.
 
@@ -25,6 +32,7 @@ def search(
         query: see :mod:`catalog.query`, e.g. ``'cat AND NOT "coffee mug"'``; blank lists
             every asset (the options below then do not apply).
         min_score, source, review: see :func:`catalog.query.compile_query`.
+        tag_ids: the query's tags' ids when already read (:attr:`catalog.facets.Bounds.ids`).
 
     Raises:
         catalog.query.QuerySyntaxError: the query does not parse (the message says where).
@@ -32,7 +40,7 @@ def search(
     """
     assets = Asset.objects.all()
     if query.strip():
-        assets = assets.filter(compile_query(query, min_score=min_score, source=source, review=review))
+        assets = assets.filter(compile_query(query, min_score=min_score, source=source, review=review, ids=tag_ids))
     return with_tags(assets)
 
 

@@ -135,8 +135,8 @@ def gallery(request):
         except QueryError as exc:
             problems.append(str(exc))
             assets = Asset.objects.none()
-    rows, has_previous, has_next = _keyset_page(assets, after, before)
     size, counts = (facets.Size(0), facets.Facets()) if problems else _size_and_facets(assets, filters, exact)
+    rows, has_previous, has_next = _keyset_page(facets.counted(assets, size), after, before)
     kept = [("exact", "1")] if exact else []
     # an empty page (past the last asset, or one deleted since) still links to its neighbours
     first = rows[0].pk if rows else (after - 1 if after is not None else before)

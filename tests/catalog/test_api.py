@@ -204,6 +204,41 @@ def test_search_with_pagination(reader, uploaded):
     assert {a["filename"] for a in everything_but["results"]} == {"red.png", "green.png"}
 
 
+@pytest.mark.parametrize("q", ["animal", "cat OR dog", 'animal AND NOT "coffee mug"'])
+def test_a_search_reads_its_tags_once(reader, uploaded, q):
+    """The kept counts and the search itself need the same tag rows: read once, not twice."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    expected = reader.get(ASSETS, {"q": q}).json()
+    with CaptureQueriesContext(connection) as queries:
+        page = reader.get(ASSETS, {"q": q}).json()
+    assert page == expected and page["count"] == 2
+    reads = [query["sql"] for query in queries if 'FROM "catalog_tag"' in query["sql"]]
+    assert len(reads) == 1, reads
+
+
+@pytest.mark.parametrize(
+    ("q", "pages"),
+    [('animal AND NOT "coffee mug"', [["green.png"], ["red.png"]]), ("cat AND NOT animal", [[]])],
+)
+def test_a_small_result_is_searched_once_then_paged_by_id(reader, uploaded, q, pages):
+    """Counting a result of up to 1,000 assets reads all their ids: its pages look those up
+    rather than run the search again (which walks the whole catalog when few assets match)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    url, params, seen = ASSETS, {"q": q, "page_size": 1}, []
+    while url:
+        with CaptureQueriesContext(connection) as queries:
+            page = reader.get(url, params).json()
+        assert page["count"] == sum(map(len, pages)) and page["count_exact"] is True
+        assert len([query for query in queries if "EXISTS" in query["sql"]]) == 1, [q["sql"] for q in queries]
+        seen.append([a["filename"] for a in page["results"]])
+        url, params = page["next"], None
+    assert seen == pages
+
+
 def test_search_filters_by_score_source_and_review(reader, client_with_token, uploaded):
     assert reader.get(ASSETS, {"q": "animal", "min_score": 0.92}).json()["count"] == 1
     assert reader.get(ASSETS, {"q": "animal", "source": "human"}).json()["count"] == 0

@@ -118,6 +118,17 @@ def test_search_with_the_query_language(viewer, tagged):
     assert strict.find("input", name="min_score").get("value") == "0.92"
 
 
+def test_a_small_result_is_searched_once_and_its_page_looked_up_by_id(viewer, tagged):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for q, expected in (('animal AND NOT "coffee mug"', {"red", "green"}), ("cat AND NOT animal", set())):
+        with CaptureQueriesContext(connection) as queries:
+            html = page(viewer, "/search/", q=q)
+        assert set(cards(html)) == {tagged[name].pk for name in expected}
+        assert len([query for query in queries if "EXISTS" in query["sql"]]) == 1, q
+
+
 @pytest.mark.parametrize(
     "params, message",
     [
