@@ -642,6 +642,10 @@ def measure(args, backend: str, info: dict) -> dict:
     def pick(pool):
         return pool[int(rng.integers(len(pool)))]
 
+    def two(pool):  # two different tags: "a AND NOT a" finds nothing however common a is
+        first, second = rng.choice(len(pool), size=2, replace=False)
+        return quoted(pool[int(first)]), quoted(pool[int(second)])
+
     users = get_user_model()
     user = users.objects.filter(username="bench-scale").first()
     if user is None:
@@ -669,9 +673,9 @@ def measure(args, backend: str, info: dict) -> dict:
     print("search API (GET /api/assets/?q=..., a page of 50 with its count):", flush=True)
     search_urls = {
         "search: one tag": lambda i: api(quoted(pick(common if i % 2 else middle))),
-        "search: a AND b": lambda i: api(f"{quoted(pick(common))} AND {quoted(pick(common))}"),
+        "search: a AND b": lambda i: api("{} AND {}".format(*two(common))),
         "search: a OR b": lambda i: api(f"{quoted(pick(common))} OR {quoted(pick(middle))}"),
-        "search: a AND NOT b": lambda i: api(f"{quoted(pick(common))} AND NOT {quoted(pick(common))}"),
+        "search: a AND NOT b": lambda i: api("{} AND NOT {}".format(*two(common))),
         "search: a, min_score=0.8": lambda i: api(quoted(pick(common + middle)), 0.8),
     }
     for name, url_of in search_urls.items():
