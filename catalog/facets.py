@@ -49,6 +49,8 @@ from catalog.models import (
     IN_SAMPLE,
     IN_SMALL_SAMPLE,
     REVIEW_STATES,
+    ROW_IN_SAMPLE,
+    ROW_IN_SMALL_SAMPLE,
     SAMPLE_EVERY,
     SMALL_SAMPLE_EVERY,
     Asset,
@@ -272,9 +274,11 @@ class Bounds:
 
     low: int = 0
     high: float = math.inf
-    #: The query's tag names and ids, when the bounds read them: the search is then compiled
-    #: without reading them again (:func:`catalog.query.compile_query`'s ``ids``).
+    #: The query's tags' ids and kept counts by name, when the bounds read them: the search is
+    #: then compiled without reading them again (:func:`catalog.query.compile_query`'s ``ids``),
+    #: and counted from its rarest tag (:func:`catalog.query.matching_rows`).
     ids: Mapping[str, int] | None = field(default=None, compare=False)
+    counts: Mapping[str, int] | None = field(default=None, compare=False)
 
     @property
     def exact(self) -> int | None:
@@ -287,20 +291,24 @@ def kept_bounds(text: str, *, min_score: float = 0.0, source=None, review=None) 
     tag its count; for ``a OR b`` at least the larger count; for ``a AND NOT b`` at least
     ``a``'s count less ``b``'s, at most ``a``'s. :func:`result_size` then skips counting a
     result the counts already show is over :data:`EXACT_UP_TO`. Nothing known for any other
-    search, or for a query that does not parse (the search says why)."""
-    if min_score or source is not None or review is not None or not text.strip():
+    search, or for a query that does not parse (the search says why). The tags' ids and counts
+    come along for any query that parses (:attr:`Bounds.ids`)."""
+    if not text.strip():
         return Bounds()
     try:
         tree = parse_query(text)
     except QueryError:
         return Bounds()
-    if not _has_floor(tree):  # e.g. a AND b: the counts could only cap it, which no caller uses
-        return Bounds()
     found = counts.annotate(Tag.objects.filter(name__in=tag_names(tree))).values_list(
         "name", "id", "asset_count"
     )
     kept = {name: count for name, _, count in found}
-    return replace(_bounds(tree, lambda name: kept.get(name) or 0), ids={name: id_ for name, id_, _ in found})
+    read = Bounds(ids={name: id_ for name, id_, _ in found}, counts=kept)
+    # the kept counts count every tag row not rejected, whatever its score, source or review
+    if min_score or source is not None or review is not None or not _has_floor(tree):
+        return read  # e.g. a AND b: the counts could only cap it, which no caller uses
+    bounds = _bounds(tree, lambda name: kept.get(name) or 0)
+    return replace(read, low=bounds.low, high=bounds.high)
 
 
 def _has_floor(node) -> bool:
@@ -353,31 +361,43 @@ def gallery_bounds(filters: Filters) -> Bounds:
     return Bounds(count, count)
 
 
-def search_size(assets: QuerySet[Asset], bounds: Bounds) -> Size:
+def search_size(assets: QuerySet[Asset], bounds: Bounds, rows: QuerySet[AssetTag] | None = None) -> Size:
     """The size of a search shown without facets (the API, ``imgtag search``): the kept count
     when ``bounds`` is exact, without reading an id; else :func:`result_size`."""
-    return Size(bounds.exact) if bounds.exact is not None else result_size(assets, bounds=bounds)
+    if bounds.exact is not None:
+        return Size(bounds.exact)
+    return result_size(assets, bounds=bounds, rows=rows)
 
 
-def result_size(assets: QuerySet[Asset], limit: int | None = None, *, bounds: Bounds = Bounds()) -> Size:
+def result_size(
+    assets: QuerySet[Asset],
+    limit: int | None = None,
+    *,
+    bounds: Bounds = Bounds(),
+    rows: QuerySet[AssetTag] | None = None,
+) -> Size:
     """How many assets ``assets`` has: counted up to ``limit`` (:data:`EXACT_UP_TO`), estimated
     from the sample above (see the module docstring). Reads at most ``limit + 1`` ids of the
     result, then its ids in the small sample, then (too few there) in the sample.
 
     ``bounds``: what the kept counts tell of it (:func:`kept_bounds`). Exact, the ids are read
     only for the facets, the result's own up to ``limit``, its sampled ones above; over
-    ``limit`` at least, the result is not counted up to ``limit`` first.
+    ``limit`` at least, the result is not counted up to ``limit`` first. ``rows``: the same
+    assets as tag rows (:func:`catalog.query.matching_rows`), read instead of ``assets``.
     """
     limit = EXACT_UP_TO if limit is None else limit
-    ids = assets.order_by().values_list("pk", flat=True)
+    if rows is None:
+        ids, in_small, in_sample = assets.order_by().values_list("pk", flat=True), IN_SMALL_SAMPLE, IN_SAMPLE
+    else:
+        ids, in_small, in_sample = rows.values_list("asset_id", flat=True), ROW_IN_SMALL_SAMPLE, ROW_IN_SAMPLE
     known = bounds.exact
     if bounds.low <= limit:
         found = tuple(ids[: limit + 1])
         if len(found) <= limit:
             return Size(len(found), ids=found)
-    sampled, every = tuple(ids.filter(IN_SMALL_SAMPLE)), SMALL_SAMPLE_EVERY
+    sampled, every = tuple(ids.filter(in_small)), SMALL_SAMPLE_EVERY
     if len(sampled) < ENOUGH:
-        sampled, every = tuple(ids.filter(IN_SAMPLE)), SAMPLE_EVERY
+        sampled, every = tuple(ids.filter(in_sample)), SAMPLE_EVERY
     if known is not None:
         return Size(known, exact=True, ids=sampled, every=every)
     return Size(max(limit + 1, about(len(sampled) * every)), exact=False, ids=sampled, every=every)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from catalog import facets, services
+from catalog.query import matching_rows
 
 
 def search_page(
@@ -21,5 +22,8 @@ def search_page(
         catalog.query.QueryError: the query or an option cannot run; the message says why.
     """
     bounds = facets.kept_bounds(query, min_score=min_score, source=source, review=review)
-    assets = services.search(query, min_score=min_score, source=source, review=review, tag_ids=bounds.ids)
-    return facets.search_size(assets, bounds), [services.asset_summary(asset) for asset in assets[:limit]]
+    options = {"min_score": min_score, "source": source, "review": review}
+    assets = services.search(query, tag_ids=bounds.ids, **options)
+    rows = matching_rows(query, ids=bounds.ids, counts=bounds.counts, **options) if query.strip() else None
+    size = facets.search_size(assets, bounds, rows)
+    return size, [services.asset_summary(asset) for asset in assets[:limit]]

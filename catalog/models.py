@@ -34,6 +34,7 @@ IN_SAMPLE = Q(Exact(F("id") / SAMPLE_RUN % SAMPLE_EVERY, 0))  # run 0 of every 6
 # IN_SAMPLE first: PostgreSQL uses the index of IN_SAMPLE only when the query states it
 IN_SMALL_SAMPLE = IN_SAMPLE & Q(Exact(F("id") / SAMPLE_RUN % SMALL_SAMPLE_EVERY, 0))
 ROW_IN_SAMPLE = Q(Exact(F("asset_id") / SAMPLE_RUN % SAMPLE_EVERY, 0))  # tag rows of the sample's assets
+ROW_IN_SMALL_SAMPLE = ROW_IN_SAMPLE & Q(Exact(F("asset_id") / SAMPLE_RUN % SMALL_SAMPLE_EVERY, 0))
 
 
 class ModelVersion(models.Model):

@@ -64,7 +64,7 @@ class AssetCursorPagination(StrictPageSize, CursorPagination):
 
     def paginate_queryset(self, queryset, request, view=None):
         bounds = getattr(view, "kept_bounds", facets.Bounds())  # what the kept counts say of it
-        self.size = facets.search_size(queryset, bounds)
+        self.size = facets.search_size(queryset, bounds, getattr(view, "rows", None))
         return super().paginate_queryset(facets.counted(queryset, self.size), request, view)
 
     def get_paginated_response(self, data):

@@ -47,7 +47,7 @@ import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from catalog.models import AssetTag, Tag
 from core.errors import UsageError
@@ -372,6 +372,51 @@ def compile_query(
         QueryLimitError: the text is over a limit (length, terms or depth).
         QueryError: an option is out of range.
     """
+    base = _rows(min_score, source, review)
+    tree = parse(text)
+    if ids is None:
+        ids = tag_ids(tag_names(tree))
+    return _to_q(tree, _term(base, ids, "pk"))
+
+
+def matching_rows(
+    text: str,
+    *,
+    min_score: float = 0.0,
+    source: str | None = None,
+    review: str | None = None,
+    ids: Mapping[str, int] | None = None,
+    counts: Mapping[str, int] | None = None,
+) -> QuerySet[AssetTag] | None:
+    """The assets :func:`compile_query` selects, as tag rows of one of the query's tags (one
+    row an asset: a tag is on an asset once), when the query is a tag ANDed with anything
+    (``a``, ``a AND b``, ``a AND NOT (b OR c)``); None for any other query.
+
+    Counting a result walks it: from the rows of its tag, each asset's other terms are looked
+    up in the tag rows' index. Walking assets instead looks each asset up in the assets' table
+    first, which at a million assets is half the time of an ``a AND b`` count. ``counts`` (the
+    kept per-tag counts, when read) picks the rarest tag to walk; arguments as
+    :func:`compile_query`'s.
+    """
+    base = _rows(min_score, source, review)
+    tree = parse(text)
+    operands = tree.operands if isinstance(tree, And) else (tree,)
+    walkable = [operand for operand in operands if isinstance(operand, Term)]
+    if not walkable:
+        return None
+    if ids is None:
+        ids = tag_ids(tag_names(tree))
+    counts = counts or {}
+    walked = min(walkable, key=lambda t: counts.get(t.name, float("inf")))
+    if walked.name not in ids:
+        return AssetTag.objects.none()
+    rows = base.filter(tag_id=ids[walked.name]).order_by()
+    rest = tuple(operand for operand in operands if operand is not walked)
+    return rows.filter(_to_q(And(rest), _term(base, ids, "asset_id"))) if rest else rows
+
+
+def _rows(min_score: float, source: str | None, review: str | None) -> QuerySet[AssetTag]:
+    """The tag rows that count for a search with these options (checked; see :func:`compile_query`)."""
     if not 0.0 <= min_score <= 1.0:
         raise QueryError(f"min_score must be between 0 and 1, got {min_score}")
     if source is not None and source not in SOURCES:
@@ -380,21 +425,23 @@ def compile_query(
         raise QueryError(
             f"review must be one of {', '.join(REVIEW_FILTERS)}, got {review!r} (rejected tags never match)"
         )
-    tree = parse(text)
     base = AssetTag.objects.filter(score__gte=min_score).exclude(review=AssetTag.Review.REJECTED)
     if source is not None:
         base = base.filter(source=source)
     if review is not None:
         base = base.filter(review=review)
+    return base
 
-    if ids is None:
-        ids = tag_ids(tag_names(tree))
+
+def _term(base: QuerySet[AssetTag], ids: Mapping[str, int], outer: str) -> Callable[[tuple[str, ...]], Q]:
+    """``names -> Q``: "has any of these tags" for :func:`_to_q`, the asset being the outer
+    query's column ``outer`` (an asset's ``pk``, a tag row's ``asset_id``)."""
 
     def term(names: tuple[str, ...]) -> Q:
         known = sorted({ids[name] for name in names if name in ids})
         if not known:  # no asset has them: Django drops the term (and NOT it keeps everything)
             return Q(pk__in=[])
         rows = base.filter(tag_id=known[0]) if len(known) == 1 else base.filter(tag_id__in=known)
-        return Q(Exists(rows.filter(asset_id=OuterRef("pk"))))
+        return Q(Exists(rows.filter(asset_id=OuterRef(outer))))
 
-    return _to_q(tree, term)
+    return term

@@ -40,7 +40,9 @@ def search(
     """
     assets = Asset.objects.all()
     if query.strip():
-        assets = assets.filter(compile_query(query, min_score=min_score, source=source, review=review, ids=tag_ids))
+        assets = assets.filter(
+            compile_query(query, min_score=min_score, source=source, review=review, ids=tag_ids)
+        )
     return with_tags(assets)
 
 

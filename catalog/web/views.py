@@ -28,7 +28,7 @@ from django.views.decorators.http import require_GET, require_POST
 from catalog import facets, roles, services, thresholds, thumbnails
 from catalog.conf import imgtag_settings
 from catalog.models import Asset
-from catalog.query import QueryError, normalize_tag_name
+from catalog.query import QueryError, matching_rows, normalize_tag_name
 from catalog.web.forms import (
     ApplyThresholdForm,
     BulkTagForm,
@@ -178,11 +178,16 @@ def _search_problems(request, filters: facets.Filters) -> list[str]:
 
 def _size_and_facets(assets, filters: facets.Filters, exact: bool) -> tuple[facets.Size, facets.Facets]:
     """The result's size and facet counts: exact when asked, else estimated above a size."""
-    size = (
-        facets.Size(assets.count())
-        if exact
-        else facets.result_size(assets, bounds=facets.gallery_bounds(filters))
-    )
+    if exact:
+        size = facets.Size(assets.count())
+    else:
+        bounds = facets.gallery_bounds(filters)
+        rows = (  # a query alone is counted from the tag rows of its rarest tag
+            None
+            if filters.active() or not filters.q
+            else matching_rows(filters.q, min_score=filters.min_score, ids=bounds.ids, counts=bounds.counts)
+        )
+        size = facets.result_size(assets, bounds=bounds, rows=rows)
     if filters == facets.Filters() and not exact:  # the whole catalog: its sidebar is everyone's
         return size, facets.whole_catalog_facets(assets, size)
     return size, facets.facet_counts(assets, filters, size=size)

@@ -15,6 +15,7 @@ from catalog.query import (
     QuerySyntaxError,
     Term,
     compile_query,
+    matching_rows,
     parse,
 )
 from core.results import TagScore
@@ -223,6 +224,34 @@ def found(catalog, query, **options) -> set[str]:
 )
 def test_search(catalog, query, options, expected):
     assert found(catalog, query, **options) == expected
+    # counted from the tag rows of one of its tags, when it is a tag ANDed with anything
+    names = {asset.pk: name for name, asset in catalog.items()}
+    for counts in ({}, {"animal": 1, "cat": 2, "dog": 3}, {"animal": 3, "cat": 2, "dog": 1}):
+        rows = matching_rows(query, counts=counts, **options) if query else None
+        if rows is not None:
+            asset_ids = list(rows.values_list("asset_id", flat=True))
+            assert len(asset_ids) == len(set(asset_ids)) and {names[pk] for pk in asset_ids} == expected
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query, walked",
+    [
+        ("cat", True),
+        ("animal AND NOT cat", True),
+        ("(cat OR cup) animal", True),
+        ("NOT animal", False),
+        ("cat OR dog", False),
+        ("(cat OR cup) AND NOT dog", False),
+    ],
+)
+def test_a_tag_anded_with_anything_is_counted_from_its_rarest_tags_rows(catalog, query, walked):
+    rows = matching_rows(query, counts={"animal": 3, "cat": 1})
+    assert (rows is not None) == walked
+    if walked:
+        sql = str(rows.values_list("asset_id").query)
+        assert sql.split(" WHERE ")[0].endswith('FROM "catalog_assettag"'), sql
+        assert '"catalog_asset"' not in sql  # the assets' table is not read at all
 
 
 @pytest.mark.django_db
