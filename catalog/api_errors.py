@@ -4,7 +4,8 @@ with a reason a client can read; never a bare 500 page.
 - :func:`exception_handler` (DRF's ``EXCEPTION_HANDLER``): :func:`catalog.upload_limits.exception_handler`
   first (DRF's own errors and the upload limits), then what a view can meet beyond them: a full
   disk (507), a database that went away (503, ``Retry-After``), a value the database cannot
-  store (400: a NUL character, a number out of range), the decode budget held by others (503).
+  store (400: a NUL character, a number out of range), work that ends on its own (503,
+  ``Retry-After``: the decode budget held by others, the similar-images index being built).
 - :class:`RequestErrorMiddleware`: the same for the web pages (plain text); NUL characters in the
   path, and in the API's query strings, refused (400) before any view: PostgreSQL's text cannot
   hold one (the web pages' forms report their own); Django's HTML error pages become JSON on ``/api/``.
@@ -26,7 +27,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework import status
 from rest_framework.response import Response
 
-from core.decode_budget import DecodeBusy
+from core.errors import Busy
 
 #: Seconds a client is asked to wait before trying again while the database is away.
 DATABASE_RETRY_AFTER = 5
@@ -57,7 +58,7 @@ def problem(exc: BaseException) -> tuple[int, str, str, dict[str, str]] | None:
             "the server's disk is full: nothing was stored; try again once an administrator has made room",
             {},
         )
-    if isinstance(exc, DecodeBusy):
+    if isinstance(exc, Busy):  # decodes holding the memory, an index being built
         return (
             status.HTTP_503_SERVICE_UNAVAILABLE,
             exc.reason,

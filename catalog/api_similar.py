@@ -68,10 +68,14 @@ class AssetSimilarView(APIView):
             401: OpenApiResponse(description="no or bad token (or session)"),
             403: OpenApiResponse(description="signed in without the permission this needs (JSON reason)"),
             404: OpenApiResponse(description="no such asset"),
+            503: OpenApiResponse(
+                description="the similar-images index is being built (Retry-After; at a million assets, minutes)"
+            ),
         },
     )
     def get(self, request, pk: int):
         asset = get_object_or_404(Asset, pk=pk)
         stored = AssetEmbedding.objects.select_related("model_version").filter(asset=asset).first()
         model = None if stored is None else str(stored.model_version)
-        return Response({"model": model, "results": similar_data(request, similar.similar_to_asset(asset))})
+        found = similar.similar_to_asset(asset, wait=False)  # IndexNotReady: 503 (catalog.api_errors)
+        return Response({"model": model, "results": similar_data(request, found)})

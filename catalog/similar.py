@@ -5,7 +5,10 @@ embeddings (:mod:`core.embedding`), cosine distance (tests/bench/bench_vector_in
 compares it with hnswlib and faiss-cpu). Each process keeps one index per model version in
 memory, built from the catalog on first use and brought up to date before every search with
 the embeddings written since (:func:`index_for`): an asset tagged a moment ago is found by
-the next search. Only embeddings of one model version are ever in one index, so a search
+the next search. A page or API call never waits on reading more than :data:`INLINE_UP_TO`
+embeddings: a larger catch-up (the first build at a million assets takes minutes) runs in a
+background thread, and meanwhile a search answers from the index as it is, or, while there is
+none yet, :class:`IndexNotReady` (503 with ``Retry-After``; the asset page says so). Only embeddings of one model version are ever in one index, so a search
 never compares vectors of two models. Every :data:`SAVE_EVERY` embeddings taken in, the index
 is saved to ``IMGTAG_CACHE_DIR/similar/`` (named by the time its next refresh reads from), and a
 new process loads it and reads only what was written since, instead of building it again
@@ -17,6 +20,7 @@ the index saw it is left out.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +32,9 @@ from django.db.models import Max
 from catalog.conf import imgtag_settings
 from catalog.models import Asset, AssetEmbedding, ModelVersion
 from core import atomic, embedding
+from core.errors import Busy
+
+log = logging.getLogger(__name__)
 
 TOP = 24  # results of a similar-images search
 MARGIN = 8  # asked for beyond TOP: deleted or re-embedded assets the index still holds are left out
@@ -37,6 +44,23 @@ SETTLE = timedelta(seconds=30)  # how long a written row may take to be seen (se
 # HNSW's M, ef_construction, ef_search: at a million clustered vectors ef_search 64 found 0.92 of the true
 # top 24 and 256 found 0.996, in 5.8 ms at p95 (tests/bench/bench_vector_index.py)
 CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 256
+# embeddings a search reads itself (about a second); a larger catch-up runs in the background
+INLINE_UP_TO = 2_000
+RETRY_AFTER = 30  # seconds a client is asked to wait while the index is first built
+
+
+class IndexNotReady(Busy):
+    """The similar-images index of a model version is being built and holds nothing yet."""
+
+    reason = "similar_index_building"
+
+    def __init__(self, taken: int, total: int):
+        super().__init__(
+            f"similar images are being indexed ({taken:,} of {total:,} embeddings so far): "
+            "try again in a minute",
+            RETRY_AFTER,
+        )
+        self.taken, self.total = taken, total
 
 
 @dataclass
@@ -58,7 +82,10 @@ class VersionIndex:
         self.recent: dict[int, datetime] = {}  # asset id: stamp, of the rows taken in since `since`
         self.unsaved = 0  # embeddings taken in since the index was saved or loaded
         self.folder = folder
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the index's graph: searches, and each batch added
+        self.refreshing = threading.Lock()  # one refresh at a time (a search's, or the background's)
+        self.ready = False  # caught up with the catalog once (loaded, or a refresh finished)
+        self.taken = self.total = 0  # the running refresh's progress
         if folder is not None:
             self._load()
 
@@ -90,6 +117,7 @@ class VersionIndex:
                 self.index = self._empty()  # a failed load leaves the index unusable
                 continue
             self.since = datetime.fromtimestamp(int(path.stem.split("-")[1]) / 1e6, UTC)
+            self.ready = True
             return
 
     def save(self) -> Path | None:
@@ -114,11 +142,10 @@ class VersionIndex:
         has already taken in (same asset, same stamp): what it reads is the last half minute of
         writes, not the index again."""
         began = datetime.now(UTC)
-        rows = AssetEmbedding.objects.filter(model_version_id=self.model_version_id)
-        if self.since is not None:
-            rows = rows.filter(updated_at__gte=self.since)
+        rows = self._unread()
         newest = rows.aggregate(newest=Max("updated_at"))["newest"]
         added, last = 0, 0
+        self.taken = 0
         while newest is not None:
             batch = list(
                 rows.filter(asset_id__gt=last, updated_at__lte=newest)
@@ -131,14 +158,42 @@ class VersionIndex:
             fresh = [(pk, v) for pk, stamp, v in batch if self.recent.get(pk) != stamp]
             self.recent.update((pk, stamp) for pk, stamp, _ in batch if stamp >= began - SETTLE)
             if fresh:
-                self._take_in(fresh)
+                with self.lock:  # searches go on between batches
+                    self._take_in(fresh)
                 added += len(fresh)
+            self.taken += len(batch)
         self.since = began - SETTLE
         self.recent = {pk: stamp for pk, stamp in self.recent.items() if stamp >= self.since}
         self.unsaved += added
+        self.ready = True
         if self.unsaved >= SAVE_EVERY:
-            self.save()
+            with self.lock:
+                self.save()
         return added
+
+    def _unread(self):
+        """The embedding rows the next refresh reads."""
+        rows = AssetEmbedding.objects.filter(model_version_id=self.model_version_id)
+        return rows if self.since is None else rows.filter(updated_at__gte=self.since)
+
+    def unread_over(self, limit: int) -> bool:
+        """Whether the next refresh has more than ``limit`` rows to read (reads at most ``limit + 1``)."""
+        return len(self._unread().values_list("asset_id", flat=True)[: limit + 1]) > limit
+
+    def catch_up(self) -> None:
+        """A refresh in a background thread: the caller holds :attr:`refreshing`, released here."""
+        from django.db import connection
+
+        try:
+            added = self.refresh()
+            log.info(
+                "similar images: model version %s indexed, %d embeddings read", self.model_version_id, added
+            )
+        except Exception:  # the next search starts another: it cannot reach a request, so say it here
+            log.exception("similar images: indexing model version %s failed", self.model_version_id)
+        finally:
+            self.refreshing.release()
+            connection.close()  # this thread's own connection
 
     def _take_in(self, rows: list[tuple[int, bytes]]) -> None:
         """Add ``(asset id, vector)`` rows; a vector the index holds for that asset is replaced."""
@@ -167,15 +222,44 @@ def index_folder() -> Path:
     return Path(imgtag_settings().cache_dir) / "similar"
 
 
-def index_for(model_version_id: int) -> VersionIndex:
+def index_for(model_version_id: int, *, wait: bool = True) -> VersionIndex:
     """The process's index of this model version's embeddings, up to date with the catalog:
-    loaded from :func:`index_folder` when saved there, else built from the catalog."""
+    loaded from :func:`index_folder` when saved there, else built from the catalog.
+
+    ``wait=False`` (pages and API calls): reads at most :data:`INLINE_UP_TO` new embeddings
+    itself; more are read by a background thread, and meanwhile the index is returned as it is
+    (or, while it holds nothing yet, :class:`IndexNotReady` is raised), as it is while another
+    thread refreshes it.
+
+    Raises:
+        IndexNotReady: ``wait=False`` and the index is being built.
+    """
     with _indexes_lock:
         index = _indexes.get(model_version_id)
         if index is None:
             index = _indexes[model_version_id] = VersionIndex(model_version_id, index_folder())
-    with index.lock:
-        index.refresh()
+    if wait:
+        with index.refreshing:
+            index.refresh()
+        return index
+    if index.refreshing.acquire(blocking=False):
+        try:
+            background = index.unread_over(INLINE_UP_TO)
+            if background:
+                index.taken, index.total = 0, index._unread().count()  # for the pages' progress note
+            else:
+                index.refresh()
+        except BaseException:
+            index.refreshing.release()
+            raise
+        if background:
+            threading.Thread(
+                target=index.catch_up, name=f"similar-index-v{model_version_id}", daemon=True
+            ).start()  # it releases `refreshing` when done
+        else:
+            index.refreshing.release()
+    if not index.ready:
+        raise IndexNotReady(index.taken, index.total)
     return index
 
 
@@ -201,13 +285,17 @@ def _results(
     return [Similar(assets[pk], round(1.0 - d, 4), d) for pk, d in pairs if pk in assets]
 
 
-def similar_to_asset(asset: Asset, count: int = TOP) -> list[Similar]:
+def similar_to_asset(asset: Asset, count: int = TOP, *, wait: bool = True) -> list[Similar]:
     """The ``count`` assets most like ``asset``, best first, among those embedded by the same
-    model version as it; empty when it has no embedding yet."""
+    model version as it; empty when it has no embedding yet.
+
+    Raises:
+        IndexNotReady: ``wait=False`` and the index is being built (see :func:`index_for`).
+    """
     stored = AssetEmbedding.objects.filter(asset=asset).first()
     if stored is None:
         return []
-    index = index_for(stored.model_version_id)
+    index = index_for(stored.model_version_id, wait=wait)
     found = index.search(embedding.from_bytes(bytes(stored.vector)), count + 1 + MARGIN)
     return _results(found, asset.pk, count, stored.model_version_id)
 
@@ -228,5 +316,5 @@ def save_index(model_name: str, model_version: str) -> Path | None:
     if version is None:
         return None
     index = index_for(version.pk)
-    with index.lock:
+    with index.refreshing, index.lock:
         return index.save()

@@ -23,19 +23,15 @@ import time
 from collections import deque
 from collections.abc import Iterator
 
-from core.errors import UnavailableError
+from core.errors import Busy
 
 DEFAULT_CAPACITY = 1024 * 1024 * 1024
 
 
-class DecodeBusy(UnavailableError, TimeoutError):
+class DecodeBusy(Busy, TimeoutError):
     """Decodes already running hold the process's decode memory; try again in a few seconds."""
 
     reason = "decode_busy"
-
-    def __init__(self, message: str, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class DecodeBudget:

@@ -57,6 +57,17 @@ class UnavailableError(ImgtagError):
     exit_code = ExitCode.UNAVAILABLE
 
 
+class Busy(UnavailableError):
+    """Busy with work that ends on its own: try again in ``retry_after`` seconds (the catalog
+    answers 503 with ``Retry-After`` and ``reason``)."""
+
+    reason = "busy"
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class InvalidValue(UsageError, ValueError):
     """A value given to a command or a stage is out of range or malformed; the message says which
     and what is allowed. A ``ValueError`` too, for callers that catch that."""

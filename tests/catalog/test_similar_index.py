@@ -95,3 +95,39 @@ def test_a_saved_index_of_rows_written_together_loads_without_reading_them_again
     monkeypatch.setattr(similar.VersionIndex, "refresh", lambda self: read.append(original(self)) or read[-1])
     version = AssetEmbedding.objects.first().model_version_id
     assert len(similar.index_for(version).index) == 3 and read == [0]
+
+
+@pytest.mark.django_db(transaction=True)  # the background thread reads through a connection of its own
+def test_a_large_catch_up_is_read_in_the_background_while_pages_answer(monkeypatch, reader, viewer):
+    """A page or an API call never waits on building the index (minutes at a million assets):
+    until it holds something they say it is being built; then they answer from it."""
+    import threading
+
+    assets = tagged(make_image("red", 1), make_image("red", 2), make_image("blue", 3))
+    similar.forget_indexes()  # as in a new process with no saved index
+    monkeypatch.setattr(similar, "INLINE_UP_TO", 2)  # three embeddings to read: more than a page reads
+    gate, original = threading.Event(), similar.VersionIndex._take_in
+    monkeypatch.setattr(
+        similar.VersionIndex, "_take_in", lambda self, rows: gate.wait(60) and original(self, rows)
+    )
+
+    with pytest.raises(similar.IndexNotReady) as building:
+        similar.similar_to_asset(assets[0], wait=False)
+    assert (building.value.taken, building.value.total, building.value.retry_after) == (0, 3, 30)
+    answer = reader.get(f"/api/assets/{assets[0].pk}/similar/")
+    assert answer.status_code == 503 and answer["Retry-After"] == "30"
+    assert (
+        answer.json()["reason"] == "similar_index_building"
+        and "try again in a minute" in answer.json()["detail"]
+    )
+    page = viewer.get(f"/assets/{assets[0].pk}/")
+    assert page.status_code == 200 and b'data-testid="similar-building"' in page.content
+    builds = [thread for thread in threading.enumerate() if thread.name.startswith("similar-index-")]
+    assert len(builds) == 1  # one build, however many pages asked
+
+    gate.set()
+    index = similar.index_for(AssetEmbedding.objects.first().model_version_id, wait=True)  # waits for it
+    assert index.ready and len(index.index) == 3
+    answer = reader.get(f"/api/assets/{assets[0].pk}/similar/")
+    assert answer.status_code == 200 and [r["id"] for r in answer.json()["results"]][0] == assets[1].pk
+    assert b'data-testid="similar-card"' in viewer.get(f"/assets/{assets[0].pk}/").content
