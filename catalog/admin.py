@@ -6,7 +6,6 @@ fields are read-only, their tags editable inline.
 """
 
 from django.contrib import admin
-from django.db.models import Count
 from django.template.defaultfilters import filesizeformat
 
 from catalog import counts
@@ -90,17 +89,18 @@ class TagAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["name", "version", "created_at", "tag_count"]
+    """The list shows no per-version count: counting a version's tag rows reads all of them
+    (at a million assets 0.6 s a query, and the list ran it in each of its four queries: 3 s a
+    page). A version's own page counts its rows, once."""
+
+    list_display = ["name", "version", "created_at"]
     list_filter = ["name"]
     search_fields = ["name", "version"]
-    readonly_fields = ["created_at"]
+    readonly_fields = ["created_at", "tag_count"]
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(tag_count=Count("asset_tags"))
-
-    @admin.display(description="tags produced", ordering="tag_count")
+    @admin.display(description="tags produced")
     def tag_count(self, version: ModelVersion) -> int:
-        return version.tag_count
+        return version.asset_tags.count()
 
 
 @admin.register(TagThreshold)

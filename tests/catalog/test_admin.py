@@ -52,6 +52,14 @@ def test_filters_and_tag_counts(admin_client, asset):
     assert "egyptian cat" in page
 
 
+def test_a_model_versions_page_counts_its_tags(admin_client, asset):
+    from catalog.models import ModelVersion
+
+    version = ModelVersion.objects.get(name="net", version="1")
+    page = admin_client.get(f"/admin/catalog/modelversion/{version.pk}/change/").content.decode()
+    assert "Tags produced" in page and '<div class="readonly">2</div>' in page  # cat, egyptian cat
+
+
 def test_assets_are_not_added_by_hand(admin_client):
     assert admin_client.get("/admin/catalog/asset/add/").status_code == 403
 
