@@ -3,7 +3,9 @@
 import importlib.util
 
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
 
+from catalog import timestamps
 from catalog.conf import imgtag_settings
 from core import decode_budget
 from core.errors import UsageError
@@ -35,10 +37,6 @@ class CatalogConfig(AppConfig):
         """Size the process's decode budget (``IMGTAG_DECODE_MEMORY_MB``: gunicorn's threads share
         it); read PostgreSQL's time stamps with psycopg's C parser (:mod:`catalog.timestamps`); refuse to start tagging uploads in process without the model's packages: said at
         start-up, not as an ImportError on the first upload."""
-        from django.db.backends.signals import connection_created
-
-        from catalog import timestamps
-
         decode_budget.configure(imgtag_settings().decode_memory_bytes)
         connection_created.connect(timestamps.install, dispatch_uid="catalog.timestamps")
         if imgtag_settings().upload_tagging == "inprocess" and (missing := missing_tagger_modules()):
