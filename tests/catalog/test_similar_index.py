@@ -42,7 +42,7 @@ def test_a_new_process_loads_the_saved_index_and_reads_only_what_came_since(monk
     found = similar.similar_to_asset(first[0])
     assert [s.asset.pk for s in found] == [later.pk, first[1].pk]
     again = similar.save_index("fake-colour", "1")
-    assert sorted(similar.index_folder().iterdir()) == [again]  # the older save is removed
+    assert sorted(similar.index_folder().glob("*.usearch")) == [again]  # the older save is removed
 
 
 def test_a_damaged_save_is_rebuilt_from_the_catalog():
@@ -131,3 +131,41 @@ def test_a_large_catch_up_is_read_in_the_background_while_pages_answer(monkeypat
     answer = reader.get(f"/api/assets/{assets[0].pk}/similar/")
     assert answer.status_code == 200 and [r["id"] for r in answer.json()["results"]][0] == assets[1].pk
     assert b'data-testid="similar-card"' in viewer.get(f"/assets/{assets[0].pk}/").content
+
+
+@pytest.mark.django_db(transaction=True)  # the waiting thread reads through a connection of its own
+def test_one_process_builds_the_index_and_the_others_load_what_it_saved():
+    import fcntl
+    import threading
+
+    from django.db import connection
+
+    tagged(make_image("red", 1), make_image("red", 2), make_image("blue", 3))
+    AssetEmbedding.objects.update(updated_at=timezone.now() - timedelta(hours=1))  # settled long ago
+    version = AssetEmbedding.objects.first().model_version_id
+    similar.forget_indexes()
+    folder = similar.index_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    for saved in folder.glob("*.usearch"):
+        saved.unlink()
+    building = open(folder / f"v{version}.lock", "a")  # another process is building it
+    fcntl.flock(building, fcntl.LOCK_EX)
+    waiting = similar.VersionIndex(version, folder)  # nothing saved yet: it must build or wait
+    read = []
+
+    def update():
+        read.append(waiting.update())
+        connection.close()
+
+    thread = threading.Thread(target=update)
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive() and not waiting.ready  # waits for the lock, reads nothing meanwhile
+    builder = similar.VersionIndex(version)  # the other process: builds, saves, lets go
+    builder.refresh()
+    builder.folder = folder
+    builder.save()
+    fcntl.flock(building, fcntl.LOCK_UN)
+    building.close()
+    thread.join(60)
+    assert read == [0] and len(waiting.index) == 3 and waiting.ready  # loaded, not read again
