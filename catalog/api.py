@@ -32,7 +32,7 @@ from catalog import counts, facets, roles, services, thresholds
 from catalog.conf import imgtag_settings
 from catalog.models import Asset, Tag
 from catalog.pagination import AssetCursorPagination
-from catalog.query import QueryError, matching_rows, normalize_tag_name
+from catalog.query import QueryError, normalize_tag_name
 from catalog.serializers import (
     AssetSerializer,
     ReviewSerializer,
@@ -91,11 +91,8 @@ class AssetListView(generics.ListAPIView):
         q = options.pop("q")
         bounds = self.kept_bounds = facets.kept_bounds(q, **options)
         try:  # the tags are read by asset_list_data, for the page only
-            found = services.search(q, tag_ids=bounds.ids, **options).prefetch_related(None)
-            self.rows = (
-                matching_rows(q, ids=bounds.ids, counts=bounds.counts, **options) if q.strip() else None
-            )
-            return found
+            self.rows = facets.walked_rows(q, bounds, **options)  # what the pagination counts
+            return services.search(q, tag_ids=bounds.ids, **options).prefetch_related(None)
         except QueryError as exc:
             raise ValidationError({"q": [str(exc)]}) from None
 

@@ -67,6 +67,7 @@ from catalog.query import (
     QueryError,
     Term,
     compile_query,
+    matching_rows,
     normalize_tag_name,
     tag_ids,
     tag_names,
@@ -359,6 +360,15 @@ def gallery_bounds(filters: Filters) -> Bounds:
         return Bounds()
     count = _tag_count(value)
     return Bounds(count, count)
+
+
+def walked_rows(text: str, bounds: Bounds, **options) -> QuerySet[AssetTag] | None:
+    """The search ``text`` (``options``: min_score, source, review) as the tag rows of its
+    rarest tag (:func:`catalog.query.matching_rows`), with the tags ``bounds`` read; None for a
+    blank query, or one that is not a tag ANDed with anything. For :func:`result_size`."""
+    if not text.strip():
+        return None
+    return matching_rows(text, ids=bounds.ids, counts=bounds.counts, **options)
 
 
 def search_size(assets: QuerySet[Asset], bounds: Bounds, rows: QuerySet[AssetTag] | None = None) -> Size:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from catalog import facets, services
-from catalog.query import matching_rows
 
 
 def search_page(
@@ -24,6 +23,5 @@ def search_page(
     bounds = facets.kept_bounds(query, min_score=min_score, source=source, review=review)
     options = {"min_score": min_score, "source": source, "review": review}
     assets = services.search(query, tag_ids=bounds.ids, **options)
-    rows = matching_rows(query, ids=bounds.ids, counts=bounds.counts, **options) if query.strip() else None
-    size = facets.search_size(assets, bounds, rows)
+    size = facets.search_size(assets, bounds, facets.walked_rows(query, bounds, **options))
     return size, [services.asset_summary(asset) for asset in assets[:limit]]

@@ -28,7 +28,7 @@ from django.views.decorators.http import require_GET, require_POST
 from catalog import facets, roles, services, thresholds, thumbnails
 from catalog.conf import imgtag_settings
 from catalog.models import Asset
-from catalog.query import QueryError, matching_rows, normalize_tag_name
+from catalog.query import QueryError, normalize_tag_name
 from catalog.web.forms import (
     ApplyThresholdForm,
     BulkTagForm,
@@ -182,10 +182,9 @@ def _size_and_facets(assets, filters: facets.Filters, exact: bool) -> tuple[face
         size = facets.Size(assets.count())
     else:
         bounds = facets.gallery_bounds(filters)
-        rows = (  # a query alone is counted from the tag rows of its rarest tag
-            None
-            if filters.active() or not filters.q
-            else matching_rows(filters.q, min_score=filters.min_score, ids=bounds.ids, counts=bounds.counts)
+        # a query alone is counted from the tag rows of its rarest tag
+        rows = (
+            None if filters.active() else facets.walked_rows(filters.q, bounds, min_score=filters.min_score)
         )
         size = facets.result_size(assets, bounds=bounds, rows=rows)
     if filters == facets.Filters() and not exact:  # the whole catalog: its sidebar is everyone's
