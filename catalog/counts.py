@@ -28,6 +28,8 @@ meanwhile), and :func:`mismatches` compares them with an exact count (one pass t
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from django.db import connection, transaction
 from django.db.models import BigIntegerField, F, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
@@ -72,6 +74,32 @@ def annotate(tags: QuerySet[Tag]) -> QuerySet[Tag]:
         asset_count=Coalesce(F("count__assets"), Value(0)) + _pending("assets"),
         machine_count=Coalesce(F("count__machine"), Value(0)) + _pending("machine"),
     )
+
+
+# A search's tags by name: the count read as :func:`annotate` reads it, in SQL of its own. Built
+# by the ORM, this query cost a search request 1 ms of CPU, about 16 times its own run time
+# (the count of changes waiting is a correlated subquery); a search reads it on every request.
+# On SQLite nothing waits (the row triggers keep TagCount exact): the subquery finds no row.
+_OF_TAGS = """
+SELECT catalog_tag.name, catalog_tag.id,
+       COALESCE(kept.assets, 0)
+       + COALESCE((SELECT SUM(waiting.assets) FROM catalog_tagcountdelta AS waiting
+                   WHERE waiting.tag_id = catalog_tag.id), 0)
+FROM catalog_tag LEFT JOIN catalog_tagcount AS kept ON kept.tag_id = catalog_tag.id
+WHERE catalog_tag.name IN ({names})
+"""
+
+
+def of_tags(names: Collection[str]) -> dict[str, tuple[int, int]]:
+    """``{name: (tag id, assets)}`` of the tags among ``names`` that exist, with the assets count
+    :func:`annotate` gives (``asset_count``), in one query. At most a search's terms
+    (:data:`catalog.query.MAX_TERMS`) at a time: each name is a parameter of its own."""
+    names = list(names)
+    if not names:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(_OF_TAGS.format(names=", ".join(["%s"] * len(names))), names)
+        return {name: (id_, int(assets)) for name, id_, assets in cursor.fetchall()}
 
 
 def fold() -> int:

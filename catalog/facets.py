@@ -300,11 +300,9 @@ def kept_bounds(text: str, *, min_score: float = 0.0, source=None, review=None) 
         tree = parse_query(text)
     except QueryError:
         return Bounds()
-    found = counts.annotate(Tag.objects.filter(name__in=tag_names(tree))).values_list(
-        "name", "id", "asset_count"
-    )
-    kept = {name: count for name, _, count in found}
-    read = Bounds(ids={name: id_ for name, id_, _ in found}, counts=kept)
+    found = counts.of_tags(tag_names(tree))
+    kept = {name: count for name, (_, count) in found.items()}
+    read = Bounds(ids={name: id_ for name, (id_, _) in found.items()}, counts=kept)
     # the kept counts count every tag row not rejected, whatever its score, source or review
     if min_score or source is not None or review is not None or not _has_floor(tree):
         return read  # e.g. a AND b: the counts could only cap it, which no caller uses
@@ -344,8 +342,7 @@ def _bounds(node, count) -> Bounds:
 
 
 def _tag_count(name: str) -> int:
-    found = counts.annotate(Tag.objects.filter(name=name)).values_list("asset_count", flat=True)
-    return next(iter(found), 0)
+    return counts.of_tags([name]).get(name, (None, 0))[1]
 
 
 def gallery_bounds(filters: Filters) -> Bounds:

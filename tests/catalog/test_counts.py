@@ -34,9 +34,16 @@ def exact() -> dict[str, int]:
     return found
 
 
+def searched() -> dict[str, int]:
+    """``{tag: asset count}`` as a search reads its tags' counts (non-zero only)."""
+    found = counts.of_tags(Tag.objects.values_list("name", flat=True))
+    return {name: n for name, (_, n) in found.items() if n}
+
+
 def check() -> None:
     assert counts.mismatches() == {}
     assert shown() == exact()
+    assert searched() == shown()
 
 
 def tags(**scores: float) -> list[TagScore]:
