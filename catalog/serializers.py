@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from catalog.models import REVIEW_STATES, Asset, AssetTag, ModelVersion, Tag, TagThreshold, review_state
 from catalog.query import REVIEW_FILTERS, SOURCES
-from catalog.services import REVIEW_ACTIONS
+from catalog.services import REVIEW_ACTIONS, tag_rows
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -111,21 +111,7 @@ def asset_list_data(assets: list[Asset], context: dict) -> list[dict]:
     stays the one definition of the shape (and of the OpenAPI schema); a test checks the two agree.
     """
     when, original = _datetime_text(), _original_url(context)
-    rows = (
-        AssetTag.objects.filter(asset_id__in=[asset.pk for asset in assets])
-        .order_by("-score", "tag__name")
-        .values_list(
-            "asset_id",
-            "tag__name",
-            "score",
-            "source",
-            "model_version__name",
-            "model_version__version",
-            "review",
-            "reviewed_by__username",
-            "updated_at",
-        )
-    )
+    rows = tag_rows([asset.pk for asset in assets])
     tags: dict[int, list[dict]] = {asset.pk: [] for asset in assets}
     models: dict[tuple[str, str], dict] = {}
     for asset_id, name, score, source, model, version, review, reviewer, updated_at in rows:

@@ -19,7 +19,7 @@ The package, one module per concern (all names are re-exported here):
                     would keep is :mod:`catalog.thresholds`
 ``reviews``         a person's decisions: :func:`review`, :func:`add_tag_to_assets`
 ``embeddings``      image embeddings per asset and model version (:func:`record_embeddings`, the backfill)
-``browse``          reading: :func:`search`, :func:`with_tags`, :func:`asset_summary`
+``browse``          reading: :func:`search`, :func:`with_tags`, :func:`tag_rows`, :func:`asset_summary`
 ``_sql``            ``IN (...)`` lists in chunks any database accepts
 ==================  =================================================================================
 
@@ -47,7 +47,7 @@ from catalog.services.assets import (
     register,
     validate,
 )
-from catalog.services.browse import asset_summary, search, with_tags
+from catalog.services.browse import asset_summary, search, tag_rows, with_tags
 from catalog.services.dispatch import publish_for_tagging, tag_assets_in_process, tag_uploads
 from catalog.services.overrides import (
     reset_threshold,
@@ -89,6 +89,7 @@ __all__ = [
     "search",
     "set_threshold",
     "tag_assets_in_process",
+    "tag_rows",
     "tag_uploads",
     "threshold_overrides",
     "validate",

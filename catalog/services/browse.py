@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 
+from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
 
-from catalog.models import Asset, AssetTag
+from catalog.models import Asset, AssetTag, ModelVersion, Tag
 from catalog.query import compile_query
 
 
@@ -16,6 +20,46 @@ def with_tags(assets: QuerySet[Asset]) -> QuerySet[Asset]:
         "-score", "tag__name"
     )
     return assets.prefetch_related(Prefetch("asset_tags", queryset=rows))
+
+
+#: What :func:`tag_rows` gives of each row, in order.
+TAG_ROW = ("asset_id", "name", "score", "source", "model", "version", "review", "reviewer", "updated_at")
+
+
+def tag_rows(asset_ids: Sequence[int]) -> list[tuple]:
+    """The tag rows of these assets (at most a page: each id is a parameter of its own), as
+    plain tuples of :data:`TAG_ROW`, best score first, then by name; rejected rows included.
+
+    ``AssetTag.objects.filter(asset_id__in=...).values_list(...)`` in SQL of its own: a search
+    page reads this on every request, and the ORM built it in about 0.6 ms of CPU, three times
+    the time of the query itself at a million assets (``tests/bench/bench_scale.py``). Time
+    stamps come back aware, as the ORM gives them.
+    """
+    if not asset_ids:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_tag_rows_sql().format(ids=", ".join(["%s"] * len(asset_ids))), list(asset_ids))
+        rows = cursor.fetchall()
+    if rows and timezone.is_naive(rows[0][-1]):  # SQLite keeps UTC, without a zone: as the ORM does
+        zone = connection.timezone
+        rows = [(*row[:-1], timezone.make_aware(row[-1], zone)) for row in rows]
+    return rows
+
+
+@functools.cache
+def _tag_rows_sql() -> str:
+    user = get_user_model()._meta
+    column = AssetTag._meta.get_field
+    return f"""
+SELECT tagged.asset_id, tag.name, tagged.score, tagged.source, model.name, model.version,
+       tagged.review, reviewer.{user.get_field(user.model.USERNAME_FIELD).column}, tagged.updated_at
+FROM {AssetTag._meta.db_table} AS tagged
+JOIN {Tag._meta.db_table} AS tag ON tag.id = tagged.{column("tag").column}
+LEFT JOIN {ModelVersion._meta.db_table} AS model ON model.id = tagged.{column("model_version").column}
+LEFT JOIN {user.db_table} AS reviewer ON reviewer.{user.pk.column} = tagged.{column("reviewed_by").column}
+WHERE tagged.asset_id IN ({{ids}})
+ORDER BY tagged.score DESC, tag.name
+"""
 
 
 def search(
