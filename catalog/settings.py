@@ -259,7 +259,7 @@ REST_FRAMEWORK = {
     # or the one that the nearest of this many trusted proxies put in X-Forwarded-For.
     "NUM_PROXIES": _web.num_proxies,
     "DEFAULT_PERMISSION_CLASSES": ["catalog.permissions.HasCatalogPermission"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["catalog.renderers.JSONRenderer"],  # DRF's bytes, written by orjson
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "catalog.pagination.Pagination",
     "EXCEPTION_HANDLER": "catalog.api_errors.exception_handler",  # every error a 4xx/503/507 with a reason
