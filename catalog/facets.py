@@ -416,7 +416,7 @@ def counted(assets: QuerySet[Asset], size: Size) -> QuerySet[Asset]:
     assets up by id instead of running the search again: newest first, that walks the whole
     catalog when a few assets of common tags match (``dog AND NOT animal``: nothing)."""
     if size.exact and size.every == 1 and size.ids is not None:
-        return Asset.objects.filter(pk__in=size.ids)
+        return Asset.objects.filter(pk__any_of=size.ids)
     return assets
 
 
@@ -430,12 +430,12 @@ def facet_counts(assets: QuerySet[Asset], filters: Filters, *, size: Size | None
             a large result without its ids gives exact facet counts, slow at a million assets).
     """
     size = size or result_size(assets)
-    members = size.ids  # look the counted ids up, rather than run the search again
-    if members is None:
-        members = assets.order_by().values("pk")
-    else:
-        assets = Asset.objects.filter(pk__in=members)
-    rows = AssetTag.objects.filter(asset_id__in=members, score__gte=filters.min_score)
+    if size.ids is None:
+        rows = AssetTag.objects.filter(asset_id__in=assets.order_by().values("pk"))
+    else:  # look the counted ids up, rather than run the search again
+        assets = Asset.objects.filter(pk__any_of=size.ids)
+        rows = AssetTag.objects.filter(asset_id__any_of=size.ids)
+    rows = rows.filter(score__gte=filters.min_score)
 
     def value(facet: str, raw: str, count: int, label: str = "") -> FacetValue:
         count = about(count * size.every) if size.every > 1 else count

@@ -17,9 +17,9 @@ the permissions into roles.
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Lookup, Q
 from django.db.models.lookups import Exact
 
 SAMPLE_RUN = 8
@@ -35,6 +35,29 @@ IN_SAMPLE = Q(Exact(F("id") / SAMPLE_RUN % SAMPLE_EVERY, 0))  # run 0 of every 6
 IN_SMALL_SAMPLE = IN_SAMPLE & Q(Exact(F("id") / SAMPLE_RUN % SMALL_SAMPLE_EVERY, 0))
 ROW_IN_SAMPLE = Q(Exact(F("asset_id") / SAMPLE_RUN % SAMPLE_EVERY, 0))  # tag rows of the sample's assets
 ROW_IN_SMALL_SAMPLE = ROW_IN_SAMPLE & Q(Exact(F("asset_id") / SAMPLE_RUN % SMALL_SAMPLE_EVERY, 0))
+
+
+class AnyOf(Lookup):
+    """``id_field__any_of=ids``: ``__in`` for integer ids, the ids one parameter on PostgreSQL,
+    an array (``field = ANY(%s)``). ``__in`` makes each value a parameter of its own, checked
+    one by one: for the 1,000 ids of a small search's page that cost about 1 ms of CPU in
+    Django and psycopg, and more in PostgreSQL's parser. Elsewhere (SQLite) it is ``IN (...)``."""
+
+    lookup_name = "any_of"
+    prepare_rhs = False
+
+    def as_sql(self, compiler, connection):
+        lhs, params = self.process_lhs(compiler, connection)
+        values = list(map(int, self.rhs))
+        if not values:
+            raise EmptyResultSet  # as __in does: the condition matches nothing
+        if connection.vendor == "postgresql":
+            return f"{lhs} = ANY(%s)", [*params, values]
+        return f"{lhs} IN ({', '.join(['%s'] * len(values))})", [*params, *values]
+
+
+models.Field.register_lookup(AnyOf)  # ids: pk__any_of
+models.ForeignObject.register_lookup(AnyOf)  # a foreign key's ids: asset_id__any_of (Django looks no higher)
 
 
 class ModelVersion(models.Model):

@@ -61,6 +61,30 @@ def test_tag_parents_point_one_way():
     assert list(animal.children.all()) == [cat]
 
 
+def test_any_of_finds_what_in_finds_with_the_ids_as_one_parameter():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    assets = [make_asset(str(i) * 64) for i in range(1, 5)]
+    tag = Tag.objects.create(name="cat")
+    for asset in assets[:3]:
+        AssetTag.objects.create(asset=asset, tag=tag, score=0.5, source=AssetTag.Source.HUMAN)
+    ids = [assets[0].pk, assets[2].pk, assets[3].pk, 10**9]
+    for lookup in ("in", "any_of"):
+        assert sorted(Asset.objects.filter(**{f"pk__{lookup}": ids}).values_list("pk", flat=True)) == sorted(
+            ids[:3]
+        )
+        assert list(Asset.objects.exclude(**{f"pk__{lookup}": ids})) == [assets[1]]
+        rows = AssetTag.objects.filter(**{f"asset_id__{lookup}": ids}).values_list("asset_id", flat=True)
+        assert sorted(rows) == sorted(ids[:2])
+        assert not Asset.objects.filter(**{f"pk__{lookup}": []}).exists()  # nothing matches none
+        assert Asset.objects.exclude(**{f"pk__{lookup}": []}).count() == 4
+    with CaptureQueriesContext(connection) as queries:
+        list(Asset.objects.filter(pk__any_of=ids))
+    if connection.vendor == "postgresql":  # one array, however many ids
+        assert "= ANY(" in queries[0]["sql"]
+
+
 def test_a_model_version_is_unique_by_name_and_version():
     ModelVersion.objects.create(name="m", version="1")
     ModelVersion.objects.create(name="m", version="2")
