@@ -16,6 +16,8 @@ the permissions into roles.
 
 from __future__ import annotations
 
+import functools
+
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet, ValidationError
 from django.db import models
@@ -304,6 +306,7 @@ class TagThreshold(models.Model):
         return f"{self.tag} in {self.model_name}:{self.model_version}: {self.threshold:g}"
 
 
+@functools.cache  # a handful of pairs; a search page asks for each of its ~450 tag rows
 def review_state(review: str, source: str) -> str:
     """The review state people see of a tag row with this ``review`` and ``source``."""
     if review == AssetTag.Review.REJECTED:
